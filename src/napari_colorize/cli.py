@@ -1,0 +1,45 @@
+"""The ``napari-colorize`` command: ``colorize``, ``train`` and ``evaluate``.
+
+Each subcommand lives in its own module (``cli_colorize``, ``cli_train``,
+``cli_evaluate``) exposing ``add_parser(subparsers)``; the parser it adds sets
+``func(args) -> int`` (the exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["main", "build_parser"]
+
+_SUBCOMMANDS = ("cli_colorize", "cli_train", "cli_evaluate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="napari-colorize", description="Automatic colorization of grayscale images "
+                                     "(Larsson et al. 2016), at full resolution and any size.")
+    parser.add_argument("--version", action="version", version=f"napari-colorize {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{colorize,train,evaluate}")
+    for name in _SUBCOMMANDS:
+        importlib.import_module(f"napari_colorize.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 some inputs failed, 2 usage/input error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as err:
+        print(f"napari-colorize {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"napari-colorize {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

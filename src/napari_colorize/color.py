@@ -1,0 +1,210 @@
+"""Colour spaces in torch: sRGB <-> CIE Lab (D65) and the paper's hue/chroma space.
+
+Everything here is a plain tensor function so that it runs on any device and inside
+autograd.  Channels are on the *last* axis (``(..., 3)``), like scikit-image, so the
+functions can be checked against :mod:`skimage.color` directly.
+
+The hue/chroma space (Larsson et al. 2016, section 3.1) describes a colour by
+
+* lightness ``L = (R + G + B) / 3`` (the model's gray input, "lightness pass-through"),
+* hue ``H`` in [0, 1): the HSV hue,
+* chroma ``C = max(R, G, B) - min(R, G, B)`` in [0, 1].
+
+The paper converts back with the approximation ``V = L + C / 2, S = C / V``; here the
+inverse is exact: every RGB colour is ``L + C * (h(H) - mean(h(H)))`` where ``h(H)`` is
+the fully saturated hue vector (max 1, min 0).  This keeps ``(R + G + B) / 3 == L``
+exactly, which is the promise the library makes to microscopists.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "rgb_to_gray",
+    "rgb_to_lab",
+    "lab_to_rgb",
+    "rgb_to_hue_chroma",
+    "hue_chroma_to_rgb",
+    "hue_to_rgb_unit",
+    "max_chroma_in_gamut",
+    "gray_to_lab_lightness",
+]
+
+# sRGB (D65) -> XYZ, as in scikit-image (skimage.color.colorconv.xyz_from_rgb).
+_XYZ_FROM_RGB = (
+    (0.412453, 0.357580, 0.180423),
+    (0.212671, 0.715160, 0.072169),
+    (0.019334, 0.119193, 0.950227),
+)
+# CIE D65 white point, 2 degree observer (skimage's default illuminant).
+_D65 = (0.95047, 1.0, 1.08883)
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    return x if x.is_floating_point() else x.float()
+
+
+def rgb_to_gray(rgb):
+    """The model's input convention: gray = (R + G + B) / 3.
+
+    Parameters
+    ----------
+    rgb : array_like or torch.Tensor, shape (..., 3)
+        Colour image with values in [0, 1].
+
+    Returns
+    -------
+    gray : same type as ``rgb``, shape (...)
+        Mean of the three channels, in [0, 1].
+
+    Notes
+    -----
+    This is *not* the luminance of :func:`skimage.color.rgb2gray`; the paper defines the
+    input lightness as the plain channel mean and every output of this library keeps it.
+    """
+    if isinstance(rgb, torch.Tensor):
+        rgb = _as_float(rgb)
+        if rgb.shape[-1] != 3:
+            raise ValueError(f"rgb_to_gray expects a trailing axis of 3 channels, got shape {tuple(rgb.shape)}")
+        return rgb.mean(dim=-1)
+    import numpy as np
+
+    arr = np.asarray(rgb)
+    if arr.ndim == 0 or arr.shape[-1] != 3:
+        raise ValueError(f"rgb_to_gray expects a trailing axis of 3 channels, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
+    return arr.mean(axis=-1, dtype=np.float64).astype(arr.dtype if arr.dtype == np.float64 else np.float32)
+
+
+def _srgb_to_linear(c: torch.Tensor) -> torch.Tensor:
+    return torch.where(c > 0.04045, ((c + 0.055) / 1.055).clamp_min(0) ** 2.4, c / 12.92)
+
+
+def _linear_to_srgb(c: torch.Tensor) -> torch.Tensor:
+    return torch.where(c > 0.0031308, 1.055 * c.clamp_min(0.0031308) ** (1 / 2.4) - 0.055, c * 12.92)
+
+
+def _matrix(rows, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(rows, dtype=like.dtype, device=like.device)
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1] -> CIE L*a*b* (D65, 2 degree observer), like ``skimage.color.rgb2lab``.
+
+    Parameters
+    ----------
+    rgb : torch.Tensor, shape (..., 3)
+
+    Returns
+    -------
+    lab : torch.Tensor, shape (..., 3)
+        L in [0, 100], a and b in Lab units (roughly [-128, 127]).
+    """
+    rgb = _as_float(rgb)
+    xyz = _srgb_to_linear(rgb) @ _matrix(_XYZ_FROM_RGB, rgb).T
+    xyz = xyz / _matrix(_D65, rgb)
+    f = torch.where(xyz > 0.008856, xyz.clamp_min(0.008856) ** (1 / 3), 7.787 * xyz + 16.0 / 116.0)
+    fx, fy, fz = f.unbind(-1)
+    return torch.stack((116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)), dim=-1)
+
+
+def lab_to_rgb(lab: torch.Tensor, clip: bool = True) -> torch.Tensor:
+    """CIE L*a*b* (D65) -> sRGB, like ``skimage.color.lab2rgb``.
+
+    Parameters
+    ----------
+    lab : torch.Tensor, shape (..., 3)
+    clip : bool
+        Clip the result to [0, 1] (skimage does).  Out-of-gamut colours are clipped
+        per channel, which changes their lightness; :func:`napari_colorize.compose`
+        restores the input lightness afterwards.
+    """
+    lab = _as_float(lab)
+    L, a, b = lab.unbind(-1)
+    fy = (L + 16.0) / 116.0
+    fx = fy + a / 500.0
+    fz = (fy - b / 200.0).clamp_min(0.0)  # skimage clips negative z the same way
+    f = torch.stack((fx, fy, fz), dim=-1)
+    xyz = torch.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787) * _matrix(_D65, lab)
+    rgb_from_xyz = torch.linalg.inv(_matrix(_XYZ_FROM_RGB, lab).double()).to(lab.dtype)
+    rgb = _linear_to_srgb(xyz @ rgb_from_xyz.T)
+    return rgb.clamp(0.0, 1.0) if clip else rgb
+
+
+def gray_to_lab_lightness(gray: torch.Tensor) -> torch.Tensor:
+    """L* of the neutral colour (g, g, g): the Lab lightness of a gray input in [0, 1]."""
+    y = _srgb_to_linear(_as_float(gray))  # neutral: Y/Yn equals the linear value
+    return 116.0 * torch.where(y > 0.008856, y.clamp_min(0.008856) ** (1 / 3), 7.787 * y + 16.0 / 116.0) - 16.0
+
+
+def rgb_to_hue_chroma(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """sRGB -> (hue, chroma, lightness) of the paper's hue/chroma space.
+
+    Parameters
+    ----------
+    rgb : torch.Tensor, shape (..., 3), values in [0, 1]
+
+    Returns
+    -------
+    hue : torch.Tensor, shape (...)
+        HSV hue in [0, 1), equal to ``skimage.color.rgb2hsv(rgb)[..., 0]`` (0 where the
+        colour is gray).
+    chroma : torch.Tensor, shape (...)
+        ``max - min`` of the channels, in [0, 1] (equals HSV ``S * V``).
+    lightness : torch.Tensor, shape (...)
+        ``(R + G + B) / 3``.
+    """
+    rgb = _as_float(rgb)
+    r, g, b = rgb.unbind(-1)
+    vmax = rgb.amax(dim=-1)
+    chroma = vmax - rgb.amin(dim=-1)
+    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
+    # Same tie-breaking order as skimage: blue overrides green overrides red.
+    h = torch.zeros_like(chroma)
+    h = torch.where(r == vmax, (g - b) / safe, h)
+    h = torch.where(g == vmax, 2.0 + (b - r) / safe, h)
+    h = torch.where(b == vmax, 4.0 + (r - g) / safe, h)
+    hue = torch.remainder(h / 6.0, 1.0)
+    hue = torch.where(chroma > 0, hue, torch.zeros_like(hue))
+    return hue, chroma, rgb.mean(dim=-1)
+
+
+def hue_to_rgb_unit(hue: torch.Tensor) -> torch.Tensor:
+    """The fully saturated colour of a hue: HSV (hue, 1, 1) as RGB, shape (..., 3)."""
+    h6 = torch.remainder(_as_float(hue), 1.0) * 6.0
+    r = ((h6 - 3.0).abs() - 1.0).clamp(0.0, 1.0)
+    g = (2.0 - (h6 - 2.0).abs()).clamp(0.0, 1.0)
+    b = (2.0 - (h6 - 4.0).abs()).clamp(0.0, 1.0)
+    return torch.stack((r, g, b), dim=-1)
+
+
+def max_chroma_in_gamut(hue: torch.Tensor, lightness: torch.Tensor) -> torch.Tensor:
+    """Largest chroma at which (hue, chroma, lightness) is still inside the RGB cube.
+
+    With ``u = hue_to_rgb_unit(hue)`` and ``m = mean(u)`` the colour is
+    ``L + C (u - m)``: its smallest channel is ``L - C m`` and its largest
+    ``L + C (1 - m)``, so ``C <= min(L / m, (1 - L) / (1 - m))``.
+    """
+    m = hue_to_rgb_unit(hue).mean(dim=-1)  # in [1/3, 2/3]
+    L = _as_float(lightness).clamp(0.0, 1.0)
+    return torch.minimum(L / m, (1.0 - L) / (1.0 - m)).clamp_min(0.0)
+
+
+def hue_chroma_to_rgb(hue: torch.Tensor, chroma: torch.Tensor, lightness: torch.Tensor) -> torch.Tensor:
+    """(hue, chroma, lightness) -> sRGB, keeping ``mean(RGB) == lightness`` exactly.
+
+    Chroma beyond the RGB gamut at this hue and lightness is reduced (never the
+    lightness), see :func:`max_chroma_in_gamut`.  For colours that came from
+    :func:`rgb_to_hue_chroma` this is the exact inverse.
+
+    Returns
+    -------
+    rgb : torch.Tensor, shape (..., 3), values in [0, 1]
+    """
+    lightness = _as_float(lightness).clamp(0.0, 1.0)
+    unit = hue_to_rgb_unit(hue)
+    c = torch.minimum(_as_float(chroma).clamp_min(0.0), max_chroma_in_gamut(hue, lightness))
+    offset = unit - unit.mean(dim=-1, keepdim=True)
+    return (lightness.unsqueeze(-1) + c.unsqueeze(-1) * offset).clamp(0.0, 1.0)

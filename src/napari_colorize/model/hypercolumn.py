@@ -1,0 +1,174 @@
+"""The hypercolumn colorizer: per-pixel colour histograms from every tapped layer.
+
+Dense inference follows the reference implementation: the hypercolumn lives on the
+conv3 grid (1/4 of the input resolution).  Finer taps (the input, conv1, conv2) are
+average-pooled down to it, coarser taps (conv4, conv5, fc6, fc7) bilinearly upsampled.
+
+h_fc1 is a 1x1 convolution over the 12,417-channel concatenation.  Because it is
+linear, and so are pooling and bilinear upsampling, applying its slice of weights to
+each tap *at that tap's own resolution* and upsampling the 1024-channel result gives
+the same answer at a fraction of the cost (:meth:`HypercolumnColorizer.grid_logits`).
+The concatenate-then-project version is kept as the reference
+(:meth:`HypercolumnColorizer.grid_logits_naive`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..spaces import SpaceSpec
+from .backbones import Backbone, Tap
+
+__all__ = ["HypercolumnColorizer", "GRID_STRIDE", "pad_to_multiple"]
+
+#: Stride of the hypercolumn grid relative to the input (the conv3 grid).
+GRID_STRIDE = 4
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Reflect-pad the last two axes up to a multiple of ``multiple`` (bottom/right)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+class HypercolumnColorizer(nn.Module):
+    """Gray image -> colour histograms per pixel (Larsson et al. 2016).
+
+    Parameters
+    ----------
+    backbone : Backbone
+        Yields the tapped feature maps (see :mod:`napari_colorize.model.backbones`).
+    space : SpaceSpec
+        The histograms to predict (heads and bin counts).
+    hidden : int
+        Units of h_fc1 (1024 in the paper).
+    dropout : float
+        Dropout after h_fc1 while training.
+
+    Notes
+    -----
+    Inputs are gray images ``(B, 1, H, W)`` in [0, 1] whose sides are multiples of
+    ``backbone.multiple`` (:func:`pad_to_multiple`).  Outputs are logits per head on
+    the grid ``(B, K, H / 4, W / 4)`` (dense) or at given points ``(B, N, K)`` (sparse).
+    """
+
+    def __init__(self, backbone: Backbone, space: SpaceSpec, hidden: int = 1024, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.space = space
+        self.taps: list[Tap] = [Tap("input", 1, 1), *backbone.taps]
+        self.projections = nn.ModuleList(nn.Conv2d(t.channels, hidden, 1, bias=False) for t in self.taps)
+        self.projection_bias = nn.Parameter(torch.zeros(hidden))
+        self.heads = nn.ModuleDict({name: nn.Conv2d(hidden, k, 1) for name, k in space.heads.items()})
+        self.dropout = nn.Dropout(dropout)
+        self._init_projections()
+
+    def _init_projections(self) -> None:
+        # One linear layer over the whole hypercolumn: fan-in is the total channel count.
+        std = math.sqrt(2.0 / self.hypercolumn_channels)
+        for proj in self.projections:
+            nn.init.normal_(proj.weight, 0.0, std)
+
+    @property
+    def hypercolumn_channels(self) -> int:
+        """Channels of the concatenated hypercolumn (12,417 for VGG-16)."""
+        return sum(t.channels for t in self.taps)
+
+    @property
+    def multiple(self) -> int:
+        return self.backbone.multiple
+
+    @property
+    def min_size(self) -> int:
+        return self.backbone.min_size
+
+    def _features(self, gray: torch.Tensor):
+        self._check_input(gray)
+        return itertools.chain([gray], self.backbone(gray))
+
+    def _check_input(self, gray: torch.Tensor) -> None:
+        if gray.ndim != 4 or gray.shape[1] != 1:
+            raise ValueError(f"expected a gray batch of shape (B, 1, H, W), got {tuple(gray.shape)}")
+        h, w = gray.shape[-2:]
+        if h % self.multiple or w % self.multiple:
+            raise ValueError(f"height and width must be multiples of {self.multiple}; pad with pad_to_multiple()")
+
+    @staticmethod
+    def _pool_to_grid(feature: torch.Tensor, tap: Tap) -> torch.Tensor:
+        if tap.stride < GRID_STRIDE:
+            return F.avg_pool2d(feature, GRID_STRIDE // tap.stride)
+        return feature
+
+    @staticmethod
+    def _upsample_to_grid(feature: torch.Tensor, tap: Tap, grid: tuple[int, int]) -> torch.Tensor:
+        if tap.stride > GRID_STRIDE:
+            return F.interpolate(feature, size=grid, mode="bilinear", align_corners=False)
+        return feature
+
+    def _to_grid(self, feature: torch.Tensor, tap: Tap, grid: tuple[int, int]) -> torch.Tensor:
+        return self._upsample_to_grid(self._pool_to_grid(feature, tap), tap, grid)
+
+    def _classify(self, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden = self.dropout(torch.relu(hidden))
+        return {name: head(hidden) for name, head in self.heads.items()}
+
+    def grid_logits(self, gray: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Dense logits on the 1/4 grid, projecting each tap at its own resolution."""
+        grid = (gray.shape[-2] // GRID_STRIDE, gray.shape[-1] // GRID_STRIDE)
+        acc = None
+        for tap, proj, feature in zip(self.taps, self.projections, self._features(gray)):
+            # Pool before projecting (fewer pixels), upsample after (fewer channels).
+            projected = self._upsample_to_grid(proj(self._pool_to_grid(feature, tap)), tap, grid)
+            acc = projected if acc is None else acc + projected
+        return self._classify(acc + self.projection_bias.view(1, -1, 1, 1))
+
+    def hypercolumns(self, gray: torch.Tensor) -> torch.Tensor:
+        """The concatenated hypercolumn on the grid, ``(B, C, H / 4, W / 4)`` (reference only)."""
+        grid = (gray.shape[-2] // GRID_STRIDE, gray.shape[-1] // GRID_STRIDE)
+        return torch.cat([self._to_grid(f, t, grid) for t, f in zip(self.taps, self._features(gray))], dim=1)
+
+    def grid_logits_naive(self, gray: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Concatenate-then-project h_fc1: the reference for :meth:`grid_logits`."""
+        weight = torch.cat([p.weight for p in self.projections], dim=1)
+        return self._classify(F.conv2d(self.hypercolumns(gray), weight, self.projection_bias))
+
+    def point_logits(self, gray: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Sparse hypercolumns: logits at ``points`` only (the paper's sparse training).
+
+        Parameters
+        ----------
+        gray : torch.Tensor, shape (B, 1, H, W)
+        points : torch.Tensor, shape (B, N, 2)
+            (x, y) positions in input pixel units, pixel ``i`` spanning [i, i + 1).
+
+        Returns
+        -------
+        dict of str -> torch.Tensor, shape (B, N, K)
+            Equal to :meth:`grid_logits` where a point falls on a grid cell centre
+            ``(4 j + 2, 4 i + 2)``; bilinear in between.  Gradients flow to the four
+            neighbours in every tapped layer.
+        """
+        h, w = gray.shape[-2:]
+        norm = torch.stack((2.0 * points[..., 0] / w - 1.0, 2.0 * points[..., 1] / h - 1.0), dim=-1)
+        norm = norm.unsqueeze(1).to(gray.dtype)  # (B, 1, N, 2)
+        acc = None
+        for tap, proj, feature in zip(self.taps, self.projections, self._features(gray)):
+            feature = self._pool_to_grid(feature, tap)
+            sampled = F.grid_sample(feature, norm.to(feature.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+            projected = proj(sampled)  # (B, hidden, 1, N)
+            acc = projected if acc is None else acc + projected
+        logits = self._classify(acc + self.projection_bias.view(1, -1, 1, 1))
+        return {name: v[:, :, 0, :].transpose(1, 2) for name, v in logits.items()}
+
+    def forward(self, gray: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Log-probabilities per head on the 1/4 grid (``log_softmax`` of :meth:`grid_logits`)."""
+        return {name: F.log_softmax(v.float(), dim=1) for name, v in self.grid_logits(gray).items()}
