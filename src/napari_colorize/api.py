@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,11 +13,11 @@ import numpy as np
 import torch
 
 from .devices import resolve_device
-from .inference import DecodeOptions, predict
-from .inputs import check_gray_shape, to_unit_float
+from .inference import DecodeOptions
+from .inputs import check_gray_shape
 from .model import DEFAULT_MODEL, HypercolumnColorizer, load_model
 
-__all__ = ["ColorizeResult", "colorize", "get_model", "decode_options_for"]
+__all__ = ["ColorizeResult", "colorize", "colorize_to_zarr", "colorize_stacked", "get_model", "decode_options_for"]
 
 
 @dataclass
@@ -81,15 +83,102 @@ def decode_options_for(model: HypercolumnColorizer, method: str | None = None, s
     return DecodeOptions(**stored).validated()
 
 
+def _model_meta(model, device: str, client) -> tuple[Any, Any, str]:
+    """(object with ``.config``, model source for the tasks, device string for the tasks)."""
+    if client is None:
+        net = get_model(model, device)
+        dev = str(next(net.parameters()).device)
+        return net, (net if isinstance(model, torch.nn.Module) else model), dev
+    if isinstance(model, torch.nn.Module):
+        raise ValueError("with a dask.distributed client, pass the model as 'default' or a .safetensors path "
+                         "(each worker loads it once); save an in-memory model first with save_model()")
+    from types import SimpleNamespace
+
+    from .model import read_config
+    source = str(model) if str(model) == DEFAULT_MODEL else os.path.abspath(os.fspath(model))
+    # Each worker resolves "auto" to its own GPU (dask-cuda gives each worker one).
+    return SimpleNamespace(config=read_config(source)), source, device
+
+
+def _check_values(image, normalize: str | None) -> None:
+    """Cheap eager checks of in-memory input (lazy input is checked tile by tile)."""
+    if isinstance(image, np.ndarray) and normalize in (None, "dtype") and np.issubdtype(image.dtype, np.floating):
+        lo, hi = float(np.min(image)), float(np.max(image))
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError("the image contains NaN or infinite values; replace them (e.g. np.nan_to_num) before colorizing")
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"float images must lie in [0, 1], this one spans [{lo:g}, {hi:g}]; "
+                             "pass normalize='percentile' (microscopy) or 'minmax', or rescale it first")
+    dtype = np.dtype(image.dtype)
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(f"cannot colorize data of dtype {dtype}; pass a real-valued gray image")
+
+
+def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MODEL, method: str | None = None,
+                     device: str = "auto", saturation: float = 1.0, normalize: str | None = None,
+                     precision: str = "fp32", calibrated: bool = True, seed: int = 0, *,
+                     tile_size: int | None = None, overlap: int | None = None, batch_size: int | None = None,
+                     client=None, progress=None, cancel=None, limits: tuple[float, float] | None = None):
+    """The lazy ``(..., Y, X, 5)`` result behind :func:`colorize` and :func:`colorize_to_zarr`.
+
+    Returns ``(stacked dask array, TilePlan, info dict)``; parameters as :func:`colorize`.
+    """
+    from .engine.lazy import DEFAULT_BATCH, ModelRef, TileOptions, as_dask, colorize_array, default_tiling, global_limits
+    from .inputs import NORMALIZATIONS
+    from .model import BACKBONES
+
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalize={normalize!r}; choose one of {NORMALIZATIONS}")
+    if not hasattr(image, "shape") or not hasattr(image, "dtype"):
+        image = np.asarray(image)
+    meta, source, dev = _model_meta(model, device, client)
+    backbone = meta.config.backbone
+    min_size = int(getattr(BACKBONES.get(backbone), "min_size", 32))
+    check_gray_shape(tuple(image.shape), min_size)
+    _check_values(image, normalize)
+    default_tile, default_overlap = default_tiling(backbone)
+    tile_size = default_tile if tile_size is None else int(tile_size)
+    if overlap is None:  # the backbone's overlap, at most a quarter tile, a multiple of 32 where possible
+        overlap = min(default_overlap, tile_size // 4)
+        overlap -= overlap % 32 if overlap >= 32 else 0
+    overlap = int(overlap)
+    if batch_size is None:
+        kind = torch.device(dev).type if client is None else client.run(lambda: resolve_device("auto").type)
+        kind = kind if isinstance(kind, str) else next(iter(kind.values()), "cpu")
+        batch_size = DEFAULT_BATCH.get(kind, 1)
+    options = decode_options_for(meta, method, saturation, calibrated, seed=seed)
+    if normalize in ("percentile", "minmax") and limits is None:
+        limits = global_limits(as_dask(image, "auto") if not hasattr(image, "dask") else image, normalize)
+    tile_options = TileOptions(options, precision, normalize, None if limits is None else tuple(map(float, limits)), min_size)
+    if client is None:
+        from .devices import autocast
+        with autocast(torch.device(dev), precision):  # checks precision against the device now, not in a task
+            pass
+    stacked, plan = colorize_array(image, ModelRef(source, dev), tile_options, tile_size, overlap, batch_size,
+                                   progress=None if client is not None else progress,
+                                   cancel=None if client is not None else cancel)
+    info = {"model": getattr(meta, "source", str(source) if not isinstance(source, torch.nn.Module) else "in-memory"),
+            "device": dev, "method": options.method, "space": meta.config.space, "backbone": backbone,
+            "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size, "n_tiles": plan.n_tiles,
+            "limits": tile_options.limits, "normalize": normalize, "precision": precision,
+            "decode": dataclasses.asdict(options),
+            "input_token": next(iter(stacked.dask.dependencies[stacked.name]), stacked.name)}
+    return stacked, plan, info
+
+
 def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MODEL, method: str | None = None,
              device: str = "auto", saturation: float = 1.0, normalize: str | None = None,
-             precision: str = "fp32", calibrated: bool = True, seed: int = 0) -> ColorizeResult:
-    """Colorize a gray image, keeping its lightness.
+             precision: str = "fp32", calibrated: bool = True, seed: int = 0, *,
+             tile_size: int | None = None, overlap: int | None = None, batch_size: int | None = None,
+             client=None, progress: Callable[[int, int], None] | None = None,
+             cancel: threading.Event | None = None, limits: tuple[float, float] | None = None) -> ColorizeResult:
+    """Colorize a gray image or stack, keeping its lightness, at any size.
 
     Parameters
     ----------
-    image : array_like, shape (Y, X)
-        Gray image: integers (scaled by their dtype range) or floats in [0, 1].
+    image : array_like, dask or zarr array, shape (..., Y, X)
+        Gray image or stack (any leading axes): integers (scaled by their dtype
+        range) or floats in [0, 1].  Never modified.
     model : "default", path or HypercolumnColorizer
         The shipped default model, a ``.safetensors`` file from ``napari-colorize
         train``, or a model object.
@@ -100,31 +189,56 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
     saturation : float
         Chroma multiplier (kept inside the RGB gamut).
     normalize : {None, "percentile", "minmax"}
-        "percentile" maps the 0.1-99.9 percentiles to [0, 1] (microscopy data).
+        "percentile" maps the 0.1-99.9 percentiles to [0, 1] (microscopy data).  The
+        limits are computed once for the whole image or stack, so tiles and planes
+        agree.
     precision : {"fp32", "bf16", "fp16"}
         Network precision on a GPU (autocast).
     calibrated : bool
         Use the model's calibrated decoding (fading where it is unsure) if it has one.
     seed : int
         Seed of ``method="sample"``.
+    tile_size, overlap : int, optional
+        Tile side and overlap between tiles in pixels (defaults per backbone, see
+        :data:`napari_colorize.engine.DEFAULT_TILING`); ``tile_size > 2 * overlap``.
+    batch_size : int, optional
+        Tiles per model call (default 1 on the CPU, more on a GPU; halved
+        automatically when the device runs out of memory).
+    client : dask.distributed.Client, optional
+        Build the graph for this cluster: each worker loads the model once (``model``
+        must then be a name or path).  The lazy result is computed by the client.
+    progress : callable(done, total), optional
+        Called after each batch of tiles with the distinct tiles finished and the
+        total tiles of the result (in this process only).
+    cancel : threading.Event, optional
+        Set it to stop a running computation between batches; it then raises
+        :class:`napari_colorize.engine.Cancelled`.
+    limits : (float, float), optional
+        Precomputed normalisation limits for "percentile"/"minmax".
 
     Returns
     -------
     ColorizeResult
+        ``rgb`` ``(..., Y, X, 3)``, ``chroma_confidence`` and ``hue_entropy``
+        ``(..., Y, X)``, float32.  Lazy dask arrays, slices of one shared graph, when
+        the input is lazy (dask, zarr) or a plane needs more than one tile; numpy
+        arrays otherwise.
     """
-    net = get_model(model, device)
-    arr = np.asarray(image)
-    check_gray_shape(arr.shape, net.min_size)
-    if arr.ndim != 2:
-        raise ValueError(f"colorize takes a 2D image here, got shape {arr.shape}")
-    gray = to_unit_float(arr, normalize)
-    options = decode_options_for(net, method, saturation, calibrated, seed=seed)
-    dev = next(net.parameters()).device
-    rgb, conf, ent = predict(net, torch.from_numpy(gray)[None].to(dev), options, precision)
-    return ColorizeResult(
-        rgb=rgb[0].cpu().numpy(),
-        chroma_confidence=conf[0].cpu().numpy(),
-        hue_entropy=ent[0].cpu().numpy(),
-        info={"model": getattr(net, "source", "in-memory"), "device": str(dev), "method": options.method,
-              "space": net.space.name, "backbone": net.config.backbone},
-    )
+    stacked, plan, info = colorize_stacked(image, model, method, device, saturation, normalize, precision, calibrated,
+                                           seed, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+                                           client=client, progress=progress, cancel=cancel, limits=limits)
+    lazy = not isinstance(image, np.ndarray) and hasattr(image, "shape") or plan.tiles_per_plane > 1
+    if not lazy:
+        stacked = client.compute(stacked).result() if client is not None else stacked.compute(scheduler="threads")
+    info["lazy"] = bool(lazy)
+    return ColorizeResult(rgb=stacked[..., :3], chroma_confidence=stacked[..., 3], hue_entropy=stacked[..., 4], info=info)
+
+
+def colorize_to_zarr(image, path: str | os.PathLike, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MODEL,
+                     **kwargs: Any):
+    """Colorize into an OME-Zarr store, chunk by chunk, resumably.
+
+    See :func:`napari_colorize.engine.zarr_io.colorize_to_zarr` for the parameters.
+    """
+    from .engine.zarr_io import colorize_to_zarr as _to_zarr
+    return _to_zarr(image, path, model=model, **kwargs)

@@ -24,7 +24,10 @@ def kl_divergence(target: torch.Tensor, log_pred: torch.Tensor, dim: int = -1) -
     torch.Tensor
         KL divergence per histogram (``dim`` reduced), >= 0.
     """
-    return (torch.xlogy(target, target) - target * log_pred).sum(dim=dim)
+    # 0 log 0 = 0 in both terms: a bin the target leaves empty adds nothing even where
+    # log f = -inf (a one-hot prediction), which would otherwise give 0 * -inf = NaN.
+    cross = torch.where(target > 0, target * log_pred, torch.zeros_like(log_pred))
+    return (torch.xlogy(target, target) - cross).sum(dim=dim)
 
 
 def lightness_weight(lightness: torch.Tensor) -> torch.Tensor:

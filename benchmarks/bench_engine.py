@@ -1,0 +1,216 @@
+"""Benchmarks of the chunked engine (issue 4).  Prints figures; nothing is asserted.
+
+Usage::
+
+    python benchmarks/bench_engine.py seams          # tiled vs untiled |delta a,b| on 1536 x 1536
+    python benchmarks/bench_engine.py throughput     # tiled vs single pass on 2048 x 2048
+    python benchmarks/bench_engine.py memory 16 64   # peak RSS of zarr -> zarr at 16 and 64 MP
+    python benchmarks/bench_engine.py cli            # MP/s through the CLI, in-process and --workers 2
+    python benchmarks/bench_engine.py gpu            # only with CUDA: compact/vgg16, fp32/bf16, pipeline ratio
+
+Uses the default model when it exists, else a random-init ``compact`` model (said in
+the output): timings are the same, seam figures are only indicative.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import napari_colorize as nc
+from napari_colorize.engine import tile_cache
+
+
+def _model(backbone: str = "compact"):
+    try:
+        if backbone == "compact":
+            nc.load_model("default")
+            return "default", "default"
+    except FileNotFoundError:
+        pass
+    torch.manual_seed(0)
+    return nc.build_model(backbone).eval(), f"random-init {backbone}"
+
+
+def _scene(size: int) -> np.ndarray:
+    from skimage import data, transform
+    tiles = [data.camera(), data.moon(), data.coins()[:, :300], data.text()]
+    tiles = [transform.resize(t, (512, 512), anti_aliasing=True) for t in tiles]
+    block = np.block([[tiles[0], tiles[1]], [tiles[2], tiles[3]]])
+    reps = -(-size // 1024)
+    return np.tile(block, (reps, reps))[:size, :size].astype(np.float32)
+
+
+def seams(size: int = 1536) -> None:
+    from skimage import color
+    model, name = _model()
+    img = _scene(size)
+    sat = 1.0 if name == "default" else 4.0  # a random model's colours are faint: amplify them
+    t = time.perf_counter()
+    ref = nc.colorize(img, model, device="cpu", saturation=sat, tile_size=size).rgb
+    print(f"[seams] model={name} saturation={sat} image={size}x{size} untiled {time.perf_counter() - t:.1f}s")
+    ref_ab = color.rgb2lab(ref)[..., 1:]
+    for tile, overlap in [(1024, 128), (1024, 64), (512, 128), (512, 64), (512, 0)]:
+        tile_cache.clear()
+        res = nc.colorize(img, model, device="cpu", saturation=sat, tile_size=tile, overlap=overlap)
+        rgb = np.asarray(res.rgb)
+        d = np.abs(color.rgb2lab(rgb)[..., 1:] - ref_ab).max(-1)
+        chunk = tile - overlap
+        border = np.zeros(d.shape, bool)
+        for k in range(chunk, size, chunk):
+            border[k - 8:k + 8] = True
+            border[:, k - 8:k + 8] = True
+        gray_err = np.abs(rgb.mean(-1) - img).max()
+        print(f"[seams] tile={tile:5d} overlap={overlap:4d}  all: mean {d.mean():.3f} p99 {np.percentile(d, 99):.3f} | "
+              f"borders(+-8px): mean {d[border].mean():.3f} p99 {np.percentile(d[border], 99):.3f} | "
+              f"interior: mean {d[~border].mean():.3f} p99 {np.percentile(d[~border], 99):.3f} | max|gray err| {gray_err:.1e}")
+
+
+def throughput(size: int = 2048, repeats: int = 2) -> None:
+    model, name = _model()
+    img = _scene(size)
+    nc.colorize(img[:512, :512], model, device="cpu", tile_size=512)  # warm up
+
+    def best(fn):
+        times = []
+        for _ in range(repeats):
+            tile_cache.clear()
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    single = best(lambda: nc.colorize(img, model, device="cpu", tile_size=size))
+    mp = size * size / 1e6
+    print(f"[throughput] model={name} {size}x{size}: single pass {mp / single:.2f} MP/s ({single:.1f}s)")
+    for tile, overlap in [(512, 64), (1024, 128), (1024, 64)]:
+        t = best(lambda: np.asarray(nc.colorize(img, model, device="cpu", tile_size=tile, overlap=overlap).rgb))
+        print(f"[throughput] tiled {tile}/{overlap}: {mp / t:.2f} MP/s ({t:.1f}s) = {single / t:.2f} of single pass")
+
+
+def _memory_child(mp: int, work: str) -> None:
+    import dask.array as da
+    model, name = _model()
+    side = int(round(np.sqrt(mp * 1e6) / 64)) * 64
+    pattern = da.from_array((_scene(1024) * 255).astype(np.uint8), chunks=512)
+    reps = -(-side // 1024)
+    src = da.tile(pattern, (reps, reps))[:side, :side].rechunk(2048)
+    inp = os.path.join(work, f"in{mp}.zarr")
+    da.to_zarr(src, inp, overwrite=True)
+    import zarr
+    z = zarr.open_array(inp, mode="r")
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    store = nc.colorize_to_zarr(z, os.path.join(work, f"out{mp}.zarr"), model, device="cpu")
+    wall = time.perf_counter() - t
+    import zarr as _z
+    job = dict(_z.open_group(str(store), mode="r").attrs)["napari_colorize"]["options"]
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"mp": side * side / 1e6, "side": side, "wall_s": wall, "peak_rss_mb": peak / 1024,
+                      "rss_before_mb": base / 1024, "model": name,
+                      "tiling": [job["tile_size"], job["overlap"]]}))
+
+
+def memory(sizes=(16, 64)) -> None:
+    with tempfile.TemporaryDirectory() as work:
+        for mp in sizes:
+            out = subprocess.run([sys.executable, __file__, "_memory_child", str(mp), work], capture_output=True,
+                                 text=True)
+            if out.returncode:
+                print(out.stderr[-2000:])
+                continue
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"[memory] zarr->zarr {r['mp']:.0f} MP ({r['side']}^2), model={r['model']}: wall {r['wall_s']:.0f}s "
+                  f"({r['mp'] / r['wall_s']:.2f} MP/s), peak RSS {r['peak_rss_mb']:.0f} MB "
+                  f"(before colorizing {r['rss_before_mb']:.0f} MB), tile/overlap {r.get('tiling')}")
+            subprocess.run(["rm", "-rf", os.path.join(work, f"out{mp}.zarr"), os.path.join(work, f"in{mp}.zarr")])
+
+
+def cli(size: int = 4096) -> None:
+    import imageio.v3 as iio
+    model, name = _model()
+    with tempfile.TemporaryDirectory() as work:
+        src = Path(work) / "in"
+        src.mkdir()
+        iio.imwrite(src / "big.png", (_scene(size) * 255).astype(np.uint8))
+        if name != "default":
+            model_arg = str(nc.save_model(model, Path(work) / "m.safetensors"))
+        else:
+            model_arg = "default"
+        for extra in ([], ["--workers", "2"]):
+            for fmt in ("png", "zarr"):
+                out = Path(work) / f"out-{fmt}-{len(extra)}"
+                t = time.perf_counter()
+                r = subprocess.run([sys.executable, "-m", "napari_colorize.cli", "colorize", str(src), "-o", str(out),
+                                    "--model", model_arg, "--device", "cpu", "--format", fmt, "--no-progress", *extra],
+                                   capture_output=True, text=True)
+                wall = time.perf_counter() - t
+                summary = [l for l in r.stderr.splitlines() if l.startswith("colorized")]
+                print(f"[cli] {size}x{size} {fmt} {' '.join(extra) or 'in-process'} model={name}: rc={r.returncode} "
+                      f"wall {wall:.1f}s incl. start-up = {size * size / 1e6 / wall:.2f} MP/s; "
+                      f"{summary[0] if summary else r.stderr[-500:]}")
+
+
+def gpu(size: int = 4096) -> None:
+    if not torch.cuda.is_available():
+        print("[gpu] no CUDA device here; skipped")
+        return
+    from napari_colorize import inference
+    from napari_colorize.api import decode_options_for
+    img = _scene(size)
+    print(f"[gpu] {torch.cuda.get_device_name()}")
+    for backbone in ("compact", "vgg16"):
+        model, name = _model(backbone)
+        net = nc.get_model(model, "cuda")
+        for precision in ("fp32", "bf16"):
+            for tile in (1024,):
+                nc.colorize(img[:1024, :1024], net, device="cuda", precision=precision, tile_size=tile)
+                tile_cache.clear()
+                torch.cuda.synchronize()
+                t = time.perf_counter()
+                res = nc.colorize(img, net, device="cuda", precision=precision, tile_size=tile)
+                np.asarray(res.rgb)
+                torch.cuda.synchronize()
+                pipe = size * size / 1e6 / (time.perf_counter() - t)
+                batch = res.info["batch_size"]
+                x = torch.rand(batch, tile, tile, device="cuda")
+                opts = decode_options_for(net)
+                inference.predict(net, x, opts, precision)
+                torch.cuda.synchronize()
+                t = time.perf_counter()
+                n = 5
+                for _ in range(n):
+                    inference.predict(net, x, opts, precision)
+                torch.cuda.synchronize()
+                model_only = n * batch * tile * tile / 1e6 / (time.perf_counter() - t)
+                print(f"[gpu] {name} {precision} tile {tile} batch {batch}: pipeline {pipe:.1f} MP/s, model only "
+                      f"{model_only:.1f} MP/s, ratio {pipe / model_only:.2f} (tiling overhead included); "
+                      f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+                torch.cuda.reset_peak_memory_stats()
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else "all"
+    if what == "_memory_child":
+        _memory_child(int(sys.argv[2]), sys.argv[3])
+    elif what == "seams":
+        seams()
+    elif what == "throughput":
+        throughput()
+    elif what == "memory":
+        memory(tuple(int(a) for a in sys.argv[2:]) or (16, 64))
+    elif what == "cli":
+        cli()
+    elif what == "gpu":
+        gpu()
+    else:
+        seams(); throughput(); memory(); cli(); gpu()

@@ -1,0 +1,161 @@
+"""Benchmark the Colorize widget in a real (shown) napari viewer.
+
+Prints:
+1. a 4096 x 4096 image, output "in memory": time from clicking Run to the first output
+   layer in the viewer, to all three, and the longest GUI stall (a 20 ms QTimer probe)
+   while the model runs and while the layers are added;
+2. a 100-plane lazy (dask) stack, output "lazy": time from Run to the three layers,
+   and the time per slice while scrolling (napari computes each plane on demand).
+
+Run headless: ``xvfb-run -a python benchmarks/bench_widget.py [--model PATH] [--size 4096]``.
+Uses the shipped default model if it exists, else a random-init compact model (same
+speed as a trained compact model; colours are meaningless) -- the output says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def pick_model(path: str | None) -> tuple[str, str]:
+    """(model path or "default", description)."""
+    import napari_colorize as nc
+    from napari_colorize.model.factory import _resolve
+
+    if path:
+        return path, path
+    try:
+        _resolve("default")
+        return "default", "default (shipped)"
+    except FileNotFoundError:
+        out = Path(tempfile.mkdtemp()) / "random_compact.safetensors"
+        nc.save_model(nc.build_model("compact"), out)
+        return str(out), "random-init compact (the default model is not shipped yet)"
+
+
+class Probe:
+    """Records event-loop ticks every 20 ms."""
+
+    def __init__(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        self.ticks: list[float] = []
+        self.timer = QTimer()
+        self.timer.setInterval(20)
+        self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+
+    def __enter__(self) -> "Probe":
+        self.timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.timer.stop()
+
+    def longest_gap(self, start: float, end: float) -> float:
+        t = np.asarray([start, *[x for x in self.ticks if start < x < end], end])
+        return float(np.diff(t).max())
+
+
+def wait(app, widget, timeout: float) -> None:
+    deadline = time.perf_counter() + timeout
+    while widget.is_running:
+        app.processEvents()
+        time.sleep(0.002)
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the widget did not finish in time")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help=".safetensors model (default: shipped or random compact)")
+    parser.add_argument("--size", type=int, default=4096, help="edge of the 2D image (pixels)")
+    parser.add_argument("--planes", type=int, default=100, help="planes of the lazy stack")
+    parser.add_argument("--plane-size", type=int, default=1024, help="edge of each stack plane")
+    parser.add_argument("--scroll", type=int, default=6, help="planes to visit while scrolling")
+    parser.add_argument("--only", choices=("all", "image", "stack"), default="all", help="which part to run")
+    args = parser.parse_args()
+
+    import warnings
+
+    import napari
+    import torch
+    from qtpy.QtWidgets import QApplication
+
+    from napari_colorize import _widget
+    from napari_colorize.devices import resolve_device
+
+    # Fresh widget defaults, and the user's remembered choices left alone.
+    private = Path(tempfile.mkdtemp()) / "settings.json"
+    _widget.settings_path = lambda: private
+    warnings.filterwarnings("ignore", message="napari support for the PyQt5")  # keep toasts out of the shots
+    model, model_desc = pick_model(args.model)
+    print(f"model: {model_desc}; device: {resolve_device('auto')}; torch threads: {torch.get_num_threads()}")
+    viewer = napari.Viewer(show=True)
+    app = QApplication.instance()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-colorize", "Colorize")
+    if model != "default":
+        widget.model_source.value = "from file"
+        widget.model_path.value = model
+    widget.scope.value = "whole stack"
+
+    rng = np.random.default_rng(0)
+    if args.only in ("all", "image"):
+        bench_image(app, viewer, widget, rng, args.size)
+    if args.only in ("all", "stack"):
+        bench_stack(app, viewer, widget, rng, args.planes, args.plane_size, args.scroll)
+    viewer.close()
+
+
+def bench_image(app, viewer, widget, rng, size: int) -> None:
+    """A large 2D image, output in memory."""
+    image = (rng.random((size // 8, size // 8)) * 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)
+    viewer.add_image(image, name="big")
+    widget.output.value = "in memory"
+    app.processEvents()
+    with Probe() as probe:
+        widget.run_button.clicked()
+        wait(app, widget, 3600)
+    job = widget._job
+    print(f"[{size}x{size}] Run -> first layer {job['first_layer_at'] - job['clicked']:.2f} s, "
+          f"-> all three {job['layers_at'] - job['clicked']:.2f} s; "
+          f"longest GUI stall while computing {probe.longest_gap(job['clicked'], job['computed_at']) * 1000:.0f} ms, "
+          f"while adding layers {probe.longest_gap(job['computed_at'], job['layers_at']) * 1000:.0f} ms")
+    viewer.layers.clear()
+
+
+def bench_stack(app, viewer, widget, rng, n: int, s: int, scroll: int) -> None:
+    """A lazy (dask) stack, output lazy."""
+    import dask.array as da
+
+    base = (rng.random((s // 8, s // 8)) * 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)
+    stack = da.from_array(base, chunks=base.shape)[None].repeat(n, 0).rechunk((1, s, s))
+    stack = stack.map_blocks(lambda b: np.roll(b, 3, axis=-1), dtype=np.uint8)
+    viewer.add_image(stack, name="stack", contrast_limits=(0, 255))
+    viewer.dims.set_current_step(0, 0)
+    widget.output.value = "lazy"
+    app.processEvents()
+    with Probe() as probe:
+        widget.run_button.clicked()
+        wait(app, widget, 3600)
+    job = widget._job
+    print(f"[{n}x{s}x{s} lazy] Run -> three layers {job['layers_at'] - job['clicked']:.2f} s "
+          f"(the displayed plane computed in the worker); "
+          f"longest GUI stall {probe.longest_gap(job['clicked'], job['layers_at']) * 1000:.0f} ms")
+    times = []
+    for z in np.linspace(1, n - 1, scroll).astype(int):
+        start = time.perf_counter()
+        viewer.dims.set_current_step(0, int(z))
+        app.processEvents()
+        times.append(time.perf_counter() - start)
+    print(f"[{n}x{s}x{s} lazy] per-slice time while scrolling: median {np.median(times):.2f} s, "
+          f"max {max(times):.2f} s over {len(times)} planes")
+    viewer.layers.clear()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""From a napari Image layer to the engine's input, and from its result to layers.
+
+Pure logic, no Qt: what part of a layer to colour (the displayed slice, the whole
+stack, which multiscale level), where the outputs sit in the world (scale, translate,
+axis labels, units copied from the source so the layers overlay exactly), and how
+three output layers are created or updated in place.  The widget in ``_widget.py``
+only gathers choices, runs this in a worker thread and reports progress.
+
+Nothing here reads pixel data: arrays are sliced lazily (numpy views, dask or zarr
+slices), so a dask- or zarr-backed layer is never computed whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = [
+    "OUTPUTS", "SCOPES", "NORMALIZATIONS", "DEFAULT_MAX_PIXELS", "METADATA_KEY", "Geometry", "InputPlan",
+    "output_names", "choose_level", "plan_input", "normalization_for", "layer_data_tuples", "apply_layer_data",
+]
+
+#: Result field -> layer-name suffix.  Order is the order layers are added (the last on top).
+OUTPUTS = {"hue_entropy": "hue entropy", "chroma_confidence": "chroma confidence", "rgb": "colorized"}
+#: Colormaps of the two certainty maps: both read "bright = much" (confident / uncertain).
+COLORMAPS = {"chroma_confidence": "viridis", "hue_entropy": "magma"}
+SCOPES = ("current slice", "whole stack")
+#: Widget label -> meaning; see :func:`normalization_for`.
+NORMALIZATIONS = ("contrast limits", "data type range", "percentile", "min-max")
+#: A multiscale level is used in memory only if one of its planes has at most this many pixels.
+DEFAULT_MAX_PIXELS = 4096 * 4096
+#: Key of the layer metadata that marks (and describes) this plugin's outputs.
+METADATA_KEY = "napari_colorize"
+
+LayerDataTuple = tuple[Any, dict[str, Any], str]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a layer's data sits in the world (napari's data-to-world transform).
+
+    Attributes
+    ----------
+    scale, translate : tuple of float
+        Per data axis (world units per pixel, world offset of pixel 0).
+    axis_labels, units : tuple of str or None
+        Per data axis, copied from the source when it has them.
+    """
+
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+    axis_labels: tuple[str, ...] | None = None
+    units: tuple[str, ...] | None = None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``viewer.add_image`` / ``Layer.__init__``."""
+        kwargs: dict[str, Any] = {"scale": self.scale, "translate": self.translate}
+        if self.axis_labels is not None:
+            kwargs["axis_labels"] = self.axis_labels
+        if self.units is not None:
+            kwargs["units"] = self.units
+        return kwargs
+
+
+@dataclass(frozen=True)
+class InputPlan:
+    """What to colour.
+
+    Attributes
+    ----------
+    array : array-like, shape (..., Y, X)
+        A lazy view of the part to colour (not computed): leading axes of size 1 for
+        "current slice".
+    geometry : Geometry
+        Where the outputs go so that they overlay the source exactly.
+    level : int
+        Multiscale level used (0 for single-scale layers).
+    index : tuple of int
+        The leading-axis indices (at ``level``) of the slice; ``()`` for whole stacks and 2D.
+    displayed : tuple of int
+        Leading-axis indices, into ``array``, of the plane the viewer shows now (a lazy
+        output computes it first, so napari finds it ready).
+    """
+
+    array: Any
+    geometry: Geometry
+    level: int = 0
+    index: tuple[int, ...] = ()
+    displayed: tuple[int, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def describe(self) -> str:
+        """A one-line summary for the status bar."""
+        where = f" at {self.index}" if self.index else ""
+        level = f", multiscale level {self.level}" if self.level else ""
+        return f"{'x'.join(map(str, self.array.shape))} pixels{where}{level}"
+
+
+def output_names(source_name: str) -> dict[str, str]:
+    """Result field -> output layer name, e.g. ``{"rgb": "cells colorized", ...}``."""
+    return {key: f"{source_name} {suffix}" for key, suffix in OUTPUTS.items()}
+
+
+def choose_level(plane_shapes: Sequence[tuple[int, int]], max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """The finest multiscale level whose (Y, X) plane has at most ``max_pixels`` pixels.
+
+    Parameters
+    ----------
+    plane_shapes : sequence of (int, int)
+        The (Y, X) shape of each level, finest (level 0) first.
+    max_pixels : int
+        Pixel budget of one plane (the outputs take 20 bytes per pixel in memory).
+
+    Returns
+    -------
+    int
+        The level index; the coarsest level if none fits.
+    """
+    for level, (ny, nx) in enumerate(plane_shapes):
+        if ny * nx <= max_pixels:
+            return level
+    return len(plane_shapes) - 1
+
+
+def _level_factors(shape0: Sequence[int], shape: Sequence[int]) -> np.ndarray:
+    """Per-axis downsampling of a level relative to level 0 (napari's convention)."""
+    return np.asarray(shape0, float) / np.asarray(shape, float)
+
+
+def plan_input(levels: Sequence[Any], geometry: Geometry, data_position: Sequence[float], scope: str,
+               output: str = "in memory", max_pixels: int = DEFAULT_MAX_PIXELS) -> InputPlan:
+    """Decide which pixels of a layer to colour, without reading any.
+
+    Parameters
+    ----------
+    levels : sequence of array-like
+        The layer's data: one array, or the levels of a multiscale layer (finest first).
+        Shapes are ``(..., Y, X)``; the last two axes are the image plane.
+    geometry : Geometry
+        The source layer's scale, translate, axis labels and units (level 0).
+    data_position : sequence of float
+        The viewer's current position in the layer's level-0 data coordinates
+        (``layer.world_to_data(viewer.dims.point)``); only its leading axes are used.
+    scope : {"current slice", "whole stack"}
+        "current slice" colours the (Y, X) plane at ``data_position``.
+    output : {"in memory", "lazy", "zarr file"}
+        For multiscale layers, "zarr file" always uses level 0 (it streams to disk);
+        the others use the finest level whose plane fits ``max_pixels``.
+    max_pixels : int
+        See :func:`choose_level`.
+
+    Returns
+    -------
+    InputPlan
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; choose one of {SCOPES}")
+    shape0 = tuple(levels[0].shape)
+    if len(shape0) < 2:
+        raise ValueError(f"the layer has shape {shape0}; napari-colorize needs at least 2 axes (Y, X)")
+    lead = len(shape0) - 2
+    notes: list[str] = []
+    level = 0
+    if len(levels) > 1 and output != "zarr file":
+        level = choose_level([tuple(lv.shape[-2:]) for lv in levels], max_pixels)
+        if level:
+            notes.append(f"multiscale: level 0 planes exceed {max_pixels} pixels, using level {level}")
+    array = levels[level]
+    factors = _level_factors(shape0, array.shape)
+    scale = np.asarray(geometry.scale, float) * factors
+    translate = np.asarray(geometry.translate, float).copy()
+    index: tuple[int, ...] = ()
+    pos0 = np.asarray(data_position, float)[-len(shape0):][:lead]
+    idx0 = np.clip(np.round(pos0), 0, np.asarray(shape0[:lead]) - 1)
+    shown = tuple(int(min(i // f, n - 1)) for i, f, n in zip(idx0, factors[:lead], array.shape[:lead]))
+    if scope == "current slice" and lead:
+        index = shown
+        array = array[tuple(slice(i, i + 1) for i in index)]
+        shown = (0,) * lead
+        # The one plane keeps its world position along the leading axes.
+        translate[:lead] += np.asarray(index) * scale[:lead]
+    out_geometry = replace(geometry, scale=tuple(scale.tolist()), translate=tuple(translate.tolist()))
+    return InputPlan(array=array, geometry=out_geometry, level=level, index=index, displayed=shown,
+                     notes=tuple(notes))
+
+
+def normalization_for(choice: str, contrast_limits: Sequence[float] | None = None
+                      ) -> tuple[str | None, tuple[float, float] | None]:
+    """Widget choice -> ``(normalize, limits)`` for :func:`napari_colorize.inputs.to_unit_float`.
+
+    Parameters
+    ----------
+    choice : {"contrast limits", "data type range", "percentile", "min-max"}
+        "contrast limits" maps the layer's displayed range to [0, 1], so the model sees
+        what the user sees, the same for every slice and without reading the data.
+    contrast_limits : (float, float), optional
+        The layer's contrast limits (needed for "contrast limits").
+    """
+    if choice == "contrast limits":
+        if contrast_limits is None:
+            raise ValueError("normalisation 'contrast limits' needs the layer's contrast limits")
+        lo, hi = (float(v) for v in contrast_limits)
+        if not hi > lo:
+            raise ValueError(f"the layer's contrast limits ({lo:g}, {hi:g}) are empty; widen them or choose "
+                             "another normalisation")
+        return "minmax", (lo, hi)
+    if choice == "data type range":
+        return None, None
+    if choice == "percentile":
+        return "percentile", None
+    if choice == "min-max":
+        return "minmax", None
+    raise ValueError(f"unknown normalisation {choice!r}; choose one of {NORMALIZATIONS}")
+
+
+def layer_data_tuples(result: Any, source_name: str, geometry: Geometry,
+                      info: dict[str, Any] | None = None) -> list[LayerDataTuple]:
+    """The three output layers as napari layer data tuples ``(data, kwargs, "image")``.
+
+    Parameters
+    ----------
+    result : ColorizeResult
+        ``rgb`` (..., Y, X, 3) and the two maps (..., Y, X), numpy, dask or zarr arrays
+        with values in [0, 1].
+    source_name : str
+        The source layer's name; outputs are called ``"<name> colorized"`` etc.
+    geometry : Geometry
+        Of the colourised part (see :func:`plan_input`).
+    info : dict, optional
+        Stored in each layer's ``metadata["napari_colorize"]`` (settings, model).
+
+    Returns
+    -------
+    list of tuple
+        Hue entropy, chroma confidence, colorized: added in this order, the colour
+        image ends on top.  Contrast limits are given as (0, 1) so napari never scans
+        lazy data to find them.
+    """
+    names = output_names(source_name)
+    meta = {METADATA_KEY: {"source": source_name, **(info or {})}}
+    tuples: list[LayerDataTuple] = []
+    for key in OUTPUTS:
+        kwargs: dict[str, Any] = {"name": names[key], "contrast_limits": (0.0, 1.0),
+                                  "metadata": {METADATA_KEY: {**meta[METADATA_KEY], "output": key}},
+                                  **geometry.as_kwargs()}
+        if key == "rgb":
+            kwargs["rgb"] = True
+        else:
+            kwargs["colormap"] = COLORMAPS[key]
+        tuples.append((getattr(result, key), kwargs, "image"))
+    return tuples
+
+
+def _ours(layer: Any) -> bool:
+    """Whether a layer is an output of this plugin (never touch the user's own layers)."""
+    return layer.__class__.__name__ == "Image" and METADATA_KEY in layer.metadata
+
+
+def _find_output(layers: Any, meta: dict[str, Any]) -> Any:
+    """Our earlier output of the same source and kind, found by metadata (not by name,
+    which the user may have given to a layer of their own)."""
+    for layer in layers:
+        if _ours(layer):
+            old = layer.metadata[METADATA_KEY]
+            if old.get("source") == meta.get("source") and old.get("output") == meta.get("output"):
+                return layer
+    return None
+
+
+def _replaceable(layer: Any, data: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether an existing output layer can take new data in place."""
+    return (_ours(layer) and bool(layer.rgb) == bool(kwargs.get("rgb", False)) and not layer.multiscale
+            and layer.ndim == np.ndim(data) - (1 if kwargs.get("rgb") else 0))
+
+
+def apply_layer_data(layers: Any, tuples: Sequence[LayerDataTuple]) -> list[Any]:
+    """Add the output layers to a viewer's layer list, or update them in place.
+
+    The layer this plugin made earlier for the same source and output (marked in its
+    metadata; a user's layer of the same name is left alone) gets the new data, transform,
+    contrast limits and metadata (it keeps the user's visibility, opacity and
+    position in the list); otherwise a new layer is added.  So re-running replaces the
+    outputs instead of piling up copies.
+
+    Parameters
+    ----------
+    layers : napari.components.LayerList
+        ``viewer.layers``.
+    tuples : sequence of (data, kwargs, "image")
+        From :func:`layer_data_tuples`.
+
+    Returns
+    -------
+    list of napari.layers.Image
+        The output layers, in the order of ``tuples``.
+    """
+    from napari.layers import Image
+
+    out = []
+    for data, kwargs, _ in tuples:
+        existing = _find_output(layers, kwargs["metadata"][METADATA_KEY])
+        if existing is not None and _replaceable(existing, data, kwargs):
+            existing.data = data
+            for attr in ("scale", "translate", "contrast_limits", "metadata", "axis_labels", "units"):
+                if attr in kwargs:
+                    setattr(existing, attr, kwargs[attr])
+            out.append(existing)
+            continue
+        layer = Image(data, **kwargs)
+        if existing is not None:  # our earlier output, but of another kind (ndim, rgb): take its place
+            position = layers.index(existing)
+            layers.remove(existing)
+            layers.insert(position, layer)
+        else:
+            layers.append(layer)
+        out.append(layer)
+    return out

@@ -1,0 +1,75 @@
+"""``napari-colorize evaluate``: score a colorizer on colour images against the gray baseline.
+
+Each colour image is made gray ((R + G + B) / 3), colorized and compared with the
+original: PSNR (RGB, dB), RMSE in a,b (Lab units), AuC of the per-pixel a,b error
+over thresholds 0..150 (Zhang et al. 2016), and the Hasler-Suesstrunk colourfulness
+of the output vs the truth -- each beside the same metric for the gray image itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["add_parser", "run"]
+
+_EPILOG = """examples:
+  napari-colorize evaluate photos/val
+  napari-colorize evaluate photos/val --model mymodel.safetensors --json scores.json
+  napari-colorize evaluate photos/val --method median --method expectation --uncalibrated
+"""
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``evaluate`` subcommand to the ``napari-colorize`` parser."""
+    p = subparsers.add_parser("evaluate", help="score a colorizer on colour images (vs the gray baseline)",
+                              description=__doc__, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", nargs="+", metavar="DATA_DIR", help="folders or files of colour images")
+    p.add_argument("--model", default="default", help="'default' (shipped) or a .safetensors model file")
+    p.add_argument("--method", action="append", default=None,
+                   choices=["default", "expectation", "median", "mode", "sample"],
+                   help="histogram decoding; repeat to compare several in one table (default: the model's best)")
+    cal = p.add_mutually_exclusive_group()
+    cal.add_argument("--calibrated", dest="calibrated", action="store_true", default=True,
+                     help="use the model's calibrated decoding (confidence fading) if it has one (default)")
+    cal.add_argument("--uncalibrated", dest="calibrated", action="store_false",
+                     help="ignore the model's calibrated decoding")
+    cal.add_argument("--both", dest="calibrated", action="store_const", const=None,
+                     help="report calibrated and uncalibrated decoding side by side")
+    p.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier (default 1)")
+    p.add_argument("--max-side", type=int, default=512, help="reduce images to this long side first (default 512)")
+    p.add_argument("--limit", type=int, default=None, help="use at most this many images (spread evenly)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write the table as JSON to OUT")
+    p.add_argument("--summary", action="store_true", help="print only the mean row")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``evaluate`` from parsed arguments; returns the exit code."""
+    import warnings
+
+    from .evaluate import compare, evaluate
+
+    methods = [None if m == "default" else m for m in (args.method or [None])]
+    calibrations = [True, False] if args.calibrated is None else [args.calibrated]
+    if args.max_side is not None and args.max_side < 32:
+        raise ValueError(f"--max-side must be at least 32, got {args.max_side}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
+        if len(methods) == 1 and len(calibrations) == 1:
+            table = evaluate(args.data, model=args.model, method=methods[0], calibrated=calibrations[0],
+                             device=args.device, saturation=args.saturation, max_side=args.max_side,
+                             limit=args.limit, progress=sys.stderr.isatty())
+        else:
+            variants = [{"model": args.model, "method": m, "calibrated": c, "saturation": args.saturation,
+                         "name": f"{m or 'default'} {'calibrated' if c else 'uncalibrated'}"}
+                        for m in methods for c in calibrations]
+            table = compare(args.data, variants, device=args.device, max_side=args.max_side, limit=args.limit)
+    print(table.format(per_image=not args.summary))
+    if args.json:
+        table.to_json(args.json)
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0

@@ -1,0 +1,128 @@
+"""``napari-colorize train``: train or fine-tune a colorizer on folders of colour images."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+__all__ = ["add_parser", "run", "main"]
+
+_EPILOG = """examples:
+  napari-colorize train photos/ -o mymodel.safetensors --steps 3000
+  napari-colorize train slides/ -o slides.safetensors --init default --steps 1000 --lr 5e-4
+  napari-colorize train photos/ -o mymodel.safetensors --steps 3000 --resume   # after an interruption
+"""
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("data", nargs="+", metavar="DATA_DIR", help="folders of colour images (searched recursively; "
+                   "PNG, JPEG, TIFF incl. 16-bit); gray and broken files are skipped")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.safetensors",
+                   help="model file to write (rewritten at every checkpoint; metadata says if complete)")
+    g = p.add_argument_group("model")
+    g.add_argument("--backbone", choices=["compact", "vgg16"], default=None,
+                   help="network (default: compact, or that of --init)")
+    g.add_argument("--space", choices=["hue_chroma", "lab", "lab_marginal"], default=None,
+                   help="predicted histograms (default: hue_chroma, or that of --init)")
+    g.add_argument("--pretrained", choices=["imagenet"], default=None,
+                   help="start vgg16 from torchvision's ImageNet weights (the file must be in torch's cache offline)")
+    g.add_argument("--init", metavar="MODEL", default=None,
+                   help="fine-tune from a model file, or 'default' for the shipped model")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--steps", type=_positive_int, default=5000, help="total steps (default 5000)")
+    g.add_argument("--batch-size", type=_positive_int, default=16, help="crops per step (default 16)")
+    g.add_argument("--crop", type=_positive_int, default=192, help="crop side in pixels, multiple of 32 (default 192)")
+    g.add_argument("--points", type=_positive_int, default=128, help="sampled pixels per crop (default 128, the paper's)")
+    g.add_argument("--scale", type=float, nargs=2, default=(0.5, 1.0), metavar=("LO", "HI"),
+                   help="random scale range of crops relative to the decoded image (default 0.5 1.0)")
+    g.add_argument("--target-window", type=_positive_int, default=1, metavar="R",
+                   help="odd window of the target colour histograms (1 = one-hot; the released code used 7)")
+    g.add_argument("--lambda-hue", type=float, default=5.0, help="weight of the hue loss (default 5, the paper's)")
+    g.add_argument("--lightness-weight", action="store_true",
+                   help="down-weight the chroma loss near black and white (the released code's min(3L, 1, 3(1-L)))")
+    g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw",
+                   help="adamw (default; much faster from scratch) or sgd (the paper's: momentum 0.9, wd 5e-4)")
+    g.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3 adamw, 1e-3 sgd)")
+    g.add_argument("--weight-decay", type=float, default=None, help="default 1e-2 adamw, 5e-4 sgd")
+    g.add_argument("--warmup", type=int, default=None, help="linear warm-up steps (default 5%% of --steps, <= 500)")
+    g.add_argument("--schedule", choices=["cosine", "step", "constant"], default="cosine",
+                   help="learning-rate decay after warm-up (default cosine)")
+    g.add_argument("--clip-grad", type=float, default=10.0, help="gradient norm clipping, 0 to disable (default 10)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g = p.add_argument_group("data and device")
+    g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="autocast precision (default bf16 on CUDA, fp32 elsewhere)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="data loader processes (default 1 on <= 2 CPU cores, else min(4, cores - 1))")
+    g.add_argument("--max-side", type=_positive_int, default=512,
+                   help="decode each image once, reduced to this long side (default 512)")
+    g.add_argument("--min-images", type=_positive_int, default=2, help="fewer usable images is an error (default 2)")
+    g.add_argument("--weights", default=None, metavar="MANIFEST.csv",
+                   help="per-image sampling weights: CSV with 'path' and 'weight' columns (default: manifest.csv in "
+                        "the first DATA_DIR or its parent, if any; 'none' to sample uniformly)")
+    g = p.add_argument_group("validation, checkpoints, logging")
+    g.add_argument("--val", metavar="DIR", default=None, help="folder of validation images, scored during training")
+    g.add_argument("--val-every", type=_positive_int, default=None, help="steps between validations (default: each epoch)")
+    g.add_argument("--val-images", type=_positive_int, default=16, help="validation images used (default 16)")
+    g.add_argument("--checkpoint", default=None, metavar="STATE.safetensors",
+                   help="resumable state file (default: OUTPUT with .ckpt.safetensors)")
+    g.add_argument("--checkpoint-every", type=_positive_int, default=250, help="steps between checkpoints (default 250)")
+    g.add_argument("--resume", action="store_true", help="continue exactly from the checkpoint (same command otherwise)")
+    g.add_argument("--log", default=None, help="JSON-lines log file (default: OUTPUT with .log.jsonl; '' disables)")
+    g.add_argument("--log-every", type=_positive_int, default=25, help="steps between log records (default 25)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``train`` subcommand to the ``napari-colorize`` parser."""
+    p = subparsers.add_parser("train", help="train or fine-tune a colorizer on colour images",
+                              description=__doc__, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    return _configure(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``train`` from parsed arguments; returns the exit code."""
+    from .training import TrainConfig, train
+
+    cfg = TrainConfig(
+        data=list(args.data), output=args.output, backbone=args.backbone, space=args.space,
+        pretrained=args.pretrained, init=args.init, steps=args.steps, batch_size=args.batch_size, crop=args.crop,
+        points=args.points, scale=tuple(args.scale), target_window=args.target_window, lambda_hue=args.lambda_hue,
+        lightness_weight=args.lightness_weight, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+        warmup=args.warmup, schedule=args.schedule, clip_grad=args.clip_grad or None, seed=args.seed,
+        device=args.device, precision=args.precision, workers=args.workers, max_side=args.max_side,
+        min_images=args.min_images, weights=args.weights, val=args.val, val_every=args.val_every,
+        val_images=args.val_images, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+        resume=args.resume, log=args.log, log_every=args.log_every, progress=not args.no_progress,
+        command=" ".join(["napari-colorize", *map(shlex.quote, getattr(args, "argv", None) or sys.argv[1:])]),
+    )
+    train(cfg)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m napari_colorize.cli_train``: the train command on its own."""
+    parser = _configure(argparse.ArgumentParser(prog="napari-colorize train", description=__doc__, epilog=_EPILOG,
+                                                formatter_class=argparse.RawDescriptionHelpFormatter))
+    args = parser.parse_args(argv)
+    args.argv = ["train", *(sys.argv[1:] if argv is None else argv)]
+    try:
+        return run(args)
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as err:
+        print(f"napari-colorize train: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Running the engine on a dask.distributed cluster.
+
+The graph is the same as in one process; only where it runs changes.  Tasks carry
+the model's *path* (``ModelRef``), and each worker loads it once into its
+per-process cache (:func:`napari_colorize.api.get_model`), so weights are never
+pickled per task.  GPU workers should have one thread each (``threads_per_worker=1``;
+dask-cuda's ``LocalCUDACluster`` does this and pins one GPU per worker).  See
+docs/engine.md for dask-cuda and dask-jobqueue recipes; neither is a dependency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+
+from .lazy import Cancelled
+
+__all__ = ["connect", "local_cluster", "run_on_client"]
+
+
+@contextlib.contextmanager
+def local_cluster(n_workers: int, threads_per_worker: int = 1, memory_limit: str | None = "auto") -> Iterator:
+    """A LocalCluster of ``n_workers`` processes on loopback and its Client.
+
+    Each worker process loads the model once.  One thread per worker suits GPUs and
+    CPUs alike (torch uses all of a worker's cores inside one call).
+    """
+    from distributed import Client, LocalCluster
+
+    if n_workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {n_workers}")
+    with LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
+                      host="127.0.0.1", dashboard_address=None, memory_limit=memory_limit) as cluster, \
+            Client(cluster) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def connect(address: str) -> Iterator:
+    """A Client of a running scheduler (``tcp://host:8786``)."""
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout="20s")
+    except OSError as err:
+        raise RuntimeError(f"could not reach the dask scheduler at {address!r} ({err}); start one with "
+                           "`dask scheduler` and workers with `dask worker ADDRESS --nthreads 1`") from err
+    with client:
+        yield client
+
+
+def run_on_client(client, dsk: dict, keys: list, total: int, done: int = 0,
+                  progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None) -> None:
+    """Compute ``keys`` of ``dsk`` on ``client``, reporting finished keys to ``progress``.
+
+    Raises the first task error, or :class:`Cancelled` when ``cancel`` is set (the
+    remaining tasks are cancelled; finished chunks stay written).
+    """
+    from distributed import as_completed
+
+    futures = client.get(dsk, keys, sync=False)
+    try:
+        for future in as_completed(futures):
+            future.result()  # re-raises a task's exception here
+            done += 1
+            if progress is not None:
+                progress(done, total)
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("colorization was cancelled")
+    finally:
+        client.cancel(futures)

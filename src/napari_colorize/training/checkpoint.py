@@ -1,0 +1,174 @@
+"""Resumable training state in one ``.safetensors`` file, without pickle.
+
+Tensors (model weights, optimizer moments, torch RNG states) are stored as tensors;
+everything else (step, optimizer hyper-parameters, Python and numpy RNG states, the
+run's settings) as JSON in the file's metadata header under ``napari_colorize_state``.
+The file is written to a temporary name and renamed, so a run killed while saving
+leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["save_training_state", "load_training_state", "capture_rng", "restore_rng", "STATE_KEY"]
+
+STATE_KEY = "napari_colorize_state"
+STATE_VERSION = 1
+
+
+def capture_rng() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Python, numpy and torch (CPU and CUDA) RNG states: JSON part and tensor part."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # MT19937 state
+    doc = {"python": [version, list(internal), gauss],
+           "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    return doc, tensors
+
+
+def restore_rng(doc: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    version, internal, gauss = doc["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = doc["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensors["rng.torch"].cpu())
+    cuda_keys = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+    cuda = [tensors[k] for k in cuda_keys]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([t.cpu() for t in cuda[: torch.cuda.device_count()]])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.item()
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    return value
+
+
+def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """optimizer.state_dict() -> (JSON document, flat tensors)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, pstate in state["state"].items():
+        for key, value in pstate.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[key] = _jsonable(value)
+    return {"param_groups": _jsonable(state["param_groups"]), "scalars": scalars}, tensors
+
+
+def _join_optimizer(doc: dict[str, Any], tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for pid, values in doc["scalars"].items():
+        state.setdefault(int(pid), {}).update(values)
+    groups = []
+    for group in doc["param_groups"]:
+        group = dict(group)
+        if "betas" in group:  # Adam-style optimizers expect a tuple
+            group["betas"] = tuple(group["betas"])
+        groups.append(group)
+    return {"state": state, "param_groups": groups}
+
+
+def save_training_state(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        step: int, info: dict[str, Any]) -> Path:
+    """Write everything needed to continue a run exactly after ``step`` steps.
+
+    Parameters
+    ----------
+    path : path-like
+        The ``.safetensors`` file (replaced atomically).
+    model, optimizer : the training objects
+    step : int
+        Steps completed.
+    info : dict
+        JSON-able settings of the run (checked when resuming) and its progress
+        (loss history, wall time, ...).
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    rng_doc, rng_tensors = capture_rng()
+    optim_doc, optim_tensors = _split_optimizer(optimizer.state_dict())
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update(optim_tensors)
+    tensors.update(rng_tensors)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    doc = {"version": STATE_VERSION, "step": int(step), "rng": rng_doc, "optimizer": optim_doc, "info": _jsonable(info)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={STATE_KEY: json.dumps(doc)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_state_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON document of a training state (step, info, ...) without its tensors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no training checkpoint at {path}; run without --resume to start a new run")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as err:
+        raise ValueError(f"{path} is not a training checkpoint ({err})") from err
+    if STATE_KEY not in meta:
+        raise ValueError(f"{path} is not a napari-colorize training checkpoint (no {STATE_KEY} metadata)")
+    return json.loads(meta[STATE_KEY])
+
+
+def load_training_state(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        restore_random: bool = True) -> dict[str, Any]:
+    """Load a state written by :func:`save_training_state` into ``model`` and ``optimizer``.
+
+    Returns the JSON document (``step``, ``info``, ...).  The RNG states are restored
+    too unless ``restore_random`` is False.
+    """
+    from safetensors.torch import load_file
+
+    doc = read_state_info(path)
+    if doc.get("version", 0) > STATE_VERSION:
+        raise ValueError(f"{path} was written by a newer napari-colorize; upgrade to resume it")
+    tensors = load_file(str(path), device="cpu")
+    device = next(model.parameters()).device
+    model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model.load_state_dict(model_state, strict=True)
+    optim = _join_optimizer(doc["optimizer"], tensors)
+    optimizer.load_state_dict(optim)
+    for pstate in optimizer.state.values():  # load_state_dict casts moments; keep 'step' on CPU as saved
+        for key, value in pstate.items():
+            if isinstance(value, torch.Tensor) and key != "step":
+                pstate[key] = value.to(device)
+    if restore_random:
+        restore_rng(doc["rng"], {k: v for k, v in tensors.items() if k.startswith("rng.")})
+    return doc

@@ -1,0 +1,519 @@
+"""Training data: colour images from folders, random crops and sparse targets.
+
+The paper's training (Larsson et al. 2016, section 3.3): random crops of colour
+images with random scale and mirroring; the network sees the gray version
+``(R + G + B) / 3``; the loss is computed at 128 random pixels per image, whose
+targets are histograms of the true colour in a small window around the pixel.
+
+Images are decoded once, reduced so that their long side is at most ``max_side``
+pixels and kept in memory as uint8: on a 2-core machine decoding a large JPEG for
+every crop would cost more than the network's step, while a crop of a decoded image
+costs well under a millisecond.  Every crop is a pure function of ``(seed, step, slot)``
+(:class:`StepBatchSampler`, :class:`ColorCropDataset`), so a run resumed from a
+checkpoint sees exactly the batches of an uninterrupted one, whatever the number of
+loader workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..spaces import SpaceSpec, target_indices
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "scan_images",
+    "read_rgb",
+    "is_gray",
+    "ImageSet",
+    "load_image_set",
+    "read_manifest_weights",
+    "find_manifest",
+    "StepBatchSampler",
+    "ColorCropDataset",
+    "point_histograms",
+]
+
+#: File name endings read as images (case-insensitive).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+#: An image whose 99th percentile of chroma (max - min of R, G, B, in [0, 1]) is below
+#: this is treated as gray (about 4 levels of 255: JPEG noise on a gray picture).
+GRAY_CHROMA = 4.0 / 255.0
+
+
+def scan_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
+    """All image files under ``folders`` (recursively), sorted, without duplicates.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a folder does not exist.
+    ValueError
+        If a folder holds no image file.
+    """
+    found: dict[Path, None] = {}
+    for folder in folders:
+        root = Path(folder).expanduser()
+        if not root.exists():
+            raise FileNotFoundError(f"data folder {root} does not exist")
+        if root.is_file():
+            files = [root] if root.suffix.lower() in IMAGE_SUFFIXES else []
+        else:
+            files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}; "
+                             "give folders holding colour photographs")
+        for p in files:
+            found[p.resolve()] = None
+    return sorted(found)
+
+
+def _scale_to_unit(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
+    arr = arr.astype(np.float32)
+    hi = float(np.nanmax(arr)) if arr.size else 1.0
+    # Float files are usually in [0, 1]; some tools write [0, 255].
+    return np.clip(arr / 255.0 if hi > 1.0 + 1e-3 else arr, 0.0, 1.0)
+
+
+def _to_rgb(arr: np.ndarray) -> np.ndarray | None:
+    """(H, W), (H, W, 1..4) or (3|4, H, W) -> (H, W, 3); None if not an image."""
+    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # planar TIFF
+    if arr.ndim == 2:
+        return np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3:
+        return None
+    if arr.shape[-1] == 1:
+        return np.repeat(arr, 3, axis=-1)
+    if arr.shape[-1] == 2:  # gray + alpha
+        return np.repeat(arr[..., :1], 3, axis=-1)
+    if arr.shape[-1] in (3, 4):
+        return arr[..., :3]
+    return None
+
+
+def _resize_uint8(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
+    """[0, 1] float (H, W, 3) -> uint8, area-downscaled so the long side <= max_side."""
+    h, w = rgb.shape[:2]
+    if max_side and max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+        rgb = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)[0].permute(1, 2, 0).numpy()
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def read_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
+    """Decode an image file into uint8 RGB ``(H, W, 3)``, long side <= ``max_side``.
+
+    PNG/JPEG/BMP/WebP go through Pillow (JPEGs are decoded directly at a reduced
+    scale when ``max_side`` allows: much faster for large wallpapers); TIFF through
+    tifffile (16-bit and float data scaled to [0, 1] first, first page/series).
+
+    Raises
+    ------
+    ValueError
+        If the file is not a readable 2D image.
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
+        arr = tifffile.imread(path)
+        while arr.ndim > 3 or (arr.ndim == 3 and min(arr.shape) > 4):  # stacks: first plane
+            arr = arr[0]
+        rgb = _to_rgb(arr)
+        if rgb is None:
+            raise ValueError(f"{path}: unsupported TIFF shape {arr.shape}")
+        return _resize_uint8(_scale_to_unit(rgb), max_side)
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if max_side and im.format == "JPEG":
+            im.draft("RGB", (max_side, max_side))  # DCT-domain downscale, never below max_side
+        if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            rgb = _to_rgb(np.asarray(im))
+            rgb = _scale_to_unit(rgb if rgb.dtype != np.int32 else rgb.astype(np.uint16))
+            return _resize_uint8(rgb, max_side)
+        im = im.convert("RGB")
+        if max_side and max(im.size) > max_side:
+            scale = max_side / max(im.size)
+            im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), Image.BOX)
+        return np.asarray(im, dtype=np.uint8).copy()
+
+
+def is_gray(rgb: np.ndarray, threshold: float = GRAY_CHROMA) -> bool:
+    """True if an RGB image (uint8 or float in [0, 1]) carries (almost) no colour.
+
+    The 99th percentile of the per-pixel chroma ``max - min`` must reach ``threshold``
+    (in [0, 1]) for the image to count as colour.
+    """
+    arr = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
+    chroma = arr.max(axis=-1) - arr.min(axis=-1)
+    return float(np.percentile(chroma, 99)) < threshold
+
+
+@dataclass
+class ImageSet:
+    """Decoded colour images kept in memory, and what was left out.
+
+    Attributes
+    ----------
+    images : list of uint8 arrays (H, W, 3)
+    paths : list of Path
+        The file of each image.
+    skipped : dict of str -> list of (Path, str)
+        Files left out, by reason ("broken", "gray", "too small"), with a message.
+    """
+
+    images: list[np.ndarray]
+    paths: list[Path]
+    skipped: dict[str, list[tuple[Path, str]]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def fingerprint(self) -> str:
+        """A digest of the file list and image sizes (checked when resuming)."""
+        h = hashlib.sha256()
+        for p, im in zip(self.paths, self.images):
+            h.update(f"{p}|{im.shape}\n".encode())
+        return h.hexdigest()[:16]
+
+    def summary(self) -> str:
+        parts = [f"{len(self)} usable colour images"]
+        parts += [f"{len(v)} {k}" for k, v in self.skipped.items() if v]
+        return ", ".join(parts)
+
+
+def load_image_set(paths: Sequence[Path], max_side: int | None = 512, min_side: int = 0,
+                   threads: int | None = None, progress: bool = False,
+                   report: Callable[[str], None] | None = None) -> ImageSet:
+    """Decode ``paths`` in parallel threads; skip broken, gray and too-small images.
+
+    Parameters
+    ----------
+    paths : sequence of Path
+    max_side : int or None
+        Images are reduced so their long side is at most this many pixels.
+    min_side : int
+        Images whose short side (after reduction) is below this are skipped
+        (they cannot give a crop of that size).
+    threads : int, optional
+        Decoding threads (Pillow and tifffile release the GIL); default: CPU count.
+    progress : bool
+        Show a progress bar.
+    report : callable, optional
+        Called with a message for each skipped file (default: :func:`warnings.warn`).
+
+    Returns
+    -------
+    ImageSet
+        In the order of ``paths``; skipped files are reported with a warning each.
+    """
+    def load(path: Path):
+        try:
+            rgb = read_rgb(path, max_side)
+        except Exception as err:  # any decoding failure means "broken file" here
+            return path, None, "broken", f"{type(err).__name__}: {err}"
+        if is_gray(rgb):
+            return path, None, "gray", "no colour (gray image)"
+        if min(rgb.shape[:2]) < min_side:
+            return path, None, "too small", f"short side {min(rgb.shape[:2])} px < crop {min_side} px"
+        return path, rgb, None, ""
+
+    threads = threads or max(1, os.cpu_count() or 1)
+    out = ImageSet([], [], {"broken": [], "gray": [], "too small": []})
+    with ThreadPoolExecutor(threads) as pool:
+        results = pool.map(load, paths)
+        if progress:
+            from tqdm.auto import tqdm
+            results = tqdm(results, total=len(paths), desc="decoding images", unit="img")
+        for path, rgb, reason, message in results:
+            if rgb is None:
+                out.skipped[reason].append((path, message))
+                (report or _warn)(f"skipping {path}: {message}")
+            else:
+                out.images.append(rgb)
+                out.paths.append(path)
+    return out
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
+def find_manifest(folders: Sequence[str | os.PathLike]) -> Path | None:
+    """A ``manifest.csv`` in the first data folder, or in its parent folder."""
+    if not folders:
+        return None
+    root = Path(folders[0]).expanduser()
+    for candidate in (root / "manifest.csv", root.parent / "manifest.csv"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+_PATH_COLUMNS = ("path", "file", "filename", "relpath", "image")
+
+
+def read_manifest_weights(manifest: str | os.PathLike, paths: Sequence[Path]) -> tuple[np.ndarray, int]:
+    """Per-image sampling weights from a CSV with a path column and a ``weight`` column.
+
+    The path column (``path``, ``file``, ``filename``, ``relpath`` or ``image``) may be
+    absolute or relative to the manifest's folder; rows are also matched by a unique
+    file name.  Images the manifest does not list get the mean weight of those it does.
+
+    Returns
+    -------
+    weights : ndarray, shape (len(paths),), float64, > 0
+    matched : int
+        How many of ``paths`` the manifest listed.
+
+    Raises
+    ------
+    ValueError
+        If the CSV has no weight or path column, a weight is not a number >= 0, or no
+        row matches any image.
+    """
+    manifest = Path(manifest)
+    with open(manifest, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        col = next((c for c in _PATH_COLUMNS if c in columns), None)
+        if "weight" not in columns or col is None:
+            raise ValueError(f"{manifest} needs a 'weight' column and a path column ({', '.join(_PATH_COLUMNS)}); "
+                             f"it has {columns}")
+        rows = [{k.strip(): v for k, v in row.items() if k is not None} for row in reader]
+    by_path: dict[Path, float] = {}
+    by_name: dict[str, list[float]] = {}
+    for row in rows:
+        try:
+            w = float(row["weight"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{manifest}: weight {row.get('weight')!r} of {row.get(col)!r} is not a number") from None
+        if not (w >= 0 and math.isfinite(w)):
+            raise ValueError(f"{manifest}: weight of {row.get(col)!r} must be a finite number >= 0, got {w}")
+        p = Path(row[col])
+        full = p if p.is_absolute() else manifest.parent / p
+        by_path[full.resolve()] = w
+        by_name.setdefault(p.name, []).append(w)
+    weights = np.full(len(paths), np.nan)
+    for i, path in enumerate(paths):
+        if path.resolve() in by_path:
+            weights[i] = by_path[path.resolve()]
+        elif len(by_name.get(path.name, [])) == 1:
+            weights[i] = by_name[path.name][0]
+    matched = int(np.isfinite(weights).sum())
+    if matched == 0:
+        raise ValueError(f"{manifest} lists none of the {len(paths)} training images; check its path column")
+    weights[~np.isfinite(weights)] = np.nanmean(weights)
+    if not weights.sum() > 0:
+        raise ValueError(f"{manifest}: all weights are 0")
+    return weights, matched
+
+
+def _rng(*key: int) -> np.random.Generator:
+    return np.random.default_rng([int(k) & 0xFFFFFFFF for k in key])
+
+
+class StepBatchSampler(torch.utils.data.Sampler):
+    """Batches of ``(image index, crop seed)`` as a pure function of the step.
+
+    Without weights every epoch is a fresh permutation of the images (each image
+    once per epoch); with weights, images are drawn with replacement in proportion
+    to them (like :class:`torch.utils.data.WeightedRandomSampler`).  Because batch
+    ``s`` depends only on ``(seed, s)``, starting at ``start`` is an exact resume.
+
+    Parameters
+    ----------
+    n : int
+        Number of images.
+    batch_size : int
+    steps : int
+        Total steps; batches ``start .. steps - 1`` are yielded.
+    seed : int
+    weights : array_like, optional
+        Sampling weights per image (>= 0, not all 0).
+    start : int
+        First step (the sampler position when resuming).
+    """
+
+    def __init__(self, n: int, batch_size: int, steps: int, seed: int = 0,
+                 weights: np.ndarray | None = None, start: int = 0) -> None:
+        self.n, self.batch_size, self.steps, self.seed, self.start = n, batch_size, steps, seed, start
+        self.p = None if weights is None else np.asarray(weights, np.float64) / float(np.sum(weights))
+
+    def __len__(self) -> int:
+        return max(0, self.steps - self.start)
+
+    def _indices(self, step: int) -> np.ndarray:
+        if self.p is not None:
+            return _rng(self.seed, 1, step).choice(self.n, size=self.batch_size, p=self.p)
+        first = step * self.batch_size
+        positions = np.arange(first, first + self.batch_size)
+        epochs, offsets = positions // self.n, positions % self.n
+        perms = {e: _rng(self.seed, 2, e).permutation(self.n) for e in np.unique(epochs)}
+        return np.array([perms[e][o] for e, o in zip(epochs, offsets)])
+
+    def batch(self, step: int) -> list[tuple[int, int]]:
+        """The ``(image index, crop seed)`` pairs of batch ``step``."""
+        seeds = _rng(self.seed, 3, step).integers(0, 2**31 - 1, size=self.batch_size)
+        return [(int(i), int(s)) for i, s in zip(self._indices(step), seeds)]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start, self.steps):
+            yield self.batch(step)
+
+
+def point_histograms(index: torch.Tensor, points_yx: torch.Tensor, k: int, window: int) -> torch.Tensor:
+    """Histograms of bin indices in a ``window x window`` box around given pixels.
+
+    Equal to :func:`napari_colorize.bins.windowed_histogram` sampled at the points,
+    without building the ``(K, H, W)`` volume: ``R * R`` look-ups per point.
+
+    Parameters
+    ----------
+    index : torch.Tensor, shape (H, W), integer
+        Bin index per pixel.
+    points_yx : torch.Tensor, shape (N, 2), integer
+        Pixel (row, column) of each point.
+    k : int
+        Number of bins.
+    window : int
+        Odd window size R (1: one-hot).
+
+    Returns
+    -------
+    torch.Tensor, shape (N, K), float32
+        Each row sums to 1; near the border only pixels inside the image count.
+    """
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be a positive odd integer, got {window}")
+    h, w = index.shape
+    r = window // 2
+    d = torch.arange(-r, r + 1)
+    ys = points_yx[:, 0, None, None] + d[None, :, None]  # (N, R, 1)
+    xs = points_yx[:, 1, None, None] + d[None, None, :]  # (N, 1, R)
+    inside = ((ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)).reshape(len(points_yx), -1).float()
+    idx = index[ys.clamp(0, h - 1), xs.clamp(0, w - 1)].reshape(len(points_yx), -1).long()
+    hist = torch.zeros(len(points_yx), k).scatter_add_(1, idx, inside)
+    return hist / hist.sum(dim=1, keepdim=True)
+
+
+class ColorCropDataset(torch.utils.data.Dataset):
+    """Random crops of in-memory colour images with sparse histogram targets.
+
+    An item is addressed by ``(image index, crop seed)`` (see
+    :class:`StepBatchSampler`) and returns a dict:
+
+    ``gray`` (1, S, S) float32
+        The crop's ``(R + G + B) / 3``, the network input.
+    ``points`` (N, 2) float32
+        (x, y) of the sampled pixels' centres, ``px + 0.5``.
+    ``target_<head>`` (N, K) float32
+        Target histogram per head of the colour space.
+    ``chroma`` (N,) float32
+        True chroma ``max - min`` in [0, 1] at the points (weights the hue loss).
+    ``lightness`` (N,) float32
+        Gray value at the points (for :func:`napari_colorize.losses.lightness_weight`).
+
+    Parameters
+    ----------
+    images : list of uint8 arrays (H, W, 3)
+    space : SpaceSpec
+    crop : int
+        Crop side S in pixels.
+    points : int
+        Points per crop (128 in the paper).
+    scale : (float, float)
+        Range of the random scale: a crop of ``S / scale`` source pixels is resized to
+        S (1.0 = native resolution; smaller = zoomed out, more context).  It is
+        clipped per image so that the crop fits inside the image.
+    mirror : bool
+        Flip horizontally with probability 1/2.
+    window : int
+        Target window R (1 = one-hot targets at the pixel).
+    """
+
+    def __init__(self, images: Sequence[np.ndarray], space: SpaceSpec, crop: int, points: int = 128,
+                 scale: tuple[float, float] = (0.5, 1.0), mirror: bool = True, window: int = 1) -> None:
+        if not 0 < scale[0] <= scale[1]:
+            raise ValueError(f"scale range must satisfy 0 < lo <= hi, got {scale}")
+        self.images, self.space, self.crop, self.points = images, space, crop, points
+        self.scale, self.mirror, self.window = scale, mirror, window
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def crop_rgb(self, index: int, rng: np.random.Generator) -> torch.Tensor:
+        """A random crop ``(S, S, 3)`` float32 in [0, 1] of image ``index``."""
+        img = self.images[index]
+        h, w = img.shape[:2]
+        s = self.crop
+        # scale = S / source side; the source side must fit in the image.
+        lo = max(self.scale[0], s / min(h, w))
+        hi = max(lo, self.scale[1])
+        scale = rng.uniform(lo, hi)
+        side = int(min(min(h, w), max(s, round(s / scale))))
+        y0, x0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        patch = torch.from_numpy(np.ascontiguousarray(img[y0:y0 + side, x0:x0 + side])).float().div_(255.0)
+        if side != s:
+            patch = F.interpolate(patch.permute(2, 0, 1)[None], size=(s, s), mode="bilinear",
+                                  antialias=True, align_corners=False)[0].permute(1, 2, 0).clamp_(0, 1)
+        if self.mirror and rng.random() < 0.5:
+            patch = patch.flip(1)
+        return patch.contiguous()
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, seed = item
+        rng = np.random.default_rng(seed)
+        rgb = self.crop_rgb(index, rng)
+        s = self.crop
+        flat = rng.choice(s * s, size=self.points, replace=self.points > s * s)
+        yx = torch.from_numpy(np.stack((flat // s, flat % s), axis=1)).long()
+        gray = rgb.mean(dim=-1)
+        out = {"gray": gray[None], "points": yx.flip(1).float() + 0.5}
+        rgb_points = rgb[yx[:, 0], yx[:, 1]]
+        if self.window == 1:
+            indices, chroma = target_indices(rgb_points, self.space)
+            for head, k in self.space.heads.items():
+                out[f"target_{head}"] = F.one_hot(indices[head].long(), k).float()
+        else:
+            indices, _ = target_indices(rgb, self.space)
+            chroma = rgb_points.max(dim=-1).values - rgb_points.min(dim=-1).values
+            for head, k in self.space.heads.items():
+                out[f"target_{head}"] = point_histograms(indices[head], yx, k, self.window)
+        out["chroma"] = chroma.float()
+        out["lightness"] = gray[yx[:, 0], yx[:, 1]]
+        return out
+
+
+def weight_summary(weights: np.ndarray | None) -> str:
+    """One line describing sampling weights (for the log)."""
+    if weights is None:
+        return "uniform sampling"
+    w = np.asarray(weights)
+    return f"weighted sampling (min {w.min():.3g}, median {np.median(w):.3g}, max {w.max():.3g})"
+
+
+def skipped_counts(image_set: ImageSet) -> dict[str, int]:
+    """How many files were skipped for each reason."""
+    return dict(Counter({k: len(v) for k, v in image_set.skipped.items()}))

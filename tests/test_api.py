@@ -1,0 +1,138 @@
+"""The Python API: lightness pass-through for every space and method, options, model cache."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from napari_colorize import colorize, get_model, rgb_to_gray, save_model
+from napari_colorize.api import decode_options_for
+from napari_colorize.color import rgb_to_hue_chroma
+
+METHODS = [None, "expectation", "median", "mode", "sample"]
+SPACES = ["hue_chroma", "lab", "lab_marginal"]
+
+
+def _images() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(42)
+    yy, xx = np.mgrid[:64, :80]
+    return {
+        "random": rng.random((64, 80)).astype(np.float32),
+        "smooth": ((np.sin(xx / 9.0) * np.cos(yy / 7.0) + 1) / 2).astype(np.float32),
+        "black": np.zeros((64, 80), np.float32),
+        "white": np.ones((64, 80), np.float32),
+        "mid_gray": np.full((64, 80), 0.5, np.float32),
+        "checkerboard": ((yy + xx) % 2).astype(np.float32),
+    }
+
+
+IMAGES = _images()
+
+
+def _chroma(rgb: np.ndarray) -> np.ndarray:
+    return rgb_to_hue_chroma(torch.from_numpy(rgb))[1].numpy()
+
+
+@pytest.mark.parametrize("space", SPACES)
+@pytest.mark.parametrize("method", METHODS)
+def test_lightness_pass_through(make_model, space, method):
+    model = make_model("compact", space)
+    for name, image in IMAGES.items():
+        result = colorize(image, model=model, method=method)
+        rgb = result.rgb
+        assert rgb.shape == (64, 80, 3) and rgb.dtype == np.float32, name
+        assert rgb.min() >= 0 and rgb.max() <= 1, name
+        assert np.abs(rgb_to_gray(rgb) - image).max() <= 1 / 255, name
+        if name in ("black", "white"):
+            np.testing.assert_array_equal(rgb, np.repeat(image[..., None], 3, -1))
+        if name in ("random", "smooth"):
+            # The model does colour these: keeping the gray is not a trivial gray output.
+            assert _chroma(rgb).mean() > 0.03, (name, space, method)
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_saturation_boost_keeps_gray_and_gamut(make_model, space):
+    model = make_model("compact", space)
+    for name in ("random", "smooth", "checkerboard", "mid_gray"):
+        image = IMAGES[name]
+        plain = colorize(image, model=model).rgb
+        boosted = colorize(image, model=model, saturation=3.0).rgb
+        assert boosted.min() >= 0 and boosted.max() <= 1
+        assert np.abs(rgb_to_gray(boosted) - image).max() <= 1 / 255
+        if name in ("random", "smooth"):  # (a 0/1 checkerboard has no room for chroma at all)
+            assert _chroma(boosted).mean() > _chroma(plain).mean() + 0.01, name
+    # Saturation 0 gives the gray image itself.
+    gray = colorize(IMAGES["smooth"], model=model, saturation=0.0).rgb
+    # (Lab: within the float32 round trip through lab_to_rgb)
+    np.testing.assert_allclose(gray, np.repeat(IMAGES["smooth"][..., None], 3, -1), atol=1e-4)
+
+
+def test_integer_inputs_keep_their_scaled_gray(make_model):
+    image = (IMAGES["smooth"] * 65535).astype(np.uint16)
+    rgb = colorize(image, model=make_model("compact", "lab")).rgb
+    assert np.abs(rgb_to_gray(rgb) - image / 65535).max() <= 1 / 255
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_uncertainty_maps(make_model, space):
+    result = colorize(IMAGES["random"], model=make_model("compact", space))
+    for m in (result.chroma_confidence, result.hue_entropy):
+        assert m.shape == (64, 80) and m.dtype == np.float32
+        assert m.min() >= 0 and m.max() <= 1 and m.std() > 0
+    assert result.info["space"] == space and result.info["backbone"] == "compact"
+    assert result.info["device"] == "cpu" and result.info["model"] == "in-memory"
+
+
+def test_sample_method_is_seeded(make_model):
+    model = make_model("compact", "lab")
+    a = colorize(IMAGES["random"], model=model, method="sample", seed=5).rgb
+    b = colorize(IMAGES["random"], model=model, method="sample", seed=5).rgb
+    c = colorize(IMAGES["random"], model=model, method="sample", seed=6).rgb
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_calibrated_decoding_from_model_metadata(make_model):
+    model = copy.deepcopy(make_model("compact", "hue_chroma"))
+    model.config.decoding = {"confidence_fading": [0.95, 0.99]}  # nearly everything fades
+    opts = decode_options_for(model)
+    assert opts.confidence_fading == (0.95, 0.99)
+    assert decode_options_for(model, calibrated=False).confidence_fading is None
+    faded = colorize(IMAGES["smooth"], model=model).rgb
+    plain = colorize(IMAGES["smooth"], model=model, calibrated=False).rgb
+    assert _chroma(faded).mean() < 0.5 * _chroma(plain).mean()
+    assert np.abs(rgb_to_gray(faded) - IMAGES["smooth"]).max() <= 1 / 255
+
+
+def test_bad_options_are_reported(make_model):
+    model = make_model("compact", "hue_chroma")
+    with pytest.raises(ValueError, match="unknown decoding method"):
+        colorize(IMAGES["random"], model=model, method="average")
+    with pytest.raises(ValueError, match="saturation"):
+        colorize(IMAGES["random"], model=model, saturation=-2)
+    with pytest.raises(ValueError, match="precision"):
+        colorize(IMAGES["random"], model=model, precision="fp8")
+
+
+def test_stacks_keep_each_plane_gray(make_model):
+    stack = np.stack([IMAGES["smooth"], IMAGES["random"]])
+    result = colorize(stack, model=make_model("compact", "hue_chroma"))
+    assert np.asarray(result.rgb).shape == (2, 64, 80, 3)
+    assert np.abs(rgb_to_gray(np.asarray(result.rgb)) - stack).max() <= 1 / 255
+    single = colorize(IMAGES["smooth"], model=make_model("compact", "hue_chroma")).rgb
+    np.testing.assert_allclose(np.asarray(result.rgb)[0], single, atol=1e-6)
+
+
+def test_get_model_loads_a_file_once(make_model, tmp_path):
+    path = save_model(copy.deepcopy(make_model("compact", "lab")), tmp_path / "m.safetensors")
+    first, second = get_model(path, "cpu"), get_model(str(path), "cpu")
+    assert first is second and not first.training
+    result = colorize(IMAGES["smooth"], model=path)
+    expected = colorize(IMAGES["smooth"], model=make_model("compact", "lab"))
+    np.testing.assert_array_equal(result.rgb, expected.rgb)
+    assert result.info["model"] == str(path)
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        colorize(IMAGES["smooth"], model=tmp_path / "nothing.safetensors")

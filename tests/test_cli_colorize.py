@@ -1,0 +1,141 @@
+"""`napari-colorize colorize` end to end: PNG, a 16-bit TIFF stack, zarr, folders, bad inputs."""
+
+from __future__ import annotations
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+import torch
+import zarr
+from skimage import data, transform
+
+import napari_colorize as nc
+from napari_colorize import cli
+from napari_colorize.engine import tile_cache
+
+TILES = ["--tile-size", "128", "--overlap", "32", "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture(autouse=True)
+def _only_colorize(monkeypatch):
+    # Other subcommands are developed separately; this tests the colorize one through cli.main.
+    monkeypatch.setattr(cli, "_SUBCOMMANDS", ("cli_colorize",))
+    tile_cache.clear()
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    torch.manual_seed(2)
+    return str(nc.save_model(nc.build_model("compact"), tmp_path_factory.mktemp("m") / "m.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def cam():
+    return transform.resize(data.camera(), (150, 170), anti_aliasing=True).astype(np.float32)
+
+
+@pytest.fixture
+def inputs(tmp_path, cam):
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    iio.imwrite(d / "cam.png", (cam * 255).astype(np.uint8))
+    stack = (np.stack([cam, cam[::-1]]) * 65535).astype(np.uint16)
+    tifffile.imwrite(d / "sub" / "stack.tif", stack, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"unit": "um", "axes": "ZYX"})
+    z = zarr.open_array(str(d / "z.zarr"), mode="w", shape=cam.shape, chunks=(64, 64), dtype="float32")
+    z[:] = cam
+    return d
+
+
+def _run(*argv):
+    return cli.main(["colorize", *map(str, argv)])
+
+
+def test_folder_end_to_end(inputs, tmp_path, model_path, cam, capsys):
+    out = tmp_path / "out"
+    assert _run(inputs, "-o", out, "--model", model_path, *TILES) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["cam_colorized.png", "cam_confidence.png", "cam_entropy.png", "stack_colorized.tif",
+                     "stack_confidence.tif", "stack_entropy.tif", "z_colorized.zarr"]
+    ref = nc.colorize(cam, model_path, device="cpu", tile_size=128, overlap=32)
+    png = iio.imread(out / "cam_colorized.png")
+    gray8 = (cam * 255).astype(np.uint8) / 255.0
+    np.testing.assert_allclose(png / 255.0, np.clip(np.rint(nc.colorize(gray8.astype(np.float32), model_path, device="cpu",
+                               tile_size=128, overlap=32).rgb.compute() * 255), 0, 255) / 255.0, atol=1 / 255 + 1e-6)
+    # 16-bit TIFF stack: planes kept, pixel size carried over (2 px/um -> 0.5 um = 5000 px/cm).
+    with tifffile.TiffFile(out / "stack_colorized.tif") as tif:
+        rgb = tif.asarray()
+        xres = tif.pages[0].tags["XResolution"].value
+    assert rgb.shape == (2, 150, 170, 3) and rgb.dtype == np.uint8
+    assert xres[0] / xres[1] == pytest.approx(2e4)
+    ent = tifffile.imread(out / "stack_entropy.tif")
+    assert ent.shape == (2, 150, 170) and ent.dtype == np.float32
+    # zarr input -> OME-Zarr output equal to the Python API.
+    store = zarr.open_group(str(out / "z_colorized.zarr"), mode="r")
+    assert store.attrs["napari_colorize"]["complete"]
+    np.testing.assert_array_equal(np.asarray(store["confidence/0"]), ref.chroma_confidence.compute())
+    err = capsys.readouterr().err
+    assert "colorized 3 file(s)" in err and "MP/s" in err and "failed 0" in err
+
+
+def test_bad_files_do_not_stop_a_folder(inputs, tmp_path, model_path, capsys):
+    (inputs / "broken.png").write_bytes(b"definitely not a png")
+    tifffile.imwrite(inputs / "tiny.tif", np.zeros((1, 1), np.uint8))
+    iio.imwrite(inputs / "colour.png", data.astronaut()[:96, :96])
+    out = tmp_path / "out"
+    assert _run(inputs, "-o", out, "--model", model_path, "--strict", *TILES) == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "broken.png" in err and "cannot read" in err
+    assert "colour.png" in err and "colour image" in err  # --strict
+    assert "tiny.tif" in err and "pixels" in err  # too small for the model
+    assert (out / "cam_colorized.png").exists() and (out / "stack_colorized.tif").exists()
+    assert not list(out.glob(".*tmp*"))  # no temporary files left behind
+    # Without --strict the colour file is converted with a warning.
+    out2 = tmp_path / "out2"
+    assert _run(inputs / "colour.png", "-o", out2, "--model", model_path, *TILES) == 0
+    assert "converting it to gray" in capsys.readouterr().err
+
+
+def test_skip_existing_and_outputs(inputs, tmp_path, model_path, capsys):
+    out = tmp_path / "out"
+    assert _run(inputs / "cam.png", "-o", out, "--model", model_path, "--outputs", "rgb", *TILES) == 0
+    assert [p.name for p in out.iterdir()] == ["cam_colorized.png"]
+    before = (out / "cam_colorized.png").stat().st_mtime_ns
+    assert _run(inputs / "cam.png", "-o", out, "--model", model_path, "--outputs", "rgb", "--skip-existing", *TILES) == 0
+    assert (out / "cam_colorized.png").stat().st_mtime_ns == before
+    assert "skipped 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--tile-size", "64", "--overlap", "40"], "more than twice"),
+    (["--tile-size", "16", "--overlap", "32"], "tile size"),
+    (["--outputs", "rgb,colour"], "--outputs"),
+])
+def test_bad_options_are_clear_errors(inputs, tmp_path, model_path, capsys, argv, message):
+    before = sorted(p.name for p in inputs.rglob("*"))
+    assert _run(inputs / "cam.png", "-o", tmp_path / "out", "--model", model_path, *argv) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in inputs.rglob("*")) == before
+
+
+def test_output_folder_equal_to_input_folder_is_refused(inputs, model_path, capsys):
+    before = sorted(p.name for p in inputs.rglob("*"))
+    assert _run(inputs, "-o", inputs, "--model", model_path, *TILES) == 2
+    assert "also an input folder" in capsys.readouterr().err
+    assert sorted(p.name for p in inputs.rglob("*")) == before
+
+
+def test_missing_input_and_png_stack(inputs, tmp_path, model_path, capsys):
+    out = tmp_path / "out"
+    assert _run(inputs / "nope.png", inputs / "sub" / "stack.tif", "-o", out, "--model", model_path,
+                "--format", "png", *TILES) == 1
+    err = capsys.readouterr().err
+    assert "nope.png" in err and "no such file" in err and "PNG holds one plane" in err
+    assert not list(out.iterdir())
+
+
+def test_local_workers(inputs, tmp_path, model_path):
+    out = tmp_path / "out"
+    assert _run(inputs / "cam.png", "-o", out, "--model", model_path, "--workers", "2", "--format", "zarr", *TILES) == 0
+    assert zarr.open_group(str(out / "cam_colorized.zarr"), mode="r").attrs["napari_colorize"]["complete"]

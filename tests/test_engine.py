@@ -1,0 +1,313 @@
+"""The chunked engine: tile plans, blending, lazy results, caching, OOM fallback, progress, cancel."""
+
+from __future__ import annotations
+
+import threading
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+from skimage import color, data, transform
+
+import napari_colorize as nc
+from napari_colorize import inference
+from napari_colorize.engine import Cancelled, TilePlan, axis_tiles, blend_into, check_tiling, feather_weights, tile_cache
+from napari_colorize.inputs import percentile_limits, scale_to_unit
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return nc.build_model("compact").eval()
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    tile_cache.clear()
+    yield
+    tile_cache.clear()
+
+
+@pytest.fixture(scope="module")
+def camera():
+    return transform.resize(data.camera(), (256, 256), anti_aliasing=True).astype(np.float32)
+
+
+@pytest.fixture
+def count_calls(monkeypatch):
+    calls = []
+    real = inference.predict
+
+    def counting(model, gray, *args, **kwargs):
+        calls.append(tuple(gray.shape))
+        return real(model, gray, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict", counting)
+    return calls
+
+
+# --- tile plans and weights -------------------------------------------------------------------
+
+@pytest.mark.parametrize("length", [40, 128, 129, 200, 250, 257, 1000])
+@pytest.mark.parametrize("tile,overlap", [(128, 32), (96, 16), (64, 0)])
+def test_axis_tiles_cover_every_chunk(length, tile, overlap):
+    ax = axis_tiles(length, tile, overlap)
+    assert sum(ax.chunks) == length
+    assert ax.starts[0] == 0 and ax.stops[-1] == length
+    for s, e in zip(ax.starts, ax.stops):
+        assert 0 <= s < e <= length and e - s <= max(tile + 31, length if length <= tile else 0)
+    for i in range(ax.n_chunks):
+        lo, hi = ax.chunk_range(i)
+        covered = np.zeros(hi - lo, bool)
+        for j in ax.tiles_for_chunk(i):
+            covered[max(lo, ax.starts[j]) - lo:min(hi, ax.stops[j]) - lo] = True
+        assert covered.all()
+
+
+def test_tiles_are_aligned_to_the_network_stride():
+    ax = axis_tiles(1000, 256, 64)
+    assert all(s % 32 == 0 for s in ax.starts)
+
+
+def test_feather_weights_of_neighbours_sum_to_one():
+    ax = axis_tiles(1000, 256, 64)
+    total = np.zeros(1000)
+    for j, (s, e) in enumerate(zip(ax.starts, ax.stops)):
+        total[s:e] += ax.weights(j)
+    # Exactly 1 where two regular tiles overlap by `overlap`; everywhere > 0.
+    assert (total > 0).all()
+    mid = slice(ax.starts[2], ax.stops[1])  # tiles 1 and 2 overlap by exactly 64
+    assert ax.stops[1] - ax.starts[2] == 64
+    np.testing.assert_allclose(total[mid], 1.0, atol=1e-6)
+    w = feather_weights(8, 4)
+    np.testing.assert_allclose(w, [0.125, 0.375, 0.625, 0.875, 0.875, 0.625, 0.375, 0.125])
+
+
+def test_blend_of_constant_tiles_is_exact():
+    plan = TilePlan.create((100, 130), 64, 16)
+    entries = [(np.full((2, plan.ty.stops[jy] - plan.ty.starts[jy], plan.tx.stops[jx] - plan.tx.starts[jx]), 7.0, np.float32),
+                plan.weights(jy, jx), (plan.ty.starts[jy], plan.tx.starts[jx]))
+               for jy in range(len(plan.ty.starts)) for jx in range(len(plan.tx.starts))]
+    out = blend_into((slice(0, 100), slice(0, 130)), entries)
+    np.testing.assert_allclose(out, 7.0, rtol=1e-6)
+
+
+def test_blend_equals_the_weighted_mean():
+    # Independent reference: accumulate w * value and w with full 2D weights, then divide.
+    rng = np.random.default_rng(3)
+    plan = TilePlan.create((150, 170), 96, 32)
+    acc, wsum, entries = np.zeros((150, 170, 3)), np.zeros((150, 170, 1)), []
+    for jy in range(len(plan.ty.starts)):
+        for jx in range(len(plan.tx.starts)):
+            sy, sx = plan.tile_window(jy, jx)
+            values = rng.random((sy.stop - sy.start, sx.stop - sx.start, 3)).astype(np.float32)
+            wy, wx = plan.weights(jy, jx)
+            acc[sy, sx] += np.outer(wy, wx)[..., None] * values
+            wsum[sy, sx] += np.outer(wy, wx)[..., None]
+            entries.append((np.ascontiguousarray(values.transpose(2, 0, 1)), (wy, wx), (sy.start, sx.start)))
+    expected = acc / wsum
+    for cy in range(plan.ty.n_chunks):
+        for cx in range(plan.tx.n_chunks):
+            region = (slice(*plan.ty.chunk_range(cy)), slice(*plan.tx.chunk_range(cx)))
+            mine = [e for e in entries if any(e[2][0] == plan.ty.starts[j] for j in plan.ty.tiles_for_chunk(cy))
+                    and any(e[2][1] == plan.tx.starts[j] for j in plan.tx.tiles_for_chunk(cx))]
+            np.testing.assert_allclose(blend_into(region, mine), expected[region], atol=1e-6)
+
+
+@pytest.mark.parametrize("tile,overlap,match", [(64, 32, "more than twice"), (64, 40, "more than twice"),
+                                                (16, 4, "minimum"), (64, -1, ">= 0")])
+def test_bad_tiling_is_refused(tile, overlap, match):
+    with pytest.raises(ValueError, match=match):
+        check_tiling(tile, overlap, 32)
+
+
+def test_bad_tiling_through_colorize(model, camera):
+    with pytest.raises(ValueError, match="more than twice"):
+        nc.colorize(camera, model, device="cpu", tile_size=64, overlap=48)
+
+
+# --- tiled against untiled --------------------------------------------------------------------
+
+def _ab_delta(a, b):
+    return np.abs(color.rgb2lab(a)[..., 1:] - color.rgb2lab(b)[..., 1:]).max(-1)
+
+
+def _border_mask(shape, chunk, width=4):
+    mask = np.zeros(shape, bool)
+    for k in range(chunk, shape[0], chunk):
+        mask[k - width:k + width] = True
+    for k in range(chunk, shape[1], chunk):
+        mask[:, k - width:k + width] = True
+    return mask
+
+
+def test_tiled_matches_untiled_without_seams(model, camera):
+    untiled = nc.colorize(camera, model, device="cpu", saturation=4.0, tile_size=512)
+    assert isinstance(untiled.rgb, np.ndarray) and untiled.info["n_tiles"] == 1
+    tiled = nc.colorize(camera, model, device="cpu", saturation=4.0, tile_size=128, overlap=32)
+    assert isinstance(tiled.rgb, da.Array) and tiled.info["n_tiles"] == 9
+    rgb = tiled.rgb.compute()
+    # Lightness pass-through survives blending (a convex combination of tiles).
+    np.testing.assert_allclose(rgb.mean(-1), camera, atol=2e-6)
+    np.testing.assert_allclose(tiled.chroma_confidence.compute(), untiled.chroma_confidence, atol=0.05)
+    delta = _ab_delta(rgb, untiled.rgb)
+    border = _border_mask(delta.shape, 96)
+    assert delta.mean() < 0.5 and np.percentile(delta, 99) < 3.0
+    # Feathering: tile borders are no worse than the tiles' interiors (within 25%).
+    assert np.percentile(delta[border], 99) <= 1.25 * np.percentile(delta[~border], 99) + 0.05
+    assert delta[border].mean() <= 1.25 * delta[~border].mean() + 0.01
+    # ...whereas abutting tiles without overlap do show seams: the measure can fail.
+    hard = _ab_delta(nc.colorize(camera, model, device="cpu", saturation=4.0, tile_size=96, overlap=0).rgb.compute(),
+                     untiled.rgb)
+    hard_border = _border_mask(hard.shape, 96)
+    assert hard[hard_border].mean() > 2 * hard[~hard_border].mean()
+
+
+def test_percentile_limits_are_global(model, camera):
+    img = (camera * 3000 + 100).astype(np.uint16)
+    img[:40, :40] = 60000  # a bright corner only one tile sees
+    res = nc.colorize(img, model, device="cpu", normalize="percentile", tile_size=128, overlap=32)
+    expected = scale_to_unit(img, *percentile_limits(img))
+    np.testing.assert_allclose(res.rgb.compute().mean(-1), expected, atol=2e-6)
+    assert res.info["limits"] == pytest.approx(percentile_limits(img))
+
+
+# --- stacks and laziness ----------------------------------------------------------------------
+
+def test_stacks_keep_leading_axes(model, camera):
+    stack = np.stack([np.stack([camera[:96, :128], camera[100:196, 50:178], camera[-96:, -128:]])] * 2)
+    stack[1] = 1 - stack[1]
+    res = nc.colorize(stack, model, device="cpu", tile_size=128, overlap=32)
+    assert res.rgb.shape == (2, 3, 96, 128, 3)
+    assert res.chroma_confidence.shape == res.hue_entropy.shape == (2, 3, 96, 128)
+    plane = nc.colorize(stack[1, 2], model, device="cpu", tile_size=128, overlap=32)
+    np.testing.assert_allclose(np.asarray(res.rgb[1, 2]), plane.rgb, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(res.hue_entropy[1, 2]), plane.hue_entropy, atol=1e-6)
+
+
+def test_lazy_input_gives_lazy_result_and_zarr_works(model, camera, tmp_path):
+    import zarr
+    z = zarr.open_array(str(tmp_path / "in.zarr"), mode="w", shape=(2, 128, 160), chunks=(1, 50, 50), dtype="float32")
+    z[:] = np.stack([camera[:128, :160], camera[64:192, 32:192]])
+    res = nc.colorize(z, model, device="cpu", tile_size=128, overlap=32)
+    assert isinstance(res.rgb, da.Array) and res.info["lazy"]
+    ref = nc.colorize(np.asarray(z), model, device="cpu", tile_size=128, overlap=32)
+    np.testing.assert_array_equal(res.rgb.compute(), ref.rgb.compute())
+
+
+def test_three_outputs_share_one_model_pass(model, camera, count_calls):
+    res = nc.colorize(da.from_array(camera), model, device="cpu", tile_size=128, overlap=32)
+    n = res.info["n_tiles"]
+    dask.compute(res.rgb, res.chroma_confidence, res.hue_entropy)
+    assert len(count_calls) == n
+    # napari computes each layer on its own: the tile cache keeps it at one pass per tile.
+    tile_cache.clear()
+    count_calls.clear()
+    for layer in (res.rgb, res.chroma_confidence, res.hue_entropy):
+        layer.compute()
+    assert len(count_calls) == n
+
+
+def test_lazy_result_computes_only_what_is_asked(model, camera, count_calls):
+    stack = da.from_array(np.stack([camera, camera[::-1], camera[:, ::-1]]))
+    res = nc.colorize(stack, model, device="cpu", tile_size=128, overlap=32)
+    assert res.info["n_tiles"] == 27 and not count_calls  # nothing computed at construction
+    res.rgb[1, :10, :10].compute()
+    assert len(count_calls) == 4  # the 2 x 2 tiles that reach into the top-left chunk, of 27
+    res.hue_entropy[2].compute()
+    assert len(count_calls) == 4 + 9
+
+
+def test_batches_group_tiles(model, camera, count_calls):
+    res = nc.colorize(camera, model, device="cpu", tile_size=128, overlap=32, batch_size=4)
+    single = nc.colorize(camera, model, device="cpu", tile_size=128, overlap=32, batch_size=1)
+    a = res.rgb.compute()
+    assert sorted(c[0] for c in count_calls) == [1, 4, 4]
+    np.testing.assert_allclose(a, single.rgb.compute(), atol=1e-5)
+
+
+# --- out of memory, progress, cancel ----------------------------------------------------------
+
+def test_out_of_memory_halves_the_batch(model, camera, monkeypatch):
+    ref = nc.colorize(camera, model, device="cpu", tile_size=128, overlap=32, batch_size=4).rgb.compute()
+    tile_cache.clear()
+    real, raised, seen = inference.predict, [], []
+
+    def flaky(model, gray, *args, **kwargs):
+        seen.append(gray.shape[0])
+        if not raised and gray.shape[0] > 1:
+            raised.append(True)
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(model, gray, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict", flaky)
+    out = nc.colorize(camera, model, device="cpu", tile_size=128, overlap=32, batch_size=4).rgb.compute()
+    assert raised and 2 in seen
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def test_out_of_memory_on_one_tile_splits_it(model, camera, monkeypatch):
+    real, sizes = inference.predict, []
+
+    def small_only(model, gray, *args, **kwargs):
+        sizes.append(tuple(gray.shape[1:]))
+        if max(gray.shape[1:]) > 160:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(model, gray, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict", small_only)
+    res = nc.colorize(camera, model, device="cpu", tile_size=256, overlap=32)
+    rgb = np.asarray(res.rgb)
+    assert (256, 256) in sizes and max(s[0] for s in sizes[1:]) <= 160
+    np.testing.assert_allclose(rgb.mean(-1), camera, atol=2e-6)
+
+
+def test_out_of_memory_that_cannot_shrink_is_reported(model, camera, monkeypatch):
+    def always(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(inference, "predict", always)
+    with pytest.raises(RuntimeError, match="smaller --tile-size"):
+        nc.colorize(camera[:64, :64], model, device="cpu")
+
+
+def test_progress_reports_distinct_tiles(model, camera):
+    seen = []
+    res = nc.colorize(da.from_array(camera), model, device="cpu", tile_size=128, overlap=32,
+                      progress=lambda done, total: seen.append((done, total)))
+    dask.compute(res.rgb, res.hue_entropy)
+    res.chroma_confidence.compute()  # cache hits do not count twice
+    assert seen[-1] == (9, 9) and all(t == 9 for _, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_cancel_stops_between_tiles(model, camera, count_calls):
+    cancel = threading.Event()
+
+    def stop_after_two(done, total):
+        if done >= 2:
+            cancel.set()
+
+    res = nc.colorize(da.from_array(camera), model, device="cpu", tile_size=128, overlap=32,
+                      progress=stop_after_two, cancel=cancel)
+    with pytest.raises(Cancelled):
+        res.rgb.compute(scheduler="synchronous")
+    assert len(count_calls) == 2
+
+
+def test_input_is_not_modified(model, camera):
+    img = (camera * 255).astype(np.uint8)
+    before = img.copy()
+    nc.colorize(img, model, device="cpu", tile_size=128, overlap=32, normalize="percentile").rgb.compute()
+    np.testing.assert_array_equal(img, before)
+
+
+def test_bad_inputs_give_clear_errors(model):
+    with pytest.raises(ValueError, match="empty"):
+        nc.colorize(np.zeros((0, 64)), model, device="cpu")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        nc.colorize(np.full((64, 64), 2.0), model, device="cpu")
+    with pytest.raises(ValueError, match="RGB"):
+        nc.colorize(np.zeros((64, 64, 3)), model, device="cpu")

@@ -1,0 +1,152 @@
+"""OME-Zarr output: layout, resume after a kill, and the same job on a dask.distributed cluster."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from skimage import data, transform
+
+import napari_colorize as nc
+from napari_colorize.engine import tile_cache
+from napari_colorize.engine import zarr_io
+from napari_colorize.engine.zarr_io import MARKERS, is_complete, open_zarr_result
+
+TILING = {"tile_size": 128, "overlap": 32, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    torch.manual_seed(1)
+    return nc.save_model(nc.build_model("compact"), tmp_path_factory.mktemp("model") / "compact.safetensors")
+
+
+@pytest.fixture(scope="module")
+def stack():
+    cam = transform.resize(data.camera(), (200, 230), anti_aliasing=True)
+    return (np.stack([cam, cam[::-1]]) * 65535).astype(np.uint16)
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    tile_cache.clear()
+    yield
+    tile_cache.clear()
+
+
+def _read(path):
+    root = zarr.open_group(str(path), mode="r")
+    return np.asarray(root["0"]), np.asarray(root["confidence/0"]), np.asarray(root["entropy/0"])
+
+
+def test_zarr_layout_and_values(model_path, stack, tmp_path):
+    out = nc.colorize_to_zarr(stack, tmp_path / "out.zarr", model_path, scale=(0.25, 0.5), unit="micrometer",
+                              rgb_dtype="float32", **TILING)
+    assert is_complete(out) and not os.path.exists(out / MARKERS)
+    root = zarr.open_group(str(out), mode="r")
+    ms = root.attrs["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["z", "c", "y", "x"]
+    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 1.0, 0.25, 0.5]
+    assert root["confidence"].attrs["multiscales"][0]["axes"][-1] == {"name": "x", "type": "space", "unit": "micrometer"}
+    rgb, conf, ent = _read(out)
+    assert rgb.shape == (2, 3, 200, 230) and rgb.dtype == np.float32 and root["0"].chunks == (1, 3, 96, 96)
+    ref = nc.colorize(stack, model_path, **TILING)
+    np.testing.assert_array_equal(np.moveaxis(rgb, 1, -1), ref.rgb.compute())
+    np.testing.assert_array_equal(conf, ref.chroma_confidence.compute())
+    np.testing.assert_array_equal(ent, ref.hue_entropy.compute())
+    back = open_zarr_result(out)
+    np.testing.assert_array_equal(back.rgb.compute(), ref.rgb.compute())
+
+
+def test_resume_after_a_kill_gives_identical_output(model_path, stack, tmp_path):
+    full = nc.colorize_to_zarr(stack, tmp_path / "full.zarr", model_path, **TILING)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after(k):
+        def progress(done, total):
+            if done >= k:
+                raise Killed
+        return progress
+
+    out = tmp_path / "resumed.zarr"
+    with pytest.raises(Killed):
+        nc.colorize_to_zarr(stack, out, model_path, progress=kill_after(5), **TILING)
+    assert not is_complete(out)
+    with pytest.raises(ValueError, match="unfinished"):
+        open_zarr_result(out)
+    finished = set(os.listdir(out / MARKERS))
+    assert 5 <= len(finished) < 18
+    # A chunk whose data was written but whose marker was not (killed in between) is redone.
+    victim = sorted(finished)[0]
+    os.remove(out / MARKERS / victim)
+    root = zarr.open_group(str(out), mode="r+")
+    plane, cy, cx = map(int, victim.split("."))
+    root["0"][plane, :, cy * 96:(cy + 1) * 96, cx * 96:(cx + 1) * 96] = 0  # torn write
+    written = []
+    nc.colorize_to_zarr(stack, out, model_path, progress=lambda d, t: written.append(d), **TILING)
+    assert len(written) == 18 - len(finished) + 1  # only the unfinished chunks were computed again
+    assert is_complete(out)
+    for a, b in zip(_read(full), _read(out)):
+        np.testing.assert_array_equal(a, b)
+    # A finished store is skipped; a different job is refused without losing it.
+    nc.colorize_to_zarr(stack, out, model_path, progress=lambda d, t: pytest.fail("recomputed"), **TILING)
+    with pytest.raises(FileExistsError, match="different"):
+        nc.colorize_to_zarr(stack, out, model_path, saturation=2.0, **TILING)
+    assert is_complete(out)
+
+
+def test_never_deletes_foreign_folders(model_path, stack, tmp_path):
+    foreign = tmp_path / "mine.zarr"
+    foreign.mkdir()
+    (foreign / "precious.txt").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        nc.colorize_to_zarr(stack, foreign, model_path, overwrite=True, **TILING)
+    assert (foreign / "precious.txt").read_text() == "keep me"
+
+
+def test_local_cluster_matches_single_process(model_path, stack, tmp_path):
+    from napari_colorize.engine.distributed import local_cluster
+
+    # Workers run torch on one thread (dask sets OMP_NUM_THREADS=1); the thread count
+    # changes how oneDNN splits its sums, so the reference uses one thread too.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = nc.colorize_to_zarr(stack, tmp_path / "single.zarr", model_path, **TILING)
+    finally:
+        torch.set_num_threads(threads)
+    ticks = []
+    with local_cluster(2) as client:
+        dist = nc.colorize_to_zarr(stack, tmp_path / "dist.zarr", model_path, client=client,
+                                   progress=lambda d, t: ticks.append((d, t)), **TILING)
+        lazy = nc.colorize(stack[:1], model_path, client=client, **TILING)
+        from_cluster = client.compute(lazy.hue_entropy).result()
+        # One model per worker: each worker process loaded the file once.
+        loaded = client.run(lambda: len(__import__("napari_colorize.api", fromlist=["x"])._MODEL_CACHE))
+    assert ticks[-1] == (18, 18)
+    assert set(loaded.values()) == {1}
+    # Bit-identical in a fresh process; after other CPU work in this process oneDNN may
+    # pick other kernels, so allow float rounding: <= 1 uint8 level on <= 0.01% of pixels.
+    (rgb_a, conf_a, ent_a), (rgb_b, conf_b, ent_b) = _read(single), _read(dist)
+    diff = np.abs(rgb_a.astype(int) - rgb_b.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() <= 1e-4
+    np.testing.assert_allclose(conf_a, conf_b, atol=1e-5)
+    np.testing.assert_allclose(ent_a, ent_b, atol=1e-5)
+    np.testing.assert_allclose(from_cluster, ent_a[:1], atol=1e-5)
+
+
+def test_client_needs_a_model_path(stack):
+    class FakeClient:
+        pass
+
+    with pytest.raises(ValueError, match="path"):
+        nc.colorize(stack, nc.build_model("compact"), client=FakeClient(), **TILING)
+
+
+def test_zarr_io_works_with_installed_zarr():
+    assert zarr_io._ZARR3 == (int(zarr.__version__.split(".")[0]) >= 3)

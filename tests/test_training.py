@@ -1,0 +1,300 @@
+"""Training: data loading, crops and targets, the loop, checkpoints, resume, errors.
+
+Everything runs on the CPU on tiny generated images (96 x 96, crops of 64).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+import torch
+from safetensors.torch import load_file
+
+from napari_colorize import build_model, colorize, save_model
+from napari_colorize.bins import windowed_histogram
+from napari_colorize.model.factory import read_config
+from napari_colorize.spaces import get_space, target_indices
+from napari_colorize.training import TrainConfig, learning_rate, train, validate
+from napari_colorize.training.data import (
+    ColorCropDataset,
+    StepBatchSampler,
+    load_image_set,
+    point_histograms,
+    read_manifest_weights,
+    read_rgb,
+    scan_images,
+)
+
+
+def synthetic_image(seed: int, size: int = 96) -> np.ndarray:
+    """A colour scene whose colour follows from its lightness: dark blue -> bright yellow
+    gradient plus a red disc, so a colorizer can learn it in a few steps."""
+    r = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    t = np.clip(0.6 * yy + 0.4 * xx * r.uniform(0.5, 1.0), 0, 1)
+    rgb = np.stack([t, t, 1 - t], axis=-1) * 0.8 + 0.1
+    cy, cx = r.uniform(0.3, 0.7, 2)
+    disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r.uniform(0.1, 0.2) ** 2
+    rgb[disc] = (0.85, 0.15, 0.1)
+    return np.clip(rgb, 0, 1)
+
+
+def _u8(rgb: np.ndarray) -> np.ndarray:
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+@pytest.fixture
+def image_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "train"
+    (root / "nested").mkdir(parents=True)
+    for i in range(5):
+        iio.imwrite(root / f"img{i}.png", _u8(synthetic_image(i)))
+    tifffile.imwrite(root / "nested" / "deep16.tif", np.round(synthetic_image(7) * 65535).astype(np.uint16))
+    iio.imwrite(root / "gray.png", _u8(np.repeat(synthetic_image(8).mean(-1, keepdims=True), 3, -1)))
+    (root / "broken.jpg").write_bytes(b"this is not a JPEG")
+    return root
+
+
+@pytest.fixture
+def val_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "val"
+    root.mkdir()
+    for i in range(2):
+        iio.imwrite(root / f"v{i}.png", _u8(synthetic_image(100 + i)))
+    return root
+
+
+def _config(data, output, **kw) -> TrainConfig:
+    base = dict(data=[str(data)], output=str(output), steps=4, batch_size=2, crop=64, max_side=96, points=32,
+                workers=0, progress=False, log="", checkpoint_every=100)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# ----------------------------------------------------------------------------- data
+
+def test_scan_and_load_skip_gray_and_broken(image_dir):
+    paths = scan_images([image_dir])
+    assert len(paths) == 8 and paths == sorted(paths)
+    messages = []
+    images = load_image_set(paths, max_side=96, report=messages.append)
+    assert len(images) == 6
+    assert {k: len(v) for k, v in images.skipped.items()} == {"broken": 1, "gray": 1, "too small": 0}
+    assert len(messages) == 2 and any("gray" in m for m in messages) and any("broken" in m for m in messages)
+
+
+def test_16bit_tiff_is_scaled_to_unit_range(image_dir):
+    rgb = read_rgb(image_dir / "nested" / "deep16.tif")
+    assert rgb.dtype == np.uint8
+    np.testing.assert_allclose(rgb, _u8(synthetic_image(7)), atol=1)
+
+
+def test_read_rgb_reduces_long_side(tmp_path):
+    iio.imwrite(tmp_path / "big.png", _u8(synthetic_image(0, size=200)))
+    assert read_rgb(tmp_path / "big.png", max_side=50).shape == (50, 50, 3)
+
+
+def test_point_histograms_equal_windowed_histogram(rng):
+    index = torch.from_numpy(rng.integers(0, 7, size=(12, 10)))
+    yx = torch.tensor([[0, 0], [11, 9], [5, 4], [0, 9], [6, 1]])
+    for window in (1, 3, 5):
+        dense = windowed_histogram(index[None], 7, window)[0]  # (K, H, W)
+        np.testing.assert_allclose(point_histograms(index, yx, 7, window), dense[:, yx[:, 0], yx[:, 1]].T, atol=1e-6)
+
+
+def test_dataset_item_targets_match_the_true_colours():
+    img = _u8(synthetic_image(3, size=64))
+    space = get_space("hue_chroma")
+    ds = ColorCropDataset([img], space, crop=64, points=50, scale=(1.0, 1.0), mirror=False)
+    item = ds[(0, 123)]
+    rgb = torch.from_numpy(img).float() / 255
+    torch.testing.assert_close(item["gray"][0], rgb.mean(-1))
+    px = (item["points"] - 0.5).long()
+    assert torch.equal(item["points"] - 0.5, px.float())  # pixel centres
+    at = rgb[px[:, 1], px[:, 0]]
+    indices, chroma = target_indices(at, space)
+    assert torch.equal(item["target_hue"].argmax(-1), indices["hue"])
+    assert torch.equal(item["target_chroma"].argmax(-1), indices["chroma"])
+    torch.testing.assert_close(item["chroma"], chroma)
+    assert torch.equal(ds[(0, 123)]["points"], item["points"])  # a pure function of the seed
+
+
+def test_dataset_crops_are_scaled_and_mirrored():
+    img = _u8(synthetic_image(1, size=96))
+    ds = ColorCropDataset([img], get_space("lab"), crop=32, scale=(0.34, 0.34), mirror=False)
+    crop = ds.crop_rgb(0, np.random.default_rng(0))
+    assert crop.shape == (32, 32, 3)  # the whole 96-pixel image, reduced by 3
+    np.testing.assert_allclose(crop.mean((0, 1)).numpy(), img.mean((0, 1)) / 255, atol=0.01)
+    mirrored = ColorCropDataset([img], get_space("lab"), crop=96, scale=(1, 1), mirror=True)
+    flips = {bool(torch.equal(mirrored.crop_rgb(0, np.random.default_rng(s)), torch.from_numpy(img).float().flip(1) / 255))
+             for s in range(8)}
+    assert flips == {True, False}
+
+
+def test_sampler_epochs_and_weights():
+    s = StepBatchSampler(n=5, batch_size=2, steps=10, seed=1)
+    first_epoch = [i for step in range(5) for i, _ in s.batch(step)]
+    assert sorted(first_epoch[:5]) == [0, 1, 2, 3, 4]
+    assert s.batch(3) == StepBatchSampler(n=5, batch_size=2, steps=10, seed=1, start=3).batch(3)
+    assert list(StepBatchSampler(5, 2, 10, 1, start=7)) == [s.batch(k) for k in range(7, 10)]
+    w = StepBatchSampler(n=3, batch_size=64, steps=50, seed=0, weights=np.array([1.0, 0.0, 3.0]))
+    counts = np.bincount([i for k in range(50) for i, _ in w.batch(k)], minlength=3)
+    assert counts[1] == 0 and counts[2] / counts[0] == pytest.approx(3.0, rel=0.15)
+
+
+def test_manifest_weights(tmp_path, image_dir):
+    paths = scan_images([image_dir])
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("file,weight\ntrain/img0.png,2.5\ntrain/nested/deep16.tif,0.5\n")
+    weights, matched = read_manifest_weights(manifest, paths)
+    by_name = dict(zip([p.name for p in paths], weights))
+    assert matched == 2 and by_name["img0.png"] == 2.5 and by_name["deep16.tif"] == 0.5
+    assert by_name["img1.png"] == pytest.approx(1.5)  # unlisted: the mean weight
+    (tmp_path / "bad.csv").write_text("file,score\nx.png,1\n")
+    with pytest.raises(ValueError, match="weight"):
+        read_manifest_weights(tmp_path / "bad.csv", paths)
+
+
+def test_learning_rate_schedule():
+    assert learning_rate(0, 1.0, 100, 10) == pytest.approx(0.1)
+    assert learning_rate(9, 1.0, 100, 10) == pytest.approx(1.0)
+    assert learning_rate(10, 1.0, 100, 10) == pytest.approx(1.0)
+    assert learning_rate(100, 1.0, 100, 10, floor=0.0) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(55, 1.0, 100, 10, floor=0.0) == pytest.approx(0.5)
+    assert learning_rate(70, 1.0, 100, 0, schedule="step") == pytest.approx(0.1)
+
+
+# ----------------------------------------------------------------------------- training
+
+def test_training_lowers_the_loss_and_writes_a_usable_model(tmp_path, image_dir, val_dir):
+    from napari_colorize.evaluate import evaluate
+    from napari_colorize.training.trainer import load_validation_images
+
+    torch.manual_seed(0)
+    val_images = load_validation_images(val_dir, 2, max_side=64)
+    before = validate(build_model("compact").train(), val_images, torch.device("cpu"))["loss"]
+    out = tmp_path / "models" / "m.safetensors"
+    result = train(_config(image_dir, out, steps=40, batch_size=4, lr=3e-3, val=str(val_dir), val_every=20,
+                           checkpoint_every=20, log=str(tmp_path / "log.jsonl")))
+    assert result["images"] == 6 and result["skipped"]["gray"] == 1 and result["skipped"]["broken"] == 1
+    assert result["val"]["loss"] < 0.8 * before
+    assert out.exists() and Path(result["checkpoint"]).exists()
+    meta = read_config(out).training
+    assert meta["steps"] == 40 and meta["complete"] is True and meta["val"]["step"] == 40
+    assert meta["data"] == [str(image_dir.resolve())] and meta["wall_time_s"] > 0
+    rgb = colorize(synthetic_image(5).mean(-1).astype(np.float32), model=str(out), device="cpu").rgb
+    assert rgb.shape == (96, 96, 3)
+    table = evaluate(str(val_dir), model=str(out), device="cpu")
+    assert len(table.rows) == 2 and np.isfinite(table.mean["auc"])
+    assert (tmp_path / "log.jsonl").read_text().count('"event": "val"') == 2
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, image_dir):
+    full = tmp_path / "full.safetensors"
+    part = tmp_path / "part.safetensors"
+    kw = dict(steps=6, lr=3e-3)
+    train(_config(image_dir, full, **kw))
+    train(_config(image_dir, part, stop_after=3, **kw))
+    assert read_config(part).training["steps"] == 3 and read_config(part).training["complete"] is False
+    train(_config(image_dir, part, resume=True, **kw))
+    a, b = load_file(str(full)), load_file(str(part))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # The interrupted run really changed the weights between step 3 and 6.
+    assert not torch.equal(load_file(str(tmp_path / "part.ckpt.safetensors"))["model.heads.hue.weight"],
+                           build_model("compact").state_dict()["heads.hue.weight"])
+
+
+def test_resume_refuses_changed_settings(tmp_path, image_dir):
+    out = tmp_path / "m.safetensors"
+    train(_config(image_dir, out, stop_after=1))
+    with pytest.raises(ValueError, match="batch_size"):
+        train(_config(image_dir, out, batch_size=3, resume=True))
+    with pytest.raises(FileNotFoundError, match="without --resume"):
+        train(_config(image_dir, tmp_path / "other.safetensors", resume=True))
+
+
+def test_init_fine_tunes_and_checks_backbone_and_space(tmp_path, image_dir):
+    base = tmp_path / "base.safetensors"
+    save_model(build_model("compact", "lab"), base)
+    out = tmp_path / "tuned.safetensors"
+    train(_config(image_dir, out, init=str(base), steps=2))
+    cfg = read_config(out)
+    assert (cfg.backbone, cfg.space) == ("compact", "lab") and cfg.training["init"] == str(base)
+    with pytest.raises(ValueError, match="compact/lab model.*--space hue_chroma"):
+        train(_config(image_dir, tmp_path / "x.safetensors", init=str(base), space="hue_chroma"))
+    with pytest.raises(ValueError, match="compact/lab model.*--backbone vgg16"):
+        train(_config(image_dir, tmp_path / "x.safetensors", init=str(base), backbone="vgg16"))
+
+
+# ----------------------------------------------------------------------------- errors
+
+def test_clear_errors_for_bad_folders(tmp_path, image_dir):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train(_config(tmp_path / "missing", tmp_path / "m.safetensors"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        train(_config(tmp_path / "empty", tmp_path / "m.safetensors"))
+    with pytest.raises(ValueError, match=r"too few usable colour images: found 6 .* need at least 10"):
+        train(_config(image_dir, tmp_path / "m.safetensors", min_images=10))
+
+
+def test_clear_error_for_crop_larger_than_all_images(tmp_path, image_dir):
+    with pytest.raises(ValueError, match=r"crop 128 is larger than every image .*96 px.*--crop 96"):
+        train(_config(image_dir, tmp_path / "m.safetensors", crop=128, max_side=512))
+    with pytest.raises(ValueError, match="multiple of 32"):
+        train(_config(image_dir, tmp_path / "m.safetensors", crop=176))
+
+
+@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root can write anywhere")
+def test_clear_error_for_unwritable_output_nonroot(tmp_path, image_dir):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    with pytest.raises(PermissionError, match="cannot write"):
+        train(_config(image_dir, locked / "m.safetensors"))
+
+
+def test_clear_error_for_unwritable_output(tmp_path, image_dir):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    # The output's folder cannot be created: a file is in the way.  Checked before loading data.
+    with pytest.raises(PermissionError, match="cannot create the folder"):
+        train(_config(tmp_path / "missing-data", blocker / "sub" / "m.safetensors"))
+    with pytest.raises(ValueError, match="is a folder"):
+        train(_config(image_dir, tmp_path))
+
+
+def test_pretrained_imagenet_offline_says_how_to_get_the_weights(tmp_path, image_dir, monkeypatch):
+    from torchvision.models import VGG16_Weights
+
+    def offline(self, *args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(VGG16_Weights, "get_state_dict", offline)
+    with pytest.raises(RuntimeError, match="Download https://"):
+        train(_config(image_dir, tmp_path / "m.safetensors", backbone="vgg16", pretrained="imagenet"))
+
+
+def test_cli_reports_errors_cleanly(tmp_path, capsys):
+    from napari_colorize.cli_train import main
+
+    code = main([str(tmp_path / "nowhere"), "-o", str(tmp_path / "m.safetensors"), "--no-progress"])
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_trains(tmp_path, image_dir):
+    from napari_colorize.cli_train import main
+
+    out = tmp_path / "cli.safetensors"
+    code = main([str(image_dir), "-o", str(out), "--steps", "2", "--batch-size", "2", "--crop", "64",
+                 "--max-side", "96", "--workers", "0", "--no-progress", "--space", "lab_marginal", "--log", ""])
+    assert code == 0
+    cfg = read_config(out)
+    assert cfg.space == "lab_marginal" and cfg.training["steps"] == 2 and "--steps 2" in cfg.training["command"]
