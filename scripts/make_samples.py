@@ -3,10 +3,12 @@
 All three are derived from public-domain / CC0 images bundled with scikit-image (no
 download), so the package may ship them.  Provenance is in ``docs/plugin.md``.
 
-- ``photograph.png``: NASA's portrait of Eileen Collins (``skimage.data.astronaut``,
-  public domain), converted to gray = (R + G + B) / 3, uint8, 512 x 512.
+- ``photograph.png``: the "cameraman" (``skimage.data.camera``, CC0), a photograph that
+  was gray to begin with, uint8, 512 x 512.  Chosen because it is *not* in the default
+  model's training corpus (scikit-image's colour images are), so what you see is what
+  the model does on new images.
 - ``archival_scan.png``: the coffee-cup photograph (``skimage.data.coffee``, CC0,
-  Rachel Michetti) made to look like a scanned old print: gray, faded blacks and
+  Rachel Michetti; its colour original is in the default model's training corpus) made to look like a scanned old print: gray, faded blacks and
   highlights, soft focus, vignetting, film grain, dust specks, two scratches and a
   paper margin.  uint8, 464 x 664.
 - ``microscopy_stack.tif``: a simulated focal series of a cell in saline
@@ -43,7 +45,7 @@ def to_uint8(values: np.ndarray) -> np.ndarray:
 
 
 def make_photograph() -> np.ndarray:
-    return to_uint8(gray_of(data.astronaut()))
+    return data.camera().astype(np.uint8)
 
 
 def make_archival_scan(seed: int = 1) -> np.ndarray:

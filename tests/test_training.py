@@ -179,13 +179,13 @@ def test_training_lowers_the_loss_and_writes_a_usable_model(tmp_path, image_dir,
     val_images = load_validation_images(val_dir, 2, max_side=64)
     before = validate(build_model("compact").train(), val_images, torch.device("cpu"))["loss"]
     out = tmp_path / "models" / "m.safetensors"
-    result = train(_config(image_dir, out, steps=40, batch_size=4, lr=3e-3, val=str(val_dir), val_every=20,
-                           checkpoint_every=20, log=str(tmp_path / "log.jsonl")))
+    result = train(_config(image_dir, out, steps=16, batch_size=2, lr=3e-3, val=str(val_dir), val_every=8,
+                           checkpoint_every=8, log=str(tmp_path / "log.jsonl")))
     assert result["images"] == 6 and result["skipped"]["gray"] == 1 and result["skipped"]["broken"] == 1
-    assert result["val"]["loss"] < 0.8 * before
+    assert result["val"]["loss"] < 0.8 * before, (result["val"]["loss"], before)
     assert out.exists() and Path(result["checkpoint"]).exists()
     meta = read_config(out).training
-    assert meta["steps"] == 40 and meta["complete"] is True and meta["val"]["step"] == 40
+    assert meta["steps"] == 16 and meta["complete"] is True and meta["val"]["step"] == 16
     assert meta["data"] == [str(image_dir.resolve())] and meta["wall_time_s"] > 0
     rgb = colorize(synthetic_image(5).mean(-1).astype(np.float32), model=str(out), device="cpu").rgb
     assert rgb.shape == (96, 96, 3)

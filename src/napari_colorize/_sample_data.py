@@ -35,7 +35,7 @@ def _read(name: str) -> np.ndarray:
 
 
 def photograph() -> list[LayerDataTuple]:
-    """A grayscale photograph: NASA's portrait of Eileen Collins, 512 x 512 uint8."""
+    """A grayscale photograph: the cameraman (scikit-image, CC0), 512 x 512 uint8."""
     return [(_read("photograph.png"), {"name": "photograph"}, "image")]
 
 

@@ -59,6 +59,8 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g = p.add_argument_group("data and device")
     g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
+    g.add_argument("--threads", type=_positive_int, default=None,
+                   help="CPU threads (default: one per core); use 1 when other jobs share the CPU (several times faster)")
     g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
                    help="autocast precision (default bf16 on CUDA, fp32 elsewhere)")
     g.add_argument("--workers", type=int, default=None,
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         points=args.points, scale=tuple(args.scale), target_window=args.target_window, lambda_hue=args.lambda_hue,
         lightness_weight=args.lightness_weight, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         warmup=args.warmup, schedule=args.schedule, clip_grad=args.clip_grad or None, seed=args.seed,
-        device=args.device, precision=args.precision, workers=args.workers, max_side=args.max_side,
+        device=args.device, threads=args.threads, precision=args.precision, workers=args.workers, max_side=args.max_side,
         min_images=args.min_images, weights=args.weights, val=args.val, val_every=args.val_every,
         val_images=args.val_images, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
         resume=args.resume, log=args.log, log_every=args.log_every, progress=not args.no_progress,

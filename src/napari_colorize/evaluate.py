@@ -81,8 +81,13 @@ class EvaluationTable:
         return cols
 
     def format(self, per_image: bool = True, floatfmt: str = ".4g") -> str:
-        """A plain-text table (per-image rows, then the mean row)."""
+        """A plain-text table (per-image rows, then the mean row).
+
+        ``per_image=False`` keeps only the mean row; a comparison table (no mean row)
+        always shows its rows.
+        """
         cols = self.columns()
+        per_image = per_image or not self.mean
         rows = (self.rows if per_image else []) + ([self.mean] if self.mean else [])
         cells = [[_fmt(r.get(c, ""), floatfmt) for c in cols] for r in rows]
         widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(cols)]
@@ -98,7 +103,7 @@ class EvaluationTable:
     def to_markdown(self, per_image: bool = False, floatfmt: str = ".4g") -> str:
         """A Markdown table (for the model card)."""
         cols = self.columns()
-        rows = (self.rows if per_image else self.rows if self.info.get("kind") == "comparison" else []) + [self.mean]
+        rows = (self.rows if per_image or not self.mean else []) + [self.mean]
         out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
         out += ["| " + " | ".join(_fmt(r.get(c, ""), floatfmt) for c in cols) + " |" for r in rows if r]
         return "\n".join(out)
@@ -398,32 +403,33 @@ def _variant_name(kwargs: dict[str, Any], index: int) -> str:
 
 # --------------------------------------------------------------------------- calibration
 
-#: Candidate (lo, hi) thresholds of confidence fading tried by :func:`fit_confidence_fading`.
 def _default_grid() -> list[tuple[float, float]]:
+    """Candidate (lo, hi) thresholds of confidence fading tried by :func:`fit_confidence_fading`."""
     grid = []
     for lo in np.round(np.arange(0.0, 0.71, 0.1), 2):
         for width in (0.05, 0.1, 0.2, 0.3, 0.5):
             hi = round(float(lo) + width, 2)
             if hi <= 1.0:
                 grid.append((float(lo), hi))
-    return grid
+    return grid + [(0.8, 1.0), (0.9, 1.0), (0.95, 1.0)]  # near-complete fading: a safe fallback
 
 
 def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInput], method: str | None = None,
                           objective: str = "auc", min_colourfulness: float = 0.5,
                           grid: Sequence[tuple[float, float]] | None = None, device: str = "auto",
                           max_side: int | None = 256, limit: int | None = 32,
-                          return_table: bool = False):
+                          not_worse_than_gray: bool = True, return_table: bool = False):
     """Choose the calibrated decoder's fading thresholds on validation images.
 
     Colour is faded by ``clip((confidence - lo) / (hi - lo), 0, 1)`` (the chroma
     confidence ``1 - H(p_chroma) / log K``; see
     :class:`napari_colorize.inference.DecodeOptions`).  Every ``(lo, hi)`` of ``grid``
-    is scored on the images (one network pass per image, many decodings) and the best
-    one by ``objective`` is returned among those whose mean colourfulness is at least
-    ``min_colourfulness`` times the truth's.  If none is that colourful, the most
-    colourful candidate that is not worse than gray in AuC is taken (else the best by
-    ``objective``), with a warning.
+    is scored on the images (one network pass per image, many decodings); the choice
+    (:func:`_select_fading`) is the best by ``objective`` among the candidates whose
+    mean colourfulness is at least ``min_colourfulness`` times the truth's and whose
+    mean AuC and PSNR are not below the gray baseline's.  If there is none, the
+    guarantee "never worse than gray" wins over colourfulness: the most colourful
+    candidate not worse than gray is taken, with a warning.
 
     Parameters
     ----------
@@ -440,6 +446,8 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
         Candidates (default: lo in 0, 0.1, ..., 0.7; hi - lo in 0.05 ... 0.5).
     device, max_side, limit
         As for :func:`evaluate`.
+    not_worse_than_gray : bool
+        Require mean AuC and PSNR >= the gray baseline's (see above).
     return_table : bool
         Also return the scores of every candidate (an :class:`EvaluationTable`).
 
@@ -467,24 +475,39 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
                   for rgb, lab, base, gray, probs in cached]
         rows.append({"name": f"{lo:.2f}-{hi:.2f}", "lo": lo, "hi": hi, **_mean_row(scores)} | {"name": f"{lo:.2f}-{hi:.2f}"})
 
-    def value(row: dict[str, Any]) -> float:
-        return {"auc": row["auc"], "psnr": row["psnr"], "blend": row["auc"] + row["psnr"] / 100.0}[objective]
-
-    feasible = [r for r in rows if r["colourfulness"] >= min_colourfulness * r["colourfulness_truth"]]
-    if feasible:
-        best = max(feasible, key=value)
-    else:
-        not_worse = [r for r in rows if r["auc"] >= r["auc_gray"]]
-        best = max(not_worse, key=lambda r: r["colourfulness"]) if not_worse else max(rows, key=value)
-        warnings.warn(f"no fading thresholds keep colourfulness >= {min_colourfulness} x the truth's "
-                      f"(best {max(r['colourfulness'] for r in rows):.1f} vs truth {rows[0]['colourfulness_truth']:.1f}); "
-                      f"chose {best['lo']}-{best['hi']}", stacklevel=2)
+    best = _select_fading(rows, objective, min_colourfulness, not_worse_than_gray)
     chosen = (float(best["lo"]), float(best["hi"]))
     if return_table:
         table = EvaluationTable(rows, mean={}, info={"kind": "calibration", "objective": objective, "chosen": list(chosen),
                                                      "images": len(images), "method": method})
         return chosen, table
     return chosen
+
+
+def _select_fading(rows: list[dict[str, Any]], objective: str, min_colourfulness: float,
+                   not_worse_than_gray: bool = True) -> dict[str, Any]:
+    """Pick a calibration candidate (rows of mean scores with ``lo``/``hi``); see
+    :func:`fit_confidence_fading` for the rule."""
+    def value(row: dict[str, Any]) -> float:
+        return {"auc": row["auc"], "psnr": row["psnr"], "blend": row["auc"] + row["psnr"] / 100.0}[objective]
+
+    def colourful(row: dict[str, Any]) -> bool:
+        return row["colourfulness"] >= min_colourfulness * row["colourfulness_truth"]
+
+    def safe(row: dict[str, Any]) -> bool:
+        # Small tolerances: complete fading reproduces gray up to float rounding.
+        return not not_worse_than_gray or (row["auc"] >= row["auc_gray"] - 1e-6 and row["psnr"] >= row["psnr_gray"] - 1e-4)
+
+    good = [r for r in rows if colourful(r) and safe(r)]
+    if good:
+        return max(good, key=value)
+    safe_rows = [r for r in rows if safe(r)]
+    best = max(safe_rows, key=lambda r: r["colourfulness"]) if safe_rows else max(rows, key=value)
+    warnings.warn(f"no fading thresholds give colourfulness >= {min_colourfulness} x the truth's "
+                  f"({rows[0]['colourfulness_truth']:.1f})" + (" without scoring below gray" if not_worse_than_gray else "")
+                  + f"; chose {best['lo']}-{best['hi']} (colourfulness {best['colourfulness']:.1f}, AuC {best['auc']:.4f} "
+                  f"vs gray {best['auc_gray']:.4f}, PSNR {best['psnr']:.2f} vs gray {best['psnr_gray']:.2f} dB)", stacklevel=3)
+    return best
 
 
 def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output: str | os.PathLike | None = None,
@@ -494,6 +517,8 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
     Sets ``model.config.decoding["confidence_fading"] = [lo, hi]`` (which
     :func:`napari_colorize.api.decode_options_for` applies by default) and, if
     ``output`` is given, saves the model there (a path may equal the model's own).
+    The model object is changed in place (for a path: the copy cached by
+    :func:`napari_colorize.api.get_model`, so later calls in this process use it too).
     """
     from .model import save_model
 
@@ -502,6 +527,7 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
     net.config.decoding["confidence_fading"] = [lo, hi]
     net.config.decoding["calibration"] = {"objective": kwargs.get("objective", "auc"),
                                           "min_colourfulness": kwargs.get("min_colourfulness", 0.5),
+                                          "not_worse_than_gray": kwargs.get("not_worse_than_gray", True),
                                           "method": kwargs.get("method")}
     if output is not None:
         save_model(net, output)

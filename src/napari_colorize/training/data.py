@@ -6,9 +6,10 @@ images with random scale and mirroring; the network sees the gray version
 targets are histograms of the true colour in a small window around the pixel.
 
 Images are decoded once, reduced so that their long side is at most ``max_side``
-pixels and kept in memory as uint8: on a 2-core machine decoding a large JPEG for
-every crop would cost more than the network's step, while a crop of a decoded image
-costs well under a millisecond.  Every crop is a pure function of ``(seed, step, slot)``
+pixels and kept in memory as uint8 (a 512-pixel image is under 1 MB): decoding a
+large wallpaper JPEG takes tens of milliseconds or more, while a crop of a decoded
+image with its targets takes about 2 ms (measured: 350-600 crops/s on 2 cores,
+against 20-45 images/s for the compact network's training step).  Every crop is a pure function of ``(seed, step, slot)``
 (:class:`StepBatchSampler`, :class:`ColorCropDataset`), so a run resumed from a
 checkpoint sees exactly the batches of an uninterrupted one, whatever the number of
 loader workers.
@@ -45,6 +46,8 @@ __all__ = [
     "StepBatchSampler",
     "ColorCropDataset",
     "point_histograms",
+    "weight_summary",
+    "skipped_counts",
 ]
 
 #: File name endings read as images (case-insensitive).
