@@ -168,11 +168,18 @@ def save_model(model: HypercolumnColorizer, path: str | os.PathLike, **training_
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={METADATA_KEY: config.to_json()})
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a model file is not a secret
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _resolve(name_or_path: str | os.PathLike) -> Path:
