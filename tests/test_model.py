@@ -259,7 +259,9 @@ def test_save_load_round_trip(trained_like_model, tmp_path):
     x = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
         a, b = trained_like_model.grid_logits(x), loaded.grid_logits(x)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    # Weights are compared bit for bit above; outputs may differ in the last bits when an
+    # earlier test put the shared model's weights channels-last (get_model does, for speed).
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-5) for k in a)
     assert read_config(path).training["steps"] == 123
 
 

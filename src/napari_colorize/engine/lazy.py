@@ -47,7 +47,11 @@ __all__ = ["Cancelled", "ModelRef", "TileOptions", "Monitor", "colorize_array", 
 CHANNELS = ("red", "green", "blue", "chroma_confidence", "hue_entropy")
 
 #: (tile size, overlap) in pixels per backbone; see docs/engine.md for the measurements.
-DEFAULT_TILING: dict[str, tuple[int, int]] = {"compact": (512, 64), "vgg16": (1024, 128)}
+DEFAULT_TILING: dict[str, tuple[int, int]] = {"compact": (768, 64), "vgg16": (1024, 128)}
+#: Planes up to this side are coloured in one pass (one tile, no overlap) by default:
+#: splitting them would recompute the overlaps for nothing (measured: a 1024 x 1024
+#: plane is 1.8x faster as one compact tile than as 768/64 tiles on 2 CPU cores).
+SINGLE_PASS_MAX: dict[str, int] = {"compact": 1280, "vgg16": 1024}
 #: Tiles per model call by device type (halved automatically on out-of-memory).
 DEFAULT_BATCH = {"cpu": 1, "cuda": 4, "mps": 2}
 #: Above this many pixels, percentile limits are estimated from a regular subsample.
@@ -58,8 +62,15 @@ class Cancelled(Exception):
     """Raised by a computation whose ``cancel`` event was set (checked between tile batches)."""
 
 
-def default_tiling(backbone: str) -> tuple[int, int]:
-    """The default (tile size, overlap) for a backbone name."""
+def default_tiling(backbone: str, plane: tuple[int, int] | None = None) -> tuple[int, int]:
+    """The default (tile size, overlap) for a backbone name and, optionally, a plane shape.
+
+    A plane no larger than :data:`SINGLE_PASS_MAX` gets one tile covering it (its side
+    rounded up to a multiple of 32) and no overlap.
+    """
+    if plane is not None and max(plane) <= SINGLE_PASS_MAX.get(backbone, 0):
+        side = -(-max(plane) // 32) * 32
+        return side, 0
     return DEFAULT_TILING.get(backbone, (1024, 128))
 
 

@@ -49,6 +49,12 @@ def _project(proj: nn.Conv2d, feature: torch.Tensor) -> torch.Tensor:
     return torch.stack([weight @ flat[i] for i in range(b)]).view(b, proj.out_channels, h, w)
 
 
+def _pixels_by_channels(feature: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, H * W, C)`` (free for channels-last tensors)."""
+    b, c = feature.shape[:2]
+    return feature.permute(0, 2, 3, 1).reshape(b, -1, c)
+
+
 class HypercolumnColorizer(nn.Module):
     """Gray image -> colour histograms per pixel (Larsson et al. 2016).
 
@@ -133,22 +139,33 @@ class HypercolumnColorizer(nn.Module):
         return {name: head(hidden) for name, head in self.heads.items()}
 
     def grid_logits(self, gray: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Dense logits on the 1/4 grid, projecting each tap at its own resolution."""
+        """Dense logits on the 1/4 grid, projecting each tap at its own resolution.
+
+        The accumulator is kept channels-last, ``(B, h * w, hidden)``: taps on the grid
+        are projected straight into it with in-place GEMMs (no temporaries, no separate
+        additions), and coarser taps are projected at their own resolution, summed per
+        resolution and upsampled once per resolution (upsampling is linear too).
+        """
+        b = gray.shape[0]
         grid = (gray.shape[-2] // GRID_STRIDE, gray.shape[-1] // GRID_STRIDE)
-        acc = None
-        coarse: dict[Tap, torch.Tensor] = {}  # projections of coarser taps, summed per stride
+        hidden = self.projection_bias.numel()
+        acc = self.projection_bias.float().expand(b, grid[0] * grid[1], hidden).contiguous()
+        coarse: dict[int, torch.Tensor] = {}
         for tap, proj, feature in zip(self.taps, self.projections, self._features(gray)):
             # Pool before projecting (fewer pixels), upsample after (fewer channels).
-            projected = _project(proj, self._pool_to_grid(feature, tap))
-            if tap.stride > GRID_STRIDE:
-                # Upsampling is linear too: one upsampling per resolution, not one per tap.
-                key = Tap("coarse", 0, tap.stride)
-                coarse[key] = projected if key not in coarse else coarse[key] + projected
+            pooled = self._pool_to_grid(feature, tap)
+            if tap.stride <= GRID_STRIDE:
+                flat = _pixels_by_channels(pooled).to(acc.dtype)
+                weight_t = proj.weight.flatten(1).t().to(acc.dtype)
+                for i in range(b):
+                    acc[i].addmm_(flat[i], weight_t)
             else:
-                acc = projected if acc is None else acc + projected
-        for key, projected in coarse.items():
-            acc = acc + self._upsample_to_grid(projected, key, grid)
-        return self._classify(acc + self.projection_bias.view(1, -1, 1, 1))
+                projected = _project(proj, pooled)
+                coarse[tap.stride] = projected if tap.stride not in coarse else coarse[tap.stride] + projected
+        out = acc.view(b, grid[0], grid[1], hidden).permute(0, 3, 1, 2)  # NCHW view of channels-last memory
+        for stride, projected in coarse.items():
+            out = out + self._upsample_to_grid(projected, Tap("coarse", 0, stride), grid).to(out.dtype)
+        return self._classify(out)
 
     def hypercolumns(self, gray: torch.Tensor) -> torch.Tensor:
         """The concatenated hypercolumn on the grid, ``(B, C, H / 4, W / 4)`` (reference only)."""
