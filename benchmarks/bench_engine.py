@@ -59,7 +59,7 @@ def seams(size: int = 1536) -> None:
     ref = nc.colorize(img, model, device="cpu", saturation=sat, tile_size=size).rgb
     print(f"[seams] model={name} saturation={sat} image={size}x{size} untiled {time.perf_counter() - t:.1f}s")
     ref_ab = color.rgb2lab(ref)[..., 1:]
-    for tile, overlap in [(1024, 128), (1024, 64), (512, 128), (512, 64), (512, 0)]:
+    for tile, overlap in SEAM_TILINGS:
         tile_cache.clear()
         res = nc.colorize(img, model, device="cpu", saturation=sat, tile_size=tile, overlap=overlap)
         rgb = np.asarray(res.rgb)
@@ -73,6 +73,9 @@ def seams(size: int = 1536) -> None:
         print(f"[seams] tile={tile:5d} overlap={overlap:4d}  all: mean {d.mean():.3f} p99 {np.percentile(d, 99):.3f} | "
               f"borders(+-8px): mean {d[border].mean():.3f} p99 {np.percentile(d[border], 99):.3f} | "
               f"interior: mean {d[~border].mean():.3f} p99 {np.percentile(d[~border], 99):.3f} | max|gray err| {gray_err:.1e}")
+
+
+SEAM_TILINGS = [(1024, 320), (1024, 256), (768, 256), (1024, 128), (768, 64), (512, 64), (512, 0)]
 
 
 def throughput(size: int = 2048, repeats: int = 2) -> None:
@@ -92,7 +95,7 @@ def throughput(size: int = 2048, repeats: int = 2) -> None:
     single = best(lambda: nc.colorize(img, model, device="cpu", tile_size=size))
     mp = size * size / 1e6
     print(f"[throughput] model={name} {size}x{size}: single pass {mp / single:.2f} MP/s ({single:.1f}s)")
-    for tile, overlap in [(512, 64), (1024, 128), (1024, 64)]:
+    for tile, overlap in [(1280, 256), (1024, 256), (768, 64), (512, 64)]:
         t = best(lambda: np.asarray(nc.colorize(img, model, device="cpu", tile_size=tile, overlap=overlap).rgb))
         print(f"[throughput] tiled {tile}/{overlap}: {mp / t:.2f} MP/s ({t:.1f}s) = {single / t:.2f} of single pass")
 

@@ -47,11 +47,14 @@ __all__ = ["Cancelled", "ModelRef", "TileOptions", "Monitor", "colorize_array", 
 CHANNELS = ("red", "green", "blue", "chroma_confidence", "hue_entropy")
 
 #: (tile size, overlap) in pixels per backbone; see docs/engine.md for the measurements.
-DEFAULT_TILING: dict[str, tuple[int, int]] = {"compact": (768, 64), "vgg16": (1024, 128)}
+#: Overlaps are wide because the receptive field is (context 7x7 at stride 32): with the
+#: trained default model, 1024/256 tiles keep seams below the interior's own differences
+#: (benchmarks/bench_engine.py seams), 1024/128 and 768/64 do not.
+DEFAULT_TILING: dict[str, tuple[int, int]] = {"compact": (1280, 256), "vgg16": (1024, 256)}
 #: Planes up to this side are coloured in one pass (one tile, no overlap) by default:
 #: splitting them would recompute the overlaps for nothing (measured: a 1024 x 1024
 #: plane is 1.8x faster as one compact tile than as 768/64 tiles on 2 CPU cores).
-SINGLE_PASS_MAX: dict[str, int] = {"compact": 1280, "vgg16": 1024}
+SINGLE_PASS_MAX: dict[str, int] = {"compact": 1536, "vgg16": 1024}
 #: Tiles per model call by device type (halved automatically on out-of-memory).
 DEFAULT_BATCH = {"cpu": 1, "cuda": 4, "mps": 2}
 #: Above this many pixels, percentile limits are estimated from a regular subsample.
