@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._atomic import atomic_path
 from .api import decode_options_for, get_model
 from .devices import autocast
 from .inference import DecodeOptions, compose, decode_grid
@@ -117,9 +118,8 @@ class EvaluationTable:
         if path is not None:
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(text + "\n", encoding="utf-8")
-            os.replace(tmp, path)
+            with atomic_path(path) as tmp:
+                tmp.write_text(text + "\n", encoding="utf-8")
         return text
 
 

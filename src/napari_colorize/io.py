@@ -13,12 +13,15 @@ from __future__ import annotations
 import glob
 import os
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ._atomic import atomic_path
 
 __all__ = ["Image", "ColourInputWarning", "read_image", "find_inputs", "atomic_path", "write_png", "tiff_memmaps",
            "IMAGE_SUFFIXES", "is_zarr"]
@@ -238,27 +241,14 @@ def _read_zarr(path: Path) -> Image:
     return Image(data, pixel_size, unit, lead if lead and all(a in ("t", "z") for a in lead) else None)
 
 
-def atomic_path(path: Path) -> Path:
-    """A temporary name beside ``path`` (same folder, so ``os.replace`` is atomic)."""
-    return path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
-
-
-def _replace_when_done(path: Path, write: Callable[[Path], None]) -> Path:
-    tmp = atomic_path(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
     """Write a uint8/uint16 image to PNG atomically."""
     import imageio.v3 as iio
 
-    return _replace_when_done(Path(path), lambda tmp: iio.imwrite(tmp, np.asarray(array), extension=".png"))
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, np.asarray(array), extension=".png")
+    return path
 
 
 class tiff_memmaps:
@@ -280,29 +270,39 @@ class tiff_memmaps:
         self.specs = specs
         self.pixel_size = pixel_size
         self.maps: dict[str, np.memmap] = {}
+        self._temps: ExitStack | None = None
 
     def __enter__(self) -> dict[str, np.memmap]:
         import tifffile
 
-        for name, (path, shape, dtype, photometric) in self.specs.items():
-            nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-            kwargs: dict[str, Any] = {"photometric": photometric, "bigtiff": nbytes > 2**31 - 2**25}
-            if self.pixel_size:
-                kwargs.update(resolution=(1e4 / self.pixel_size[1], 1e4 / self.pixel_size[0]),
-                              resolutionunit="CENTIMETER")
-            self.maps[name] = tifffile.memmap(atomic_path(path), shape=shape, dtype=dtype, **kwargs)
+        self._temps = ExitStack()
+        try:
+            for name, (path, shape, dtype, photometric) in self.specs.items():
+                nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+                kwargs: dict[str, Any] = {"photometric": photometric, "bigtiff": nbytes > 2**31 - 2**25}
+                if self.pixel_size:
+                    kwargs.update(resolution=(1e4 / self.pixel_size[1], 1e4 / self.pixel_size[0]),
+                                  resolutionunit="CENTIMETER")
+                tmp = self._temps.enter_context(atomic_path(path))
+                self.maps[name] = tifffile.memmap(tmp, shape=shape, dtype=dtype, **kwargs)
+        except BaseException as err:  # __exit__ is not called when __enter__ fails: delete what was made
+            self.__exit__(type(err), err, err.__traceback__)
+            raise
         return self.maps
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        for name, m in self.maps.items():
-            m.flush()
-            mmap = getattr(m, "_mmap", None)
-            if mmap is not None:
-                mmap.close()
-        self.maps.clear()
-        for path, *_ in self.specs.values():
-            tmp = atomic_path(path)
-            if exc_type is None:
-                os.replace(tmp, path)
-            elif tmp.exists():
-                tmp.unlink()
+        temps, self._temps = self._temps, None
+        try:
+            for m in self.maps.values():
+                m.flush()
+                mmap = getattr(m, "_mmap", None)
+                if mmap is not None:
+                    mmap.close()
+        except BaseException as err:  # a file that could not be flushed must not be renamed into place
+            exc_type, exc, tb = type(err), err, err.__traceback__
+            raise
+        finally:
+            self.maps.clear()
+            if temps is not None:
+                # Renames every temporary file into place, or deletes them all on an exception.
+                temps.__exit__(exc_type, exc, tb)

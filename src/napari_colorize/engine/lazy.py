@@ -139,11 +139,11 @@ class Monitor:
             raise Cancelled("colorization was cancelled")
 
     def advance(self, tiles: tuple[int, ...]) -> None:
+        # The callback runs under the lock so that reported counts never go backwards.
         with self._lock:
             self._done.update(tiles)
-            done = len(self._done)
-        if self.callback is not None:
-            self.callback(done, self.total)
+            if self.callback is not None:
+                self.callback(len(self._done), self.total)
 
 
 _MODEL_LOCKS: dict[int, threading.Lock] = {}

@@ -155,12 +155,16 @@ def _prepare_store(path: str, job: dict, fingerprint: str, shape: tuple[int, ...
 
     Returns True when the store is already complete.
     """
+    if os.path.isfile(path):
+        raise FileExistsError(f"{path} is a file, not a zarr store; choose a folder path such as out.zarr")
     if os.path.exists(path):
         try:
             attrs = dict(_open_group(path, "r").attrs).get(_ATTR)
         except Exception:
             attrs = None
-        if attrs is not None and attrs.get("fingerprint") == fingerprint and not overwrite:
+        if attrs is not None and attrs.get("fingerprint") == fingerprint:
+            # The same job: resume it (or it is done). `overwrite` only replaces other content;
+            # recomputing an identical job would give the identical result.
             return bool(attrs.get("complete"))
         if not overwrite:
             what = "a different colorization job" if attrs is not None else "something that is not a napari-colorize store"
@@ -276,7 +280,10 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     graph = HighLevelGraph.from_collections(wname, layer, dependencies=[stacked])
     keys = list(layer)
     if client is None:
-        dask.threaded.get(_culled(graph, keys), keys)
+        # On the CPU one tile at a time: torch already uses every core inside a tile, and two
+        # tiles in flight double the peak memory for no speed-up.
+        workers = 1 if str(info["device"]).startswith("cpu") else None
+        dask.threaded.get(_culled(graph, keys), keys, num_workers=workers)
     else:
         from .distributed import run_on_client
         run_on_client(client, _culled(graph, keys), keys, len(blocks), len(done), progress, cancel)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .._atomic import atomic_path, read_safetensors_metadata
 from ..spaces import get_space
 from .backbones import BACKBONES, VGG16Backbone
 from .hypercolumn import HypercolumnColorizer
@@ -164,22 +164,9 @@ def save_model(model: HypercolumnColorizer, path: str | os.PathLike, **training_
                if v.is_floating_point()}
     tensors.update({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not v.is_floating_point()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={METADATA_KEY: config.to_json()})
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a model file is not a secret
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:  # permissions follow the umask (0644 usually): a model file is not a secret
+        save_file(tensors, str(tmp), metadata={METADATA_KEY: config.to_json()})
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _resolve(name_or_path: str | os.PathLike) -> Path:
@@ -196,17 +183,12 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
 
 def read_config(name_or_path: str | os.PathLike) -> ModelConfig:
     """The metadata of a checkpoint, without loading its tensors."""
-    from safetensors import safe_open
-
     path = _resolve(name_or_path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as err:
-        raise ValueError(f"{path} is not a safetensors file ({err}); napari-colorize models are .safetensors files") from err
-    if METADATA_KEY not in meta:
-        raise ValueError(f"{path} has no napari-colorize metadata; it was not written by save_model()/napari-colorize train")
-    return ModelConfig.from_json(meta[METADATA_KEY])
+    text = read_safetensors_metadata(
+        path, METADATA_KEY,
+        not_safetensors=lambda err: f"{path} is not a safetensors file ({err}); napari-colorize models are .safetensors files",
+        no_key=f"{path} has no napari-colorize metadata; it was not written by save_model()/napari-colorize train")
+    return ModelConfig.from_json(text)
 
 
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> HypercolumnColorizer:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from .._atomic import atomic_path, read_safetensors_metadata
 
 __all__ = ["save_training_state", "load_training_state", "capture_rng", "restore_rng", "STATE_KEY"]
 
@@ -119,32 +120,19 @@ def save_training_state(path: str | os.PathLike, model: torch.nn.Module, optimiz
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     doc = {"version": STATE_VERSION, "step": int(step), "rng": rng_doc, "optimizer": optim_doc, "info": _jsonable(info)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={STATE_KEY: json.dumps(doc)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={STATE_KEY: json.dumps(doc)})
     return path
 
 
 def read_state_info(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON document of a training state (step, info, ...) without its tensors."""
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no training checkpoint at {path}; run without --resume to start a new run")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as err:
-        raise ValueError(f"{path} is not a training checkpoint ({err})") from err
-    if STATE_KEY not in meta:
-        raise ValueError(f"{path} is not a napari-colorize training checkpoint (no {STATE_KEY} metadata)")
-    return json.loads(meta[STATE_KEY])
+    return json.loads(read_safetensors_metadata(
+        path, STATE_KEY, not_safetensors=lambda err: f"{path} is not a training checkpoint ({err})",
+        no_key=f"{path} is not a napari-colorize training checkpoint (no {STATE_KEY} metadata)"))
 
 
 def load_training_state(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
