@@ -124,7 +124,8 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
                      device: str = "auto", saturation: float = 1.0, normalize: str | None = None,
                      precision: str = "fp32", calibrated: bool = True, seed: int = 0, *,
                      tile_size: int | None = None, overlap: int | None = None, batch_size: int | None = None,
-                     client=None, progress=None, cancel=None, limits: tuple[float, float] | None = None):
+                     client=None, progress=None, cancel=None, limits: tuple[float, float] | None = None,
+                     cache: bool = True):
     """The lazy ``(..., Y, X, 5)`` result behind :func:`colorize` and :func:`colorize_to_zarr`.
 
     Returns ``(stacked dask array, TilePlan, info dict)``; parameters as :func:`colorize`.
@@ -155,7 +156,8 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
     options = decode_options_for(meta, method, saturation, calibrated, seed=seed)
     if normalize in ("percentile", "minmax") and limits is None:
         limits = global_limits(as_dask(image, "auto") if not hasattr(image, "dask") else image, normalize)
-    tile_options = TileOptions(options, precision, normalize, None if limits is None else tuple(map(float, limits)), min_size)
+    tile_options = TileOptions(options, precision, normalize, None if limits is None else tuple(map(float, limits)),
+                               min_size, cache)
     if client is None:
         from .devices import autocast
         with autocast(torch.device(dev), precision):  # checks precision against the device now, not in a task

@@ -117,6 +117,10 @@ class TileOptions:
     normalize: str | None = None
     limits: tuple[float, float] | None = None
     min_size: int = 32
+    #: Keep finished batches in the per-process tile cache (for napari, which computes the
+    #: three layers separately).  A zarr write turns it off: dask already holds each batch
+    #: until every chunk that blends it is written, and a second copy only costs memory.
+    cache: bool = True
 
 
 @dataclass(eq=False)
@@ -243,7 +247,7 @@ def _assemble(blocks: list[list[np.ndarray]], crop: list[int], lead: int) -> np.
 def _run_batch(key: str, model_ref: ModelRef, options: TileOptions, windows: list, tiles: tuple[int, ...],
                lead: int, overlap: int, monitor: Monitor | None) -> np.ndarray:
     """Batch task: cut, normalise and predict a batch of tiles (or take it from the cache)."""
-    cached = tile_cache.get(key)
+    cached = tile_cache.get(key) if options.cache else None
     if cached is not None:
         if monitor is not None:
             monitor.advance(tiles)
@@ -253,7 +257,8 @@ def _run_batch(key: str, model_ref: ModelRef, options: TileOptions, windows: lis
     gray = np.stack([to_unit_float(_assemble(blocks, crop, lead), options.normalize, options.limits)
                      for blocks, crop in windows])
     out = predict_tiles(model_ref.load(), gray, options, overlap)
-    tile_cache.put(key, out)
+    if options.cache:
+        tile_cache.put(key, out)
     if monitor is not None:
         monitor.advance(tiles)
     return out

@@ -251,7 +251,7 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     if rgb_dtype not in ("uint8", "float32"):
         raise ValueError(f"rgb_dtype must be 'uint8' or 'float32', got {rgb_dtype!r}")
     path = os.path.abspath(os.fspath(path))
-    stacked, plan, info = colorize_stacked(image, model, client=client, **colorize_kwargs)
+    stacked, plan, info = colorize_stacked(image, model, client=client, cache=False, **colorize_kwargs)
     shape = plan.shape
     source = source_id if source_id is not None else info["input_token"]
     job = {"source": source, "shape": list(shape), "model": info["model"], "model_token": _model_token(model),
