@@ -283,7 +283,12 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         # On the CPU one tile at a time: torch already uses every core inside a tile, and two
         # tiles in flight double the peak memory for no speed-up.
         workers = 1 if str(info["device"]).startswith("cpu") else None
-        dask.threaded.get(_culled(graph, keys), keys, num_workers=workers)
+        # Vertical stripes of STRIPE_CHUNKS chunk columns, one after another: a row-major sweep
+        # holds a whole row of tile results for the next row's blending, so memory would grow
+        # with the image's width; a stripe bounds it (tiles on stripe edges are computed twice).
+        for stripe in sorted({k[-1] // STRIPE_CHUNKS for k in keys}):
+            part = [k for k in keys if k[-1] // STRIPE_CHUNKS == stripe]
+            dask.threaded.get(_culled(graph, part), part, num_workers=workers)
     else:
         from .distributed import run_on_client
         run_on_client(client, _culled(graph, keys), keys, len(blocks), len(done), progress, cancel)
@@ -294,6 +299,10 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     group.attrs[_ATTR] = dict(job, fingerprint=fingerprint, complete=True)
     shutil.rmtree(os.path.join(path, MARKERS), ignore_errors=True)
     return Path(path)
+
+
+#: Chunk columns per stripe of a local zarr write (see colorize_to_zarr).
+STRIPE_CHUNKS = 4
 
 
 def _culled(graph: HighLevelGraph, keys: list) -> dict:
