@@ -213,7 +213,9 @@ def predict(model: HypercolumnColorizer, gray: torch.Tensor, options: DecodeOpti
     with autocast(x.device, precision):
         logits = model.grid_logits(x)
     probs = {k: torch.softmax(v.float(), dim=1) for k, v in logits.items()}
+    del logits  # histograms are the largest tensors here (256 bins for Lab): free each when done
     maps = decode_grid(probs, model.space, options)
+    del probs
     maps = F.interpolate(maps, scale_factor=GRID_STRIDE, mode="bilinear", align_corners=False)[..., :h, :w]
     rgb = compose(maps[:, :2], gray, model.space, options.saturation)
     return rgb, maps[:, 2].clamp(0, 1), maps[:, 3].clamp(0, 1)
