@@ -59,27 +59,21 @@ Image.MAX_IMAGE_PIXELS = None
 #: Debian 12 only ships the handbook (screenshots); the satellite textures the
 #: issue refers to live in ``marble-qt-data`` (same source package, same
 #: copyright file), so that is what we use.  See docs/corpus.md.
-PACKAGES: tuple[str, ...] = (
+WALLPAPERS: tuple[str, ...] = (
     "gnome-backgrounds",
     "mate-backgrounds",
     "plasma-workspace-wallpapers",
     "ukui-wallpapers",
     "sway-backgrounds",
     "lomiri-wallpapers-20.04",
+)
+PACKAGES: tuple[str, ...] = WALLPAPERS + (
     "stellarium-data",
     "tuxpaint-stamps-default",
     "marble-qt-data",
     "opencv-doc",
 )
-
-WALLPAPER_PACKAGES = {
-    "gnome-backgrounds",
-    "mate-backgrounds",
-    "plasma-workspace-wallpapers",
-    "ukui-wallpapers",
-    "sway-backgrounds",
-    "lomiri-wallpapers-20.04",
-}
+WALLPAPER_PACKAGES = set(WALLPAPERS)
 
 RASTER_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 
