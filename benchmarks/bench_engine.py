@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_engine.py throughput     # tiled vs single pass on 2048 x 2048
     python benchmarks/bench_engine.py memory 16 64   # peak RSS of zarr -> zarr at 16 and 64 MP
     python benchmarks/bench_engine.py cli            # MP/s through the CLI, in-process and --workers 2
+    python benchmarks/bench_engine.py overhead       # the engine alone (a null model): how fast it can feed a GPU
     python benchmarks/bench_engine.py gpu            # only with CUDA: compact/vgg16, fp32/bf16, pipeline ratio
 
 Uses the default model when it exists, else a random-init ``compact`` model (said in
@@ -163,6 +164,69 @@ def cli(size: int = 4096) -> None:
                       f"{summary[0] if summary else r.stderr[-500:]}")
 
 
+def _null_predict(model, gray, options=None, precision="fp32"):
+    """Stands in for the network: outputs of the right shape at memory-copy cost."""
+    b, h, w = gray.shape
+    zeros = torch.zeros((b, h, w), device=gray.device)
+    return gray.unsqueeze(-1).expand(b, h, w, 3).contiguous(), zeros, zeros.clone()
+
+
+def overhead(size: int = 4096, repeats: int = 3) -> None:
+    """MP/s of everything but the network: reading, tiling, blending, assembling the result.
+
+    A GPU can only be kept busy if the engine around it is faster than the network;
+    this is that ceiling, measured with the network replaced by a copy.
+    """
+    from napari_colorize import inference
+    import dask
+    model, name = _model()
+    img = _scene(size)
+    real = inference.predict
+    inference.predict = _null_predict
+    try:
+        for tile, overlap in [(1024, 256), (2048, 256)]:
+            times = []
+            for _ in range(repeats):
+                tile_cache.clear()
+                t = time.perf_counter()
+                res = nc.colorize(img, model, device="cpu", tile_size=tile, overlap=overlap)
+                dask.compute(res.rgb, res.chroma_confidence, res.hue_entropy)
+                times.append(time.perf_counter() - t)
+            mp = size * size / 1e6
+            print(f"[overhead] {size}x{size} tile {tile}/{overlap}, network replaced by a copy, {os.cpu_count()} cores: "
+                  f"{mp / min(times):.1f} MP/s ({min(times):.2f}s)")
+    finally:
+        inference.predict = real
+
+
+class _GpuBusy:
+    """Samples nvidia-smi's utilisation every 0.1 s while a block runs (mean %, or None)."""
+
+    def __enter__(self):
+        import threading
+        self.samples, self._stop = [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.1):
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
+                                     capture_output=True, text=True, timeout=5).stdout.split()
+                self.samples.append(float(out[0]))
+            except Exception:
+                return
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mean(self):
+        return sum(self.samples) / len(self.samples) if self.samples else None
+
+
 def gpu(size: int = 4096) -> None:
     if not torch.cuda.is_available():
         print("[gpu] no CUDA device here; skipped")
@@ -170,20 +234,21 @@ def gpu(size: int = 4096) -> None:
     from napari_colorize import inference
     from napari_colorize.api import decode_options_for
     img = _scene(size)
-    print(f"[gpu] {torch.cuda.get_device_name()}")
+    print(f"[gpu] {torch.cuda.get_device_name()}, {os.cpu_count()} CPU cores, image {size}x{size}")
     for backbone in ("compact", "vgg16"):
         model, name = _model(backbone)
         net = nc.get_model(model, "cuda")
         for precision in ("fp32", "bf16"):
-            for tile in (1024,):
-                nc.colorize(img[:1024, :1024], net, device="cuda", precision=precision, tile_size=tile)
+            for tile in (1024, 2048):
+                nc.colorize(img[:tile, :tile], net, device="cuda", precision=precision, tile_size=tile)
                 tile_cache.clear()
                 torch.cuda.synchronize()
-                t = time.perf_counter()
-                res = nc.colorize(img, net, device="cuda", precision=precision, tile_size=tile)
-                np.asarray(res.rgb)
-                torch.cuda.synchronize()
-                pipe = size * size / 1e6 / (time.perf_counter() - t)
+                with _GpuBusy() as busy:
+                    t = time.perf_counter()
+                    res = nc.colorize(img, net, device="cuda", precision=precision, tile_size=tile)
+                    np.asarray(res.rgb)
+                    torch.cuda.synchronize()
+                    pipe = size * size / 1e6 / (time.perf_counter() - t)
                 batch = res.info["batch_size"]
                 x = torch.rand(batch, tile, tile, device="cuda")
                 opts = decode_options_for(net)
@@ -195,9 +260,10 @@ def gpu(size: int = 4096) -> None:
                     inference.predict(net, x, opts, precision)
                 torch.cuda.synchronize()
                 model_only = n * batch * tile * tile / 1e6 / (time.perf_counter() - t)
-                print(f"[gpu] {name} {precision} tile {tile} batch {batch}: pipeline {pipe:.1f} MP/s, model only "
-                      f"{model_only:.1f} MP/s, ratio {pipe / model_only:.2f} (tiling overhead included); "
-                      f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+                util = "n/a" if busy.mean is None else f"{busy.mean:.0f}%"
+                print(f"[gpu] {name} {precision} tile {tile}/{res.info['overlap']} batch {batch}: pipeline {pipe:.1f} MP/s, "
+                      f"model only {model_only:.1f} MP/s, ratio {pipe / model_only:.2f} (tiling overhead included); "
+                      f"GPU busy {util}; peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
                 torch.cuda.reset_peak_memory_stats()
 
 
@@ -213,6 +279,8 @@ if __name__ == "__main__":
         memory(tuple(int(a) for a in sys.argv[2:]) or (16, 64))
     elif what == "cli":
         cli()
+    elif what == "overhead":
+        overhead()
     elif what == "gpu":
         gpu()
     else:

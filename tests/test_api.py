@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_colorize import colorize, get_model, rgb_to_gray, save_model
+from napari_colorize import build_model, colorize, get_model, rgb_to_gray, save_model
 from napari_colorize.api import decode_options_for
 from napari_colorize.color import rgb_to_hue_chroma
 
@@ -136,3 +136,25 @@ def test_get_model_loads_a_file_once(make_model, tmp_path):
     assert result.info["model"] == str(path)
     with pytest.raises(FileNotFoundError, match="no model file"):
         colorize(IMAGES["smooth"], model=tmp_path / "nothing.safetensors")
+
+
+def test_a_model_object_is_left_as_it_was():
+    # A user may colorize with a model mid-training: it must stay in training mode, in its
+    # own memory layout, with its own weights; the engine works on a copy.
+    torch.manual_seed(5)
+    model = build_model("compact", "lab").train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    first = colorize(IMAGES["smooth"], model=model, device="cpu")
+    assert model.training and get_model(model, "cpu") is not model
+    assert not any(p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+                   for p in model.parameters())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert get_model(model, "cpu") is get_model(model, "cpu")  # the copy is reused...
+    with torch.no_grad():
+        model.heads["ab"].bias[0] += 5.0  # ...until the weights change
+    second = colorize(IMAGES["smooth"], model=model, device="cpu")
+    assert not np.array_equal(first.rgb, second.rgb)
+    # A model already set up for inference on the device is used itself: no second copy in memory.
+    model.eval()
+    assert get_model(model, "cpu") is model

@@ -13,7 +13,8 @@ from skimage import color, data, transform
 
 import napari_colorize as nc
 from napari_colorize import inference
-from napari_colorize.engine import Cancelled, TilePlan, axis_tiles, blend_into, check_tiling, feather_weights, tile_cache
+from napari_colorize.engine import (Cancelled, TilePlan, assemble_chunk, axis_tiles, blend_tiles, check_tiling, cut_pieces,
+                                   feather_weights, reset_memory_limits, tile_cache)
 from napari_colorize.inputs import percentile_limits, scale_to_unit
 
 
@@ -26,8 +27,10 @@ def model():
 @pytest.fixture(autouse=True)
 def _empty_cache():
     tile_cache.clear()
+    reset_memory_limits()
     yield
     tile_cache.clear()
+    reset_memory_limits()
 
 
 @pytest.fixture(scope="module")
@@ -87,18 +90,16 @@ def test_feather_weights_of_neighbours_sum_to_one():
 
 def test_blend_of_constant_tiles_is_exact():
     plan = TilePlan.create((100, 130), 64, 16)
-    entries = [(np.full((2, plan.ty.stops[jy] - plan.ty.starts[jy], plan.tx.stops[jx] - plan.tx.starts[jx]), 7.0, np.float32),
-                plan.weights(jy, jx), (plan.ty.starts[jy], plan.tx.starts[jx]))
-               for jy in range(len(plan.ty.starts)) for jx in range(len(plan.tx.starts))]
-    out = blend_into((slice(0, 100), slice(0, 130)), entries)
-    np.testing.assert_allclose(out, 7.0, rtol=1e-6)
+    results = {(jy, jx): np.full((plan.ty.stops[jy] - plan.ty.starts[jy], plan.tx.stops[jx] - plan.tx.starts[jx], 2),
+                                 7.0, np.float32)
+               for jy in range(len(plan.ty.starts)) for jx in range(len(plan.tx.starts))}
+    np.testing.assert_allclose(blend_tiles(plan, results), 7.0, rtol=1e-6)
 
 
-def test_blend_equals_the_weighted_mean():
+def _random_tiles(plan, rng):
     # Independent reference: accumulate w * value and w with full 2D weights, then divide.
-    rng = np.random.default_rng(3)
-    plan = TilePlan.create((150, 170), 96, 32)
-    acc, wsum, entries = np.zeros((150, 170, 3)), np.zeros((150, 170, 1)), []
+    shape = plan.shape
+    acc, wsum, results = np.zeros(shape + (3,)), np.zeros(shape + (1,)), {}
     for jy in range(len(plan.ty.starts)):
         for jx in range(len(plan.tx.starts)):
             sy, sx = plan.tile_window(jy, jx)
@@ -106,14 +107,33 @@ def test_blend_equals_the_weighted_mean():
             wy, wx = plan.weights(jy, jx)
             acc[sy, sx] += np.outer(wy, wx)[..., None] * values
             wsum[sy, sx] += np.outer(wy, wx)[..., None]
-            entries.append((np.ascontiguousarray(values.transpose(2, 0, 1)), (wy, wx), (sy.start, sx.start)))
-    expected = acc / wsum
-    for cy in range(plan.ty.n_chunks):
-        for cx in range(plan.tx.n_chunks):
-            region = (slice(*plan.ty.chunk_range(cy)), slice(*plan.tx.chunk_range(cx)))
-            mine = [e for e in entries if any(e[2][0] == plan.ty.starts[j] for j in plan.ty.tiles_for_chunk(cy))
-                    and any(e[2][1] == plan.tx.starts[j] for j in plan.tx.tiles_for_chunk(cx))]
-            np.testing.assert_allclose(blend_into(region, mine), expected[region], atol=1e-6)
+            results[jy, jx] = values
+    return results, acc / wsum
+
+
+def test_blend_equals_the_weighted_mean():
+    plan = TilePlan.create((150, 170), 96, 32)
+    results, expected = _random_tiles(plan, np.random.default_rng(3))
+    np.testing.assert_allclose(blend_tiles(plan, results), expected, atol=1e-6)
+
+
+def test_pieces_are_separate_and_sum_to_each_chunk():
+    plan = TilePlan.create((150, 170), 96, 32)
+    results, expected = _random_tiles(plan, np.random.default_rng(4))
+    pieces = {}
+    for (jy, jx), values in results.items():
+        cut = cut_pieces(values, plan, jy, jx)
+        # Each piece owns its memory, so dask can free it as soon as its chunk is done.
+        assert all(p.base is None or len(cut) == 1 for p in cut.values())
+        rows = [cy for cy in range(plan.ty.n_chunks) if jy in plan.ty.tiles_for_chunk(cy)]
+        cols = [cx for cx in range(plan.tx.n_chunks) if jx in plan.tx.tiles_for_chunk(cx)]
+        assert set(cut) == {(cy, cx) for cy in rows for cx in cols}
+        for chunk, piece in cut.items():
+            pieces.setdefault(chunk, []).append((jy, jx, piece))
+    for (cy, cx), mine in pieces.items():
+        region = (slice(*plan.ty.chunk_range(cy)), slice(*plan.tx.chunk_range(cx)))
+        np.testing.assert_allclose(assemble_chunk(plan, cy, cx, mine), expected[region], atol=1e-6)
+    assert len(pieces) == plan.ty.n_chunks * plan.tx.n_chunks
 
 
 @pytest.mark.parametrize("tile,overlap,match", [(64, 32, "more than twice"), (64, 40, "more than twice"),
@@ -262,6 +282,72 @@ def test_out_of_memory_on_one_tile_splits_it(model, camera, monkeypatch):
     rgb = np.asarray(res.rgb)
     assert (256, 256) in sizes and max(s[0] for s in sizes[1:]) <= 160
     np.testing.assert_allclose(rgb.mean(-1), camera, atol=2e-6)
+
+
+def test_out_of_memory_is_remembered(model, camera, monkeypatch):
+    # After one batch ran out of memory, batches as large are split before trying again.
+    real, seen = inference.predict, []
+
+    def limited(model, gray, *args, **kwargs):
+        seen.append(gray.shape[0])
+        if gray.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(model, gray, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict", limited)
+    image = np.concatenate([camera, camera[::-1]], axis=1)  # 256 x 512: 18 tiles of 128/32, batches of 4
+    nc.colorize(image, model, device="cpu", tile_size=128, overlap=32, batch_size=4).rgb.compute(scheduler="synchronous")
+    assert seen.count(4) == 1 and 2 in seen
+
+
+def test_weights_applied_on_the_device_equal_host_scaling(model, camera, monkeypatch):
+    # The GPU path multiplies by the blending weights before copying back; check it on the CPU,
+    # also through the out-of-memory split, against the plain product.
+    from napari_colorize.engine import TileOptions, predict_tiles
+    from napari_colorize.api import decode_options_for
+    options = TileOptions(decode_options_for(model))
+    gray = np.stack([camera[:128, :128], camera[64:192, 64:192]])
+    weights = [(np.linspace(0.1, 1, 128).astype(np.float32), np.linspace(1, 0.2, 128).astype(np.float32)),
+               (np.full(128, 0.5, np.float32), np.ones(128, np.float32))]
+    plain = predict_tiles(model, gray, options)
+    expected = plain * np.stack([np.outer(wy, wx) for wy, wx in weights])[..., None]
+    np.testing.assert_allclose(predict_tiles(model, gray, options, weights=weights), expected, atol=1e-6)
+    real = inference.predict
+
+    def small_only(model, gray, *args, **kwargs):
+        if max(gray.shape[1:]) > 100:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(model, gray, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict", small_only)
+    split = predict_tiles(model, gray, options, overlap=32, weights=weights)
+    assert split.shape == expected.shape
+    # Split tiles see less context, so only the weighting is compared: weighted / weights = unweighted split.
+    unweighted = predict_tiles(model, gray, options, overlap=32)
+    np.testing.assert_allclose(split, unweighted * np.stack([np.outer(wy, wx) for wy, wx in weights])[..., None],
+                               atol=1e-6)
+
+
+@pytest.mark.cuda
+def test_tiled_gpu_pipeline_matches_the_cpu(model, camera):
+    # Weights applied on the GPU, batches of several tiles, copies on a side stream from
+    # several dask threads at once: the blended result must still match the CPU's.
+    image = np.tile(camera, (3, 3))  # 768 x 768: 25 tiles of 256/64
+    cpu = nc.colorize(image, model, device="cpu", tile_size=256, overlap=64).rgb.compute()
+    tile_cache.clear()
+    gpu = nc.colorize(image, model, device="cuda", tile_size=256, overlap=64, batch_size=3)
+    assert gpu.info["batch_size"] == 3
+    rgb = gpu.rgb.compute(scheduler="threads", num_workers=8)
+    assert np.abs(rgb - cpu).mean() < 1e-3 and np.abs(rgb - cpu).max() < 0.05
+    np.testing.assert_allclose(rgb.mean(-1), image, atol=2e-6)
+
+
+def test_gpu_defaults_use_larger_tiles_and_batches():
+    from napari_colorize.engine import GPU_TILING, default_batch, default_tiling
+    assert default_tiling("compact", (5000, 5000), "cuda") == GPU_TILING["compact"]
+    assert default_tiling("compact", (3000, 4000), "cuda") == (4000, 0)  # one pass
+    assert default_tiling("compact", (3000, 4000), "cpu") == nc.engine.DEFAULT_TILING["compact"]
+    assert default_batch("cuda", 1024) == 16 and default_batch("cuda", 4096) == 1 and default_batch("cpu", 1024) == 1
 
 
 def test_out_of_memory_that_cannot_shrink_is_reported(model, camera, monkeypatch):

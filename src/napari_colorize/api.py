@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import itertools
 import os
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,8 +46,13 @@ class ColorizeResult:
     info: dict = field(default_factory=dict)
 
 
-_MODEL_CACHE: dict[tuple, HypercolumnColorizer] = {}
+#: Models loaded from files, most recently used last; at most _MODEL_CACHE_SIZE are kept.
+_MODEL_CACHE: "OrderedDict[tuple, HypercolumnColorizer]" = OrderedDict()
+_MODEL_CACHE_SIZE = 4
 _MODEL_LOCK = threading.Lock()
+#: Caller's model object -> (its device and weights version, the inference copy made from it).
+_OBJECT_COPIES: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, HypercolumnColorizer]]" = \
+    weakref.WeakKeyDictionary()
 
 
 def _for_inference(model: HypercolumnColorizer) -> HypercolumnColorizer:
@@ -56,19 +65,51 @@ def get_model(model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MODEL,
               device: str | torch.device = "auto") -> HypercolumnColorizer:
     """A model on ``device`` in evaluation mode; files are loaded once per process.
 
-    ``model`` is ``"default"``, a ``.safetensors`` path, or a model object (moved to
-    the device as needed).
+    ``model`` is ``"default"``, a ``.safetensors`` path, or a model object.  An object
+    in training mode or on another device is copied (and the copy reused until its
+    weights change), so the caller's model is never moved or switched to evaluation
+    mode; one already in evaluation mode on ``device`` is used itself.
     """
     dev = resolve_device(device)
     if isinstance(model, torch.nn.Module):
-        return _for_inference(model.to(dev))
+        return _inference_copy(model, dev)
     key_path = str(model) if str(model) == DEFAULT_MODEL else os.path.abspath(os.fspath(model))
     mtime = os.path.getmtime(key_path) if key_path != DEFAULT_MODEL and os.path.exists(key_path) else None
     key = (key_path, mtime, str(dev))
     with _MODEL_LOCK:
         if key not in _MODEL_CACHE:
             _MODEL_CACHE[key] = _for_inference(load_model(model, device=dev))
+            while len(_MODEL_CACHE) > _MODEL_CACHE_SIZE:
+                _MODEL_CACHE.popitem(last=False)
+        _MODEL_CACHE.move_to_end(key)
         return _MODEL_CACHE[key]
+
+
+def weights_version(model: torch.nn.Module) -> int:
+    """A number that grows whenever a parameter or buffer of ``model`` is changed in place."""
+    return sum(int(t._version) for t in itertools.chain(model.parameters(), model.buffers()))
+
+
+def _inference_copy(model: torch.nn.Module, dev: torch.device) -> HypercolumnColorizer:
+    """The caller's model, ready for inference on ``dev``, without changing what it computes or where.
+
+    A model on another device or in training mode (it may be mid-training) is copied:
+    moving it, or switching it to evaluation mode, would change the caller's training.
+    The copy is kept while the object lives and made again only when its weights
+    change.  A model already in evaluation mode on ``dev`` is used itself, its weights
+    only re-laid out channels-last (no value changes; a copy would double the memory of
+    a VGG-16).
+    """
+    params = next(model.parameters(), None)
+    if not model.training and (params is None or params.device == dev):
+        return _for_inference(model)
+    state = (str(dev), weights_version(model))
+    with _MODEL_LOCK:
+        cached = _OBJECT_COPIES.get(model)
+        if cached is None or cached[0] != state:
+            cached = (state, _for_inference(copy.deepcopy(model).to(dev)))
+            _OBJECT_COPIES[model] = cached
+        return cached[1]
 
 
 def decode_options_for(model: HypercolumnColorizer, method: str | None = None, saturation: float = 1.0,
@@ -130,7 +171,7 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
 
     Returns ``(stacked dask array, TilePlan, info dict)``; parameters as :func:`colorize`.
     """
-    from .engine.lazy import DEFAULT_BATCH, ModelRef, TileOptions, as_dask, colorize_array, default_tiling, global_limits
+    from .engine.lazy import ModelRef, TileOptions, as_dask, colorize_array, default_batch, default_tiling, global_limits
     from .inputs import NORMALIZATIONS
     from .model import BACKBONES
 
@@ -143,16 +184,19 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
     min_size = int(getattr(BACKBONES.get(backbone), "min_size", 32))
     check_gray_shape(tuple(image.shape), min_size)
     _check_values(image, normalize)
-    default_tile, default_overlap = default_tiling(backbone, tuple(image.shape[-2:]) if tile_size is None else None)
+    if client is None or dev != "auto":
+        kind = torch.device(dev).type
+    else:  # what "auto" means on the workers
+        kind = next(iter(client.run(lambda: resolve_device("auto").type).values()), "cpu")
+    default_tile, default_overlap = default_tiling(backbone, tuple(image.shape[-2:]) if tile_size is None else None,
+                                                   kind)
     tile_size = default_tile if tile_size is None else int(tile_size)
     if overlap is None:  # the backbone's overlap, at most a quarter tile, a multiple of 32 where possible
         overlap = min(default_overlap, tile_size // 4)
         overlap -= overlap % 32 if overlap >= 32 else 0
     overlap = int(overlap)
     if batch_size is None:
-        kind = torch.device(dev).type if client is None else client.run(lambda: resolve_device("auto").type)
-        kind = kind if isinstance(kind, str) else next(iter(kind.values()), "cpu")
-        batch_size = DEFAULT_BATCH.get(kind, 1)
+        batch_size = default_batch(kind, tile_size)
     options = decode_options_for(meta, method, saturation, calibrated, seed=seed)
     if normalize in ("percentile", "minmax") and limits is None:
         limits = global_limits(as_dask(image, "auto") if not hasattr(image, "dask") else image, normalize)

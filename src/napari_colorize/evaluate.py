@@ -517,18 +517,20 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
     Sets ``model.config.decoding["confidence_fading"] = [lo, hi]`` (which
     :func:`napari_colorize.api.decode_options_for` applies by default) and, if
     ``output`` is given, saves the model there (a path may equal the model's own).
-    The model object is changed in place (for a path: the copy cached by
-    :func:`napari_colorize.api.get_model`, so later calls in this process use it too).
+    A model object is changed in place; for a path, the copy cached by
+    :func:`napari_colorize.api.get_model` is, so later calls in this process use it too.
     """
     from .model import save_model
 
     net = get_model(model, kwargs.get("device", "auto"))
     lo, hi = fit_confidence_fading(net, val_images, **kwargs)
-    net.config.decoding["confidence_fading"] = [lo, hi]
-    net.config.decoding["calibration"] = {"objective": kwargs.get("objective", "auc"),
+    # A model object is calibrated itself (get_model works on a copy of it).
+    target = model if isinstance(model, torch.nn.Module) else net
+    target.config.decoding["confidence_fading"] = [lo, hi]
+    target.config.decoding["calibration"] = {"objective": kwargs.get("objective", "auc"),
                                           "min_colourfulness": kwargs.get("min_colourfulness", 0.5),
                                           "not_worse_than_gray": kwargs.get("not_worse_than_gray", True),
                                           "method": kwargs.get("method")}
     if output is not None:
-        save_model(net, output)
+        save_model(target, output)
     return lo, hi

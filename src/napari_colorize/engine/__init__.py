@@ -6,9 +6,11 @@ calls :func:`.lazy.colorize_array`.
 """
 
 from .cache import TileCache, tile_cache
-from .lazy import CHANNELS, DEFAULT_TILING, Cancelled, ModelRef, Monitor, TileOptions, colorize_array, default_tiling, predict_tiles
-from .tiling import TilePlan, axis_tiles, blend_into, check_tiling, feather_weights
+from .lazy import (CHANNELS, DEFAULT_TILING, GPU_TILING, Cancelled, ModelRef, Monitor, TileOptions, colorize_array,
+                   default_batch, default_tiling, predict_tiles, reset_memory_limits)
+from .tiling import TilePlan, assemble_chunk, axis_tiles, blend_tiles, check_tiling, cut_pieces, feather_weights
 
-__all__ = ["TileCache", "tile_cache", "CHANNELS", "DEFAULT_TILING", "Cancelled", "ModelRef", "Monitor", "TileOptions",
-           "colorize_array", "default_tiling", "predict_tiles", "TilePlan", "axis_tiles", "blend_into", "check_tiling",
-           "feather_weights"]
+__all__ = ["TileCache", "tile_cache", "CHANNELS", "DEFAULT_TILING", "GPU_TILING", "default_batch", "reset_memory_limits",
+           "Cancelled", "ModelRef", "Monitor", "TileOptions",
+           "colorize_array", "default_tiling", "predict_tiles", "TilePlan", "axis_tiles", "assemble_chunk", "blend_tiles",
+           "check_tiling", "cut_pieces", "feather_weights"]

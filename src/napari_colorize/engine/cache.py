@@ -44,6 +44,8 @@ class TileCache:
     def _size(value: Any) -> int:
         if isinstance(value, np.ndarray):
             return value.nbytes
+        if isinstance(value, dict):
+            value = list(value.values())
         if isinstance(value, (list, tuple)):
             return sum(TileCache._size(v) for v in value)
         return 64

@@ -8,6 +8,7 @@ readable with zarr 2 and 3 and by napari-ome-zarr)::
     out.zarr/confidence/0     chroma confidence, float32 (..., y, x), its own multiscales
     out.zarr/entropy/0        hue entropy, float32 (..., y, x), its own multiscales
     out.zarr/.napari_colorize_done/   one empty marker file per finished chunk
+    out.zarr/.napari_colorize_spill/  while writing: tile pieces shared by two stripes
 
 The root attribute ``napari_colorize`` records the job (input, model, options: a
 fingerprint) and ``complete``.  A chunk's marker is written only after all of its
@@ -40,6 +41,8 @@ __all__ = ["colorize_to_zarr", "open_zarr_result", "is_complete", "OUTPUTS", "MA
 
 OUTPUTS = ("rgb", "confidence", "entropy")
 MARKERS = ".napari_colorize_done"
+#: Folder in the store for tile pieces handed from one stripe to the next (removed at the end).
+SPILL = ".napari_colorize_spill"
 _ATTR = "napari_colorize"
 _ZARR3 = int(zarr.__version__.split(".")[0]) >= 3
 _PATHS = {"rgb": "0", "confidence": "confidence/0", "entropy": "entropy/0"}
@@ -283,12 +286,11 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         # On the CPU one tile at a time: torch already uses every core inside a tile, and two
         # tiles in flight double the peak memory for no speed-up.
         workers = 1 if str(info["device"]).startswith("cpu") else None
-        # Vertical stripes of STRIPE_CHUNKS chunk columns, one after another: a row-major sweep
-        # holds a whole row of tile results for the next row's blending, so memory would grow
-        # with the image's width; a stripe bounds it (tiles on stripe edges are computed twice).
-        for stripe in sorted({k[-1] // STRIPE_CHUNKS for k in keys}):
-            part = [k for k in keys if k[-1] // STRIPE_CHUNKS == stripe]
-            dask.threaded.get(_culled(graph, part), part, num_workers=workers)
+        spill = os.path.join(path, SPILL)
+        shutil.rmtree(spill, ignore_errors=True)  # left by a killed run: its stripe is redone
+        os.makedirs(spill)
+        _write_in_order(_culled(graph, keys), keys, workers, spill)
+        shutil.rmtree(spill, ignore_errors=True)
     else:
         from .distributed import run_on_client
         run_on_client(client, _culled(graph, keys), keys, len(blocks), len(done), progress, cancel)
@@ -301,8 +303,76 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     return Path(path)
 
 
-#: Chunk columns per stripe of a local zarr write (see colorize_to_zarr).
+#: Chunk columns per stripe of a local zarr write (see _write_in_order).
 STRIPE_CHUNKS = 4
+
+
+def _write_in_order(dsk: dict, keys: list, num_workers: int | None, spill: str) -> None:
+    """Run the write tasks ``keys`` one chunk row of one stripe at a time, each tile once.
+
+    The chunks are visited in vertical stripes of :data:`STRIPE_CHUNKS` chunk columns,
+    and within a stripe plane by plane and row by row (dask's own order holds many rows
+    of tiles at once).  A tile feeds the chunks around it, so the pieces that later rows
+    need from the tiles computed for this row are handed on: in memory within a stripe
+    (about one row of tiles), through ``spill`` (a folder; memory-mapped back) to the next
+    stripe, since those accumulate over the whole image height.  So no tile is computed
+    twice, and memory depends neither on the width nor on the height of the image.
+    """
+    from dask.core import get_dependencies
+
+    def group(write_key) -> tuple:  # (stripe, plane..., chunk row)
+        return (write_key[-1] // STRIPE_CHUNKS, *write_key[1:-1])
+
+    groups: dict[tuple, list] = {}
+    for k in keys:
+        groups.setdefault(group(k), []).append(k)
+    order = sorted(groups)
+    rank = {g: i for i, g in enumerate(order)}
+    consumer: dict = {}  # piece -> rank of the group whose chunk it feeds
+    for k in keys:
+        for block in get_dependencies(dsk, k):
+            for piece in get_dependencies(dsk, block):
+                if _is_piece(piece):
+                    consumer[piece] = rank[group(k)]
+    batch_of = {p: next(d for d in get_dependencies(dsk, p) if _is_tile_batch(d)) for p in consumer}
+    first: dict = {}  # tile batch -> rank of the first group that needs it (and computes it)
+    for piece, r in consumer.items():
+        first[batch_of[piece]] = min(r, first.get(batch_of[piece], r))
+    handed: dict[int, list] = {}  # rank -> pieces it computes for later groups
+    for piece, r in consumer.items():
+        if first[batch_of[piece]] < r:
+            handed.setdefault(first[batch_of[piece]], []).append(piece)
+    carried: dict = {}  # piece -> its value, or a task loading it from the spill folder
+    for i, g in enumerate(order):
+        keep = [p for p in handed.get(i, []) if order[consumer[p]][0] == g[0]]
+        spills = {("colorize-spill", i, n): (_spill_piece, p, os.path.join(spill, f"{i}-{n}.npy"))
+                  for n, p in enumerate(p for p in handed.get(i, []) if order[consumer[p]][0] != g[0])}
+        wanted = groups[g] + keep + list(spills)
+        values = dask.threaded.get(_culled({**dsk, **carried, **spills}, wanted), wanted, num_workers=num_workers)
+        for piece in [p for p in carried if consumer[p] == i]:  # read by this group
+            value = carried.pop(piece)
+            if isinstance(value, tuple):
+                os.remove(value[1])
+        carried.update(zip(keep, values[len(groups[g]):len(groups[g]) + len(keep)]))
+        carried.update({task[1]: (_load_piece, path)
+                        for task, path in zip(spills.values(), values[len(groups[g]) + len(keep):])})
+
+
+def _spill_piece(piece: np.ndarray, path: str) -> str:
+    np.save(path, piece)
+    return path
+
+
+def _load_piece(path: str) -> np.ndarray:
+    return np.load(path, mmap_mode="r")
+
+
+def _is_tile_batch(key) -> bool:
+    return isinstance(key, tuple) and str(key[0]).startswith("colorize-tiles-")
+
+
+def _is_piece(key) -> bool:
+    return isinstance(key, tuple) and str(key[0]).startswith("colorize-pieces-")
 
 
 def _culled(graph: HighLevelGraph, keys: list) -> dict:

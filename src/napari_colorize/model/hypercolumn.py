@@ -135,7 +135,9 @@ class HypercolumnColorizer(nn.Module):
         return self._upsample_to_grid(self._pool_to_grid(feature, tap), tap, grid)
 
     def _classify(self, hidden: torch.Tensor) -> dict[str, torch.Tensor]:
-        hidden = self.dropout(torch.relu(hidden))
+        # In place when nothing is recorded for backward: the hidden map is the largest
+        # tensor of the head (1024 channels on the grid for VGG-16).
+        hidden = self.dropout(torch.relu(hidden) if torch.is_grad_enabled() else hidden.relu_())
         return {name: head(hidden) for name, head in self.heads.items()}
 
     def grid_logits(self, gray: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -164,7 +166,8 @@ class HypercolumnColorizer(nn.Module):
                 coarse[tap.stride] = projected if tap.stride not in coarse else coarse[tap.stride] + projected
         out = acc.view(b, grid[0], grid[1], hidden).permute(0, 3, 1, 2)  # NCHW view of channels-last memory
         for stride, projected in coarse.items():
-            out = out + self._upsample_to_grid(projected, Tap("coarse", 0, stride), grid).to(out.dtype)
+            # In place: the accumulator is this function's own tensor (autograd allows it).
+            out.add_(self._upsample_to_grid(projected, Tap("coarse", 0, stride), grid).to(out.dtype))
         return self._classify(out)
 
     def hypercolumns(self, gray: torch.Tensor) -> torch.Tensor:
