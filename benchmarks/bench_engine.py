@@ -239,8 +239,8 @@ def gpu(size: int = 4096) -> None:
         model, name = _model(backbone)
         net = nc.get_model(model, "cuda")
         for precision in ("fp32", "bf16"):
-            for tile in (1024, 2048):
-                nc.colorize(img[:tile, :tile], net, device="cuda", precision=precision, tile_size=tile)
+            for tile in (None, 2048, 1024):  # None: the GPU default (GPU_TILING, one pass up to its tile size)
+                np.asarray(nc.colorize(img, net, device="cuda", precision=precision, tile_size=tile).rgb)  # warm-up
                 tile_cache.clear()
                 torch.cuda.synchronize()
                 with _GpuBusy() as busy:
@@ -249,7 +249,7 @@ def gpu(size: int = 4096) -> None:
                     np.asarray(res.rgb)
                     torch.cuda.synchronize()
                     pipe = size * size / 1e6 / (time.perf_counter() - t)
-                batch = res.info["batch_size"]
+                batch, tile = res.info["batch_size"], res.info["tile_size"]
                 x = torch.rand(batch, tile, tile, device="cuda")
                 opts = decode_options_for(net)
                 inference.predict(net, x, opts, precision)
@@ -261,8 +261,9 @@ def gpu(size: int = 4096) -> None:
                 torch.cuda.synchronize()
                 model_only = n * batch * tile * tile / 1e6 / (time.perf_counter() - t)
                 util = "n/a" if busy.mean is None else f"{busy.mean:.0f}%"
-                print(f"[gpu] {name} {precision} tile {tile}/{res.info['overlap']} batch {batch}: pipeline {pipe:.1f} MP/s, "
-                      f"model only {model_only:.1f} MP/s, ratio {pipe / model_only:.2f} (tiling overhead included); "
+                print(f"[gpu] {name} {precision} tile {tile}/{res.info['overlap']} ({res.info['n_tiles']} tiles) batch {batch}: "
+                      f"pipeline {pipe:.1f} MP/s, model only {model_only:.1f} MP/s, ratio {pipe / model_only:.2f} "
+                      f"(tiling overhead included); "
                       f"GPU busy {util}; peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
                 torch.cuda.reset_peak_memory_stats()
 
