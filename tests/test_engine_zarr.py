@@ -64,7 +64,9 @@ def test_zarr_layout_and_values(model_path, stack, tmp_path):
     np.testing.assert_array_equal(back.rgb.compute(), ref.rgb.compute())
 
 
-def test_resume_after_a_kill_gives_identical_output(model_path, stack, tmp_path):
+@pytest.mark.parametrize("stripe", [4, 1])  # 1: three stripes, pieces handed on through the spill folder
+def test_resume_after_a_kill_gives_identical_output(model_path, stack, tmp_path, monkeypatch, stripe):
+    monkeypatch.setattr(zarr_io, "STRIPE_CHUNKS", stripe)
     full = nc.colorize_to_zarr(stack, tmp_path / "full.zarr", model_path, **TILING)
 
     class Killed(Exception):
