@@ -108,7 +108,8 @@ def test_resume_after_a_kill_gives_identical_output(model_path, stack, tmp_path,
     assert is_complete(out)
 
 
-def test_stripes_compute_each_tile_once(model_path, stack, tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 3])  # 1: row by row (a CPU); 3: whole stripes (a GPU's threads)
+def test_stripes_compute_each_tile_once(model_path, stack, tmp_path, monkeypatch, workers):
     # One chunk column per stripe: the tiles on each stripe's edge feed the next stripe through
     # the spill folder instead of being computed again, and the result does not change.
     from napari_colorize import inference
@@ -116,6 +117,8 @@ def test_stripes_compute_each_tile_once(model_path, stack, tmp_path, monkeypatch
 
     whole = nc.colorize_to_zarr(stack, tmp_path / "whole.zarr", model_path, **TILING)
     monkeypatch.setattr(zarr_io, "STRIPE_CHUNKS", 1)
+    real_write = zarr_io._write_in_order
+    monkeypatch.setattr(zarr_io, "_write_in_order", lambda dsk, keys, n, spill: real_write(dsk, keys, workers, spill))
     calls, real = [], inference.predict
 
     def counting(model, gray, *args, **kwargs):

@@ -308,7 +308,7 @@ STRIPE_CHUNKS = 4
 
 
 def _write_in_order(dsk: dict, keys: list, num_workers: int | None, spill: str) -> None:
-    """Run the write tasks ``keys`` one chunk row of one stripe at a time, each tile once.
+    """Run the write tasks ``keys`` one chunk row of one stripe at a time (on a CPU), each tile once.
 
     The chunks are visited in vertical stripes of :data:`STRIPE_CHUNKS` chunk columns,
     and within a stripe plane by plane and row by row (dask's own order holds many rows
@@ -318,30 +318,14 @@ def _write_in_order(dsk: dict, keys: list, num_workers: int | None, spill: str) 
     stripe, since those accumulate over the whole image height.  So no tile is computed
     twice, and memory depends neither on the width nor on the height of the image.
     """
-    from dask.core import get_dependencies
-
-    def group(write_key) -> tuple:  # (stripe, plane..., chunk row)
+    def group(write_key) -> tuple:  # (stripe, plane..., chunk row), or (stripe,) when several workers
+        if num_workers != 1:
+            # Several threads (a GPU): each dask call must hold enough tiles to keep the device
+            # busy while the host reads and writes, so only the stripes are kept apart.
+            return (write_key[-1] // STRIPE_CHUNKS,)
         return (write_key[-1] // STRIPE_CHUNKS, *write_key[1:-1])
 
-    groups: dict[tuple, list] = {}
-    for k in keys:
-        groups.setdefault(group(k), []).append(k)
-    order = sorted(groups)
-    rank = {g: i for i, g in enumerate(order)}
-    consumer: dict = {}  # piece -> rank of the group whose chunk it feeds
-    for k in keys:
-        for block in get_dependencies(dsk, k):
-            for piece in get_dependencies(dsk, block):
-                if _is_piece(piece):
-                    consumer[piece] = rank[group(k)]
-    batch_of = {p: next(d for d in get_dependencies(dsk, p) if _is_tile_batch(d)) for p in consumer}
-    first: dict = {}  # tile batch -> rank of the first group that needs it (and computes it)
-    for piece, r in consumer.items():
-        first[batch_of[piece]] = min(r, first.get(batch_of[piece], r))
-    handed: dict[int, list] = {}  # rank -> pieces it computes for later groups
-    for piece, r in consumer.items():
-        if first[batch_of[piece]] < r:
-            handed.setdefault(first[batch_of[piece]], []).append(piece)
+    order, groups, consumer, handed = _plan_groups(dsk, keys, group)
     carried: dict = {}  # piece -> its value, or a task loading it from the spill folder
     for i, g in enumerate(order):
         keep = [p for p in handed.get(i, []) if order[consumer[p]][0] == g[0]]
@@ -356,6 +340,37 @@ def _write_in_order(dsk: dict, keys: list, num_workers: int | None, spill: str) 
         carried.update(zip(keep, values[len(groups[g]):len(groups[g]) + len(keep)]))
         carried.update({task[1]: (_load_piece, path)
                         for task, path in zip(spills.values(), values[len(groups[g]) + len(keep):])})
+
+
+def _plan_groups(dsk: dict, keys: list, group: Callable) -> tuple[list, dict, dict, dict]:
+    """Who computes and who reads each tile piece when ``keys`` run group by group.
+
+    Returns the groups in order, their write keys, the rank of the group that reads
+    each piece, and per rank the pieces that its tiles give to later groups (a tile is
+    computed by the first group that needs it).
+    """
+    from dask.core import get_dependencies
+
+    groups: dict[tuple, list] = {}
+    for k in keys:
+        groups.setdefault(group(k), []).append(k)
+    order = sorted(groups)
+    rank = {g: i for i, g in enumerate(order)}
+    consumer: dict = {}
+    for k in keys:  # write -> block -> pieces
+        for block in get_dependencies(dsk, k):
+            for piece in get_dependencies(dsk, block):
+                if _is_piece(piece):
+                    consumer[piece] = rank[group(k)]
+    batch_of = {p: next(d for d in get_dependencies(dsk, p) if _is_tile_batch(d)) for p in consumer}
+    first: dict = {}
+    for piece, r in consumer.items():
+        first[batch_of[piece]] = min(r, first.get(batch_of[piece], r))
+    handed: dict[int, list] = {}
+    for piece, r in consumer.items():
+        if first[batch_of[piece]] < r:
+            handed.setdefault(first[batch_of[piece]], []).append(piece)
+    return order, groups, consumer, handed
 
 
 def _spill_piece(piece: np.ndarray, path: str) -> str:
