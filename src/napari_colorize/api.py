@@ -251,11 +251,12 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
     seed : int
         Seed of ``method="sample"``.
     tile_size, overlap : int, optional
-        Tile side and overlap between tiles in pixels (defaults per backbone, see
-        :data:`napari_colorize.engine.DEFAULT_TILING`); ``tile_size > 2 * overlap``.
+        Tile side and overlap between tiles in pixels (defaults per backbone and
+        device, see :data:`napari_colorize.engine.DEFAULT_TILING` and
+        :data:`~napari_colorize.engine.GPU_TILING`); ``tile_size > 2 * overlap``.
     batch_size : int, optional
-        Tiles per model call (default 1 on the CPU, more on a GPU; halved
-        automatically when the device runs out of memory).
+        Tiles per model call (default 1 on the CPU, about 16 M pixels on a GPU;
+        halved automatically when the device runs out of memory).
     client : dask.distributed.Client, optional
         Build the graph for this cluster: each worker loads the model once (``model``
         must then be a name or path).  The lazy result is computed by the client.

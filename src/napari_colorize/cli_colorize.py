@@ -38,7 +38,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="network precision on a GPU")
     p.add_argument("--tile-size", type=int, default=None, help="tile side in pixels (default per backbone)")
     p.add_argument("--overlap", type=int, default=None, help="overlap of adjacent tiles in pixels")
-    p.add_argument("--batch-size", type=int, default=None, help="tiles per model call (default: 1 CPU, 4 GPU)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="tiles per model call (default: 1 on a CPU, about 16 M pixels on a GPU)")
     p.add_argument("--outputs", default="rgb,confidence,entropy",
                    help="comma-separated subset of rgb,confidence,entropy (default: all)")
     p.add_argument("--format", choices=FORMATS, default=None,
