@@ -316,3 +316,33 @@ def test_mismatched_tensors_are_refused(trained_like_model, tmp_path):
     save_file(tensors, str(path), metadata={METADATA_KEY: read_config(path).to_json()})
     with pytest.raises(ValueError, match="does not match"):
         load_model(path)
+
+
+def test_batch_norm_is_folded_for_inference_only():
+    # In evaluation without gradients the compact backbone folds batch norm into the
+    # convolutions: the same values as the plain conv -> BN -> ReLU, the same state dict,
+    # and the folded weights follow changes to the running statistics.
+    from napari_colorize.model.backbones import ConvBNReLU
+
+    torch.manual_seed(3)
+    model = build_model("compact", "lab").eval()
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    block = model.backbone.stages[0][0]
+    assert isinstance(block, ConvBNReLU) and [type(m) for m in block] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+    x = torch.rand(1, 1, 96, 128)
+    plain = {k: v.detach() for k, v in model.grid_logits(x).items()}  # gradients on: the plain modules
+    with torch.no_grad():
+        folded = model.grid_logits(x)
+        assert block._folded is not None
+        np.testing.assert_allclose(folded["ab"], plain["ab"], atol=1e-5)
+        block[1].running_mean += 0.3
+        refolded = model.grid_logits(x)
+    changed = {k: v.detach() for k, v in model.grid_logits(x).items()}
+    np.testing.assert_allclose(refolded["ab"], changed["ab"], atol=1e-5)
+    assert not torch.allclose(refolded["ab"], folded["ab"])
+    assert "backbone.stages.0.0.1.running_mean" in model.state_dict()
