@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/bench_engine.py seams          # tiled vs untiled |delta a,b| on 1536 x 1536
+    python benchmarks/bench_engine.py seams 3072 1280/256 1280/384   # a larger image, chosen tilings
     python benchmarks/bench_engine.py throughput     # tiled vs single pass on 2048 x 2048
     python benchmarks/bench_engine.py memory 16 64   # peak RSS of zarr -> zarr at 16 and 64 MP
     python benchmarks/bench_engine.py cli            # MP/s through the CLI, in-process and --workers 2
@@ -51,7 +52,7 @@ def _scene(size: int) -> np.ndarray:
     return np.tile(block, (reps, reps))[:size, :size].astype(np.float32)
 
 
-def seams(size: int = 1536) -> None:
+def seams(size: int = 1536, tilings=None) -> None:
     from skimage import color
     model, name = _model()
     img = _scene(size)
@@ -60,7 +61,7 @@ def seams(size: int = 1536) -> None:
     ref = nc.colorize(img, model, device="cpu", saturation=sat, tile_size=size).rgb
     print(f"[seams] model={name} saturation={sat} image={size}x{size} untiled {time.perf_counter() - t:.1f}s")
     ref_ab = color.rgb2lab(ref)[..., 1:]
-    for tile, overlap in SEAM_TILINGS:
+    for tile, overlap in tilings or SEAM_TILINGS:
         tile_cache.clear()
         res = nc.colorize(img, model, device="cpu", saturation=sat, tile_size=tile, overlap=overlap)
         rgb = np.asarray(res.rgb)
@@ -272,8 +273,9 @@ if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
     if what == "_memory_child":
         _memory_child(int(sys.argv[2]), sys.argv[3])
-    elif what == "seams":
-        seams()
+    elif what == "seams":  # seams [SIZE [TILE/OVERLAP ...]], e.g. seams 3072 1280/256 1280/384
+        size = int(sys.argv[2]) if len(sys.argv) > 2 else 1536
+        seams(size, [tuple(int(v) for v in a.split("/")) for a in sys.argv[3:]] or None)
     elif what == "throughput":
         throughput()
     elif what == "memory":
