@@ -77,7 +77,7 @@ def seams(size: int = 1536, tilings=None) -> None:
               f"interior: mean {d[~border].mean():.3f} p99 {np.percentile(d[~border], 99):.3f} | max|gray err| {gray_err:.1e}")
 
 
-SEAM_TILINGS = [(1024, 320), (1024, 256), (768, 256), (1024, 128), (768, 64), (512, 64), (512, 0)]
+SEAM_TILINGS = [(1408, 384), (1024, 384), (1024, 256), (768, 256), (1024, 128), (768, 64), (512, 64), (512, 0)]
 
 
 def throughput(size: int = 2048, repeats: int = 2) -> None:
@@ -97,7 +97,7 @@ def throughput(size: int = 2048, repeats: int = 2) -> None:
     single = best(lambda: nc.colorize(img, model, device="cpu", tile_size=size))
     mp = size * size / 1e6
     print(f"[throughput] model={name} {size}x{size}: single pass {mp / single:.2f} MP/s ({single:.1f}s)")
-    for tile, overlap in [(1280, 256), (1024, 256), (768, 64), (512, 64)]:
+    for tile, overlap in [(1408, 384), (1280, 256), (1024, 256), (768, 64), (512, 64)]:
         t = best(lambda: np.asarray(nc.colorize(img, model, device="cpu", tile_size=tile, overlap=overlap).rgb))
         print(f"[throughput] tiled {tile}/{overlap}: {mp / t:.2f} MP/s ({t:.1f}s) = {single / t:.2f} of single pass")
 

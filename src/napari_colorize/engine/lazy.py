@@ -51,10 +51,12 @@ __all__ = ["Cancelled", "ModelRef", "TileOptions", "Monitor", "colorize_array", 
 CHANNELS = ("red", "green", "blue", "chroma_confidence", "hue_entropy")
 
 #: (tile size, overlap) in pixels per backbone; see docs/engine.md for the measurements.
-#: Overlaps are wide because the receptive field is (context 7x7 at stride 32): with the
-#: trained default model, 1024/256 tiles keep seams below the interior's own differences
-#: (benchmarks/bench_engine.py seams), 1024/128 and 768/64 do not.
-DEFAULT_TILING: dict[str, tuple[int, int]] = {"compact": (1280, 256), "vgg16": (1024, 256)}
+#: Overlaps are wide because the receptive field is (context 7x7 at stride 32): a chunk
+#: border needs about 192 px of context on each side.  With the trained default model,
+#: 1408/384 tiles keep chunk borders below the interior's own differences on 1536² and
+#: 3072² (benchmarks/bench_engine.py seams); 1280/256 leaves faint seams between interior
+#: tiles.  Chunks stay 1024 px.  (vgg16 takes the same overlap; no trained vgg16 to measure.)
+DEFAULT_TILING: dict[str, tuple[int, int]] = {"compact": (1408, 384), "vgg16": (1024, 384)}
 #: Planes up to this side are coloured in one pass (one tile, no overlap) by default:
 #: splitting them would recompute the overlaps for nothing (measured: a 1024 x 1024
 #: plane is 1.8x faster as one compact tile than as 768/64 tiles on 2 CPU cores).
@@ -62,7 +64,7 @@ SINGLE_PASS_MAX: dict[str, int] = {"compact": 1536, "vgg16": 1024}
 #: On a GPU: larger tiles, since every overlap pixel is computed twice (1024/256 tiles
 #: compute 1.78x the image's pixels, 4096/256 tiles 1.14x) and GPU memory is plentiful;
 #: planes up to the tile size run in one pass.  Out-of-memory shrinks them (predict_tiles).
-GPU_TILING: dict[str, tuple[int, int]] = {"compact": (4096, 256), "vgg16": (2048, 256)}
+GPU_TILING: dict[str, tuple[int, int]] = {"compact": (4096, 384), "vgg16": (2048, 384)}
 #: Tiles per model call by device type (halved automatically on out-of-memory).
 DEFAULT_BATCH = {"cpu": 1, "cuda": 4, "mps": 2}
 #: On a GPU, batches hold about this many pixels (at least one tile).
@@ -267,7 +269,7 @@ def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 
         raise RuntimeError(f"the device ran out of memory even for one {h} x {w} tile; use a smaller --tile-size "
                            "or --device cpu")
     sub_overlap = min(overlap, sub // 4)
-    plan = TilePlan.create((h, w), sub, sub_overlap)
+    plan = TilePlan.create((h, w), sub, sub_overlap, min_width=options.min_size)
     results = {}
     for jy in range(len(plan.ty.starts)):
         for jx in range(len(plan.tx.starts)):
@@ -446,7 +448,7 @@ def colorize_array(image, model_ref: ModelRef, options: TileOptions, tile_size: 
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     shape = tuple(image.shape)
     check_gray_shape(shape, options.min_size)
-    plan = TilePlan.create(shape, tile_size, overlap)
+    plan = TilePlan.create(shape, tile_size, overlap, min_width=options.min_size)
     src = as_dask(image, plan.chunks)
     lead = len(plan.lead_shape)
     if monitor is None and (progress is not None or cancel is not None):

@@ -141,32 +141,33 @@ def feather_weights(size: int, ramp: int, ramp_lo: bool = True, ramp_hi: bool = 
     return w.astype(np.float32)
 
 
-def axis_tiles(length: int, tile_size: int, overlap: int, align: int = 32) -> AxisTiles:
+def axis_tiles(length: int, tile_size: int, overlap: int, align: int = 32, min_width: int | None = None) -> AxisTiles:
     """Plan the tiles along one axis of ``length`` pixels.
 
-    Tile ``k`` starts at ``k * chunk - overlap // 2`` (``chunk = tile_size - overlap``),
-    clamped inside the axis; a tile clamped at the far end is aligned down to a
-    multiple of ``align`` and reaches the end.  An axis no longer than ``tile_size`` is
-    one tile.  Duplicate tiles (possible when the last chunk is short) are dropped.
+    Tile ``k`` covers chunk ``k`` and ``overlap / 2`` pixels on either side: it starts at
+    ``k * chunk - overlap // 2`` (``chunk = tile_size - overlap``) and is cut at the
+    image's edges, so the first and last tiles are shorter than ``tile_size``: pixels
+    beyond what the blend needs would only be computed for nothing.  But every tile
+    keeps at least ``tile_size - overlap // 2`` pixels (and ``min_width``, the network's
+    smallest input), as the first one has: a short last chunk would otherwise be
+    predicted from a sliver with little context, so that tile reaches back, its start
+    aligned down to a multiple of ``align``.  An axis no longer than ``tile_size`` is
+    one tile.  A tile inside another one is dropped.
     """
     check_tiling(tile_size, overlap, 1)
     chunk = tile_size - overlap
     if length <= tile_size:
         return AxisTiles(length, chunk, (0,), (length,), overlap)
-    n = -(-length // chunk)
+    min_width = min(length, max(tile_size - overlap // 2, align if min_width is None else min_width))
     spans: list[tuple[int, int]] = []
-    for k in range(n):
+    for k in range(-(-length // chunk)):
         start = k * chunk - overlap // 2
-        if start + tile_size >= length:
-            start = max(0, length - tile_size)
+        start, stop = max(0, start), min(length, start + tile_size)
+        if stop - start < min_width:
+            start = max(0, stop - min_width)
             start -= start % align if align > 1 else 0
-            span = (start, length)
-        else:
-            start = max(0, start)
-            span = (start, start + tile_size)
-        if span not in spans:
-            spans.append(span)
-    # A tile inside another one (possible after aligning the last tile down) adds nothing.
+        if (start, stop) not in spans:
+            spans.append((start, stop))
     spans = sorted(a for a in spans if not any(b != a and b[0] <= a[0] and a[1] <= b[1] for b in spans))
     return AxisTiles(length, chunk, tuple(s for s, _ in spans), tuple(e for _, e in spans), overlap)
 
@@ -185,9 +186,10 @@ class TilePlan:
     tx: AxisTiles
 
     @classmethod
-    def create(cls, shape: tuple[int, ...], tile_size: int, overlap: int, align: int = 32) -> "TilePlan":
-        return cls(tuple(shape[:-2]), axis_tiles(shape[-2], tile_size, overlap, align),
-                   axis_tiles(shape[-1], tile_size, overlap, align))
+    def create(cls, shape: tuple[int, ...], tile_size: int, overlap: int, align: int = 32,
+               min_width: int | None = None) -> "TilePlan":
+        return cls(tuple(shape[:-2]), axis_tiles(shape[-2], tile_size, overlap, align, min_width),
+                   axis_tiles(shape[-1], tile_size, overlap, align, min_width))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -232,17 +234,16 @@ class TilePlan:
         return self.ty.stops[jy] - self.ty.starts[jy], self.tx.stops[jx] - self.tx.starts[jx]
 
     def batches(self, batch_size: int) -> list[tuple[int, ...]]:
-        """Consecutive tiles of equal shape, at most ``batch_size`` per batch."""
-        out: list[tuple[int, ...]] = []
-        current: list[int] = []
+        """Tiles of equal shape, at most ``batch_size`` per batch, in the order of their first tile.
+
+        Edge tiles are shorter than interior ones, so tiles are grouped by shape first
+        (consecutive tiles of one row alternate shapes) and then cut into batches.
+        """
+        by_shape: dict[tuple[int, int], list[int]] = {}
         for index in range(self.n_tiles):
-            if current and (len(current) >= batch_size or self.tile_shape(index) != self.tile_shape(current[0])):
-                out.append(tuple(current))
-                current = []
-            current.append(index)
-        if current:
-            out.append(tuple(current))
-        return out
+            by_shape.setdefault(self.tile_shape(index), []).append(index)
+        out = [tuple(group[i:i + batch_size]) for group in by_shape.values() for i in range(0, len(group), batch_size)]
+        return sorted(out)
 
     def weights(self, jy: int, jx: int) -> tuple[np.ndarray, np.ndarray]:
         """Feathering weights of a tile along Y and X (the 2D weight is their outer product)."""
