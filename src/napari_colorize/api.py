@@ -190,11 +190,13 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
         kind = next(iter(client.run(lambda: resolve_device("auto").type).values()), "cpu")
     default_tile, default_overlap = default_tiling(backbone, tuple(image.shape[-2:]) if tile_size is None else None,
                                                    kind)
-    tile_size = default_tile if tile_size is None else int(tile_size)
-    if overlap is None:  # the backbone's overlap, at most a quarter tile, a multiple of 32 where possible
-        overlap = min(default_overlap, tile_size // 4)
+    if overlap is None and tile_size is not None:
+        # The caller's tile with the backbone's overlap, at most a quarter tile (so that small
+        # tiles keep a core of their own), a multiple of 32 where possible.
+        overlap = min(default_overlap, int(tile_size) // 4)
         overlap -= overlap % 32 if overlap >= 32 else 0
-    overlap = int(overlap)
+    tile_size = default_tile if tile_size is None else int(tile_size)
+    overlap = int(default_overlap if overlap is None else overlap)
     if batch_size is None:
         batch_size = default_batch(kind, tile_size)
     options = decode_options_for(meta, method, saturation, calibrated, seed=seed)

@@ -61,8 +61,8 @@ DEFAULT_TILING: dict[str, tuple[int, int]] = {"compact": (1408, 384), "vgg16": (
 #: splitting them would recompute the overlaps for nothing (measured: a 1024 x 1024
 #: plane is 1.8x faster as one compact tile than as 768/64 tiles on 2 CPU cores).
 SINGLE_PASS_MAX: dict[str, int] = {"compact": 1536, "vgg16": 1024}
-#: On a GPU: larger tiles, since every overlap pixel is computed twice (1024/256 tiles
-#: compute 1.78x the image's pixels, 4096/256 tiles 1.14x) and GPU memory is plentiful;
+#: On a GPU: larger tiles, since every overlap pixel is computed twice (1408/384 tiles
+#: compute up to 1.89x the image's pixels, 4096/384 tiles 1.22x) and GPU memory is plentiful;
 #: planes up to the tile size run in one pass.  Out-of-memory shrinks them (predict_tiles).
 GPU_TILING: dict[str, tuple[int, int]] = {"compact": (4096, 384), "vgg16": (2048, 384)}
 #: Tiles per model call by device type (halved automatically on out-of-memory).
