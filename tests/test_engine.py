@@ -306,6 +306,34 @@ def test_out_of_memory_is_remembered(model, camera, monkeypatch):
     np.testing.assert_allclose(out.mean(-1), image, atol=2e-6)
 
 
+def test_weights_applied_on_the_device_equal_host_scaling(model, camera, monkeypatch):
+    # The GPU path multiplies by the blending weights before copying back; check it on the CPU,
+    # also through the out-of-memory split, against the plain product.
+    from napari_colorize.engine import TileOptions, predict_tiles
+    from napari_colorize.api import decode_options_for
+    options = TileOptions(decode_options_for(model))
+    gray = np.stack([camera[:128, :128], camera[64:192, 64:192]])
+    weights = [(np.linspace(0.1, 1, 128).astype(np.float32), np.linspace(1, 0.2, 128).astype(np.float32)),
+               (np.full(128, 0.5, np.float32), np.ones(128, np.float32))]
+    plain = predict_tiles(model, gray, options)
+    expected = plain * np.stack([np.outer(wy, wx) for wy, wx in weights])[..., None]
+    np.testing.assert_allclose(predict_tiles(model, gray, options, weights=weights), expected, atol=1e-6)
+    real = inference.predict
+
+    def small_only(model, gray, *args, **kwargs):
+        if max(gray.shape[1:]) > 100:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(model, gray, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "predict", small_only)
+    split = predict_tiles(model, gray, options, overlap=32, weights=weights)
+    assert split.shape == expected.shape
+    # Split tiles see less context, so only the weighting is compared: weighted / weights = unweighted split.
+    unweighted = predict_tiles(model, gray, options, overlap=32)
+    np.testing.assert_allclose(split, unweighted * np.stack([np.outer(wy, wx) for wy, wx in weights])[..., None],
+                               atol=1e-6)
+
+
 @pytest.mark.cuda
 def test_tiled_gpu_pipeline_matches_the_cpu(model, camera):
     # Weights applied on the GPU, batches of several tiles, copies on a side stream from
