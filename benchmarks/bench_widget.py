@@ -111,16 +111,21 @@ def main() -> None:
     viewer.close()
 
 
-def bench_image(app, viewer, widget, rng, size: int) -> None:
-    """A large 2D image, output in memory."""
-    image = (rng.random((size // 8, size // 8)) * 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)
-    viewer.add_image(image, name="big")
-    widget.output.value = "in memory"
+def run_widget(app, widget, output: str) -> tuple[dict, "Probe"]:
+    """Press Run with the given output mode; return the widget's job timings and the stall probe."""
+    widget.output.value = output
     app.processEvents()
     with Probe() as probe:
         widget.run_button.clicked()
         wait(app, widget, 3600)
-    job = widget._job
+    return widget._job, probe
+
+
+def bench_image(app, viewer, widget, rng, size: int) -> None:
+    """A large 2D image, output in memory."""
+    image = (rng.random((size // 8, size // 8)) * 255).astype(np.uint8).repeat(8, 0).repeat(8, 1)
+    viewer.add_image(image, name="big")
+    job, probe = run_widget(app, widget, "in memory")
     print(f"[{size}x{size}] Run -> first layer {job['first_layer_at'] - job['clicked']:.2f} s, "
           f"-> all three {job['layers_at'] - job['clicked']:.2f} s; "
           f"longest GUI stall while computing {probe.longest_gap(job['clicked'], job['computed_at']) * 1000:.0f} ms, "
@@ -137,12 +142,7 @@ def bench_stack(app, viewer, widget, rng, n: int, s: int, scroll: int) -> None:
     stack = stack.map_blocks(lambda b: np.roll(b, 3, axis=-1), dtype=np.uint8)
     viewer.add_image(stack, name="stack", contrast_limits=(0, 255))
     viewer.dims.set_current_step(0, 0)
-    widget.output.value = "lazy"
-    app.processEvents()
-    with Probe() as probe:
-        widget.run_button.clicked()
-        wait(app, widget, 3600)
-    job = widget._job
+    job, probe = run_widget(app, widget, "lazy")
     print(f"[{n}x{s}x{s} lazy] Run -> three layers {job['layers_at'] - job['clicked']:.2f} s "
           f"(the displayed plane computed in the worker); "
           f"longest GUI stall {probe.longest_gap(job['clicked'], job['layers_at']) * 1000:.0f} ms")
