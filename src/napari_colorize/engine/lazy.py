@@ -65,10 +65,13 @@ SINGLE_PASS_MAX: dict[str, int] = {"compact": 1536, "vgg16": 1024}
 #: compute up to 1.89x the image's pixels, 4096/384 tiles 1.22x) and GPU memory is plentiful;
 #: planes up to the tile size run in one pass.  Out-of-memory shrinks them (predict_tiles).
 GPU_TILING: dict[str, tuple[int, int]] = {"compact": (4096, 384), "vgg16": (2048, 384)}
-#: Tiles per model call by device type (halved automatically on out-of-memory).
-DEFAULT_BATCH = {"cpu": 1, "cuda": 4, "mps": 2}
+#: Tiles per model call by device type, except CUDA (see default_batch); halved
+#: automatically on out-of-memory.
+DEFAULT_BATCH = {"cpu": 1, "mps": 2}
 #: On a GPU, batches hold about this many pixels (at least one tile).
 GPU_BATCH_PIXELS = 2**24
+#: Graph key prefixes of the batch and piece tasks (the zarr writer plans its order by them).
+BATCH_PREFIX, PIECE_PREFIX = "colorize-tiles-", "colorize-pieces-"
 #: Above this many pixels, percentile limits are estimated from a regular subsample.
 PERCENTILE_SAMPLE = 2**24
 
@@ -257,7 +260,7 @@ def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 
             if not _is_oom(err):
                 raise
             _release_memory(device)
-            _OOM_PIXELS[str(device)] = min(gray.size, _OOM_PIXELS.get(str(device), gray.size))
+            _OOM_PIXELS[str(device)] = gray.size  # only batches below the old limit get here
     b, h, w = gray.shape
     if b > 1:
         half = b // 2
@@ -454,7 +457,7 @@ def colorize_array(image, model_ref: ModelRef, options: TileOptions, tile_size: 
     if monitor is None and (progress is not None or cancel is not None):
         monitor = Monitor(plan.n_tiles, progress, cancel)
     token = dask.base.tokenize(src.name, model_ref.token(), options, plan, batch_size)
-    bname, pname, oname = f"colorize-tiles-{token}", f"colorize-pieces-{token}", f"colorize-{token}"
+    bname, pname, oname = f"{BATCH_PREFIX}{token}", f"{PIECE_PREFIX}{token}", f"colorize-{token}"
     chunk = plan.ty.chunk, plan.tx.chunk
     layer: dict = {}
     for b, tiles in enumerate(plan.batches(batch_size)):

@@ -35,7 +35,7 @@ import numpy as np
 import zarr
 from dask.highlevelgraph import HighLevelGraph
 
-from .lazy import Monitor
+from .lazy import BATCH_PREFIX, PIECE_PREFIX, Monitor
 
 __all__ = ["colorize_to_zarr", "open_zarr_result", "is_complete", "OUTPUTS", "MARKERS", "ome_axes"]
 
@@ -383,11 +383,11 @@ def _load_piece(path: str) -> np.ndarray:
 
 
 def _is_tile_batch(key) -> bool:
-    return isinstance(key, tuple) and str(key[0]).startswith("colorize-tiles-")
+    return isinstance(key, tuple) and str(key[0]).startswith(BATCH_PREFIX)
 
 
 def _is_piece(key) -> bool:
-    return isinstance(key, tuple) and str(key[0]).startswith("colorize-pieces-")
+    return isinstance(key, tuple) and str(key[0]).startswith(PIECE_PREFIX)
 
 
 def _culled(graph: HighLevelGraph, keys: list) -> dict:
