@@ -3,6 +3,9 @@
 
 The corpus is built *only* from openly licensed images that ship inside
 scikit-image and a fixed list of Debian packages (see ``docs/corpus.md``).
+The helpers live in the ``corpus`` package next to this script (Qt resource
+and Jigzo puzzle readers, licences, photo tests, dedup, crops, the sources
+added by issue 9).
 Everything is deterministic given ``--seed``: the same inputs always give the
 same files, split and sampling weights.
 
@@ -12,20 +15,24 @@ Pipeline
    and read licences from ``usr/share/doc/PKG/copyright``.
 2. Collect raster images per source, with source-specific handling
    (panorama stitching for Stellarium, tiling for Marble, alpha stamps for
-   Tux Paint) and drop non-photographs with measurable heuristics plus an
-   explicit, reviewed exclude list.
+   Tux Paint, Qt resource bundles for GCompris, puzzle files for Jigzo), add
+   native-resolution crops of large photographs, and drop non-photographs
+   with measurable heuristics plus an explicit, reviewed exclude list.
 3. Deduplicate with a 16x16 difference hash, keeping the largest original.
 4. Resize (long side <= ``--max-side``, Lanczos), drop near-gray images, split
    train/val by a hash of the dedup group, composite Tux Paint stamps onto
    crops of same-split photos.
 5. Compute hue statistics and per-image sampling weights that rebalance
    warm vs green vs blue content.
-6. Write ``manifest.csv``, ``SOURCES.md`` and ``rejected.csv`` and print a summary.
+6. Write ``manifest.csv`` (with each image's *source*, for validation by
+   source, and whether it is a composite), ``SOURCES.md`` and
+   ``rejected.csv`` and print a summary.
 
 Usage::
 
-    python scripts/build_corpus.py --out /work/corpus [--cache DIR]
-        [--max-side 512] [--val-fraction 0.12] [--seed 0]
+    python scripts/build_corpus.py --out corpus [--cache DIR] [--max-side 512]
+        [--val-fraction 0.12] [--seed 0] [--crops-per-photo 6]
+        [--max-composite-share 0.25] [--contact-sheets DIR]
 """
 
 from __future__ import annotations
@@ -35,17 +42,37 @@ import configparser
 import csv
 import fnmatch
 import hashlib
+import os
 import re
 import shutil
-import subprocess
 import sys
+import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from corpus import extra, gcompris  # noqa: E402
+from corpus.candidates import RASTER_EXTS, Candidate, Kept, crop_candidate, file_candidate, raster_files  # noqa: E402
+from corpus.contact import save_sheets  # noqa: E402
+from corpus.crops import crop_base, native_crops  # noqa: E402
+from corpus.debs import fetch_package  # noqa: E402
+from corpus.dedup import dedup_groups, dhash  # noqa: E402
+from corpus.imaging import (  # noqa: E402
+    MIN_SIDE,
+    hue_saturation,
+    mean_chroma,
+    open_image,
+    opaque_crop,
+    resize_long_side,
+    to_float,
+)
+from corpus.licences import CopyrightFile  # noqa: E402
+from corpus.photo import photo_metrics, photo_verdict  # noqa: E402
 
 # Some wallpapers and Marble textures exceed PIL's decompression-bomb guard;
 # they are trusted distribution files, so lift the limit.
@@ -72,10 +99,15 @@ PACKAGES: tuple[str, ...] = WALLPAPERS + (
     "tuxpaint-stamps-default",
     "marble-qt-data",
     "opencv-doc",
+    # Added by issue 9 (photographs only; see corpus/gcompris.py, corpus/extra.py).
+    "gcompris-qt-data",
+    "jigzo-data",
+    "kstars-data",
+    "hugin-data",
+    "python3-sklearn",
+    "python-matplotlib-data",
 )
 WALLPAPER_PACKAGES = set(WALLPAPERS)
-
-RASTER_EXTS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
 
 #: scikit-image sample images that are colour photographs and are bundled in
 #: the wheel (no download needed), with the licence stated in each sample's
@@ -266,18 +298,30 @@ EXCLUDE: dict[str, dict[str, str]] = {
         "*/alphamat/output_mattes/*": "matte",
         "*/dnn_superres/butterfly.png": "same butterfly as data/butterfly.jpg",
     },
+    # Issue 9 sources: their reviewed lists live with their collectors.
+    "gcompris-qt-data": gcompris.EXCLUDE,
+    "jigzo-data": extra.JIGZO_EXCLUDE,
+}
+
+#: Photo sets within a package that validation holds out separately
+#: (``source`` column of the manifest): fnmatch on the original path -> set.
+#: GCompris and the library samples name their sets in their collectors.
+PHOTO_SETS: dict[str, dict[str, str]] = {
+    "stellarium-data": {"*/landscapes/*": "stellarium-data/landscapes",
+                        "*/nebulae/*": "stellarium-data/nebulae"},
+    "marble-qt-data": {"*/bluemarble/*": "marble-qt-data/bluemarble",
+                       "*/openstreetmap/*": "marble-qt-data/openstreetmap"},
 }
 
 # ---------------------------------------------------------------------------
 # Tunables (why each value: see docs/corpus.md)
 # ---------------------------------------------------------------------------
 
-MIN_SIDE = 128  # smaller crops are useless for training at 128-256 px patches
 GRAY_CHROMA = 0.03  # mean (max-min) chroma below this => essentially gray
-DHASH_SIZE = 16  # 16x16 difference hash = 256 bits
-DHASH_MAX_DIST = 26  # ~10% of bits; catches rescaled/recompressed copies
 N_NEBULAE = 40  # deep-sky photos are dark and alike; keep the most colourful
 DETAIL_CROPS_MIN_SHORT = 1600  # wallpapers this large also give 2 detail crops
+CROPS_PER_PHOTO = 6  # native-resolution windows per large photograph (--crops-per-photo)
+MAX_COMPOSITE_SHARE = 0.25  # composites stay a minority (--max-composite-share)
 STAMP_SOURCE_FACTOR = 0.4  # composites are less natural and very numerous
 NEBULA_SOURCE_FACTOR = 0.5  # deep-sky photos are mostly black
 
@@ -293,223 +337,11 @@ HUE_BINS: dict[str, tuple[float, float]] = {
 HUE_TARGET: dict[str, float] = {"warm": 0.32, "green": 0.32, "blue": 0.32, "purple": 0.04}
 
 
-# ---------------------------------------------------------------------------
-# Data types
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class Candidate:
-    """One image that may enter the corpus.
-
-    ``parent`` identifies the original file the pixels come from: crops of the
-    same file share it, and the dedup group is computed per parent so that
-    crops of one photo always land in the same split.
-    """
-
-    source: str
-    original: str
-    parent: str
-    parent_pixels: int
-    licence: str
-    load: Callable[[], Image.Image]
-    kind: str = "photo"  # photo | astro | stamp
-    tag: str = ""  # disambiguates several crops of one parent
-    background_ok: bool = True  # may serve as a backdrop for stamp composites
-
-
-@dataclass
-class Kept:
-    """An accepted, resized image waiting to be written."""
-
-    cand: Candidate
-    image: Image.Image  # RGB, long side <= max_side
-    group: str = ""
-    split: str = ""
-    stats: dict[str, float] = field(default_factory=dict)
-    weight: float = 1.0
-    file: str = ""
 
 
 # ---------------------------------------------------------------------------
-# Packages and licences
+# Hue statistics
 # ---------------------------------------------------------------------------
-
-
-def run(cmd: list[str], cwd: Path | None = None) -> str:
-    """Run a command and return stdout, raising with stderr on failure."""
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {res.stderr.strip()}")
-    return res.stdout
-
-
-def fetch_package(pkg: str, cache: Path) -> tuple[Path, str]:
-    """Download and unpack ``pkg`` into ``cache/pkgs/pkg``; return (root, version).
-
-    Idempotent: an existing ``.deb`` or unpacked tree is reused, so reruns do
-    not touch the network.
-    """
-    debs = cache / "debs"
-    debs.mkdir(parents=True, exist_ok=True)
-    found = sorted(debs.glob(f"{pkg}_*.deb"))
-    if not found:
-        run(["apt-get", "download", pkg], cwd=debs)
-        found = sorted(debs.glob(f"{pkg}_*.deb"))
-        if not found:
-            raise RuntimeError(f"apt-get download {pkg} produced no .deb")
-    deb = found[-1]
-    root = cache / "pkgs" / pkg
-    marker = root / ".unpacked"
-    if not marker.exists():
-        if root.exists():
-            shutil.rmtree(root)
-        root.mkdir(parents=True)
-        run(["dpkg", "-x", str(deb), str(root)])
-        marker.write_text(deb.name)
-    version = run(["dpkg-deb", "-f", str(deb), "Version"]).strip()
-    return root, version
-
-
-class CopyrightFile:
-    """Minimal reader for a Debian ``copyright`` file.
-
-    Machine-readable (DEP-5) files are matched per file: the last ``Files:``
-    stanza whose pattern matches the path (or a suffix of it, since patterns
-    are relative to the source tree, not the installed path) gives the
-    licence.  Free-form files fall back to a keyword scan.
-    """
-
-    KEYWORDS = (
-        ("CC-BY-SA-3.0", r"Attribution-ShareAlike 3\.0"),
-        ("CC-BY-SA-2.0", r"Attribution-ShareAlike 2\.0"),
-        ("CC-BY-3.0", r"Attribution 3\.0"),
-        ("GPL-2+", r"GNU General Public License.*version 2"),
-        ("public domain", r"public domain"),
-    )
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.text = path.read_text(errors="replace") if path.exists() else ""
-        self.stanzas: list[tuple[list[str], str]] = []
-        for block in re.split(r"\n\s*\n", self.text):
-            files = re.search(r"^Files:\s*(.*(?:\n[ \t]+.*)*)", block, re.M)
-            lic = re.search(r"^License:\s*(\S.*)$", block, re.M)
-            if files and lic:
-                self.stanzas.append((files.group(1).split(), lic.group(1).strip()))
-
-    def default(self) -> str:
-        """Licence of ``Files: *`` or, for free-form files, a keyword summary."""
-        for pats, lic in self.stanzas:
-            if "*" in pats:
-                return lic
-        found = [name for name, rx in self.KEYWORDS if re.search(rx, self.text, re.I | re.S)]
-        return " / ".join(found) if found else "see copyright file"
-
-    def licence_for(self, rel_path: str) -> str:
-        """Licence short name for an installed path relative to the package root."""
-        best = self.default()
-        for pats, lic in self.stanzas:
-            for pat in pats:
-                if pat == "*" or pat.startswith("debian/"):
-                    continue
-                base = pat.rsplit("/", 1)[-1]
-                if (
-                    fnmatch.fnmatch(rel_path, pat)
-                    or fnmatch.fnmatch(rel_path, "*/" + pat)
-                    # Installed layout may drop source folders (e.g. lomiri's
-                    # "20.04/X.jpg" is installed as backgrounds/X.jpg), so an
-                    # exact file name also counts as a match.
-                    or ("*" not in base and rel_path.rsplit("/", 1)[-1] == base)
-                ):
-                    best = lic
-        return best
-
-
-# ---------------------------------------------------------------------------
-# Image helpers
-# ---------------------------------------------------------------------------
-
-
-def open_image(path: Path) -> Image.Image:
-    """Open an image as RGB or RGBA (keeping real transparency only)."""
-    im = Image.open(path)
-    im.load()
-    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
-    if has_alpha:
-        im = im.convert("RGBA")
-        if np.asarray(im)[..., 3].min() == 255:
-            im = im.convert("RGB")
-        return im
-    return im.convert("RGB")
-
-
-def resize_long_side(im: Image.Image, max_side: int) -> Image.Image:
-    """Downscale (never upscale) so the long side is at most ``max_side``."""
-    w, h = im.size
-    scale = max_side / max(w, h)
-    if scale >= 1.0:
-        return im.copy()
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-
-
-def opaque_band(alpha: np.ndarray, min_frac: float = 0.995) -> tuple[int, int] | None:
-    """Longest run of rows whose pixels are (almost) all opaque."""
-    good = (alpha >= 250).mean(axis=1) >= min_frac
-    best: tuple[int, int] | None = None
-    start = None
-    for i, g in enumerate(list(good) + [False]):
-        if g and start is None:
-            start = i
-        elif not g and start is not None:
-            if best is None or i - start > best[1] - best[0]:
-                best = (start, i)
-            start = None
-    return best
-
-
-def opaque_crop(im: Image.Image) -> Image.Image | None:
-    """Crop an RGBA image to its largest fully opaque axis-aligned band/box."""
-    if im.mode != "RGBA":
-        return im
-    a = np.asarray(im)[..., 3]
-    rows = opaque_band(a)
-    if rows is None:
-        return None
-    cols = opaque_band(a[rows[0] : rows[1]].T)
-    if cols is None:
-        return None
-    box = (cols[0], rows[0], cols[1], rows[1])
-    if box[2] - box[0] < MIN_SIDE or box[3] - box[1] < MIN_SIDE // 2:
-        return None
-    return im.crop(box).convert("RGB")
-
-
-def to_float(im: Image.Image) -> np.ndarray:
-    """RGB image to float32 array in [0, 1]."""
-    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-
-
-def hue_saturation(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hue (degrees, 0..360), chroma (max-min) and value (max) of an RGB array."""
-    mx = arr.max(axis=-1)
-    mn = arr.min(axis=-1)
-    c = mx - mn
-    r, g, b = arr[..., 0], arr[..., 1], arr[..., 2]
-    safe = np.where(c > 0, c, 1.0)
-    h = np.where(
-        mx == r,
-        ((g - b) / safe) % 6.0,
-        np.where(mx == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0),
-    )
-    return h * 60.0, c, mx
-
-
-def mean_chroma(im: Image.Image) -> float:
-    """Mean per-pixel (max - min) over RGB, in [0, 1]."""
-    a = to_float(resize_long_side(im, 256))
-    return float((a.max(-1) - a.min(-1)).mean())
 
 
 def hue_stats(im: Image.Image) -> dict[str, float]:
@@ -531,65 +363,6 @@ def hue_stats(im: Image.Image) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------
-# Photograph heuristics
-# ---------------------------------------------------------------------------
-
-
-def photo_metrics(im: Image.Image) -> dict[str, float]:
-    """Cheap statistics that separate photographs from flat/vector art.
-
-    * ``colours``: distinct 5-bit-per-channel colours in a 128 px thumbnail,
-      over opaque pixels.  Clip art and vector art use a few hundred at most.
-    * ``flat``: fraction of mid-tone pixels whose 4 neighbours are identical
-      in a 256 px thumbnail.  Photos have noise/texture, so almost never
-      exactly flat; fills in drawings are.  Clipped blacks/whites are
-      ignored because photos legitimately saturate there.
-    """
-    rgba = im.convert("RGBA")
-    small = resize_long_side(rgba, 128)
-    a = np.asarray(small)
-    mask = a[..., 3] >= 250
-    q = (a[..., :3] >> 3).astype(np.int32)
-    codes = (q[..., 0] << 10) | (q[..., 1] << 5) | q[..., 2]
-    colours = len(np.unique(codes[mask])) if mask.any() else 0
-
-    mid = resize_long_side(rgba, 256)
-    m = np.asarray(mid).astype(np.int16)
-    rgb, op = m[..., :3], m[..., 3] >= 250
-    core = rgb[1:-1, 1:-1]
-    same = np.ones(core.shape[:2], bool)
-    for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
-        nb = rgb[1 + dy : rgb.shape[0] - 1 + dy, 1 + dx : rgb.shape[1] - 1 + dx]
-        same &= np.all(nb == core, axis=-1)
-    lum = core.mean(-1)
-    valid = op[1:-1, 1:-1] & (lum > 12) & (lum < 243)
-    flat = float(same[valid].mean()) if valid.any() else 1.0
-    return {"colours": float(colours), "flat": flat}
-
-
-def photo_verdict(metrics: dict[str, float], kind: str) -> str | None:
-    """Return a rejection reason, or None when the image looks photographic."""
-    if kind == "astro":
-        # Star fields are mostly black, so colour count and flatness mislead.
-        return None if metrics["colours"] >= 150 else "too few colours for a photo"
-    if kind == "stamp":
-        # A stamp covers a fraction of its canvas and often one material (a
-        # black bird, a yellow lemon), so only near-monochrome stamps are
-        # rejected on colour count; flat fills are the telling sign of
-        # cartoons (photographed objects are never exactly flat).
-        if metrics["colours"] < 20:
-            return f"few distinct colours ({metrics['colours']:.0f})"
-        if metrics["flat"] > 0.10:
-            return f"large flat fills ({metrics['flat']:.2f})"
-        return None
-    if metrics["colours"] < 400:
-        return f"few distinct colours ({metrics['colours']:.0f})"
-    if metrics["flat"] > 0.12:
-        return f"large flat fills ({metrics['flat']:.2f})"
-    return None
-
-
-# ---------------------------------------------------------------------------
 # Collectors: one per source, each yields Candidates
 # ---------------------------------------------------------------------------
 
@@ -602,40 +375,14 @@ def excluded(pkg: str, rel: str) -> str | None:
     return None
 
 
-def raster_files(root: Path, under: str = "") -> list[Path]:
-    """Sorted raster images below ``root/under`` (SVGs are not photographs)."""
-    base = root / under if under else root
-    # Symlinks are skipped: Plasma ships one real file per wallpaper plus
-    # symlinks named after other resolutions, which would only add duplicates.
-    return sorted(
-        p for p in base.rglob("*")
-        if p.is_file() and not p.is_symlink() and p.suffix.lower() in RASTER_EXTS
-    )
-
-
-def file_candidate(
-    pkg: str, root: Path, path: Path, cr: CopyrightFile, kind: str = "photo"
-) -> Candidate:
-    """Candidate for a whole file, with its RGBA regions cropped to opaque parts."""
-    rel = str(path.relative_to(root))
-    with Image.open(path) as probe:
-        w, h = probe.size
-
-    def load() -> Image.Image:
-        im = open_image(path)
-        if kind != "stamp" and im.mode == "RGBA":
-            im = opaque_crop(im) or Image.new("RGB", (1, 1))
-        return im
-
-    return Candidate(pkg, rel, f"{pkg}:{rel}", w * h, cr.licence_for(rel), load, kind)
-
 
 def detail_crops(cand: Candidate, size: tuple[int, int]) -> list[Candidate]:
     """Two extra fixed crops (left-centre, right-centre) of a large photo.
 
     Large wallpapers lose their fine texture when shrunk to 512 px; two crops
-    of half the short side keep some native-resolution detail.  They share
-    the parent, so they always go to the same split as the full frame.
+    of half the short side keep some mid-scale detail (the native-resolution
+    windows of ``corpus.crops`` keep the finest).  They share the parent, so
+    they always go to the same split as the full frame.
     """
     w, h = size
     if min(w, h) < DETAIL_CROPS_MIN_SHORT:
@@ -645,14 +392,7 @@ def detail_crops(cand: Candidate, size: tuple[int, int]) -> list[Candidate]:
     out = []
     for i, (x, y) in enumerate(boxes):
         x = min(max(0, x), w - s)
-
-        def load(x: int = x, y: int = y, base: Callable[[], Image.Image] = cand.load) -> Image.Image:
-            return base().crop((x, y, x + s, y + s))
-
-        out.append(
-            Candidate(cand.source, cand.original, cand.parent, cand.parent_pixels,
-                      cand.licence, load, cand.kind, tag=f"crop{i}")
-        )
+        out.append(crop_candidate(cand, (x, y, x + s, y + s), f"crop{i}"))
     return out
 
 
@@ -763,7 +503,7 @@ def collect_stellarium(root: Path, cr: CopyrightFile) -> Iterator[Candidate]:
             for i, box in enumerate(band_tiles(band)):
                 tile = band.crop(box)
                 yield Candidate(pkg, rel, f"{pkg}:{rel}", pixels, cr.licence_for(rel),
-                                lambda t=tile: t, "photo", tag=f"tile{i}")
+                                lambda t=tile: t, "photo", tag=f"tile{i}", size=tile.size)
     for path in raster_files(base / "nebulae"):
         rel = str(path.relative_to(root))
         with Image.open(path) as probe:
@@ -781,23 +521,19 @@ def collect_tuxpaint(root: Path, cr: CopyrightFile) -> Iterator[Candidate]:
 
 
 def collect_marble(root: Path, cr: CopyrightFile) -> Iterator[Candidate]:
-    """Marble's Blue Marble satellite mosaic (tiled) and its aerial photos."""
+    """Marble's Blue Marble satellite mosaic and its aerial photos.
+
+    The mosaic (2700x1350) enters whole, and ``corpus.crops`` cuts all of its
+    ten 512 px windows at native resolution (continents, coasts, ice).
+    """
     pkg = "marble-qt-data"
     earth = root / "usr/share/marble/data/maps/earth"
     bm = earth / "bluemarble/bluemarble.jpg"
     if bm.exists():
-        rel = str(bm.relative_to(root))
-        full = open_image(bm)
-        w, h = full.size
-        # 4 x 2 grid of square tiles (675 px): continents at native resolution.
-        tw, th = w // 4, h // 2
-        for j in range(2):
-            for i in range(4):
-                box = (i * tw, j * th, (i + 1) * tw, (j + 1) * th)
-                # Satellite views make odd backdrops for animals and fruit.
-                yield Candidate(pkg, rel, f"{pkg}:{rel}", w * h, cr.licence_for(rel),
-                                lambda b=box, f=full: f.crop(b), "photo", tag=f"tile{j}{i}",
-                                background_ok=False)
+        cand = file_candidate(pkg, root, bm, cr)
+        cand.background_ok = False  # satellite views make odd backdrops for animals and fruit
+        cand.max_crops = 10
+        yield cand
     # Landmark photos (aerial and ground) shown by the OpenStreetMap theme.
     for path in raster_files(earth / "openstreetmap"):
         if path.parent.name != "openstreetmap":
@@ -815,38 +551,6 @@ def collect_opencv(root: Path, cr: CopyrightFile) -> Iterator[Candidate]:
 # ---------------------------------------------------------------------------
 # Deduplication and split
 # ---------------------------------------------------------------------------
-
-
-def dhash(im: Image.Image, size: int = DHASH_SIZE) -> np.ndarray:
-    """Difference hash: sign of horizontal gradients of a gray thumbnail."""
-    g = im.convert("RGBA")
-    bg = Image.new("RGBA", g.size, (128, 128, 128, 255))
-    bg.alpha_composite(g)
-    small = bg.convert("L").resize((size + 1, size), Image.Resampling.LANCZOS)
-    a = np.asarray(small, dtype=np.int16)
-    return (a[:, 1:] > a[:, :-1]).ravel()
-
-
-def dedup_groups(hashes: list[np.ndarray], max_dist: int = DHASH_MAX_DIST) -> list[int]:
-    """Union-find over pairs whose Hamming distance is at most ``max_dist``."""
-    n = len(hashes)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    if n:
-        mat = np.stack(hashes).astype(np.uint8)
-        for i in range(n):
-            dist = (mat[i + 1 :] != mat[i]).sum(axis=1)
-            for j in np.nonzero(dist <= max_dist)[0]:
-                a, b = find(i), find(i + 1 + int(j))
-                if a != b:
-                    parent[b] = a
-    return [find(i) for i in range(n)]
 
 
 def split_of(group_key: str, seed: int, val_fraction: float) -> str:
@@ -902,13 +606,33 @@ def hue_distribution(items: list[Kept], weights: Iterable[float]) -> dict[str, f
     return {b: mass[b] / tot for b in HUE_BINS}
 
 
-def source_factor(k: Kept) -> float:
-    """Prior weight of an image's kind, independent of its colours."""
+def source_factor(k: Kept, siblings: int = 1) -> float:
+    """Prior weight of an image, independent of its colours.
+
+    By kind (composites and deep-sky photos count less), divided by the
+    square root of the number of images cut from the same parent file: a
+    wallpaper with its whole frame and eight crops weighs 3 photographs, not
+    9, yet more than one small photograph because it holds more detail.
+    """
+    base = 1.0
     if k.cand.kind == "stamp":
-        return STAMP_SOURCE_FACTOR
-    if k.cand.kind == "astro":
-        return NEBULA_SOURCE_FACTOR
-    return 1.0
+        base = STAMP_SOURCE_FACTOR
+    elif k.cand.kind == "astro":
+        base = NEBULA_SOURCE_FACTOR
+    return base / float(np.sqrt(max(1, siblings)))
+
+
+def hue_target(natural: dict[str, float]) -> dict[str, float]:
+    """``HUE_TARGET`` with purple at no more than its natural share.
+
+    Purple is rare in photographs (under 1% of chromatic pixels here); pushing
+    it to a fixed 4% gave a few purple images the maximum weight (one fish
+    25 times the mean).  The share purple does not take goes equally to warm,
+    green and blue.
+    """
+    purple = min(HUE_TARGET["purple"], natural["purple"])
+    rest = (1.0 - purple) / (1.0 - HUE_TARGET["purple"])
+    return {b: (purple if b == "purple" else HUE_TARGET[b] * rest) for b in HUE_BINS}
 
 
 def balance_weights(items: list[Kept], iters: int = 200) -> list[float]:
@@ -917,7 +641,7 @@ def balance_weights(items: list[Kept], iters: int = 200) -> list[float]:
     Each hue bin b gets a multiplier r_b; an image's weight is
     ``prior * clip(prod_b r_b ** (t * f_b), 0.2, 5)`` with
     ``t = min(1, c / 0.1)``, where c is its chromatic fraction, f_b its bin
-    fractions and prior its source factor.  The geometric mix matters: with
+    fractions and prior its source factor (``source_factor``).  The geometric mix matters: with
     a linear mix a mostly-warm photo with a patch of sky would be boosted
     almost as much as a blue seascape, and the fit cannot converge.  The
     hue term takes over fully
@@ -928,7 +652,9 @@ def balance_weights(items: list[Kept], iters: int = 200) -> list[float]:
     to mean 1.  The clip bounds keep any image from dominating or vanishing.
     """
     r = {b: 1.0 for b in HUE_BINS}
-    prior = [source_factor(k) for k in items]
+    siblings = Counter(k.cand.parent for k in items)
+    prior = [source_factor(k, siblings[k.cand.parent]) for k in items]
+    target = hue_target(hue_distribution(items, prior))
 
     def weights() -> list[float]:
         out = []
@@ -942,7 +668,7 @@ def balance_weights(items: list[Kept], iters: int = 200) -> list[float]:
         dist = hue_distribution(items, weights())
         for b in HUE_BINS:
             if dist[b] > 0:
-                r[b] *= (HUE_TARGET[b] / dist[b]) ** 0.5
+                r[b] *= (target[b] / dist[b]) ** 0.5
         # Only ratios between bins matter; keep their geometric mean at 1 so
         # the clip bounds act symmetrically.
         norm = float(np.exp(np.mean([np.log(v) for v in r.values()])))
@@ -962,8 +688,40 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")[-60:]
 
 
-def gather(cache: Path) -> tuple[list[Candidate], dict[str, tuple[str, str, str]]]:
-    """Fetch every source and return candidates and per-source (version, licence, path)."""
+def photo_set_of(pkg: str, original: str) -> str:
+    """The source label of a file from ``PHOTO_SETS``, or "" for the package itself."""
+    for pat, name in PHOTO_SETS.get(pkg, {}).items():
+        if fnmatch.fnmatch(original, pat):
+            return name
+    return ""
+
+
+def collect_package(pkg: str, root: Path, cr: CopyrightFile) -> Iterable[Candidate]:
+    """The candidates of one Debian package, by its collector."""
+    if pkg in WALLPAPER_PACKAGES:
+        return collect_wallpapers(pkg, root, cr)
+    collectors = {
+        "stellarium-data": collect_stellarium,
+        "tuxpaint-stamps-default": collect_tuxpaint,
+        "marble-qt-data": collect_marble,
+        "opencv-doc": collect_opencv,
+        "gcompris-qt-data": gcompris.collect_gcompris,
+        "jigzo-data": extra.collect_jigzo,
+        "kstars-data": extra.collect_kstars,
+        "hugin-data": extra.collect_hugin,
+    }
+    if pkg in collectors:
+        return collectors[pkg](root, cr)
+    return extra.collect_samples(pkg, root, cr)
+
+
+def gather(cache: Path, max_side: int, crops_per_photo: int
+           ) -> tuple[list[Candidate], dict[str, tuple[str, str, str]]]:
+    """Fetch every source and return candidates and per-source (version, licence, path).
+
+    After collection, large photographs get up to ``crops_per_photo`` extra
+    windows cut at native resolution (``corpus.crops.native_crops``).
+    """
     cands: list[Candidate] = []
     info: dict[str, tuple[str, str, str]] = {}
     print("collecting scikit-image samples")
@@ -978,26 +736,40 @@ def gather(cache: Path) -> tuple[list[Candidate], dict[str, tuple[str, str, str]
         cr_path = root / "usr/share/doc" / pkg / "copyright"
         cr = CopyrightFile(cr_path)
         info[pkg] = (version, cr.default(), str(cr_path))
-        if pkg in WALLPAPER_PACKAGES:
-            cands += collect_wallpapers(pkg, root, cr)
-        elif pkg == "stellarium-data":
-            cands += collect_stellarium(root, cr)
-        elif pkg == "tuxpaint-stamps-default":
-            cands += collect_tuxpaint(root, cr)
-        elif pkg == "marble-qt-data":
-            cands += collect_marble(root, cr)
-        elif pkg == "opencv-doc":
-            cands += collect_opencv(root, cr)
-    return cands, info
+        for c in collect_package(pkg, root, cr):
+            c.photo_set = c.photo_set or photo_set_of(pkg, c.original)
+            cands.append(c)
+    crops = native_crops(cands, max_side, crops_per_photo)
+    print(f"{len(crops)} native-resolution crops of large photographs")
+    return cands + crops, info
+
+
+def reject(rejected: list[tuple[str, str, str, str]], c: Candidate, reason: str) -> None:
+    """Record a candidate left out (package, source, original path with tag, reason)."""
+    label = f"{c.original}{'#' + c.tag if c.tag else ''}"
+    rejected.append((c.source.split()[0], c.set_name, label, reason))
 
 
 def screen(cands: list[Candidate], max_side: int,
-           rejected: list[tuple[str, str, str]]) -> list[Kept]:
-    """Apply exclude list, photo heuristics, size and gray checks; resize survivors."""
+           rejected: list[tuple[str, str, str, str]]) -> list[Kept]:
+    """Apply exclude list, prechecks, photo heuristics, size and gray checks; resize survivors.
+
+    Native crops (``corpus.crops``) come after the image they were cut from:
+    they are dropped with it, and otherwise only need to be textured and
+    coloured, not to pass the drawing tests again.
+    """
     kept: list[Kept] = []
+    accepted: dict[tuple[str, str], bool] = {}  # (parent, tag) of whole files and tiles
     for c in cands:
-        label = f"{c.original}{'#' + c.tag if c.tag else ''}"
+        base = crop_base(c.tag)
+        verdict_kind = c.screen_as or c.kind
         reason = excluded(c.source, c.original)
+        if reason is None and base is not None:
+            if not accepted.get((c.parent, base), True):
+                reason = "cut from a rejected image"
+            verdict_kind = "crop"
+        if reason is None and c.precheck is not None:
+            reason = c.precheck()
         if reason is None:
             im = c.load()
             if min(im.size) < (64 if c.kind == "stamp" else MIN_SIDE):
@@ -1005,20 +777,22 @@ def screen(cands: list[Candidate], max_side: int,
             elif c.kind == "stamp" and im.mode != "RGBA":
                 reason = "stamp without transparency"
             else:
-                reason = photo_verdict(photo_metrics(im), c.kind)
+                reason = photo_verdict(photo_metrics(im), verdict_kind)
             # Stamps are judged for grayness after compositing: a gray object
             # on a coloured background is still a useful example.
             if reason is None and c.kind != "stamp" and mean_chroma(im) < GRAY_CHROMA:
                 reason = "essentially gray"
+        if base is None:
+            accepted[(c.parent, c.tag)] = reason is None
         if reason is not None:
-            rejected.append((c.source, label, reason))
+            reject(rejected, c, reason)
             continue
         small = resize_long_side(im, max_side if c.kind != "stamp" else max_side)
         kept.append(Kept(c, small if c.kind == "stamp" else small.convert("RGB")))
     return kept
 
 
-def pick_nebulae(kept: list[Kept], rejected: list[tuple[str, str, str]]) -> list[Kept]:
+def pick_nebulae(kept: list[Kept], rejected: list[tuple[str, str, str, str]]) -> list[Kept]:
     """Keep only the ``N_NEBULAE`` most colourful deep-sky photos."""
     astro = [k for k in kept if k.cand.kind == "astro" and k.cand.source == "stellarium-data"]
     if len(astro) <= N_NEBULAE:
@@ -1031,11 +805,11 @@ def pick_nebulae(kept: list[Kept], rejected: list[tuple[str, str, str]]) -> list
     ranked = sorted(astro, key=lambda k: (-score(k), k.cand.original))
     drop = {id(k) for k in ranked[N_NEBULAE:]}
     for k in ranked[N_NEBULAE:]:
-        rejected.append((k.cand.source, k.cand.original, "not among most colourful nebulae"))
+        reject(rejected, k.cand, "not among most colourful nebulae")
     return [k for k in kept if id(k) not in drop]
 
 
-def deduplicate(kept: list[Kept], rejected: list[tuple[str, str, str]]) -> list[Kept]:
+def deduplicate(kept: list[Kept], rejected: list[tuple[str, str, str, str]]) -> list[Kept]:
     """Group near-duplicate parents; keep the largest original of each group.
 
     Hashes are computed per parent (its first candidate, i.e. the full frame
@@ -1058,7 +832,7 @@ def deduplicate(kept: list[Kept], rejected: list[tuple[str, str, str]]) -> list[
         for p in members:
             if p != best:
                 for k in parents[p]:
-                    rejected.append((k.cand.source, k.cand.original, f"duplicate of {best}"))
+                    reject(rejected, k.cand, f"duplicate of {best}")
         for k in parents[best]:
             k.group = key
             out.append(k)
@@ -1079,8 +853,29 @@ def make_composites(stamps: list[Kept], photos: list[Kept], seed: int,
         bg = pool[int(rng.integers(0, len(pool)))]
         k.image = composite_stamp(k.image, bg.image, rng, max_side)
         k.cand.tag = f"on:{bg.file}"
+        k.backdrop_source = bg.cand.set_name
         out.append(k)
     return out
+
+
+def cap_composites(stamps: list[Kept], n_photos: int, share: float, seed: int,
+                   rejected: list[tuple[str, str, str, str]]) -> list[Kept]:
+    """Keep composites a minority: at most ``share`` of all images.
+
+    With P photographs, at most ``share / (1 - share) * P`` stamps are kept,
+    chosen by a seeded hash of their path so the choice is stable.
+    """
+    limit = int(share / (1.0 - share) * n_photos) if share < 1.0 else len(stamps)
+    if len(stamps) <= limit:
+        return stamps
+
+    def rank(k: Kept) -> bytes:
+        return hashlib.sha256(f"{seed}:{k.cand.original}".encode()).digest()
+
+    ordered = sorted(stamps, key=rank)
+    for k in ordered[limit:]:
+        reject(rejected, k.cand, f"composite cap ({share:.0%} of the corpus)")
+    return ordered[:limit]
 
 
 def source_name(k: Kept) -> str:
@@ -1088,27 +883,55 @@ def source_name(k: Kept) -> str:
     return k.cand.source.split()[0]
 
 
+MANIFEST_COLUMNS = ["file", "split", "source_package", "original_path", "licence", "width",
+                    "height", "weight", "dedup_group", "source", "composite", "backdrop_source"]
+
+
+def manifest_row(k: Kept) -> list[object]:
+    """One manifest row (``MANIFEST_COLUMNS``) for a kept image."""
+    orig = k.cand.original + (f"#{k.cand.tag}" if k.cand.tag else "")
+    composite = int(k.cand.kind == "stamp")
+    return [k.file, k.split, source_name(k), orig, k.cand.licence, k.image.size[0],
+            k.image.size[1], f"{k.weight:.4f}", k.group, k.cand.set_name, composite,
+            k.backdrop_source]
+
+
+def sources_table(items: list[Kept]) -> list[str]:
+    """Markdown rows: per source, images (train/val), composites and licences."""
+    per: dict[str, list[Kept]] = defaultdict(list)
+    for k in items:
+        per[k.cand.set_name].append(k)
+    rows = ["| source | images | train | val | composites | licences |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for name in sorted(per):
+        ks = per[name]
+        lics = Counter(k.cand.licence for k in ks)
+        lic_text = "; ".join(f"{lic} ({n})" for lic, n in lics.most_common())
+        n_val = sum(k.split == "val" for k in ks)
+        n_comp = sum(k.cand.kind == "stamp" for k in ks)
+        rows.append(f"| {name} | {len(ks)} | {len(ks) - n_val} | {n_val} | {n_comp} | {lic_text} |")
+    return rows
+
+
 def write_outputs(out: Path, items: list[Kept], info: dict[str, tuple[str, str, str]],
-                  rejected: list[tuple[str, str, str]]) -> None:
+                  rejected: list[tuple[str, str, str, str]]) -> None:
     """Write images, manifest.csv, SOURCES.md and rejected.csv."""
     for split in ("train", "val"):
         (out / split).mkdir(parents=True, exist_ok=True)
     with open(out / "manifest.csv", "w", newline="") as fh:
         wr = csv.writer(fh)
-        wr.writerow(["file", "split", "source_package", "original_path", "licence",
-                     "width", "height", "weight", "dedup_group"])
+        wr.writerow(MANIFEST_COLUMNS)
         for k in sorted(items, key=lambda k: k.file):
             k.image.save(out / k.file, optimize=False, compress_level=6)
-            orig = k.cand.original + (f"#{k.cand.tag}" if k.cand.tag else "")
-            wr.writerow([k.file, k.split, source_name(k), orig, k.cand.licence,
-                         k.image.size[0], k.image.size[1], f"{k.weight:.4f}", k.group])
+            wr.writerow(manifest_row(k))
     with open(out / "rejected.csv", "w", newline="") as fh:
         wr = csv.writer(fh)
-        wr.writerow(["source_package", "original_path", "reason"])
+        wr.writerow(["source_package", "source", "original_path", "reason"])
         wr.writerows(sorted(rejected))
     lines = ["# Corpus sources", "",
              "Generated by `scripts/build_corpus.py`; see `docs/corpus.md`.", "",
-             "| source | version | images kept | licences of kept images | copyright file |",
+             "## Packages", "",
+             "| package | version | images kept | licences of kept images | copyright file |",
              "| --- | --- | --- | --- | --- |"]
     per_src: dict[str, list[Kept]] = defaultdict(list)
     for k in items:
@@ -1119,23 +942,59 @@ def write_outputs(out: Path, items: list[Kept], info: dict[str, tuple[str, str, 
         if src.startswith("scikit-image"):
             lics = ["CC0 / public domain (per-image notes in manifest)"]
         lines.append(f"| {src.split()[0]} | {version} | {len(ks)} | {'; '.join(lics)} | `{path}` |")
+    lines += ["", "## Sources (validation holds these out whole)", ""] + sources_table(items)
     lines += ["", "Rejected candidates and reasons: `rejected.csv`.", ""]
     (out / "SOURCES.md").write_text("\n".join(lines))
 
 
-def print_summary(items: list[Kept]) -> None:
-    """Counts per source and split, megapixels and the hue balance."""
+#: Prefixes of the reasons the pipeline itself writes, and their class in the summary;
+#: any other reason comes from a reviewed exclude list.
+REASON_KINDS: tuple[tuple[str, str], ...] = (
+    ("duplicate of ", "duplicate"),
+    ("composite cap", "composite cap"),
+    ("too small", "too small"),
+    ("stamp without transparency", "too small"),
+    ("essentially gray", "gray"),
+    ("not among most colourful nebulae", "nebula cap"),
+    ("not on the reviewed list", "not on allow-list"),
+    ("lossless or unknown storage", "graphics (lossless storage)"),
+    ("cut-out on transparency", "graphics (cut-out on transparency)"),
+    ("few distinct colours", "graphics (few colours)"),
+    ("too few colours for a photo", "graphics (few colours)"),
+    ("large flat fills", "graphics (flat fills)"),
+    ("out-of-focus or featureless crop", "crop without detail"),
+    ("cut from a rejected image", "crop of a rejected image"),
+)
+
+
+def reason_kind(reason: str) -> str:
+    """Coarse class of a rejection reason, for the summary."""
+    for prefix, kind in REASON_KINDS:
+        if reason.startswith(prefix):
+            return kind
+    return "reviewed exclude list"
+
+
+def print_summary(items: list[Kept], rejected: list[tuple[str, str, str, str]]) -> None:
+    """Counts per source and split, rejections by reason, and the hue balance."""
     table: dict[str, Counter] = defaultdict(Counter)
     for k in items:
-        table[source_name(k)][k.split] += 1
-        table[source_name(k)]["mpx"] += k.image.size[0] * k.image.size[1]
-    print(f"\n{'source':32s} {'train':>6s} {'val':>5s} {'Mpx':>7s}")
-    tot = Counter()
+        table[k.cand.set_name][k.split] += 1
+        table[k.cand.set_name]["composite"] += int(k.cand.kind == "stamp")
+        table[k.cand.set_name]["mpx"] += k.image.size[0] * k.image.size[1]
+    print(f"\n{'source':40s} {'train':>6s} {'val':>5s} {'comp':>5s} {'Mpx':>7s}")
+    tot: Counter = Counter()
     for src in sorted(table):
         c = table[src]
-        print(f"{src:32s} {c['train']:6d} {c['val']:5d} {c['mpx'] / 1e6:7.1f}")
+        print(f"{src:40s} {c['train']:6d} {c['val']:5d} {c['composite']:5d} {c['mpx'] / 1e6:7.1f}")
         tot.update(c)
-    print(f"{'TOTAL':32s} {tot['train']:6d} {tot['val']:5d} {tot['mpx'] / 1e6:7.1f}")
+    print(f"{'TOTAL':40s} {tot['train']:6d} {tot['val']:5d} {tot['composite']:5d} {tot['mpx'] / 1e6:7.1f}")
+    drops: dict[str, Counter] = defaultdict(Counter)
+    for _pkg, src, _orig, reason in rejected:
+        drops[src][reason_kind(reason)] += 1
+    print("\nrejected, by source and reason")
+    for src in sorted(drops):
+        print(f"  {src:40s} " + ", ".join(f"{kind} {n}" for kind, n in sorted(drops[src].items())))
     un = hue_distribution(items, [1.0] * len(items))
     we = hue_distribution(items, [k.weight for k in items])
     print("\nhue share of chromatic pixels   " + "  ".join(f"{b:>7s}" for b in HUE_BINS))
@@ -1145,28 +1004,55 @@ def print_summary(items: list[Kept]) -> None:
     print(f"weights: min {ws[0]:.2f} median {ws[len(ws) // 2]:.2f} max {ws[-1]:.2f}")
 
 
-def build(out: Path, cache: Path, max_side: int, val_fraction: float, seed: int) -> None:
-    """Run the whole pipeline into ``out`` (which is recreated)."""
-    cands, info = gather(cache)
-    print(f"{len(cands)} candidates")
-    rejected: list[tuple[str, str, str]] = []
-    kept = screen(cands, max_side, rejected)
-    kept = pick_nebulae(kept, rejected)
-    kept = deduplicate(kept, rejected)
+def write_contact_sheets(items: list[Kept], folder: Path) -> None:
+    """One set of contact sheets per source, for reviewing what was kept by eye."""
+    per: dict[str, list[Kept]] = defaultdict(list)
+    for k in items:
+        per[k.cand.set_name].append(k)
+    for name, ks in sorted(per.items()):
+        ks = sorted(ks, key=lambda k: k.file)
+        save_sheets([k.image for k in ks], [Path(k.file).stem for k in ks],
+                    folder / slug(name))
+
+
+def assign_files(kept: list[Kept], seed: int, val_fraction: float) -> None:
+    """Set each image's split (by dedup group) and its output file name."""
     counters: Counter = Counter()
     for k in sorted(kept, key=lambda k: (k.cand.parent, k.cand.tag)):
         k.split = split_of(k.group, seed, val_fraction)
-        name = Path(k.cand.original).name
-        if Path(name).suffix.lower() in RASTER_EXTS:
-            name = Path(name).stem
+        path = Path(k.cand.original)
+        name = path.stem if path.suffix.lower() in RASTER_EXTS else path.name
+        if re.fullmatch(r"\d+x\d+", name):
+            # Plasma names files by resolution; the wallpaper's name is its folder.
+            name = path.parts[-4] if len(path.parts) >= 4 else name
         base = f"{source_name(k)}_{slug(name.replace('skimage.data.', ''))}"
         counters[base] += 1
         k.file = f"{k.split}/{base}_{counters[base]:02d}.png"
+
+
+def build(out: Path, cache: Path, max_side: int, val_fraction: float, seed: int,
+          crops_per_photo: int = CROPS_PER_PHOTO, max_composite_share: float = MAX_COMPOSITE_SHARE,
+          contact_sheets: Path | None = None) -> None:
+    """Run the whole pipeline into ``out`` (which is recreated)."""
+    start = time.monotonic()
+    cands, info = gather(cache, max_side, crops_per_photo)
+    print(f"{len(cands)} candidates")
+    rejected: list[tuple[str, str, str, str]] = []
+    kept = screen(cands, max_side, rejected)
+    kept = pick_nebulae(kept, rejected)
+    kept = deduplicate(kept, rejected)
     photos = [k for k in kept if k.cand.kind != "stamp"]
-    stamps = make_composites([k for k in kept if k.cand.kind == "stamp"], photos, seed, max_side)
-    items = photos + stamps
+    stamps = cap_composites([k for k in kept if k.cand.kind == "stamp"], len(photos),
+                            max_composite_share, seed, rejected)
+    assign_files(photos + stamps, seed, val_fraction)
+    stamps = make_composites(stamps, photos, seed, max_side)
+    items = []
     # Composites inherit the stamp's split, so a near-gray check is still due.
-    items = [k for k in items if mean_chroma(k.image) >= GRAY_CHROMA]
+    for k in photos + stamps:
+        if mean_chroma(k.image) >= GRAY_CHROMA:
+            items.append(k)
+        else:
+            reject(rejected, k.cand, "essentially gray after compositing")
     for k in items:
         k.stats = hue_stats(k.image)
     for k, w in zip(items, balance_weights(items)):
@@ -1175,22 +1061,39 @@ def build(out: Path, cache: Path, max_side: int, val_fraction: float, seed: int)
         shutil.rmtree(out)
     out.mkdir(parents=True)
     write_outputs(out, items, info, rejected)
-    print_summary(items)
-    print(f"\nwrote {len(items)} images to {out} ({len(rejected)} candidates rejected)")
+    if contact_sheets is not None:
+        write_contact_sheets(items, contact_sheets)
+    print_summary(items, rejected)
+    print(f"\nwrote {len(items)} images to {out} ({len(rejected)} candidates rejected) "
+          f"in {time.monotonic() - start:.0f} s")
+
+
+def default_cache() -> Path:
+    """Download cache outside the repository: ``$XDG_CACHE_HOME/napari-colorize/corpus``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "napari-colorize" / "corpus"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, required=True, help="output corpus directory")
+    ap.add_argument("--out", type=Path, required=True, help="output corpus directory (recreated)")
     ap.add_argument("--cache", type=Path, default=None,
-                    help="download/unpack cache (default: OUT/../corpus_cache)")
+                    help="download/unpack cache (default: ~/.cache/napari-colorize/corpus)")
     ap.add_argument("--max-side", type=int, default=512)
     ap.add_argument("--val-fraction", type=float, default=0.12)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--crops-per-photo", type=int, default=CROPS_PER_PHOTO,
+                    help="native-resolution windows per large photograph")
+    ap.add_argument("--max-composite-share", type=float, default=MAX_COMPOSITE_SHARE,
+                    help="largest share of stamp composites in the corpus")
+    ap.add_argument("--contact-sheets", type=Path, default=None,
+                    help="also write contact sheets of the kept images per source here")
     args = ap.parse_args(argv)
-    cache = args.cache or args.out.parent / "corpus_cache"
-    build(args.out.resolve(), cache.resolve(), args.max_side, args.val_fraction, args.seed)
+    cache = args.cache or default_cache()
+    build(args.out.resolve(), cache.resolve(), args.max_side, args.val_fraction, args.seed,
+          args.crops_per_photo, args.max_composite_share,
+          args.contact_sheets.resolve() if args.contact_sheets else None)
     return 0
 
 

@@ -1,15 +1,16 @@
-"""Pack the corpus as JPEG (quality 93) so it fits a 64 MiB transfer to a GPU machine.
+"""Pack the corpus as JPEG so it fits the 64 MiB transfer to a GPU machine.
 
-    python scripts/pack_corpus.py /work/corpus .gpu_corpus
+    python scripts/pack_corpus.py corpus .gpu_corpus [--quality 93]
 
-Writes OUT/train, OUT/val and OUT/manifest.csv (file names changed to .jpg; weights and
-everything else unchanged).  The GPU recipe of the default model trained on this copy.
+Writes OUT/train, OUT/val and OUT/manifest.csv (file names changed to .jpg; weights,
+sources and every other column unchanged) and prints the packed size.  The GPU recipe
+of the default model trained on such a copy.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
-import sys
 from pathlib import Path
 
 from PIL import Image
@@ -35,5 +36,22 @@ def pack(src: Path, dst: Path, quality: int = 93) -> int:
     return count
 
 
+def folder_bytes(folder: Path) -> int:
+    """Total size of the files below ``folder``."""
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("src", type=Path, help="corpus built by scripts/build_corpus.py")
+    ap.add_argument("dst", type=Path, help="output folder")
+    ap.add_argument("--quality", type=int, default=93, help="JPEG quality (default 93)")
+    args = ap.parse_args(argv)
+    n = pack(args.src, args.dst, args.quality)
+    print(f"packed {n} images, {folder_bytes(args.dst) / 2**20:.1f} MiB")
+    return 0
+
+
 if __name__ == "__main__":
-    print(f"packed {pack(Path(sys.argv[1]), Path(sys.argv[2]))} images")
+    raise SystemExit(main())
