@@ -169,7 +169,8 @@ def _null_predict(model, gray, options=None, precision="fp32"):
     """Stands in for the network: outputs of the right shape at memory-copy cost."""
     b, h, w = gray.shape
     zeros = torch.zeros((b, h, w), device=gray.device)
-    return gray.unsqueeze(-1).expand(b, h, w, 3).contiguous(), zeros, zeros.clone()
+    return {"rgb": gray.unsqueeze(-1).expand(b, h, w, 3).contiguous(), "chroma_confidence": zeros,
+            "hue_entropy": zeros.clone()}
 
 
 def overhead(size: int = 4096, repeats: int = 3) -> None:
@@ -182,8 +183,8 @@ def overhead(size: int = 4096, repeats: int = 3) -> None:
     import dask
     model, name = _model()
     img = _scene(size)
-    real = inference.predict
-    inference.predict = _null_predict
+    real = inference.predict_maps
+    inference.predict_maps = _null_predict
     try:
         for tile, overlap in [(1024, 256), (2048, 256)]:
             times = []
@@ -197,7 +198,7 @@ def overhead(size: int = 4096, repeats: int = 3) -> None:
             print(f"[overhead] {size}x{size} tile {tile}/{overlap}, network replaced by a copy, {os.cpu_count()} cores: "
                   f"{mp / min(times):.1f} MP/s ({min(times):.2f}s)")
     finally:
-        inference.predict = real
+        inference.predict_maps = real
 
 
 class _GpuBusy:
@@ -240,7 +241,7 @@ def gpu(size: int = 4096) -> None:
         model, name = _model(backbone)
         net = nc.get_model(model, "cuda")
         for precision in ("fp32", "bf16"):
-            for tile in (None, 2048, 1024):  # None: the GPU default (GPU_TILING, one pass up to its tile size)
+            for tile in (None, 2048, 1024):  # None: the GPU default (the backbone's gpu_tiling, one pass up to its tile size)
                 np.asarray(nc.colorize(img, net, device="cuda", precision=precision, tile_size=tile).rgb)  # warm-up
                 tile_cache.clear()
                 torch.cuda.synchronize()

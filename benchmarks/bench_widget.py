@@ -5,7 +5,11 @@ Prints:
    layer in the viewer, to all three, and the longest GUI stall (a 20 ms QTimer probe)
    while the model runs and while the layers are added;
 2. a 100-plane lazy (dask) stack, output "lazy": time from Run to the three layers,
-   and the time per slice while scrolling (napari computes each plane on demand).
+   and the time per slice while scrolling (napari computes each plane on demand);
+3. ``--only adding``: the adding of a finished ``--size`` squared result alone (no model, a
+   few seconds), alternating the widget's way (uint8 colour, pyramid, one hidden layer
+   then its reveal per event-loop turn) with napari's plain ``add_image`` of the float32
+   arrays one per turn, and the ratio of their longest stalls within the same run.
 
 Run headless: ``xvfb-run -a python benchmarks/bench_widget.py [--model PATH] [--size 4096]``.
 Uses the shipped default model if it exists, else a random-init compact model (same
@@ -25,12 +29,12 @@ import numpy as np
 def pick_model(path: str | None) -> tuple[str, str]:
     """(model path or "default", description)."""
     import napari_colorize as nc
-    from napari_colorize.model.factory import _resolve
+    from napari_colorize.model.factory import resolve_model_path
 
     if path:
         return path, path
     try:
-        _resolve("default")
+        resolve_model_path("default")
         return "default", "default (shipped)"
     except FileNotFoundError:
         out = Path(tempfile.mkdtemp()) / "random_compact.safetensors"
@@ -77,22 +81,20 @@ def main() -> None:
     parser.add_argument("--planes", type=int, default=100, help="planes of the lazy stack")
     parser.add_argument("--plane-size", type=int, default=1024, help="edge of each stack plane")
     parser.add_argument("--scroll", type=int, default=6, help="planes to visit while scrolling")
-    parser.add_argument("--only", choices=("all", "image", "stack"), default="all", help="which part to run")
+    parser.add_argument("--only", choices=("all", "image", "stack", "adding"), default="all", help="which part to run")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of --only adding")
     args = parser.parse_args()
-
-    import warnings
 
     import napari
     import torch
     from qtpy.QtWidgets import QApplication
 
-    from napari_colorize import _widget
+    from napari_colorize._qt import _widget
     from napari_colorize.devices import resolve_device
 
     # Fresh widget defaults, and the user's remembered choices left alone.
     private = Path(tempfile.mkdtemp()) / "settings.json"
     _widget.settings_path = lambda: private
-    warnings.filterwarnings("ignore", message="napari support for the PyQt5")  # keep toasts out of the shots
     model, model_desc = pick_model(args.model)
     print(f"model: {model_desc}; device: {resolve_device('auto')}; torch threads: {torch.get_num_threads()}")
     viewer = napari.Viewer(show=True)
@@ -104,6 +106,8 @@ def main() -> None:
     widget.scope.value = "whole stack"
 
     rng = np.random.default_rng(0)
+    if args.only == "adding":
+        bench_adding(app, viewer, widget, rng, args.size, args.repeats)
     if args.only in ("all", "image"):
         bench_image(app, viewer, widget, rng, args.size)
     if args.only in ("all", "stack"):
@@ -131,6 +135,78 @@ def bench_image(app, viewer, widget, rng, size: int) -> None:
           f"longest GUI stall while computing {probe.longest_gap(job['clicked'], job['computed_at']) * 1000:.0f} ms, "
           f"while adding layers {probe.longest_gap(job['computed_at'], job['layers_at']) * 1000:.0f} ms")
     viewer.layers.clear()
+
+
+def pump(app, seconds: float) -> None:
+    """Let the event loop run (draws, timers) for ``seconds``."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.002)
+
+
+def _plain_add(app, viewer, result) -> float:
+    """napari's plain way, as the widget did before: one ``add_image`` of the float32 arrays
+    per event-loop turn; the longest stall (s)."""
+    from qtpy.QtCore import QTimer
+
+    steps = [(result.hue_entropy, {"colormap": "magma"}), (result.chroma_confidence, {"colormap": "viridis"}),
+             (result.rgb, {"rgb": True})]
+    with Probe() as probe:
+        start = time.perf_counter()
+        for data, kwargs in steps:
+            QTimer.singleShot(0, lambda d=data, k=kwargs: viewer.add_image(d, contrast_limits=(0.0, 1.0), **k))
+            pump(app, 0.001)  # one turn each
+        pump(app, 1.0)  # their draws
+    return probe.longest_gap(start, time.perf_counter())
+
+
+def _widget_add(app, viewer, widget, result) -> tuple[float, float]:
+    """The widget's way, from a finished result; (seconds preparing in the worker, longest stall)."""
+    from napari_colorize._qt import _layers, _runner
+
+    start = time.perf_counter()
+    tuples = _layers.layer_data_tuples(result, "big", _layers.Geometry((1.0, 1.0), (0.0, 0.0)), {})
+    prepared = time.perf_counter() - start
+    outcome = _runner.Outcome("done", tuples=tuples, info={"device": "-", "method": "-"})
+    with Probe() as probe:
+        widget._job = {"name": "big"}
+        widget._finish(outcome)
+        wait(app, widget, 60)
+        pump(app, 1.0)
+        end = time.perf_counter()
+    return prepared, probe.longest_gap(widget._job["computed_at"], end)
+
+
+def bench_adding(app, viewer, widget, rng, size: int, repeats: int) -> None:
+    """Adding a finished result: the widget's way against napari's plain one, alternately."""
+    from napari_colorize import ColorizeResult
+
+    def result_of(side: int) -> ColorizeResult:
+        rgb = rng.random((side // 8, side // 8, 3), dtype=np.float32).repeat(8, 0).repeat(8, 1)
+        return ColorizeResult(rgb=rgb, chroma_confidence=rgb[..., 0].copy(), hue_entropy=rgb[..., 1].copy())
+
+    # A first, small round unmeasured: napari's first layers of a kind cost extra (imports, shaders).
+    small = result_of(64)
+    for add in (lambda: _plain_add(app, viewer, small), lambda: _widget_add(app, viewer, widget, small)):
+        add()
+        viewer.layers.clear()
+        pump(app, 0.5)  # draw the cleared canvas before new layers (else the GL driver crashed)
+    result = result_of(size)
+    plain, ours, prepared = [], [], []
+    for _ in range(repeats):
+        plain.append(_plain_add(app, viewer, result))
+        viewer.layers.clear()
+        pump(app, 0.5)
+        seconds, stall = _widget_add(app, viewer, widget, result)
+        prepared.append(seconds)
+        ours.append(stall)
+        viewer.layers.clear()
+        pump(app, 0.5)
+    print(f"[{size}x{size} adding] longest GUI stall, plain float32 add_image: median {np.median(plain) * 1000:.0f} ms "
+          f"(max {max(plain) * 1000:.0f}); the widget: median {np.median(ours) * 1000:.0f} ms "
+          f"(max {max(ours) * 1000:.0f}); ratio {np.median(ours) / np.median(plain):.2f} over {repeats} rounds; "
+          f"preparing in the worker {np.median(prepared):.2f} s")
 
 
 def bench_stack(app, viewer, widget, rng, n: int, s: int, scroll: int) -> None:

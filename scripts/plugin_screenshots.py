@@ -35,11 +35,11 @@ def main() -> None:
     from qtpy.QtWidgets import QApplication
 
     import napari_colorize as nc
-    from napari_colorize.model.factory import _resolve
+    from napari_colorize.model import resolve_model_path
 
     import warnings
 
-    from napari_colorize import _widget
+    from napari_colorize._qt import _widget
 
     # Fresh widget defaults, and the user's remembered choices left alone.
     private = Path(tempfile.mkdtemp()) / "settings.json"
@@ -48,7 +48,7 @@ def main() -> None:
     model = args.model
     if model is None:
         try:
-            _resolve("default")
+            resolve_model_path("default")
             model = "default"
         except FileNotFoundError:
             model = str(nc.save_model(nc.build_model("compact"), Path(tempfile.mkdtemp()) / "random.safetensors"))

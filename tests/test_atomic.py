@@ -1,14 +1,17 @@
-"""The shared atomic writer: permissions, no leftovers, failed writes leave the old file."""
+"""The shared atomic writer: permissions, no leftovers, full disks, killed runs, failed writes leave the old file."""
 
 from __future__ import annotations
 
+import errno
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from napari_colorize._atomic import atomic_path
-from napari_colorize.io import tiff_memmaps
+from napari_colorize._atomic import DiskFullError, atomic_path, remove_stale_temps
+from napari_colorize.io import tiff_memmaps, write_png
 
 
 def _umask() -> int:
@@ -57,3 +60,143 @@ def test_tiff_memmaps_failure_deletes_every_temp(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tif", "b.tif"]
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "a.tif"), np.full((8, 8), 0.5, np.float32))
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "b.tif"), np.full((8, 8), 7, np.uint8))
+
+
+# ----------------------------------------------------------------------------- full disks
+
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_full_disk_stops_tiff_memmaps_before_writing_and_leaves_no_temp(tmp_path, monkeypatch):
+    (tmp_path / "b.tif").write_bytes(b"earlier result")
+    monkeypatch.setattr(os, "posix_fallocate", _enospc, raising=False)
+    specs = {"a": (tmp_path / "a.tif", (256, 256, 3), "uint8", "rgb"),
+             "b": (tmp_path / "b.tif", (256, 256), "float32", "minisblack")}
+    with pytest.raises(DiskFullError, match=r"^disk full while writing .*a\.tif: 0\.2 MB needed, .* MB free in .*"
+                                            r"free some space or choose another output folder$") as info:
+        with tiff_memmaps(specs):
+            pytest.fail("the block must not run on a full disk")
+    assert info.value.errno == errno.ENOSPC and isinstance(info.value, OSError)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tif"]
+    assert (tmp_path / "b.tif").read_bytes() == b"earlier result"
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="needs posix_fallocate")
+def test_tiff_space_is_reserved_up_front(tmp_path, monkeypatch):
+    reserved = []
+    real = os.posix_fallocate
+    monkeypatch.setattr(os, "posix_fallocate", lambda fd, off, size: (reserved.append(size), real(fd, off, size)))
+    with tiff_memmaps({"a": (tmp_path / "a.tif", (300, 200), "float32", "minisblack")}) as maps:
+        assert reserved and reserved[0] >= 300 * 200 * 4  # before any pixel is written
+        maps["a"][:] = 0.25
+    assert (tmp_path / "a.tif").stat().st_size == reserved[0]
+
+
+def test_file_systems_without_preallocation_compare_free_space(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    def unsupported(*args):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(os, "posix_fallocate", unsupported, raising=False)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(DiskFullError, match=r"a\.png: .* needed, 0\.0 MB free"):
+        write_png(tmp_path / "a.png", np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 0, 10**9))
+    write_png(tmp_path / "a.png", np.zeros((64, 64), np.uint8))
+    assert [p.name for p in tmp_path.iterdir()] == ["a.png"]
+
+
+def test_full_disk_while_writing_names_the_final_file(tmp_path):
+    target = tmp_path / "model.safetensors"
+    with pytest.raises(DiskFullError, match=r"disk full while writing .*model\.safetensors"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert not list(tmp_path.iterdir())
+
+
+_WRITE_OVER_LIMIT = """
+import resource, signal, sys
+import numpy as np
+from pathlib import Path
+from napari_colorize.io import tiff_memmaps, write_png
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on FAT32
+resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+out = Path(sys.argv[1])
+big = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+for write in (lambda: write_png(out / "a.png", big),
+              lambda: tiff_memmaps({"b": (out / "b.tif", (512, 512, 3), "uint8", "rgb")}).__enter__()):
+    try:
+        write()
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="RLIMIT_FSIZE is POSIX")
+def test_a_write_beyond_the_size_limit_is_one_line_per_file_and_no_leftovers(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run([sys.executable, "-c", _WRITE_OVER_LIMIT, str(out)], capture_output=True, text=True,
+                          timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if "Pydantic" not in line and line.strip()]
+    assert proc.returncode == 0, proc.stderr
+    assert len(lines) == 2, proc.stderr  # no "Exception ignored ... Traceback" from an encoder
+    assert lines[0].startswith("error: ") and "a.png is too large (0.8 MB)" in lines[0]
+    assert "b.tif is too large" in lines[1] and "another disk" in lines[1]
+    assert not list(out.iterdir())
+
+
+# ----------------------------------------------------------------------------- killed runs
+
+_HOLD_TEMP = """
+import sys, time
+from pathlib import Path
+from napari_colorize.io import tiff_memmaps
+with tiff_memmaps({"a": (Path(sys.argv[1]) / "result.tif", (64, 64), "uint8", "minisblack")}) as maps:
+    maps["a"][:] = 1
+    print("writing", flush=True)
+    time.sleep(120)
+"""
+
+
+def _start_writer(folder):
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_TEMP, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "writing"
+    return proc
+
+
+@pytest.mark.skipif(os.name != "posix", reason="stale temporary files are recognised by process id on POSIX")
+def test_temp_files_of_a_killed_run_are_removed_by_the_next_run(tmp_path):
+    killed = _start_writer(tmp_path)
+    killed.kill()  # SIGKILL: no chance to clean up
+    killed.wait()
+    stale = [p.name for p in tmp_path.iterdir()]
+    assert len(stale) == 1 and stale[0].startswith(".result.") and stale[0].endswith(f"-{killed.pid}.tif")
+    running = _start_writer(tmp_path)  # the next run writing into the folder
+    try:
+        temps = [p.name for p in tmp_path.iterdir()]
+        assert len(temps) == 1 and temps[0].endswith(f"-{running.pid}.tif")  # the stale one is gone
+        write_png(tmp_path / "next.png", np.zeros((8, 8), np.uint8))  # yet another run, while that one writes
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(temps + ["next.png"])  # a live run's file stays
+        assert remove_stale_temps(tmp_path) == []
+    finally:
+        running.kill()
+        running.wait()
+    assert [p.name for p in remove_stale_temps(tmp_path)] == temps
+    assert [p.name for p in tmp_path.iterdir()] == ["next.png"]
+
+
+def test_temporary_names_add_at_most_temp_name_extra_bytes(tmp_path):
+    from napari_colorize._atomic import TEMP_NAME_EXTRA
+
+    target = tmp_path / ("n" * (255 - TEMP_NAME_EXTRA - 4) + ".tif")  # the longest name that must still work
+    with atomic_path(target) as tmp:
+        assert len(os.fsencode(tmp.name)) - len(os.fsencode(target.name)) <= TEMP_NAME_EXTRA
+        tmp.write_bytes(b"ok")
+    assert target.read_bytes() == b"ok"

@@ -56,20 +56,22 @@ def test_folder_end_to_end(inputs, tmp_path, model_path, cam, capsys):
     out = tmp_path / "out"
     assert _run(inputs, "-o", out, "--model", model_path, *TILES) == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["cam_colorized.png", "cam_confidence.png", "cam_entropy.png", "stack_colorized.tif",
-                     "stack_confidence.tif", "stack_entropy.tif", "z_colorized.zarr"]
+    assert names == ["cam_colorized.png", "cam_confidence.png", "cam_entropy.png", "sub", "z_colorized.zarr"]
+    # The input's sub-folder is kept under -o.
+    assert sorted(p.name for p in (out / "sub").iterdir()) == ["stack_colorized.tif", "stack_confidence.tif",
+                                                               "stack_entropy.tif"]
     ref = nc.colorize(cam, model_path, device="cpu", tile_size=128, overlap=32)
     png = iio.imread(out / "cam_colorized.png")
     gray8 = (cam * 255).astype(np.uint8) / 255.0
     np.testing.assert_allclose(png / 255.0, np.clip(np.rint(nc.colorize(gray8.astype(np.float32), model_path, device="cpu",
                                tile_size=128, overlap=32).rgb.compute() * 255), 0, 255) / 255.0, atol=1 / 255 + 1e-6)
     # 16-bit TIFF stack: planes kept, pixel size carried over (2 px/um -> 0.5 um = 5000 px/cm).
-    with tifffile.TiffFile(out / "stack_colorized.tif") as tif:
+    with tifffile.TiffFile(out / "sub" / "stack_colorized.tif") as tif:
         rgb = tif.asarray()
         xres = tif.pages[0].tags["XResolution"].value
     assert rgb.shape == (2, 150, 170, 3) and rgb.dtype == np.uint8
     assert xres[0] / xres[1] == pytest.approx(2e4)
-    ent = tifffile.imread(out / "stack_entropy.tif")
+    ent = tifffile.imread(out / "sub" / "stack_entropy.tif")
     assert ent.shape == (2, 150, 170) and ent.dtype == np.float32
     # zarr input -> OME-Zarr output equal to the Python API.
     store = zarr.open_group(str(out / "z_colorized.zarr"), mode="r")
@@ -89,8 +91,8 @@ def test_bad_files_do_not_stop_a_folder(inputs, tmp_path, model_path, capsys):
     assert "FAILED" in err and "broken.png" in err and "cannot read" in err
     assert "colour.png" in err and "colour image" in err  # --strict
     assert "tiny.tif" in err and "pixels" in err  # too small for the model
-    assert (out / "cam_colorized.png").exists() and (out / "stack_colorized.tif").exists()
-    assert not list(out.glob(".*tmp*"))  # no temporary files left behind
+    assert (out / "cam_colorized.png").exists() and (out / "sub" / "stack_colorized.tif").exists()
+    assert not list(out.rglob(".*tmp*")) and not list(out.rglob(".*.lock"))  # no temporary files or locks left
     # Without --strict the colour file is converted with a warning.
     out2 = tmp_path / "out2"
     assert _run(inputs / "colour.png", "-o", out2, "--model", model_path, *TILES) == 0

@@ -112,3 +112,16 @@ def test_normalized_entropy():
     p[1] = 1 / 32  # uniform
     p[2, :2] = 0.5  # two bins of 32: log 2 / log 32 = 1 / 5
     np.testing.assert_allclose(D.normalized_entropy(p).numpy(), [[0, 0], [1, 1], [0.2, 0.2]], atol=1e-12)
+
+
+def test_point_estimate_dispatches_every_method_and_names_the_choices():
+    binning = uniform_bins(4)
+    p = torch.tensor([[0.0, 0.2, 0.8, 0.0]])
+    assert D.METHODS == ("expectation", "median", "mode", "sample")
+    gen = torch.Generator().manual_seed(0)
+    expected = {"expectation": D.expectation(p, binning), "median": D.median(p, binning), "mode": D.mode(p, binning)}
+    for method, value in expected.items():
+        assert torch.equal(D.point_estimate(p, binning, method), value), method
+    assert D.point_estimate(p, binning, "sample", gen).item() in binning.centers
+    with pytest.raises(ValueError, match=r"unknown decoding method 'mean'; choose one of \('expectation'"):
+        D.point_estimate(p, binning, "mean")

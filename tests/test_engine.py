@@ -41,13 +41,13 @@ def camera():
 @pytest.fixture
 def count_calls(monkeypatch):
     calls = []
-    real = inference.predict
+    real = inference.predict_maps
 
     def counting(model, gray, *args, **kwargs):
         calls.append(tuple(gray.shape))
         return real(model, gray, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict", counting)
+    monkeypatch.setattr(inference, "predict_maps", counting)
     return calls
 
 
@@ -254,7 +254,7 @@ def test_batches_group_tiles(model, camera, count_calls):
 def test_out_of_memory_halves_the_batch(model, camera, monkeypatch):
     ref = nc.colorize(camera, model, device="cpu", tile_size=128, overlap=32, batch_size=4).rgb.compute()
     tile_cache.clear()
-    real, raised, seen = inference.predict, [], []
+    real, raised, seen = inference.predict_maps, [], []
 
     def flaky(model, gray, *args, **kwargs):
         seen.append(gray.shape[0])
@@ -263,14 +263,14 @@ def test_out_of_memory_halves_the_batch(model, camera, monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(model, gray, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict", flaky)
+    monkeypatch.setattr(inference, "predict_maps", flaky)
     out = nc.colorize(camera, model, device="cpu", tile_size=128, overlap=32, batch_size=4).rgb.compute()
     assert raised and 2 in seen
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
 def test_out_of_memory_on_one_tile_splits_it(model, camera, monkeypatch):
-    real, sizes = inference.predict, []
+    real, sizes = inference.predict_maps, []
 
     def small_only(model, gray, *args, **kwargs):
         sizes.append(tuple(gray.shape[1:]))
@@ -278,7 +278,7 @@ def test_out_of_memory_on_one_tile_splits_it(model, camera, monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return real(model, gray, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict", small_only)
+    monkeypatch.setattr(inference, "predict_maps", small_only)
     res = nc.colorize(camera, model, device="cpu", tile_size=256, overlap=32)
     rgb = np.asarray(res.rgb)
     assert (256, 256) in sizes and max(s[0] for s in sizes[1:]) <= 160
@@ -287,7 +287,7 @@ def test_out_of_memory_on_one_tile_splits_it(model, camera, monkeypatch):
 
 def test_out_of_memory_is_remembered(model, camera, monkeypatch):
     # After a batch of N pixels ran out of memory, no batch of N pixels or more is tried again.
-    real, tried, failed = inference.predict, [], []
+    real, tried, failed = inference.predict_maps, [], []
 
     def limited(model, gray, *args, **kwargs):
         tried.append(gray.numel())
@@ -296,7 +296,7 @@ def test_out_of_memory_is_remembered(model, camera, monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return real(model, gray, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict", limited)
+    monkeypatch.setattr(inference, "predict_maps", limited)
     image = np.concatenate([camera, camera[::-1]], axis=1)  # 256 x 512: 18 tiles of 128/32, batches of 4
     out = nc.colorize(image, model, device="cpu", tile_size=128, overlap=32, batch_size=4).rgb.compute(
         scheduler="synchronous")
@@ -318,14 +318,14 @@ def test_weights_applied_on_the_device_equal_host_scaling(model, camera, monkeyp
     plain = predict_tiles(model, gray, options)
     expected = plain * np.stack([np.outer(wy, wx) for wy, wx in weights])[..., None]
     np.testing.assert_allclose(predict_tiles(model, gray, options, weights=weights), expected, atol=1e-6)
-    real = inference.predict
+    real = inference.predict_maps
 
     def small_only(model, gray, *args, **kwargs):
         if max(gray.shape[1:]) > 100:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return real(model, gray, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict", small_only)
+    monkeypatch.setattr(inference, "predict_maps", small_only)
     split = predict_tiles(model, gray, options, overlap=32, weights=weights)
     assert split.shape == expected.shape
     # Split tiles see less context, so only the weighting is compared: weighted / weights = unweighted split.
@@ -349,10 +349,11 @@ def test_tiled_gpu_pipeline_matches_the_cpu(model, camera):
 
 
 def test_gpu_defaults_use_larger_tiles_and_batches():
-    from napari_colorize.engine import GPU_TILING, default_batch, default_tiling
-    assert default_tiling("compact", (5000, 5000), "cuda") == GPU_TILING["compact"]
+    from napari_colorize.engine import default_batch, default_tiling
+    from napari_colorize.model import get_backbone
+    assert default_tiling("compact", (5000, 5000), "cuda") == get_backbone("compact").gpu_tiling
     assert default_tiling("compact", (3000, 4000), "cuda") == (4000, 0)  # one pass
-    assert default_tiling("compact", (3000, 4000), "cpu") == nc.engine.DEFAULT_TILING["compact"]
+    assert default_tiling("compact", (3000, 4000), "cpu") == get_backbone("compact").cpu_tiling
     assert default_batch("cuda", 1024) == 16 and default_batch("cuda", 4096) == 1 and default_batch("cpu", 1024) == 1
 
 
@@ -360,7 +361,7 @@ def test_out_of_memory_that_cannot_shrink_is_reported(model, camera, monkeypatch
     def always(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(inference, "predict", always)
+    monkeypatch.setattr(inference, "predict_maps", always)
     with pytest.raises(RuntimeError, match="smaller --tile-size"):
         nc.colorize(camera[:64, :64], model, device="cpu")
 

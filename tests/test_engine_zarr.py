@@ -1,4 +1,4 @@
-"""OME-Zarr output: layout, resume after a kill, and the same job on a dask.distributed cluster."""
+"""OME-Zarr output: layout, pyramid levels, resume after a kill, and the same job on a dask.distributed cluster."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import zarr
 from skimage import data, transform
 
 import napari_colorize as nc
-from napari_colorize.engine import tile_cache
-from napari_colorize.engine import zarr_io
-from napari_colorize.engine.zarr_io import MARKERS, is_complete, open_zarr_result
+from napari_colorize.engine import pyramid, store, stripes, tile_cache, zarr_io
+from napari_colorize.engine.jobs import Cancelled
+from napari_colorize.engine.zarr_io import MARKERS, is_complete, open_zarr_levels, open_zarr_result
 
 TILING = {"tile_size": 128, "overlap": 32, "device": "cpu"}
 
@@ -40,9 +40,22 @@ def _empty_cache():
     tile_cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _small_pyramid(monkeypatch):
+    # Levels down to 64 px: the 200 x 230 test planes get levels 1 (100 x 115: 2 x 2 chunks of
+    # 96, an odd width) and 2 (50 x 58), so every test here also writes and resumes a pyramid.
+    monkeypatch.setattr(pyramid, "MAX_PLANE", 64)
+
+
 def _read(path):
     root = zarr.open_group(str(path), mode="r")
     return np.asarray(root["0"]), np.asarray(root["confidence/0"]), np.asarray(root["entropy/0"])
+
+
+def _read_levels(path):
+    """Every array of every level of a store, in a fixed order."""
+    root = zarr.open_group(str(path), mode="r")
+    return [np.asarray(root[f"{parent}{n}"]) for parent in ("", "confidence/", "entropy/") for n in range(3)]
 
 
 def test_zarr_layout_and_values(model_path, stack, tmp_path):
@@ -51,13 +64,22 @@ def test_zarr_layout_and_values(model_path, stack, tmp_path):
     assert is_complete(out) and not os.path.exists(out / MARKERS)
     root = zarr.open_group(str(out), mode="r")
     ms = root.attrs["multiscales"][0]
-    assert [a["name"] for a in ms["axes"]] == ["z", "c", "y", "x"]
+    # NGFF 0.4 orders axes time, channel, space: the colour channels come before z.
+    assert [a["name"] for a in ms["axes"]] == ["c", "z", "y", "x"]
+    assert [d["path"] for d in ms["datasets"]] == ["0", "1", "2"]
     assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 1.0, 0.25, 0.5]
-    assert root["confidence"].attrs["multiscales"][0]["axes"][-1] == {"name": "x", "type": "space", "unit": "micrometer"}
+    assert ms["datasets"][2]["coordinateTransformations"] == [
+        {"type": "scale", "scale": [1.0, 1.0, 1.0, 2.0]},
+        {"type": "translation", "translation": [0.0, 0.0, 0.375, 0.75]}]  # the centre of a 4 x 4 block
+    x_axis = root["confidence"].attrs["multiscales"][0]["axes"][-1]
+    assert x_axis == {"name": "x", "type": "space", "unit": "micrometer"}
     rgb, conf, ent = _read(out)
-    assert rgb.shape == (2, 3, 200, 230) and rgb.dtype == np.float32 and root["0"].chunks == (1, 3, 96, 96)
+    assert rgb.shape == (3, 2, 200, 230) and rgb.dtype == np.float32 and root["0"].chunks == (3, 1, 96, 96)
+    assert root["1"].shape == (3, 2, 100, 115) and root["2"].shape == (3, 2, 50, 58)
+    assert root["2"].chunks == (3, 1, 50, 58)
+    assert root["confidence/2"].shape == (2, 50, 58)
     ref = nc.colorize(stack, model_path, **TILING)
-    np.testing.assert_array_equal(np.moveaxis(rgb, 1, -1), ref.rgb.compute())
+    np.testing.assert_array_equal(np.moveaxis(rgb, 0, -1), ref.rgb.compute())
     np.testing.assert_array_equal(conf, ref.chroma_confidence.compute())
     np.testing.assert_array_equal(ent, ref.hue_entropy.compute())
     back = open_zarr_result(out)
@@ -66,7 +88,7 @@ def test_zarr_layout_and_values(model_path, stack, tmp_path):
 
 @pytest.mark.parametrize("stripe", [4, 1])  # 1: three stripes, pieces handed on through the spill folder
 def test_resume_after_a_kill_gives_identical_output(model_path, stack, tmp_path, monkeypatch, stripe):
-    monkeypatch.setattr(zarr_io, "STRIPE_CHUNKS", stripe)
+    monkeypatch.setattr(stripes, "STRIPE_CHUNKS", stripe)
     full = nc.colorize_to_zarr(stack, tmp_path / "full.zarr", model_path, **TILING)
 
     class Killed(Exception):
@@ -94,12 +116,12 @@ def test_resume_after_a_kill_gives_identical_output(model_path, stack, tmp_path,
     os.remove(out / MARKERS / victim)
     root = zarr.open_group(str(out), mode="r+")
     plane, cy, cx = map(int, victim.split("."))
-    root["0"][plane, :, cy * 96:(cy + 1) * 96, cx * 96:(cx + 1) * 96] = 0  # torn write
+    root["0"][:, plane, cy * 96:(cy + 1) * 96, cx * 96:(cx + 1) * 96] = 0  # torn write
     written = []
     nc.colorize_to_zarr(stack, out, model_path, progress=lambda d, t: written.append(d), **TILING)
     assert len(written) == 18 - len(finished) + 1  # only the unfinished chunks were computed again
     assert is_complete(out)
-    for a, b in zip(_read(full), _read(out)):
+    for a, b in zip(_read_levels(full), _read_levels(out)):
         np.testing.assert_array_equal(a, b)
     # A finished store is skipped; a different job is refused without losing it.
     nc.colorize_to_zarr(stack, out, model_path, progress=lambda d, t: pytest.fail("recomputed"), **TILING)
@@ -116,20 +138,20 @@ def test_stripes_compute_each_tile_once(model_path, stack, tmp_path, monkeypatch
     from napari_colorize.engine import TilePlan
 
     whole = nc.colorize_to_zarr(stack, tmp_path / "whole.zarr", model_path, **TILING)
-    monkeypatch.setattr(zarr_io, "STRIPE_CHUNKS", 1)
-    real_write = zarr_io._write_in_order
-    monkeypatch.setattr(zarr_io, "_write_in_order", lambda dsk, keys, n, spill: real_write(dsk, keys, workers, spill))
-    calls, real = [], inference.predict
+    monkeypatch.setattr(stripes, "STRIPE_CHUNKS", 1)
+    real_write = stripes.write_in_order
+    monkeypatch.setattr(stripes, "write_in_order", lambda dsk, keys, n, spill: real_write(dsk, keys, workers, spill))
+    calls, real = [], inference.predict_maps
 
     def counting(model, gray, *args, **kwargs):
         calls.append(gray.shape[0])
         return real(model, gray, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict", counting)
+    monkeypatch.setattr(inference, "predict_maps", counting)
     striped = nc.colorize_to_zarr(stack, tmp_path / "striped.zarr", model_path, **TILING)
     plan = TilePlan.create(stack.shape, TILING["tile_size"], TILING["overlap"])
     assert plan.tx.n_chunks == 3 and sum(calls) == plan.n_tiles
-    assert not os.path.exists(striped / zarr_io.SPILL)
+    assert not os.path.exists(striped / store.SPILL)
     for a, b in zip(_read(whole), _read(striped)):
         np.testing.assert_array_equal(a, b)
 
@@ -170,7 +192,7 @@ def test_local_cluster_matches_single_process(model_path, stack, tmp_path):
         lazy = nc.colorize(stack[:1], model_path, client=client, **TILING)
         from_cluster = client.compute(lazy.hue_entropy).result()
         # One model per worker: each worker process loaded the file once.
-        loaded = client.run(lambda: len(__import__("napari_colorize.api", fromlist=["x"])._MODEL_CACHE))
+        loaded = client.run(lambda: len(__import__("napari_colorize.engine.models", fromlist=["x"])._MODEL_CACHE))
     assert ticks[-1] == (18, 18)
     assert set(loaded.values()) == {1}
     (rgb_a, conf_a, ent_a), (rgb_b, conf_b, ent_b) = _read(single), _read(dist)
@@ -189,4 +211,138 @@ def test_client_needs_a_model_path(stack):
 
 
 def test_zarr_io_works_with_installed_zarr():
-    assert zarr_io._ZARR3 == (int(zarr.__version__.split(".")[0]) >= 3)
+    assert store.ZARR3 == (int(zarr.__version__.split(".")[0]) >= 3)
+
+
+def _mean_2x2(level: np.ndarray) -> np.ndarray:
+    """The mean of 2 x 2 blocks in y, x, written here independently of the engine: an odd
+    last row or column is averaged over the pixels it has (float64)."""
+    level = np.asarray(level, np.float64)
+    h, w = level.shape[-2:]
+    padded = np.pad(level, [(0, 0)] * (level.ndim - 2) + [(0, h % 2), (0, w % 2)], mode="edge")
+    return padded.reshape(*padded.shape[:-2], (h + 1) // 2, 2, (w + 1) // 2, 2).mean(axis=(-3, -1))
+
+
+def _block_mean(level0: np.ndarray, factor: int) -> np.ndarray:
+    """The mean of whole ``factor`` x ``factor`` blocks of level 0 (the image's uneven edge left out)."""
+    h, w = (n // factor for n in level0.shape[-2:])
+    cut = np.asarray(level0, np.float64)[..., :h * factor, :w * factor]
+    return cut.reshape(*cut.shape[:-2], h, factor, w, factor).mean(axis=(-3, -1))
+
+
+@pytest.mark.parametrize("rgb_dtype", ["uint8", "float32"])
+def test_pyramid_levels_are_mean_downsamplings_and_valid_ome_zarr(model_path, stack, tmp_path, rgb_dtype):
+    from ome_zarr_models.v04 import Image
+
+    out = nc.colorize_to_zarr(stack, tmp_path / "out.zarr", model_path, scale=(0.25, 0.5), unit="micrometer",
+                              rgb_dtype=rgb_dtype, **TILING)
+    root = zarr.open_group(str(out), mode="r")
+    for group in (root, root["confidence"], root["entropy"]):
+        image = Image.from_zarr(group)  # raises on invalid OME-NGFF 0.4 metadata or missing levels
+        paths = [d.path for d in image.datasets[0]]
+        assert paths == ["0", "1", "2"]
+        scales = [d.coordinateTransformations[0].scale[-2:] for d in image.datasets[0]]
+        assert scales == [[0.25, 0.5], [0.5, 1.0], [1.0, 2.0]]
+        levels = [np.asarray(group[p]) for p in paths]
+        for n in (1, 2):
+            expected = _mean_2x2(levels[n - 1])
+            if levels[n].dtype == np.uint8:  # rounded to the nearest level, exactly
+                np.testing.assert_array_equal(levels[n], np.rint(expected).astype(np.uint8))
+            else:
+                np.testing.assert_allclose(levels[n], expected, rtol=1e-6, atol=1e-7)
+            # Against level 0 directly: equal but for rounding to uint8 at each level (at most
+            # 0.5 per level) where the blocks are whole.
+            direct = _block_mean(levels[0], 2 ** n)
+            inner = levels[n][..., :direct.shape[-2], :direct.shape[-1]].astype(np.float64)
+            np.testing.assert_allclose(inner, direct, atol=0.5 * n + 1e-9 if levels[n].dtype == np.uint8 else 1e-5)
+        assert not np.all(levels[2] == 0)
+
+
+def test_open_zarr_levels(model_path, stack, tmp_path):
+    out = nc.colorize_to_zarr(stack, tmp_path / "out.zarr", model_path, **TILING)
+    levels = open_zarr_levels(out)
+    assert [lv.shape for lv in levels.rgb] == [(2, 200, 230, 3), (2, 100, 115, 3), (2, 50, 58, 3)]
+    assert levels.rgb[0].dtype == np.uint8 and levels.hue_entropy[1].dtype == np.float32
+    assert [lv.shape for lv in levels.chroma_confidence] == [(2, 200, 230), (2, 100, 115), (2, 50, 58)]
+    root = zarr.open_group(str(out), mode="r")
+    np.testing.assert_array_equal(levels.rgb[1].compute(), np.moveaxis(np.asarray(root["1"]), 0, -1))
+    level0 = open_zarr_result(out)
+    np.testing.assert_array_equal(level0.rgb.compute(), levels.rgb[0].compute().astype(np.float32) / 255.0)
+    assert levels.info["complete"] and levels.info["levels"] == 3
+
+
+def test_kill_during_the_pyramid_resumes_it(model_path, stack, tmp_path, monkeypatch):
+    from napari_colorize import inference
+
+    full = nc.colorize_to_zarr(stack, tmp_path / "full.zarr", model_path, **TILING)
+    real = pyramid.downsample
+    calls = []
+
+    class Killed(Exception):
+        pass
+
+    def dying(block):
+        calls.append(block.shape)
+        if len(calls) > 5:  # level 1 has 2 planes x 2 x 2 chunks x 3 outputs: killed inside it
+            raise Killed
+        return real(block)
+
+    monkeypatch.setattr(pyramid, "downsample", dying)
+    out = tmp_path / "out.zarr"
+    with pytest.raises(Killed):
+        nc.colorize_to_zarr(stack, out, model_path, **TILING)
+    assert not is_complete(out)
+    finished = os.listdir(out / MARKERS / "level1")
+    assert 0 < len(finished) < 8 and not os.path.exists(out / MARKERS / "level2")
+    monkeypatch.setattr(pyramid, "downsample", real)
+    predicted = []
+    real_predict = inference.predict_maps
+    monkeypatch.setattr(inference, "predict_maps", lambda *a, **k: predicted.append(1) or real_predict(*a, **k))
+    nc.colorize_to_zarr(stack, out, model_path, **TILING)
+    assert is_complete(out) and not predicted  # level 0 was finished: no tile computed again
+    for a, b in zip(_read_levels(full), _read_levels(out)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cancel_during_the_pyramid(model_path, stack, tmp_path, monkeypatch):
+    import threading
+
+    cancel = threading.Event()
+    real = pyramid.write_pyramid
+
+    def cancel_first(*args, **kwargs):
+        cancel.set()  # level 0 is written: cancel as the pyramid starts
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zarr_io, "write_pyramid", cancel_first)
+    with pytest.raises(Cancelled):
+        nc.colorize_to_zarr(stack, tmp_path / "out.zarr", model_path, cancel=cancel, **TILING)
+    assert not is_complete(tmp_path / "out.zarr")
+    assert os.listdir(tmp_path / "out.zarr" / MARKERS / "level1") == []
+
+
+def test_time_series_keeps_channels_between_time_and_space(model_path, stack, tmp_path):
+    from ome_zarr_models.v04 import Image
+
+    series = np.stack([stack[:, :80, :100], stack[::-1, :80, :100]])  # (t, z, y, x)
+    out = nc.colorize_to_zarr(series, tmp_path / "t.zarr", model_path, axes=("t", "z"), **TILING)
+    root = zarr.open_group(str(out), mode="r")
+    image = Image.from_zarr(root)
+    assert [a.name for a in image.attributes.multiscales[0].axes] == ["t", "c", "z", "y", "x"]
+    assert root["0"].shape == (2, 3, 2, 80, 100) and root["1"].shape == (2, 3, 2, 40, 50)
+    ref = nc.colorize(series, model_path, **TILING)
+    as_uint8 = np.clip(np.rint(np.asarray(ref.rgb) * 255.0), 0, 255).astype(np.uint8)
+    np.testing.assert_array_equal(np.moveaxis(np.asarray(root["0"]), 1, -1), as_uint8)
+    np.testing.assert_array_equal(open_zarr_levels(out).rgb[1].compute(), np.moveaxis(np.asarray(root["1"]), 1, -1))
+
+
+def test_axes_outside_ngff_are_kept_with_a_warning(tmp_path):
+    from napari_colorize.engine.ome import ome_axes, write_multiscales
+
+    group = zarr.open_group(str(tmp_path / "odd.zarr"), mode="w", zarr_format=2)
+    group.create_array("0", shape=(2, 2, 4, 4), dtype="float32")
+    axes = ome_axes(2, False, None, ["angle", "phase"])  # two custom axes: NGFF 0.4 allows one
+    with pytest.warns(UserWarning, match="not valid OME-NGFF"):
+        write_multiscales(group, "odd", axes, [1.0] * 4, ["0"])
+    ms = group.attrs["multiscales"][0]
+    assert [a["name"] for a in ms["axes"]] == ["angle", "phase", "y", "x"] and ms["datasets"][0]["path"] == "0"

@@ -14,11 +14,10 @@ import torch
 from skimage.color import rgb2lab
 
 from napari_colorize import colorize, save_model
+from napari_colorize.evaluate.runs import _colour_from_probabilities, _probabilities
+from napari_colorize.evaluate.calibration import _select_fading
 from napari_colorize.evaluate import (
     EvaluationTable,
-    _colour_from_probabilities,
-    _select_fading,
-    _probabilities,
     calibrate,
     compare,
     evaluate,

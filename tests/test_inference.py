@@ -203,3 +203,39 @@ def test_pad_to_multiple():
     assert torch.equal(padded[..., :35, :40], x)
     assert torch.equal(padded[..., 35, :40], x[..., 33, :])  # reflected about the last row
     assert pad_to_multiple(x[..., :32, :32], 32).shape == (1, 1, 32, 32)
+
+
+def test_a_registered_space_is_used_through_its_own_methods(tmp_path):
+    # A space that is not one of the built-in names: any code still choosing behaviour by
+    # name (if space.name == "hue_chroma") would send it down the wrong path.
+    from napari_colorize import build_model, load_model, save_model
+    from napari_colorize.bins import uniform_bins
+    from napari_colorize.spaces import HueChromaSpace, register_space
+    from napari_colorize.training import compute_loss
+    from napari_colorize.training.data import ColorCropDataset
+
+    space = HueChromaSpace("hue_chroma16", {"hue": 16, "chroma": 16},
+                           {"hue": uniform_bins(16, circular=True), "chroma": uniform_bins(16)})
+    register_space(space)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_space(space)
+        torch.manual_seed(0)
+        model = build_model("compact", "hue_chroma16").eval()
+        with torch.no_grad():
+            for head in model.heads.values():
+                head.bias.normal_(0.0, 2.0)
+        loaded = load_model(save_model(model, tmp_path / "m.safetensors"))
+        assert loaded.space is space and loaded.heads["hue"].out_channels == 16
+        gray = torch.rand(1, 64, 64, generator=torch.Generator().manual_seed(1))
+        rgb, confidence, entropy = predict(loaded, gray)
+        np.testing.assert_allclose(rgb.mean(-1).numpy(), gray.numpy(), atol=1e-6)
+        assert rgb_to_hue_chroma(rgb)[1].mean() > 0.03 and 0 <= float(entropy.min()) <= float(entropy.max()) <= 1
+        image = (np.random.default_rng(2).random((64, 64, 3)) * 255).astype(np.uint8)
+        dataset = ColorCropDataset([image], space, 64, 8)
+        item = dataset[(0, 3)]
+        batch = {k: torch.stack([v, dataset[(0, 4)][k]]) for k, v in item.items()}  # batch norm needs 2
+        assert set(item) >= {"target_hue", "target_chroma"} and item["target_hue"].shape == (8, 16)
+        assert torch.isfinite(compute_loss(model.train(), batch))
+    finally:
+        del SPACES["hue_chroma16"]

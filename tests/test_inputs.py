@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from napari_colorize import colorize
-from napari_colorize.inputs import check_gray_shape, percentile_limits, to_unit_float
+from napari_colorize.inputs import (
+    InputScalingWarning,
+    check_gray_shape,
+    check_gray_values,
+    data_range_limits,
+    needs_data_limits,
+    percentile_limits,
+    to_unit_float,
+)
 
 
 @pytest.mark.parametrize("dtype, values, expected", [
@@ -127,3 +135,98 @@ def test_colorize_leaves_a_read_only_input_alone(make_model, rng, normalize):
 def test_colorize_reports_bad_inputs(make_model, image, words):
     with pytest.raises(ValueError, match=words):
         colorize(image, model=make_model("compact", "hue_chroma"))
+
+
+# ----------------------------------------------------------------------------- wide and signed integers
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint32, np.uint64])
+def test_wide_and_signed_integers_are_scaled_by_their_data_range(dtype):
+    from skimage import data
+
+    cam = data.camera()[::4, ::4]
+    values = cam.astype(dtype) if np.iinfo(dtype).max >= 255 else (cam // 2).astype(dtype)
+    with pytest.warns(InputScalingWarning, match=rf"{np.dtype(dtype)} image: scaling its data range \[0, "):
+        out = to_unit_float(values)
+    np.testing.assert_allclose(out, values / float(values.max()), atol=1e-6)  # 0 black, the maximum white
+
+
+def test_a_python_list_is_scaled_like_the_uint8_image_it_came_from():
+    from skimage import data
+
+    cam = data.camera()[::4, ::4]
+    with pytest.warns(InputScalingWarning):
+        out = to_unit_float(cam.tolist())
+    np.testing.assert_allclose(out, cam / 255.0, atol=1e-6)
+
+
+def test_data_range_keeps_zero_black_and_negative_values():
+    with pytest.warns(InputScalingWarning, match=r"\[0, 4000\]"):
+        np.testing.assert_allclose(to_unit_float(np.array([[1000, 2000], [3000, 4000]], np.int32)),
+                                   [[0.25, 0.5], [0.75, 1.0]])
+    with pytest.warns(InputScalingWarning, match=r"\[-1024, 3072\]"):  # CT numbers
+        np.testing.assert_allclose(to_unit_float(np.array([[-1024, 0], [1024, 3072]], np.int16)),
+                                   [[0, 0.25], [0.5, 1.0]])
+    np.testing.assert_array_equal(to_unit_float(np.zeros((4, 4), np.int64)), 0.0)  # nothing to scale
+
+
+def test_given_limits_are_shared_by_tiles_of_a_wide_integer_image():
+    image = np.arange(64, dtype=np.int64).reshape(8, 8) * 10  # 0-630
+    limits = data_range_limits(image, warn=False)
+    assert limits == (0.0, 630.0)
+    tile = image[:4]  # its own maximum is 310
+    np.testing.assert_allclose(to_unit_float(tile, limits=limits), tile / 630.0, atol=1e-7)
+
+
+def test_data_range_limits_of_lazy_arrays_are_computed_once_over_all_chunks(tmp_path):
+    import dask.array as da
+    import zarr
+
+    image = np.arange(2 * 64 * 64, dtype=np.int32).reshape(2, 64, 64) - 100
+    lazy = da.from_array(image, chunks=(1, 32, 32))
+    store = zarr.open_array(str(tmp_path / "in.zarr"), mode="w", shape=image.shape, chunks=(1, 32, 32),
+                            dtype=image.dtype)
+    store[:] = image
+    for source in (lazy, store):
+        with pytest.warns(InputScalingWarning):
+            assert data_range_limits(source) == (-100.0, float(image.max()))
+
+
+@pytest.mark.parametrize("dtype, expected", [
+    (np.uint8, False), (np.uint16, False), (">u2", False), (np.bool_, False), (np.float32, False),
+    (np.int8, True), (np.int16, True), (np.int32, True), (np.int64, True), (np.uint32, True), (np.uint64, True),
+])
+def test_which_types_need_data_limits(dtype, expected):
+    assert needs_data_limits(dtype) is expected
+    assert (data_range_limits(np.ones((2, 2), dtype), warn=False) is not None) is expected
+
+
+# ----------------------------------------------------------------------------- the one value check
+
+@pytest.mark.parametrize("image, normalize, limits, words", [
+    (np.full((4, 4), 2.0), None, None, r"float images must lie in \[0, 1\], this one spans \[2, 2\]"),
+    (np.full((4, 4), -0.5), "dtype", None, "normalize='percentile'"),
+    (np.array([[0.5, np.nan]]), "percentile", None, "NaN or infinite"),
+    (np.array([[0.5, np.inf]]), None, None, "NaN or infinite"),
+    (np.zeros((4, 4), np.complex64), None, None, "dtype complex64"),
+    (np.array([["a"]]), None, None, "dtype <U1"),
+    (np.zeros((4, 4)), "zscore", None, "choose one of"),
+    (np.zeros((4, 4)), "minmax", (1.0, np.nan), "two finite numbers"),
+    (np.zeros((4, 4)), "minmax", (5.0, 1.0), "lo <= hi"),
+    (np.zeros((4, 4)), "minmax", "ab", "two numbers"),
+])
+def test_check_gray_values_refuses_with_one_message(image, normalize, limits, words):
+    with pytest.raises(ValueError, match=words):
+        check_gray_values(image, normalize, limits)
+
+
+def test_check_gray_values_accepts_what_to_unit_float_accepts():
+    import dask.array as da
+
+    check_gray_values(np.full((4, 4), 300.0), "percentile")
+    check_gray_values(np.zeros((4, 4), np.int64))
+    check_gray_values([[0, 1], [1, 0]])
+    check_gray_values(np.zeros((4, 4), bool), limits=(0, 1))
+    # Lazy data are checked by type here and value by value tile by tile (to_unit_float).
+    check_gray_values(da.full((4, 4), np.nan, chunks=2))
+    with pytest.raises(ValueError, match="dtype complex"):
+        check_gray_values(da.zeros((4, 4), dtype=complex, chunks=2))

@@ -314,7 +314,7 @@ def test_mismatched_tensors_are_refused(trained_like_model, tmp_path):
     tensors = load_file(str(path))
     tensors.pop("heads.ab.weight")
     save_file(tensors, str(path), metadata={METADATA_KEY: read_config(path).to_json()})
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(ValueError, match=r"do not match .*missing \['heads.ab.weight'\]"):
         load_model(path)
 
 
@@ -346,3 +346,76 @@ def test_batch_norm_is_folded_for_inference_only():
     np.testing.assert_allclose(refolded["ab"], changed["ab"], atol=1e-5)
     assert not torch.allclose(refolded["ab"], folded["ab"])
     assert "backbone.stages.0.0.1.running_mean" in model.state_dict()
+
+
+# --- the backbone registry --------------------------------------------------------------
+
+
+def test_backbone_registry_holds_each_backbones_defaults():
+    from napari_colorize.model import BACKBONES, get_backbone
+
+    assert tuple(BACKBONES) == ("compact", "vgg16")
+    compact, vgg16 = get_backbone("compact"), get_backbone("vgg16")
+    assert (compact.hidden, compact.min_size, compact.pretrained) == (128, 32, {})
+    assert compact.tiling("cpu") == (1408, 384, 1536) and compact.tiling("cuda") == (4096, 384, 4096)
+    assert (vgg16.hidden, vgg16.min_size, sorted(vgg16.pretrained)) == (1024, 32, ["imagenet"])
+    assert vgg16.tiling("cpu") == (1024, 384, 1024) and vgg16.tiling("cuda") == (2048, 384, 2048)
+    with torch.device("meta"):  # the default hidden width comes from the entry (no memory used)
+        assert build_model("vgg16").projection_bias.shape == (1024,)
+    assert build_model("compact").projection_bias.shape == (128,)
+    with pytest.raises(ValueError, match=r"unknown backbone 'resnet'; choose one of compact, vgg16"):
+        get_backbone("resnet")
+
+
+class _TinyBackbone(torch.nn.Module):
+    """Two tapped convolutions, at strides 1 and 32."""
+
+    multiple = 32
+    min_size = 32
+
+    def __init__(self) -> None:
+        super().__init__()
+        from napari_colorize.model import Tap
+
+        self.c1, self.c2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 6, 3, padding=1)
+        self.taps = [Tap("c1", 4, 1), Tap("c2", 6, 32)]
+
+    def forward(self, x):
+        x = torch.relu(self.c1(x))
+        yield x
+        yield torch.relu(self.c2(torch.nn.functional.max_pool2d(x, 32)))
+
+
+def test_adding_a_backbone_is_one_registry_entry(tmp_path):
+    from napari_colorize.cli import build_parser
+    from napari_colorize.inference import predict
+    from napari_colorize.model import BACKBONES, BackboneSpec, register_backbone
+
+    spec = BackboneSpec("tiny", _TinyBackbone, hidden=16, cpu_tiling=(256, 64), single_pass_max=256,
+                        gpu_tiling=(512, 64), min_size=64)
+    register_backbone(spec)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_backbone(spec)
+        model = build_model("tiny", "lab")
+        assert model.min_size == 64 and model.projection_bias.numel() == 16
+        loaded = load_model(save_model(model, tmp_path / "tiny.safetensors"))  # the schema accepts the new name
+        rgb = predict(loaded, torch.rand(1, 64, 96))[0]
+        assert rgb.shape == (1, 64, 96, 3)
+        with pytest.raises(ValueError, match="at least 64 x 64"):
+            predict(loaded, torch.rand(1, 48, 96))
+        args = build_parser().parse_args(["train", "photos", "-o", "m.safetensors", "--backbone", "tiny"])
+        assert args.backbone == "tiny"
+    finally:
+        del BACKBONES["tiny"]
+
+
+def test_backbone_entries_are_checked_when_registered():
+    from napari_colorize.model import BackboneSpec
+
+    with pytest.raises(ValueError, match=r"hidden must lie in \[8, 4096\]"):
+        BackboneSpec("wide", _TinyBackbone, hidden=10**6, cpu_tiling=(256, 64), single_pass_max=256,
+                     gpu_tiling=(512, 64))
+    with pytest.raises(ValueError, match="cpu_tiling needs tile > 2 x overlap"):
+        BackboneSpec("seamy", _TinyBackbone, hidden=16, cpu_tiling=(256, 128), single_pass_max=256,
+                     gpu_tiling=(512, 64))

@@ -298,3 +298,28 @@ def test_cli_trains(tmp_path, image_dir):
     assert code == 0
     cfg = read_config(out)
     assert cfg.space == "lab_marginal" and cfg.training["steps"] == 2 and "--steps 2" in cfg.training["command"]
+
+
+def test_cli_choices_come_from_the_registries(monkeypatch):
+    import argparse
+
+    from napari_colorize.cli import build_parser
+    from napari_colorize.decode import METHODS
+    from napari_colorize.devices import PRECISIONS
+    from napari_colorize.model import BACKBONES
+    from napari_colorize.spaces import SPACES
+    from napari_colorize.training.config import OPTIMIZERS, SCHEDULES
+
+    monkeypatch.setitem(SPACES, "lab_fine", SPACES["lab"])  # a space registered after import is offered too
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+
+    def choices(command: str, flag: str) -> tuple:
+        return tuple(next(a for a in commands[command]._actions if flag in a.option_strings).choices)
+
+    assert choices("train", "--space") == tuple(SPACES) and "lab_fine" in SPACES
+    assert choices("train", "--backbone") == tuple(BACKBONES)
+    assert choices("train", "--precision") == PRECISIONS
+    assert choices("train", "--optimizer") == OPTIMIZERS and choices("train", "--schedule") == SCHEDULES
+    assert choices("train", "--pretrained") == ("imagenet",)
+    assert choices("evaluate", "--method") == ("default", *METHODS)

@@ -1,19 +1,157 @@
-"""Atomic file writes and safetensors header reading, shared by every writer in the package.
+"""Atomic file writes, disk-space errors and safetensors header reading, shared by every writer.
 
 A file is written under a temporary name in its destination folder and then
 ``os.replace``-d into place, so a run killed while writing leaves either the old file
-or the new one, never a torn file.
+or the new one, never a torn file.  A full disk gives one :class:`DiskFullError` naming
+the file (:class:`FileTooLargeError` for a file beyond the file system's limit), and the
+temporary file is always removed.  A run killed with SIGKILL cannot
+remove its temporary files; their names carry the host and process id, so the next
+write into the same folder removes those whose process is gone.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import secrets
+import shutil
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "read_safetensors_metadata"]
+__all__ = ["atomic_path", "preallocate", "remove_stale_temps", "DiskFullError", "FileTooLargeError", "space_error",
+           "TEMP_NAME_EXTRA", "read_safetensors_metadata"]
+
+#: errno values meaning "no room left" (a full disk, or the user's quota).
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: errno values of file systems that cannot preallocate (then free space is checked instead).
+_NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.ENODEV})
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:24] or "host"
+#: The most bytes a temporary name adds to its file's name: ``.`` + ``.<8 hex>.tmp-<host>-<pid>``
+#: (host at most 24 characters, pid at most 7 digits); check output names against it.
+TEMP_NAME_EXTRA = 1 + 9 + 5 + 24 + 1 + 7
+#: ``.<stem>.<8 hex>.tmp-<host>-<pid><suffix>``: recognisable, and says whose it is.
+_TEMP_RE = re.compile(r"^\..*\.[0-9a-f]{8}\.tmp-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)(\.[^.]*)?$")
+_swept: set[Path] = set()
+_swept_lock = threading.Lock()
+
+
+class DiskFullError(OSError):
+    """The disk (or quota) is full while writing a file; ``errno`` is ``ENOSPC``.
+
+    Parameters
+    ----------
+    path : Path
+        The file being written (its final name).
+    needed : int, optional
+        Bytes the file needs, when known.
+    """
+
+    def __init__(self, path: Path, needed: int | None = None) -> None:
+        free = _free_bytes(path.parent)
+        need = f"{_mb(needed)} needed, " if needed is not None else ""
+        have = f"{_mb(free)} free" if free is not None else "no free space"
+        super().__init__(errno.ENOSPC, f"disk full while writing {path}: {need}{have} in {path.parent}; "
+                         "free some space or choose another output folder")
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return self.strerror  # the message alone, without "[Errno 28]"
+
+
+class FileTooLargeError(OSError):
+    """A file is larger than its file system (FAT32: 4 GB) or the process's limit allows; ``errno`` is ``EFBIG``."""
+
+    def __init__(self, path: Path, needed: int | None = None) -> None:
+        size = f" ({_mb(needed)})" if needed is not None else ""
+        super().__init__(errno.EFBIG, f"{path} is too large{size} for the file system of {path.parent} or for this "
+                         "process's file size limit (FAT32 holds at most 4 GB per file); write to another disk, or "
+                         "write zarr, whose chunks are small files")
+        self.filename = str(path)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def space_error(err: BaseException, path: Path, needed: int | None = None) -> OSError | None:
+    """The clear error for a write that ran out of room (full disk, quota, file size limit), else None."""
+    if isinstance(err, (DiskFullError, FileTooLargeError)) or not isinstance(err, OSError):
+        return None
+    if err.errno in DISK_FULL_ERRNOS:
+        return DiskFullError(path, needed)
+    if err.errno == errno.EFBIG:
+        return FileTooLargeError(path, needed)
+    return None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host with this id runs (for stale temporary and lock files)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete temporary files left in ``folder`` by killed runs of this program on this host.
+
+    Only names made by :func:`atomic_path` whose host is this machine and whose process
+    no longer exists are removed (a temporary file of a run still going, or of another
+    machine sharing the folder, is kept).  Does nothing on Windows, where a process
+    cannot be probed without side effects.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    if os.name != "posix":
+        return []
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    for name in names:
+        match = _TEMP_RE.match(name)
+        if match is None or match["host"] != _HOST or pid_alive(int(match["pid"])):
+            continue
+        stale = Path(folder) / name
+        try:
+            stale.unlink()
+        except FileNotFoundError:  # another run removed it first
+            continue
+        removed.append(stale)
+    return removed
+
+
+def _sweep_once(folder: Path) -> None:
+    """Remove stale temporary files from ``folder`` the first time this process writes there."""
+    key = folder.resolve()
+    with _swept_lock:
+        if key in _swept:
+            return
+        _swept.add(key)
+    remove_stale_temps(key)
 
 
 def _create_temp(path: Path) -> Path:
@@ -25,14 +163,21 @@ def _create_temp(path: Path) -> Path:
     umask, and reading it (``os.umask``) changes it process-wide for a moment, which is
     not thread-safe.
     """
+    _sweep_once(path.parent)
     for _ in range(100):
-        tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+        tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp-{_HOST}-{os.getpid()}{path.suffix}")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
             continue
+        except OSError as err:
+            clear = space_error(err, path)
+            if clear is not None:
+                raise clear from err
+            raise
         return tmp
-    raise FileExistsError(f"could not create a temporary file beside {path}; remove stale '.{path.stem}.*.tmp*' files there")
+    raise FileExistsError(f"could not create a temporary file beside {path}; "
+                          f"remove stale '.{path.stem}.*.tmp*' files there")
 
 
 @contextmanager
@@ -40,10 +185,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Write a file atomically: yield a temporary name beside ``path``, then rename it into place.
 
     The temporary file already exists (empty) when yielded; the writer may overwrite it.
-    It keeps ``path``'s suffix (``.tmp.png`` ...) so writers that pick a format from the
-    name still work.  On a normal exit it replaces ``path`` (``os.replace``, atomic on the
-    same file system); on an exception it is deleted and ``path`` is left untouched.
-    The destination folder must exist.
+    It keeps ``path``'s suffix (``.tmp-host-pid.png`` ...) so writers that pick a format
+    from the name still work.  On a normal exit it replaces ``path`` (``os.replace``,
+    atomic on the same file system); on an exception it is deleted and ``path`` is left
+    untouched.  A full disk raised inside the block becomes one :class:`DiskFullError`
+    naming ``path``.  The destination folder must exist.
 
     Parameters
     ----------
@@ -60,9 +206,48 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        clear = space_error(err, path)
+        if clear is not None:
+            raise clear from err
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def preallocate(tmp: Path, size: int, final: Path) -> None:
+    """Reserve ``size`` bytes of disk for the file ``tmp`` now, so a full disk fails here.
+
+    Memory-mapped files are written page by page by the kernel; on a full disk that
+    write is a SIGBUS that kills the process without a message.  Reserving the blocks
+    first (``posix_fallocate``) turns it into an error before any pixel is computed.
+    Where the file system cannot preallocate, the free space is compared instead.
+
+    Raises
+    ------
+    DiskFullError
+        If the disk cannot hold ``size`` bytes.
+    FileTooLargeError
+        If the file system (or the process's limit) does not allow a file that large.
+    """
+    if hasattr(os, "posix_fallocate"):
+        fd = os.open(tmp, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, size)
+            return
+        except OSError as err:
+            clear = space_error(err, final, size)
+            if clear is not None:
+                raise clear from err
+            if err.errno not in _NO_FALLOCATE:
+                raise
+        finally:
+            os.close(fd)
+    free = _free_bytes(tmp.parent)
+    allocated = getattr(tmp.stat(), "st_blocks", 0) * 512
+    if free is not None and size - allocated > free:
+        raise DiskFullError(final, size)
 
 
 def read_safetensors_metadata(path: Path, key: str, not_safetensors: Callable[[Exception], str], no_key: str) -> str:

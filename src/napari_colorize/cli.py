@@ -29,8 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 some inputs failed, 2 usage/input error)."""
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit code (0 ok, 1 some inputs failed, 2 usage/input error).
+
+    Usage errors found by argparse (an unknown option, two exclusive flags) return 2
+    after argparse's message, as every other refusal does, instead of exiting the caller.
+    """
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # argparse: --help/--version (0) or a usage error (2)
+        return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as err:

@@ -1,9 +1,14 @@
 """``napari-colorize colorize``: colour files, folders and globs at full resolution.
 
 One output set per input (``NAME_colorized``, ``NAME_confidence``, ``NAME_entropy``)
-in the output folder, as PNG, TIFF or OME-Zarr.  Files are written under a temporary
-name and renamed when complete; zarr stores are resumable chunk by chunk.  A bad file
-is reported and skipped; the exit code is 1 if any input failed.
+under the output folder, as PNG, TIFF or OME-Zarr, keeping each input's path below
+its input argument (``scans/a/y.png`` -> ``OUT/a/y_colorized.png``).  Everything that
+can be checked is checked once before the first input: the model and options, name
+clashes, outputs over inputs, and existing outputs (refused unless --skip-existing
+or --overwrite).  Files are written under a temporary name and renamed when
+complete; zarr stores resume chunk by chunk.  Each output is locked while written,
+so two runs on one folder never write the same file.  A bad file is reported and
+skipped; the exit code is 1 if any input failed, 2 if nothing was started.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -19,38 +25,55 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_lock import OutputBusyError, OutputLocks
+from .cli_plan import FORMATS, STORE, Job, check_output_folder, outputs_to_write, plan_jobs, preflight
+from .decode import METHODS
+from .devices import PRECISIONS
+from .outputs import channel_slices, check_output_keys, get_output, output_keys
+
 __all__ = ["add_parser", "run"]
 
-OUTPUT_NAMES = {"rgb": "colorized", "confidence": "confidence", "entropy": "entropy"}
-FORMATS = ("png", "tiff", "zarr")
-SUFFIX = {"png": ".png", "tiff": ".tif", "zarr": ".zarr"}
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("colorize", help="colorize gray images (files, folders, globs; PNG/JPEG/TIFF/zarr)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (searched recursively) or globs")
-    p.add_argument("-o", "--output", required=True, help="output folder (created if needed; not an input folder)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output folder (created if needed; not an input folder); sub-folders of inputs are kept")
     p.add_argument("--model", default="default", help="'default' or a .safetensors file from `napari-colorize train`")
-    p.add_argument("--method", default=None, choices=["expectation", "median", "mode", "sample"],
+    p.add_argument("--method", default=None, choices=METHODS,
                    help="histogram decoding (default: the paper's best for the model)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="network precision on a GPU")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="network precision on a GPU")
     p.add_argument("--tile-size", type=int, default=None, help="tile side in pixels (default per backbone)")
     p.add_argument("--overlap", type=int, default=None, help="overlap of adjacent tiles in pixels")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="tiles per model call (default: 1 on a CPU, about 16 M pixels on a GPU)")
-    p.add_argument("--outputs", default="rgb,confidence,entropy",
-                   help="comma-separated subset of rgb,confidence,entropy (default: all)")
-    p.add_argument("--format", choices=FORMATS, default=None,
+    p.add_argument("--outputs", default=",".join(output_keys()),
+                   help=f"comma-separated subset of {','.join(output_keys())} (default: all)")
+    p.add_argument("--format", choices=tuple(FORMATS), default=None,
                    help="png, tiff or zarr (default: png for PNG/JPEG inputs, tiff for TIFF, zarr for zarr)")
     p.add_argument("--rgb-dtype", choices=["uint8", "float32"], default="uint8", help="RGB type for tiff/zarr")
     p.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier")
     p.add_argument("--normalize", choices=["none", "percentile", "minmax"], default="none",
                    help="percentile: map the 0.1-99.9 percentiles of each image to [0, 1] (microscopy)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="dask.distributed scheduler to run on")
-    p.add_argument("--workers", type=int, default=None, metavar="N", help="start N local worker processes")
-    p.add_argument("--skip-existing", action="store_true", help="skip inputs whose outputs all exist")
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="N", help="start N local worker processes")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="keep existing outputs: colour only the outputs that are missing")
+    existing.add_argument("--overwrite", action="store_true",
+                          help="replace existing outputs of napari-colorize (never anything else)")
     p.add_argument("--strict", action="store_true", help="fail colour inputs instead of converting them to gray")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -75,86 +98,152 @@ class Summary:
 
 
 def _outputs(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(s.strip() for s in text.split(",") if s.strip()))
-    bad = [n for n in names if n not in OUTPUT_NAMES]
-    if bad or not names:
-        raise ValueError(f"--outputs takes a comma-separated subset of {','.join(OUTPUT_NAMES)}, got {text!r}")
-    return names
+    try:
+        return check_output_keys(s.strip() for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ValueError(f"--outputs takes a comma-separated subset of {','.join(output_keys())}, got {text!r}") from None
 
 
-def _check_args(args, inputs: list[Path], out_dir: Path) -> None:
-    if args.tile_size is not None or args.overlap is not None:
-        from .engine.tiling import check_tiling
-        tile = args.tile_size if args.tile_size is not None else 1024
-        check_tiling(tile, args.overlap if args.overlap is not None else min(128, tile // 4), 32)
+def _policy(args) -> str:
+    """What to do with existing outputs (argparse keeps the two flags exclusive)."""
+    return "overwrite" if args.overwrite else "skip" if args.skip_existing else "refuse"
+
+
+def _check_args(args) -> None:
     if args.workers is not None and args.scheduler:
         raise ValueError("give either --scheduler (an existing cluster) or --workers (a local one), not both")
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
-    folders = {p.parent.resolve() for p in inputs} | {p.resolve() for p in inputs if p.is_dir() and not p.suffix == ".zarr"}
-    if out_dir.resolve() in folders:
-        raise ValueError(f"the output folder {out_dir} is also an input folder; choose a separate -o folder so that "
-                         "outputs never mix with (or get picked up as) inputs")
-    for p in inputs:
-        if out_dir.resolve() == p.resolve() or p.resolve() in out_dir.resolve().parents and p.suffix == ".zarr":
-            raise ValueError(f"the output folder {out_dir} is inside the input {p}; choose another -o folder")
 
 
-def _targets(src: Path, fmt: str, outputs: tuple[str, ...], out_dir: Path) -> dict[str, Path]:
-    stem = src.name[:-len(src.suffix)] if src.suffix else src.name
-    if fmt == "zarr":
-        return {"store": out_dir / f"{stem}_colorized.zarr"}
-    return {name: out_dir / f"{stem}_{OUTPUT_NAMES[name]}{SUFFIX[fmt]}" for name in outputs}
+def _check_model(model: str):
+    """The model's checked configuration, read once before starting (not once per input)."""
+    from .model import read_config
+    try:
+        return read_config(model)
+    except (ValueError, FileNotFoundError) as err:
+        raise ValueError(f"--model {model}: {err}") from None
 
 
-def _format_for(src: Path, chosen: str | None) -> str:
-    if chosen:
-        return chosen
-    from .io import is_zarr
-    if is_zarr(src):
-        return "zarr"
-    return "tiff" if src.suffix.lower() in (".tif", ".tiff") else "png"
+def _cluster_device_type(device: str, client) -> str:
+    """The device type a cluster's workers run on ("auto": what the workers resolve it to)."""
+    import torch
+
+    from .devices import resolve_device
+    if device != "auto":
+        return torch.device(device).type
+    return next(iter(client.run(lambda: resolve_device("auto").type).values()), "cpu")
+
+
+def _check_engine(args, config, client) -> None:
+    """Check every engine option once, before the first input, with the engine's own checks.
+
+    The tiling is resolved as for an image too large for one pass, where every tiling
+    option applies.  In one process the model is loaded here (tensors checked); the
+    engine reuses that load for every input.
+    """
+    from types import SimpleNamespace
+
+    from .devices import autocast, resolve_device
+    from .engine import decode_options_for, get_model, resolve_tiling
+    from .model import BACKBONES
+
+    decode_options_for(SimpleNamespace(config=config), args.method, args.saturation)
+    device = resolve_device(args.device) if client is None else None
+    kind = device.type if device is not None else _cluster_device_type(args.device, client)
+    if args.tile_size is not None or args.overlap is not None:
+        min_size = int(getattr(BACKBONES.get(config.backbone), "min_size", 32))
+        resolve_tiling(config.backbone, None, kind, args.tile_size, args.overlap, min_size)
+    if device is not None:
+        with autocast(device, args.precision):  # refuses bf16/fp16 on a CPU
+            pass
+        try:  # last: the slowest check
+            get_model(args.model, device)
+        except (ValueError, FileNotFoundError) as err:
+            raise ValueError(f"--model {args.model}: {err}") from None
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"cannot create the output folder {folder}: a file is in the way; move it or choose "
+                         "another -o") from None
+    except OSError as err:
+        raise ValueError(f"cannot create the output folder {folder}: {err.strerror}; choose another -o") from None
 
 
 def run(args) -> int:
-    from .io import find_inputs
-
     outputs = _outputs(args.outputs)
-    inputs, missing = find_inputs(args.inputs)
+    _check_args(args)
+    policy = _policy(args)
+    config = _check_model(args.model)
     out_dir = Path(args.output)
-    _check_args(args, inputs, out_dir)
-    if not inputs:
+    jobs, missing = plan_jobs(args.inputs, out_dir, args.format, outputs)
+    jobs, dropped = check_output_folder(out_dir, args.inputs, jobs)
+    if dropped:
+        print(f"note: {len(dropped)} file(s) inside the output folder {out_dir} were not taken as inputs "
+              "(results of an earlier run)", file=sys.stderr)
+    if not jobs:
         raise FileNotFoundError("no input images found in " + ", ".join(repr(a) for a in args.inputs)
                                 + " (PNG, JPEG, TIFF or zarr)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = Summary(failed=[(p, r) for p, r in missing])
+    to_run, skipped = preflight(jobs, policy)
+    summary = Summary(failed=list(missing), skipped=[j.source for j in skipped])
     kwargs = dict(model=args.model, method=args.method, device=args.device, saturation=args.saturation,
                   normalize=None if args.normalize == "none" else args.normalize, precision=args.precision,
                   tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size)
-    input_set = {p.resolve() for p in inputs}
-    with _client(args) as client:
-        files = _bar(inputs, args, desc="files", unit="file")
-        for src in files:
-            fmt = _format_for(src, args.format)
-            targets = _targets(src, fmt, outputs, out_dir)
-            clash = [t for t in targets.values() if t.resolve() in input_set]
-            if clash:
-                summary.failed.append((str(src), f"its output {clash[0].name} would overwrite an input; skipped"))
-                continue
-            if args.skip_existing and _finished(targets, fmt):
-                summary.skipped.append(src)
-                continue
-            try:
-                mp = _colorize_one(src, fmt, targets, outputs, args, kwargs, client)
-            except KeyboardInterrupt:
-                raise
-            except Exception as err:  # one bad file must not stop a folder
-                summary.failed.append((str(src), f"{type(err).__name__}: {err}" if not isinstance(err, ValueError)
-                                       else str(err)))
-                continue
-            summary.done.append((src, mp))
+    if to_run:
+        with _client(args) as client:
+            _check_engine(args, config, client)
+            _make_folder(out_dir)
+            for job in _bar(to_run, args, desc="files", unit="file"):
+                _run_job(job, policy, outputs, args, kwargs, client, summary)
     summary.report()
     return 1 if summary.failed else 0
+
+
+def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summary) -> None:
+    """Colour one input with its outputs locked; its failure is recorded, not raised."""
+    try:
+        for target in job.targets.values():
+            _make_folder(target.parent)
+        with OutputLocks(job.targets.values()):
+            # Checked again under the lock: another run may have written outputs since the start.
+            narrowed, problems = outputs_to_write(job, policy)
+            if problems:
+                raise FileExistsError(f"{problems[0]} (found after this run started)")
+            if narrowed is None:
+                summary.skipped.append(job.source)
+                return
+            mp = _colorize_one(narrowed, outputs, args, kwargs, client)
+    except KeyboardInterrupt:
+        raise
+    except Exception as err:  # one bad file must not stop a folder
+        summary.failed.append((str(job.source), _message(err, job)))
+        return
+    summary.done.append((job.source, mp))
+
+
+def _message(err: Exception, job: Job) -> str:
+    """Our own errors say what to do; a full disk is named as such; anything else also names its type."""
+    from ._atomic import DiskFullError, FileTooLargeError, space_error
+
+    target = next(iter(job.targets.values()))
+    err = space_error(err, target) or (DiskFullError(target) if _out_of_space(err, target) else err)
+    if isinstance(err, (DiskFullError, FileTooLargeError)) and job.fmt == "zarr":
+        return f"{err} (the chunks already written are kept: run the same command again to finish the store)"
+    if isinstance(err, (ValueError, FileExistsError, OutputBusyError, DiskFullError, FileTooLargeError)):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
+def _out_of_space(err: Exception, target: Path) -> bool:
+    """An OSError without an errno (zarr's short writes) on a disk with under 1 MB left."""
+    if not isinstance(err, OSError) or err.errno is not None:
+        return False
+    folder = next((p for p in target.parents if p.is_dir()), None)
+    try:
+        return folder is not None and shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -176,13 +265,6 @@ def _bar(items, args, **kwargs):
         return items
     from tqdm.auto import tqdm
     return tqdm(items, file=sys.stderr, leave=False, **kwargs)
-
-
-def _finished(targets: dict[str, Path], fmt: str) -> bool:
-    if fmt == "zarr":
-        from .engine.zarr_io import is_complete
-        return is_complete(targets["store"])
-    return all(p.exists() for p in targets.values())
 
 
 def _tile_bar(args, desc: str):
@@ -207,51 +289,37 @@ def _tile_bar(args, desc: str):
     return ctx()
 
 
-def _colorize_one(src: Path, fmt: str, targets: dict[str, Path], outputs, args, kwargs, client) -> float:
-    """Colorize one input into ``targets``; returns its megapixels."""
-    from .io import ColourInputWarning, read_image
+def _colorize_one(job: Job, outputs, args, kwargs, client) -> float:
+    """Colorize one input into its targets; returns its megapixels."""
+    from .io import ReadWarning, read_image
 
+    src = job.source
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ColourInputWarning)
+        warnings.simplefilter("always", ReadWarning)
         image = read_image(src, strict=args.strict)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     shape = tuple(image.data.shape)
     mp = float(np.prod(shape, dtype=np.int64)) / 1e6
-    if fmt == "zarr":
+    if job.fmt == "zarr":
         from .engine.zarr_io import colorize_to_zarr
-        store = targets["store"]
         st = os.stat(src)
         source_id = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-        overwrite = store.exists() and _is_ours(store)
         with _tile_bar(args, src.name) as bar:
-            try:
-                colorize_to_zarr(image.data, store, outputs=outputs, rgb_dtype=args.rgb_dtype, scale=image.pixel_size,
-                                 unit=image.unit, axes=image.axes, source_id=source_id, progress=bar, client=client,
-                                 overwrite=False, **kwargs)
-            except FileExistsError:
-                if not overwrite:
-                    raise
-                colorize_to_zarr(image.data, store, outputs=outputs, rgb_dtype=args.rgb_dtype, scale=image.pixel_size,
-                                 unit=image.unit, axes=image.axes, source_id=source_id, progress=bar, client=client,
-                                 overwrite=True, **kwargs)
+            # The same job's unfinished store is resumed; another job's is replaced only with --overwrite.
+            colorize_to_zarr(image.data, job.targets[STORE], outputs=outputs, rgb_dtype=args.rgb_dtype,
+                             scale=image.pixel_size, unit=image.unit, axes=image.axes, source_id=source_id,
+                             progress=bar, client=client, overwrite=args.overwrite, **kwargs)
         return mp
-    from .api import colorize_stacked
+    from .engine.pipeline import colorize_stacked
     with _tile_bar(args, src.name) as bar:
         stacked, plan, _ = colorize_stacked(image.data, client=client, progress=bar, **kwargs)
-        if fmt == "png":
-            _write_pngs(stacked, targets, src)
+        if job.fmt == "png":
+            _write_pngs(stacked, job.targets, src)
         else:
-            _write_tiffs(stacked, plan, targets, image.pixel_size if image.unit == "micrometer" else None, args.rgb_dtype)
+            _write_tiffs(stacked, plan, job.targets, image.pixel_size if image.unit == "micrometer" else None,
+                         args.rgb_dtype)
     return mp
-
-
-def _is_ours(store: Path) -> bool:
-    from .engine.zarr_io import _open_group
-    try:
-        return "napari_colorize" in dict(_open_group(str(store), "r").attrs)
-    except Exception:
-        return False
 
 
 def _to_uint8(values: np.ndarray) -> np.ndarray:
@@ -263,9 +331,9 @@ def _write_pngs(stacked, targets: dict[str, Path], src: Path) -> None:
         raise ValueError(f"{src.name} is a stack of shape {stacked.shape[:-1]}; PNG holds one plane: use --format tiff or zarr")
     from .io import write_png
     values = np.asarray(stacked.compute())
-    channels = {"rgb": values[..., :3], "confidence": values[..., 3], "entropy": values[..., 4]}
-    for name, path in targets.items():
-        write_png(path, _to_uint8(channels[name]))
+    channels = channel_slices()
+    for key, path in targets.items():
+        write_png(path, _to_uint8(values[..., channels[get_output(key).name]]))
 
 
 def _write_tiffs(stacked, plan, targets: dict[str, Path], pixel_size, rgb_dtype: str) -> None:
@@ -273,18 +341,19 @@ def _write_tiffs(stacked, plan, targets: dict[str, Path], pixel_size, rgb_dtype:
     from .io import tiff_memmaps
     shape = tuple(stacked.shape[:-1])
     specs = {}
-    for name, path in targets.items():
-        if name == "rgb":
-            specs[name] = (path, shape + (3,), rgb_dtype, "rgb")
+    for key, path in targets.items():
+        if get_output(key).is_rgb:
+            specs[key] = (path, shape + (3,), rgb_dtype, "rgb")
         else:
-            specs[name] = (path, shape, "float32", "minisblack")
+            specs[key] = (path, shape, "float32", "minisblack")
+    channels = channel_slices()
     with tiff_memmaps(specs, pixel_size) as maps:
         for plane in plan.planes:
             for cy in range(plan.ty.n_chunks):
                 ys = slice(*plan.ty.chunk_range(cy))
                 band = np.asarray(stacked[plane + (ys,)].compute())
-                if "rgb" in maps:
-                    maps["rgb"][plane + (ys,)] = _to_uint8(band[..., :3]) if rgb_dtype == "uint8" else band[..., :3]
-                for name, channel in (("confidence", 3), ("entropy", 4)):
-                    if name in maps:
-                        maps[name][plane + (ys,)] = band[..., channel]
+                for key, target in maps.items():
+                    output = get_output(key)
+                    values = band[..., channels[output.name]]
+                    rgb8 = output.is_rgb and rgb_dtype == "uint8"
+                    target[plane + (ys,)] = _to_uint8(values) if rgb8 else values

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .decode import METHODS
+
 __all__ = ["add_parser", "run"]
 
 _EPILOG = """examples:
@@ -27,7 +29,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("data", nargs="+", metavar="DATA_DIR", help="folders or files of colour images")
     p.add_argument("--model", default="default", help="'default' (shipped) or a .safetensors model file")
     p.add_argument("--method", action="append", default=None,
-                   choices=["default", "expectation", "median", "mode", "sample"],
+                   choices=("default", *METHODS),
                    help="histogram decoding; repeat to compare several in one table (default: the model's best)")
     cal = p.add_mutually_exclusive_group()
     cal.add_argument("--calibrated", dest="calibrated", action="store_true", default=True,

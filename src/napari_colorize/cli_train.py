@@ -6,12 +6,22 @@ import argparse
 import shlex
 import sys
 
+from .devices import PRECISIONS
+from .model import BACKBONES, ModelConfig
+from .spaces import SPACES
+from .training.config import OPTIMIZERS, SCHEDULES
+
 __all__ = ["add_parser", "run", "main"]
 
 _EPILOG = """examples:
   napari-colorize train photos/ -o mymodel.safetensors --steps 3000
   napari-colorize train slides/ -o slides.safetensors --init default --steps 1000 --lr 5e-4
   napari-colorize train photos/ -o mymodel.safetensors --steps 3000 --resume   # after an interruption
+  napari-colorize train photos/ -o mymodel.safetensors --steps 3000 --force    # start over, replacing mymodel
+
+Besides the model, a run writes its resumable state to NAME.ckpt.safetensors and a
+JSON-lines log to NAME.log.jsonl beside it (see --checkpoint and --log).  An existing
+file that is not a napari-colorize model, checkpoint or log is never replaced.
 """
 
 
@@ -22,18 +32,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _pretrained_names() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name for spec in BACKBONES.values() for name in spec.pretrained))
+
+
+def _pretrained_help() -> str:
+    offers = {name: [spec.name for spec in BACKBONES.values() if name in spec.pretrained] for name in _pretrained_names()}
+    return "; ".join(f"{name} ({', '.join(specs)}; the weights file must be in torch's cache when offline)"
+                     for name, specs in offers.items()) or "none available"
+
+
 def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("data", nargs="+", metavar="DATA_DIR", help="folders of colour images (searched recursively; "
                    "PNG, JPEG, TIFF incl. 16-bit); gray and broken files are skipped")
     p.add_argument("-o", "--output", required=True, metavar="MODEL.safetensors",
-                   help="model file to write (rewritten at every checkpoint; metadata says if complete)")
+                   help="model file to write, ending in .safetensors (rewritten at every checkpoint; metadata says "
+                        "if complete); an existing model is replaced only with --force, any other file never")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing model at --output (and the resumable state of its earlier run)")
     g = p.add_argument_group("model")
-    g.add_argument("--backbone", choices=["compact", "vgg16"], default=None,
-                   help="network (default: compact, or that of --init)")
-    g.add_argument("--space", choices=["hue_chroma", "lab", "lab_marginal"], default=None,
-                   help="predicted histograms (default: hue_chroma, or that of --init)")
-    g.add_argument("--pretrained", choices=["imagenet"], default=None,
-                   help="start vgg16 from torchvision's ImageNet weights (the file must be in torch's cache offline)")
+    g.add_argument("--backbone", choices=tuple(BACKBONES), default=None,
+                   help=f"network (default: {ModelConfig.backbone}, or that of --init)")
+    g.add_argument("--space", choices=tuple(SPACES), default=None,
+                   help=f"predicted histograms (default: {ModelConfig.space}, or that of --init)")
+    g.add_argument("--pretrained", choices=_pretrained_names(), default=None,
+                   help="start from a named initialisation of the backbone: " + _pretrained_help())
     g.add_argument("--init", metavar="MODEL", default=None,
                    help="fine-tune from a model file, or 'default' for the shipped model")
     g = p.add_argument_group("optimisation")
@@ -48,12 +71,12 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--lambda-hue", type=float, default=5.0, help="weight of the hue loss (default 5, the paper's)")
     g.add_argument("--lightness-weight", action="store_true",
                    help="down-weight the chroma loss near black and white (the released code's min(3L, 1, 3(1-L)))")
-    g.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw",
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=OPTIMIZERS[0],
                    help="adamw (default; much faster from scratch) or sgd (the paper's: momentum 0.9, wd 5e-4)")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3 adamw, 1e-3 sgd)")
     g.add_argument("--weight-decay", type=float, default=None, help="default 1e-2 adamw, 5e-4 sgd")
     g.add_argument("--warmup", type=int, default=None, help="linear warm-up steps (default 5%% of --steps, <= 500)")
-    g.add_argument("--schedule", choices=["cosine", "step", "constant"], default="cosine",
+    g.add_argument("--schedule", choices=SCHEDULES, default=SCHEDULES[0],
                    help="learning-rate decay after warm-up (default cosine)")
     g.add_argument("--clip-grad", type=float, default=10.0, help="gradient norm clipping, 0 to disable (default 10)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -61,7 +84,7 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
     g.add_argument("--threads", type=_positive_int, default=None,
                    help="CPU threads (default: one per core); use 1 when other jobs share the CPU (several times faster)")
-    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=None,
+    g.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="autocast precision (default bf16 on CUDA, fp32 elsewhere)")
     g.add_argument("--workers", type=int, default=None,
                    help="data loader processes (default 1 on <= 2 CPU cores, else min(4, cores - 1))")
@@ -106,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, threads=args.threads, precision=args.precision, workers=args.workers, max_side=args.max_side,
         min_images=args.min_images, weights=args.weights, val=args.val, val_every=args.val_every,
         val_images=args.val_images, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
-        resume=args.resume, log=args.log, log_every=args.log_every, progress=not args.no_progress,
+        resume=args.resume, force=args.force, log=args.log, log_every=args.log_every, progress=not args.no_progress,
         command=" ".join(["napari-colorize", *map(shlex.quote, getattr(args, "argv", None) or sys.argv[1:])]),
     )
     train(cfg)
@@ -121,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = ["train", *(sys.argv[1:] if argv is None else argv)]
     try:
         return run(args)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:
         print(f"napari-colorize train: error: {err}", file=sys.stderr)
         return 2
 

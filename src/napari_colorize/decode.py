@@ -15,6 +15,8 @@ Histograms have their bins on axis 1: ``(B, K, ...)``.  Point estimates:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -22,6 +24,7 @@ from .bins import Binning
 
 __all__ = [
     "METHODS",
+    "DecodeOptions",
     "expectation",
     "median",
     "mode",
@@ -32,7 +35,6 @@ __all__ = [
     "point_estimate",
 ]
 
-METHODS = ("expectation", "median", "mode", "sample")
 
 
 def _centers(binning: Binning, p: torch.Tensor) -> torch.Tensor:
@@ -109,14 +111,67 @@ def normalized_entropy(p: torch.Tensor) -> torch.Tensor:
     return (-torch.xlogy(p, p).sum(dim=1) / math.log(k)).clamp(0.0, 1.0)
 
 
+#: Point estimates of a non-circular histogram by name: ``f(p, binning, generator)``.
+_ESTIMATORS: dict[str, Callable[[torch.Tensor, Binning, torch.Generator | None], torch.Tensor]] = {
+    "expectation": lambda p, binning, generator: expectation(p, binning),
+    "median": lambda p, binning, generator: median(p, binning),
+    "mode": lambda p, binning, generator: mode(p, binning),
+    "sample": sample,
+}
+#: The decoding methods, in the order they are offered (the command line's and the
+#: widget's choices come from here).
+METHODS: tuple[str, ...] = tuple(_ESTIMATORS)
+
+
 def point_estimate(p: torch.Tensor, binning: Binning, method: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """One of :data:`METHODS` applied to a non-circular histogram."""
-    if method == "expectation":
-        return expectation(p, binning)
-    if method == "median":
-        return median(p, binning)
-    if method == "mode":
-        return mode(p, binning)
-    if method == "sample":
-        return sample(p, binning, generator)
-    raise ValueError(f"unknown decoding method {method!r}; choose one of {METHODS}")
+    try:
+        estimator = _ESTIMATORS[method]
+    except KeyError:
+        raise ValueError(f"unknown decoding method {method!r}; choose one of {METHODS}") from None
+    return estimator(p, binning, generator)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How histograms become colour.
+
+    Attributes
+    ----------
+    method : {None, "expectation", "median", "mode", "sample"}
+        None picks the colour space's ``default_method``, the paper's best: Lab ->
+        expectation; hue/chroma -> chroma median and complex hue expectation.  For hue,
+        "expectation" and "median" both mean the complex expectation (the median is
+        undefined on a circle).
+    saturation : float
+        Chroma multiplier (>= 0); colours are still kept inside the RGB gamut.
+    fading : bool
+        Chromatic fading (hue/chroma models): chroma x min(|z| / eta, 1).
+    eta : float
+        The fading threshold.
+    confidence_fading : (float, float) or None
+        Calibrated fading: chroma x clip((confidence - lo) / (hi - lo), 0, 1), so
+        colour fades to gray where the chroma confidence is low.
+    seed : int
+        Seed of the ``sample`` method.
+    """
+
+    method: str | None = None
+    saturation: float = 1.0
+    fading: bool = True
+    eta: float = 0.03
+    confidence_fading: tuple[float, float] | None = None
+    seed: int = 0
+
+    def validated(self) -> "DecodeOptions":
+        """These options checked, ``confidence_fading`` as floats; a ``ValueError`` says what to change."""
+        if self.method is not None and self.method not in METHODS:
+            raise ValueError(f"unknown decoding method {self.method!r}; choose one of {METHODS} or None")
+        if not (self.saturation >= 0 and math.isfinite(self.saturation)):
+            raise ValueError(f"saturation must be a finite number >= 0, got {self.saturation}")
+        if self.confidence_fading is not None:
+            lo, hi = self.confidence_fading
+            if not 0 <= lo < hi <= 1:
+                raise ValueError(f"confidence_fading must be (lo, hi) with 0 <= lo < hi <= 1, got {self.confidence_fading}")
+            return replace(self, confidence_fading=(float(lo), float(hi)))
+        return self

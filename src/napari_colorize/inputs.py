@@ -1,18 +1,37 @@
 """Checking and normalising user images into gray float32 in [0, 1].
 
 Every front end calls these first, so a user gets the same clear message whether the
-image came from Python, the command line or a napari layer.  Inputs are never
+image came from Python, the command line or a napari layer: :func:`check_gray_shape`
+and :func:`check_gray_values` hold every check and its message.  Inputs are never
 modified: every function returns a new array.
+
+How integers become gray (``normalize=None``):
+
+* ``uint8``, ``uint16`` and ``bool``: by their type's range (0-255, 0-65535, 0-1), the
+  convention of image files.
+* Every other integer type (``int8``, ``int16``, ``int32``, ``int64``, ``uint32``,
+  ``uint64``; Python lists of ints become ``int64``): by their *data* range
+  ``[min(0, data min), max(0, data max)]`` -- 0 stays black unless the data go below
+  it, the brightest value becomes white -- with an :class:`InputScalingWarning`
+  saying so.  Their type's range says nothing about the data (a 0-4080 ``int32``
+  image would use 2e-6 of it), and a signed type would put 0 at mid-gray.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-__all__ = ["NORMALIZATIONS", "check_gray_shape", "to_unit_float", "percentile_limits", "scale_to_unit"]
+__all__ = ["NORMALIZATIONS", "InputScalingWarning", "check_gray_shape", "check_gray_values", "to_unit_float",
+           "percentile_limits", "scale_to_unit", "dtype_range", "needs_data_limits", "data_range_limits"]
 
 NORMALIZATIONS = (None, "dtype", "percentile", "minmax")
 PERCENTILES = (0.1, 99.9)
+
+
+class InputScalingWarning(UserWarning):
+    """An integer image was scaled by its data range rather than its type's range."""
 
 
 def check_gray_shape(shape: tuple[int, ...], min_size: int) -> None:
@@ -48,11 +67,100 @@ def scale_to_unit(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def dtype_range(dtype: np.dtype) -> tuple[float, float]:
-    """The value range integers of ``dtype`` are scaled from."""
+    """The value range integers of ``dtype`` are scaled from (0-1 for ``bool``)."""
     if dtype == np.bool_:
         return 0.0, 1.0
     info = np.iinfo(dtype)
     return (0.0, float(info.max)) if info.min == 0 else (float(info.min), float(info.max))
+
+
+def needs_data_limits(dtype) -> bool:
+    """True for integer types scaled by their data range (all but ``uint8``, ``uint16``, ``bool``).
+
+    A lazy (dask, zarr) or tiled input of such a type needs its limits computed once,
+    with :func:`data_range_limits`, and passed to every :func:`to_unit_float` call, so
+    that tiles and planes agree.
+    """
+    dtype = np.dtype(dtype)
+    # By kind and size, so that big-endian uint16 (from some TIFFs) counts as uint16.
+    return dtype.kind == "i" or (dtype.kind == "u" and dtype.itemsize > 2)
+
+
+def data_range_limits(image, warn: bool = True) -> tuple[float, float] | None:
+    """The ``(lo, hi)`` an integer image of a wide or signed type is scaled from, or None.
+
+    ``lo = min(0, data min)``, ``hi = max(0, data max)``: 0 stays black unless the data
+    go below it, and the brightest value becomes white.  None for types with a fixed
+    range (``uint8``, ``uint16``, ``bool``) and for floats.
+
+    Parameters
+    ----------
+    image : array_like, dask or zarr array
+        Read once, chunk by chunk for lazy arrays (all planes).
+    warn : bool
+        Emit an :class:`InputScalingWarning` stating the range used.
+    """
+    if not hasattr(image, "dtype"):
+        image = np.asarray(image)
+    if not needs_data_limits(image.dtype):
+        return None
+    if isinstance(image, np.ndarray):
+        lo, hi = image.min(), image.max()
+    else:  # dask, or zarr/h5py arrays read through dask chunk by chunk
+        import dask
+        import dask.array as da
+        lazy = image if isinstance(image, da.Array) else da.from_array(image, chunks="auto")
+        lo, hi = dask.compute(lazy.min(), lazy.max(), scheduler="threads")
+    lo, hi = min(0.0, float(lo)), max(0.0, float(hi))
+    if warn:
+        warnings.warn(f"{np.dtype(image.dtype)} image: scaling its data range [{lo:g}, {hi:g}] to [0, 1] (0 stays "
+                      "black, the maximum becomes white); pass normalize='percentile' or 'minmax', or convert it "
+                      "to uint8/uint16, to choose otherwise", InputScalingWarning, stacklevel=2)
+    return lo, hi
+
+
+def check_gray_values(image, normalize: str | None = None, limits: tuple[float, float] | None = None) -> None:
+    """Raise ``ValueError`` unless ``image``'s values can be turned into gray in [0, 1].
+
+    The one check of values for every front end (with :func:`check_gray_shape` for
+    the shape).  In-memory (numpy) data are checked in full: NaN/Inf anywhere, and
+    floats outside [0, 1] without a normalisation.  Lazy data (dask, zarr) are checked
+    here by type only, and in full tile by tile (:func:`to_unit_float`).
+
+    Parameters
+    ----------
+    image : array_like, dask or zarr array
+    normalize : {None, "dtype", "percentile", "minmax"}
+    limits : (float, float), optional
+        Caller-given normalisation limits: two finite numbers, ``lo <= hi``.
+    """
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalize={normalize!r}; choose one of {NORMALIZATIONS}")
+    if not hasattr(image, "dtype"):
+        image = np.asarray(image)
+    dtype = np.dtype(image.dtype)
+    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(f"cannot colorize data of dtype {dtype}; pass a real-valued gray image")
+    if limits is not None:
+        _check_limits(limits)
+    if not (isinstance(image, np.ndarray) and np.issubdtype(dtype, np.floating)) or image.size == 0:
+        return
+    lo, hi = float(np.min(image)), float(np.max(image))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError("the image contains NaN or infinite values; replace them (e.g. np.nan_to_num) "
+                         "before colorizing")
+    if normalize in (None, "dtype") and (lo < 0.0 or hi > 1.0):
+        raise ValueError(f"float images must lie in [0, 1], this one spans [{lo:g}, {hi:g}]; "
+                         "pass normalize='percentile' (microscopy) or 'minmax', or rescale it first")
+
+
+def _check_limits(limits) -> None:
+    try:
+        lo, hi = (float(v) for v in limits)
+    except (TypeError, ValueError):
+        raise ValueError(f"limits must be two numbers (lo, hi), got {limits!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+        raise ValueError(f"limits must be two finite numbers with lo <= hi, got {limits!r}")
 
 
 def to_unit_float(image, normalize: str | None = None, limits: tuple[float, float] | None = None) -> np.ndarray:
@@ -61,37 +169,32 @@ def to_unit_float(image, normalize: str | None = None, limits: tuple[float, floa
     Parameters
     ----------
     image : array_like
-        Integer (scaled by its dtype's range), boolean or float (expected in [0, 1]).
+        ``uint8``/``uint16``/``bool`` (scaled by their type's range), other integers
+        (scaled by their data range, see :func:`data_range_limits`) or floats
+        (expected in [0, 1]).
     normalize : {None, "dtype", "percentile", "minmax"}
-        None/"dtype": integers by their dtype range, floats as they are.
+        None/"dtype": integers as above, floats as they are.
         "percentile": map the 0.1-99.9 percentiles to [0, 1] (microscopy data).
         "minmax": map the minimum and maximum to [0, 1].
     limits : (float, float), optional
-        Precomputed (lo, hi) for "percentile"/"minmax" (so that tiles of one image share
-        them).
+        Precomputed (lo, hi) for "percentile"/"minmax", and for the data range of
+        wide integers (so that tiles of one image share them).  Without them they
+        are computed from ``image`` alone, which is right only for a whole image.
 
     Raises
     ------
     ValueError
         For NaN/Inf values, floats outside [0, 1] without a normalisation, complex or
-        non-numeric data.
+        non-numeric data (see :func:`check_gray_values`).
     """
     arr = np.asarray(image)
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"unknown normalize={normalize!r}; choose one of {NORMALIZATIONS}")
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) or np.iscomplexobj(arr):
-        raise ValueError(f"cannot colorize data of dtype {arr.dtype}; pass a real-valued gray image")
-    is_float = np.issubdtype(arr.dtype, np.floating)
-    if is_float and not np.isfinite(arr).all():
-        raise ValueError("the image contains NaN or infinite values; replace them (e.g. np.nan_to_num) before colorizing")
+    check_gray_values(arr, normalize)
     if normalize in ("percentile", "minmax"):
         if limits is None:
             limits = percentile_limits(arr) if normalize == "percentile" else (float(arr.min()), float(arr.max()))
         return scale_to_unit(arr, *limits)
-    if is_float:
-        lo, hi = float(arr.min()), float(arr.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"float images must lie in [0, 1], this one spans [{lo:g}, {hi:g}]; "
-                             "pass normalize='percentile' (microscopy) or 'minmax', or rescale it first")
+    if np.issubdtype(arr.dtype, np.floating):
         return arr.astype(np.float32, copy=True)
+    if needs_data_limits(arr.dtype):
+        return scale_to_unit(arr, *(limits if limits is not None else data_range_limits(arr)))
     return scale_to_unit(arr, *dtype_range(arr.dtype))

@@ -35,6 +35,6 @@ def test_contributions(manifest):
     assert widget.display_name == "Colorize"
     samples = {s.key: s for s in manifest.contributions.sample_data}
     assert set(samples) == {"photograph", "archival_scan", "microscopy_stack"}
-    from napari_colorize import _sample_data
+    from napari_colorize._qt import _sample_data
 
     assert set(samples) == set(_sample_data.SAMPLES)

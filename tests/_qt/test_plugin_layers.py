@@ -1,13 +1,20 @@
-"""The widget's pure logic (no Qt): what to colour and how outputs are laid out."""
+"""The widget's pure logic (no Qt): what to colour, how outputs are prepared and laid out,
+and the checks that keep Run disabled."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pytest
 
 from napari_colorize import ColorizeResult
-from napari_colorize._layers import (Geometry, apply_layer_data, choose_level, layer_data_tuples,
-                                     normalization_for, output_names, plan_input)
+from napari_colorize._qt import _display, _validation
+from napari_colorize._qt._display import display_levels, downsample, pyramid, rgb_to_uint8
+from napari_colorize._qt._layers import (Geometry, apply_layer_data, choose_level, layer_data_tuples,
+                                         normalization_for, output_names, place_layer, plan_input)
+from napari_colorize._qt._runner import METHODS, Settings
+from napari_colorize.decode import METHODS as DECODE_METHODS
 
 
 def test_choose_level_is_the_finest_that_fits():
@@ -57,13 +64,16 @@ def test_layer_tuples_and_in_place_update():
     from napari.components import ViewerModel
 
     geometry = Geometry(scale=(2.0, 2.0), translate=(1.0, -1.0), axis_labels=("y", "x"))
-    result = ColorizeResult(np.full((32, 48, 3), 0.5, np.float32), np.ones((32, 48), np.float32),
-                            np.zeros((32, 48), np.float32))
+    result = ColorizeResult(rgb=np.full((32, 48, 3), 0.5, np.float32), chroma_confidence=np.ones((32, 48), np.float32),
+                            hue_entropy=np.zeros((32, 48), np.float32))
     tuples = layer_data_tuples(result, "cells", geometry, {"model": "m"})
     assert [t[1]["name"] for t in tuples] == ["cells hue entropy", "cells chroma confidence", "cells colorized"]
     assert output_names("cells")["rgb"] == "cells colorized"
     assert tuples[2][1]["rgb"] and tuples[0][1]["colormap"] == "magma" and tuples[1][1]["colormap"] == "viridis"
-    assert all(t[1]["contrast_limits"] == (0.0, 1.0) and t[1]["scale"] == (2.0, 2.0) for t in tuples)
+    assert all(t[1]["scale"] == (2.0, 2.0) and not t[1]["multiscale"] for t in tuples)
+    # The colour is shown as uint8 (converted here, in the worker); the maps stay exact float32.
+    assert tuples[2][0].dtype == np.uint8 and tuples[2][1]["contrast_limits"] == (0.0, 255.0)
+    assert tuples[0][0] is result.hue_entropy and tuples[0][1]["contrast_limits"] == (0.0, 1.0)
 
     viewer = ViewerModel()
     viewer.add_image(np.zeros((5, 5)), name="cells colorized")  # a user's layer with our name: kept
@@ -72,10 +82,107 @@ def test_layer_tuples_and_in_place_update():
     again = apply_layer_data(viewer.layers, layer_data_tuples(result, "cells", geometry))
     assert all(a is b for a, b in zip(first, again)) and len(viewer.layers) == 4
     # A stack result replaces the 2D layers (new ndim) at the same positions.
-    stack = ColorizeResult(np.zeros((2, 32, 48, 3), np.float32), np.zeros((2, 32, 48), np.float32),
-                           np.zeros((2, 32, 48), np.float32))
+    stack = ColorizeResult(rgb=np.zeros((2, 32, 48, 3), np.float32),
+                           chroma_confidence=np.zeros((2, 32, 48), np.float32),
+                           hue_entropy=np.zeros((2, 32, 48), np.float32))
     positions = [viewer.layers.index(layer) for layer in first]
     third = apply_layer_data(viewer.layers, layer_data_tuples(stack, "cells", Geometry((1.0,) * 3, (0.0,) * 3)))
     assert len(viewer.layers) == 4 and third[2].data.shape == (2, 32, 48, 3)
     assert [viewer.layers.index(layer) for layer in third] == positions
     assert not any(layer in viewer.layers for layer in first)
+
+
+def test_rgb_to_uint8_rounds_to_nearest_and_keeps_lightness():
+    values = np.array([0.0, 0.4999 / 255, 0.5001 / 255, 0.5, 1.0, 1.2, -0.1], np.float32)
+    rgb = np.repeat(values[:, None], 3, 1)[None]  # (1, 7, 3)
+    assert rgb_to_uint8(rgb)[0, :, 0].tolist() == [0, 0, 1, 128, 255, 255, 0]
+    colour = np.random.default_rng(0).random((600, 40, 3), dtype=np.float32)  # more rows than one block
+    shown = rgb_to_uint8(colour)
+    assert np.abs(shown / 255.0 - colour).max() <= 0.5 / 255 + 1e-6
+    assert np.abs(shown.mean(-1) / 255.0 - colour.mean(-1)).max() <= 0.5 / 255 + 1e-6  # gray within half a level
+    assert rgb_to_uint8(shown) is shown
+    da = pytest.importorskip("dask.array")
+    lazy = rgb_to_uint8(da.from_array(colour, chunks=(100, 40, 3)))
+    assert hasattr(lazy, "dask") and lazy.dtype == np.uint8
+    np.testing.assert_array_equal(lazy.compute(), shown)
+
+
+def test_pyramid_levels_are_2x2_means():
+    maps = np.arange(2 * 5 * 7, dtype=np.float32).reshape(2, 5, 7)  # a stack, odd plane sides
+    half = downsample(maps, rgb=False)
+    assert half.shape == (2, 3, 4) and half.dtype == np.float32
+    assert half[1, 0, 0] == maps[1, :2, :2].mean()
+    assert half[0, 2, 3] == maps[0, 4, 6]  # the odd corner: its edge repeated
+    colour = np.full((4, 6, 3), 10, np.uint8)
+    colour[0, 0] = 13  # (13 + 30) / 4 = 10.75: rounded, not truncated
+    assert downsample(colour, rgb=True)[0, 0].tolist() == [11, 11, 11]
+    levels = pyramid(np.zeros((1000, 300, 3), np.uint8), rgb=True, top=128)
+    assert [lv.shape for lv in levels] == [(1000, 300, 3), (500, 150, 3), (250, 75, 3), (125, 38, 3)]
+
+
+def test_display_levels_pyramid_only_large_in_memory_planes(monkeypatch):
+    monkeypatch.setattr(_display, "PYRAMID_TOP", 32)  # the coarsest level's side
+    small = np.zeros((64, 64), np.float32)
+    assert display_levels(small, rgb=False, pyramid_from=64)[0] is small
+    large = display_levels(np.zeros((65, 40, 3), np.float32), rgb=True, pyramid_from=64)
+    assert [lv.shape for lv in large] == [(65, 40, 3), (33, 20, 3), (17, 10, 3)]
+    assert all(level.dtype == np.uint8 for level in large)
+    da = pytest.importorskip("dask.array")
+    lazy = da.zeros((3, 4096, 4096), np.float32, chunks=(1, 4096, 4096))
+    assert len(display_levels(lazy, rgb=False, pyramid_from=64)) == 1  # a pyramid would compute every plane
+    stored = [np.zeros((8, 8, 3), np.uint8), np.zeros((4, 4, 3), np.uint8)]  # a store's levels: kept
+    assert [lv.shape for lv in display_levels(stored, rgb=True)] == [(8, 8, 3), (4, 4, 3)]
+
+
+def test_place_layer_hidden_then_keeps_user_choices(monkeypatch):
+    from napari.components import ViewerModel
+
+    monkeypatch.setattr(_display, "PYRAMID_TOP", 16)
+    viewer = ViewerModel()
+    result = ColorizeResult(rgb=np.zeros((32, 48, 3), np.float32), chroma_confidence=np.zeros((32, 48), np.float32),
+                            hue_entropy=np.zeros((32, 48), np.float32))
+    (data, kwargs, _), *_ = reversed(layer_data_tuples(result, "cells", Geometry((1.0, 1.0), (0.0, 0.0))))
+    layer, visible = place_layer(viewer.layers, data, kwargs, hidden=True)
+    assert not layer.visible and visible  # to be shown by the caller one event-loop turn later
+    layer.visible, layer.opacity = True, 0.3
+    pyramid_tuple = layer_data_tuples(result, "cells", Geometry((1.0, 1.0), (0.0, 0.0)), pyramid_from=16)[-1]
+    again, visible = place_layer(viewer.layers, pyramid_tuple[0], pyramid_tuple[1], hidden=True)
+    assert again is not layer and again.multiscale and again.opacity == 0.3 and visible
+    assert list(viewer.layers) == [again]
+
+
+def plan_of(shape, output="in memory"):
+    return plan_input([np.zeros(shape, np.uint8)], Geometry((1.0,) * len(shape), (0.0,) * len(shape)),
+                      (0,) * len(shape), "whole stack", output)
+
+
+def test_check_run_uses_the_engines_checks_and_messages(tmp_path):
+    from napari_colorize.engine.defaults import resolve_tiling
+    from napari_colorize.engine.tiling import check_tiling
+
+    assert METHODS == ("auto", *DECODE_METHODS)  # the decoder's registry, not a retyped list
+    auto = Settings(device="cpu")
+    assert _validation.check_run(auto, plan_of((300, 200))) == resolve_tiling("compact", (300, 200), "cpu")
+    with pytest.raises(ValueError) as engine:
+        check_tiling(256, 128, 32)
+    with pytest.raises(ValueError, match=re.escape(str(engine.value))):
+        _validation.check_run(Settings(device="cpu", tile_size=256, overlap=128), plan_of((300, 200)))
+    with pytest.raises(ValueError, match="needs at least 32 x 32"):
+        _validation.check_run(auto, plan_of((4, 20, 31)))
+    with pytest.raises(ValueError, match="needs a GPU"):
+        _validation.check_run(Settings(device="cpu", precision="fp16"), plan_of((64, 64)))
+    with pytest.raises(ValueError, match="needs a path"):
+        _validation.check_run(Settings(device="cpu", output="zarr file"), plan_of((64, 64), "zarr file"))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _validation.check_run(Settings(device="cpu", output="zarr file", zarr_path=str(tmp_path / "no" / "o.zarr")),
+                              plan_of((64, 64), "zarr file"))
+    with pytest.raises(FileNotFoundError, match="No model file|no model file"):
+        _validation.check_run(Settings(model=str(tmp_path / "m.safetensors"), device="cpu"), plan_of((64, 64)))
+
+
+def test_zarr_destination_inside_the_input_is_refused(tmp_path):
+    zarr = pytest.importorskip("zarr")
+    source = zarr.open_array(str(tmp_path / "in.zarr"), mode="w", shape=(64, 64), dtype="u1")
+    plan = plan_input([source], Geometry((1.0, 1.0), (0.0, 0.0)), (0, 0), "whole stack", "zarr file")
+    with pytest.raises(ValueError, match="destroy the input"):
+        _validation.check_run(Settings(device="cpu", output="zarr file", zarr_path=str(tmp_path / "in.zarr")), plan)

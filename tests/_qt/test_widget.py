@@ -1,6 +1,6 @@
 """The Colorize widget in a real napari viewer (pytest-qt, headless under xvfb).
 
-Run: ``xvfb-run -a pytest tests/test_widget.py -q``.  The model is a compact network
+Run: ``xvfb-run -a pytest tests/_qt/test_widget.py -q``.  The model is a compact network
 saved to ``tmp_path`` whose heads are set to predict one strong colour everywhere, so
 the outputs are predictable (orange, full confidence, zero hue entropy) and a
 screenshot can tell colour from gray; chosen through the widget's file option, as a
@@ -10,6 +10,7 @@ user would.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -20,11 +21,14 @@ pytest.importorskip("pytestqt")
 import torch  # noqa: E402
 
 import napari_colorize as nc  # noqa: E402
-from napari_colorize import _widget  # noqa: E402
-from napari_colorize._layers import METADATA_KEY  # noqa: E402
+from napari_colorize._qt import _display, _widget  # noqa: E402
+from napari_colorize._qt._layers import METADATA_KEY  # noqa: E402
 
 PLUGIN = "napari-colorize"
 WAIT_MS = 60_000
+#: The colour layer is uint8, as a screen shows it: each channel, and so its gray, is within
+#: half a level of the float result; lightness checks allow one level.
+LEVEL = 1.0 / 255
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +74,13 @@ def expected_gray(data: np.ndarray, limits) -> np.ndarray:
     return np.clip((data.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0)
 
 
+def shown_rgb(layer) -> np.ndarray:
+    """The colour layer's full-resolution data as float in [0, 1] (it is shown as uint8)."""
+    data = layer.data[0] if layer.multiscale else layer.data
+    assert data.dtype == np.uint8
+    return np.asarray(data, np.float64) / 255.0
+
+
 def output_layers(viewer, name: str):
     return (viewer.layers[f"{name} colorized"], viewer.layers[f"{name} chroma confidence"],
             viewer.layers[f"{name} hue entropy"])
@@ -87,22 +98,27 @@ def test_run_on_each_sample(make_napari_viewer, qtbot, strong_model, sample):
     rgb, conf, ent = output_layers(viewer, source.name)
     assert [layer.name for layer in viewer.layers][-3:] == [ent.name, conf.name, rgb.name]  # colour on top
     assert rgb.rgb and not conf.rgb and not ent.rgb
+    assert all(layer.visible for layer in (rgb, conf, ent))  # added hidden, then shown
     assert rgb.data.shape == (*source.data.shape, 3)
     assert conf.data.shape == ent.data.shape == source.data.shape
     for layer in (rgb, conf, ent):
-        assert layer.data.dtype == np.float32
+        assert not layer.multiscale
         np.testing.assert_allclose(layer.scale, source.scale)
         np.testing.assert_allclose(layer.translate, source.translate)
         assert tuple(layer.axis_labels) == tuple(source.axis_labels)
         assert tuple(layer.units) == tuple(source.units)
-        assert tuple(layer.contrast_limits) == (0.0, 1.0)
+    # The colour as a screen shows it (uint8, 0-255); the maps exact (float32, 0-1).
+    assert rgb.data.dtype == np.uint8 and tuple(rgb.contrast_limits) == (0.0, 255.0)
+    assert conf.data.dtype == ent.data.dtype == np.float32
+    assert tuple(conf.contrast_limits) == tuple(ent.contrast_limits) == (0.0, 1.0)
     assert conf.colormap.name == "viridis" and ent.colormap.name == "magma"
     # Lightness pass-through: gray of the colour equals the displayed (contrast-limit) gray.
-    np.testing.assert_allclose(rgb.data.mean(-1), expected_gray(source.data, source.contrast_limits), atol=2e-3)
+    colour = shown_rgb(rgb)
+    np.testing.assert_allclose(colour.mean(-1), expected_gray(source.data, source.contrast_limits), atol=LEVEL)
     # The strong model is certain: confidence 1, entropy 0; and the result is really coloured.
     assert conf.data.min() > 0.99 and ent.data.max() < 0.01
     mid = (np.asarray(rgb.data.shape[:-1]) // 2)
-    r, g, b = rgb.data[tuple(mid)]
+    r, g, b = colour[tuple(mid)]
     if 0.2 < expected_gray(source.data, source.contrast_limits)[tuple(mid)] < 0.8:
         assert r > g > b  # orange
     # The canvas shows colour (not a gray image): some pixels differ by > 40 levels across channels.
@@ -125,8 +141,8 @@ def test_rerun_updates_layers_in_place(make_napari_viewer, qtbot, strong_model):
     assert len(viewer.layers) == 4
     assert all(a is b for a, b in zip(first, second))
     assert not second[1].visible
-    rgb = second[0].data
-    np.testing.assert_allclose(rgb, np.repeat(rgb.mean(-1, keepdims=True), 3, -1), atol=1e-5)  # saturation 0: gray
+    rgb = shown_rgb(second[0])
+    np.testing.assert_allclose(rgb, np.repeat(rgb.mean(-1, keepdims=True), 3, -1), atol=LEVEL)  # saturation 0: gray
     np.testing.assert_allclose(second[0].translate, source.translate)
 
 
@@ -156,7 +172,7 @@ def test_current_slice_colours_only_the_displayed_plane(make_napari_viewer, qtbo
     assert rgb.data.shape == (1, 64, 96, 3) and conf.data.shape == (1, 64, 96)
     np.testing.assert_allclose(rgb.translate, (4 * 0.5, 0.0, 0.0))  # sits at plane 4 in the world
     np.testing.assert_allclose(rgb.scale, source.scale)
-    np.testing.assert_allclose(rgb.data[0].mean(-1), expected_gray(stack[4], (100, 3000)), atol=2e-3)
+    np.testing.assert_allclose(shown_rgb(rgb)[0].mean(-1), expected_gray(stack[4], (100, 3000)), atol=LEVEL)
     assert rgb.metadata[METADATA_KEY]["index"] == [4]
 
 
@@ -195,29 +211,94 @@ def test_cancel_leaves_no_half_layers(make_napari_viewer, qtbot, strong_model):
     assert widget.run_button.enabled and not widget.cancel_button.enabled
 
 
-def test_errors_are_notifications_not_tracebacks(make_napari_viewer, qtbot, strong_model, tmp_path):
-    from napari.utils.notifications import ErrorNotification, NotificationSeverity, notification_manager
+@contextmanager
+def error_notifications():
+    """The error notifications shown while the ``with`` block runs (a list, filled at its end)."""
+    from napari.utils.notifications import NotificationSeverity, notification_manager
 
-    viewer = make_napari_viewer()
-    viewer.add_image(np.zeros((16, 16), np.uint8), name="tiny")  # below the model's 32 x 32 minimum
-    widget = open_widget(viewer, strong_model)
-    seen = []
+    seen, errors = [], []
     notification_manager.notification_ready.connect(seen.append)
     try:
-        run_and_wait(qtbot, widget)
-        bogus = tmp_path / "not_a_model.safetensors"
-        bogus.write_bytes(b"this is not a model")
-        viewer.layers["tiny"].data = np.zeros((64, 64), np.uint8)
-        widget.model_path.value = str(bogus)
-        run_and_wait(qtbot, widget)
+        yield errors
     finally:
         notification_manager.notification_ready.disconnect(seen.append)
-    errors = [n for n in seen if n.severity == NotificationSeverity.ERROR]
+        errors.extend(n for n in seen if n.severity == NotificationSeverity.ERROR)
+
+
+def test_errors_are_notifications_not_tracebacks(make_napari_viewer, qtbot, strong_model, tmp_path):
+    from napari.utils.notifications import ErrorNotification
+
+    viewer = make_napari_viewer()
+    # Floats outside [0, 1] with "data type range": only the data can tell, so the worker finds it.
+    bright = np.linspace(0, 2, 64 * 64, dtype=np.float32).reshape(64, 64)
+    viewer.add_image(bright, name="bright", contrast_limits=(0, 2))
+    widget = open_widget(viewer, strong_model)
+    widget.normalization.value = "data type range"
+    bogus = tmp_path / "not_a_model.safetensors"
+    bogus.write_bytes(b"this is not a model")
+    with error_notifications() as errors:
+        assert widget.run_button.enabled
+        run_and_wait(qtbot, widget)
+        # A click that reaches run() while Run is disabled gets the reason, and nothing starts.
+        widget.model_path.value = str(bogus)
+        assert not widget.run_button.enabled
+        widget.run_button.clicked()
+        assert not widget.is_running
     assert len(errors) == 2
     assert not any(isinstance(n, ErrorNotification) for n in errors)  # no traceback attached
-    assert "at least 32 x 32" in errors[0].message
+    assert "must lie in [0, 1]" in errors[0].message
     assert "not a safetensors file" in errors[1].message
-    assert [layer.name for layer in viewer.layers] == ["tiny"]
+    assert [layer.name for layer in viewer.layers] == ["bright"]
+
+
+def reason_shown(widget) -> str | None:
+    """The reason under Run, or None when Run is enabled (and then no reason is shown)."""
+    shown = not widget.reason.native.isHidden()
+    assert widget.run_button.enabled is not shown
+    assert shown is bool(widget.reason.value)
+    return widget.reason.value if shown else None
+
+
+def test_run_is_disabled_with_the_reason(make_napari_viewer, strong_model, tmp_path):
+    from napari_colorize.engine.tiling import check_tiling
+
+    viewer = make_napari_viewer()
+    widget = open_widget(viewer, strong_model)
+    assert reason_shown(widget) == "Choose a single-channel image layer"
+    viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="colour", rgb=True)  # not offered
+    assert reason_shown(widget) == "Choose a single-channel image layer"
+    gray = viewer.add_image(np.zeros((16, 48), np.uint8), name="gray")
+    assert "16 x 48 pixels but the model needs at least 32 x 32" in reason_shown(widget)
+    gray.data = np.zeros((64, 64), np.uint8)  # the chosen layer's data is followed
+    assert reason_shown(widget) is None
+
+    # The tiling is checked by the engine, with its message.
+    widget.auto_tiling.value = False
+    assert not widget.tile_size.native.isHidden()
+    widget.tile_size.value, widget.overlap.value = 256, 128
+    with pytest.raises(ValueError) as engine:
+        check_tiling(256, 128)
+    assert reason_shown(widget) == str(engine.value)[:1].upper() + str(engine.value)[1:]
+    assert widget.run_button.tooltip == reason_shown(widget)
+    widget.overlap.value = 64
+    assert reason_shown(widget) is None
+
+    widget.output.value = "zarr file"
+    assert reason_shown(widget) == "Zarr output needs a path: choose where to write the .zarr store"
+    widget.zarr_path.value = str(tmp_path / "gone" / "out.zarr")
+    assert "does not exist" in reason_shown(widget)
+    widget.zarr_path.value = str(tmp_path / "out.zarr")
+    assert reason_shown(widget) is None
+
+    widget.device.value, widget.precision.value = "cpu", "bf16"
+    assert "needs a GPU" in reason_shown(widget)
+    widget.precision.value = "fp32"
+    widget.model_path.value = str(tmp_path / "missing.safetensors")
+    assert reason_shown(widget).startswith("No model file at")
+    widget.model_source.value = "default"
+    assert reason_shown(widget) is None
+    viewer.layers.remove(gray)
+    assert reason_shown(widget) == "Choose a single-channel image layer"
 
 
 def test_event_loop_keeps_turning(make_napari_viewer, qtbot, strong_model):
@@ -256,12 +337,14 @@ def test_choices_persist_except_missing_paths(make_napari_viewer, strong_model, 
     widget = open_widget(viewer, strong_model)
     widget.method.value = "mode"
     widget.saturation.value = 1.7
+    widget.auto_tiling.value = False
     widget.tile_size.value = 512
     widget.output.value = "zarr file"
     widget.zarr_path.value = str(tmp_path / "out.zarr")
     assert private_settings.exists()
     again = _widget.ColorizeWidget(viewer)
     assert (again.method.value, again.saturation.value, again.tile_size.value) == ("mode", 1.7, 512)
+    assert not again.auto_tiling.value and not again.tile_size.native.isHidden()
     assert again.model_source.value == "from file" and str(again.model_path.value) == strong_model
     assert str(again.zarr_path.value) == str(tmp_path / "out.zarr") and not again.zarr_path.native.isHidden()
     # The model file is gone: back to the default model; a store whose folder is gone is dropped.
@@ -303,7 +386,8 @@ def test_lazy_output_computes_only_displayed_planes(make_napari_viewer, qtbot, s
     qtbot.wait(50)
     assert set(reads) <= {5, 12}
     expected = expected_gray(np.asarray(lazy[12]), (0, 255))
-    np.testing.assert_allclose(np.asarray(rgb.data[12]).mean(-1), expected, atol=2e-3)
+    assert rgb.data.dtype == np.uint8  # converted lazily, plane by plane
+    np.testing.assert_allclose(np.asarray(rgb.data[12], np.float64).mean(-1) / 255, expected, atol=LEVEL)
 
 
 def test_zarr_output_is_written_and_opened_lazily(make_napari_viewer, qtbot, strong_model, tmp_path):
@@ -317,8 +401,37 @@ def test_zarr_output_is_written_and_opened_lazily(make_napari_viewer, qtbot, str
     run_and_wait(qtbot, widget)
     assert (tmp_path / "out.zarr").is_dir()
     rgb, conf, ent = output_layers(viewer, "stack")
-    assert hasattr(rgb.data, "dask") and rgb.data.shape == (3, 64, 64, 3)
+    level0 = rgb.data[0] if rgb.multiscale else rgb.data
+    assert hasattr(level0, "dask") and level0.shape == (3, 64, 64, 3)  # read lazily from the store
     np.testing.assert_allclose(rgb.scale, (2.0, 0.5, 0.5))
-    # uint8 on disk: gray within rounding of the input.
-    np.testing.assert_allclose(np.asarray(rgb.data).mean(-1), stack / 255.0, atol=1.0 / 255 + 1e-3)
-    assert float(np.asarray(conf.data).min()) > 0.99
+    # uint8 on disk, shown as stored: gray within rounding of the input.
+    np.testing.assert_allclose(shown_rgb(rgb).mean(-1), stack / 255.0, atol=LEVEL + 1e-3)
+    assert float(np.asarray(conf.data[0] if conf.multiscale else conf.data).min()) > 0.99
+
+
+def test_large_results_are_shown_as_a_pyramid(make_napari_viewer, qtbot, strong_model, monkeypatch):
+    # What counts as large, scaled down so that the test runs in a second.
+    monkeypatch.setattr(_display, "PYRAMID_FROM", 64)
+    monkeypatch.setattr(_display, "PYRAMID_TOP", 64)
+    viewer = make_napari_viewer()
+    ramp = np.linspace(0, 255, 200 * 300).reshape(200, 300).astype(np.uint8)
+    source = viewer.add_image(ramp, name="ramp", scale=(2.0, 3.0), translate=(5.0, -7.0))
+    widget = open_widget(viewer, strong_model)
+    run_and_wait(qtbot, widget)
+    rgb, conf, ent = output_layers(viewer, "ramp")
+    for layer in (rgb, conf, ent):
+        assert layer.multiscale
+        assert [tuple(level.shape[:2]) for level in layer.data] == [(200, 300), (100, 150), (50, 75), (25, 38)]
+        np.testing.assert_allclose(layer.scale, source.scale)  # level 0 overlays the source
+        np.testing.assert_allclose(layer.translate, source.translate)
+    np.testing.assert_allclose(shown_rgb(rgb).mean(-1), expected_gray(ramp, source.contrast_limits), atol=LEVEL)
+    fine, coarse = np.asarray(conf.data[0]), np.asarray(conf.data[1])
+    assert fine.dtype == np.float32
+    np.testing.assert_allclose(coarse, fine.reshape(100, 2, 150, 2).mean((1, 3)), atol=1e-6)  # 2 x 2 means
+    # Re-running replaces a pyramid in place of the old one, keeping what the user set.
+    rgb.opacity, conf.visible = 0.5, False
+    positions = [viewer.layers.index(layer) for layer in (rgb, conf, ent)]
+    run_and_wait(qtbot, widget)
+    again = output_layers(viewer, "ramp")
+    assert len(viewer.layers) == 4 and [viewer.layers.index(layer) for layer in again] == positions
+    assert again[0].opacity == 0.5 and not again[1].visible and again[2].visible

@@ -17,15 +17,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..outputs import OUTPUTS
+from ._display import display_maps, display_range
+
 __all__ = [
-    "OUTPUTS", "SCOPES", "NORMALIZATIONS", "DEFAULT_MAX_PIXELS", "METADATA_KEY", "Geometry", "InputPlan",
-    "output_names", "choose_level", "plan_input", "normalization_for", "layer_data_tuples", "apply_layer_data",
+    "SCOPES", "NORMALIZATIONS", "DEFAULT_MAX_PIXELS", "METADATA_KEY", "Geometry", "InputPlan",
+    "output_names", "choose_level", "plan_input", "plan_for_layer", "offered_layers", "normalization_for",
+    "layer_data_tuples", "place_layer", "apply_layer_data",
 ]
 
-#: Result field -> layer-name suffix.  Order is the order layers are added (the last on top).
-OUTPUTS = {"hue_entropy": "hue entropy", "chroma_confidence": "chroma confidence", "rgb": "colorized"}
-#: Colormaps of the two certainty maps: both read "bright = much" (confident / uncertain).
-COLORMAPS = {"chroma_confidence": "viridis", "hue_entropy": "magma"}
+#: What to colour: the plane on screen, or every plane of the layer.
 SCOPES = ("current slice", "whole stack")
 #: Widget label -> meaning; see :func:`normalization_for`.
 NORMALIZATIONS = ("contrast limits", "data type range", "percentile", "min-max")
@@ -100,7 +101,7 @@ class InputPlan:
 
 def output_names(source_name: str) -> dict[str, str]:
     """Result field -> output layer name, e.g. ``{"rgb": "cells colorized", ...}``."""
-    return {key: f"{source_name} {suffix}" for key, suffix in OUTPUTS.items()}
+    return {o.name: f"{source_name} {o.layer_name}" for o in OUTPUTS}
 
 
 def choose_level(plane_shapes: Sequence[tuple[int, int]], max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
@@ -186,6 +187,23 @@ def plan_input(levels: Sequence[Any], geometry: Geometry, data_position: Sequenc
                      notes=tuple(notes))
 
 
+def plan_for_layer(layer: Any, world_point: Sequence[float], scope: str, output: str = "in memory") -> InputPlan:
+    """:func:`plan_input` for a napari Image layer at the viewer's position ``world_point``."""
+    levels = list(layer.data) if layer.multiscale else [layer.data]
+    geometry = Geometry(scale=tuple(map(float, layer.scale)), translate=tuple(map(float, layer.translate)),
+                        axis_labels=tuple(layer.axis_labels), units=tuple(str(u) for u in layer.units))
+    return plan_input(levels, geometry, layer.world_to_data(world_point), scope, output)
+
+
+def offered_layers(layers: Any) -> list[Any]:
+    """The layers the widget can colour, top first: single-channel Image layers, not our outputs
+    (RGB(A) layers are in colour already)."""
+    from napari.layers import Image
+
+    return [layer for layer in reversed(layers)
+            if isinstance(layer, Image) and not layer.rgb and METADATA_KEY not in layer.metadata]
+
+
 def normalization_for(choice: str, contrast_limits: Sequence[float] | None = None
                       ) -> tuple[str | None, tuple[float, float] | None]:
     """Widget choice -> ``(normalize, limits)`` for :func:`napari_colorize.inputs.to_unit_float`.
@@ -215,41 +233,53 @@ def normalization_for(choice: str, contrast_limits: Sequence[float] | None = Non
     raise ValueError(f"unknown normalisation {choice!r}; choose one of {NORMALIZATIONS}")
 
 
-def layer_data_tuples(result: Any, source_name: str, geometry: Geometry,
-                      info: dict[str, Any] | None = None) -> list[LayerDataTuple]:
-    """The three output layers as napari layer data tuples ``(data, kwargs, "image")``.
+def layer_data_tuples(result: Any, source_name: str, geometry: Geometry, info: dict[str, Any] | None = None,
+                      pyramid_from: int | None = None) -> list[LayerDataTuple]:
+    """The output layers as napari layer data tuples ``(data, kwargs, "image")``, ready to show.
+
+    Call it in the worker thread: the colour image is converted to uint8 and large
+    in-memory planes get a pyramid here (:mod:`._display`), not on the GUI thread.
 
     Parameters
     ----------
     result : ColorizeResult
-        ``rgb`` (..., Y, X, 3) and the two maps (..., Y, X), numpy, dask or zarr arrays
-        with values in [0, 1].
+        ``rgb`` (..., Y, X, 3) and the maps (..., Y, X), numpy, dask or zarr arrays
+        with values in [0, 1] (or uint8 colour), or lists of such levels (a store's
+        pyramid); an output that is None (not written) gets no layer.
     source_name : str
         The source layer's name; outputs are called ``"<name> colorized"`` etc.
     geometry : Geometry
         Of the colourised part (see :func:`plan_input`).
     info : dict, optional
         Stored in each layer's ``metadata["napari_colorize"]`` (settings, model).
+    pyramid_from : int, optional
+        In-memory planes with a side above this are shown as a multiscale pyramid
+        (default :data:`._display.PYRAMID_FROM`).
 
     Returns
     -------
     list of tuple
-        Hue entropy, chroma confidence, colorized: added in this order, the colour
-        image ends on top.  Contrast limits are given as (0, 1) so napari never scans
-        lazy data to find them.
+        One per output of :data:`napari_colorize.outputs.OUTPUTS`, the maps first and
+        the colour image last, so that it ends on top.  Contrast limits are given
+        (0-255 for the uint8 colour image, 0-1 for the maps) so napari never scans the data.
     """
     names = output_names(source_name)
-    meta = {METADATA_KEY: {"source": source_name, **(info or {})}}
+    shown = display_maps(result.maps, pyramid_from)
     tuples: list[LayerDataTuple] = []
-    for key in OUTPUTS:
-        kwargs: dict[str, Any] = {"name": names[key], "contrast_limits": (0.0, 1.0),
-                                  "metadata": {METADATA_KEY: {**meta[METADATA_KEY], "output": key}},
-                                  **geometry.as_kwargs()}
-        if key == "rgb":
+    for output in reversed(OUTPUTS):
+        levels = shown.get(output.name)
+        if levels is None:
+            continue
+        kwargs: dict[str, Any] = {
+            "name": names[output.name], "contrast_limits": display_range(levels[0].dtype),
+            "multiscale": len(levels) > 1,
+            "metadata": {METADATA_KEY: {"source": source_name, **(info or {}), "output": output.name}},
+            **geometry.as_kwargs()}
+        if output.is_rgb:
             kwargs["rgb"] = True
         else:
-            kwargs["colormap"] = COLORMAPS[key]
-        tuples.append((getattr(result, key), kwargs, "image"))
+            kwargs["colormap"] = output.colormap
+        tuples.append((levels if len(levels) > 1 else levels[0], kwargs, "image"))
     return tuples
 
 
@@ -270,50 +300,65 @@ def _find_output(layers: Any, meta: dict[str, Any]) -> Any:
 
 
 def _replaceable(layer: Any, data: Any, kwargs: dict[str, Any]) -> bool:
-    """Whether an existing output layer can take new data in place."""
+    """Whether an existing output layer can take new data in place (same kind, dtype and ndim).
+
+    Multiscale layers are replaced instead: their levels cannot be swapped in place.
+    """
     return (_ours(layer) and bool(layer.rgb) == bool(kwargs.get("rgb", False)) and not layer.multiscale
+            and not kwargs.get("multiscale", False) and np.dtype(layer.dtype) == np.dtype(data.dtype)
             and layer.ndim == np.ndim(data) - (1 if kwargs.get("rgb") else 0))
 
 
-def apply_layer_data(layers: Any, tuples: Sequence[LayerDataTuple]) -> list[Any]:
-    """Add the output layers to a viewer's layer list, or update them in place.
+#: What a user may have changed on an output layer and a re-run keeps.
+KEPT = ("visible", "opacity", "blending")
+
+
+def place_layer(layers: Any, data: Any, kwargs: dict[str, Any], hidden: bool = False) -> tuple[Any, bool]:
+    """Add one output layer to a viewer's layer list, or update our earlier one.
 
     The layer this plugin made earlier for the same source and output (marked in its
-    metadata; a user's layer of the same name is left alone) gets the new data, transform,
-    contrast limits and metadata (it keeps the user's visibility, opacity and
-    position in the list); otherwise a new layer is added.  So re-running replaces the
-    outputs instead of piling up copies.
+    metadata; a user's layer of the same name is left alone) gets the new data,
+    transform, contrast limits and metadata in place; if it cannot (another ndim,
+    dtype, or a pyramid), a new layer takes its position, visibility, opacity and
+    blending.  Otherwise a new layer is added on top.
 
     Parameters
     ----------
     layers : napari.components.LayerList
         ``viewer.layers``.
-    tuples : sequence of (data, kwargs, "image")
-        From :func:`layer_data_tuples`.
+    data, kwargs
+        One tuple of :func:`layer_data_tuples` (without the layer type).
+    hidden : bool
+        Insert a new layer invisible, for the caller to show it one event-loop turn
+        later (with the returned visibility): creating the layer's controls and
+        uploading its texture then freeze the viewer in two short turns, not one long.
 
     Returns
     -------
-    list of napari.layers.Image
-        The output layers, in the order of ``tuples``.
+    layer : napari.layers.Image
+    visible : bool
+        The visibility the layer should have (the user's, for a replaced layer).
     """
     from napari.layers import Image
 
-    out = []
-    for data, kwargs, _ in tuples:
-        existing = _find_output(layers, kwargs["metadata"][METADATA_KEY])
-        if existing is not None and _replaceable(existing, data, kwargs):
-            existing.data = data
-            for attr in ("scale", "translate", "contrast_limits", "metadata", "axis_labels", "units"):
-                if attr in kwargs:
-                    setattr(existing, attr, kwargs[attr])
-            out.append(existing)
-            continue
-        layer = Image(data, **kwargs)
-        if existing is not None:  # our earlier output, but of another kind (ndim, rgb): take its place
-            position = layers.index(existing)
-            layers.remove(existing)
-            layers.insert(position, layer)
-        else:
-            layers.append(layer)
-        out.append(layer)
-    return out
+    existing = _find_output(layers, kwargs["metadata"][METADATA_KEY])
+    if existing is not None and _replaceable(existing, data, kwargs):
+        existing.data = data
+        for attr in ("scale", "translate", "contrast_limits", "metadata", "axis_labels", "units"):
+            if attr in kwargs:
+                setattr(existing, attr, kwargs[attr])
+        return existing, bool(existing.visible)
+    kept = {attr: getattr(existing, attr) for attr in KEPT} if existing is not None else {"visible": True}
+    layer = Image(data, **{**kwargs, **kept, **({"visible": False} if hidden else {})})
+    if existing is not None:  # our earlier output, but of another kind: take its place
+        position = layers.index(existing)
+        layers.remove(existing)
+        layers.insert(position, layer)
+    else:
+        layers.append(layer)
+    return layer, bool(kept["visible"])
+
+
+def apply_layer_data(layers: Any, tuples: Sequence[LayerDataTuple]) -> list[Any]:
+    """:func:`place_layer` for every tuple, visible at once; returns the layers in the order of ``tuples``."""
+    return [place_layer(layers, data, kwargs)[0] for data, kwargs, _ in tuples]

@@ -3,34 +3,42 @@
 :func:`run` takes the widget's settings and a lazy ``(..., Y, X)`` array and returns a
 :class:`~napari_colorize.api.ColorizeResult` (numpy in memory, dask for "lazy", zarr
 for "zarr file"), calling ``progress(done, total)`` as work is done and stopping with
-:class:`Cancelled` soon after ``cancel`` is set.  It runs in a worker thread; this
-module is the only place the widget touches the engine.
+:class:`Cancelled` soon after ``cancel`` is set.  It runs in a worker thread, and
+this module is the only place the widget runs the engine (its checks of the choices
+are in :mod:`._validation`); :func:`work` wraps it for the worker thread and also
+prepares the layers there.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from dataclasses import asdict, dataclass
-from pathlib import Path
+import time
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .api import ColorizeResult, colorize, colorize_to_zarr
-from .engine import DEFAULT_TILING, Cancelled
+from ..api import ColorizeResult, colorize, colorize_to_zarr
+from ..decode import METHODS as DECODE_METHODS
+from ..engine import Cancelled
 
-__all__ = ["OUTPUT_MODES", "METHODS", "Settings", "Cancelled", "run"]
+__all__ = ["OUTPUT_MODES", "METHODS", "USER_ERRORS", "Settings", "Outcome", "Cancelled", "run", "work"]
+
+log = logging.getLogger(__name__)
 
 OUTPUT_MODES = ("in memory", "lazy", "zarr file")
-#: Widget label -> ``method`` of the API ("auto" is the model's best).
-METHODS = ("auto", "expectation", "median", "mode", "sample")
+#: The widget's decoding choices: "auto" (the model's best, ``method=None``) and the decoder's methods.
+METHODS = ("auto", *DECODE_METHODS)
+#: Errors whose message is the library's explanation for the user (shown without a traceback).
+USER_ERRORS = (ValueError, FileNotFoundError, OSError, MemoryError, RuntimeError)
 
 ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The widget's choices, as plain values.
+    """The widget's choices, as plain values (checked by :func:`._validation.check_run`).
 
     Attributes
     ----------
@@ -42,8 +50,11 @@ class Settings:
         Chroma multiplier (>= 0; 1 = as predicted).
     device : str
         "auto", "cpu", "cuda", "cuda:1", "mps".
-    tile_size, overlap : int
-        Tile edge and overlap in pixels (the engine's tiling of large planes).
+    precision : str
+        One of :data:`napari_colorize.devices.PRECISIONS` (reduced precision needs a GPU).
+    tile_size, overlap : int or None
+        Tile edge and overlap in pixels; None: the engine's default for the model,
+        plane and device (:func:`napari_colorize.engine.defaults.resolve_tiling`).
     normalize, limits
         See :func:`napari_colorize.inputs.to_unit_float`.
     output : str
@@ -56,31 +67,13 @@ class Settings:
     method: str = "auto"
     saturation: float = 1.0
     device: str = "auto"
-    tile_size: int = DEFAULT_TILING["compact"][0]
-    overlap: int = DEFAULT_TILING["compact"][1]
+    precision: str = "fp32"
+    tile_size: int | None = None
+    overlap: int | None = None
     normalize: str | None = None
     limits: tuple[float, float] | None = None
     output: str = "in memory"
     zarr_path: str | None = None
-
-    def validated(self) -> "Settings":
-        """Check the choices that the widget cannot constrain; raise ``ValueError`` with what to do."""
-        if self.method not in METHODS:
-            raise ValueError(f"unknown decoding method {self.method!r}; choose one of {METHODS}")
-        if self.output not in OUTPUT_MODES:
-            raise ValueError(f"unknown output {self.output!r}; choose one of {OUTPUT_MODES}")
-        if self.model != "default" and not Path(self.model).expanduser().is_file():
-            raise FileNotFoundError(f"no model file at {self.model}; choose 'default' or an existing .safetensors file")
-        if self.output == "zarr file":
-            if not self.zarr_path:
-                raise ValueError("output 'zarr file' needs a path: choose where to write the .zarr store")
-            parent = Path(self.zarr_path).expanduser().parent
-            if not parent.is_dir():
-                raise FileNotFoundError(f"the folder {parent} does not exist; choose another place for the zarr store")
-        if self.tile_size < 64 or self.overlap < 0 or 2 * self.overlap >= self.tile_size:
-            raise ValueError(f"tile size {self.tile_size} with overlap {self.overlap}: the tile must be >= 64 "
-                             "pixels and more than twice the overlap")
-        return self
 
     def as_info(self) -> dict[str, Any]:
         """The settings as JSON-friendly metadata for the output layers."""
@@ -90,9 +83,9 @@ class Settings:
 def _engine_kwargs(settings: Settings, progress: ProgressCallback | None,
                    cancel: threading.Event | None) -> dict[str, Any]:
     return {"model": settings.model, "method": None if settings.method == "auto" else settings.method,
-            "device": settings.device, "saturation": settings.saturation, "normalize": settings.normalize,
-            "limits": settings.limits, "tile_size": settings.tile_size, "overlap": settings.overlap,
-            "progress": progress, "cancel": cancel}
+            "device": settings.device, "precision": settings.precision, "saturation": settings.saturation,
+            "normalize": settings.normalize, "limits": settings.limits, "tile_size": settings.tile_size,
+            "overlap": settings.overlap, "progress": progress, "cancel": cancel}
 
 
 def _as_lazy(array: Any) -> Any:
@@ -112,6 +105,62 @@ def _ome_axes(labels: Sequence[str] | None, lead: int) -> list[str] | None:
     return names if all(n.isidentifier() for n in names) and len(set(names)) == lead else None
 
 
+def _run_lazy(array: Any, settings: Settings, progress: ProgressCallback | None, cancel: threading.Event | None,
+              displayed: tuple[int, ...] | None) -> ColorizeResult:
+    """Dask outputs that napari computes plane by plane; the plane on screen is computed now.
+
+    Computing it here, in the worker thread, with progress and cancel, fills the engine's
+    tile cache, so that adding the layers does not freeze the viewer.
+    """
+    planes = max(int(np.prod(array.shape[:-2])), 1)
+    forwarding = threading.Event()
+    forwarding.set()
+
+    def plane_progress(done: int, total: int) -> None:
+        # Report the on-screen plane only, and nothing once napari computes later planes.
+        if progress is not None and forwarding.is_set():
+            per_plane = max(total // planes, 1)
+            progress(min(done, per_plane), per_plane)
+
+    result = colorize(_as_lazy(array), **_engine_kwargs(settings, plane_progress, cancel))
+    if displayed is not None:
+        import dask
+
+        index = tuple(displayed)
+        try:
+            dask.compute(*(m[index] for m in result.maps.values() if m is not None), scheduler="threads")
+        finally:
+            forwarding.clear()
+    return result
+
+
+def _run_zarr(array: Any, settings: Settings, progress: ProgressCallback | None, cancel: threading.Event | None,
+              geometry: Any) -> ColorizeResult:
+    """Stream to the OME-Zarr store, then open every level of it lazily (lists, finest first)."""
+    from ..engine.zarr_io import open_zarr_levels
+
+    lead = array.ndim - 2
+    units = getattr(geometry, "units", None)
+    unit = str(units[-1]) if units and str(units[-1]) not in ("pixel", "px") else None
+    path = colorize_to_zarr(array, settings.zarr_path, rgb_dtype="uint8", overwrite=True,
+                            scale=list(geometry.scale) if geometry is not None else None, unit=unit,
+                            axes=_ome_axes(getattr(geometry, "axis_labels", None), lead),
+                            **_engine_kwargs(settings, progress, cancel))
+    return open_zarr_levels(path)
+
+
+def _run_in_memory(array: Any, settings: Settings, progress: ProgressCallback | None,
+                   cancel: threading.Event | None) -> ColorizeResult:
+    result = colorize(array, **_engine_kwargs(settings, progress, cancel))
+    if isinstance(result.rgb, np.ndarray):
+        return result
+    import dask
+
+    # One compute for every output: they are slices of one graph, so each tile runs once.
+    values = dask.compute(*result.maps.values(), scheduler="threads")
+    return ColorizeResult(result.info, **dict(zip(result.maps, values)))
+
+
 def run(array: Any, settings: Settings, progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None, geometry: Any = None,
         displayed: tuple[int, ...] | None = None) -> ColorizeResult:
@@ -126,18 +175,18 @@ def run(array: Any, settings: Settings, progress: ProgressCallback | None = None
         Tiles (or zarr chunks) done and total; called from engine threads.
     cancel : threading.Event, optional
         When set, the engine stops between tiles and :class:`Cancelled` is raised.
-    geometry : napari_colorize._layers.Geometry, optional
+    geometry : napari_colorize._qt._layers.Geometry, optional
         Pixel size, units and axis names written into a zarr store.
     displayed : tuple of int, optional
-        Leading-axis index of the plane on screen: a "lazy" output computes it now
-        (with progress and cancel), so the engine's tile cache has it when napari asks.
+        Leading-axis index of the plane on screen: a "lazy" output computes it now.
 
     Returns
     -------
     ColorizeResult
         rgb ``(..., Y, X, 3)``, chroma confidence and hue entropy ``(..., Y, X)``,
-        float32 in [0, 1]: numpy ("in memory"), dask computed on demand ("lazy"), or
-        dask reading the finished store ("zarr file").
+        float32 in [0, 1]: numpy ("in memory"), dask computed on demand ("lazy"); for
+        "zarr file", each output the list of the store's levels (dask, finest first;
+        rgb uint8 as stored).
 
     Raises
     ------
@@ -146,47 +195,77 @@ def run(array: Any, settings: Settings, progress: ProgressCallback | None = None
     ValueError, FileNotFoundError
         With the library's messages (bad image, model or settings).
     """
-    settings.validated()
     if settings.output == "lazy":
-        # Napari computes planes as they are shown; only the one on screen is computed now,
-        # here in the worker thread, so that adding the layers does not freeze the viewer.
-        planes = max(int(np.prod(array.shape[:-2])), 1)
-        forwarding = threading.Event()
-        forwarding.set()
-
-        def plane_progress(done: int, total: int) -> None:
-            # Report the on-screen plane only, and nothing once napari computes later planes.
-            if progress is not None and forwarding.is_set():
-                per_plane = max(total // planes, 1)
-                progress(min(done, per_plane), per_plane)
-
-        result = colorize(_as_lazy(array), **_engine_kwargs(settings, plane_progress, cancel))
-        if displayed is not None:
-            import dask
-
-            index = tuple(displayed)
-            try:
-                dask.compute(result.rgb[index], result.chroma_confidence[index], result.hue_entropy[index],
-                             scheduler="threads")
-            finally:
-                forwarding.clear()
-        return result
+        return _run_lazy(array, settings, progress, cancel, displayed)
     if settings.output == "zarr file":
-        from .engine.zarr_io import open_zarr_result
+        return _run_zarr(array, settings, progress, cancel, geometry)
+    if settings.output == "in memory":
+        return _run_in_memory(array, settings, progress, cancel)
+    raise ValueError(f"unknown output {settings.output!r}; choose one of {OUTPUT_MODES}")
 
-        lead = array.ndim - 2
-        units = getattr(geometry, "units", None)
-        unit = str(units[-1]) if units and str(units[-1]) not in ("pixel", "px") else None
-        path = colorize_to_zarr(array, settings.zarr_path, rgb_dtype="uint8", overwrite=True,
-                                scale=list(geometry.scale) if geometry is not None else None, unit=unit,
-                                axes=_ome_axes(getattr(geometry, "axis_labels", None), lead),
-                                **_engine_kwargs(settings, progress, cancel))
-        return open_zarr_result(path)
-    result = colorize(array, **_engine_kwargs(settings, progress, cancel))
-    if isinstance(result.rgb, np.ndarray):
-        return result
-    import dask
 
-    # One compute for the three outputs: they are slices of one graph, so each tile runs once.
-    rgb, conf, ent = dask.compute(result.rgb, result.chroma_confidence, result.hue_entropy, scheduler="threads")
-    return ColorizeResult(rgb=rgb, chroma_confidence=conf, hue_entropy=ent, info=result.info)
+@dataclass
+class Outcome:
+    """What the worker hands back to the GUI thread.
+
+    Attributes
+    ----------
+    status : {"done", "cancelled", "error"}
+    tuples : list
+        The output layers, ready to show (:func:`._layers.layer_data_tuples`).
+    info : dict
+        Settings, level, model, device and decoding method of the run.
+    message : str
+        For the user, when ``status`` is "error".
+    seconds : float
+        Time from the start of the work to the layers being ready.
+    """
+
+    status: str
+    tuples: list = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+    message: str = ""
+    seconds: float = 0.0
+
+
+def _run_info(plan: Any, settings: Settings, result: ColorizeResult) -> dict[str, Any]:
+    """What the output layers record about their run (``metadata["napari_colorize"]``)."""
+    return {"settings": settings.as_info(), "level": plan.level, "index": list(plan.index),
+            "model": str(result.info.get("model", settings.model)),
+            "method": str(result.info.get("method") or settings.method),
+            "device": str(result.info.get("device", settings.device))}
+
+
+def work(plan: Any, settings: Settings, name: str, cancel: threading.Event, progress: ProgressCallback) -> Outcome:
+    """The worker thread's job: colorize, then make the layers ready to show.
+
+    Preparing them (uint8 colour, pyramids of large planes) is done here, not on the
+    GUI thread.  Expected failures become messages, never tracebacks.
+
+    Parameters
+    ----------
+    plan : napari_colorize._qt._layers.InputPlan
+        What to colour and where the outputs go.
+    settings : Settings
+    name : str
+        The source layer's name (the outputs are named after it).
+    cancel, progress
+        See :func:`run`.
+    """
+    from ._layers import layer_data_tuples
+
+    start = time.perf_counter()
+    try:
+        result = run(plan.array, settings, progress=progress, cancel=cancel, geometry=plan.geometry,
+                     displayed=plan.displayed)
+        info = _run_info(plan, settings, result)
+        tuples = layer_data_tuples(result, name, plan.geometry, info)
+    except Cancelled:
+        return Outcome("cancelled", seconds=time.perf_counter() - start)
+    except USER_ERRORS as err:
+        return Outcome("error", message=str(err) or type(err).__name__)
+    except Exception as err:  # a bug: say so plainly, keep the traceback in the log
+        log.exception("napari-colorize failed")
+        return Outcome("error", message=f"napari-colorize failed unexpectedly ({type(err).__name__}: {err}); "
+                                        "please report this with the log")
+    return Outcome("done", tuples=tuples, info=info, seconds=time.perf_counter() - start)

@@ -14,7 +14,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
-from .lazy import Cancelled
+from .jobs import Cancelled
 
 __all__ = ["connect", "local_cluster", "run_on_client"]
 

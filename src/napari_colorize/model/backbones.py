@@ -7,13 +7,16 @@ early maps are freed at once: peak memory stays near one layer, not all of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-__all__ = ["Tap", "Backbone", "VGG16Backbone", "CompactBackbone", "BACKBONES", "register_backbone"]
+from .imagenet import load_imagenet_vgg16
+
+__all__ = ["Tap", "Backbone", "VGG16Backbone", "CompactBackbone", "BackboneSpec", "BACKBONES", "HIDDEN_RANGE",
+           "register_backbone", "get_backbone"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,8 @@ class Backbone(nn.Module):
     """Base class: ``taps`` describes what ``forward`` yields, in order.
 
     ``multiple`` is the factor the input height and width must be divisible by (the
-    stride of the coarsest tap), ``min_size`` the smallest input side it accepts.
+    stride of the coarsest tap), ``min_size`` the smallest input side it accepts
+    (:meth:`BackboneSpec.build` sets it from the registry).
     """
 
     taps: list[Tap]
@@ -163,9 +167,103 @@ class CompactBackbone(Backbone):
             yield x
 
 
-BACKBONES: dict[str, Callable[[], Backbone]] = {"vgg16": VGG16Backbone, "compact": CompactBackbone}
+#: Allowed h_fc1 widths: below 8 units the head cannot separate colours; above 4096 a
+#: VGG-16 hypercolumn projection alone would need over 200 MB per 1000 units.
+HIDDEN_RANGE = (8, 4096)
 
 
-def register_backbone(name: str, factory: Callable[[], Backbone]) -> None:
-    """Make a new backbone available to :func:`napari_colorize.build_model` by name."""
-    BACKBONES[name] = factory
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Everything the package knows about one backbone: how to build it and its defaults.
+
+    Adding a backbone is one :func:`register_backbone` call with one of these; the model
+    factory, the metadata validation, the engine's tiling defaults and the command-line
+    choices all read it from :data:`BACKBONES`.
+
+    Attributes
+    ----------
+    name : str
+        The name stored in model files and given to ``--backbone``.
+    factory : callable
+        Makes a new, randomly initialised :class:`Backbone`.
+    hidden : int
+        Default width of the hypercolumn's h_fc1 layer (within :data:`HIDDEN_RANGE`).
+    cpu_tiling : (int, int)
+        Default (tile size, overlap) in pixels on CPUs (and MPS).
+    single_pass_max : int
+        Planes up to this side are coloured as one tile on CPUs (no overlap to recompute).
+    gpu_tiling : (int, int)
+        Default (tile size, overlap) on CUDA; planes up to the tile size are one tile.
+    min_size : int
+        The smallest input side the network accepts.
+    pretrained : dict of str -> callable
+        Named initialisations: ``loader(backbone) -> description`` fills a new backbone's
+        weights and returns what to record as the model's ``training["init"]``.
+    """
+
+    name: str
+    factory: Callable[[], Backbone]
+    hidden: int
+    cpu_tiling: tuple[int, int]
+    single_pass_max: int
+    gpu_tiling: tuple[int, int]
+    min_size: int = 32
+    pretrained: Mapping[str, Callable[[Backbone], str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        lo, hi = HIDDEN_RANGE
+        if not lo <= self.hidden <= hi:
+            raise ValueError(f"backbone {self.name!r}: hidden must lie in [{lo}, {hi}], got {self.hidden}")
+        for what, (tile, overlap) in (("cpu_tiling", self.cpu_tiling), ("gpu_tiling", self.gpu_tiling)):
+            if not (overlap >= 0 and tile > 2 * overlap and tile >= self.min_size):
+                raise ValueError(f"backbone {self.name!r}: {what} needs tile > 2 x overlap >= 0 and tile >= "
+                                 f"min_size {self.min_size}, got {(tile, overlap)}")
+
+    def build(self) -> Backbone:
+        """A new backbone module, with this entry's ``min_size``."""
+        module = self.factory()
+        module.min_size = self.min_size
+        return module
+
+    def tiling(self, device_type: str = "cpu") -> tuple[int, int, int]:
+        """``(tile size, overlap, single-pass maximum side)`` on a device type ("cpu", "cuda", "mps")."""
+        if device_type == "cuda":
+            return (*self.gpu_tiling, self.gpu_tiling[0])
+        return (*self.cpu_tiling, self.single_pass_max)
+
+
+#: The backbones by name, in the order they are offered.
+BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(spec: BackboneSpec) -> BackboneSpec:
+    """Make a backbone available by name to :func:`~napari_colorize.model.build_model`,
+    model files, the engine and the command line.  A name already taken is an error."""
+    if spec.name in BACKBONES:
+        raise ValueError(f"a backbone named {spec.name!r} is already registered")
+    BACKBONES[spec.name] = spec
+    return spec
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """The registered backbone ``name``; one clear error listing the choices otherwise."""
+    try:
+        return BACKBONES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}") from None
+
+
+# The numbers: see docs/engine.md.  Overlaps are wide because the receptive field is
+# (context 7x7 at stride 32): a chunk border needs about 192 px of context on each side.
+# With the trained default model, 1408/384 tiles keep chunk borders below the interior's
+# own differences on 1536² and 3072² (benchmarks/bench_engine.py seams); 1280/256 leaves
+# faint seams.  Planes up to the single-pass side run as one tile: a 1024² plane is 1.8x
+# faster as one compact tile than as 768/64 tiles on 2 CPU cores.  On a GPU tiles are
+# larger, since every overlap pixel is computed twice (1408/384 tiles compute up to 1.89x
+# the image's pixels, 4096/384 tiles 1.22x) and memory is plentiful.  vgg16 takes the
+# same overlap (no trained vgg16 to measure).
+register_backbone(BackboneSpec("compact", CompactBackbone, hidden=128, cpu_tiling=(1408, 384),
+                               single_pass_max=1536, gpu_tiling=(4096, 384)))
+register_backbone(BackboneSpec("vgg16", VGG16Backbone, hidden=1024, cpu_tiling=(1024, 384),
+                               single_pass_max=1024, gpu_tiling=(2048, 384),
+                               pretrained={"imagenet": load_imagenet_vgg16}))

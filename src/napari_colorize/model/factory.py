@@ -3,12 +3,16 @@
 A checkpoint is one ``.safetensors`` file: the tensors, plus a JSON document in the
 file's metadata header under the key ``napari_colorize`` that says how to rebuild the
 network (backbone, colour space, bins, input convention, version) and how it was
-trained.  Loading never unpickles anything.
+trained.  Loading never unpickles anything, checks the metadata against its schema
+(:mod:`.metadata`) before building anything, and checks the tensors' names and shapes
+against the network the metadata describes before reading them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import os
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -18,18 +22,19 @@ from typing import Any
 import torch
 
 from .._atomic import atomic_path, read_safetensors_metadata
-from ..spaces import get_space
-from .backbones import BACKBONES, VGG16Backbone
+from ..spaces import SPACES, get_space
+from .backbones import BACKBONES, get_backbone
 from .hypercolumn import HypercolumnColorizer
+from .imagenet import load_imagenet_vgg16, vgg16_state_from_torchvision
+from .metadata import FORMAT_VERSION, METADATA_KEY, check_metadata, parse_metadata
 
-__all__ = ["ModelConfig", "build_model", "save_model", "load_model", "load_imagenet_vgg16", "DEFAULT_MODEL", "FORMAT_VERSION"]
+__all__ = ["ModelConfig", "build_model", "save_model", "load_model", "read_config", "resolve_model_path",
+           "is_model_file", "load_imagenet_vgg16", "vgg16_state_from_torchvision", "DEFAULT_MODEL",
+           "FORMAT_VERSION", "METADATA_KEY"]
 
-FORMAT_VERSION = 1
-METADATA_KEY = "napari_colorize"
 INPUT_CONVENTION = "gray = (R + G + B) / 3, float in [0, 1], shape (B, 1, H, W)"
 #: Name of the model shipped inside the package.
 DEFAULT_MODEL = "default"
-_HIDDEN = {"vgg16": 1024, "compact": 128}
 
 
 @dataclass
@@ -42,7 +47,8 @@ class ModelConfig:
     dropout: float = 0.0
     input_convention: str = INPUT_CONVENTION
     format_version: int = FORMAT_VERSION
-    #: Decoding defaults learnt on validation data (e.g. calibrated fading), free-form.
+    #: Decoding defaults learnt on validation data (e.g. calibrated fading); checked
+    #: against :data:`.metadata.DECODING_FIELDS`, other keys kept as notes.
     decoding: dict[str, Any] = field(default_factory=dict)
     #: How it was trained (data, steps, scores), free-form.
     training: dict[str, Any] = field(default_factory=dict)
@@ -55,14 +61,19 @@ class ModelConfig:
         return json.dumps(doc)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
-        doc = json.loads(text)
-        doc.pop("bins", None)
-        version = doc.get("format_version", 0)
-        if version > FORMAT_VERSION:
-            raise ValueError(f"this checkpoint has format version {version}; upgrade napari-colorize to read it")
-        known = {f for f in cls.__dataclass_fields__}
+    def from_json(cls, text: str, source: str = "model metadata") -> "ModelConfig":
+        """Parse and check a metadata document (:func:`.metadata.parse_metadata`).
+
+        ``source`` (usually the file's path) starts every error message.
+        """
+        doc = parse_metadata(text, source)
+        known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in doc.items() if k in known})
+
+    def check(self, source: str = "model settings") -> "ModelConfig":
+        """Check these settings against the metadata schema before building a network from them."""
+        check_metadata(asdict(self), source)
+        return self
 
 
 def build_model(backbone: str = "compact", space: str = "hue_chroma", pretrained: str | None = None,
@@ -71,83 +82,49 @@ def build_model(backbone: str = "compact", space: str = "hue_chroma", pretrained
 
     Parameters
     ----------
-    backbone : {"compact", "vgg16"}
-        ``vgg16`` is the paper's network, ``compact`` a >= 10x faster one for CPUs.
-    space : {"hue_chroma", "lab", "lab_marginal"}
-        The histograms to predict (see :mod:`napari_colorize.spaces`).
-    pretrained : {None, "imagenet"}
-        ``None``: random initialisation, no network access.  ``"imagenet"`` (vgg16
-        only): torchvision's ImageNet VGG-16 weights, conv1 folded to one channel.
+    backbone : str
+        A name of :data:`~napari_colorize.model.BACKBONES`: ``vgg16`` is the paper's
+        network, ``compact`` a >= 10x faster one for CPUs.
+    space : str
+        A name of :data:`~napari_colorize.spaces.SPACES` (``hue_chroma``, ``lab``,
+        ``lab_marginal``): the histograms to predict.
+    pretrained : str or None
+        ``None``: random initialisation, no network access.  Otherwise one of the
+        backbone's named initialisations (``"imagenet"`` for vgg16: torchvision's
+        ImageNet VGG-16 weights, conv1 folded to one channel).
     hidden : int, optional
-        h_fc1 units (1024 for vgg16, 128 for compact by default).
+        h_fc1 units (the backbone's default: 1024 for vgg16, 128 for compact).
     dropout : float
         Dropout after h_fc1 while training.
     """
-    if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(BACKBONES)}")
-    hidden = hidden or _HIDDEN.get(backbone, 256)
-    config = ModelConfig(backbone=backbone, space=space, hidden=hidden, dropout=dropout)
+    spec = get_backbone(backbone)
+    get_space(space)
+    loader = _pretrained_loader(backbone, pretrained)
+    config = ModelConfig(backbone=backbone, space=space, hidden=spec.hidden if hidden is None else hidden,
+                         dropout=dropout).check("build_model()")
     model = _from_config(config)
-    if pretrained is not None:
-        if pretrained != "imagenet" or backbone != "vgg16":
-            raise ValueError(f"pretrained={pretrained!r} is only available as 'imagenet' for the vgg16 backbone")
-        load_imagenet_vgg16(model.backbone)
-        config.training["init"] = "torchvision VGG16_Weights.IMAGENET1K_V1"
+    if loader is not None:
+        config.training["init"] = loader(model.backbone)
     return model
+
+
+def _pretrained_loader(backbone: str, pretrained: str | None):
+    """The backbone's loader for ``pretrained``; an error saying which backbones offer it otherwise."""
+    if pretrained is None:
+        return None
+    loaders = get_backbone(backbone).pretrained
+    if pretrained in loaders:
+        return loaders[pretrained]
+    offered = [f"{name!r} for {spec.name}" for spec in BACKBONES.values() for name in spec.pretrained]
+    raise ValueError(f"pretrained={pretrained!r} is not available for the {backbone} backbone; "
+                     f"available: {', '.join(offered) or 'none'} (or None for a random start)")
 
 
 def _from_config(config: ModelConfig) -> HypercolumnColorizer:
-    model = HypercolumnColorizer(BACKBONES[config.backbone](), get_space(config.space), config.hidden, config.dropout)
+    model = HypercolumnColorizer(get_backbone(config.backbone).build(), get_space(config.space), config.hidden,
+                                 config.dropout)
     model.config = config
     return model
-
-
-def _fold_rgb_conv(weight: torch.Tensor, bias: torch.Tensor, mean, std) -> tuple[torch.Tensor, torch.Tensor]:
-    """conv1_1 for a gray input g replicated to RGB and normalised per channel.
-
-    ``sum_c W_c * (g - m_c) / s_c + b = (sum_c W_c / s_c) * g + (b - sum W_c m_c / s_c)``:
-    the colour filters are averaged (times 3) after rescaling by the ImageNet std.
-    """
-    m = torch.tensor(mean, dtype=weight.dtype).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=weight.dtype).view(1, 3, 1, 1)
-    gray_weight = (weight / s).sum(dim=1, keepdim=True)
-    gray_bias = bias - (weight * m / s).sum(dim=(1, 2, 3))
-    return gray_weight, gray_bias
-
-
-def vgg16_state_from_torchvision(state: dict[str, torch.Tensor], mean=(0.485, 0.456, 0.406),
-                                 std=(0.229, 0.224, 0.225)) -> dict[str, torch.Tensor]:
-    """Map a torchvision ``vgg16`` state dict onto :class:`VGG16Backbone`."""
-    out = {k: v for k, v in state.items() if k.startswith("features.")}
-    out["features.0.weight"], out["features.0.bias"] = _fold_rgb_conv(state["features.0.weight"], state["features.0.bias"], mean, std)
-    out["fc6.weight"] = state["classifier.0.weight"].reshape(4096, 512, 7, 7)
-    out["fc6.bias"] = state["classifier.0.bias"]
-    out["fc7.weight"] = state["classifier.3.weight"].reshape(4096, 4096, 1, 1)
-    out["fc7.bias"] = state["classifier.3.bias"]
-    return out
-
-
-def load_imagenet_vgg16(backbone: VGG16Backbone) -> None:
-    """Load torchvision's ImageNet VGG-16 weights into ``backbone`` (its weights API).
-
-    Online, torchvision downloads the file once into torch's cache; offline, the file
-    must already be there.  Never falls back to random weights.
-    """
-    from torchvision.models import VGG16_Weights
-
-    weights = VGG16_Weights.IMAGENET1K_V1
-    try:
-        state = weights.get_state_dict(progress=False)
-    except Exception as err:  # URLError, OSError, HTTP errors: all mean "could not get the file"
-        cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        raise RuntimeError(
-            "Could not load torchvision's ImageNet VGG-16 weights (are you offline?). "
-            f"Download {weights.url} on a machine with internet access and copy it to {cache} "
-            "(or set TORCH_HOME to a folder whose hub/checkpoints/ holds it), then try again. "
-            f"Original error: {err}"
-        ) from err
-    transforms = weights.transforms()
-    backbone.load_state_dict(vgg16_state_from_torchvision(state, transforms.mean, transforms.std))
 
 
 def save_model(model: HypercolumnColorizer, path: str | os.PathLike, **training_info: Any) -> Path:
@@ -169,7 +146,16 @@ def save_model(model: HypercolumnColorizer, path: str | os.PathLike, **training_
     return path
 
 
-def _resolve(name_or_path: str | os.PathLike) -> Path:
+def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
+    """The file of a model: ``"default"`` (shipped in the package) or an existing file path.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist, or the shipped model is missing.
+    ValueError
+        If the path is a folder.
+    """
     if str(name_or_path) == DEFAULT_MODEL:
         path = Path(str(resources.files("napari_colorize") / "weights" / "default.safetensors"))
         if not path.exists():
@@ -178,32 +164,141 @@ def _resolve(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"no model file at {path}; pass 'default' or the path of a .safetensors file written by napari-colorize train")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; pass 'default' or the path of a .safetensors model file inside it")
     return path
 
 
-def read_config(name_or_path: str | os.PathLike) -> ModelConfig:
-    """The metadata of a checkpoint, without loading its tensors."""
-    path = _resolve(name_or_path)
-    text = read_safetensors_metadata(
+def _read_metadata_text(path: Path) -> str:
+    return read_safetensors_metadata(
         path, METADATA_KEY,
         not_safetensors=lambda err: f"{path} is not a safetensors file ({err}); napari-colorize models are .safetensors files",
         no_key=f"{path} has no napari-colorize metadata; it was not written by save_model()/napari-colorize train")
-    return ModelConfig.from_json(text)
+
+
+def read_config(name_or_path: str | os.PathLike) -> ModelConfig:
+    """The checked metadata of a checkpoint, without loading its tensors.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not a safetensors file, no napari-colorize metadata, or metadata that fails the
+        schema (:class:`~.metadata.ModelMetadataError`, naming the file and the field).
+    """
+    path = resolve_model_path(name_or_path)
+    return ModelConfig.from_json(_read_metadata_text(path), str(path))
+
+
+def is_model_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a safetensors file carrying this package's model metadata key.
+
+    Only the header is read; the metadata itself is not checked (an edited model of
+    ours is still ours).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        _read_metadata_text(path)
+    except ValueError:
+        return False
+    return True
+
+
+def _tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in a safetensors file, read from its header only."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+
+
+@contextlib.contextmanager
+def _shapes_only():
+    """Build modules on the meta device (no memory), skipping their random initialisation.
+
+    Why skip it: on meta tensors ``normal_`` runs a Python decomposition that imports
+    ``torch._dynamo`` and triton, which crashes (segfault) when it first happens in a
+    Qt worker thread, where the napari widget loads models.  Only shapes are wanted here.
+    """
+    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    try:
+        for n in names:
+            setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
+        with torch.device("meta"):
+            yield
+    finally:
+        for n, f in saved.items():
+            setattr(torch.nn.init, n, f)
+
+
+def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the state of the network ``config`` describes (built without memory)."""
+    with _SHAPES_LOCK, _shapes_only():
+        return {k: tuple(v.shape) for k, v in _from_config(config).state_dict().items()}
+
+
+def _backbone_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    with _SHAPES_LOCK, _shapes_only():
+        return {f"backbone.{k}": tuple(v.shape) for k, v in get_backbone(name).build().state_dict().items()}
+
+
+#: Patching torch.nn.init is process-wide: one shape build at a time.
+_SHAPES_LOCK = threading.Lock()
+
+
+def _mismatch_hints(config: ModelConfig, found: dict[str, tuple[int, ...]]) -> list[str]:
+    """What the file's tensors look like where they differ from the metadata."""
+    hints = []
+    found_backbone = {k: v for k, v in found.items() if k.startswith("backbone.")}
+    if found_backbone != _backbone_shapes(config.backbone):
+        looks = [name for name in BACKBONES if _backbone_shapes(name) == found_backbone]
+        hints.append(f"they look like {looks[0]!r} weights" if looks else "their backbone is none of " + ", ".join(BACKBONES))
+    width = found.get("projection_bias")
+    if width is not None and width != (config.hidden,):
+        hints.append(f"their hidden width is {width[0]}, the metadata says {config.hidden}")
+    heads = {k.split(".")[1]: v[0] for k, v in found.items() if k.startswith("heads.") and v}
+    if heads != dict(get_space(config.space).heads):
+        looks = [name for name, space in SPACES.items() if dict(space.heads) == heads]
+        hints.append(f"their heads are those of a {looks[0]!r} model" if looks else
+                     f"their heads {sorted(heads)} fit no colour space")
+    return hints
+
+
+def _check_tensors(path: Path, config: ModelConfig) -> None:
+    """Refuse a file whose tensors do not fit the network its metadata names, before loading them."""
+    found, expected = _tensor_shapes(path), _expected_shapes(config)
+    if found == expected:
+        return
+    hints = _mismatch_hints(config, found)
+    if not hints:
+        missing = sorted(set(expected) - set(found))[:3]
+        unexpected = sorted(set(found) - set(expected))[:3]
+        reshaped = [f"{k} {found[k]} != {expected[k]}" for k in sorted(set(found) & set(expected))
+                    if found[k] != expected[k]][:3]
+        hints = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
+                 f"wrong shapes {reshaped}" if reshaped else ""]
+    raise ValueError(f"the weights in {path} do not match the {config.backbone}/{config.space} model "
+                     f"(backbone {config.backbone!r}, hidden {config.hidden}) named in its metadata: "
+                     f"{'; '.join(h for h in hints if h)}. The metadata was edited or the file is damaged: "
+                     "use an unedited copy of the model, or correct the metadata to match the weights")
 
 
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> HypercolumnColorizer:
     """Load a colorizer: ``"default"`` (shipped in the package) or a ``.safetensors`` path.
 
-    The model is returned in evaluation mode.
+    The metadata and the tensors' names and shapes are checked before the network is
+    built.  The model is returned in evaluation mode.
     """
     from safetensors.torch import load_file
 
-    config = read_config(name_or_path)
+    path = resolve_model_path(name_or_path)
+    config = ModelConfig.from_json(_read_metadata_text(path), str(path))
+    _check_tensors(path, config)
     model = _from_config(config)
-    state = load_file(str(_resolve(name_or_path)), device="cpu")
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"checkpoint does not match a {config.backbone}/{config.space} model: "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.load_state_dict(load_file(str(path), device="cpu"), strict=True)
     model.source = str(name_or_path)
     return model.to(device).eval()

@@ -20,7 +20,8 @@ import torch
 
 from .._atomic import atomic_path, read_safetensors_metadata
 
-__all__ = ["save_training_state", "load_training_state", "capture_rng", "restore_rng", "STATE_KEY"]
+__all__ = ["save_training_state", "load_training_state", "read_state_info", "is_training_state", "capture_rng",
+           "restore_rng", "STATE_KEY"]
 
 STATE_KEY = "napari_colorize_state"
 STATE_VERSION = 1
@@ -130,9 +131,32 @@ def read_state_info(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no training checkpoint at {path}; run without --resume to start a new run")
-    return json.loads(read_safetensors_metadata(
+    text = read_safetensors_metadata(
         path, STATE_KEY, not_safetensors=lambda err: f"{path} is not a training checkpoint ({err})",
-        no_key=f"{path} is not a napari-colorize training checkpoint (no {STATE_KEY} metadata)"))
+        no_key=f"{path} is not a napari-colorize training checkpoint (no {STATE_KEY} metadata)")
+    try:
+        doc = json.loads(text)
+    except ValueError as err:
+        doc, problem = None, f"its metadata is not valid JSON ({err})"
+    else:
+        missing = [k for k in ("step", "rng", "optimizer", "info") if not isinstance(doc, dict) or k not in doc]
+        problem = f"its metadata lacks {', '.join(missing)}" if missing else ""
+    if problem:
+        raise ValueError(f"{path} is a damaged training checkpoint: {problem}; start a new run without --resume "
+                         "(add --force to replace it)")
+    return doc
+
+
+def is_training_state(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a safetensors file with a training state's metadata key (header only)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        read_safetensors_metadata(path, STATE_KEY, not_safetensors=str, no_key="")
+    except ValueError:
+        return False
+    return True
 
 
 def load_training_state(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -5,11 +5,13 @@ images with random scale and mirroring; the network sees the gray version
 ``(R + G + B) / 3``; the loss is computed at 128 random pixels per image, whose
 targets are histograms of the true colour in a small window around the pixel.
 
-Images are decoded once, reduced so that their long side is at most ``max_side``
-pixels and kept in memory as uint8 (a 512-pixel image is under 1 MB): decoding a
-large wallpaper JPEG takes tens of milliseconds or more, while a crop of a decoded
-image with its targets takes about 2 ms (measured: 350-600 crops/s on 2 cores,
-against 20-45 images/s for the compact network's training step).  Every crop is a pure function of ``(seed, step, slot)``
+Files are found and decoded by :mod:`napari_colorize.io` (:func:`~napari_colorize.io.scan_images`,
+:func:`~napari_colorize.io.read_rgb`, re-exported here).  Images are decoded once,
+reduced so that their long side is at most ``max_side`` pixels and kept in memory as
+uint8 (a 512-pixel image is under 1 MB): decoding a large wallpaper JPEG takes tens
+of milliseconds or more, while a crop of a decoded image with its targets takes about
+2 ms (measured: 350-600 crops/s on 2 cores, against 20-45 images/s for the compact
+network's training step).  Every crop is a pure function of ``(seed, step, slot)``
 (:class:`StepBatchSampler`, :class:`ColorCropDataset`), so a run resumed from a
 checkpoint sees exactly the batches of an uninterrupted one, whatever the number of
 loader workers.
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..io import IMAGE_SUFFIXES, read_rgb, scan_images
 from ..spaces import SpaceSpec, target_indices
 
 __all__ = [
@@ -50,116 +53,9 @@ __all__ = [
     "skipped_counts",
 ]
 
-#: File name endings read as images (case-insensitive).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 #: An image whose 99th percentile of chroma (max - min of R, G, B, in [0, 1]) is below
 #: this is treated as gray (about 4 levels of 255: JPEG noise on a gray picture).
 GRAY_CHROMA = 4.0 / 255.0
-
-
-def scan_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
-    """All image files under ``folders`` (recursively), sorted, without duplicates.
-
-    Raises
-    ------
-    FileNotFoundError
-        If a folder does not exist.
-    ValueError
-        If a folder holds no image file.
-    """
-    found: dict[Path, None] = {}
-    for folder in folders:
-        root = Path(folder).expanduser()
-        if not root.exists():
-            raise FileNotFoundError(f"data folder {root} does not exist")
-        if root.is_file():
-            files = [root] if root.suffix.lower() in IMAGE_SUFFIXES else []
-        else:
-            files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        if not files:
-            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}; "
-                             "give folders holding colour photographs")
-        for p in files:
-            found[p.resolve()] = None
-    return sorted(found)
-
-
-def _scale_to_unit(arr: np.ndarray) -> np.ndarray:
-    if arr.dtype == np.bool_:
-        return arr.astype(np.float32)
-    if np.issubdtype(arr.dtype, np.integer):
-        return arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
-    arr = arr.astype(np.float32)
-    hi = float(np.nanmax(arr)) if arr.size else 1.0
-    # Float files are usually in [0, 1]; some tools write [0, 255].
-    return np.clip(arr / 255.0 if hi > 1.0 + 1e-3 else arr, 0.0, 1.0)
-
-
-def _to_rgb(arr: np.ndarray) -> np.ndarray | None:
-    """(H, W), (H, W, 1..4) or (3|4, H, W) -> (H, W, 3); None if not an image."""
-    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (3, 4):
-        arr = np.moveaxis(arr, 0, -1)  # planar TIFF
-    if arr.ndim == 2:
-        return np.repeat(arr[..., None], 3, axis=-1)
-    if arr.ndim != 3:
-        return None
-    if arr.shape[-1] == 1:
-        return np.repeat(arr, 3, axis=-1)
-    if arr.shape[-1] == 2:  # gray + alpha
-        return np.repeat(arr[..., :1], 3, axis=-1)
-    if arr.shape[-1] in (3, 4):
-        return arr[..., :3]
-    return None
-
-
-def _resize_uint8(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
-    """[0, 1] float (H, W, 3) -> uint8, area-downscaled so the long side <= max_side."""
-    h, w = rgb.shape[:2]
-    if max_side and max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
-        rgb = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)[0].permute(1, 2, 0).numpy()
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
-
-
-def read_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
-    """Decode an image file into uint8 RGB ``(H, W, 3)``, long side <= ``max_side``.
-
-    PNG/JPEG/BMP/WebP go through Pillow (JPEGs are decoded directly at a reduced
-    scale when ``max_side`` allows: much faster for large wallpapers); TIFF through
-    tifffile (16-bit and float data scaled to [0, 1] first, first page/series).
-
-    Raises
-    ------
-    ValueError
-        If the file is not a readable 2D image.
-    """
-    path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
-
-        arr = tifffile.imread(path)
-        while arr.ndim > 3 or (arr.ndim == 3 and min(arr.shape) > 4):  # stacks: first plane
-            arr = arr[0]
-        rgb = _to_rgb(arr)
-        if rgb is None:
-            raise ValueError(f"{path}: unsupported TIFF shape {arr.shape}")
-        return _resize_uint8(_scale_to_unit(rgb), max_side)
-    from PIL import Image
-
-    with Image.open(path) as im:
-        if max_side and im.format == "JPEG":
-            im.draft("RGB", (max_side, max_side))  # DCT-domain downscale, never below max_side
-        if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            rgb = _to_rgb(np.asarray(im))
-            rgb = _scale_to_unit(rgb if rgb.dtype != np.int32 else rgb.astype(np.uint16))
-            return _resize_uint8(rgb, max_side)
-        im = im.convert("RGB")
-        if max_side and max(im.size) > max_side:
-            scale = max_side / max(im.size)
-            im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), Image.BOX)
-        return np.asarray(im, dtype=np.uint8).copy()
 
 
 def is_gray(rgb: np.ndarray, threshold: float = GRAY_CHROMA) -> bool:

@@ -1,0 +1,133 @@
+"""Whether the widget's choices can run, with the engine's own checks and messages.
+
+The widget keeps Run disabled, and shows why, while :func:`check_run` raises (as
+stardist-napari does).  It runs on the GUI thread at every change of a setting or of
+the layer list, so it reads no pixels and no weights: the model file's header (once
+per file version), shapes, and the engine's validation of the tiling
+(:func:`napari_colorize.engine.defaults.resolve_tiling`, which calls
+:func:`napari_colorize.engine.tiling.check_tiling`), the device, the precision and the
+zarr destination.  What only the data can tell (NaN values, a corrupt weight tensor)
+is still found by the engine in the worker, and reported as a notification.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+from ..engine.defaults import default_tiling, resolve_tiling
+from ..inputs import check_gray_shape
+from ..model import BACKBONES, ModelConfig, read_config
+
+__all__ = ["LAYER_NEEDED", "MODEL_NEEDED", "ZARR_PATH_NEEDED", "model_config", "min_input_size", "device_type",
+           "default_tiling_for", "check_zarr_path", "check_run", "as_reason"]
+
+LAYER_NEEDED = "Choose a single-channel image layer"
+MODEL_NEEDED = "Choose a .safetensors model file, or the default model"
+ZARR_PATH_NEEDED = "zarr output needs a path: choose where to write the .zarr store"
+
+
+@functools.lru_cache(maxsize=16)
+def _read_config(model: str, _version: tuple[int, ...]) -> ModelConfig:
+    return read_config(model)
+
+
+def _file_version(model: str) -> tuple[int, ...]:
+    """Modification time and size of a model file: a new version is read again."""
+    try:
+        stat = os.stat(Path(model).expanduser())
+    except OSError:
+        return ()
+    return stat.st_mtime_ns, stat.st_size
+
+
+def model_config(model: str) -> ModelConfig:
+    """The model's checked configuration (its file's header; cached per file version).
+
+    Raises the engine's ``FileNotFoundError`` / ``ValueError`` for a missing file, a
+    folder, or a file that is not a napari-colorize model.
+    """
+    return _read_config(model, () if model == "default" else _file_version(model))
+
+
+def min_input_size(config: ModelConfig) -> int:
+    """The smallest plane side the model's backbone accepts (as the engine reads it)."""
+    return int(getattr(BACKBONES.get(config.backbone), "min_size", 32))
+
+
+def device_type(device: str, precision: str) -> str:
+    """The torch device type ``device`` runs on here ("cpu", "cuda", "mps").
+
+    Raises the engine's ``ValueError`` for a device this machine lacks, or a reduced
+    precision on the CPU.
+    """
+    from ..devices import autocast, resolve_device
+
+    resolved = resolve_device(device)
+    with autocast(resolved, precision):  # the engine's check of the precision, nothing runs
+        pass
+    return resolved.type
+
+
+def default_tiling_for(model: str, device: str) -> tuple[int, int]:
+    """The engine's (tile size, overlap) for a large plane with this model on this device.
+
+    What the widget's tile fields start from.  Without a readable model (the reason Run
+    is disabled says why) or device, the first registered backbone's CPU tiling.
+    """
+    try:
+        return default_tiling(model_config(model).backbone, None, device_type(device, "fp32"))
+    except (ValueError, FileNotFoundError):
+        return default_tiling(next(iter(BACKBONES)), None, "cpu")
+
+
+def check_zarr_path(path: str | None, image: Any) -> None:
+    """Raise unless a store can be written at ``path``: chosen, its folder existing, not the input's own."""
+    from ..engine.sources import check_source_outside
+
+    if not path or str(path) in ("", "."):
+        raise ValueError(ZARR_PATH_NEEDED)
+    parent = Path(path).expanduser().parent
+    if not parent.is_dir():
+        raise FileNotFoundError(f"the folder {parent} does not exist; choose another place for the zarr store")
+    check_source_outside(image, path)
+
+
+def check_run(settings: Any, plan: Any) -> tuple[int, int]:
+    """Raise with the engine's message unless the run can start.
+
+    Parameters
+    ----------
+    settings : napari_colorize._qt._runner.Settings
+        The choices (``tile_size``/``overlap`` None for the engine's defaults).
+    plan : napari_colorize._qt._layers.InputPlan
+        What would be coloured (only its shape is used, and the sources of a zarr output).
+
+    Returns
+    -------
+    (int, int)
+        The (tile size, overlap) the engine will use for these choices.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        The model file, the image shape, the device, the precision, the tiling or the
+        zarr destination, in that order, with the engine's message.
+    """
+    config = model_config(settings.model)
+    min_size = min_input_size(config)
+    shape = tuple(int(n) for n in plan.array.shape)
+    check_gray_shape(shape, min_size)
+    kind = device_type(settings.device, settings.precision)
+    tiling = resolve_tiling(config.backbone, shape[-2:], kind, settings.tile_size, settings.overlap, min_size)
+    if settings.output == "zarr file":
+        check_zarr_path(settings.zarr_path, plan.array)
+    return tiling
+
+
+def as_reason(err: BaseException) -> str:
+    """An error as the sentence shown under Run (first letter capitalised)."""
+    text = str(err) or type(err).__name__
+    return text[:1].upper() + text[1:]

@@ -1,0 +1,175 @@
+"""One writer per output file or store: lock files beside the outputs of ``napari-colorize colorize``.
+
+Two runs on one output folder (two terminals, two queue jobs) would otherwise write
+the same files at once: renamed PNGs replacing each other, two processes filling one
+zarr store.  Before an input is coloured, each of its outputs gets a lock file
+``.NAME.lock`` beside it, created with ``O_CREAT | O_EXCL`` (atomic, also on NFS)
+and holding ``pid host``.  A second run finds it and reports the input as being
+written by that process.  A lock whose process has died on this host (a killed run)
+is taken over; a lock of another host is never judged stale, since its process
+cannot be probed from here: the message names the file to delete.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._atomic import pid_alive
+
+__all__ = ["OutputBusyError", "OutputLocks", "lock_path"]
+
+_HOST = socket.gethostname() or "localhost"
+#: A lock file without a readable owner (its writer was killed between creating and
+#: filling it, a window of microseconds) is stale after this many seconds; so is a
+#: ``.break`` file, held only for the microseconds of a takeover.
+STALE_AFTER_S = 60.0
+#: Tries to create a lock while stale ones are being taken over by other runs.
+_ATTEMPTS = 20
+
+
+class OutputBusyError(RuntimeError):
+    """An output is being written by another run.
+
+    Parameters
+    ----------
+    target : Path
+        The output file or store.
+    owner : _Owner or None
+        The process holding its lock, when the lock file could be read.
+    """
+
+    def __init__(self, target: Path, owner: "_Owner | None") -> None:
+        self.target = target
+        self.owner = owner
+        who = "another run" if owner is None else f"another run (pid {owner.pid}" + (
+            f" on {owner.host})" if owner.host != _HOST else ")")
+        super().__init__(f"{target} is being written by {who}; let it finish, then run again with --skip-existing "
+                         f"to colour what is left (if no such run is active, delete {lock_path(target)})")
+
+
+@dataclass(frozen=True)
+class _Owner:
+    pid: int
+    host: str
+    inode: int
+    age: float
+
+    @property
+    def stale(self) -> bool:
+        return self.host == _HOST and not pid_alive(self.pid)
+
+
+def lock_path(target: Path) -> Path:
+    """The lock file of an output: hidden, beside it, so folder walks never take it for an input."""
+    return target.with_name(f".{target.name}.lock")
+    return True
+
+
+def _read_owner(lock: Path) -> "_Owner | None | str":
+    """The owner of ``lock``; None if it is gone; "unreadable" if it holds no ``pid host`` yet."""
+    try:
+        with open(lock, encoding="utf-8", errors="replace") as fh:
+            stat = os.fstat(fh.fileno())
+            fields = fh.read(256).split()
+    except FileNotFoundError:
+        return None
+    age = time.time() - stat.st_mtime
+    if len(fields) != 2 or not fields[0].isdigit():
+        return _Owner(-1, _HOST, stat.st_ino, age) if age > STALE_AFTER_S else "unreadable"
+    return _Owner(int(fields[0]), fields[1], stat.st_ino, age)
+
+
+def _try_create(lock: Path) -> bool:
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"{os.getpid()} {_HOST}\n")
+    except BaseException:  # a full disk: no empty lock may stay behind to block the next run
+        lock.unlink(missing_ok=True)
+        raise
+    return True
+
+
+def _take_over(lock: Path, stale: _Owner) -> None:
+    """Delete ``lock`` if it is still the stale one, one run at a time.
+
+    Two runs that both saw the stale lock must not both delete "it": the second
+    would delete the fresh lock the first has just made.  So deleting happens only
+    while holding ``lock.break`` (itself O_EXCL), and only if the file is still the
+    very one judged stale (same inode).
+    """
+    breaker = lock.with_name(lock.name + ".break")
+    try:
+        os.close(os.open(breaker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        try:
+            if time.time() - breaker.stat().st_mtime > STALE_AFTER_S:  # its run was killed mid-takeover
+                breaker.unlink()
+        except FileNotFoundError:
+            pass
+        return
+    try:
+        current = _read_owner(lock)
+        if isinstance(current, _Owner) and current.inode == stale.inode and current.stale:
+            lock.unlink()
+    finally:
+        breaker.unlink()
+
+
+def _acquire(target: Path) -> Path:
+    lock = lock_path(target)
+    for attempt in range(_ATTEMPTS):
+        if _try_create(lock):
+            return lock
+        owner = _read_owner(lock)
+        if owner is None:  # released meanwhile
+            continue
+        if owner == "unreadable" or not owner.stale:
+            raise OutputBusyError(target, owner if isinstance(owner, _Owner) else None)
+        _take_over(lock, owner)
+        time.sleep(0.01 * attempt)  # another run may be mid-takeover
+    raise OutputBusyError(target, None)
+
+
+def _release(lock: Path) -> None:
+    owner = _read_owner(lock)
+    # Only our own lock: had ours been judged stale and taken over, the file is another run's now.
+    if isinstance(owner, _Owner) and owner.pid == os.getpid() and owner.host == _HOST:
+        try:
+            lock.unlink()
+        except FileNotFoundError:
+            pass
+
+
+class OutputLocks:
+    """Hold the locks of several outputs (one input's) for a ``with`` block.
+
+    All are taken or none: if one output is busy, the locks already taken are
+    released and :class:`OutputBusyError` is raised.  The outputs' folders must exist.
+    """
+
+    def __init__(self, targets: Iterable[Path]) -> None:
+        self.targets = list(targets)
+        self.locks: list[Path] = []
+
+    def __enter__(self) -> "OutputLocks":
+        try:
+            for target in self.targets:
+                self.locks.append(_acquire(target))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        locks, self.locks = self.locks, []
+        for lock in locks:
+            _release(lock)

@@ -1,0 +1,353 @@
+"""What ``napari-colorize colorize`` will write, decided and checked before anything is computed.
+
+* Output names keep each input's path relative to its input argument: ``scans/a/y.png``
+  from the argument ``scans`` goes to ``OUT/a/y_colorized.png`` (a file argument keeps
+  its name only, a glob the path below its fixed part).
+* Refused before starting, all problems in one message and nothing written: two inputs
+  that would write one output (``x.png`` and ``x.jpg``), an output that would land on
+  or in an input (or an input's store), anything in the way that is not ours (a folder
+  where a PNG goes, a file or a foreign folder where a store goes: never replaced), and
+  existing outputs unless ``--skip-existing`` or ``--overwrite`` says what to do.
+* One rule for PNG, TIFF and zarr: by default an existing output is refused;
+  ``--skip-existing`` keeps it (an input whose outputs all exist is skipped);
+  ``--overwrite`` replaces our earlier outputs.  An unfinished store is handed to the
+  zarr writer, which resumes it if it is this same job (not an overwrite) and
+  otherwise replaces it only with ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ._atomic import TEMP_NAME_EXTRA
+
+from .outputs import get_output
+
+__all__ = ["POLICIES", "FORMATS", "STORE", "Job", "plan_jobs", "check_output_folder", "preflight", "outputs_to_write"]
+
+#: What to do with existing outputs: the default, --skip-existing, --overwrite.
+POLICIES = ("refuse", "skip", "overwrite")
+#: Output format -> file-name suffix ("zarr": one store per input).
+FORMATS = {"png": ".png", "tiff": ".tif", "zarr": ".zarr"}
+#: Problems listed per kind in the refusal before the rest are counted.
+_MAX_LISTED = 20
+#: The store of a zarr job, in :attr:`Job.targets`.
+STORE = "store"
+#: Bytes that temporary and lock names add to an output's name (``.NAME.<8 hex>.tmp-<host>-<pid>``).
+_NAME_MARGIN = TEMP_NAME_EXTRA
+
+#: What to do about an existing output, in the refusal.
+_EXISTING_FIX = "pass --skip-existing to keep it and colour only what is missing, or --overwrite to replace it"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and the files (or store) it writes.
+
+    Attributes
+    ----------
+    source : Path
+        The input, resolved.
+    relative : Path
+        Its path relative to its input argument (names the outputs).
+    fmt : {"png", "tiff", "zarr"}
+    targets : dict of str -> Path
+        Output key -> file, or ``{"store": path}`` for zarr.
+    from_folder : bool
+        Found by walking a folder or glob (not named on the command line).
+    outputs : tuple of str
+        The output keys asked for (a store holds them all).
+    """
+
+    source: Path
+    relative: Path
+    fmt: str
+    targets: dict[str, Path]
+    from_folder: bool
+    outputs: tuple[str, ...]
+
+
+def _format_for(src: Path, chosen: str | None) -> str:
+    if chosen:
+        return chosen
+    from .io import is_zarr
+    if is_zarr(src):
+        return "zarr"
+    return "tiff" if src.suffix.lower() in (".tif", ".tiff") else "png"
+
+
+def _targets(relative: Path, fmt: str, outputs: Sequence[str], out_dir: Path) -> dict[str, Path]:
+    name = relative.name
+    stem = name[:-len(relative.suffix)] if relative.suffix else name
+    folder = out_dir / relative.parent
+    if fmt == "zarr":
+        return {STORE: folder / f"{stem}_colorized{FORMATS['zarr']}"}
+    return {key: folder / f"{stem}_{get_output(key).suffix}{FORMATS[fmt]}" for key in outputs}
+
+
+def _argument_root(pattern: str) -> tuple[Path, bool]:
+    """(the folder an argument's inputs are named relative to, whether it is a folder or glob)."""
+    from .io import is_zarr
+
+    path = Path(pattern)
+    if glob.has_magic(pattern):
+        fixed = []
+        for part in path.parts:
+            if glob.has_magic(part):
+                break
+            fixed.append(part)
+        return Path(*fixed).resolve() if fixed else Path.cwd(), True
+    if path.is_dir() and not is_zarr(path):
+        return path.resolve(), True
+    return path.resolve().parent, False
+
+
+def _relative(source: Path, root: Path) -> Path:
+    try:
+        return source.relative_to(root)
+    except ValueError:  # reached through a link out of the folder: its name only (clashes are caught)
+        return Path(source.name)
+
+
+def plan_jobs(patterns: Sequence[str], out_dir: Path, fmt: str | None,
+              outputs: Sequence[str]) -> tuple[list[Job], list[tuple[str, str]]]:
+    """The jobs for the command-line inputs, and the arguments that matched nothing.
+
+    An input reached from two arguments is coloured once, named after the first.
+    """
+    from .io import find_inputs
+
+    jobs: dict[Path, Job] = {}
+    missing: list[tuple[str, str]] = []
+    out_dir = out_dir.resolve()
+    for pattern in patterns:
+        found, not_found = find_inputs([pattern])
+        missing += not_found
+        root, walked = _argument_root(pattern)
+        for source in found:
+            if source not in jobs:
+                relative = _relative(source, root)
+                chosen = _format_for(source, fmt)
+                targets = _targets(relative, chosen, outputs, out_dir)
+                jobs[source] = Job(source, relative, chosen, targets, walked, tuple(outputs))
+    return list(jobs.values()), missing
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job]) -> tuple[list[Job], list[Job]]:
+    """Check ``-o`` against the inputs; returns the jobs to keep and those dropped.
+
+    Inputs found by walking a folder that holds the output folder are dropped when
+    they lie in the output folder: they are results of an earlier run, not inputs.
+
+    Raises
+    ------
+    ValueError
+        If ``-o`` is a file, an input folder, or inside an input store.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"-o {out_dir} is a file; -o takes a folder (created if needed) to write the results into")
+    out = out_dir.resolve()
+    roots = [_argument_root(p) for p in patterns]
+    if any(walked and root == out for root, walked in roots):
+        raise ValueError(f"the output folder {out_dir} is also an input folder; choose a separate -o folder so that "
+                         "outputs never mix with (or get picked up as) inputs")
+    earlier = [j.from_folder and _inside(j.source, out) for j in jobs]
+    dropped = [j for j, drop in zip(jobs, earlier) if drop]
+    jobs = [j for j, drop in zip(jobs, earlier) if not drop]
+    if any(j.source.parent == out for j in jobs):
+        raise ValueError(f"the output folder {out_dir} is also an input folder; choose a separate -o folder so that "
+                         "outputs never mix with (or get picked up as) inputs")
+    for job in jobs:
+        if job.source.is_dir() and _inside(out, job.source):
+            raise ValueError(f"the output folder {out_dir} is inside the input {job.source}; choose another -o folder")
+    return jobs, dropped
+
+
+def _clashes(jobs: list[Job]) -> list[str]:
+    """Inputs that would write the same output (compared without case: macOS and Windows ignore it)."""
+    by_target: dict[str, list[Job]] = {}
+    for job in jobs:
+        for target in job.targets.values():
+            by_target.setdefault(str(target).casefold(), []).append(job)
+    seen: set[tuple[Path, ...]] = set()
+    lines = []
+    for key, group in by_target.items():
+        sources = tuple(sorted(j.source for j in group))
+        if len(group) > 1 and sources not in seen:
+            seen.add(sources)
+            target = next(t for t in group[0].targets.values() if str(t).casefold() == key)
+            each = "both" if len(sources) == 2 else "all"
+            lines.append(f"{' and '.join(map(str, sources))} would {each} write {target}: rename one of them, or "
+                         "colour them into separate -o folders")
+    return lines
+
+
+def _overlaps(jobs: list[Job]) -> list[str]:
+    """Outputs that would land on an input, in an input's folder-store, or around an input.
+
+    Paths are looked up with their parents in sets, so that ten thousand inputs take
+    milliseconds, not every target against every input.
+    """
+    sources = {str(j.source) for j in jobs}
+    owner = {str(t): j.source for j in jobs for t in j.targets.values()}
+    lines = []
+    for target, source in owner.items():
+        hit = next((p for p in _self_and_parents(target) if p in sources), None)  # on or in an input
+        if hit is not None:
+            lines.append(f"{target} (the output of {source}) would be written over the input {hit}; "
+                         "choose another -o folder")
+    for source in sources:
+        target = next((p for p in _self_and_parents(source)[1:] if p in owner), None)  # an input in a store
+        if target is not None:
+            lines.append(f"{target} (the output of {owner[target]}) would be written over the input {source}; "
+                         "choose another -o folder")
+    return lines
+
+
+def _self_and_parents(path: str) -> list[str]:
+    """``path`` and its parent folders, as strings (Path.parents is slow over many thousand paths)."""
+    out = [path]
+    while (parent := os.path.dirname(out[-1])) != out[-1]:
+        out.append(parent)
+    return out
+
+
+def _folder_blocked(target: Path) -> bool:
+    """True if a file stands where a folder of ``target`` goes."""
+    for parent in target.parents:
+        if os.path.exists(parent):
+            return not parent.is_dir()
+    return False
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or its nearest existing parent) takes."""
+    existing = next((p for p in [folder, *folder.parents] if p.is_dir()), None)
+    try:
+        return os.pathconf(existing, "PC_NAME_MAX") if existing is not None else 255
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no answer
+        return 255
+
+
+def _long_names(jobs: list[Job]) -> list[str]:
+    """Output names too long for their file system once a temporary or lock name is made from them."""
+    lines = []
+    limits: dict[Path, int] = {}
+    for job in jobs:
+        for target in job.targets.values():
+            if target.parent not in limits:
+                limits[target.parent] = _name_max(target.parent)
+            size, limit = len(os.fsencode(target.name)), limits[target.parent]
+            if size + _NAME_MARGIN > limit:
+                lines.append(f"{target.name} ({size} bytes, the output of {job.source.name}) is too long a file "
+                             f"name: this file system takes {limit} bytes, with {_NAME_MARGIN} needed for temporary "
+                             "names; shorten the input's name")
+    return lines
+
+
+def _state(target: Path, fmt: str, outputs: Sequence[str]) -> str:
+    """What is at an output path.
+
+    "free", "exists" (ours, finished), "unfinished" (a store, resumed or replaced by the
+    zarr writer), "partial" (a finished store without some of ``outputs``) or "blocked"
+    (not ours, or a file where a folder goes: never replaced).
+    """
+    if not os.path.lexists(target):
+        return "blocked" if _folder_blocked(target) else "free"
+    if fmt != "zarr":
+        return "blocked" if target.is_dir() else "exists"
+    if not target.is_dir():
+        return "blocked"
+    from .engine.zarr_io import read_job
+    with os.scandir(target) as entries:
+        if next(entries, None) is None:
+            return "free"
+    job = read_job(target)
+    if job is None:
+        return "blocked"
+    if not job.get("complete"):
+        return "unfinished"
+    return "exists" if set(outputs) <= set(job.get("outputs", ())) else "partial"
+
+
+def _blocked_message(target: Path, fmt: str) -> str:
+    if not os.path.lexists(target):
+        return f"a file stands where the folder of {target} goes; it is never replaced: move it or choose another -o"
+    if fmt != "zarr":
+        return f"{target} is a folder where this output file goes; it is never replaced: move it or choose another -o"
+    if not target.is_dir():
+        return f"{target} is a file where this zarr store goes; it is never replaced: move it or choose another -o"
+    return (f"{target} exists and was not written by napari-colorize; it is never deleted, not even with "
+            "--overwrite: move it or choose another -o")
+
+
+def outputs_to_write(job: Job, policy: str) -> tuple[Job | None, list[str]]:
+    """The job narrowed to the outputs this run writes, and why it cannot run (if so).
+
+    Returns ``(None, [])`` when every output exists and ``policy`` is "skip".
+    """
+    keep: dict[str, Path] = {}
+    problems: list[str] = []
+    for key, target in job.targets.items():
+        state = _state(target, job.fmt, job.outputs)
+        if state == "blocked":
+            problems.append(_blocked_message(target, job.fmt))
+        elif state == "partial" and policy != "overwrite":
+            problems.append(f"{target} holds a finished result without some of the outputs asked for "
+                            f"({','.join(job.outputs)}): pass --overwrite to replace it, or ask only for what it "
+                            "holds with --outputs")
+        elif state == "exists" and policy == "refuse":
+            problems.append(f"{target} already exists: {_EXISTING_FIX}")
+        elif state != "exists" or policy == "overwrite":
+            keep[key] = target
+    if problems:
+        return job, problems
+    return (replace(job, targets=keep) if keep else None), []
+
+
+def _listed(lines: list[str]) -> list[str]:
+    more = len(lines) - _MAX_LISTED
+    return lines[:_MAX_LISTED] + ([f"... and {more} more like these"] if more > 0 else [])
+
+
+def preflight(jobs: list[Job], policy: str) -> tuple[list[Job], list[Job]]:
+    """Check every job before anything is computed.
+
+    Returns
+    -------
+    to_run : list of Job
+        Narrowed to the outputs to write.
+    skipped : list of Job
+        Jobs whose outputs all exist (``policy == "skip"``).
+
+    Raises
+    ------
+    ValueError
+        Listing every clash, overlap, blocked path and (by default) existing output,
+        each with what to do; nothing has been written.
+    """
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; choose one of {POLICIES}")
+    kinds = [_clashes(jobs), _overlaps(jobs), _long_names(jobs)]
+    to_run, skipped, existing = [], [], []
+    for job in jobs:
+        narrowed, issues = outputs_to_write(job, policy)
+        existing += issues
+        if narrowed is None:
+            skipped.append(job)
+        elif not issues:
+            to_run.append(narrowed)
+    kinds.append(existing)
+    count = sum(map(len, kinds))
+    if count:
+        lines = [line for kind in kinds for line in _listed(kind)]
+        raise ValueError(f"{count} problem(s) found before starting; nothing was written:\n  " + "\n  ".join(lines))
+    return to_run, skipped

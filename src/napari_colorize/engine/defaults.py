@@ -1,0 +1,66 @@
+"""Default tiling and batching, per backbone and device type.
+
+The numbers live on the backbones (:data:`napari_colorize.model.BACKBONES`); this module
+turns them into the (tile size, overlap) and tiles-per-call of one run.
+"""
+
+from __future__ import annotations
+
+from ..model.backbones import get_backbone
+
+__all__ = ["DEFAULT_BATCH", "GPU_BATCH_PIXELS", "default_tiling", "default_batch", "resolve_tiling"]
+
+#: Tiles per model call by device type, except CUDA (see default_batch); halved
+#: automatically on out-of-memory.
+DEFAULT_BATCH = {"cpu": 1, "mps": 2}
+#: On a GPU, batches hold about this many pixels (at least one tile).
+GPU_BATCH_PIXELS = 2**24
+def default_tiling(backbone: str, plane: tuple[int, int] | None = None, device_type: str = "cpu") -> tuple[int, int]:
+    """The default (tile size, overlap) for a backbone, a plane shape and a device type.
+
+    The numbers are the backbone's (:class:`napari_colorize.model.BackboneSpec`: CPU and
+    GPU tiling, single-pass size; docs/engine.md has the seam measurements behind them).
+    A plane no larger than the single-pass size gets one tile covering it (its side
+    rounded up to a multiple of 32) and no overlap.
+    """
+    tile, overlap, single = get_backbone(backbone).tiling(device_type)
+    if plane is not None and max(plane) <= single:
+        return _one_pass(plane), 0
+    return tile, overlap
+
+
+def _one_pass(plane: tuple[int, int]) -> int:
+    """The side of one tile covering the whole plane (a multiple of the network's stride 32)."""
+    return -(-max(plane) // 32) * 32
+
+
+def default_batch(device_type: str, tile_size: int) -> int:
+    """Tiles per model call: one on a CPU, about :data:`GPU_BATCH_PIXELS` pixels on a GPU."""
+    if device_type == "cuda":
+        return max(1, GPU_BATCH_PIXELS // (tile_size * tile_size))
+    return DEFAULT_BATCH.get(device_type, 1)
+
+
+def resolve_tiling(backbone: str, plane: tuple[int, int] | None, device_type: str, tile_size: int | None = None,
+                   overlap: int | None = None, min_size: int = 32) -> tuple[int, int]:
+    """The (tile size, overlap) of one run: the caller's choices over the defaults, validated.
+
+    A caller's tile size without an overlap takes the backbone's overlap, at most a
+    quarter tile (so that small tiles keep a core of their own), a multiple of 32 where
+    possible.  ``plane`` None (not known yet, e.g. a CLI check before reading) checks
+    the tiling of planes too large for one pass.
+    """
+    from .tiling import check_tiling
+
+    if tile_size is None and plane is not None and max(plane) <= get_backbone(backbone).tiling(device_type)[2]:
+        # One tile covers the plane: an overlap would only be recomputed for nothing, so a
+        # caller's overlap (meant for larger planes of the same run) is not an error here.
+        return _one_pass(plane), 0
+    default_tile, default_overlap = default_tiling(backbone, None, device_type)
+    if overlap is None and tile_size is not None:
+        overlap = min(default_overlap, int(tile_size) // 4)
+        overlap -= overlap % 32 if overlap >= 32 else 0
+    tile_size = default_tile if tile_size is None else int(tile_size)
+    overlap = int(default_overlap if overlap is None else overlap)
+    check_tiling(tile_size, overlap, min_size)
+    return tile_size, overlap

@@ -1,0 +1,175 @@
+"""OME-NGFF 0.4 metadata of the output stores: axes, multiscales with a pyramid, omero.
+
+The metadata is written with ``ome_zarr.writer`` (which validates the axes and the
+coordinate transformations); this module only decides what it says: axis names and
+types, the pixel size of each pyramid level and the colours of the RGB channels.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+__all__ = ["NGFF_VERSION", "ome_axes", "rgb_channel_index", "channel_index", "level_transforms", "write_multiscales",
+           "read_multiscales", "rgb_omero"]
+
+NGFF_VERSION = "0.4"
+#: Axis name -> NGFF axis type; other leading names are custom axes (no type).
+_KINDS = {"t": "time", "z": "space", "c": "channel"}
+#: How each pyramid level is made from the one above (NGFF asks for it in "metadata").
+DOWNSAMPLING = {"method": "skimage.transform.downscale_local_mean",
+                "description": "mean of 2 x 2 pixel blocks of the level above, in y and x; "
+                               "an odd last row or column is averaged over the pixels it has"}
+
+
+def _leading_names(lead: int, names: Sequence[str] | None) -> list[str]:
+    if names is None:
+        names = {0: [], 1: ["z"], 2: ["t", "z"]}.get(lead, [f"dim{i}" for i in range(lead)])
+    if len(names) != lead:
+        raise ValueError(f"axes names {list(names)} do not match the {lead} leading axes of the image")
+    return list(names)
+
+
+def ome_axes(lead: int, channel: bool, unit: str | None = None, names: Sequence[str] | None = None) -> list[dict]:
+    """NGFF axes of an output array: ``lead`` leading axes, an optional channel axis, then y, x.
+
+    Parameters
+    ----------
+    lead : int
+        Number of axes before the image plane (0 for a 2D image, 1 for a z-stack...).
+    channel : bool
+        Whether the array has the RGB channel axis ``c``.  NGFF orders axes time,
+        channel, space, so ``c`` goes before the leading space axes (``t, c, z, y, x``).
+    unit : str, optional
+        Unit of the space axes ("micrometer", ...).
+    names : sequence of str, optional
+        Names of the leading axes (default "z" for stacks, "t", "z" for 4D, "dim<i>"
+        beyond); "t" is time, "z" space, any other name a custom axis.
+
+    Returns
+    -------
+    list of dict
+        The axes, each with name, type where known, and unit for space axes.
+    """
+    names = _leading_names(lead, names)
+    axes = [dict({"name": n}, **({"type": _KINDS[n]} if n in _KINDS else {})) for n in names]
+    axes += [{"name": n, "type": "space"} for n in ("y", "x")]
+    for a in axes:
+        if a.get("type") == "space" and unit:
+            a["unit"] = unit
+    if channel:
+        axes.insert(rgb_channel_index(lead, names), {"name": "c", "type": "channel"})
+    if len(axes) > 5:  # NGFF 0.4 allows at most 5 axes
+        warnings.warn(f"{lead} leading axes exceed what OME-NGFF {NGFF_VERSION} allows; the store is zarr-readable "
+                      "but not strictly OME-Zarr", stacklevel=3)
+    return axes
+
+
+def rgb_channel_index(lead: int, names: Sequence[str] | None = None) -> int:
+    """Where the colour image's channel axis goes: after time and custom axes, before space axes.
+
+    Parameters
+    ----------
+    lead, names
+        As for :func:`ome_axes`.
+    """
+    names = _leading_names(lead, names)
+    return next((i for i, n in enumerate(names) if _KINDS.get(n) == "space"), lead)
+
+
+def channel_index(axes: Sequence[dict]) -> int | None:
+    """Position of the channel axis in ``axes`` (None when there is none)."""
+    return next((i for i, a in enumerate(axes) if a.get("type") == "channel"), None)
+
+
+def level_transforms(scale: Sequence[float], level: int) -> list[dict]:
+    """NGFF coordinate transformations of pyramid ``level`` (downsampled by 2 per level in y, x).
+
+    Parameters
+    ----------
+    scale : sequence of float
+        Pixel size of level 0 along every axis of the array.
+    level : int
+        0 for full resolution.
+
+    Returns
+    -------
+    list of dict
+        A scale (the level-0 pixel size times ``2 ** level`` in y and x) and a
+        translation: a level pixel is the mean of a ``2 ** level`` block whose centre
+        lies ``(2 ** level - 1) / 2`` level-0 pixels from the block's first pixel.
+    """
+    factor = 2 ** level
+    scale = [float(s) for s in scale]
+    level_scale = scale[:-2] + [s * factor for s in scale[-2:]]
+    shift = [0.0] * (len(scale) - 2) + [s * (factor - 1) / 2 for s in scale[-2:]]
+    return [{"type": "scale", "scale": level_scale}, {"type": "translation", "translation": shift}]
+
+
+def rgb_omero(rgb_dtype: str) -> dict:
+    """The omero block of the colour image: red, green, blue shown additively over their full range."""
+    white = 255 if rgb_dtype == "uint8" else 1
+    return {"channels": [{"label": n, "color": c, "active": True,
+                          "window": {"start": 0, "end": white, "min": 0, "max": white}}
+                         for n, c in (("red", "FF0000"), ("green", "00FF00"), ("blue", "0000FF"))],
+            "rdefs": {"model": "color"}}
+
+
+def write_multiscales(group, name: str, axes: list[dict], scale: Sequence[float], paths: Sequence[str],
+                      omero: dict | None = None) -> None:
+    """Write the ``multiscales`` (and ``omero``) attributes of an image group with ``ome_zarr.writer``.
+
+    Parameters
+    ----------
+    group : zarr.Group
+        A zarr format 2 group (NGFF 0.4).
+    name : str
+        The image's name ("rgb", "confidence", ...).
+    axes : list of dict
+        From :func:`ome_axes`.
+    scale : sequence of float
+        Pixel size of level 0 along every axis.
+    paths : sequence of str
+        The level arrays, relative to ``group``, finest first.
+    omero : dict, optional
+        Channel rendering (:func:`rgb_omero`).
+
+    Notes
+    -----
+    Axes that NGFF 0.4 forbids (more than one custom axis, time not first) are kept,
+    with a warning, so that any stack can still be written; the store is then plain zarr.
+    """
+    from ome_zarr.format import FormatV04
+    from ome_zarr.writer import write_multiscales_metadata
+
+    datasets = [{"path": p, "coordinateTransformations": level_transforms(scale, n)} for n, p in enumerate(paths)]
+    metadata = dict(DOWNSAMPLING, **({"omero": omero} if omero else {}))
+    try:
+        write_multiscales_metadata(group, datasets, fmt=FormatV04(), axes=axes, name=name, metadata=metadata)
+    except ValueError as err:
+        warnings.warn(f"the axes {[a['name'] for a in axes]} are not valid OME-NGFF {NGFF_VERSION} ({err}); "
+                      "the store is zarr-readable but not strictly OME-Zarr", stacklevel=3)
+        group.attrs["multiscales"] = [{"version": NGFF_VERSION, "name": name, "axes": axes, "datasets": datasets,
+                                       "metadata": dict(DOWNSAMPLING)}]
+        if omero:
+            group.attrs["omero"] = omero
+
+
+def read_multiscales(group) -> tuple[list[str], list[dict], list[float]]:
+    """The first multiscale image of an NGFF 0.4 group.
+
+    Returns
+    -------
+    paths : list of str
+        The level arrays, finest first.
+    axes : list of dict
+        NGFF axes (name, type, unit).
+    scale : list of float
+        Level 0's pixel size along every axis (1 where it has no scale transform).
+    """
+    image = dict(group.attrs)["multiscales"][0]
+    datasets = image["datasets"]
+    axes = [dict(a) for a in image["axes"]]
+    scale = next((t["scale"] for t in datasets[0].get("coordinateTransformations", []) if t["type"] == "scale"),
+                 [1.0] * len(axes))
+    return [d["path"] for d in datasets], axes, [float(s) for s in scale]

@@ -1,0 +1,110 @@
+"""From a gray array and the caller's options to the lazy stacked result of every output.
+
+:func:`colorize_stacked` is the one entry of the engine that the front ends (the Python
+API, the zarr writer, the CLI, the napari widget) share: it resolves the model, the
+decoding, the tiling, the batch size and the normalisation limits once, validates them,
+and builds the graph (:func:`.graph.colorize_array`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..devices import autocast, resolve_device
+from ..inference import DecodeOptions
+from ..inputs import check_gray_shape, check_gray_values, data_range_limits
+from ..model import DEFAULT_MODEL, HypercolumnColorizer, get_backbone
+from .defaults import default_batch, resolve_tiling
+from .graph import as_dask, colorize_array, global_limits
+from .jobs import ModelRef, TileOptions
+from .models import get_model
+
+__all__ = ["colorize_stacked", "decode_options_for"]
+
+
+def decode_options_for(model: HypercolumnColorizer, method: str | None = None, saturation: float = 1.0,
+                       calibrated: bool = True, **kwargs: Any) -> DecodeOptions:
+    """Decoding options: the call's choices over the model's stored defaults.
+
+    A trained model may carry calibrated decoding settings in its metadata
+    (``config.decoding``, e.g. ``confidence_fading``); ``calibrated=False`` ignores them.
+    """
+    stored = dict(getattr(getattr(model, "config", None), "decoding", {}) or {}) if calibrated else {}
+    if "confidence_fading" in stored and stored["confidence_fading"] is not None:
+        stored["confidence_fading"] = tuple(stored["confidence_fading"])
+    stored = {k: v for k, v in stored.items() if k in DecodeOptions.__dataclass_fields__}
+    stored.update({k: v for k, v in kwargs.items() if v is not None})
+    if method is not None:
+        stored["method"] = method
+    stored["saturation"] = saturation
+    return DecodeOptions(**stored).validated()
+
+
+def _model_meta(model, device: str, client) -> tuple[Any, Any, str]:
+    """(object with ``.config``, model source for the tasks, device string for the tasks)."""
+    if client is None:
+        net = get_model(model, device)
+        dev = str(next(net.parameters()).device)
+        return net, (net if isinstance(model, torch.nn.Module) else model), dev
+    if isinstance(model, torch.nn.Module):
+        raise ValueError("with a dask.distributed client, pass the model as 'default' or a .safetensors path "
+                         "(each worker loads it once); save an in-memory model first with save_model()")
+    from types import SimpleNamespace
+
+    from ..model import read_config
+    source = str(model) if str(model) == DEFAULT_MODEL else os.path.abspath(os.fspath(model))
+    # Each worker resolves "auto" to its own GPU (dask-cuda gives each worker one).
+    return SimpleNamespace(config=read_config(source)), source, device
+
+
+def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MODEL, method: str | None = None,
+                     device: str = "auto", saturation: float = 1.0, normalize: str | None = None,
+                     precision: str = "fp32", calibrated: bool = True, seed: int = 0, *,
+                     tile_size: int | None = None, overlap: int | None = None, batch_size: int | None = None,
+                     client=None, progress=None, cancel=None, limits: tuple[float, float] | None = None,
+                     cache: bool = True):
+    """The lazy ``(..., Y, X, 5)`` result behind :func:`colorize` and :func:`colorize_to_zarr`.
+
+    Returns ``(stacked dask array, TilePlan, info dict)``; parameters as :func:`napari_colorize.colorize`.
+    """
+    if not hasattr(image, "shape") or not hasattr(image, "dtype"):
+        image = np.asarray(image)
+    meta, source, dev = _model_meta(model, device, client)
+    backbone = meta.config.backbone
+    min_size = get_backbone(backbone).min_size
+    check_gray_shape(tuple(image.shape), min_size)
+    check_gray_values(image, normalize, limits)
+    if client is None or dev != "auto":
+        kind = torch.device(dev).type
+    else:  # what "auto" means on the workers
+        kind = next(iter(client.run(lambda: resolve_device("auto").type).values()), "cpu")
+    tile_size, overlap = resolve_tiling(backbone, tuple(image.shape[-2:]), kind, tile_size, overlap, min_size)
+    if batch_size is None:
+        batch_size = default_batch(kind, tile_size)
+    options = decode_options_for(meta, method, saturation, calibrated, seed=seed)
+    if normalize in ("percentile", "minmax") and limits is None:
+        limits = global_limits(as_dask(image, "auto") if not hasattr(image, "dask") else image, normalize)
+    elif limits is None and normalize in (None, "dtype"):
+        # Wide integers (int32, int64, ...) are scaled by their data range, found once for the
+        # whole image so that every tile and plane is scaled alike; None for other dtypes.
+        limits = data_range_limits(image)
+    tile_options = TileOptions(options, precision, normalize, None if limits is None else tuple(map(float, limits)),
+                               min_size, cache)
+    if client is None:
+        with autocast(torch.device(dev), precision):  # checks precision against the device now, not in a task
+            pass
+    stacked, plan = colorize_array(image, ModelRef(source, dev), tile_options, tile_size, overlap, batch_size,
+                                   progress=None if client is not None else progress,
+                                   cancel=None if client is not None else cancel)
+    info = {"model": getattr(meta, "source", str(source) if not isinstance(source, torch.nn.Module) else "in-memory"),
+            "device": dev, "method": options.method, "space": meta.config.space, "backbone": backbone,
+            "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size, "n_tiles": plan.n_tiles,
+            "limits": tile_options.limits, "normalize": normalize, "precision": precision,
+            "decode": dataclasses.asdict(options),
+            "input_token": next(iter(stacked.dask.dependencies[stacked.name]), stacked.name)}
+    return stacked, plan, info

@@ -1,0 +1,98 @@
+"""Where an input array is read from on disk, so that no output is written over its own input.
+
+A zarr array (zarr 2 or 3, local store) or a numpy memmap, given directly or read by a
+dask graph (``da.from_zarr``, inlined or not), is traced to its folder or file.  The
+zarr writer refuses a destination that holds its input, or that lies inside the input's
+store (:func:`check_source_outside`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import zarr
+
+__all__ = ["source_paths", "check_source_outside"]
+
+#: How deep into a dask task's arguments arrays are looked for (a task, its argument
+#: tuple, a data node, its value).
+_DEPTH = 3
+
+
+def _storage_paths(node: Any) -> tuple[str, str] | None:
+    """(store root, array location) on disk of a zarr array or numpy memmap, else None.
+
+    zarr 3 local stores name their folder ``root``, zarr 2 directory stores ``path``;
+    stores in memory or inside another file (tifffile's) have neither and are skipped.
+    """
+    if isinstance(node, np.memmap):
+        name = getattr(node, "filename", None)
+        return (os.path.realpath(name),) * 2 if name else None
+    if not isinstance(node, zarr.Array):
+        return None
+    store = node.store
+    root = getattr(store, "root", None) or getattr(store, "path", None)
+    if not isinstance(root, (str, os.PathLike)):
+        return None
+    root = os.path.realpath(os.fspath(root))
+    return root, os.path.join(root, *str(getattr(node, "path", "") or "").split("/"))
+
+
+def _graph_nodes(value: Any, depth: int = 0) -> Iterator[Any]:
+    """Arrays held by a dask graph value: itself, a task's arguments, a data node's value."""
+    yield value
+    if depth >= _DEPTH:
+        return
+    children: list = []
+    if isinstance(value, (tuple, list)):
+        children = list(value)
+    elif hasattr(value, "args") and hasattr(value, "kwargs"):  # dask Task
+        children = [*value.args, *dict(value.kwargs).values()]
+    elif type(value).__name__ == "DataNode":
+        children = [getattr(value, "value", None)]
+    for child in children:
+        yield from _graph_nodes(child, depth + 1)
+
+
+def source_paths(image: Any) -> list[tuple[str, str]]:
+    """Where on disk ``image`` is read from: (store root, array location) per zarr array or memmap.
+
+    Looks at ``image`` itself and, for a dask array, at the arrays its graph reads.
+    """
+    nodes: list = [image]
+    if hasattr(image, "__dask_graph__"):
+        for value in dict(image.__dask_graph__()).values():
+            nodes.extend(_graph_nodes(value))
+    found = {paths for paths in map(_storage_paths, nodes) if paths is not None}
+    return sorted(found)
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_source_outside(image: Any, path: str | os.PathLike) -> None:
+    """Refuse to write a store where ``image`` is read from.
+
+    Writing (or replacing) a store while its own arrays are the input reads
+    half-written or deleted chunks -- an all-black result marked complete, and the
+    original lost -- and writing inside an input's store changes the input.
+
+    Raises
+    ------
+    ValueError
+        If an array ``image`` reads lies inside ``path``, or ``path`` lies inside the
+        store of such an array.
+    """
+    dest = os.path.realpath(os.fspath(path))
+    for root, location in source_paths(image):
+        if _inside(location, dest) or _inside(root, dest):
+            raise ValueError(f"the input is read from {location}, inside the destination {dest}: writing there "
+                             "would destroy the input while it is read. Write to another path (the input is "
+                             "left untouched)")
+        if _inside(dest, root):
+            raise ValueError(f"the destination {dest} lies inside the input's store {root}: writing there would "
+                             "change the input. Write to a path outside it")

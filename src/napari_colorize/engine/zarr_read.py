@@ -1,0 +1,98 @@
+"""Opening an output store written by :func:`.zarr_io.colorize_to_zarr`: level 0 or every level, lazily."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ..outputs import ColorizeResult, get_output
+from .ome import channel_index, read_multiscales
+from .store import ATTR, open_group
+
+__all__ = ["open_zarr_levels", "open_zarr_result", "read_geometry"]
+
+
+def _job_attrs(group, path: str, require_complete: bool) -> dict:
+    """The job record of a store; ValueError when it is not ours or (unless allowed) unfinished."""
+    attrs = dict(group.attrs).get(ATTR)
+    if attrs is None:
+        raise ValueError(f"{path} was not written by napari-colorize")
+    if require_complete and not attrs.get("complete"):
+        raise ValueError(f"{path} is unfinished (the run was interrupted); run the same command again to finish it")
+    return attrs
+
+
+def _image_group(group, output):
+    parent, _, _ = output.zarr_path.rpartition("/")
+    return group[parent] if parent else group
+
+
+def open_zarr_levels(path: str | os.PathLike, require_complete: bool = True) -> ColorizeResult:
+    """Open every pyramid level of a store written by :func:`.zarr_io.colorize_to_zarr`, lazily.
+
+    Parameters
+    ----------
+    path : path
+        The store.
+    require_complete : bool
+        Raise ``ValueError`` for an unfinished store (its coarser levels are still empty).
+
+    Returns
+    -------
+    ColorizeResult
+        Each output a list of dask arrays, finest first (napari's multiscale data): the
+        colour image channels-last ``(..., Y, X, 3)`` in the stored dtype (uint8 0-255
+        or float32 0-1), the maps ``(..., Y, X)`` float32; outputs not written are None.
+        ``info`` is the job record.
+    """
+    import dask.array as da
+
+    path = os.fspath(path)
+    group = open_group(path, "r")
+    attrs = _job_attrs(group, path, require_complete)
+    out: dict[str, Any] = {}
+    for key in attrs["outputs"]:
+        output = get_output(key)
+        image = _image_group(group, output)
+        paths, axes, _ = read_multiscales(image)
+        levels = [da.from_zarr(image[p]) for p in paths]
+        channel = channel_index(axes)
+        out[output.name] = [da.moveaxis(lv, channel, -1) for lv in levels] if channel is not None else levels
+    return ColorizeResult(info=dict(attrs), **out)
+
+
+def open_zarr_result(path: str | os.PathLike, require_complete: bool = True) -> ColorizeResult:
+    """Open level 0 of a store written by :func:`.zarr_io.colorize_to_zarr` as a lazy ``ColorizeResult``.
+
+    ``rgb`` is returned channels-last ``(..., Y, X, 3)`` float32 in [0, 1] (uint8
+    stores are scaled); missing outputs are None.  Raises ``ValueError`` for an
+    unfinished store unless ``require_complete=False``.  :func:`open_zarr_levels`
+    gives every level.
+    """
+    levels = open_zarr_levels(path, require_complete)
+    out = {name: None if lv is None else lv[0] for name, lv in levels.maps.items()}
+    rgb = out.get("rgb")
+    if rgb is not None and rgb.dtype == np.uint8:
+        out["rgb"] = rgb.astype(np.float32) / 255.0
+    return ColorizeResult(info=levels.info, **out)
+
+
+def read_geometry(path: str | os.PathLike) -> tuple[list[dict], list[float]]:
+    """Axes and level-0 pixel size of a store's images, without the colour channel axis.
+
+    Returns
+    -------
+    axes : list of dict
+        NGFF axes (name, type, unit) of the maps: ``(..., y, x)``.
+    scale : list of float
+        Pixel size along each of those axes.
+    """
+    path = os.fspath(path)
+    group = open_group(path, "r")
+    attrs = _job_attrs(group, path, require_complete=False)
+    _, axes, scale = read_multiscales(_image_group(group, get_output(attrs["outputs"][0])))
+    channel = channel_index(axes)
+    keep = [i for i in range(len(axes)) if i != channel]
+    return [axes[i] for i in keep], [scale[i] for i in keep]

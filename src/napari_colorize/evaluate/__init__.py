@@ -1,0 +1,32 @@
+"""Scoring colorizers on colour images: each image is made gray, colorized and compared.
+
+For every colour image the gray version ``(R + G + B) / 3`` is colorized and
+compared with the original by the metrics of :mod:`napari_colorize.metrics` (PSNR,
+RMSE in a,b, AuC of the a,b error, colourfulness), each beside the same metric for
+the gray baseline (the output is the gray input itself).
+
+* :func:`evaluate` -- one model / decoding -> per-image rows and their mean.
+* :func:`compare` -- several models or decodings -> one table of means (model card).
+* :func:`fit_confidence_fading` -- pick the calibrated decoder's fading thresholds on
+  validation images; :func:`calibrate` stores them in the model's metadata so that
+  :func:`napari_colorize.colorize` uses them by default.
+"""
+
+from __future__ import annotations
+
+from .calibration import calibrate, fit_confidence_fading
+from .runs import compare, evaluate
+from .scoring import METRICS, gray_baseline, load_images, score
+from .table import EvaluationTable
+
+__all__ = [
+    "METRICS",
+    "EvaluationTable",
+    "load_images",
+    "score",
+    "gray_baseline",
+    "evaluate",
+    "compare",
+    "fit_confidence_fading",
+    "calibrate",
+]

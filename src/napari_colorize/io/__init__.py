@@ -1,0 +1,30 @@
+"""Image I/O, the one place for it: which files are images, reading them, writing results.
+
+* :mod:`.files` -- :data:`IMAGE_SUFFIXES`, :func:`is_zarr`, walking folders and globs
+  (:func:`find_inputs` for colouring, :func:`scan_images` for training and evaluation).
+* :mod:`.gray` -- :func:`read_image`: a gray image or stack from PNG, JPEG, BMP, WebP,
+  TIFF or zarr, as :class:`Image` (pixels, pixel size, axes).  Built on :mod:`.raster`
+  (Pillow), :mod:`.tiff` (tifffile) and :mod:`.stores` (zarr).
+* :mod:`.colour` -- :func:`read_rgb`: colour images as uint8 RGB for training and
+  evaluation.
+* :mod:`.write` -- :func:`write_png`, :func:`tiff_memmaps`: results written atomically;
+  a full disk is one :class:`DiskFullError` per file and no temporary file remains.
+
+Every read failure is an :class:`ImageReadError` (a ``ValueError``) naming the file
+and saying what to do; what reading changed (colour turned into gray, alpha ignored)
+is a :class:`ReadWarning`.
+"""
+
+from __future__ import annotations
+
+from .._atomic import DiskFullError, FileTooLargeError, atomic_path, remove_stale_temps
+from .colour import read_rgb, rgb_to_unit
+from .files import IMAGE_SUFFIXES, find_inputs, is_zarr, scan_images, walk_images
+from .gray import read_image
+from .image import ColourInputWarning, Image, ImageReadError, ReadWarning
+from .tiff import LAZY_TIFF_BYTES
+from .write import tiff_memmaps, write_png
+
+__all__ = ["Image", "ImageReadError", "ReadWarning", "ColourInputWarning", "DiskFullError", "FileTooLargeError",
+           "read_image", "read_rgb", "rgb_to_unit", "find_inputs", "scan_images", "walk_images", "atomic_path",
+           "remove_stale_temps", "write_png", "tiff_memmaps", "IMAGE_SUFFIXES", "LAZY_TIFF_BYTES", "is_zarr"]

@@ -1,0 +1,144 @@
+"""Reading colour images for training and evaluation: :func:`read_rgb`.
+
+Images are decoded into uint8 RGB, reduced so their long side is at most
+``max_side`` (the training and evaluation crops never need more).  TIFFs are read
+like :func:`napari_colorize.io.read_image` reads them (CMYK, palette and min-is-white
+interpreted, previews skipped) and a stack gives its first plane.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..inputs import data_range_limits
+from .image import ImageReadError
+
+__all__ = ["read_rgb", "rgb_to_unit"]
+
+
+def _scale_to_unit(arr: np.ndarray) -> np.ndarray:
+    """Pixel values of a file -> float32 in [0, 1].
+
+    Integers by their type's range, except types wider than 16 bits or signed, which
+    say nothing about their data: those by their data range (see
+    :func:`napari_colorize.inputs.data_range_limits`).  Floats are usually in [0, 1];
+    some tools write [0, 255], divided by 255 when the maximum is above 1.
+    """
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.integer):
+        limits = data_range_limits(arr, warn=False)
+        if limits is None:
+            return arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
+        lo, hi = limits
+        if not hi > lo:
+            return np.zeros(arr.shape, np.float32)
+        return (arr.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo)
+    arr = arr.astype(np.float32)
+    hi = float(np.nanmax(arr)) if arr.size else 1.0
+    # Float files are usually in [0, 1]; some tools write [0, 255].
+    return np.clip(arr / 255.0 if hi > 1.0 + 1e-3 else arr, 0.0, 1.0)
+
+
+def _to_rgb(arr: np.ndarray) -> np.ndarray | None:
+    """(H, W), (H, W, 1..4) or (3|4, H, W) -> (H, W, 3); None if not an image."""
+    if arr.ndim == 3 and arr.shape[0] in (3, 4) and arr.shape[-1] not in (3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # planar TIFF
+    if arr.ndim == 2:
+        return np.repeat(arr[..., None], 3, axis=-1)
+    if arr.ndim != 3:
+        return None
+    if arr.shape[-1] == 1:
+        return np.repeat(arr, 3, axis=-1)
+    if arr.shape[-1] == 2:  # gray + alpha
+        return np.repeat(arr[..., :1], 3, axis=-1)
+    if arr.shape[-1] in (3, 4):
+        return arr[..., :3]
+    return None
+
+
+def _resize_uint8(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
+    """[0, 1] float (H, W, 3) -> uint8, area-downscaled so the long side <= max_side."""
+    h, w = rgb.shape[:2]
+    if max_side and max(h, w) > max_side:
+        import torch
+        import torch.nn.functional as F
+
+        scale = max_side / max(h, w)
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
+        rgb = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
+        rgb = rgb[0].permute(1, 2, 0).numpy()
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def _read_tiff_rgb(path: Path, max_side: int | None) -> np.ndarray:
+    from .tiff import read_tiff
+
+    arr = read_tiff(path).data
+    while arr.ndim > 3 or (arr.ndim == 3 and min(arr.shape) > 4):  # stacks: first plane
+        arr = arr[0]
+    rgb = _to_rgb(np.asarray(arr))
+    if rgb is None:
+        raise ImageReadError(f"{path}: unsupported TIFF shape {arr.shape}")
+    return _resize_uint8(_scale_to_unit(rgb), max_side)
+
+
+def read_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
+    """Decode an image file into uint8 RGB ``(H, W, 3)``, long side <= ``max_side``.
+
+    PNG/JPEG/BMP/WebP go through Pillow (JPEGs are decoded directly at a reduced
+    scale when ``max_side`` allows: much faster for large wallpapers; CMYK and palette
+    files converted to RGB by Pillow); TIFF through tifffile (16-bit and float data
+    scaled to [0, 1] first, first plane of a stack).
+
+    Raises
+    ------
+    ValueError
+        If the file is not a readable 2D image.
+    """
+    from .tiff import is_tiff
+
+    path = Path(path)
+    if is_tiff(path):
+        return _read_tiff_rgb(path, max_side)
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if max_side and im.format == "JPEG":
+            im.draft("RGB", (max_side, max_side))  # DCT-domain downscale, never below max_side
+        if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            rgb = _to_rgb(np.asarray(im))
+            rgb = _scale_to_unit(rgb if rgb.dtype != np.int32 else rgb.astype(np.uint16))
+            return _resize_uint8(rgb, max_side)
+        im = im.convert("RGB")
+        if max_side and max(im.size) > max_side:
+            scale = max_side / max(im.size)
+            im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), Image.BOX)
+        return np.asarray(im, dtype=np.uint8).copy()
+
+
+def rgb_to_unit(arr: np.ndarray, name: str) -> np.ndarray:
+    """An in-memory RGB image ``(Y, X, 3)`` -> float32 in [0, 1], by the same rules as files.
+
+    Raises
+    ------
+    ValueError
+        Wrong shape, NaN/Inf, or floats outside [0, 1].
+    """
+    arr = np.asarray(arr)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f"{name}: expected an RGB image of shape (Y, X, 3), got {arr.shape}")
+    if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+        return _scale_to_unit(arr)
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"{name}: cannot read RGB values of dtype {arr.dtype}; pass uint8, uint16 or floats in [0, 1]")
+    arr = arr.astype(np.float32)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name}: the image contains NaN or infinite values; replace them (e.g. np.nan_to_num)")
+    if arr.min() < 0 or arr.max() > 1:
+        raise ValueError(f"{name}: float RGB images must lie in [0, 1]")
+    return arr

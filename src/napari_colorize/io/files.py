@@ -1,0 +1,105 @@
+"""Which files are images: the suffix list, zarr stores, and walking folders and globs.
+
+The one place that decides this for every front end: ``napari-colorize colorize``
+(:func:`find_inputs`), training and evaluation (:func:`scan_images`).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+__all__ = ["IMAGE_SUFFIXES", "is_zarr", "find_inputs", "walk_images", "scan_images"]
+
+#: File name endings read as images (case-insensitive).  Files are decoded by their
+#: content, so a PNG named ``.jpg`` is still read as a PNG.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+def is_zarr(path: Path) -> bool:
+    """A zarr store (v2 or v3), judged by its metadata files or its ``.zarr`` suffix."""
+    return path.is_dir() and (path.suffix.lower() == ".zarr" or any(
+        (path / name).exists() for name in (".zarray", ".zgroup", "zarr.json")))
+
+
+def _is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")
+
+
+def walk_images(folder: Path, stores: bool = True) -> list[Path]:
+    """Image files (and zarr stores, if ``stores``) under ``folder``, recursively.
+
+    Hidden files and folders (names starting with ".": editor backups, macOS
+    ``._`` resource forks, our own temporary files) are skipped; a zarr store is one
+    input, never walked into.  Folders and files are visited in sorted order.
+    """
+    out: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        rootp = Path(root)
+        found = [d for d in dirs if is_zarr(rootp / d)]
+        if stores:
+            out += [rootp / d for d in sorted(found)]
+        dirs[:] = sorted(d for d in dirs if d not in found and not d.startswith("."))
+        out += [rootp / f for f in sorted(files) if _is_image_name(f)]
+    return out
+
+
+def find_inputs(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Expand files, folders (recursively) and globs into input paths.
+
+    Returns
+    -------
+    inputs : list of Path
+        Unique, in the order given (folders sorted).
+    missing : list of (pattern, reason)
+        Patterns that matched nothing.
+    """
+    found: list[Path] = []
+    missing: list[tuple[str, str]] = []
+    for pattern in patterns:
+        magic = glob.has_magic(pattern)
+        matches = [Path(p) for p in sorted(glob.glob(pattern, recursive=True))] if magic else [Path(pattern)]
+        if not matches or not matches[0].exists():
+            missing.append((pattern, "the pattern matched nothing" if magic else "no such file or folder"))
+            continue
+        for path in matches:
+            if path.is_dir() and not is_zarr(path):
+                found += walk_images(path)
+            elif is_zarr(path) or path.suffix.lower() in IMAGE_SUFFIXES:
+                found.append(path)
+            elif path.is_file() and not magic:
+                found.append(path)  # named explicitly: try it, and report why it fails
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique, missing
+
+
+def scan_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
+    """All image files under ``folders`` (recursively), sorted, without duplicates.
+
+    For training and evaluation: files only (zarr stores are not colour training
+    data), hidden files skipped as in :func:`walk_images`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a folder does not exist.
+    ValueError
+        If a folder holds no image file.
+    """
+    found: dict[Path, None] = {}
+    for folder in folders:
+        root = Path(folder).expanduser()
+        if not root.exists():
+            raise FileNotFoundError(f"data folder {root} does not exist")
+        if root.is_file():
+            files = [root] if root.suffix.lower() in IMAGE_SUFFIXES else []
+        else:
+            files = [p for p in walk_images(root, stores=False) if p.is_file()]
+        if not files:
+            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}; "
+                             "give folders holding colour photographs")
+        for p in files:
+            found[p.resolve()] = None
+    return sorted(found)

@@ -1,0 +1,64 @@
+"""What the readers return, and the warnings they give about what they changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Image", "ImageReadError", "ReadWarning", "ColourInputWarning"]
+
+
+class ImageReadError(ValueError):
+    """A file cannot be read as an image; the message names it and says what to do."""
+
+
+class ReadWarning(UserWarning):
+    """Reading a file changed or left out something, said in the message (alpha, previews)."""
+
+
+class ColourInputWarning(ReadWarning):
+    """A colour file was converted to gray."""
+
+
+@dataclass
+class Image:
+    """A gray image read from disk.
+
+    Attributes
+    ----------
+    data : numpy.ndarray or dask.array.Array, shape (..., Y, X)
+    pixel_size : (float, float) or None
+        (y, x) pixel size in ``unit``.
+    unit : str or None
+        "micrometer" when known.
+    axes : list of str or None
+        Names of the leading axes ("t", "z") when the file says them.
+    converted : bool
+        True if it was a colour file turned into gray.
+    colour_model : str or None
+        How the file stored colour before it was turned into RGB ("CMYK",
+        "palette"); None for RGB and gray files.
+    """
+
+    data: Any
+    pixel_size: tuple[float, float] | None = None
+    unit: str | None = None
+    axes: list[str] | None = None
+    converted: bool = False
+    colour_model: str | None = None
+
+
+def warn_if_transparent(alpha, name: str, opaque: float) -> None:
+    """Warn that the alpha channel is ignored, when some pixel of ``alpha`` is not opaque.
+
+    Pixels keep their stored values (nothing is composited over a background), so the
+    lightness of the result is the file's own; only the transparency is lost.  Lazy
+    (dask) alpha is not read for this.
+    """
+    import warnings
+
+    import numpy as np
+
+    if isinstance(alpha, np.ndarray) and bool((alpha < opaque).any()):
+        warnings.warn(f"{name} has transparent pixels; the alpha channel is ignored and every pixel is coloured "
+                      "with its stored value", ReadWarning, stacklevel=4)

@@ -1,0 +1,71 @@
+"""Reading PNG, JPEG, BMP and WebP files through Pillow, by the colour mode each file declares.
+
+Gray modes keep their values and type (8-bit, 16-bit, 1-bit, 32-bit).  Gray + alpha
+loses its alpha (the stored gray values are kept; a warning says so when some pixel
+is transparent).  CMYK is converted to RGB by Pillow, palettes are looked up, and
+every colour file comes back as RGB for :func:`napari_colorize.io.read_image` to turn
+into gray.  A camera's EXIF orientation is applied (the picture is read upright, as
+viewers show it, so the result is too).  Animated PNG/WebP frames are read as a stack; a JPEG's extra frames (MPO
+previews, the second view of a stereo pair) are not images of their own and are
+skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .image import Image, ImageReadError, warn_if_transparent
+
+__all__ = ["read_raster"]
+
+_GRAY_MODES = ("1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+_RGB_MODES = ("RGB", "RGBA", "RGBX", "RGBa")
+_ORIENTATION = 0x0112  # the EXIF orientation tag
+
+
+def read_raster(path: Path) -> Image:
+    """Read every frame of a Pillow-readable file: gray ``(Y, X)`` or RGB ``(Y, X, 3)`` (stacked if animated)."""
+    from PIL import Image as PILImage
+
+    from PIL import ImageOps
+
+    with PILImage.open(path) as im:
+        count = 1 if im.format in ("JPEG", "MPO") else int(getattr(im, "n_frames", 1))
+        planes, model = [], None
+        for i in range(count):
+            im.seek(i)
+            # A camera's orientation tag: colour the picture the way every viewer shows it.
+            rotated = count == 1 and im.getexif().get(_ORIENTATION, 1) != 1
+            plane, model = _frame(ImageOps.exif_transpose(im) if rotated else im, path)
+            planes.append(plane)
+    if len({p.shape for p in planes}) > 1:
+        raise ImageReadError(f"{path.name} holds {len(planes)} frames of different sizes; save each frame as a file "
+                             "of its own")
+    return Image(planes[0] if len(planes) == 1 else np.stack(planes), colour_model=model)
+
+
+def _frame(im, path: Path) -> tuple[np.ndarray, str | None]:
+    """The current frame as a gray or RGB array, and the colour model it was converted from."""
+    mode = im.mode
+    if mode in _GRAY_MODES:
+        return np.asarray(im), None
+    if mode in ("LA", "La"):
+        values = np.asarray(im)
+        warn_if_transparent(values[..., 1], path.name, 255)
+        return values[..., 0], None
+    if mode in _RGB_MODES:
+        values = np.asarray(im)
+        if mode in ("RGBA", "RGBa"):
+            warn_if_transparent(values[..., 3], path.name, 255)
+        return values[..., :3], None
+    if mode in ("P", "PA"):
+        values = np.asarray(im.convert("RGBA"))
+        warn_if_transparent(values[..., 3], path.name, 255)
+        return values[..., :3], "palette"
+    try:  # CMYK (Adobe's inverted CMYK JPEGs included), YCbCr, HSV ...
+        return np.asarray(im.convert("RGB")), mode
+    except ValueError:
+        raise ImageReadError(f"{path.name} stores colour as {mode}, which cannot be converted to RGB here; "
+                             "save it as an RGB or gray image first") from None

@@ -1,0 +1,195 @@
+"""Reading TIFF files: every series, the photometric interpretation, the pixel size.
+
+A TIFF may hold several series (images).  Series of one shape are read as a stack
+along a new leading axis; series of different shapes are refused, since colouring
+only the first would silently drop the rest.  Reduced-resolution previews
+(thumbnails, pyramid levels) are not series of their own data and are skipped.
+Pixels come back as stored except where the file says they mean something else:
+min-is-white is inverted, palette indices are looked up, CMYK becomes RGB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .image import Image, ImageReadError, warn_if_transparent
+
+__all__ = ["LAZY_TIFF_BYTES", "read_tiff", "tiff_series", "tiff_pixel_size", "is_tiff"]
+
+#: TIFFs bigger than this are read lazily through tifffile's zarr interface.
+LAZY_TIFF_BYTES = 256 * 2**20
+_TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
+#: Photometric interpretations read (the others store pixels we cannot turn into gray).
+_READABLE = {"MINISWHITE", "MINISBLACK", "RGB", "PALETTE", "SEPARATED", "YCBCR"}
+
+
+def is_tiff(path: Path) -> bool:
+    """True if the file starts like a TIFF or BigTIFF (whatever its name)."""
+    with open(path, "rb") as fh:
+        return fh.read(4) in _TIFF_MAGIC
+
+
+def tiff_series(tif, path: Path) -> list:
+    """The series holding the file's images, all of one shape and type.
+
+    Raises
+    ------
+    ImageReadError
+        If the file holds series of different shapes or types.
+    """
+    series = [s for s in tif.series if not s.keyframe.is_reduced] or list(tif.series[:1])
+    if not series:
+        raise ImageReadError(f"{path.name} holds no image")
+    kinds = {(tuple(s.shape), np.dtype(s.dtype).str, s.axes) for s in series}
+    if len(kinds) > 1:
+        shapes = ", ".join(f"{tuple(s.shape)} {np.dtype(s.dtype)}" for s in series[:6])
+        more = ", ..." if len(series) > 6 else ""
+        raise ImageReadError(
+            f"{path.name} holds {len(series)} images (TIFF series) of different shapes or types: {shapes}{more}. "
+            "napari-colorize colours one image or one stack per file: split it into one file per series, e.g. "
+            "[tifffile.imwrite(f'part{i}.tif', s.asarray()) for i, s in enumerate(tifffile.TiffFile(name).series)], "
+            "and colour those")
+    return series
+
+
+def _series_data(series: list, lazy: bool):
+    if not lazy:
+        arrays = [s.asarray() for s in series]
+        return arrays[0] if len(arrays) == 1 else np.stack(arrays)
+    import dask.array as da
+    import zarr
+    arrays = [da.from_zarr(zarr.open(s.aszarr(), mode="r")) for s in series]
+    return arrays[0] if len(arrays) == 1 else da.stack(arrays)
+
+
+def read_tiff(path: Path) -> Image:
+    """Read every series of a TIFF as one gray, RGB or RGBA array ``(..., Y, X[, S])``."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tiff_series(tif, path)
+        page = series[0].keyframe
+        axes = ("Q" if len(series) > 1 else "") + series[0].axes
+        pixel_size, unit = tiff_pixel_size(tif)
+        nbytes = len(series) * int(np.prod(series[0].shape, dtype=np.int64)) * np.dtype(series[0].dtype).itemsize
+        data = _series_data(series, nbytes > LAZY_TIFF_BYTES)
+        photometric = page.photometric.name if page.photometric is not None else "MINISBLACK"
+        colormap = page.colormap if photometric == "PALETTE" else None
+        bits = int(page.bitspersample)
+        inkset = int(page.tags["InkSet"].value) if "InkSet" in page.tags else 1
+    # Samples last: the colour channels of RGB, CMYK and gray + alpha files.
+    if "S" in axes and axes.index("S") != len(axes) - 1:
+        data = np.moveaxis(data, axes.index("S"), -1)  # dask arrays too (NEP 18)
+        axes = axes.replace("S", "") + "S"
+    data, model = _interpret(data, "S" in axes, photometric, colormap, bits, inkset, path)
+    if model == "gray" and "S" in axes:
+        axes = axes.replace("S", "")
+    lead = [a.lower() for a in axes if a not in "YXS"]
+    names = lead if all(a in "tz" for a in lead) and len(set(lead)) == len(lead) else None
+    return Image(data, pixel_size, unit, names, colour_model=model if model in ("CMYK", "palette") else None)
+
+
+def _interpret(data, samples: bool, photometric: str, colormap, bits: int, inkset: int, path: Path):
+    """Stored values -> (gray or RGB(A) values, colour model) by the photometric interpretation."""
+    if photometric not in _READABLE:
+        raise ImageReadError(f"{path.name} stores its pixels as {photometric}, which napari-colorize cannot turn "
+                             "into gray; save it as a gray or RGB TIFF first")
+    if photometric in ("MINISBLACK", "MINISWHITE") and samples and data.shape[-1] == 2:
+        warn_if_transparent(data[..., 1], path.name, _white(data.dtype, bits))
+        data = data[..., 0]  # gray + alpha (or one extra sample): the first sample is the gray value
+        samples = False
+    if photometric in ("RGB", "YCBCR") and samples and data.shape[-1] > 3:
+        warn_if_transparent(data[..., 3], path.name, _white(data.dtype, bits))
+        data = data[..., :3]  # RGB + alpha (or extra samples)
+    if photometric == "MINISWHITE":
+        return _invert(data, bits, path), "gray"
+    if photometric == "PALETTE":
+        return _apply_palette(data, colormap)
+    if photometric == "SEPARATED":
+        if inkset != 1 or data.shape[-1] < 4:
+            raise ImageReadError(f"{path.name} is a separated (ink) TIFF that is not CMYK; save it as RGB or "
+                                 "gray first")
+        return _cmyk_to_rgb(data[..., :4], _white(data.dtype, bits)), "CMYK"
+    return data, ("RGB" if samples else "gray")
+
+
+def _white(dtype, bits: int) -> float:
+    """The largest stored value: 2**bits - 1 for integers (12-bit data in uint16), 1 for floats."""
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return 1
+    if np.issubdtype(dtype, np.unsignedinteger):
+        return min(2**bits - 1, np.iinfo(dtype).max)
+    if np.issubdtype(dtype, np.floating):
+        return 1.0
+    raise ImageReadError(f"a min-is-white or CMYK TIFF of type {dtype} is not supported; save it as min-is-black")
+
+
+def _invert(data, bits: int, path: Path):
+    """Min-is-white (0 = white, common in bilevel document scans) -> min-is-black."""
+    if np.dtype(data.dtype) == np.bool_:
+        return ~data
+    try:
+        white = _white(data.dtype, bits)
+    except ValueError:
+        raise ImageReadError(f"{path.name} is a min-is-white TIFF of type {np.dtype(data.dtype)}; invert it and "
+                             "save it as min-is-black first") from None
+    return (data.dtype.type(white) - data).astype(data.dtype)
+
+
+def _apply_palette(data, colormap):
+    """Palette indices -> RGB of the colour map (uint16), or gray when the map is gray."""
+    colormap = np.asarray(colormap)
+    gray = bool((colormap[0] == colormap[1]).all() and (colormap[1] == colormap[2]).all())
+    table = colormap[0] if gray else colormap.T  # (N,) or (N, 3)
+    if isinstance(data, np.ndarray):
+        return table[data], ("gray" if gray else "palette")
+    return data.map_blocks(lambda b: table[b], dtype=table.dtype,
+                           **({} if gray else {"new_axis": data.ndim})), ("gray" if gray else "palette")
+
+
+def _cmyk_to_rgb(cmyk, white: float):
+    """CMYK -> RGB as Pillow converts it: ``R = (1 - C) (1 - K)`` on [0, 1] values, same type."""
+    values = cmyk.astype(np.float32) / np.float32(white)
+    rgb = (1.0 - values[..., :3]) * (1.0 - values[..., 3:4]) * np.float32(white)
+    if np.issubdtype(np.dtype(cmyk.dtype), np.integer):
+        rgb = rgb.round()
+    return rgb.astype(cmyk.dtype)
+
+
+_UNITS_UM = {"micron": 1.0, "um": 1.0, "µm": 1.0, "\\u00B5m": 1.0, "micrometer": 1.0, "nm": 1e-3, "nanometer": 1e-3,
+             "mm": 1e3, "millimeter": 1e3, "cm": 1e4, "centimeter": 1e4}
+
+
+def tiff_pixel_size(tif) -> tuple[tuple[float, float] | None, str | None]:
+    """(y, x) pixel size in micrometers from OME, ImageJ or resolution tags, when present."""
+    if tif.is_ome and tif.ome_metadata:
+        import xml.etree.ElementTree as ET
+        try:
+            root = ET.fromstring(tif.ome_metadata)
+            for el in root.iter():
+                if el.tag.endswith("Pixels") and "PhysicalSizeX" in el.attrib:
+                    x = float(el.attrib["PhysicalSizeX"])
+                    y = float(el.attrib.get("PhysicalSizeY", x))
+                    factor = _UNITS_UM.get(el.attrib.get("PhysicalSizeXUnit", "µm"), None)
+                    if factor is not None:
+                        return (y * factor, x * factor), "micrometer"
+        except ET.ParseError:
+            pass
+    page = tif.pages[0]
+    tags = page.tags
+    if "XResolution" not in tags or "YResolution" not in tags:
+        return None, None
+    (xn, xd), (yn, yd) = tags["XResolution"].value, tags["YResolution"].value
+    if not (xn and yn):
+        return None, None
+    x, y = xd / xn, yd / yn  # units per pixel
+    if tif.is_imagej:
+        unit = (tif.imagej_metadata or {}).get("unit")
+        factor = _UNITS_UM.get(str(unit).lower()) if unit else None
+        return ((y * factor, x * factor), "micrometer") if factor else (None, None)
+    res_unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+    factor = {2: 25400.0, 3: 1e4}.get(res_unit)  # inch, centimeter -> micrometer
+    return ((y * factor, x * factor), "micrometer") if factor else (None, None)

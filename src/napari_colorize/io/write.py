@@ -1,0 +1,121 @@
+"""Writing results without ever leaving a torn or temporary file: PNG and memory-mapped TIFF.
+
+Every file is written under a temporary name beside its destination and renamed
+into place (:func:`napari_colorize._atomic.atomic_path`).  A full disk raises one
+:class:`~napari_colorize._atomic.DiskFullError` per file, before any pixel is
+computed for TIFFs (their space is reserved up front), and the temporary files are
+removed.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._atomic import atomic_path, preallocate, space_error
+
+__all__ = ["write_png", "tiff_memmaps"]
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """A uint8/uint16 gray or RGB(A) image encoded as PNG, in memory."""
+    import imageio.v3 as iio
+
+    return iio.imwrite("<bytes>", np.asarray(array), extension=".png")
+
+
+def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write a uint8/uint16 image to PNG atomically.
+
+    The PNG is encoded in memory first and written with one plain write, so a full
+    disk is one clear error (no half-closed encoder left to complain at exit).
+
+    Raises
+    ------
+    DiskFullError
+        If the disk cannot hold the file; nothing is left behind.
+    """
+    path = Path(path)
+    encoded = encode_png(array)
+    with atomic_path(path) as tmp:
+        preallocate(tmp, len(encoded), path)
+        with open(tmp, "r+b") as fh:
+            fh.write(encoded)
+    return path
+
+
+def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+
+
+class tiff_memmaps:
+    """Create TIFFs as memory maps, fill them band by band, then rename them into place.
+
+    Bounded memory for any image size (pages stream to disk through the OS); BigTIFF
+    is used above 2 GB.  Each file's disk space is reserved when it is created, so a
+    full disk is a :class:`~napari_colorize._atomic.DiskFullError` at the start
+    instead of a SIGBUS while writing.  Use as a context manager: on an exception the
+    temporary files are deleted and nothing is renamed.
+
+    Parameters
+    ----------
+    specs : dict of name -> (path, shape, dtype, photometric)
+    pixel_size : (float, float), optional
+        (y, x) in micrometers, stored as the resolution in pixels per centimeter.
+    """
+
+    def __init__(self, specs: dict[str, tuple[Path, tuple[int, ...], str, str]],
+                 pixel_size: tuple[float, float] | None = None) -> None:
+        self.specs = specs
+        self.pixel_size = pixel_size
+        self.maps: dict[str, np.memmap] = {}
+        self._temps: ExitStack | None = None
+
+    def _kwargs(self, shape: tuple[int, ...], dtype: str, photometric: str) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"photometric": photometric, "bigtiff": _nbytes(shape, dtype) > 2**31 - 2**25}
+        if self.pixel_size:
+            kwargs.update(resolution=(1e4 / self.pixel_size[1], 1e4 / self.pixel_size[0]), resolutionunit="CENTIMETER")
+        return kwargs
+
+    def __enter__(self) -> dict[str, np.memmap]:
+        import tifffile
+
+        self._temps = ExitStack()
+        try:
+            for name, (path, shape, dtype, photometric) in self.specs.items():
+                tmp = self._temps.enter_context(atomic_path(path))
+                try:
+                    self.maps[name] = tifffile.memmap(tmp, shape=shape, dtype=dtype,
+                                                      **self._kwargs(shape, dtype, photometric))
+                except OSError as err:  # the header, or extending the file to its size, did not fit
+                    clear = space_error(err, Path(path), _nbytes(shape, dtype))
+                    if clear is None:
+                        raise
+                    raise clear from err
+                # tifffile leaves the pixel area a hole in the file; reserve it before any page is written.
+                preallocate(tmp, os.path.getsize(tmp), Path(path))
+        except BaseException as err:  # __exit__ is not called when __enter__ fails: delete what was made
+            self.__exit__(type(err), err, err.__traceback__)
+            raise
+        return self.maps
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        temps, self._temps = self._temps, None
+        try:
+            for m in self.maps.values():
+                m.flush()
+                mmap = getattr(m, "_mmap", None)
+                if mmap is not None:
+                    mmap.close()
+        except BaseException as err:  # a file that could not be flushed must not be renamed into place
+            exc_type, exc, tb = type(err), err, err.__traceback__
+            raise
+        finally:
+            self.maps.clear()
+            if temps is not None:
+                # Renames every temporary file into place, or deletes them all on an exception.
+                temps.__exit__(exc_type, exc, tb)

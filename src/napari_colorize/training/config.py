@@ -1,0 +1,191 @@
+"""The settings of a training run (:class:`TrainConfig`) and their checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..devices import PRECISIONS
+from ..model import BACKBONES
+from ..spaces import SPACES
+
+__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "RESUME_KEYS", "check_config"]
+
+#: Optimizers offered, the default first.
+OPTIMIZERS = ("adamw", "sgd")
+#: Learning-rate decays after warm-up, the default first.
+SCHEDULES = ("cosine", "step", "constant")
+#: Settings that must not change between a run and its resumption.
+RESUME_KEYS = ("backbone", "space", "batch_size", "crop", "points", "scale", "target_window", "seed",
+               "optimizer", "max_side", "lambda_hue", "lightness_weight")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (the ``napari-colorize train`` options).
+
+    Attributes
+    ----------
+    data : list of str
+        Folders (searched recursively) or files of colour images.
+    output : str
+        The model file to write (a name ending in ``.safetensors``), rewritten at every
+        checkpoint.  An existing file is replaced only if it is a model of this
+        package and ``force`` (or ``resume``) is given; any other file is never replaced.
+    backbone, space : str or None
+        None: taken from ``init`` if given, else ``compact`` / ``hue_chroma``.
+    pretrained : str or None
+        A named initialisation of the backbone (``"imagenet"`` for vgg16: needs
+        torchvision's weight file).
+    init : str or None
+        Fine-tune from this model file (or ``"default"``).
+    steps : int
+        Total optimisation steps.
+    batch_size : int
+        Crops per step.
+    crop : int
+        Crop side in pixels (a multiple of 32).
+    points : int
+        Sampled pixels per crop (128 in the paper).
+    scale : (float, float)
+        Random scale range of the crops (see :class:`.data.ColorCropDataset`).
+    target_window : int
+        Odd window R of the target histograms (1 = one-hot; the released code used 7).
+    lambda_hue : float
+        Weight of the hue term (5 in the paper).
+    lightness_weight : bool
+        Down-weight the chroma loss near black and white (the released code's
+        ``min(3L, 1, 3(1 - L))``).
+    optimizer : {"adamw", "sgd"}
+        See :data:`OPTIMIZERS`.
+    lr, weight_decay : float or None
+        None: 2e-3 / 1e-2 for AdamW, the paper's 1e-3 / 5e-4 for SGD.
+    momentum : float
+        SGD momentum (0.9 in the paper).
+    warmup : int or None
+        Linear warm-up steps (None: 5% of the steps, at most 500).
+    schedule : {"cosine", "step", "constant"}
+        See :data:`SCHEDULES`.
+        Decay after warm-up ("step": x0.1 at 60% and 85% of the steps).
+    clip_grad : float or None
+        Gradient norm clipping (guards the first steps of a from-scratch model).
+    device : str
+        "auto", "cpu", "cuda", "mps", ...
+    threads : int or None
+        CPU threads of torch (None: torch's default, one per core).  On a shared
+        machine 1 is much faster: with 2 threads each operation waits for a thread
+        another process has descheduled (measured 4-5x slower under load).
+    precision : {None, "fp32", "bf16", "fp16"}
+        None: bf16 autocast on CUDA, fp32 elsewhere.
+    workers : int or None
+        Data loader processes (None: 1 on <= 2 CPU cores, else min(4, cores - 1)).
+    max_side : int
+        Images are decoded once and reduced to this long side.
+    min_images : int
+        Fewer usable images than this is an error.
+    weights : str or None
+        Sampling weights: a CSV with ``path`` and ``weight`` columns; None looks for
+        ``manifest.csv`` in the first data folder (or its parent); "none" disables.
+    val : str or None
+        Folder of validation images (scored every ``val_every`` steps).
+    val_every : int or None
+        None: once per epoch (one pass over the training images).
+    val_images : int
+        Validation images used (spread evenly over the sorted folder).
+    checkpoint : str or None
+        Resumable state file (None: ``<output stem>.ckpt.safetensors``).
+    checkpoint_every : int
+    resume : bool
+        Continue from ``checkpoint``.
+    force : bool
+        Replace an existing model file (and the checkpoint of an earlier run) of this
+        package at ``output``; never a file that is not a model of this package.
+    seed : int
+    progress : bool
+        Show a progress bar.
+    log : str or None
+        JSON-lines log (None: ``<output stem>.log.jsonl``; "" disables).
+    log_every : int
+    command : str
+        The command line, stored in the model's metadata.
+    stop_after : int or None
+        Stop (with a checkpoint, as if killed just after it) once this many steps
+        have been done in this call; ``resume`` continues.  For tests and time-boxed
+        sessions.
+    """
+
+    data: list[str]
+    output: str
+    backbone: str | None = None
+    space: str | None = None
+    pretrained: str | None = None
+    init: str | None = None
+    steps: int = 5000
+    batch_size: int = 16
+    crop: int = 192
+    points: int = 128
+    scale: tuple[float, float] = (0.5, 1.0)
+    target_window: int = 1
+    lambda_hue: float = 5.0
+    lightness_weight: bool = False
+    optimizer: str = "adamw"
+    lr: float | None = None
+    weight_decay: float | None = None
+    momentum: float = 0.9
+    warmup: int | None = None
+    schedule: str = "cosine"
+    clip_grad: float | None = 10.0
+    device: str = "auto"
+    threads: int | None = None
+    precision: str | None = None
+    workers: int | None = None
+    max_side: int = 512
+    min_images: int = 2
+    weights: str | None = None
+    val: str | None = None
+    val_every: int | None = None
+    val_images: int = 16
+    checkpoint: str | None = None
+    checkpoint_every: int = 250
+    resume: bool = False
+    force: bool = False
+    seed: int = 0
+    progress: bool = True
+    log: str | None = None
+    log_every: int = 25
+    command: str = ""
+    stop_after: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _choice(name: str, value: Any, choices) -> None:
+    if value is not None and value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse settings that cannot work, with what to change, before anything is loaded."""
+    if not cfg.data:
+        raise ValueError("give at least one folder of colour images")
+    for name in ("steps", "batch_size", "crop", "points", "checkpoint_every", "val_images", "log_every"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+    if cfg.crop % 32 or cfg.crop < 32:
+        raise ValueError(f"crop must be a multiple of 32 (the network's stride) and >= 32, got {cfg.crop}; "
+                         f"try {max(32, round(cfg.crop / 32) * 32)}")
+    if cfg.max_side < cfg.crop:
+        raise ValueError(f"max-side ({cfg.max_side}) must be at least the crop ({cfg.crop})")
+    if cfg.target_window < 1 or cfg.target_window % 2 == 0:
+        raise ValueError(f"target-window must be a positive odd integer, got {cfg.target_window}")
+    _choice("optimizer", cfg.optimizer, OPTIMIZERS)
+    _choice("schedule", cfg.schedule, SCHEDULES)
+    _choice("backbone", cfg.backbone, tuple(BACKBONES))
+    _choice("colour space", cfg.space, tuple(SPACES))
+    _choice("precision", cfg.precision, PRECISIONS)
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {cfg.threads}")
+    if cfg.init is not None and cfg.pretrained is not None:
+        raise ValueError("--init and --pretrained both set the starting weights; give only one")
+    if not 0 < cfg.scale[0] <= cfg.scale[1]:
+        raise ValueError(f"scale range must satisfy 0 < lo <= hi, got {cfg.scale}")

@@ -1,0 +1,197 @@
+"""The files a training run writes, and the rules that keep it from destroying anything.
+
+A run writes three files: the model (``-o NAME.safetensors``), its resumable state
+(``NAME.ckpt.safetensors``) and a JSON-lines log (``NAME.log.jsonl``).  None of them may
+replace a file that is not this package's own: a model, a training checkpoint or a
+training log.  An existing model or checkpoint of ours is replaced only with ``force``
+(or continued with ``resume``).  All of this is checked before any data is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..model import is_model_file, read_config
+from .checkpoint import is_training_state
+
+__all__ = ["RunFiles", "MODEL_SUFFIX", "default_checkpoint_path", "default_log_path", "plan_files", "JsonLog"]
+
+#: The suffix a model file must have.
+MODEL_SUFFIX = ".safetensors"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where a run writes: the model, the resumable state, and the log (None: no log)."""
+
+    output: Path
+    checkpoint: Path
+    log: Path | None
+
+    def describe(self) -> str:
+        """One line for the user: which file is which."""
+        log = f"log {self.log}" if self.log is not None else "no log"
+        return f"model {self.output}; resumable state {self.checkpoint} (for --resume); {log}"
+
+
+def _stem(output: Path) -> str:
+    return output.name[: -len(MODEL_SUFFIX)] if output.name.endswith(MODEL_SUFFIX) else output.name
+
+
+def default_checkpoint_path(output: str | os.PathLike) -> Path:
+    """``model.safetensors`` -> ``model.ckpt.safetensors`` (the resumable state)."""
+    out = Path(output)
+    return out.with_name(_stem(out) + ".ckpt" + MODEL_SUFFIX)
+
+
+def default_log_path(output: str | os.PathLike) -> Path:
+    """``model.safetensors`` -> ``model.log.jsonl``."""
+    out = Path(output)
+    return out.with_name(_stem(out) + ".log.jsonl")
+
+
+def _check_model_name(output: Path) -> None:
+    if output.is_dir():
+        raise ValueError(f"the output model path {output} is a folder; give a file name such as "
+                         f"{output / ('model' + MODEL_SUFFIX)}")
+    if output.suffix != MODEL_SUFFIX:
+        raise ValueError(f"the output model must be a {MODEL_SUFFIX} file, got {output}; "
+                         f"use e.g. -o {output.with_name(output.stem + MODEL_SUFFIX)}")
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Fail now, not after hours of training, if ``path`` cannot be written."""
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(f"cannot create the folder {parent} for the {what}: {err}") from None
+    if path.is_dir():
+        raise ValueError(f"the {what} path {path} is a folder; give a file name such as {path / 'model.safetensors'}")
+    probe = parent / f".{path.name}.write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise PermissionError(f"cannot write the {what} {path}: {err}; choose a writable location") from None
+
+
+def _check_distinct(files: RunFiles) -> None:
+    named = [("model", files.output), ("checkpoint", files.checkpoint), ("log", files.log)]
+    seen: dict[Path, str] = {}
+    for what, path in named:
+        if path is None:
+            continue
+        key = path.resolve()
+        if key in seen:
+            raise ValueError(f"the {seen[key]} and the {what} would both be written to {path}; give them different names")
+        seen[key] = what
+
+
+def _model_summary(path: Path) -> str:
+    try:
+        training = read_config(path).training
+    except ValueError:
+        return "a model of napari-colorize"
+    if "steps" not in training:
+        return "a napari-colorize model"
+    state = "complete" if training.get("complete") else "incomplete"
+    return f"a napari-colorize model ({state}, {training['steps']} steps)"
+
+
+def _check_output_model(output: Path, resume: bool, force: bool) -> None:
+    """An existing file at ``output`` is replaced only if it is our model and the user agreed."""
+    if not output.exists():
+        return
+    if not is_model_file(output):
+        raise FileExistsError(f"{output} exists and is not a napari-colorize model; training never replaces other "
+                              f"files: choose another -o name, or move that file away")
+    if not (resume or force):
+        raise FileExistsError(f"{output} is already {_model_summary(output)}; add --force to replace it, --resume "
+                              "to continue its interrupted run, or choose another -o name")
+
+
+def _check_checkpoint(path: Path, resume: bool, force: bool) -> None:
+    if resume or not path.exists():
+        return  # resuming reads it (and says so if it is not a checkpoint)
+    if not is_training_state(path):
+        raise FileExistsError(f"the checkpoint path {path} holds a file that is not a napari-colorize training "
+                              "checkpoint; training never replaces other files: give --checkpoint another name, "
+                              "or move that file away")
+    if not force:
+        raise FileExistsError(f"{path} holds the resumable state of an earlier run; add --resume to continue that "
+                              "run, or --force to start a new one and replace it")
+    print(f"note: starting a new run; the checkpoint of an earlier run at {path} will be overwritten", file=sys.stderr)
+
+
+def _is_training_log(path: Path) -> bool:
+    """Empty, or a JSON-lines file whose first record is one of :class:`JsonLog`'s."""
+    with open(path, "rb") as fh:
+        first = fh.readline(1 << 16)
+    if not first.strip():
+        return True
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "event" in record
+
+
+def _check_log(path: Path | None) -> None:
+    if path is None or not path.exists():
+        return
+    if path.is_dir() or not _is_training_log(path):
+        raise FileExistsError(f"the log path {path} holds a file that is not a napari-colorize training log; "
+                              "training appends only to its own logs: give --log another name ('' for none)")
+
+
+def plan_files(output: str | os.PathLike, checkpoint: str | os.PathLike | None, log: str | None, resume: bool,
+               force: bool) -> RunFiles:
+    """The run's files, checked: names, no clashes, writable, and nothing foreign replaced.
+
+    Parameters
+    ----------
+    output : path-like
+        The model file (must end in ``.safetensors``).
+    checkpoint : path-like or None
+        The resumable state (None: :func:`default_checkpoint_path`).
+    log : str or None
+        The JSON-lines log (None: :func:`default_log_path`; "": none).
+    resume, force : bool
+        Continue the run of the checkpoint; replace an existing model / checkpoint of ours.
+
+    Raises
+    ------
+    ValueError, PermissionError, FileExistsError
+        With what to do.
+    """
+    out = Path(output).expanduser()
+    _check_model_name(out)
+    files = RunFiles(out, Path(checkpoint).expanduser() if checkpoint else default_checkpoint_path(out),
+                     None if log == "" else Path(log).expanduser() if log else default_log_path(out))
+    _check_distinct(files)
+    check_writable(files.output, "output model")
+    check_writable(files.checkpoint, "training checkpoint")
+    if files.log is not None:
+        check_writable(files.log, "training log")
+    _check_output_model(files.output, resume, force)
+    _check_checkpoint(files.checkpoint, resume, force)
+    _check_log(files.log)
+    return files
+
+
+class JsonLog:
+    """JSON-lines log (one record per line), appended to; ``None`` writes nothing."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def write(self, **record: Any) -> None:
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")

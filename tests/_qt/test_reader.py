@@ -1,0 +1,129 @@
+"""The napari reader: a store the CLI wrote opens as its three multiscale layers; others are left alone.
+
+Run: ``QT_API=pyqt6 xvfb-run -a pytest tests/_qt/test_reader.py -q``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+import dask.array as da  # noqa: E402
+import tifffile  # noqa: E402
+import torch  # noqa: E402
+import zarr  # noqa: E402
+from skimage import data, transform  # noqa: E402
+
+import napari_colorize as nc  # noqa: E402
+from napari_colorize import cli  # noqa: E402
+from napari_colorize._qt._layers import METADATA_KEY  # noqa: E402
+from napari_colorize._qt._reader import napari_get_reader, source_name  # noqa: E402
+from napari_colorize.engine import pyramid, tile_cache  # noqa: E402
+
+PLUGIN = "napari-colorize"
+TILES = ["--tile-size", "128", "--overlap", "32", "--device", "cpu", "--no-progress"]
+#: (y, x) of the levels of a 150 x 170 plane when levels go down to 64 px.
+LEVELS = [(150, 170), (75, 85), (38, 43)]
+
+
+@pytest.fixture(scope="module")
+def cli_store(tmp_path_factory):
+    """``napari-colorize colorize stack.tif -o out --format zarr``: a z-stack with a 0.5 um pixel size."""
+    torch.manual_seed(3)
+    root = tmp_path_factory.mktemp("reader")
+    model = nc.save_model(nc.build_model("compact"), root / "m.safetensors")
+    cam = transform.resize(data.camera(), LEVELS[0], anti_aliasing=True)
+    stack = (np.stack([cam, cam[::-1]]) * 65535).astype(np.uint16)
+    tifffile.imwrite(root / "stack.tif", stack, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"unit": "um", "axes": "ZYX"})
+    tile_cache.clear()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pyramid, "MAX_PLANE", 64)  # a pyramid on a small image
+        code = cli.main(["colorize", str(root / "stack.tif"), "-o", str(root / "out"), "--format", "zarr",
+                         "--model", str(model), *TILES])
+    assert code == 0
+    return root / "out" / "stack_colorized.zarr"
+
+
+def test_reader_opens_a_store_the_cli_wrote(make_napari_viewer, cli_store):
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(cli_store), plugin=PLUGIN)
+    # The widget's names and order: the colour image last, so on top.
+    names = ["stack hue entropy", "stack chroma confidence", "stack colorized"]
+    assert [layer.name for layer in viewer.layers] == names
+    assert len(layers) == 3
+    store = zarr.open_group(str(cli_store), mode="r")
+    for layer in viewer.layers:
+        assert layer.multiscale and len(layer.data) == len(LEVELS)
+        assert all(isinstance(level, da.Array) for level in layer.data)  # lazy
+        assert [tuple(level.shape[1:3]) for level in layer.data] == LEVELS
+        np.testing.assert_allclose(layer.scale, (1.0, 0.5, 0.5))
+        assert tuple(layer.axis_labels) == ("z", "y", "x")
+        assert [str(u) for u in layer.units[1:]] == ["micrometer", "micrometer"]
+        meta = layer.metadata[METADATA_KEY]
+        assert meta["source"] == "stack" and meta["store"] == str(cli_store) and meta["job"]["complete"]
+    rgb = viewer.layers["stack colorized"]
+    assert rgb.rgb and rgb.data[0].dtype == np.uint8 and tuple(rgb.contrast_limits) == (0, 255)
+    np.testing.assert_array_equal(np.asarray(rgb.data[1]), np.moveaxis(np.asarray(store["1"]), 0, -1))
+    confidence = viewer.layers["stack chroma confidence"]
+    assert confidence.colormap.name == "viridis" and tuple(confidence.contrast_limits) == (0, 1)
+    np.testing.assert_array_equal(np.asarray(confidence.data[2]), np.asarray(store["confidence/2"]))
+
+
+def test_reader_declines_other_zarr_stores(tmp_path):
+    from ome_zarr.writer import write_image
+
+    other = zarr.open_group(str(tmp_path / "other.zarr"), mode="w", zarr_format=2)
+    write_image(np.zeros((64, 64), np.uint8), other, axes="yx")
+    assert napari_get_reader(str(tmp_path / "other.zarr")) is None
+    plain = tmp_path / "plain.zarr"
+    zarr.open_array(str(plain), mode="w", shape=(8, 8), dtype="uint8")
+    assert napari_get_reader(str(plain)) is None
+    assert napari_get_reader(str(tmp_path / "missing.zarr")) is None
+    (tmp_path / "folder.zarr").mkdir()
+    assert napari_get_reader(str(tmp_path / "folder.zarr")) is None
+
+
+def test_reader_refuses_an_unfinished_store(cli_store, tmp_path):
+    import shutil
+
+    unfinished = tmp_path / "half_colorized.zarr"
+    shutil.copytree(cli_store, unfinished)
+    group = zarr.open_group(str(unfinished), mode="r+")
+    group.attrs[METADATA_KEY] = dict(group.attrs[METADATA_KEY], complete=False)
+    reader = napari_get_reader(str(unfinished))
+    assert reader is not None  # ours: napari-ome-zarr would show its empty levels as black
+    with pytest.raises(ValueError, match="unfinished"):
+        reader(str(unfinished))
+
+
+def test_napari_ome_zarr_opens_our_store_with_its_levels(cli_store):
+    from napari_ome_zarr import _reader as ome_reader  # in the testing extra: must be installed
+
+    reader = ome_reader.napari_get_reader(str(cli_store))
+    assert reader is not None
+    (rgb, kwargs, kind), *_ = reader(str(cli_store))
+    assert kind == "image" and kwargs["channel_axis"] == 0  # red, green, blue as three layers
+    assert [tuple(level.shape) for level in rgb] == [(3, 2) + shape for shape in LEVELS]
+    for group in ("confidence", "entropy"):
+        (maps, _, _), *_ = ome_reader.napari_get_reader(str(cli_store / group))(str(cli_store / group))
+        assert [tuple(level.shape) for level in maps] == [(2,) + shape for shape in LEVELS]
+
+
+def test_source_name():
+    assert source_name("/data/photo_colorized.zarr") == "photo"
+    assert source_name("/data/photo_colorized.zarr/") == "photo"
+    assert source_name("out.zarr") == "out"
+
+
+def test_manifest_declares_the_reader():
+    import npe2
+
+    manifest = npe2.PluginManifest.from_distribution(PLUGIN)
+    (reader,) = manifest.contributions.readers
+    assert reader.filename_patterns == ["*.zarr"] and reader.accepts_directories
+    command = next(c for c in manifest.contributions.commands if c.id == reader.command)
+    assert command.python_name == "napari_colorize._qt._reader:napari_get_reader"

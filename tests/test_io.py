@@ -1,0 +1,311 @@
+"""Reading images as a user meets it: real files written by Pillow, tifffile and imageio, read back.
+
+Each case is checked against an independent reference: the array that was written,
+Pillow's own colour conversion, or the TIFF specification's meaning of the tags.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image as PILImage
+from skimage import data
+
+import napari_colorize.io.tiff as io_tiff
+from napari_colorize import io
+from napari_colorize.inputs import to_unit_float
+from napari_colorize.io import ColourInputWarning, ImageReadError, ReadWarning, find_inputs, read_image, scan_images
+
+
+@pytest.fixture(scope="module")
+def cam() -> np.ndarray:
+    return data.camera()[::2, ::2].copy()  # (256, 256) uint8
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return data.astronaut()[::2, ::2].copy()  # (256, 256, 3) uint8
+
+
+def _quiet_read(path, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning expected
+        return read_image(path, **kwargs)
+
+
+# ----------------------------------------------------------------------------- unreadable files
+
+@pytest.mark.parametrize("name", ["scan.png", "scan.tif", "scan.jpg"])
+def test_zero_byte_file_says_it_is_empty(tmp_path, name):
+    (tmp_path / name).touch()
+    with pytest.raises(ImageReadError, match=rf"^{name} is empty \(0 bytes\).*copy or export it again"):
+        read_image(tmp_path / name)
+
+
+def test_foreign_file_names_the_file_and_what_to_do(tmp_path):
+    (tmp_path / "notes.png").write_text("meeting notes, not a picture")
+    with pytest.raises(ValueError, match=r"^cannot read notes\.png: not a PNG, JPEG, TIFF.*convert it") as info:
+        read_image(tmp_path / "notes.png")
+    assert "\n" not in str(info.value) and "backend" not in str(info.value)
+
+
+def test_truncated_file_names_the_file_and_what_to_do(tmp_path, cam):
+    iio.imwrite(tmp_path / "full.png", cam)
+    (tmp_path / "cut.png").write_bytes((tmp_path / "full.png").read_bytes()[:2000])
+    with pytest.raises(ValueError, match=r"^cannot read cut\.png: .*truncated.*save it again") as info:
+        read_image(tmp_path / "cut.png")
+    assert "\n" not in str(info.value)
+
+
+def test_a_folder_is_not_an_image(tmp_path):
+    (tmp_path / "scans").mkdir()
+    with pytest.raises(ValueError, match=r"scans/ is a folder, not an image file or zarr store"):
+        read_image(tmp_path / "scans")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_image(tmp_path / "missing.png")
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
+def test_unreadable_permissions_are_named(tmp_path, cam):
+    iio.imwrite(tmp_path / "locked.png", cam)
+    (tmp_path / "locked.png").chmod(0)
+    with pytest.raises(ValueError, match=r"^cannot read locked\.png: permission denied"):
+        read_image(tmp_path / "locked.png")
+
+
+def test_files_are_read_by_content_not_name(tmp_path, cam):
+    PILImage.fromarray(cam).save(tmp_path / "really_a_png.tif", format="PNG")
+    tifffile.imwrite(tmp_path / "really_a_tiff.png", cam)
+    for name in ("really_a_png.tif", "really_a_tiff.png"):
+        np.testing.assert_array_equal(_quiet_read(tmp_path / name).data, cam)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_named_pipe_is_refused_instead_of_waiting_forever(tmp_path):
+    os.mkfifo(tmp_path / "stream.png")
+    with pytest.raises(ValueError, match=r"stream\.png is not a regular file"):
+        read_image(tmp_path / "stream.png")
+
+
+def test_camera_orientation_is_applied(tmp_path, cam):
+    picture = cam[:40, :60]
+    im = PILImage.fromarray(picture)
+    exif = im.getexif()
+    exif[0x0112] = 6  # EXIF orientation 6: rotate 90 degrees clockwise to display
+    im.save(tmp_path / "phone.png", exif=exif)
+    np.testing.assert_array_equal(_quiet_read(tmp_path / "phone.png").data, np.rot90(picture, -1))
+
+
+# ----------------------------------------------------------------------------- colour models
+
+def test_cmyk_jpeg_is_converted_to_rgb_then_gray(tmp_path, astronaut):
+    PILImage.fromarray(astronaut).convert("CMYK").save(tmp_path / "print.jpg", quality=95)
+    with pytest.warns(ColourInputWarning, match="CMYK colour image; converting it to RGB, then to gray"):
+        image = read_image(tmp_path / "print.jpg")
+    truth = astronaut.astype(np.float32).mean(-1) / 255
+    assert image.converted and image.colour_model == "CMYK" and image.data.shape == truth.shape
+    assert np.abs(image.data - truth).mean() < 0.02  # JPEG loss only; C,M,Y averaged would be 1 - truth
+    assert np.corrcoef(image.data.ravel(), truth.ravel())[0, 1] > 0.99
+    with pytest.raises(ValueError, match="print.jpg is a CMYK colour image"):
+        read_image(tmp_path / "print.jpg", strict=True)
+
+
+def test_cmyk_tiff_matches_pillows_conversion(tmp_path, astronaut):
+    cmyk = PILImage.fromarray(astronaut).convert("CMYK")
+    tifffile.imwrite(tmp_path / "print.tif", np.asarray(cmyk), photometric="separated")
+    with pytest.warns(ColourInputWarning, match="CMYK"):
+        image = read_image(tmp_path / "print.tif")
+    reference = np.asarray(cmyk.convert("RGB"), np.float32).mean(-1) / 255  # Pillow's own CMYK -> RGB
+    np.testing.assert_allclose(image.data, reference, atol=1.5 / 255)
+
+
+def test_gray_alpha_png_drops_alpha_and_keeps_gray(tmp_path, cam):
+    opaque = np.dstack([cam, np.full_like(cam, 255)])
+    PILImage.fromarray(opaque, "LA").save(tmp_path / "opaque.png")
+    np.testing.assert_array_equal(_quiet_read(tmp_path / "opaque.png").data, cam)
+    see_through = np.dstack([cam, (np.arange(cam.size) % 256).reshape(cam.shape).astype(np.uint8)])
+    PILImage.fromarray(see_through, "LA").save(tmp_path / "faded.png")
+    with pytest.warns(ReadWarning, match="faded.png has transparent pixels; the alpha channel is ignored"):
+        image = read_image(tmp_path / "faded.png")
+    np.testing.assert_array_equal(image.data, cam)  # stored values, not composited
+    assert not image.converted
+
+
+def test_gray_alpha_tiff_drops_alpha(tmp_path, cam):
+    tifffile.imwrite(tmp_path / "ga.tif", np.dstack([cam, np.full_like(cam, 255)]), photometric="minisblack",
+                     extrasamples=["unassalpha"])
+    np.testing.assert_array_equal(_quiet_read(tmp_path / "ga.tif").data, cam)
+
+
+def test_rgba_png_warns_only_when_transparent(tmp_path, astronaut):
+    alpha = np.full(astronaut.shape[:2], 255, np.uint8)
+    iio.imwrite(tmp_path / "solid.png", np.dstack([astronaut, alpha]))
+    alpha[:10] = 0
+    iio.imwrite(tmp_path / "holes.png", np.dstack([astronaut, alpha]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        solid = read_image(tmp_path / "solid.png")
+        holes = read_image(tmp_path / "holes.png")
+    messages = [str(w.message) for w in caught]
+    assert sum("transparent" in m for m in messages) == 1 and any("holes.png has transparent" in m for m in messages)
+    np.testing.assert_allclose(solid.data, astronaut.mean(-1) / 255, atol=1e-6)
+    np.testing.assert_array_equal(holes.data, solid.data)
+
+
+def test_rgba_tiff_warns_only_when_transparent(tmp_path, astronaut):
+    alpha = np.full(astronaut.shape[:2], 255, np.uint8)
+    rgba = {"photometric": "rgb", "extrasamples": ["unassalpha"]}
+    tifffile.imwrite(tmp_path / "solid.tif", np.dstack([astronaut, alpha]), **rgba)
+    alpha[5:9] = 3
+    tifffile.imwrite(tmp_path / "holes.tif", np.dstack([astronaut, alpha]), **rgba)
+    with pytest.warns(ColourInputWarning):
+        solid = read_image(tmp_path / "solid.tif")
+    with pytest.warns(ReadWarning, match="holes.tif has transparent pixels"):
+        holes = read_image(tmp_path / "holes.tif")
+    np.testing.assert_allclose(solid.data, astronaut.mean(-1) / 255, atol=1e-6)
+    np.testing.assert_array_equal(holes.data, solid.data)
+
+
+def test_images_beyond_pillows_safety_limit_point_to_tiff(tmp_path, cam, monkeypatch):
+    iio.imwrite(tmp_path / "huge.png", cam)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", cam.size // 4)  # as if it had billions of pixels
+    with pytest.raises(ValueError, match=r"^cannot read huge\.png: .*save such large images as TIFF"):
+        read_image(tmp_path / "huge.png")
+
+
+def test_palette_files_are_looked_up(tmp_path, cam):
+    PILImage.fromarray(cam).convert("P").save(tmp_path / "gray_palette.png")  # a gray palette is gray
+    np.testing.assert_array_equal(_quiet_read(tmp_path / "gray_palette.png").data, cam)
+    colormap = np.stack([65535 - np.arange(256) * 257, np.arange(256) * 257, np.zeros(256)]).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "pal.tif", cam, photometric="palette", colormap=colormap)
+    with pytest.warns(ColourInputWarning):
+        image = read_image(tmp_path / "pal.tif")
+    rgb = colormap.T[cam] / 65535.0  # the TIFF meaning: each index looks up (R, G, B)
+    np.testing.assert_allclose(image.data, rgb.mean(-1), atol=1e-6)
+
+
+def test_min_is_white_tiff_is_inverted(tmp_path, cam):
+    tifffile.imwrite(tmp_path / "fax.tif", 255 - cam, photometric="miniswhite")
+    np.testing.assert_array_equal(_quiet_read(tmp_path / "fax.tif").data, cam)
+    page = cam > 128
+    tifffile.imwrite(tmp_path / "bilevel.tif", ~page, photometric="miniswhite")  # 1 = black on paper
+    np.testing.assert_array_equal(_quiet_read(tmp_path / "bilevel.tif").data, page)
+
+
+def test_gray_saved_as_rgb_is_gray_without_conversion(tmp_path, cam):
+    iio.imwrite(tmp_path / "gray_rgb.png", np.dstack([cam] * 3))
+    image = _quiet_read(tmp_path / "gray_rgb.png", strict=True)
+    np.testing.assert_array_equal(image.data, cam)
+    assert not image.converted
+
+
+# ----------------------------------------------------------------------------- TIFF series and stacks
+
+def test_tiff_series_of_different_shapes_are_refused(tmp_path, cam):
+    with tifffile.TiffWriter(tmp_path / "mixed.tif") as tif:
+        tif.write(cam)
+        tif.write(cam[:100, :120])
+        tif.write(cam)
+    with pytest.raises(ValueError, match=r"mixed\.tif holds 3 images \(TIFF series\) of different shapes.*"
+                                         r"\(256, 256\) uint8, \(100, 120\) uint8.*split it"):
+        read_image(tmp_path / "mixed.tif")
+
+
+def test_tiff_series_of_one_shape_are_read_as_a_stack(tmp_path, cam):
+    planes = [cam, 255 - cam, cam // 2]
+    with tifffile.TiffWriter(tmp_path / "series.tif") as tif:
+        for plane in planes:
+            tif.write(plane)
+    image = _quiet_read(tmp_path / "series.tif")
+    np.testing.assert_array_equal(image.data, np.stack(planes))
+
+
+def test_lazy_tiff_series_stack(tmp_path, cam, monkeypatch):
+    planes = [cam, 255 - cam]
+    with tifffile.TiffWriter(tmp_path / "big.tif") as tif:
+        for plane in planes:
+            tif.write(plane, tile=(64, 64))
+    monkeypatch.setattr(io_tiff, "LAZY_TIFF_BYTES", 1000)
+    image = _quiet_read(tmp_path / "big.tif")
+    assert hasattr(image.data, "dask")
+    np.testing.assert_array_equal(image.data.compute(), np.stack(planes))
+
+
+def test_reduced_resolution_preview_is_not_a_series(tmp_path, cam):
+    with tifffile.TiffWriter(tmp_path / "scan.tif") as tif:
+        tif.write(cam)
+        tif.write(cam[::8, ::8], subfiletype=1)  # thumbnail
+    np.testing.assert_array_equal(_quiet_read(tmp_path / "scan.tif").data, cam)
+
+
+def test_animated_png_frames_are_a_stack(tmp_path, cam):
+    frames = [PILImage.fromarray(cam), PILImage.fromarray(255 - cam)]
+    frames[0].save(tmp_path / "anim.png", save_all=True, append_images=frames[1:])
+    np.testing.assert_array_equal(_quiet_read(tmp_path / "anim.png").data, np.stack([cam, 255 - cam]))
+
+
+# ----------------------------------------------------------------------------- wide integer files
+
+def test_int32_tiff_keeps_its_content(tmp_path, cam):
+    tifffile.imwrite(tmp_path / "counts.tif", cam.astype(np.int32) * 16)  # 0-4080 in int32
+    image = _quiet_read(tmp_path / "counts.tif")
+    assert image.data.dtype == np.int32  # read as stored; scaled when coloured
+    with pytest.warns(UserWarning, match=r"int32 image: scaling its data range \[0, 4080\] to \[0, 1\]"):
+        gray = to_unit_float(image.data)
+    np.testing.assert_allclose(gray, cam / 255.0, atol=1e-6)
+
+
+def test_int32_rgb_tiff_is_converted_by_its_data_range(tmp_path, astronaut):
+    tifffile.imwrite(tmp_path / "rgb32.tif", astronaut.astype(np.int32) * 100, photometric="rgb")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image = read_image(tmp_path / "rgb32.tif")
+    lo_hi = 100.0 * astronaut.max()
+    np.testing.assert_allclose(image.data, astronaut.astype(np.float64).mean(-1) * 100 / lo_hi, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- folders and suffixes
+
+def test_one_suffix_list_and_walker_for_every_front_end(tmp_path, cam):
+    root = tmp_path / "data"
+    (root / "sub" / ".hidden").mkdir(parents=True)
+    for name in ("a.png", "b.BMP", "sub/c.webp", "sub/d.tiff", ".e.png", "sub/.hidden/f.png"):
+        PILImage.fromarray(np.dstack([cam] * 3)).save(root / name, format="TIFF" if "tif" in name else None)
+    (root / "notes.txt").write_text("x")
+    store = root / "sub" / "s.zarr"
+    store.mkdir()
+    (store / "zarr.json").write_text("{}")
+    inputs, missing = find_inputs([str(root)])
+    assert [p.relative_to(root.resolve()).as_posix() for p in inputs] == ["a.png", "b.BMP", "sub/s.zarr",
+                                                                         "sub/c.webp", "sub/d.tiff"]
+    assert missing == []
+    assert [p.relative_to(root.resolve()).as_posix() for p in scan_images([root])] == \
+        ["a.png", "b.BMP", "sub/c.webp", "sub/d.tiff"]  # no stores: training reads colour files
+    from napari_colorize.training import data as training_data
+    assert training_data.IMAGE_SUFFIXES is io.IMAGE_SUFFIXES and training_data.scan_images is io.scan_images
+    assert training_data.read_rgb is io.read_rgb
+
+
+def test_read_rgb_reads_cmyk_and_min_is_white_correctly(tmp_path, astronaut, cam):
+    PILImage.fromarray(astronaut).convert("CMYK").save(tmp_path / "print.jpg", quality=95)
+    assert np.abs(io.read_rgb(tmp_path / "print.jpg").astype(float) - astronaut).mean() < 5
+    tifffile.imwrite(tmp_path / "fax.tif", 255 - cam, photometric="miniswhite")
+    np.testing.assert_array_equal(io.read_rgb(tmp_path / "fax.tif"), np.dstack([cam] * 3))
+
+
+def test_evaluation_arrays_follow_the_same_integer_rules(astronaut):
+    from napari_colorize.io import rgb_to_unit
+
+    np.testing.assert_allclose(rgb_to_unit(astronaut.astype(np.int64), "a"), astronaut / astronaut.max(), atol=1e-6)
+    np.testing.assert_allclose(rgb_to_unit(astronaut, "a"), astronaut / 255.0, atol=1e-6)
+    bad = astronaut / 255.0
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        rgb_to_unit(bad, "a")
+    with pytest.raises(ValueError, match=r"\(Y, X, 3\)"):
+        rgb_to_unit(astronaut[..., 0], "a")

@@ -1,0 +1,501 @@
+"""No silent loss through `napari-colorize colorize` and the zarr writer (issue 12), as a user meets it.
+
+Each test runs the command line (``cli.main``) or the API on real files and checks the
+exit code, the message, and that nothing was lost or overwritten.  docs/safety.md lists
+each case with its test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+import zarr
+from skimage import data, transform
+
+import napari_colorize as nc
+from napari_colorize import cli
+from napari_colorize.cli_lock import lock_path
+from napari_colorize.engine import tile_cache
+from napari_colorize.engine.zarr_io import MARKERS, is_complete, open_group, open_zarr_result, read_job
+
+TILES = ["--tile-size", "128", "--overlap", "32", "--device", "cpu", "--no-progress"]
+PNGS = ("colorized", "confidence", "entropy")
+
+
+@pytest.fixture(autouse=True)
+def _only_colorize(monkeypatch):
+    monkeypatch.setattr(cli, "_SUBCOMMANDS", ("cli_colorize",))
+    tile_cache.clear()
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    torch.manual_seed(3)
+    return str(nc.save_model(nc.build_model("compact"), tmp_path_factory.mktemp("m") / "m.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def cam8():
+    return (transform.resize(data.camera(), (96, 112), anti_aliasing=True) * 255).astype(np.uint8)
+
+
+def _run(*argv) -> int:
+    return cli.main(["colorize", *map(str, argv)])
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes: to show that nothing changed."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if "error:" in line or "FAILED" in line]
+
+
+# --- 1. output names: sub-folders kept, remaining clashes refused ---------------------------------
+
+
+def test_same_name_in_two_subfolders_keeps_both(tmp_path, model_path, cam8):
+    scans = tmp_path / "scans"
+    (scans / "a").mkdir(parents=True)
+    (scans / "b").mkdir()
+    iio.imwrite(scans / "a" / "y.png", cam8)
+    iio.imwrite(scans / "b" / "y.png", cam8[::-1].copy())
+    out = tmp_path / "out"
+    assert _run(scans, "-o", out, "--model", model_path, *TILES) == 0
+    a = iio.imread(out / "a" / "y_colorized.png").astype(float)
+    b = iio.imread(out / "b" / "y_colorized.png").astype(float)
+    # Each result is its own input's colouring: its lightness follows that input, not the other.
+    assert np.abs(a.mean(-1) - cam8).mean() < 3 and np.abs(b.mean(-1) - cam8[::-1]).mean() < 3
+    assert not (out / "y_colorized.png").exists()
+
+
+def test_same_stem_in_one_folder_is_refused_before_starting(tmp_path, model_path, cam8, capsys):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    iio.imwrite(scans / "x.png", cam8)
+    iio.imwrite(scans / "x.jpg", cam8)
+    before = _tree(scans)
+    out = tmp_path / "out"
+    assert _run(scans, "-o", out, "--model", model_path, *TILES) == 2
+    err = capsys.readouterr().err
+    assert "x.png" in err and "x.jpg" in err and "would both write" in err and "rename one" in err
+    assert "nothing was written" in err
+    assert not out.exists() and _tree(scans) == before
+
+
+def test_same_name_from_two_folder_arguments_is_refused(tmp_path, model_path, cam8, capsys):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        iio.imwrite(tmp_path / name / "y.png", cam8)
+    out = tmp_path / "out"
+    assert _run(tmp_path / "a", tmp_path / "b", "-o", out, "--model", model_path, *TILES) == 2
+    err = capsys.readouterr().err
+    assert "would both write" in err and str(out / "y_colorized.png") in err
+    assert not out.exists()
+
+
+# --- 2. existing outputs: refuse, --skip-existing, --overwrite; the same rule for png/tiff/zarr ---
+
+
+@pytest.mark.parametrize("fmt,suffix", [("png", ".png"), ("tiff", ".tif")])
+def test_rerun_refuses_existing_outputs_and_names_both_flags(tmp_path, model_path, cam8, capsys, fmt, suffix):
+    iio.imwrite(tmp_path / "x.png", cam8)
+    out = tmp_path / "out"
+    assert _run(tmp_path / "x.png", "-o", out, "--format", fmt, "--model", model_path, *TILES) == 0
+    first = _tree(out)
+    capsys.readouterr()
+    assert _run(tmp_path / "x.png", "-o", out, "--format", fmt, "--model", model_path, "--saturation", "2",
+                *TILES) == 2
+    err = capsys.readouterr().err
+    for name in PNGS:  # one line per existing output
+        assert f"x_{name}{suffix} already exists: pass --skip-existing" in err
+    assert "--overwrite" in err and "nothing was written" in err
+    assert _tree(out) == first
+
+
+def test_skip_existing_writes_only_missing_outputs(tmp_path, model_path, cam8, capsys):
+    iio.imwrite(tmp_path / "x.png", cam8)
+    out = tmp_path / "out"
+    assert _run(tmp_path / "x.png", "-o", out, "--outputs", "rgb", "--model", model_path, *TILES) == 0
+    rgb = out / "x_colorized.png"
+    stamp = rgb.stat().st_mtime_ns
+    assert _run(tmp_path / "x.png", "-o", out, "--skip-existing", "--model", model_path, *TILES) == 0
+    assert rgb.stat().st_mtime_ns == stamp
+    assert (out / "x_confidence.png").exists() and (out / "x_entropy.png").exists()
+    # Everything there now: the input is skipped.
+    capsys.readouterr()
+    assert _run(tmp_path / "x.png", "-o", out, "--skip-existing", "--model", model_path, *TILES) == 0
+    err = capsys.readouterr().err
+    assert "colorized 0 file(s)" in err and "skipped 1" in err
+    assert rgb.stat().st_mtime_ns == stamp
+
+
+def test_overwrite_replaces_our_files(tmp_path, model_path, cam8):
+    iio.imwrite(tmp_path / "x.png", cam8)
+    out = tmp_path / "out"
+    assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, "--saturation", "0", *TILES) == 0
+    gray = iio.imread(out / "x_colorized.png")
+    assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, "--overwrite", *TILES) == 0
+    colour = iio.imread(out / "x_colorized.png")
+    assert np.ptp(gray.astype(int), axis=-1).max() <= 1 < np.ptp(colour.astype(int), axis=-1).max()
+
+
+def test_overwrite_and_skip_existing_together_is_a_usage_error(tmp_path, model_path, cam8, capsys):
+    iio.imwrite(tmp_path / "x.png", cam8)
+    assert _run(tmp_path / "x.png", "-o", tmp_path / "out", "--overwrite", "--skip-existing",
+                "--model", model_path, *TILES) == 2
+    assert "not allowed with" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def zarr_input(tmp_path, cam8):
+    z = zarr.open_array(str(tmp_path / "z.zarr"), mode="w", shape=cam8.shape, chunks=(64, 64), dtype="uint8")
+    z[:] = cam8
+    return tmp_path / "z.zarr"
+
+
+def test_zarr_store_rules(tmp_path, model_path, zarr_input, capsys):
+    out = tmp_path / "out"
+    store = out / "z_colorized.zarr"
+    assert _run(zarr_input, "-o", out, "--model", model_path, *TILES) == 0
+    first = _tree(store)
+    # A finished store: refused by default, kept with --skip-existing.
+    assert _run(zarr_input, "-o", out, "--model", model_path, "--saturation", "2", *TILES) == 2
+    assert "z_colorized.zarr already exists: pass --skip-existing" in capsys.readouterr().err
+    assert _run(zarr_input, "-o", out, "--model", model_path, "--saturation", "2", "--skip-existing", *TILES) == 0
+    assert _tree(store) == first
+    # An unfinished store of the same job is resumed without any flag (not an overwrite).
+    open_group(str(store), "r+").attrs["napari_colorize"] = dict(read_job(store), complete=False)
+    (store / MARKERS).mkdir()
+    assert _run(zarr_input, "-o", out, "--model", model_path, *TILES) == 0
+    assert is_complete(store) and _tree(store) == first
+    # An unfinished store of another job: that input fails, naming --overwrite; the store is kept.
+    open_group(str(store), "r+").attrs["napari_colorize"] = dict(read_job(store), complete=False)
+    capsys.readouterr()
+    assert _run(zarr_input, "-o", out, "--model", model_path, "--saturation", "2", *TILES) == 1
+    err = capsys.readouterr().err
+    assert "different colorization job" in err and "--overwrite" in err
+    assert read_job(store)["options"]["decode"]["saturation"] == 1.0
+    # --overwrite replaces a store of ours holding another job.
+    assert _run(zarr_input, "-o", out, "--model", model_path, "--saturation", "2", "--overwrite", *TILES) == 0
+    assert is_complete(store) and read_job(store)["options"]["decode"]["saturation"] == 2.0
+
+
+def test_foreign_folder_where_a_store_goes_is_never_deleted(tmp_path, model_path, zarr_input, capsys):
+    out = tmp_path / "out"
+    (out / "z_colorized.zarr").mkdir(parents=True)
+    (out / "z_colorized.zarr" / "precious.txt").write_text("keep me")
+    assert _run(zarr_input, "-o", out, "--model", model_path, "--overwrite", *TILES) == 2
+    err = capsys.readouterr().err
+    assert "not written by napari-colorize" in err and "never deleted, not even with --overwrite" in err
+    assert (out / "z_colorized.zarr" / "precious.txt").read_text() == "keep me"
+
+
+def test_folder_where_a_png_goes_is_never_replaced(tmp_path, model_path, cam8, capsys):
+    iio.imwrite(tmp_path / "x.png", cam8)
+    out = tmp_path / "out"
+    (out / "x_colorized.png").mkdir(parents=True)
+    (out / "x_colorized.png" / "note.txt").write_text("mine")
+    assert _run(tmp_path / "x.png", "-o", out, "--overwrite", "--model", model_path, *TILES) == 2
+    assert "is a folder where this output file goes" in capsys.readouterr().err
+    assert (out / "x_colorized.png" / "note.txt").read_text() == "mine"
+
+
+# --- 3. a source inside its destination ------------------------------------------------------------
+
+
+def test_api_refuses_a_result_store_coloured_into_itself(tmp_path, model_path, cam8):
+    store = nc.colorize_to_zarr(cam8, tmp_path / "r.zarr", model_path, tile_size=128, overlap=32, device="cpu")
+    before = _tree(store)
+    own = open_zarr_result(store)
+    for source in (own.chroma_confidence, own.rgb[..., 0], zarr.open_array(str(store / "confidence" / "0"), mode="r")):
+        with pytest.raises(ValueError, match="inside the destination"):
+            nc.colorize_to_zarr(source, store, model_path, overwrite=True, tile_size=128, overlap=32, device="cpu")
+    assert is_complete(store) and _tree(store) == before
+
+
+def test_api_refuses_a_destination_inside_the_input_store(tmp_path, model_path, cam8):
+    group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w")
+    group.create_array("0", shape=cam8.shape, dtype="uint8")[:] = cam8
+    with pytest.raises(ValueError, match="inside the input's store"):
+        nc.colorize_to_zarr(group["0"], tmp_path / "in.zarr" / "out.zarr", model_path, tile_size=128, overlap=32,
+                            device="cpu")
+    assert not (tmp_path / "in.zarr" / "out.zarr").exists()
+
+
+def test_cli_refuses_an_input_inside_an_output_store(tmp_path, model_path, cam8, capsys):
+    scans = tmp_path / "scans"
+    z = zarr.open_array(str(scans / "a" / "z.zarr"), mode="w", shape=cam8.shape, dtype="uint8")
+    z[:] = cam8
+    out = tmp_path / "out"
+    assert _run(scans, "-o", out, "--model", model_path, *TILES) == 0
+    store = out / "a" / "z_colorized.zarr"
+    before = _tree(store)
+    # The result's own array given as an input beside the folder that writes that result again.
+    assert _run(scans, store / "confidence" / "0", "-o", out, "--overwrite", "--model", model_path, *TILES) == 2
+    assert "would be written over the input" in capsys.readouterr().err
+    assert _tree(store) == before
+
+
+# --- 4. clear messages, checked once before starting -----------------------------------------------
+
+
+def test_output_naming_a_file(tmp_path, model_path, cam8, capsys):
+    iio.imwrite(tmp_path / "x.png", cam8)
+    (tmp_path / "notes.txt").write_text("mine")
+    assert _run(tmp_path / "x.png", "-o", tmp_path / "notes.txt", "--model", model_path, *TILES) == 2
+    err = capsys.readouterr().err
+    assert "is a file; -o takes a folder" in err and "Errno" not in err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.fixture
+def folder_of_inputs(tmp_path, cam8):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(12):
+        iio.imwrite(folder / f"img{i:02d}.png", cam8)
+    return folder
+
+
+def _edited_model(model_path: str, path: Path, **changes) -> Path:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(model_path, framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = json.loads(f.metadata()["napari_colorize"])
+    meta.update(changes)
+    save_file(tensors, str(path), metadata={"napari_colorize": json.dumps(meta)})
+    return path
+
+
+@pytest.mark.parametrize("bad", ["missing", "not_safetensors", "bad_metadata"])
+def test_bad_model_is_one_error_before_starting(tmp_path, model_path, folder_of_inputs, capsys, bad):
+    model = tmp_path / "bad.safetensors"
+    if bad == "not_safetensors":
+        model.write_bytes(b"not a model at all")
+    elif bad == "bad_metadata":
+        _edited_model(model_path, model, backbone="resnet9000")
+    out = tmp_path / "out"
+    assert _run(folder_of_inputs, "-o", out, "--model", model, *TILES) == 2
+    err = capsys.readouterr().err
+    assert len(_error_lines(err)) == 1 and "--model" in err and "FAILED" not in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--saturation", "-1"], "saturation must be"),
+    (["--precision", "bf16"], "needs a GPU"),
+    (["--batch-size", "0"], "--batch-size: must be a whole number >= 1"),
+])
+def test_bad_option_is_one_error_before_starting(tmp_path, model_path, folder_of_inputs, capsys, argv, message):
+    out = tmp_path / "out"
+    assert _run(folder_of_inputs, "-o", out, "--model", model_path, *TILES, *argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(_error_lines(err)) == 1
+    assert not out.exists()
+
+
+# --- 5. tiling validated as the engine does, from the model's backbone ----------------------------
+
+
+def test_tiling_is_checked_against_the_real_defaults(tmp_path, model_path, cam8, capsys):
+    wide = tmp_path / "wide.png"
+    iio.imwrite(wide, np.tile(cam8[:40], (1, 15)))  # 40 x 1680: wider than one pass, so tiled
+    out = tmp_path / "out"
+    # The compact default tile is 1408, so an overlap of 600 is valid (the old check assumed 1024).
+    assert _run(wide, "-o", out, "--model", model_path, "--overlap", "600", "--device", "cpu", "--no-progress") == 0
+    assert (out / "wide_colorized.png").exists()
+    capsys.readouterr()
+    assert _run(wide, "-o", tmp_path / "o2", "--model", model_path, "--overlap", "720", "--device", "cpu") == 2
+    err = capsys.readouterr().err
+    assert "tile size (1408) must be more than twice the overlap (720)" in err and len(_error_lines(err)) == 1
+    # The backbone comes from the model file: a vgg16 model's tiles are 1024, so 600 is too much there.
+    vgg = _edited_model(model_path, tmp_path / "vgg.safetensors", backbone="vgg16")
+    assert _run(wide, "-o", tmp_path / "o3", "--model", vgg, "--overlap", "600", "--device", "cpu") == 2
+    assert "tile size (1024) must be more than twice the overlap (600)" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+# --- 6. two runs on one output folder -------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_output_locked_by_a_live_run_is_reported_not_written(tmp_path, model_path, cam8, capsys):
+    iio.imwrite(tmp_path / "x.png", cam8)
+    iio.imwrite(tmp_path / "y.png", cam8)
+    out = tmp_path / "out"
+    out.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = lock_path(out / "x_confidence.png")
+        lock.write_text(f"{other.pid} {os.uname().nodename}\n")
+        assert _run(tmp_path / "x.png", tmp_path / "y.png", "-o", out, "--model", model_path, *TILES) == 1
+        err = capsys.readouterr().err
+        assert f"being written by another run (pid {other.pid})" in err and "--skip-existing" in err
+        assert not list(out.glob("x_*.png"))  # none of x's outputs, not even the unlocked ones
+        assert (out / "y_colorized.png").exists()
+        assert lock.read_text().startswith(str(other.pid))  # another run's lock is left alone
+    finally:
+        other.kill()
+        other.wait()
+    # Its process gone, the lock is stale: taken over, the rest coloured, no lock left.
+    assert _run(tmp_path / "x.png", tmp_path / "y.png", "-o", out, "--skip-existing", "--model", model_path,
+                *TILES) == 0
+    assert (out / "x_confidence.png").exists() and not list(out.glob(".*.lock"))
+
+
+def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path, model_path, cam8):
+    iio.imwrite(tmp_path / "x.png", cam8)
+    out = tmp_path / "out"
+    out.mkdir()
+    lock_path(out / "x_colorized.png").write_text(f"{_dead_pid()} {os.uname().nodename}\n")
+    assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, *TILES) == 0
+    assert (out / "x_colorized.png").exists() and not list(out.glob(".*.lock"))
+
+
+def test_two_processes_on_one_output_folder(tmp_path, model_path, cam8):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for i in range(6):
+        iio.imwrite(scans / f"img{i}.png", np.roll(cam8, 9 * i, axis=1))
+    out = tmp_path / "out"
+    script = textwrap.dedent(f"""
+        import sys
+        from napari_colorize import cli
+        sys.exit(cli.main(["colorize", {str(scans)!r}, "-o", {str(out)!r}, "--model", {model_path!r},
+                           {", ".join(map(repr, TILES))}]))
+    """)
+    runs = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(run.wait(timeout=600), run.stderr.read()) for run in runs]
+    done = 0
+    for code, err in results:
+        assert code in (0, 1, 2), err
+        if code != 2:
+            done += int(err.split("colorized ")[-1].split(" file")[0])
+        if code == 1:
+            assert "being written by another run" in err or "found after this run started" in err
+    assert done == 6  # every input coloured by exactly one of the runs
+    for i in range(6):
+        for name in PNGS:
+            image = iio.imread(out / f"img{i}_{name}.png")  # complete, readable files
+            assert image.shape[:2] == cam8.shape
+    assert not list(out.glob(".*"))  # no lock or temporary file left
+
+
+# --- paths: the output folder inside the input folder ---------------------------------------------
+
+
+def test_output_folder_inside_the_input_folder_is_not_walked_as_input(tmp_path, model_path, cam8, capsys):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    iio.imwrite(scans / "x.png", cam8)
+    out = scans / "out"
+    assert _run(scans, "-o", out, "--model", model_path, *TILES) == 0
+    assert _run(scans, "-o", out, "--skip-existing", "--model", model_path, *TILES) == 0
+    assert "skipped 1" in capsys.readouterr().err
+    assert sorted(p.name for p in out.rglob("*")) == [f"x_{name}.png" for name in PNGS]
+
+
+def test_skip_existing_does_not_take_a_store_lacking_outputs_for_done(tmp_path, model_path, zarr_input, capsys):
+    out = tmp_path / "out"
+    assert _run(zarr_input, "-o", out, "--outputs", "rgb", "--model", model_path, *TILES) == 0
+    first = _tree(out)
+    assert _run(zarr_input, "-o", out, "--skip-existing", "--model", model_path, *TILES) == 2
+    assert "without some of the outputs asked for" in capsys.readouterr().err
+    assert _tree(out) == first
+    assert _run(zarr_input, "-o", out, "--overwrite", "--model", model_path, *TILES) == 0
+    assert read_job(out / "z_colorized.zarr")["outputs"] == ["rgb", "confidence", "entropy"]
+
+
+# --- full disks -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 300 kB file system (a tmpfs), where root may mount one; the test is skipped elsewhere."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = hasattr(os, "geteuid") and os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(folder)], capture_output=True).returncode == 0
+    if not mounted:
+        pytest.skip("needs permission to mount a small tmpfs")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_full_disk_is_one_clear_error_per_input(tmp_path, small_disk, model_path, capsys):
+    big = zarr.open_array(str(tmp_path / "big.zarr"), mode="w", shape=(512, 512), chunks=(256, 256), dtype="uint8")
+    big[:] = data.camera()
+    iio.imwrite(tmp_path / "x.png", data.camera())
+    assert _run(tmp_path / "big.zarr", tmp_path / "x.png", "-o", small_disk / "out", "--format", "tiff",
+                "--model", model_path, *TILES) == 1
+    err = capsys.readouterr().err
+    assert err.count("disk full while writing") == 2 and "Errno" not in err and "Traceback" not in err
+    assert not [p for p in (small_disk / "out").rglob(".*") if p.is_file()]  # no lock or temporary file
+    assert _run(tmp_path / "big.zarr", "-o", small_disk / "out2", "--model", model_path, *TILES) == 1
+    err = capsys.readouterr().err
+    assert "disk full while writing" in err and "run the same command again" in err and "Errno" not in err
+    store = small_disk / "out2" / "big_colorized.zarr"
+    assert read_job(store) is not None and not is_complete(store)  # ours, unfinished: resumable, never "done"
+
+
+# --- paths and interruptions ----------------------------------------------------------------------
+
+
+def test_output_name_too_long_for_the_file_system_is_refused_before_starting(tmp_path, model_path, cam8, capsys):
+    long = tmp_path / ("n" * 235 + ".png")  # a valid name; its outputs' temporary names would not be
+    iio.imwrite(long, cam8)
+    assert _run(long, "-o", tmp_path / "out", "--model", model_path, *TILES) == 2
+    err = capsys.readouterr().err
+    assert "too long a file name" in err and "shorten the input's name" in err and "Errno" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_interrupted_run_leaves_no_lock_behind(tmp_path, model_path, cam8, monkeypatch, capsys):
+    from napari_colorize import cli_colorize
+
+    iio.imwrite(tmp_path / "x.png", cam8)
+    out = tmp_path / "out"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while colouring
+
+    monkeypatch.setattr(cli_colorize, "_colorize_one", interrupted)
+    assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, *TILES) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert not [p for p in out.iterdir()]  # no lock, no temporary file, no output
+
+
+def test_store_killed_while_being_created_is_ours_and_replaceable(tmp_path, model_path, zarr_input, capsys):
+    store = tmp_path / "out" / "z_colorized.zarr"
+    open_group(str(store), "w")  # arrays made, job record not yet written: then killed
+    (store / MARKERS).mkdir()
+    assert _run(zarr_input, "-o", tmp_path / "out", "--model", model_path, *TILES) == 1
+    assert "different colorization job" in capsys.readouterr().err and not is_complete(store)
+    assert _run(zarr_input, "-o", tmp_path / "out", "--overwrite", "--model", model_path, *TILES) == 0
+    assert is_complete(store)
+
+
+def test_output_folder_inside_an_input_store_is_refused(tmp_path, model_path, zarr_input, capsys):
+    before = _tree(zarr_input)
+    assert _run(zarr_input, "-o", zarr_input / "results", "--model", model_path, *TILES) == 2
+    assert "is inside the input" in capsys.readouterr().err
+    assert _tree(zarr_input) == before and not (zarr_input / "results").exists()

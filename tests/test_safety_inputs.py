@@ -1,0 +1,111 @@
+"""No silent data loss on the way in (issue 12), as a user meets it: the API and the CLI on real files.
+
+The reference for every colourised result is the rule the product promises: the
+lightness of the result equals the gray input (``rgb_to_gray(result) == gray``), so
+an input whose content was lost (flat gray, inverted) cannot pass.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image as PILImage
+from skimage import data
+
+import napari_colorize as nc
+from napari_colorize import cli, colorize, rgb_to_gray
+from napari_colorize.inputs import InputScalingWarning, data_range_limits
+
+
+@pytest.fixture(scope="module")
+def cam() -> np.ndarray:
+    return data.camera()[::4, ::4].copy()  # (128, 128) uint8, 0-255
+
+
+@pytest.fixture(scope="module")
+def model(make_model):
+    return make_model("compact", "hue_chroma")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tile_cache():
+    from napari_colorize.engine import tile_cache
+    tile_cache.clear()  # equal inputs of earlier cases would be served from the cache, unread
+
+
+def _lightness(rgb) -> np.ndarray:
+    return np.asarray(rgb_to_gray(np.asarray(rgb, np.float32)))
+
+
+@pytest.mark.parametrize("convert", [lambda a: a.astype(np.int64), lambda a: a.astype(np.int32) * 16,
+                                     lambda a: a.tolist()], ids=["int64", "int32 0-4080", "list"])
+def test_wide_integer_images_keep_their_content(model, cam, convert):
+    with pytest.warns(InputScalingWarning, match="data range"):
+        result = colorize(convert(cam), model=model, device="cpu")
+    np.testing.assert_allclose(_lightness(result.rgb), cam / 255.0, atol=2e-3)  # not 0.5 everywhere
+    reference = colorize(cam, model=model, device="cpu")
+    np.testing.assert_allclose(result.rgb, reference.rgb, atol=1e-5)
+
+
+def test_tiles_of_a_wide_integer_image_share_the_whole_images_limits(model, cam):
+    counts = cam.astype(np.int32) * 16
+    counts[:64] //= 4  # the top tiles alone would be stretched by their own, smaller maximum
+    limits = data_range_limits(counts, warn=False)
+    tiled = dict(model=model, device="cpu", tile_size=64, overlap=16)
+    result = colorize(counts, limits=limits, **tiled)
+    np.testing.assert_allclose(_lightness(result.rgb), counts / limits[1], atol=2e-3)
+
+
+def test_tiles_of_a_wide_integer_image_get_the_limits_without_asking(model, cam):
+    counts = cam.astype(np.int32) * 16
+    counts[:64] //= 4
+    with pytest.warns(InputScalingWarning):
+        rgb = np.asarray(colorize(counts, model=model, device="cpu", tile_size=64, overlap=16).rgb)
+    np.testing.assert_allclose(_lightness(rgb), counts / counts.max(), atol=2e-3)
+
+
+# ----------------------------------------------------------------------------- the command line on real files
+
+@pytest.fixture
+def only_colorize(monkeypatch):
+    monkeypatch.setattr(cli, "_SUBCOMMANDS", ("cli_colorize",))
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    torch.manual_seed(3)
+    return str(nc.save_model(nc.build_model("compact"), tmp_path_factory.mktemp("m") / "m.safetensors"))
+
+
+def test_cli_colours_awkward_files_right_and_refuses_the_rest_one_line_each(tmp_path, cam, model_path,
+                                                                            only_colorize, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    tifffile.imwrite(src / "counts.tif", cam.astype(np.int32) * 16)
+    rgb = np.dstack([cam, 255 - cam, cam // 2])
+    PILImage.fromarray(rgb).convert("CMYK").save(src / "print.jpg", quality=98)
+    PILImage.fromarray(np.dstack([cam, np.full_like(cam, 200)]), "LA").save(src / "faded.png")
+    (src / "empty.png").touch()
+    with tifffile.TiffWriter(src / "mixed.tif") as tif:
+        tif.write(cam)
+        tif.write(cam[:64])
+    out = tmp_path / "out"
+    code = cli.main(["colorize", str(src), "-o", str(out), "--model", model_path, "--device", "cpu",
+                     "--format", "tiff", "--rgb-dtype", "float32", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1  # failures are reported, never success over a loss
+    failed = [line for line in err.splitlines() if "FAILED" in line]
+    assert len(failed) == 2 and "Traceback" not in err
+    assert any("empty.png" in line and "empty (0 bytes)" in line for line in failed)
+    assert any("mixed.tif" in line and "2 images (TIFF series) of different shapes" in line for line in failed)
+    assert "faded.png has transparent pixels" in err and "print.jpg is a CMYK colour image" in err
+
+    def lightness(name: str) -> np.ndarray:
+        return _lightness(tifffile.imread(out / f"{name}_colorized.tif"))
+
+    np.testing.assert_allclose(lightness("counts"), cam / 255.0, atol=2e-3)
+    np.testing.assert_allclose(lightness("faded"), cam / 255.0, atol=2e-3)
+    truth = rgb.astype(np.float32).mean(-1) / 255.0
+    assert np.abs(lightness("print") - truth).mean() < 0.02  # averaged C, M, Y would give 1 - truth
