@@ -409,6 +409,25 @@ def test_zarr_output_is_written_and_opened_lazily(make_napari_viewer, qtbot, str
     assert float(np.asarray(conf.data[0] if conf.multiscale else conf.data).min()) > 0.99
 
 
+def test_zarr_output_never_replaces_another_jobs_store(make_napari_viewer, qtbot, strong_model, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(4).integers(0, 255, (64, 64), dtype=np.uint8), name="img")
+    widget = open_widget(viewer, strong_model)
+    widget.output.value = "zarr file"
+    widget.zarr_path.value = str(tmp_path / "out.zarr")
+    run_and_wait(qtbot, widget)
+    first = sorted(p.relative_to(tmp_path) for p in (tmp_path / "out.zarr").rglob("*"))
+    marker = tmp_path / "out.zarr" / "zarr.json" if (tmp_path / "out.zarr" / "zarr.json").exists() else \
+        tmp_path / "out.zarr" / ".zattrs"
+    before = marker.read_bytes()
+    widget.saturation.value = 0.5  # another job: other options
+    with error_notifications() as errors:
+        run_and_wait(qtbot, widget)
+    assert len(errors) == 1 and "different colorization job" in errors[0].message
+    assert sorted(p.relative_to(tmp_path) for p in (tmp_path / "out.zarr").rglob("*")) == first
+    assert marker.read_bytes() == before
+
+
 def test_large_results_are_shown_as_a_pyramid(make_napari_viewer, qtbot, strong_model, monkeypatch):
     # What counts as large, scaled down so that the test runs in a second.
     monkeypatch.setattr(_display, "PYRAMID_FROM", 64)

@@ -136,13 +136,17 @@ def _run_lazy(array: Any, settings: Settings, progress: ProgressCallback | None,
 
 def _run_zarr(array: Any, settings: Settings, progress: ProgressCallback | None, cancel: threading.Event | None,
               geometry: Any) -> ColorizeResult:
-    """Stream to the OME-Zarr store, then open every level of it lazily (lists, finest first)."""
+    """Stream to the OME-Zarr store, then open every level of it lazily (lists, finest first).
+
+    A store of the same job is resumed; one holding another job's result is refused with
+    the engine's message rather than replaced (nothing of the user's is lost silently).
+    """
     from ..engine.zarr_io import open_zarr_levels
 
     lead = array.ndim - 2
     units = getattr(geometry, "units", None)
     unit = str(units[-1]) if units and str(units[-1]) not in ("pixel", "px") else None
-    path = colorize_to_zarr(array, settings.zarr_path, rgb_dtype="uint8", overwrite=True,
+    path = colorize_to_zarr(array, settings.zarr_path, rgb_dtype="uint8", overwrite=False,
                             scale=list(geometry.scale) if geometry is not None else None, unit=unit,
                             axes=_ome_axes(getattr(geometry, "axis_labels", None), lead),
                             **_engine_kwargs(settings, progress, cancel))
