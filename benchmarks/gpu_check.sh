@@ -3,6 +3,8 @@
 #
 # Prepare here (the GPU machine has no network; dask is not installed there):
 #   pip download --no-deps --only-binary=:all: -d .whl dask partd locket
+# (import napari_colorize needs neither zarr nor ome-zarr; the zarr test files do:
+# add zarr, numcodecs and ome-zarr to that download if the machine lacks them).
 # then run through the device tool with carry [".whl"] and a timeout of about 500 s:
 #   bash benchmarks/gpu_check.sh
 # It prints the card, runs the CUDA tests, then the engine's GPU benchmark

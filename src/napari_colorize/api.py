@@ -15,7 +15,6 @@ import numpy as np
 
 from .engine.models import get_model
 from .engine.pipeline import colorize_stacked, decode_options_for
-from .engine.zarr_io import colorize_to_zarr as _to_zarr
 from .model import DEFAULT_MODEL, HypercolumnColorizer
 from .outputs import ColorizeResult
 
@@ -97,4 +96,6 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: str | os.PathLike | 
 
     See :func:`napari_colorize.engine.zarr_io.colorize_to_zarr` for the parameters.
     """
+    # Imported here: OME-Zarr writing pulls in ome-zarr, which colouring in memory never needs.
+    from .engine.zarr_io import colorize_to_zarr as _to_zarr
     return _to_zarr(image, path, model=model, **kwargs)
