@@ -40,7 +40,7 @@ def half_confidence():
     output = Output("half_confidence", "half", 1, "half/0", "half", "half confidence", "gray", "test map")
 
     def compute(probs, space):
-        return 0.5 * inference.MAP_FUNCTIONS["chroma_confidence"](probs, space)
+        return 0.5 * space.uncertainty(probs)[0]
 
     register_output(output)
     inference.MAP_FUNCTIONS["half_confidence"] = compute

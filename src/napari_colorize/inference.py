@@ -29,28 +29,18 @@ from .spaces import LAB_CHROMA_REF, SpaceSpec, lab_to_hue_chroma_maps
 __all__ = ["DecodeOptions", "predict", "predict_maps", "histograms", "decode_histograms", "MAP_FUNCTIONS", "decode_grid", "compose", "lab_to_hue_chroma_maps", "LAB_CHROMA_REF"]
 
 
-def _chroma_confidence(probs: dict[str, torch.Tensor], space: SpaceSpec) -> torch.Tensor:
-    return space.uncertainty(probs)[0]
-
-
-def _hue_entropy(probs: dict[str, torch.Tensor], space: SpaceSpec) -> torch.Tensor:
-    return space.uncertainty(probs)[1]
-
-
-#: How each scalar output map of :data:`napari_colorize.outputs.OUTPUTS` is computed
-#: from the histograms on the grid: ``f(probs, space) -> (B, h, w)`` in [0, 1].  A new
-#: output map is its registry entry plus one function here.
-MAP_FUNCTIONS: dict[str, Callable[[dict[str, torch.Tensor], SpaceSpec], torch.Tensor]] = {
-    "chroma_confidence": _chroma_confidence,
-    "hue_entropy": _hue_entropy,
-}
+#: How each *added* scalar output map (:func:`napari_colorize.outputs.register_output`) is
+#: computed from the histograms on the grid: ``f(probs, space) -> (B, h, w)`` in [0, 1].
+#: A new output map is its registry entry plus one function here; the built-in chroma
+#: confidence and hue entropy are the colour space's own :meth:`SpaceSpec.uncertainty`.
+MAP_FUNCTIONS: dict[str, Callable[[dict[str, torch.Tensor], SpaceSpec], torch.Tensor]] = {}
 
 
 def _scalar_maps(probs: dict[str, torch.Tensor], space: SpaceSpec) -> dict[str, torch.Tensor]:
-    """Every registered scalar map, the two uncertainties computed once."""
+    """Every registered scalar map, in registry order (the two uncertainties computed once)."""
     confidence, entropy = space.uncertainty(probs)
-    known = {"chroma_confidence": confidence, "hue_entropy": entropy}
-    return {o.name: known[o.name] if o.name in known else MAP_FUNCTIONS[o.name](probs, space)
+    maps = {"chroma_confidence": confidence, "hue_entropy": entropy}
+    return {o.name: maps[o.name] if o.name in maps else MAP_FUNCTIONS[o.name](probs, space)
             for o in OUTPUTS if not o.is_rgb}
 
 
