@@ -10,9 +10,7 @@ against the network the metadata describes before reading them.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import os
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -215,39 +213,13 @@ def _tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
         return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
 
 
-@contextlib.contextmanager
-def _shapes_only():
-    """Build modules on the meta device (no memory), skipping their random initialisation.
-
-    Why skip it: on meta tensors ``normal_`` runs a Python decomposition that imports
-    ``torch._dynamo`` and triton, which crashes (segfault) when it first happens in a
-    Qt worker thread, where the napari widget loads models.  Only shapes are wanted here.
-    """
-    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
-    saved = {n: getattr(torch.nn.init, n) for n in names}
-    try:
-        for n in names:
-            setattr(torch.nn.init, n, lambda tensor, *args, **kwargs: tensor)
-        with torch.device("meta"):
-            yield
-    finally:
-        for n, f in saved.items():
-            setattr(torch.nn.init, n, f)
-
-
-def _expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of the state of the network ``config`` describes (built without memory)."""
-    with _SHAPES_LOCK, _shapes_only():
-        return {k: tuple(v.shape) for k, v in _from_config(config).state_dict().items()}
+def _state_shapes(module: torch.nn.Module, prefix: str = "") -> dict[str, tuple[int, ...]]:
+    return {f"{prefix}{k}": tuple(v.shape) for k, v in module.state_dict().items()}
 
 
 def _backbone_shapes(name: str) -> dict[str, tuple[int, ...]]:
-    with _SHAPES_LOCK, _shapes_only():
-        return {f"backbone.{k}": tuple(v.shape) for k, v in get_backbone(name).build().state_dict().items()}
-
-
-#: Patching torch.nn.init is process-wide: one shape build at a time.
-_SHAPES_LOCK = threading.Lock()
+    # Built for real (on the CPU): only reached for a file already refused, to say what it holds.
+    return _state_shapes(get_backbone(name).build(), "backbone.")
 
 
 def _mismatch_hints(config: ModelConfig, found: dict[str, tuple[int, ...]]) -> list[str]:
@@ -268,9 +240,9 @@ def _mismatch_hints(config: ModelConfig, found: dict[str, tuple[int, ...]]) -> l
     return hints
 
 
-def _check_tensors(path: Path, config: ModelConfig) -> None:
-    """Refuse a file whose tensors do not fit the network its metadata names, before loading them."""
-    found, expected = _tensor_shapes(path), _expected_shapes(config)
+def _check_tensors(path: Path, config: ModelConfig, model: HypercolumnColorizer) -> None:
+    """Refuse a file whose tensors do not fit ``model``, the network its metadata names, before loading them."""
+    found, expected = _tensor_shapes(path), _state_shapes(model)
     if found == expected:
         return
     hints = _mismatch_hints(config, found)
@@ -290,15 +262,16 @@ def _check_tensors(path: Path, config: ModelConfig) -> None:
 def load_model(name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu") -> HypercolumnColorizer:
     """Load a colorizer: ``"default"`` (shipped in the package) or a ``.safetensors`` path.
 
-    The metadata and the tensors' names and shapes are checked before the network is
-    built.  The model is returned in evaluation mode.
+    The metadata is checked before the network is built, and the tensors' names and
+    shapes (from the file's header) before any tensor is read.  The model is returned in
+    evaluation mode.
     """
     from safetensors.torch import load_file
 
     path = resolve_model_path(name_or_path)
     config = ModelConfig.from_json(_read_metadata_text(path), str(path))
-    _check_tensors(path, config)
     model = _from_config(config)
+    _check_tensors(path, config, model)
     model.load_state_dict(load_file(str(path), device="cpu"), strict=True)
     model.source = str(name_or_path)
     return model.to(device).eval()
