@@ -73,6 +73,21 @@ def test_reader_opens_a_store_the_cli_wrote(make_napari_viewer, cli_store):
     np.testing.assert_array_equal(np.asarray(confidence.data[2]), np.asarray(store["confidence/2"]))
 
 
+def test_a_store_without_levels_opens_as_plain_layers(tmp_path):
+    # A plane under the pyramid's top size has level 0 only: one array per layer, not a
+    # list of rows taken for levels.
+    torch.manual_seed(3)
+    plane = transform.resize(data.camera(), LEVELS[0], anti_aliasing=True).astype(np.float32)
+    store = nc.colorize_to_zarr(plane, tmp_path / "one_colorized.zarr", nc.build_model("compact"), device="cpu")
+    from napari_colorize._qt._reader import napari_get_reader
+    layers = napari_get_reader(str(store))(str(store))
+    assert [kw["name"] for _, kw, _ in layers] == ["one hue entropy", "one chroma confidence", "one colorized"]
+    for layer_data, kwargs, _ in layers:
+        assert not kwargs["multiscale"] and isinstance(layer_data, da.Array)
+        assert tuple(layer_data.shape[:2]) == LEVELS[0]
+    assert tuple(layers[-1][1]["contrast_limits"]) == (0, 255) and layers[-1][0].dtype == np.uint8
+
+
 def test_reader_declines_other_zarr_stores(tmp_path):
     from ome_zarr.writer import write_image
 

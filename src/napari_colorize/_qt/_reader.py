@@ -89,13 +89,6 @@ def read_store(path: str | os.PathLike) -> list[LayerDataTuple]:
     path = os.fspath(path)
     levels = open_zarr_levels(path)
     # The job record goes under "job": its own "source" (the input's path) is not the layer source's name.
-    tuples = layer_data_tuples(levels, source_name(path), _geometry(path), info={"store": path, "job": levels.info})
-    layers = []
-    for data, kwargs, kind in tuples:
-        if data is None:  # an output this store does not hold
-            continue
-        if data[0].dtype.kind == "u":  # uint8 colour image: its full range, not (0, 1)
-            kwargs["contrast_limits"] = (0, 255)
-        kwargs["multiscale"] = len(data) > 1
-        layers.append((data if len(data) > 1 else data[0], kwargs, kind))
-    return layers
+    # layer_data_tuples skips outputs the store does not hold, sets the contrast limits from
+    # each level's dtype and marks a list of several levels multiscale.
+    return layer_data_tuples(levels, source_name(path), _geometry(path), info={"store": path, "job": levels.info})
