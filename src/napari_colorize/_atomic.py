@@ -29,7 +29,8 @@ __all__ = ["atomic_path", "preallocate", "remove_stale_temps", "DiskFullError", 
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: errno values of file systems that cannot preallocate (then free space is checked instead).
 _NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.ENODEV})
-_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:24] or "host"
+#: This host's name as temporary and lock files record it (safe in a file name).
+HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:24] or "host"
 #: The most bytes a temporary name adds to its file's name: ``.`` + ``.<8 hex>.tmp-<host>-<pid>``
 #: (host at most 24 characters, pid at most 7 digits); check output names against it.
 TEMP_NAME_EXTRA = 1 + 9 + 5 + 24 + 1 + 7
@@ -133,7 +134,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
         return []
     for name in names:
         match = _TEMP_RE.match(name)
-        if match is None or match["host"] != _HOST or pid_alive(int(match["pid"])):
+        if match is None or match["host"] != HOST or pid_alive(int(match["pid"])):
             continue
         stale = Path(folder) / name
         try:
@@ -165,7 +166,7 @@ def _create_temp(path: Path) -> Path:
     """
     _sweep_once(path.parent)
     for _ in range(100):
-        tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp-{_HOST}-{os.getpid()}{path.suffix}")
+        tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp-{HOST}-{os.getpid()}{path.suffix}")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:

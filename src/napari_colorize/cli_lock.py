@@ -13,17 +13,15 @@ cannot be probed from here: the message names the file to delete.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._atomic import pid_alive
+from ._atomic import HOST, pid_alive
 
 __all__ = ["OutputBusyError", "OutputLocks", "lock_path"]
 
-_HOST = socket.gethostname() or "localhost"
 #: A lock file without a readable owner (its writer was killed between creating and
 #: filling it, a window of microseconds) is stale after this many seconds; so is a
 #: ``.break`` file, held only for the microseconds of a takeover.
@@ -47,7 +45,7 @@ class OutputBusyError(RuntimeError):
         self.target = target
         self.owner = owner
         who = "another run" if owner is None else f"another run (pid {owner.pid}" + (
-            f" on {owner.host})" if owner.host != _HOST else ")")
+            f" on {owner.host})" if owner.host != HOST else ")")
         super().__init__(f"{target} is being written by {who}; let it finish, then run again with --skip-existing "
                          f"to colour what is left (if no such run is active, delete {lock_path(target)})")
 
@@ -61,13 +59,12 @@ class _Owner:
 
     @property
     def stale(self) -> bool:
-        return self.host == _HOST and not pid_alive(self.pid)
+        return self.host == HOST and not pid_alive(self.pid)
 
 
 def lock_path(target: Path) -> Path:
     """The lock file of an output: hidden, beside it, so folder walks never take it for an input."""
     return target.with_name(f".{target.name}.lock")
-    return True
 
 
 def _read_owner(lock: Path) -> "_Owner | None | str":
@@ -80,7 +77,7 @@ def _read_owner(lock: Path) -> "_Owner | None | str":
         return None
     age = time.time() - stat.st_mtime
     if len(fields) != 2 or not fields[0].isdigit():
-        return _Owner(-1, _HOST, stat.st_ino, age) if age > STALE_AFTER_S else "unreadable"
+        return _Owner(-1, HOST, stat.st_ino, age) if age > STALE_AFTER_S else "unreadable"
     return _Owner(int(fields[0]), fields[1], stat.st_ino, age)
 
 
@@ -91,7 +88,7 @@ def _try_create(lock: Path) -> bool:
         return False
     try:
         with os.fdopen(fd, "w") as fh:
-            fh.write(f"{os.getpid()} {_HOST}\n")
+            fh.write(f"{os.getpid()} {HOST}\n")
     except BaseException:  # a full disk: no empty lock may stay behind to block the next run
         lock.unlink(missing_ok=True)
         raise
@@ -142,7 +139,7 @@ def _acquire(target: Path) -> Path:
 def _release(lock: Path) -> None:
     owner = _read_owner(lock)
     # Only our own lock: had ours been judged stale and taken over, the file is another run's now.
-    if isinstance(owner, _Owner) and owner.pid == os.getpid() and owner.host == _HOST:
+    if isinstance(owner, _Owner) and owner.pid == os.getpid() and owner.host == HOST:
         try:
             lock.unlink()
         except FileNotFoundError:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..engine.defaults import default_tiling, resolve_tiling
 from ..inputs import check_gray_shape
-from ..model import BACKBONES, ModelConfig, read_config
+from ..model import BACKBONES, ModelConfig, get_backbone, read_config
 
 __all__ = ["LAYER_NEEDED", "MODEL_NEEDED", "ZARR_PATH_NEEDED", "model_config", "min_input_size", "device_type",
            "default_tiling_for", "check_zarr_path", "check_run", "as_reason"]
@@ -54,7 +54,7 @@ def model_config(model: str) -> ModelConfig:
 
 def min_input_size(config: ModelConfig) -> int:
     """The smallest plane side the model's backbone accepts (as the engine reads it)."""
-    return int(getattr(BACKBONES.get(config.backbone), "min_size", 32))
+    return get_backbone(config.backbone).min_size
 
 
 def device_type(device: str, precision: str) -> str:

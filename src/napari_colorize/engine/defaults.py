@@ -23,10 +23,7 @@ def default_tiling(backbone: str, plane: tuple[int, int] | None = None, device_t
     A plane no larger than the single-pass size gets one tile covering it (its side
     rounded up to a multiple of 32) and no overlap.
     """
-    tile, overlap, single = get_backbone(backbone).tiling(device_type)
-    if plane is not None and max(plane) <= single:
-        return _one_pass(plane), 0
-    return tile, overlap
+    return resolve_tiling(backbone, plane, device_type)
 
 
 def _one_pass(plane: tuple[int, int]) -> int:
@@ -52,11 +49,11 @@ def resolve_tiling(backbone: str, plane: tuple[int, int] | None, device_type: st
     """
     from .tiling import check_tiling
 
-    if tile_size is None and plane is not None and max(plane) <= get_backbone(backbone).tiling(device_type)[2]:
+    default_tile, default_overlap, single = get_backbone(backbone).tiling(device_type)
+    if tile_size is None and plane is not None and max(plane) <= single:
         # One tile covers the plane: an overlap would only be recomputed for nothing, so a
         # caller's overlap (meant for larger planes of the same run) is not an error here.
         return _one_pass(plane), 0
-    default_tile, default_overlap = default_tiling(backbone, None, device_type)
     if overlap is None and tile_size is not None:
         overlap = min(default_overlap, int(tile_size) // 4)
         overlap -= overlap % 32 if overlap >= 32 else 0

@@ -156,7 +156,7 @@ def _create_output(group, output, shape: tuple[int, ...], chunks: tuple[int, int
     image = group.require_group(parent) if parent else group
     names = []
     for level, plane in enumerate(level_shapes(shape[lead:])):
-        names.append(level_path(output.zarr_path, level).rpartition("/")[2])
+        names.append(str(level))  # the arrays of an output's levels are siblings named 0, 1, ...
         level_chunks = (1,) * lead + tuple(min(c, n) for c, n in zip(chunks, plane))
         _create_array(image, names[-1], _insert(shape[:lead] + plane, channel, 3), _insert(level_chunks, channel, 3),
                       rgb_dtype if output.is_rgb else "float32")
