@@ -251,6 +251,18 @@ def preallocate(tmp: Path, size: int, final: Path) -> None:
         raise DiskFullError(final, size)
 
 
+def has_safetensors_key(path: str | os.PathLike, key: str) -> bool:
+    """Whether ``path`` is a safetensors file whose header carries metadata under ``key`` (header only)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        read_safetensors_metadata(path, key, not_safetensors=str, no_key="")
+    except ValueError:
+        return False
+    return True
+
+
 def read_safetensors_metadata(path: Path, key: str, not_safetensors: Callable[[Exception], str], no_key: str) -> str:
     """The text (a JSON document) stored under ``key`` in a safetensors file's header, without its tensors.
 

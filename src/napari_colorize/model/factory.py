@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .._atomic import atomic_path, read_safetensors_metadata
+from .._atomic import atomic_path, has_safetensors_key, read_safetensors_metadata
 from ..spaces import SPACES, get_space
 from .backbones import BACKBONES, get_backbone
 from .hypercolumn import HypercolumnColorizer
@@ -195,14 +195,7 @@ def is_model_file(path: str | os.PathLike) -> bool:
     Only the header is read; the metadata itself is not checked (an edited model of
     ours is still ours).
     """
-    path = Path(path)
-    if not path.is_file():
-        return False
-    try:
-        _read_metadata_text(path)
-    except ValueError:
-        return False
-    return True
+    return has_safetensors_key(path, METADATA_KEY)
 
 
 def _tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:

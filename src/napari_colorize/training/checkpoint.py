@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._atomic import atomic_path, read_safetensors_metadata
+from .._atomic import atomic_path, has_safetensors_key, read_safetensors_metadata
 
 __all__ = ["save_training_state", "load_training_state", "read_state_info", "is_training_state", "capture_rng",
            "restore_rng", "STATE_KEY"]
@@ -149,14 +149,7 @@ def read_state_info(path: str | os.PathLike) -> dict[str, Any]:
 
 def is_training_state(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a safetensors file with a training state's metadata key (header only)."""
-    path = Path(path)
-    if not path.is_file():
-        return False
-    try:
-        read_safetensors_metadata(path, STATE_KEY, not_safetensors=str, no_key="")
-    except ValueError:
-        return False
-    return True
+    return has_safetensors_key(path, STATE_KEY)
 
 
 def load_training_state(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
