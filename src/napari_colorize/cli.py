@@ -1,4 +1,4 @@
-"""The ``napari-colorize`` command: ``colorize``, ``train`` and ``evaluate``.
+"""The ``napari-colorize`` command: ``colorize``, ``train``, ``evaluate`` and ``calibrate``.
 
 Each subcommand lives in its own module (``cli_colorize``, ``cli_train``,
 ``cli_evaluate``) exposing ``add_parser(subparsers)``; the parser it adds sets
@@ -13,7 +13,7 @@ import sys
 
 __all__ = ["main", "build_parser"]
 
-_SUBCOMMANDS = ("cli_colorize", "cli_train", "cli_evaluate")
+_SUBCOMMANDS = ("cli_colorize", "cli_train", "cli_evaluate", "cli_calibrate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-colorize", description="Automatic colorization of grayscale images "
                                      "(Larsson et al. 2016), at full resolution and any size.")
     parser.add_argument("--version", action="version", version=f"napari-colorize {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{colorize,train,evaluate}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{colorize,train,evaluate,calibrate}")
     for name in _SUBCOMMANDS:
         importlib.import_module(f"napari_colorize.{name}").add_parser(sub)
     return parser

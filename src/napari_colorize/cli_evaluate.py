@@ -4,6 +4,16 @@ Each colour image is made gray ((R + G + B) / 3), colorized and compared with th
 original: PSNR (RGB, dB), RMSE in a,b (Lab units), AuC of the per-pixel a,b error
 over thresholds 0..150 (Zhang et al. 2016), and the Hasler-Suesstrunk colourfulness
 of the output vs the truth -- each beside the same metric for the gray image itself.
+
+The mean row (and each group's row) adds: images, d_psnr and d_auc (the gain over
+gray), colourfulness_ratio (output / truth), and the near-neutral check: neutral,
+how many truths have colourfulness below 15, and neutral_ratio, the mean output /
+truth colourfulness over those (the goal: at most 1.5).
+
+--group-by summarises the images per group as well: level:N (or N) groups by the
+name of the N-th folder above each file (1: its own folder); manifest:COLUMN (or
+COLUMN, or manifest:COLUMN=MANIFEST.csv) by a column of a corpus manifest.csv, found
+next to or above the images unless named with --manifest.
 """
 
 from __future__ import annotations
@@ -19,6 +29,9 @@ _EPILOG = """examples:
   napari-colorize evaluate photos/val
   napari-colorize evaluate photos/val --model mymodel.safetensors --json scores.json
   napari-colorize evaluate photos/val --method median --method expectation --uncalibrated
+  napari-colorize evaluate corpus/val --group-by source --summary
+  napari-colorize evaluate corpus/val --group-by source --manifest corpus/manifest.csv --both
+  napari-colorize evaluate photos/*/ --group-by level:1 --json by_folder.json
 """
 
 
@@ -43,7 +56,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use at most this many images (spread evenly)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--json", default=None, metavar="OUT", help="also write the table as JSON to OUT")
-    p.add_argument("--summary", action="store_true", help="print only the mean row")
+    p.add_argument("--summary", action="store_true", help="print only the mean row (and group rows)")
+    p.add_argument("--group-by", default=None, metavar="SPEC",
+                   help="also one row per group: level:N (N-th folder above the file, 1 = its folder) "
+                        "or manifest:COLUMN[=MANIFEST.csv] / COLUMN (a column of the corpus manifest.csv)")
+    p.add_argument("--manifest", default=None, metavar="CSV",
+                   help="the manifest.csv for --group-by COLUMN (default: next to or above the images)")
     p.set_defaults(func=run)
     return p
 
@@ -58,18 +76,22 @@ def run(args: argparse.Namespace) -> int:
     calibrations = [True, False] if args.calibrated is None else [args.calibrated]
     if args.max_side is not None and args.max_side < 32:
         raise ValueError(f"--max-side must be at least 32, got {args.max_side}")
+    if args.manifest is not None and args.group_by is None:
+        raise ValueError("--manifest is used with --group-by COLUMN; add --group-by (e.g. --group-by source)")
+    grouping = {"group_by": args.group_by, "manifest": args.manifest}
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
         if len(methods) == 1 and len(calibrations) == 1:
             table = evaluate(args.data, model=args.model, method=methods[0], calibrated=calibrations[0],
                              device=args.device, saturation=args.saturation, max_side=args.max_side,
-                             limit=args.limit, progress=sys.stderr.isatty())
+                             limit=args.limit, progress=sys.stderr.isatty(), **grouping)
         else:
             variants = [{"model": args.model, "method": m, "calibrated": c, "saturation": args.saturation,
                          "name": f"{m or 'default'} {'calibrated' if c else 'uncalibrated'}"}
                         for m in methods for c in calibrations]
-            table = compare(args.data, variants, device=args.device, max_side=args.max_side, limit=args.limit)
+            table = compare(args.data, variants, device=args.device, max_side=args.max_side, limit=args.limit,
+                            **grouping)
     print(table.format(per_image=not args.summary))
     if args.json:
         table.to_json(args.json)

@@ -78,6 +78,10 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--warmup", type=int, default=None, help="linear warm-up steps (default 5%% of --steps, <= 500)")
     g.add_argument("--schedule", choices=SCHEDULES, default=SCHEDULES[0],
                    help="learning-rate decay after warm-up (default cosine)")
+    g.add_argument("--degrade", type=float, default=0.0, metavar="P",
+                   help="probability of each archival degradation of the gray input (grain, blur, JPEG, fading, "
+                        "uneven light); the colour target stays clean (default 0)")
+    g.add_argument("--dropout", type=float, default=0.0, help="dropout on the head's hidden layer (new models; default 0)")
     g.add_argument("--clip-grad", type=float, default=10.0, help="gradient norm clipping, 0 to disable (default 10)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g = p.add_argument_group("data and device")
@@ -96,6 +100,17 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "the first DATA_DIR or its parent, if any; 'none' to sample uniformly)")
     g = p.add_argument_group("validation, checkpoints, logging")
     g.add_argument("--val", metavar="DIR", default=None, help="folder of validation images, scored during training")
+    g.add_argument("--manifest", default=None, metavar="MANIFEST.csv",
+                   help="corpus manifest (columns file, source) for --val-sources/--val-fold (default: next to DATA_DIR)")
+    g.add_argument("--val-sources", default=None, metavar="A,B,...",
+                   help="validate on these manifest sources; none of their images trains (a source-grouped split)")
+    g.add_argument("--val-fold", default=None, metavar="K/N",
+                   help="validate on fold K of N source-grouped folds of the manifest (e.g. 0/5)")
+    g.add_argument("--hold-out", type=int, action="append", default=[], metavar="K",
+                   help="with --val-fold: also keep fold K out of training and validation (a test set); repeatable")
+    g.add_argument("--early-stop", type=int, default=0, metavar="N",
+                   help="stop after N validations without a lower held-out loss; the model file keeps the best "
+                        "weights (default 0: off)")
     g.add_argument("--val-every", type=_positive_int, default=None, help="steps between validations (default: each epoch)")
     g.add_argument("--val-images", type=_positive_int, default=16, help="validation images used (default 16)")
     g.add_argument("--checkpoint", default=None, metavar="STATE.safetensors",
@@ -128,7 +143,10 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup, schedule=args.schedule, clip_grad=args.clip_grad or None, seed=args.seed,
         device=args.device, threads=args.threads, precision=args.precision, workers=args.workers, max_side=args.max_side,
         min_images=args.min_images, weights=args.weights, val=args.val, val_every=args.val_every,
-        val_images=args.val_images, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
+        val_images=args.val_images, manifest=args.manifest,
+        val_sources=[x.strip() for x in args.val_sources.split(",") if x.strip()] if args.val_sources else None,
+        val_fold=args.val_fold, hold_out=list(args.hold_out), early_stop=args.early_stop, degrade=args.degrade,
+        dropout=args.dropout, checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
         resume=args.resume, force=args.force, log=args.log, log_every=args.log_every, progress=not args.no_progress,
         command=" ".join(["napari-colorize", *map(shlex.quote, getattr(args, "argv", None) or sys.argv[1:])]),
     )

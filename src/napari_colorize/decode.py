@@ -9,12 +9,16 @@ Histograms have their bins on axis 1: ``(B, K, ...)``.  Point estimates:
 * ``sample``: a draw from the histogram (seeded, reproducible);
 * hue: the complex expectation ``z = sum_k p_k exp(i theta_k)``, hue = arg z / 2 pi;
 * chromatic fading: chroma times ``min(|z| / eta, 1)``, eta = 0.03, so colour fades
-  to gray where the hue is uncertain.
+  to gray where the hue is uncertain;
+* temperature: ``softmax(log p / T)`` (= ``softmax(logits / T)``) before all of the
+  above; T > 1 flattens over-confident histograms (fitted by held-out NLL, see
+  :func:`napari_colorize.evaluate.fit_temperature`).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -33,8 +37,9 @@ __all__ = [
     "chromatic_fading",
     "normalized_entropy",
     "point_estimate",
+    "temper",
+    "check_temperature",
 ]
-
 
 
 def _centers(binning: Binning, p: torch.Tensor) -> torch.Tensor:
@@ -111,6 +116,29 @@ def normalized_entropy(p: torch.Tensor) -> torch.Tensor:
     return (-torch.xlogy(p, p).sum(dim=1) / math.log(k)).clamp(0.0, 1.0)
 
 
+def check_temperature(temperature: float) -> float:
+    """``temperature`` as a float; a ``ValueError`` unless it is a finite number > 0."""
+    real = isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
+    value = float(temperature) if real else math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"temperature must be a finite number > 0 (1 = the network's own histograms, "
+                         f"> 1 less confident), got {temperature!r}")
+    return value
+
+
+def temper(p: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Histograms (bins on axis 1) at ``temperature``: ``softmax(log p / T)``.
+
+    Equivalent to ``softmax(logits / T)`` for ``p = softmax(logits)`` (probabilities
+    below 1e-30 are taken as 1e-30).  T > 1 spreads the mass (higher entropy, lower
+    confidence), T < 1 sharpens it; T = 1 returns ``p`` itself, unchanged.
+    """
+    temperature = check_temperature(temperature)
+    if temperature == 1.0:
+        return p
+    return torch.softmax(torch.log(p.clamp_min(1e-30)) / temperature, dim=1)
+
+
 #: Point estimates of a non-circular histogram by name: ``f(p, binning, generator)``.
 _ESTIMATORS: dict[str, Callable[[torch.Tensor, Binning, torch.Generator | None], torch.Tensor]] = {
     "expectation": lambda p, binning, generator: expectation(p, binning),
@@ -154,6 +182,10 @@ class DecodeOptions:
         colour fades to gray where the chroma confidence is low.
     seed : int
         Seed of the ``sample`` method.
+    temperature : float
+        Histogram temperature T > 0, applied before decoding and before the
+        uncertainty maps: ``p -> softmax(log p / T)`` (:func:`temper`).  1 leaves the
+        network's histograms as they are; a calibrated model stores its fitted T.
     """
 
     method: str | None = None
@@ -162,16 +194,19 @@ class DecodeOptions:
     eta: float = 0.03
     confidence_fading: tuple[float, float] | None = None
     seed: int = 0
+    temperature: float = 1.0
 
     def validated(self) -> "DecodeOptions":
-        """These options checked, ``confidence_fading`` as floats; a ``ValueError`` says what to change."""
+        """These options checked, ``confidence_fading`` and ``temperature`` as floats; a ``ValueError`` says what to change."""
         if self.method is not None and self.method not in METHODS:
             raise ValueError(f"unknown decoding method {self.method!r}; choose one of {METHODS} or None")
         if not (self.saturation >= 0 and math.isfinite(self.saturation)):
             raise ValueError(f"saturation must be a finite number >= 0, got {self.saturation}")
-        if self.confidence_fading is not None:
-            lo, hi = self.confidence_fading
+        temperature = check_temperature(self.temperature)
+        fading = self.confidence_fading
+        if fading is not None:
+            lo, hi = fading
             if not 0 <= lo < hi <= 1:
                 raise ValueError(f"confidence_fading must be (lo, hi) with 0 <= lo < hi <= 1, got {self.confidence_fading}")
-            return replace(self, confidence_fading=(float(lo), float(hi)))
-        return self
+            fading = (float(lo), float(hi))
+        return replace(self, confidence_fading=fading, temperature=temperature)

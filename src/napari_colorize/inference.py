@@ -20,7 +20,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .decode import DecodeOptions
+from .decode import DecodeOptions, temper
 from .devices import autocast
 from .model.hypercolumn import GRID_STRIDE, HypercolumnColorizer, pad_to_multiple
 from .outputs import OUTPUTS
@@ -52,7 +52,13 @@ def decode_grid(probs: dict[str, torch.Tensor], space: SpaceSpec, opts: DecodeOp
     colour is the chroma vector ``C (cos 2 pi H, sin 2 pi H)`` for hue/chroma models
     and ``(a, b)`` for Lab models: both are Cartesian, so bilinear upsampling does not
     wrap hue around the circle the wrong way.
+
+    ``opts.temperature`` (T != 1) is applied to every head first
+    (:func:`napari_colorize.decode.temper`), so the colour, the fading and every map
+    see the same tempered histograms; ``probs`` itself is not changed.
     """
+    if opts.temperature != 1.0:
+        probs = {k: temper(v, opts.temperature) for k, v in probs.items()}
     gen = None
     if opts.method == "sample":
         gen = torch.Generator(device=next(iter(probs.values())).device).manual_seed(opts.seed)

@@ -7,14 +7,19 @@ the gray baseline (the output is the gray input itself).
 
 * :func:`evaluate` -- one model / decoding -> per-image rows and their mean.
 * :func:`compare` -- several models or decodings -> one table of means (model card).
+* ``group_by=`` / :meth:`EvaluationTable.grouped` -- also one summary row per group
+  (a parent folder, or a column of a corpus manifest: :func:`group_key`).
+* :func:`fit_temperature` -- the histogram temperature minimising held-out NLL;
 * :func:`fit_confidence_fading` -- pick the calibrated decoder's fading thresholds on
-  validation images; :func:`calibrate` stores them in the model's metadata so that
+  validation images; :func:`calibrate` fits the temperature, then the fading at that
+  temperature, and stores both in the model's metadata so that
   :func:`napari_colorize.colorize` uses them by default.
 """
 
 from __future__ import annotations
 
-from .calibration import calibrate, fit_confidence_fading
+from .calibration import calibrate, fit_confidence_fading, fit_temperature
+from .groups import group_key
 from .runs import compare, evaluate
 from .scoring import METRICS, gray_baseline, load_images, score
 from .table import EvaluationTable
@@ -27,6 +32,8 @@ __all__ = [
     "gray_baseline",
     "evaluate",
     "compare",
+    "group_key",
+    "fit_temperature",
     "fit_confidence_fading",
     "calibrate",
 ]

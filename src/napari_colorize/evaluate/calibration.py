@@ -1,7 +1,16 @@
-"""Fitting the calibrated decoding (confidence fading) on validation images, stored in the model."""
+"""Fitting the calibrated decoding on validation images, stored in the model.
+
+Two steps, in this order (:func:`calibrate`):
+
+1. :func:`fit_temperature` -- one histogram temperature T, the minimiser of the
+   held-out negative log-likelihood of the true colour bins (the training loss with
+   one-hot targets) at the grid cell centres;
+2. :func:`fit_confidence_fading` -- the fading thresholds, scored with T applied.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -9,12 +18,24 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from ..decode import check_temperature
 from ..engine import decode_options_for, get_model
 from ..metrics import lab_of
+from ..model.hypercolumn import GRID_STRIDE
+from ..spaces import target_indices
 from .runs import _colour_from_probabilities, _probabilities
-from .scoring import ImageInput, gray_baseline, load_images, score
+from .scoring import METRICS, ImageInput, gray_baseline, load_images, score
 from .table import EvaluationTable, _mean_row
+
+#: Range of the temperature search.
+TEMPERATURE_BOUNDS = (0.5, 20.0)
+#: The hue weight of the hue/chroma training loss, used in the NLL of :func:`fit_temperature`.
+LAMBDA_HUE = 5.0
+#: At most this many grid cells per image enter the NLL (a seeded random subset beyond it):
+#: all of them for images of up to 256 x 256 pixels.
+_MAX_CELLS = 4096
 
 
 def _default_grid() -> list[tuple[float, float]]:
@@ -28,11 +49,121 @@ def _default_grid() -> list[tuple[float, float]]:
     return grid + [(0.8, 1.0), (0.9, 1.0), (0.95, 1.0)]  # near-complete fading: a safe fallback
 
 
+def _grid_log_probs(net: Any, rgb: np.ndarray, seed: int) -> tuple[dict, dict, torch.Tensor]:
+    """Untempered log-histograms ``(N, K)`` per head at the grid cell centres of one colour
+    image, the true bin indices ``(N,)`` per head and the true chroma ``(N,)`` (on the CPU)."""
+    gray = rgb.mean(axis=-1, dtype=np.float32)
+    probs = _probabilities(net, gray)
+    h, w = gray.shape
+    centre = GRID_STRIDE // 2
+    gh, gw = len(range(centre, h, GRID_STRIDE)), len(range(centre, w, GRID_STRIDE))
+    # log of the softmax = the logits up to a constant per histogram (which softmax ignores),
+    # the same representation as the decoder tempers (napari_colorize.decode.temper).
+    log_p = {k: torch.log(v[0, :, :gh, :gw].float().clamp_min(1e-30)).flatten(1).T.cpu() for k, v in probs.items()}
+    indices, chroma = target_indices(torch.from_numpy(np.ascontiguousarray(rgb[centre::GRID_STRIDE, centre::GRID_STRIDE],
+                                                                           dtype=np.float32)), net.space)
+    indices = {k: v.flatten().long() for k, v in indices.items()}
+    chroma = chroma.flatten().float()
+    n = len(chroma)
+    if n > _MAX_CELLS:
+        keep = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(n, _MAX_CELLS, replace=False)))
+        log_p = {k: v[keep] for k, v in log_p.items()}
+        indices = {k: v[keep] for k, v in indices.items()}
+        chroma = chroma[keep]
+    return log_p, indices, chroma
+
+
+def _nll(space: Any, data: list[tuple[dict, dict, torch.Tensor]], temperature: float) -> float:
+    """Mean training loss (one-hot targets) over all cells of ``data`` at ``temperature``."""
+    total, cells = 0.0, 0
+    for log_p, indices, chroma in data:
+        log_probs = {k: F.log_softmax(v / temperature, dim=-1) for k, v in log_p.items()}
+        targets = {k: F.one_hot(indices[k], space.heads[k]).float() for k in log_p}
+        n = len(chroma)
+        total += n * float(space.loss(log_probs, targets, chroma, lambda_hue=LAMBDA_HUE))
+        cells += n
+    return total / max(cells, 1)
+
+
+def _golden_section(f, lo: float, hi: float, tol: float = 1e-3) -> float:
+    """The minimiser of a unimodal ``f`` on ``[lo, hi]``, to within ``tol``."""
+    ratio = (math.sqrt(5.0) - 1.0) / 2.0
+    a, b = lo + (1 - ratio) * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = f(a), f(b)
+    while hi - lo > tol:
+        if fa <= fb:  # the minimum is in [lo, b]
+            hi, b, fb = b, a, fa
+            a = lo + (1 - ratio) * (hi - lo)
+            fa = f(a)
+        else:  # in [a, hi]
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = f(b)
+    return (lo + hi) / 2.0
+
+
+def fit_temperature(model: Any, val_images: ImageInput | Iterable[ImageInput], device: str = "auto",
+                    max_side: int | None = 256, limit: int | None = None,
+                    grid: Sequence[float] | None = None, return_details: bool = False):
+    """The histogram temperature that best fits held-out colour images.
+
+    One scalar T for every head: the decoder's histograms become
+    ``softmax(logits / T)`` (:class:`napari_colorize.decode.DecodeOptions`
+    ``temperature``).  T minimises the mean negative log-likelihood of the true colour
+    bin at the grid cell centres, summed over the colour space's heads as in training
+    (``model.space.loss`` with one-hot targets; for hue/chroma the hue term weighted by
+    the true chroma times 5).  The network runs once per image; the 1-D search (golden
+    section on log T in :data:`TEMPERATURE_BOUNDS`) only re-normalises the stored
+    logits.  The NLL is convex in 1 / T, so the search finds its minimum in the range.
+
+    Parameters
+    ----------
+    model : "default", path or HypercolumnColorizer
+        The network's own histograms are fitted (a temperature stored in the model is
+        not applied first).
+    val_images : folder, files, arrays
+        Colour images from sources not used for training.
+    device, max_side, limit
+        As for :func:`napari_colorize.evaluate.evaluate`.
+    grid : sequence of float, optional
+        Candidate temperatures: the best of them is returned instead of searching.
+    return_details : bool
+        Also return a dict: ``images``, ``cells``, ``nll_before`` (T = 1),
+        ``nll_after`` (the fitted T).
+
+    Returns
+    -------
+    float
+        T > 1: the network is over-confident; T < 1: under-confident.
+    """
+    candidates = None if grid is None else [check_temperature(t) for t in grid]
+    if candidates is not None and not candidates:
+        raise ValueError("the grid of candidate temperatures is empty")
+    net = get_model(model, device)
+    images = load_images(val_images, max_side=max_side, limit=limit)
+    data = [_grid_log_probs(net, rgb, i) for i, (_, rgb) in enumerate(images)]
+    if candidates is not None:
+        scores = [_nll(net.space, data, t) for t in candidates]
+        best = candidates[int(np.argmin(scores))]
+    else:
+        lo, hi = (math.log(t) for t in TEMPERATURE_BOUNDS)
+        best = round(math.exp(_golden_section(lambda u: _nll(net.space, data, math.exp(u)), lo, hi)), 4)
+    before = _nll(net.space, data, 1.0)
+    after = _nll(net.space, data, best)
+    if grid is None and after > before:  # T = 1 is in the search range: never a worse fit than none
+        best, after = 1.0, before
+    if not return_details:
+        return best
+    return best, {"images": len(images), "cells": int(sum(len(c) for _, _, c in data)),
+                  "nll_before": before, "nll_after": after}
+
+
 def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInput], method: str | None = None,
                           objective: str = "auc", min_colourfulness: float = 0.5,
                           grid: Sequence[tuple[float, float]] | None = None, device: str = "auto",
                           max_side: int | None = 256, limit: int | None = 32,
-                          not_worse_than_gray: bool = True, return_table: bool = False):
+                          not_worse_than_gray: bool = True, return_table: bool = False,
+                          temperature: float | None = None):
     """Choose the calibrated decoder's fading thresholds on validation images.
 
     Colour is faded by ``clip((confidence - lo) / (hi - lo), 0, 1)`` (the chroma
@@ -64,6 +195,9 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
         Require mean AuC and PSNR >= the gray baseline's (see above).
     return_table : bool
         Also return the scores of every candidate (an :class:`EvaluationTable`).
+    temperature : float, optional
+        Histogram temperature applied while scoring (default: the model's stored one,
+        1 if it has none); the thresholds are fitted for decoding at this T.
 
     Returns
     -------
@@ -73,6 +207,7 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
     if objective not in ("auc", "psnr", "blend"):
         raise ValueError(f"unknown objective {objective!r}; choose 'auc', 'psnr' or 'blend'")
     net = get_model(model, device)
+    temperature = decode_options_for(net).temperature if temperature is None else check_temperature(temperature)
     images = load_images(val_images, max_side=max_side, limit=limit)
     grid = list(grid) if grid is not None else _default_grid()
     if not grid:
@@ -84,7 +219,8 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
         cached.append((rgb, lab, gray_baseline(rgb, lab), gray, _probabilities(net, gray)))
     rows = []
     for lo, hi in grid:
-        options = decode_options_for(net, method, 1.0, calibrated=False, confidence_fading=(lo, hi))
+        options = decode_options_for(net, method, 1.0, calibrated=False, confidence_fading=(lo, hi),
+                                     temperature=temperature)
         scores = [score(_colour_from_probabilities(net, probs, gray, options), rgb, lab, base)
                   for rgb, lab, base, gray, probs in cached]
         rows.append({"name": f"{lo:.2f}-{hi:.2f}", "lo": lo, "hi": hi, **_mean_row(scores)} | {"name": f"{lo:.2f}-{hi:.2f}"})
@@ -93,7 +229,8 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
     chosen = (float(best["lo"]), float(best["hi"]))
     if return_table:
         table = EvaluationTable(rows, mean={}, info={"kind": "calibration", "objective": objective, "chosen": list(chosen),
-                                                     "images": len(images), "method": method})
+                                                     "images": len(images), "method": method,
+                                                     "temperature": temperature})
         return chosen, table
     return chosen
 
@@ -125,26 +262,68 @@ def _select_fading(rows: list[dict[str, Any]], objective: str, min_colourfulness
 
 
 def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output: str | os.PathLike | None = None,
-              **kwargs: Any) -> tuple[float, float]:
-    """Fit confidence fading (:func:`fit_confidence_fading`) and store it in the model.
+              temperature: bool | float = True, **kwargs: Any) -> tuple[float, float]:
+    """Fit the temperature, then the confidence fading at that temperature, and store both in the model.
 
-    Sets ``model.config.decoding["confidence_fading"] = [lo, hi]`` (which
-    :func:`napari_colorize.api.decode_options_for` applies by default) and, if
-    ``output`` is given, saves the model there (a path may equal the model's own).
-    A model object is changed in place; for a path, the copy cached by
-    :func:`napari_colorize.api.get_model` is, so later calls in this process use it too.
+    1. ``temperature=True``: :func:`fit_temperature` sets
+       ``model.config.decoding["temperature"] = T``; a number stores that T instead;
+       ``False`` removes any stored temperature (T = 1).
+    2. :func:`fit_confidence_fading` (``kwargs``: method, objective, min_colourfulness,
+       grid, device, max_side, limit, not_worse_than_gray) with T applied sets
+       ``decoding["confidence_fading"] = [lo, hi]``.
+
+    Both are applied by default by every front end
+    (:func:`napari_colorize.engine.decode_options_for`).  ``decoding["calibration"]``
+    records how: the objective and rule, the number of images, the NLL at T = 1 and at
+    T (``nll_before``, ``nll_after``) and the mean scores of the chosen decoding beside
+    the gray baseline.  Both steps use the same images (``max_side`` 256 and
+    ``limit`` 32 unless given).  If ``output`` is given, the model is saved there
+    atomically (a path may equal the model's own).  A model object is changed in
+    place; for a path, the copy cached by :func:`napari_colorize.api.get_model` is, so
+    later calls in this process use it too.
+
+    Returns
+    -------
+    (lo, hi) : tuple of float
+        The fading thresholds (the temperature is ``decoding["temperature"]``).
     """
     from ..model import save_model
 
-    net = get_model(model, kwargs.get("device", "auto"))
-    lo, hi = fit_confidence_fading(net, val_images, **kwargs)
+    kwargs = dict(kwargs)
+    kwargs.pop("return_table", None)
+    kwargs.pop("temperature", None)
+    device = kwargs.get("device", "auto")
+    net = get_model(model, device)
+    images = load_images(val_images, max_side=kwargs.pop("max_side", 256), limit=kwargs.pop("limit", 32))
+    fixed = None if temperature is True else 1.0 if temperature is False else check_temperature(temperature)
+    t, fit = fit_temperature(net, images, device=device, max_side=None, grid=None if fixed is None else [fixed],
+                             return_details=True)
+    (lo, hi), table = fit_confidence_fading(net, images, temperature=t, max_side=None, limit=None,
+                                            return_table=True, **kwargs)
+    chosen = next(r for r in table.rows if (r["lo"], r["hi"]) == (lo, hi))
     # A model object is calibrated itself (get_model works on a copy of it).
     target = model if isinstance(model, torch.nn.Module) else net
-    target.config.decoding["confidence_fading"] = [lo, hi]
-    target.config.decoding["calibration"] = {"objective": kwargs.get("objective", "auc"),
-                                          "min_colourfulness": kwargs.get("min_colourfulness", 0.5),
-                                          "not_worse_than_gray": kwargs.get("not_worse_than_gray", True),
-                                          "method": kwargs.get("method")}
+    decoding = target.config.decoding
+    if temperature is False:
+        decoding.pop("temperature", None)
+    else:
+        decoding["temperature"] = t
+    decoding["confidence_fading"] = [lo, hi]
+    columns = [*METRICS, *(f"{m}_gray" for m in METRICS), "colourfulness_truth"]
+    decoding["calibration"] = {"objective": kwargs.get("objective", "auc"),
+                               "min_colourfulness": kwargs.get("min_colourfulness", 0.5),
+                               "not_worse_than_gray": kwargs.get("not_worse_than_gray", True),
+                               "method": kwargs.get("method"),
+                               "images": fit["images"], "temperature_fitted": fixed is None,
+                               "nll_before": _finite(fit["nll_before"]), "nll_after": _finite(fit["nll_after"]),
+                               "nll": f"training loss, one-hot targets at the grid cell centres (lambda_hue {LAMBDA_HUE:g})",
+                               "scores": {k: _finite(chosen[k]) for k in columns if k in chosen}}
     if output is not None:
         save_model(target, output)
     return lo, hi
+
+
+def _finite(value: Any) -> float | None:
+    """A JSON-safe number (None for inf / NaN)."""
+    value = float(value)
+    return value if math.isfinite(value) else None

@@ -12,23 +12,30 @@ import numpy as np
 
 from ..metrics import auc_from_errors, colourfulness, lab_of, psnr
 
-
 #: Metric columns, each also given for the gray baseline (``<name>_gray``).
 METRICS = ("psnr", "rmse_ab", "auc", "colourfulness")
+
+#: An image is near-neutral when its truth's colourfulness is below this (Hasler-Suesstrunk
+#: units; 15 is "slightly colourful" on their scale).  Summary rows count these images
+#: (``neutral``) and average output / truth colourfulness over them (``neutral_ratio``).
+NEUTRAL_COLOURFULNESS = 15.0
+
+#: The project's goal for near-neutral photographs: ``neutral_ratio`` at most this.
+NEUTRAL_RATIO_GOAL = 1.5
 
 
 # --------------------------------------------------------------------------- images
 
-ImageInput = str | os.PathLike | np.ndarray | tuple[str, np.ndarray]
+ImageInput = str | os.PathLike | np.ndarray | tuple[str, np.ndarray] | tuple[str, np.ndarray, str | None]
 
 
 def load_images(data: ImageInput | Iterable[ImageInput], max_side: int | None = 512,
-                limit: int | None = None) -> list[tuple[str, np.ndarray]]:
+                limit: int | None = None, paths: bool = False) -> list[tuple]:
     """Colour images to evaluate on, as ``(name, float32 RGB in [0, 1])``.
 
     Parameters
     ----------
-    data : folder, file, array, (name, array), or a sequence of these
+    data : folder, file, array, (name, array), (name, array, path), or a sequence of these
         Folders are searched recursively (see :func:`napari_colorize.io.scan_images`);
         arrays are RGB: uint8/uint16, other integers (by their data range, see
         :func:`napari_colorize.io.rgb_to_unit`) or floats in [0, 1].
@@ -36,6 +43,9 @@ def load_images(data: ImageInput | Iterable[ImageInput], max_side: int | None = 
         Files are reduced so their long side is at most this (arrays are used as given).
     limit : int, optional
         Use at most this many images, spread evenly over the sorted list.
+    paths : bool
+        Return ``(name, rgb, path)`` instead: the file's path as found (None for arrays),
+        so that rows can be grouped (:func:`napari_colorize.evaluate.evaluate`'s ``group_by``).
 
     Gray and unreadable files are skipped with a warning.
 
@@ -48,19 +58,19 @@ def load_images(data: ImageInput | Iterable[ImageInput], max_side: int | None = 
     from ..training.data import is_gray
 
     items = [data] if isinstance(data, (str, os.PathLike, np.ndarray, tuple)) else list(data)
-    entries: list[tuple[str, Any]] = []
+    entries: list[tuple[str, Any, str | None]] = []
     for item in items:
         if isinstance(item, tuple):
-            entries.append((str(item[0]), np.asarray(item[1])))
+            entries.append((str(item[0]), np.asarray(item[1]), item[2] if len(item) > 2 else None))
         elif isinstance(item, np.ndarray):
-            entries.append((f"image{len(entries)}", item))
+            entries.append((f"image{len(entries)}", item, None))
         else:
-            entries += [(str(p), p) for p in scan_images([item])]
+            entries += [(str(p), p, str(p)) for p in scan_images([item])]
     if limit is not None and len(entries) > limit:
         picks = np.unique(np.linspace(0, len(entries) - 1, limit).round().astype(int))
         entries = [entries[i] for i in picks]
     out = []
-    for name, src in entries:
+    for name, src, path in entries:
         if isinstance(src, np.ndarray):
             rgb = rgb_to_unit(src, name)
         else:
@@ -76,7 +86,7 @@ def load_images(data: ImageInput | Iterable[ImageInput], max_side: int | None = 
         if min(rgb.shape[:2]) < 32:
             warnings.warn(f"skipping {name}: smaller than 32 x 32 pixels", stacklevel=2)
             continue
-        out.append((name, rgb))
+        out.append((name, rgb, path) if paths else (name, rgb))
     if not out:
         raise ValueError("no usable colour image to evaluate on (gray, broken or too small files were skipped)")
     return out
@@ -129,6 +139,6 @@ def score(output: np.ndarray, truth: np.ndarray, truth_lab: np.ndarray | None = 
 
 
 def _order(row: dict[str, float]) -> dict[str, Any]:
-    keys = ["name", "psnr", "psnr_gray", "rmse_ab", "rmse_ab_gray", "auc", "auc_gray", "colourfulness",
+    keys = ["name", "path", "psnr", "psnr_gray", "rmse_ab", "rmse_ab_gray", "auc", "auc_gray", "colourfulness",
             "colourfulness_truth"]
     return {k: row[k] for k in keys if k in row} | {k: v for k, v in row.items() if k not in keys}

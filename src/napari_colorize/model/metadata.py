@@ -88,6 +88,7 @@ DECODING_FIELDS: dict[str, Rule] = {
     "fading": Rule("bool", example="true"),
     "eta": Rule("number", lo=0.0, hi=1.0, lo_open=True, example="0.03"),
     "seed": Rule("int", example="0"),
+    "temperature": Rule("number", lo=0.0, lo_open=True, example="1.0"),
     "calibration": Rule("object", nullable=True, example="{}"),
 }
 

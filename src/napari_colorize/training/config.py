@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from ..devices import PRECISIONS
 from ..model import BACKBONES
 from ..spaces import SPACES
 
-__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "RESUME_KEYS", "check_config"]
+__all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "RESUME_KEYS", "check_config", "parse_fold", "settings_record", "check_resume"]
 
 #: Optimizers offered, the default first.
 OPTIMIZERS = ("adamw", "sgd")
@@ -17,7 +17,8 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
 #: Settings that must not change between a run and its resumption.
 RESUME_KEYS = ("backbone", "space", "batch_size", "crop", "points", "scale", "target_window", "seed",
-               "optimizer", "max_side", "lambda_hue", "lightness_weight")
+               "optimizer", "max_side", "lambda_hue", "lightness_weight", "degrade", "dropout", "val_sources",
+               "val_fold", "hold_out")
 
 
 @dataclass
@@ -88,6 +89,26 @@ class TrainConfig:
         ``manifest.csv`` in the first data folder (or its parent); "none" disables.
     val : str or None
         Folder of validation images (scored every ``val_every`` steps).
+    manifest : str or None
+        A corpus ``manifest.csv`` (``file`` and ``source`` columns) for the source-grouped
+        split (None: found next to the first data folder, as for ``weights``).
+    val_sources : list of str or None
+        Validate on these sources of the manifest; none of their images (nor composites
+        on their photographs) trains the model.
+    val_fold : str or None
+        ``"K/N"``: validate on fold K of N source-grouped folds
+        (:func:`.splits.source_folds`), instead of naming ``val_sources``.
+    hold_out : list of int
+        Further folds (of the same N) kept out of training *and* validation: a test set
+        for scores no choice was made on.
+    degrade : float
+        Probability of each archival degradation of the gray input (:mod:`.degrade`).
+    dropout : float
+        Dropout on the hypercolumn head's hidden layer (new models only).
+    early_stop : int
+        With validation: stop after this many validations without a lower held-out
+        loss; the model file then holds the weights of the best validation.  0 = off
+        (the model file holds the last weights).
     val_every : int or None
         None: once per epoch (one pass over the training images).
     val_images : int
@@ -143,6 +164,13 @@ class TrainConfig:
     min_images: int = 2
     weights: str | None = None
     val: str | None = None
+    manifest: str | None = None
+    val_sources: list[str] | None = None
+    val_fold: str | None = None
+    hold_out: list[int] = field(default_factory=list)
+    degrade: float = 0.0
+    dropout: float = 0.0
+    early_stop: int = 0
     val_every: int | None = None
     val_images: int = 16
     checkpoint: str | None = None
@@ -187,5 +215,63 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"threads must be a positive integer, got {cfg.threads}")
     if cfg.init is not None and cfg.pretrained is not None:
         raise ValueError("--init and --pretrained both set the starting weights; give only one")
+    _check_split(cfg)
+    if not 0 <= cfg.degrade <= 1:
+        raise ValueError(f"degrade must be a probability in [0, 1], got {cfg.degrade}")
+    if not 0 <= cfg.dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.early_stop < 0:
+        raise ValueError(f"early-stop must be >= 0 validations, got {cfg.early_stop}")
     if not 0 < cfg.scale[0] <= cfg.scale[1]:
         raise ValueError(f"scale range must satisfy 0 < lo <= hi, got {cfg.scale}")
+
+
+def parse_fold(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N`` and ``N >= 2``; a ``ValueError`` says the form."""
+    try:
+        k, n = (int(part) for part in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"a fold is written K/N (fold K of N, counted from 0), e.g. 0/5; got {text!r}") from None
+    if n < 2 or not 0 <= k < n:
+        raise ValueError(f"fold {text!r}: need N >= 2 and 0 <= K < N")
+    return k, n
+
+
+def _check_split(cfg: TrainConfig) -> None:
+    """The source-grouped split settings agree with each other and with ``val``."""
+    split = cfg.val_sources is not None or cfg.val_fold is not None
+    if cfg.val_sources is not None and cfg.val_fold is not None:
+        raise ValueError("give either --val-sources or --val-fold, not both")
+    if split and cfg.val:
+        raise ValueError("--val names a validation folder and --val-sources/--val-fold a split of the data; give one")
+    if cfg.hold_out and cfg.val_fold is None:
+        raise ValueError("--hold-out names folds: it needs --val-fold K/N")
+    if cfg.val_fold is not None:
+        k, n = parse_fold(cfg.val_fold)
+        bad = [f for f in cfg.hold_out if not 0 <= f < n or f == k]
+        if bad:
+            raise ValueError(f"--hold-out folds must be in 0..{n - 1} and differ from the validation fold {k}; got {bad}")
+    if cfg.early_stop and not (split or cfg.val):
+        raise ValueError("--early-stop needs held-out images: give --val-fold, --val-sources or --val")
+
+
+def settings_record(cfg: TrainConfig, backbone: str, space: str) -> dict[str, Any]:
+    """The run's settings as stored in its checkpoint and log."""
+    skip = ("extra", "progress", "resume", "force", "command", "stop_after")
+    doc = {k: v for k, v in asdict(cfg).items() if k not in skip}
+    doc.update(backbone=backbone, space=space, scale=list(cfg.scale))
+    return doc
+
+
+def check_resume(saved: dict[str, Any], now: dict[str, Any], fingerprint: str) -> None:
+    """Refuse to resume with settings or images other than the checkpoint's."""
+    # A key an older checkpoint lacks had its default then.
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    defaults["hold_out"] = []
+    before = {k: saved.get(k, defaults.get(k)) for k in RESUME_KEYS}
+    diffs = [f"{k}: checkpoint {before[k]!r}, now {now.get(k)!r}" for k in RESUME_KEYS if before[k] != now.get(k)]
+    if saved.get("data_fingerprint") != fingerprint:
+        diffs.append("the training images differ from the checkpoint's (files added, removed or changed)")
+    if diffs:
+        raise ValueError("cannot resume exactly, settings differ from the checkpoint: " + "; ".join(diffs)
+                         + ". Use the same command (with --resume) or start a new run without --resume")

@@ -19,9 +19,7 @@ loader workers.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import math
 import os
 import warnings
 from collections import Counter
@@ -36,6 +34,8 @@ import torch.nn.functional as F
 
 from ..io import IMAGE_SUFFIXES, read_rgb, scan_images
 from ..spaces import SpaceSpec, target_indices
+from .degrade import degrade_gray
+from .manifest import find_manifest, read_manifest_weights
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -159,76 +159,6 @@ def _warn(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
 
-def find_manifest(folders: Sequence[str | os.PathLike]) -> Path | None:
-    """A ``manifest.csv`` in the first data folder, or in its parent folder."""
-    if not folders:
-        return None
-    root = Path(folders[0]).expanduser()
-    for candidate in (root / "manifest.csv", root.parent / "manifest.csv"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-_PATH_COLUMNS = ("path", "file", "filename", "relpath", "image")
-
-
-def read_manifest_weights(manifest: str | os.PathLike, paths: Sequence[Path]) -> tuple[np.ndarray, int]:
-    """Per-image sampling weights from a CSV with a path column and a ``weight`` column.
-
-    The path column (``path``, ``file``, ``filename``, ``relpath`` or ``image``) may be
-    absolute or relative to the manifest's folder; rows are also matched by a unique
-    file name.  Images the manifest does not list get the mean weight of those it does.
-
-    Returns
-    -------
-    weights : ndarray, shape (len(paths),), float64, > 0
-    matched : int
-        How many of ``paths`` the manifest listed.
-
-    Raises
-    ------
-    ValueError
-        If the CSV has no weight or path column, a weight is not a number >= 0, or no
-        row matches any image.
-    """
-    manifest = Path(manifest)
-    with open(manifest, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        col = next((c for c in _PATH_COLUMNS if c in columns), None)
-        if "weight" not in columns or col is None:
-            raise ValueError(f"{manifest} needs a 'weight' column and a path column ({', '.join(_PATH_COLUMNS)}); "
-                             f"it has {columns}")
-        rows = [{k.strip(): v for k, v in row.items() if k is not None} for row in reader]
-    by_path: dict[Path, float] = {}
-    by_name: dict[str, list[float]] = {}
-    for row in rows:
-        try:
-            w = float(row["weight"])
-        except (TypeError, ValueError):
-            raise ValueError(f"{manifest}: weight {row.get('weight')!r} of {row.get(col)!r} is not a number") from None
-        if not (w >= 0 and math.isfinite(w)):
-            raise ValueError(f"{manifest}: weight of {row.get(col)!r} must be a finite number >= 0, got {w}")
-        p = Path(row[col])
-        full = p if p.is_absolute() else manifest.parent / p
-        by_path[full.resolve()] = w
-        by_name.setdefault(p.name, []).append(w)
-    weights = np.full(len(paths), np.nan)
-    for i, path in enumerate(paths):
-        if path.resolve() in by_path:
-            weights[i] = by_path[path.resolve()]
-        elif len(by_name.get(path.name, [])) == 1:
-            weights[i] = by_name[path.name][0]
-    matched = int(np.isfinite(weights).sum())
-    if matched == 0:
-        raise ValueError(f"{manifest} lists none of the {len(paths)} training images; check its path column")
-    weights[~np.isfinite(weights)] = np.nanmean(weights)
-    if not weights.sum() > 0:
-        raise ValueError(f"{manifest}: all weights are 0")
-    return weights, matched
-
-
 def _rng(*key: int) -> np.random.Generator:
     return np.random.default_rng([int(k) & 0xFFFFFFFF for k in key])
 
@@ -350,14 +280,20 @@ class ColorCropDataset(torch.utils.data.Dataset):
         Flip horizontally with probability 1/2.
     window : int
         Target window R (1 = one-hot targets at the pixel).
+    degrade : float
+        Probability of each archival degradation of the gray input
+        (:func:`.degrade.degrade_gray`); targets and ``lightness`` stay clean.
     """
 
     def __init__(self, images: Sequence[np.ndarray], space: SpaceSpec, crop: int, points: int = 128,
-                 scale: tuple[float, float] = (0.5, 1.0), mirror: bool = True, window: int = 1) -> None:
+                 scale: tuple[float, float] = (0.5, 1.0), mirror: bool = True, window: int = 1,
+                 degrade: float = 0.0) -> None:
         if not 0 < scale[0] <= scale[1]:
             raise ValueError(f"scale range must satisfy 0 < lo <= hi, got {scale}")
+        if not 0 <= degrade <= 1:
+            raise ValueError(f"degrade must be a probability in [0, 1], got {degrade}")
         self.images, self.space, self.crop, self.points = images, space, crop, points
-        self.scale, self.mirror, self.window = scale, mirror, window
+        self.scale, self.mirror, self.window, self.degrade = scale, mirror, window, degrade
 
     def __len__(self) -> int:
         return len(self.images)
@@ -389,7 +325,7 @@ class ColorCropDataset(torch.utils.data.Dataset):
         flat = rng.choice(s * s, size=self.points, replace=self.points > s * s)
         yx = torch.from_numpy(np.stack((flat // s, flat % s), axis=1)).long()
         gray = rgb.mean(dim=-1)
-        out = {"gray": gray[None], "points": yx.flip(1).float() + 0.5}
+        out = {"points": yx.flip(1).float() + 0.5}
         rgb_points = rgb[yx[:, 0], yx[:, 1]]
         if self.window == 1:
             indices, chroma = target_indices(rgb_points, self.space)
@@ -402,6 +338,8 @@ class ColorCropDataset(torch.utils.data.Dataset):
                 out[f"target_{head}"] = point_histograms(indices[head], yx, k, self.window)
         out["chroma"] = chroma.float()
         out["lightness"] = gray[yx[:, 0], yx[:, 1]]
+        # Last, so the draws above (crop, points) do not depend on the degradation setting.
+        out["gray"] = degrade_gray(gray, rng, self.degrade)[None]
         return out
 
 

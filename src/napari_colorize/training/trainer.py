@@ -21,7 +21,7 @@ import platform
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,9 @@ from ..devices import autocast, resolve_device
 from ..losses import lightness_weight
 from ..model import ModelConfig, build_model, load_model, read_config, save_model
 from ..model.hypercolumn import HypercolumnColorizer
+from .best import BestWeights
 from .checkpoint import load_training_state, read_state_info, save_training_state
-from .config import RESUME_KEYS, TrainConfig, check_config
+from .config import TrainConfig, check_config, check_resume, settings_record
 from .data import (
     ColorCropDataset,
     ImageSet,
@@ -46,6 +47,7 @@ from .data import (
     skipped_counts,
     weight_summary,
 )
+from .heldout import HeldOut, keep_training_paths, resolve_split
 from .optim import learning_rate, make_optimizer
 from .paths import JsonLog, RunFiles, default_checkpoint_path, plan_files
 from .validation import load_validation_images, validate
@@ -71,7 +73,7 @@ def _make_model(cfg: TrainConfig) -> tuple[HypercolumnColorizer, str, str]:
                                  ("data", "steps", "wall_time_s", "final_loss", "val") if k in previous}}
         return model, config.backbone, config.space
     backbone, space = cfg.backbone or ModelConfig.backbone, cfg.space or ModelConfig.space
-    return build_model(backbone, space, pretrained=cfg.pretrained), backbone, space
+    return build_model(backbone, space, pretrained=cfg.pretrained, dropout=cfg.dropout), backbone, space
 
 
 # --------------------------------------------------------------------------- loss
@@ -108,8 +110,8 @@ def _default_workers() -> int:
     return 1 if cores <= 2 else min(4, cores - 1)
 
 
-def _load_training_images(cfg: TrainConfig) -> ImageSet:
-    paths = scan_images(cfg.data)
+def _load_training_images(cfg: TrainConfig, split: HeldOut | None) -> ImageSet:
+    paths = keep_training_paths(scan_images(cfg.data), split)
     images = load_image_set(paths, max_side=cfg.max_side, min_side=cfg.crop, progress=cfg.progress,
                             report=lambda message: print(f"warning: {message}", file=sys.stderr))
     counts = skipped_counts(images)
@@ -136,28 +138,12 @@ def _resolve_weights(cfg: TrainConfig, images: ImageSet) -> tuple[np.ndarray | N
     return weights, str(manifest), matched
 
 
-def _settings(cfg: TrainConfig, backbone: str, space: str) -> dict[str, Any]:
-    skip = ("extra", "progress", "resume", "force", "command", "stop_after")
-    doc = {k: v for k, v in asdict(cfg).items() if k not in skip}
-    doc.update(backbone=backbone, space=space, scale=list(cfg.scale))
-    return doc
-
-
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple MPS"
     return f"CPU {platform.processor() or platform.machine()} x{os.cpu_count()} ({torch.get_num_threads()} torch threads)"
-
-
-def _check_resume(saved: dict[str, Any], now: dict[str, Any], fingerprint: str) -> None:
-    diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {now.get(k)!r}" for k in RESUME_KEYS if saved.get(k) != now.get(k)]
-    if saved.get("data_fingerprint") != fingerprint:
-        diffs.append("the training images differ from the checkpoint's (files added, removed or changed)")
-    if diffs:
-        raise ValueError("cannot resume exactly, settings differ from the checkpoint: " + "; ".join(diffs)
-                         + ". Use the same command (with --resume) or start a new run without --resume")
 
 
 @dataclass
@@ -184,6 +170,9 @@ class _Run:
     wall_before: float = 0.0
     recent: list[float] = field(default_factory=list)
     last_val: dict[str, float] | None = None
+    split: HeldOut | None = None
+    best: BestWeights = field(default_factory=BestWeights)
+    stopped_early: bool = False
     t0: float = 0.0
     window_t: float = 0.0
     window_n: int = 0
@@ -208,7 +197,8 @@ def _device_and_precision(cfg: TrainConfig) -> tuple[torch.device, str]:
 def _batches(cfg: TrainConfig, images: ImageSet, model: HypercolumnColorizer, weights: np.ndarray | None,
              device: torch.device, start: int) -> tuple[Iterator[dict[str, torch.Tensor]], int]:
     """The batch iterator from step ``start`` on, and the number of loader workers."""
-    dataset = ColorCropDataset(images.images, model.space, cfg.crop, cfg.points, tuple(cfg.scale), True, cfg.target_window)
+    dataset = ColorCropDataset(images.images, model.space, cfg.crop, cfg.points, tuple(cfg.scale), True,
+                               cfg.target_window, cfg.degrade)
     workers = _default_workers() if cfg.workers is None else cfg.workers
     sampler = StepBatchSampler(len(images), cfg.batch_size, cfg.steps, cfg.seed, weights, start=start)
     loader = torch.utils.data.DataLoader(
@@ -232,6 +222,8 @@ def _restore(run: _Run) -> None:
     run.wall_before = float(doc["info"].get("wall_time_s", 0.0))
     run.recent = list(history.get("recent_losses", []))
     run.last_val = history.get("val")
+    saved = load_model(run.files.output, device="cpu") if run.best.enabled and run.files.output.is_file() else None
+    run.best.restore(history.get("best"), saved)
 
 
 def _setup(cfg: TrainConfig) -> _Run:
@@ -248,26 +240,30 @@ def _setup(cfg: TrainConfig) -> _Run:
     device, precision = _device_and_precision(cfg)
     _seed_everything(cfg.seed)
     model, backbone, space = _make_model(cfg)
-    images = _load_training_images(cfg)
+    split = resolve_split(cfg)
+    images = _load_training_images(cfg, split)
     weights, weights_source, matched = _resolve_weights(cfg, images)
-    val_images = load_validation_images(cfg.val, cfg.val_images) if cfg.val else []
-    settings = {**_settings(cfg, backbone, space), "data_fingerprint": images.fingerprint()}
+    val_source = list(split.val) if split is not None else cfg.val
+    val_images = load_validation_images(val_source, cfg.val_images) if val_source else []
+    settings = {**settings_record(cfg, backbone, space), "data_fingerprint": images.fingerprint()}
     model = model.to(device).train()
     optimizer, base_lr = make_optimizer(cfg, model)
     if resume_doc is not None:
-        _check_resume(resume_doc["info"]["settings"], settings, settings["data_fingerprint"])
+        check_resume(resume_doc["info"]["settings"], settings, settings["data_fingerprint"])
     start = _start_step(cfg, resume_doc)
     batches, workers = _batches(cfg, images, model, weights, device, start)
     run = _Run(cfg, files, device, precision, model, optimizer, base_lr,
                warmup=cfg.warmup if cfg.warmup is not None else min(500, cfg.steps // 20), images=images,
                weights_source=weights_source, val_images=val_images,
                val_every=cfg.val_every or max(50, math.ceil(len(images) / cfg.batch_size)), settings=settings,
-               start=start, batches=batches, log=JsonLog(files.log))
+               start=start, batches=batches, log=JsonLog(files.log), split=split,
+               best=BestWeights(cfg.early_stop))
     if resume_doc is not None:
         _restore(run)
     run.summary = (f"training {backbone}/{space} on {images.summary()} from {len(cfg.data)} folder(s); "
                    f"{weight_summary(weights)}" + (f" from {weights_source} ({matched} listed)" if weights_source else "")
-                   + f"; device {device} ({precision}); {workers} loader worker(s); steps {start}..{cfg.steps}")
+                   + f"; device {device} ({precision}); {workers} loader worker(s); steps {start}..{cfg.steps}"
+                   + (f"\n{split.describe()}" if split is not None else ""))
     return run
 
 
@@ -308,11 +304,16 @@ def _log_step(run: _Run, done: int, value: float, lr: float) -> None:
 
 def _validate(run: _Run, done: int, bar) -> None:
     """Score the validation images when due (every ``val_every`` steps and at the end)."""
-    if not run.cfg.val or (done % run.val_every and done != run.cfg.steps):
+    if not run.val_images or (done % run.val_every and done != run.cfg.steps):
         return
     val = validate(run.model, run.val_images, run.device, run.precision, run.cfg.lambda_hue)
     run.last_val = {**val, "step": done}
     run.log.write(event="val", **run.last_val)
+    if run.best.update(val["loss"], done, run.model):
+        run.log.write(event="best", step=done, loss=val["loss"])
+        if run.best.enabled:  # the model file always holds the best weights so far
+            _save_model(run, done, complete=False)
+    run.stopped_early = run.best.should_stop
     bar.write(f"step {done}: val loss {val['loss']:.4f}, AuC {val['auc']:.4f} (gray {val['auc_gray']:.4f}), "
               f"PSNR {val['psnr']:.2f} dB (gray {val['psnr_gray']:.2f})")
 
@@ -324,18 +325,27 @@ def _checkpoint_due(run: _Run, done: int) -> bool:
 
 def _save(run: _Run, step: int, complete: bool) -> None:
     """Write the resumable state, then the model file (``training["complete"]`` says which it is)."""
-    info = {"settings": run.settings, "history": {"recent_losses": run.recent, "val": run.last_val},
+    info = {"settings": run.settings, "history": {"recent_losses": run.recent, "val": run.last_val,
+                                                  "best": run.best.history()},
             "wall_time_s": run.wall_time(), "step": step, "complete": complete}
     save_training_state(run.files.checkpoint, run.model, run.optimizer, step, info)
+    _save_model(run, step, complete)
+
+
+def _save_model(run: _Run, step: int, complete: bool) -> None:
+    """Write the model file: the last weights, or with early stopping the best held-out ones."""
     cfg = run.cfg
-    save_model(run.model, run.files.output, data=[str(Path(d).resolve()) for d in cfg.data], steps=step,
-               complete=complete, command=cfg.command, wall_time_s=round(info["wall_time_s"], 1),
+    extra = {"held_out": run.split.record() if run.split is not None else None, "degrade": cfg.degrade,
+             "dropout": cfg.dropout, "best_val": run.best.history(), "early_stop": cfg.early_stop,
+             "stopped_early": run.stopped_early, "weights_step": run.best.step if run.best.enabled else step}
+    save_model(run.best.model_to_save(run.model), run.files.output, data=[str(Path(d).resolve()) for d in cfg.data], steps=step,
+               complete=complete, command=cfg.command, wall_time_s=round(run.wall_time(), 1),
                final_loss=run.loss_mean, val=run.last_val, images=len(run.images),
                skipped=skipped_counts(run.images), weights=run.weights_source, optimizer=cfg.optimizer,
                lr=run.base_lr, warmup=run.warmup, schedule=cfg.schedule, batch_size=cfg.batch_size, crop=cfg.crop,
                points=cfg.points, scale=list(cfg.scale), target_window=cfg.target_window, lambda_hue=cfg.lambda_hue,
                lightness_weight=cfg.lightness_weight, seed=cfg.seed, device=str(run.device),
-               precision=run.precision, hardware=_hardware(run.device), torch_version=torch.__version__)
+               precision=run.precision, hardware=_hardware(run.device), torch_version=torch.__version__, **extra)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -359,6 +369,11 @@ def _loop(run: _Run) -> int:
                 _save(run, done, complete=False)
             bar.set_postfix(loss=f"{run.loss_mean:.4f}", img_s=f"{run.images_per_s:.1f}", lr=f"{lr:.2g}", refresh=False)
             bar.update(1)
+            if run.stopped_early:
+                bar.write(f"step {done}: stopping early, no lower held-out loss in {cfg.early_stop} validations "
+                          f"(best {run.best.loss:.4f} at step {run.best.step})")
+                _save(run, done, complete=True)
+                break
             if done - run.start == cfg.stop_after and done != cfg.steps:
                 break
         else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,12 +19,14 @@ from .data import load_image_set, scan_images
 __all__ = ["load_validation_images", "validate"]
 
 
-def load_validation_images(folder: str | os.PathLike, count: int = 16, max_side: int = 256) -> list[np.ndarray]:
-    """Up to ``count`` colour images from ``folder``, spread evenly over its sorted files.
+def load_validation_images(source: str | os.PathLike | Sequence[Path], count: int = 16,
+                           max_side: int = 256) -> list[np.ndarray]:
+    """Up to ``count`` colour images from a folder or a list of files, spread evenly over them (sorted).
 
     Returns float32 RGB arrays in [0, 1] with the long side <= ``max_side``.
     """
-    paths = scan_images([folder])
+    folder = source if isinstance(source, (str, os.PathLike)) else f"{len(source)} held-out files"
+    paths = scan_images([source]) if isinstance(source, (str, os.PathLike)) else sorted(Path(p) for p in source)
     picks = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, min(count, len(paths))).round().astype(int))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

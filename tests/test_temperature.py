@@ -1,0 +1,324 @@
+"""The histogram temperature: decoding, the model metadata, every front end, and its fit.
+
+A model's stored ``decoding["temperature"]`` T makes every front end decode
+``softmax(logits / T)``; :func:`napari_colorize.evaluate.fit_temperature` fits T by
+held-out NLL and :func:`napari_colorize.evaluate.calibrate` fits T, then the
+confidence fading at T.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import warnings
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+import zarr
+
+import napari_colorize as nc
+from napari_colorize.cli import main
+from napari_colorize.decode import DecodeOptions, normalized_entropy, temper
+from napari_colorize.engine import decode_options_for, tile_cache
+from napari_colorize.evaluate import calibrate, evaluate, fit_temperature
+from napari_colorize.inference import (
+    decode_grid,
+    decode_histograms,
+    histograms,
+    predict_maps,
+)
+from napari_colorize.metrics import colourfulness, lab_of
+from napari_colorize.model import ModelMetadataError, pad_to_multiple, read_config
+from napari_colorize.model.metadata import METADATA_KEY
+
+BAD_TEMPERATURES = [0, 0.0, -1.0, float("nan"), float("inf"), "x", "3", True, None]
+
+
+def _scene(seed: int, size: int = 64) -> np.ndarray:
+    """A colour scene: smooth gradients (varying per seed) and one flat coloured square."""
+    r = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    rgb = np.stack([0.2 + 0.6 * xx, 0.3 + 0.5 * yy * r.uniform(0.5, 1), 0.7 - 0.5 * xx * yy], axis=-1)
+    rgb[size // 4: size // 2, size // 4: size // 2] = r.uniform(0, 1, 3)
+    return np.clip(rgb, 0, 1).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_tile_cache():
+    tile_cache.clear()
+
+
+@pytest.fixture
+def model(make_model):
+    return copy.deepcopy(make_model())
+
+
+@pytest.fixture
+def gray() -> np.ndarray:
+    return _scene(7, 64)[:, :56].mean(-1)
+
+
+def _decode(model, gray: np.ndarray, options: DecodeOptions) -> dict[str, torch.Tensor]:
+    return predict_maps(model, torch.from_numpy(gray)[None], options)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+@pytest.mark.parametrize("space", ["hue_chroma", "lab"])
+def test_temperature_one_is_bit_identical(make_model, gray, space):
+    model = make_model(space=space)
+    g = torch.from_numpy(gray)[None]
+    probs = histograms(model, g)
+    p = next(iter(probs.values()))
+    assert temper(p, 1.0) is p and temper(p, 1) is p
+    for method in (None, "mode"):
+        plain = decode_histograms(model, dict(probs), g, DecodeOptions(method=method))
+        t1 = decode_histograms(model, dict(probs), g, DecodeOptions(method=method, temperature=1.0).validated())
+        assert plain.keys() == t1.keys()
+        for name in plain:
+            assert torch.equal(plain[name], t1[name]), name
+    assert decode_options_for(model).temperature == 1.0
+
+
+@pytest.mark.parametrize("space", ["hue_chroma", "lab"])
+def test_higher_temperature_spreads_the_histograms(make_model, gray, space):
+    model = make_model(space=space)
+    g = torch.from_numpy(gray)[None]
+    probs = histograms(model, g)
+    # temper(softmax(z), T) == softmax(z / T)
+    with torch.no_grad():
+        logits = model.grid_logits(pad_to_multiple(g[:, None], model.multiple))
+    for head, z in logits.items():
+        np.testing.assert_allclose(temper(probs[head], 2.5), torch.softmax(z.float() / 2.5, dim=1), atol=1e-6)
+    entropies = [normalized_entropy(temper(p, t)) for p in probs.values() for t in (0.5, 1.0, 3.0)]
+    for low, mid, high in zip(entropies[::3], entropies[1::3], entropies[2::3]):
+        assert torch.all(low <= mid + 1e-6) and torch.all(mid <= high + 1e-6) and high.mean() > mid.mean() + 0.01
+    # The uncertainty maps see the tempered histograms: confidence down, hue entropy up.
+    cold = decode_grid(probs, model.space, DecodeOptions())
+    hot = decode_grid(probs, model.space, DecodeOptions(temperature=3.0))
+    assert torch.all(hot[:, 2] <= cold[:, 2] + 1e-6) and hot[:, 2].mean() < cold[:, 2].mean() - 0.01
+    assert torch.all(hot[:, 3] >= cold[:, 3] - 1e-6) and hot[:, 3].mean() > cold[:, 3].mean() + 0.01
+    assert not torch.allclose(hot[:, :2], cold[:, :2])  # and the colour changes
+
+
+@pytest.mark.parametrize("bad", BAD_TEMPERATURES)
+def test_temperature_is_validated(model, bad):
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        DecodeOptions(temperature=bad).validated()
+    p = torch.full((1, 4, 2, 2), 0.25)
+    with pytest.raises(ValueError, match="temperature"):
+        temper(p, bad)
+    if bad is not None:  # decode_options_for drops None keyword values (keeps the stored/default T)
+        with pytest.raises(ValueError, match="temperature"):
+            decode_options_for(model, temperature=bad)
+    assert DecodeOptions(temperature=2).validated().temperature == 2.0
+    assert isinstance(DecodeOptions(temperature=2).validated().temperature, float)
+
+
+# ----------------------------------------------------------------------------- every front end
+
+
+def test_stored_temperature_is_applied_by_every_front_end(tmp_path, model, gray):
+    model.config.decoding["temperature"] = 3
+    path = nc.save_model(model, tmp_path / "hot.safetensors")
+    ref = _decode(model, gray, DecodeOptions(temperature=3.0))
+    ref = {k: v[0].numpy() for k, v in ref.items()}
+    cold = {k: v[0].numpy() for k, v in _decode(model, gray, DecodeOptions()).items()}
+    assert np.abs(ref["rgb"] - cold["rgb"]).max() > 0.02
+    assert ref["chroma_confidence"].mean() < cold["chroma_confidence"].mean() - 0.01
+
+    def check(rgb, conf, ent, atol=1e-5):
+        np.testing.assert_allclose(rgb, ref["rgb"], atol=atol)
+        np.testing.assert_allclose(conf, ref["chroma_confidence"], atol=atol)
+        np.testing.assert_allclose(ent, ref["hue_entropy"], atol=atol)
+
+    # API: a path and an in-memory model; calibrated=False is T = 1.
+    for source in (str(path), model):
+        result = nc.colorize(gray, model=source, device="cpu")
+        assert result.info["decode"]["temperature"] == 3.0
+        check(result.rgb, result.chroma_confidence, result.hue_entropy)
+    uncal = nc.colorize(gray, model=str(path), device="cpu", calibrated=False)
+    np.testing.assert_allclose(uncal.rgb, cold["rgb"], atol=1e-5)
+
+    # OME-Zarr, read back.
+    store = nc.colorize_to_zarr(gray, tmp_path / "out.zarr", model=str(path), device="cpu", rgb_dtype="float32")
+    root = zarr.open_group(str(store), mode="r")
+    check(np.moveaxis(np.asarray(root["0"]), 0, -1), np.asarray(root["confidence/0"]), np.asarray(root["entropy/0"]))
+
+    # Command line: a PNG in, PNGs out (uint8: within one level of the float result).
+    gray8 = np.round(gray * 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "g.png", gray8)
+    code = main(["colorize", str(tmp_path / "g.png"), "-o", str(tmp_path / "cli"), "--model", str(path),
+                 "--device", "cpu", "--no-progress"])
+    assert code == 0
+    png = iio.imread(tmp_path / "cli" / "g_colorized.png").astype(np.float64) / 255
+    expected = _decode(model, gray8.astype(np.float32) / 255, DecodeOptions(temperature=3.0))["rgb"][0].numpy()
+    np.testing.assert_allclose(png, expected, atol=1 / 255 + 1e-6)
+    cold8 = _decode(model, gray8.astype(np.float32) / 255, DecodeOptions())["rgb"][0].numpy()
+    assert np.abs(png - cold8).max() > 0.02
+
+
+# ----------------------------------------------------------------------------- metadata
+
+
+def test_metadata_round_trip(tmp_path, model):
+    model.config.decoding.update(temperature=2.5, confidence_fading=[0.2, 0.5])
+    path = nc.save_model(model, tmp_path / "m.safetensors")
+    assert read_config(path).decoding["temperature"] == 2.5
+    loaded = nc.load_model(path)
+    options = decode_options_for(loaded)
+    assert options.temperature == 2.5 and options.confidence_fading == (0.2, 0.5)
+    assert decode_options_for(loaded, temperature=1.5).temperature == 1.5
+    assert decode_options_for(loaded, calibrated=False).temperature == 1.0
+
+
+@pytest.mark.parametrize("bad", [0, -2.0, "x", None, True, [3]])
+def test_bad_temperature_in_metadata_is_refused_on_load(tmp_path, model, bad):
+    from safetensors.torch import load_file, save_file
+
+    path = nc.save_model(model, tmp_path / "m.safetensors")
+    doc = json.loads(read_config(path).to_json())
+    doc["decoding"]["temperature"] = bad
+    save_file(load_file(str(path)), str(path), metadata={METADATA_KEY: json.dumps(doc)})
+    with pytest.raises(ModelMetadataError, match=r"'decoding.temperature'.*a number > 0"):
+        nc.load_model(path)
+    with pytest.raises(ModelMetadataError, match="decoding.temperature"):
+        read_config(path)
+
+
+# ----------------------------------------------------------------------------- fitting
+
+
+def _overconfident(model):
+    """Sharpen every head 20-fold: the same (random, wrong) colours, asserted with near certainty."""
+    with torch.no_grad():
+        for head in model.heads.values():
+            head.weight.mul_(20.0)
+            head.bias.mul_(20.0)
+    return model
+
+
+def _ab_rms(rgb: np.ndarray) -> float:
+    """RMS of the output's (a, b) in Lab: its distance from gray."""
+    return float(np.sqrt(np.mean(lab_of(rgb)[..., 1:] ** 2)))
+
+
+def test_fit_temperature_minimises_the_nll(model):
+    images = [(f"a{i}", _scene(i)) for i in range(3)]
+    sharp = _overconfident(copy.deepcopy(model))
+    t, details = fit_temperature(sharp, images, device="cpu", return_details=True)
+    assert t > 1.5 and details["nll_after"] < details["nll_before"] and details["images"] == 3
+    assert details["cells"] == 3 * 16 * 16
+    # The search agrees with a grid; a grid returns its best candidate.
+    grid = [0.5, 1.0, 2.0, 5.0, 10.0, 20.0]
+    best = fit_temperature(sharp, images, device="cpu", grid=grid)
+    assert best in grid
+    _, at = fit_temperature(sharp, images, device="cpu", grid=[t], return_details=True)
+    _, at_best = fit_temperature(sharp, images, device="cpu", grid=[best], return_details=True)
+    assert at["nll_after"] <= at_best["nll_after"] * (1 + 1e-3)
+    with pytest.raises(ValueError, match="temperature"):
+        fit_temperature(sharp, images, device="cpu", grid=[0.0])
+
+
+def test_the_search_recovers_a_known_temperature():
+    from napari_colorize.evaluate.calibration import _golden_section, _nll
+    from napari_colorize.spaces import get_space
+
+    space = get_space("lab")
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(8000, 256, generator=gen) * 3.0
+    labels = torch.multinomial(torch.softmax(z / 2.0, dim=-1), 1, generator=gen)[:, 0]
+    data = [({"ab": torch.log_softmax(z, dim=-1)}, {"ab": labels}, torch.zeros(len(labels)))]
+    u = _golden_section(lambda u: _nll(space, data, math.exp(u)), math.log(0.5), math.log(20.0))
+    assert math.exp(u) == pytest.approx(2.0, rel=0.05)
+    assert _golden_section(lambda x: (x - 0.3) ** 2, -1.0, 2.0) == pytest.approx(0.3, abs=1e-3)
+    assert _golden_section(lambda x: x, -1.0, 2.0) == pytest.approx(-1.0, abs=1e-3)  # a minimum at the bound
+
+
+def test_calibration_moves_an_overconfident_model_toward_gray_on_other_images(model):
+    fit_set = [(f"fit{i}", _scene(i)) for i in range(4)]
+    other = [(f"other{i}", _scene(100 + i)) for i in range(4)]
+    sharp = _overconfident(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "no colourful thresholds are safe": expected for a random model
+        lo, hi = calibrate(sharp, fit_set, device="cpu")
+    decoding = sharp.config.decoding
+    t = decoding["temperature"]
+    assert t > 1.0 and decoding["confidence_fading"] == [lo, hi]
+    info = decoding["calibration"]
+    assert info["images"] == 4 and info["temperature_fitted"] and info["nll_after"] < info["nll_before"]
+    assert info["scores"]["auc_gray"] > 0 and math.isfinite(info["scores"]["psnr"])
+
+    uncal = evaluate(other, model=sharp, device="cpu", calibrated=False)
+    cal = evaluate(other, model=sharp, device="cpu")
+    assert cal.info["confidence_fading"] == [lo, hi]
+    assert cal.mean["colourfulness"] < uncal.mean["colourfulness"]
+    assert cal.mean["auc"] >= uncal.mean["auc"] - 1e-6 and cal.mean["rmse_ab"] <= uncal.mean["rmse_ab"] + 1e-6
+    # On the other images: the temperature lowers the confidence, and the calibrated decoding's colour
+    # is nearer gray than the uncalibrated one's.
+    for name, rgb in other:
+        g = rgb.mean(-1)
+        hot = _decode(sharp, g, DecodeOptions(temperature=t))
+        cold = _decode(sharp, g, DecodeOptions())
+        assert hot["chroma_confidence"].mean() < cold["chroma_confidence"].mean()
+        full = _decode(sharp, g, decode_options_for(sharp))["rgb"][0].numpy()
+        assert _ab_rms(full) <= _ab_rms(cold["rgb"][0].numpy()) + 1e-6, name
+        assert colourfulness(full) <= colourfulness(cold["rgb"][0].numpy()) + 1e-6, name
+
+
+def test_calibrate_without_temperature_and_with_a_fixed_one(model):
+    images = [(f"a{i}", _scene(i)) for i in range(2)]
+    model.config.decoding["temperature"] = 4.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        calibrate(model, images, temperature=False, grid=[(0.0, 0.05), (0.999, 1.0)], device="cpu")
+        assert "temperature" not in model.config.decoding
+        assert not model.config.decoding["calibration"]["temperature_fitted"]
+        calibrate(model, images, temperature=2.0, grid=[(0.0, 0.05)], device="cpu")
+    assert model.config.decoding["temperature"] == 2.0
+    info = model.config.decoding["calibration"]
+    assert info["nll_after"] != info["nll_before"]
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+@pytest.fixture
+def held_out(tmp_path: Path) -> Path:
+    folder = tmp_path / "held_out"
+    folder.mkdir()
+    for i in range(3):
+        iio.imwrite(folder / f"h{i}.png", np.round(_scene(50 + i) * 255).astype(np.uint8))
+    return folder
+
+
+def test_cli_calibrate(tmp_path, model, held_out, capsys):
+    source = nc.save_model(_overconfident(model), tmp_path / "m.safetensors")
+    out = tmp_path / "cal.safetensors"
+    argv = ["calibrate", str(source), str(held_out), "-o", str(out), "--device", "cpu", "--max-side", "64"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "temperature: T = " in text and "confidence fading:" in text and "vs gray" in text
+    decoding = read_config(out).decoding
+    assert decoding["temperature"] > 1.0 and len(decoding["confidence_fading"]) == 2
+    assert decoding["calibration"]["images"] == 3
+    assert "temperature" not in read_config(source).decoding  # the input model is unchanged
+    before = out.read_bytes()
+    # Never over an existing file without --force.
+    assert main(argv) == 2
+    assert "--force" in capsys.readouterr().err and out.read_bytes() == before
+    assert main([*argv, "--no-temperature", "--force"]) == 0
+    assert "not fitted" in capsys.readouterr().out
+    assert "temperature" not in read_config(out).decoding
+    # Never into an input folder, nor anything but a .safetensors file.
+    bad_out = tmp_path / "imgs.safetensors"
+    bad_out.mkdir()
+    iio.imwrite(bad_out / "c.png", np.round(_scene(3) * 255).astype(np.uint8))
+    assert main(["calibrate", str(source), str(bad_out), "-o", str(bad_out), "--device", "cpu", "--force"]) == 2
+    assert main(["calibrate", str(source), str(held_out), "-o", str(tmp_path / "x.pt"), "--device", "cpu"]) == 2
+    capsys.readouterr()
