@@ -1,126 +1,198 @@
-"""Choose, calibrate and ship the default model; print the model card's tables.
+"""Choose, calibrate, test and ship the default model; print the model card's tables.
 
 Usage::
 
-    python scripts/finalize_default.py CANDIDATE.safetensors [...] --corpus /work/corpus \
-        [--ship src/napari_colorize/weights/default.safetensors] [--json runs/finalize.json]
+    python scripts/finalize_default.py runs/compact_lab_d0.safetensors runs/compact_lab_d2.safetensors \
+        [--compare runs/old_default.safetensors] [--ship src/napari_colorize/weights/default.safetensors] \
+        [--json runs/finalize.json]
 
-The corpus's validation split (``manifest.csv``, ``split == val``) is divided by source
-image group into a *calibration* half (fading thresholds are fitted there) and a *test*
-half (every number reported is measured there), so the reported scores are not tuned on
-the images they are measured on.  No training image is used.
+Every candidate records its source-grouped split in its metadata (``training.held_out``,
+written by ``napari-colorize train --val-fold K/N --hold-out J``): the *validation*
+sources (early stopping) and the *test* sources (never used for any choice).
 
-For each candidate: the uncalibrated scores of every decoding method; then the best
-method of the best candidate per colour space is calibrated and scored again.  The
-shipped model is the candidate with the best calibrated test AuC among those not worse
-than gray and at least half as colourful as the truth.
+1. Each run gives two candidates: the weights of its lowest held-out loss (the model
+   file) and its last weights (the checkpoint).  The one with the lowest held-out
+   negative log-likelihood *after* temperature scaling (validation sources) is chosen:
+   the raw loss also penalises mere overconfidence, which the temperature removes.
+2. It is calibrated on the validation sources only (:func:`napari_colorize.evaluate.calibrate`:
+   temperature by NLL, then confidence fading under the rules "no worse than gray
+   pooled, no validation source more than 0.3 AuC points below gray, near-neutral
+   scenes at most 1.5x their own colourfulness, colourfulness at least 0.35 of the
+   truth's"), once per decoding method; the method with the best calibrated AuC on the
+   validation sources is kept.
+3. Only then is it scored on the test sources, per source, beside gray, the same model
+   uncalibrated and any ``--compare`` models (e.g. the previous default).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
-import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from napari_colorize.api import get_model
-from napari_colorize.evaluate import compare, fit_confidence_fading, load_images
-from napari_colorize.model import save_model
+from napari_colorize.evaluate import calibrate, evaluate, fit_temperature, load_images
+from napari_colorize.model import load_model, read_config, save_model
 
-METHODS = ("expectation", "median", "mode")
-COLUMNS = ("psnr", "rmse_ab", "auc", "colourfulness", "colourfulness_truth")
+METHODS = ("expectation", "median")
+COLUMNS = (("images", "n", "{:.0f}"), ("auc", "AuC", "{:.2f}"), ("auc_gray", "gray AuC", "{:.2f}"),
+           ("d_auc", "Δ AuC", "{:+.2f}"), ("psnr", "PSNR dB", "{:.2f}"), ("psnr_gray", "gray PSNR", "{:.2f}"),
+           ("rmse_ab", "RMSE ab", "{:.2f}"), ("colourfulness_ratio", "colourful / truth", "{:.2f}"),
+           ("neutral_ratio", "near-neutral ratio (n)", "{:.2f}"))
 
 
-def split_val(corpus: Path) -> tuple[list[Path], list[Path]]:
-    """Validation files, split by dedup group into (calibration, test) halves."""
-    calib, test = [], []
-    with open(corpus / "manifest.csv", newline="") as f:
+def split_of(models: list[str]) -> dict:
+    """The held-out record all candidates share (an error if they differ)."""
+    records = [read_config(m).training.get("held_out") for m in models]
+    if any(r is None for r in records):
+        sys.exit("every candidate must be trained with --val-fold/--val-sources (no held_out record in its metadata)")
+    keys = ("manifest", "val_sources", "test_sources")
+    if any({k: r[k] for k in keys} != {k: records[0][k] for k in keys} for r in records):
+        sys.exit("the candidates were trained on different splits; compare them on one split")
+    return records[0]
+
+
+def source_images(manifest: Path, sources: list[str]) -> tuple[list[Path], dict[Path, str]]:
+    """Files of the given sources (composites excluded: their ``source`` is the stamp set)."""
+    root = manifest.resolve().parent
+    files, source_of = [], {}
+    with open(manifest, newline="") as f:
         for row in csv.DictReader(f):
-            if row["split"] != "val":
-                continue
-            half = int(hashlib.sha1(row["dedup_group"].encode()).hexdigest(), 16) % 2
-            (calib if half == 0 else test).append(corpus / row["file"])
-    return calib, test
+            if row["source"] in sources:
+                path = root / row["file"]
+                files.append(path)
+                source_of[path.resolve()] = row["source"]
+    return sorted(files), source_of
 
 
-def markdown(rows: list[dict], title: str) -> str:
-    head = "| variant | PSNR dB | RMSE ab | AuC | colourfulness | truth colourfulness |"
-    lines = [f"**{title}**", "", head, "|---|---|---|---|---|---|"]
+def fmt(value, pattern: str) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    return pattern.format(value)
+
+
+def markdown(rows: list[dict], first: str) -> str:
+    """A per-group table; AuC values in points (x100)."""
+    head = f"| {first} | " + " | ".join(c[1] for c in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 1)]
     for r in rows:
-        vals = [r.get(c) for c in COLUMNS]
-        lines.append("| " + r["name"] + " | " + " | ".join("" if v is None else f"{v:.4f}" if c == "auc" else f"{v:.2f}"
-                                                       for c, v in zip(COLUMNS, vals)) + " |")
+        cells = []
+        for key, _, pattern in COLUMNS:
+            v = r.get(key)
+            if v is not None and key in ("auc", "auc_gray", "d_auc"):
+                v = 100 * v
+            cell = fmt(v, pattern)
+            if key == "neutral_ratio" and r.get("neutral"):
+                cell += f" ({r['neutral']})"
+            cells.append(cell)
+        lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def last_weights(path: str):
+    """The model with the last weights of its run (from ``MODEL.ckpt.safetensors``), or None."""
+    from safetensors.torch import load_file
+
+    ckpt = Path(path).with_name(Path(path).name.replace(".safetensors", ".ckpt.safetensors"))
+    if not ckpt.is_file():
+        return None
+    net = load_model(path, device="cpu")
+    net.load_state_dict({k[len("model."):]: v for k, v in load_file(str(ckpt)).items() if k.startswith("model.")})
+    return net
+
+
+def choose_candidate(models: list[str], calib: list[tuple]) -> tuple[str, object, dict]:
+    """The (name, model, row) with the lowest held-out NLL after temperature scaling."""
+    from napari_colorize.training.checkpoint import read_state_info
+
+    print("\n**Candidates** (validation sources; NLL = the training loss, before and after temperature scaling)\n")
+    print("| candidate | dropout | weight decay | step | held-out NLL (T = 1) | T | held-out NLL (T) |")
+    print("|---|---|---|---|---|---|---|")
+    rows = []
+    for m in models:
+        t = read_config(m).training
+        ckpt = Path(m).with_name(Path(m).name.replace(".safetensors", ".ckpt.safetensors"))
+        last_step = read_state_info(ckpt)["step"] if ckpt.is_file() else None
+        options = [(f"{Path(m).stem} best", load_model(m, device="cpu"), t.get("weights_step"))]
+        if last_step is not None and last_step != t.get("weights_step"):
+            options.append((f"{Path(m).stem} last", last_weights(m), last_step))
+        for name, net, step in options:
+            temp, fit = fit_temperature(net, calib, device="cpu", max_side=None, return_details=True)
+            row = {"name": name, "step": step, "nll_1": fit["nll_before"], "t": temp, "nll_t": fit["nll_after"],
+                   "dropout": t.get("dropout"), "weight_decay": t.get("weight_decay")}
+            print(f"| {name} | {row['dropout']} | {row['weight_decay'] or 'default'} | {step} | {row['nll_1']:.4f} | "
+                  f"{temp:.2f} | {row['nll_t']:.4f} |")
+            rows.append((name, net, row))
+    return min(rows, key=lambda r: r[2]["nll_t"])
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("candidates", nargs="+")
-    p.add_argument("--corpus", type=Path, default=Path("/work/corpus"))
+    p.add_argument("--compare", action="append", default=[], help="other models to score on the test sources")
     p.add_argument("--ship", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--calib-side", type=int, default=256)
+    p.add_argument("--test-side", type=int, default=512)
     args = p.parse_args()
 
-    calib_files, test_files = split_val(args.corpus)
-    test = load_images(test_files, max_side=512)
-    calib = load_images(calib_files, max_side=256)
-    print(f"validation: {len(calib)} calibration images, {len(test)} test images")
-    report: dict = {"calibration_images": len(calib), "test_images": len(test), "candidates": {}}
+    split = split_of(args.candidates)
+    manifest = Path(split["manifest"])
+    calib_files, calib_source = source_images(manifest, split["val_sources"])
+    test_files, test_source = source_images(manifest, split["test_sources"])
+    print(f"validation (calibration) sources: {', '.join(split['val_sources'])} ({len(calib_files)} images)")
+    print(f"test sources: {', '.join(split['test_sources'])} ({len(test_files)} images)")
+    calib = load_images(calib_files, max_side=args.calib_side, paths=True)
+    groups = [calib_source[Path(path).resolve()] for _, _, path in calib]
+    chosen, chosen_net, chosen_row = choose_candidate(args.candidates, calib)
+    print(f"\nchosen: {chosen}")
+    report: dict = {"split": split, "chosen": chosen_row, "calibration": {}}
+    best_method = None
+    # The temperature flattens the histograms, which also pulls an expectation toward the
+    # mean colour: whether to decode at the fitted T or at T = 1 is a choice like the method,
+    # made by the same rule on the validation sources.
+    for method in METHODS:
+        for fit_t in (True, False):
+            net = copy.deepcopy(chosen_net)
+            calibrate(net, calib, temperature=fit_t, method=method, min_colourfulness=0.35, groups=groups,
+                      max_side=None, limit=None, device="cpu")
+            record = net.config.decoding["calibration"]
+            sc = record["scores"]
+            label = f"{method}, T = {net.config.decoding.get('temperature', 1.0):.2f}"
+            print(f"calibrated for {label} (NLL {record['nll_before']:.4f} -> {record['nll_after']:.4f}): fading "
+                  f"{net.config.decoding['confidence_fading']}, validation AuC {100 * sc['auc']:.2f} "
+                  f"(gray {100 * sc['auc_gray']:.2f}), worst source {100 * sc.get('worst_group_d_auc', 0):+.2f}, "
+                  f"colourfulness {sc['colourfulness'] / sc['colourfulness_truth']:.2f} of the truth's")
+            report["calibration"][label] = dict(net.config.decoding)
+            if best_method is None or sc["auc"] > best_method[1]:
+                best_method = (method, sc["auc"], net)
+    method, _, net = best_method
+    net.config.decoding["method"] = method
+    print(f"decoding kept: {method}")
 
-    uncal_rows = []
-    for cand in args.candidates:
-        variants = [{"name": f"{Path(cand).stem} {m}", "model": cand, "method": m, "calibrated": False} for m in METHODS]
-        table = compare(test, variants)
-        uncal_rows += table.rows[:-1]
-        gray_row = table.rows[-1]
-        report["candidates"][cand] = table.rows[:-1]
-    uncal_rows.append(gray_row)
-    print(markdown(uncal_rows, "Uncalibrated decoders (test half of the validation split)"))
-
-    # Best uncalibrated (candidate, method) per colour space, by AuC; then calibrate it.
-    best_per_space: dict[str, tuple[str, str, float]] = {}
-    for cand in args.candidates:
-        space = get_model(cand, "cpu").space.name
-        for row, method in zip(report["candidates"][cand], METHODS):
-            if space not in best_per_space or row["auc"] > best_per_space[space][2]:
-                best_per_space[space] = (cand, method, row["auc"])
-    cal_rows, chosen = [], None
-    for space, (cand, method, _) in best_per_space.items():
-        net = get_model(cand, "cpu")
-        lo, hi = fit_confidence_fading(net, calib, method=method, max_side=None, limit=None)
-        row = compare(test, [{"name": f"{Path(cand).stem} {method} calibrated {lo:.2f}-{hi:.2f}", "model": net,
-                              "method": method, "calibrated": False, "confidence_fading": (lo, hi)},
-                             {"name": f"{Path(cand).stem} {method} uncalibrated", "model": net, "method": method,
-                              "calibrated": False}]).rows
-        cal_rows += row[:-1]
-        gray_row = row[-1]
-        cal = row[0]
-        ok = cal["auc"] >= cal["auc_gray"] and cal["psnr"] >= cal["psnr_gray"] and \
-            cal["colourfulness"] >= 0.5 * cal["colourfulness_truth"]
-        report.setdefault("calibrated", {})[space] = {"model": cand, "method": method, "fading": [lo, hi], **cal, "ok": ok}
-        if ok and (chosen is None or cal["auc"] > chosen[3]["auc"]):
-            chosen = (cand, method, (lo, hi), cal)
-    cal_rows.append(gray_row)
-    print(markdown(cal_rows, "Calibrated vs uncalibrated (test half)"))
-
-    if chosen is None:
-        print("no candidate is both better than gray and colourful enough; nothing shipped")
-    else:
-        cand, method, (lo, hi), row = chosen
-        print(f"chosen: {cand} method={method} confidence_fading=({lo:.2f}, {hi:.2f}) "
-              f"AuC {row['auc']:.4f} (gray {row['auc_gray']:.4f}), PSNR {row['psnr']:.2f} (gray {row['psnr_gray']:.2f})")
-        report["chosen"] = {"model": cand, "method": method, "fading": [lo, hi]}
-        if args.ship:
-            net = get_model(cand, "cpu")
-            net.config.decoding.update({"method": method, "confidence_fading": [lo, hi]})
-            save_model(net, args.ship, validation={k: row[k] for k in row if isinstance(row[k], float)},
-                       calibration_images=len(calib), test_images=len(test))
-            print(f"shipped {args.ship} ({args.ship.stat().st_size / 1e6:.1f} MB)")
+    test = load_images(test_files, max_side=args.test_side, paths=True)
+    by_source = lambda row: test_source[Path(row["path"]).resolve()]  # noqa: E731
+    variants = [("calibrated (shipped)", net, True), ("uncalibrated", net, False)]
+    variants += [(f"{Path(m).stem} (as stored)", m, True) for m in args.compare]
+    report["test"] = {}
+    for name, model, calibrated in variants:
+        table = evaluate(None, model=model, method=method if model is net else None, calibrated=calibrated,
+                         device="cpu", images=test, group_by=by_source)
+        pooled = {**table.mean, "name": "**pooled**"}
+        print(f"\n**Test sources, {name}**\n")
+        print(markdown([*table.groups, pooled], "source"))
+        report["test"][name] = {"pooled": table.mean, "groups": table.groups}
+    if args.ship:
+        net.config.training["shipped_weights"] = chosen  # which of the run's weights: best held-out or last
+        save_model(net, args.ship, test_scores={k: v for k, v in report["test"]["calibrated (shipped)"]["pooled"].items()
+                                                if isinstance(v, (int, float))})
+        print(f"\nshipped {args.ship} ({args.ship.stat().st_size / 1e6:.1f} MB)")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1, default=float))
+        args.json.write_text(json.dumps(report, indent=1, default=lambda o: None))
 
 
 if __name__ == "__main__":

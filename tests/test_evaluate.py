@@ -139,6 +139,20 @@ def test_select_fading_rule():
         assert _select_fading(sepia, "auc", 0.5)["lo"] == 0.5
 
 
+
+def test_select_fading_keeps_every_source_and_neutral_scenes_safe():
+    rows = [_row(0.0, 0.95, 23.0, 30.0), _row(0.1, 0.94, 22.5, 25.0), _row(0.2, 0.93, 22.4, 20.0)]
+    assert _select_fading(rows, "auc", 0.5)["lo"] == 0.0
+    # A source losing 1 AuC point to gray rules the best pooled candidate out ...
+    rows[0]["worst_group_d_auc"], rows[1]["worst_group_d_auc"], rows[2]["worst_group_d_auc"] = -0.01, -0.002, 0.0
+    assert _select_fading(rows, "auc", 0.5)["lo"] == 0.1
+    assert _select_fading(rows, "auc", 0.5, max_group_loss=0.02)["lo"] == 0.0
+    # ... and so does colouring near-neutral truths more than 1.5x their own colourfulness.
+    rows[1]["neutral_ratio"] = 2.0
+    assert _select_fading(rows, "auc", 0.5)["lo"] == 0.2
+    assert _select_fading(rows, "auc", 0.5, max_neutral_ratio=None)["lo"] == 0.1
+
+
 def test_fit_prefers_fading_when_colour_only_hurts(val_dir, model):
     # With no colourfulness requirement, maximising PSNR on a random model means
     # fading toward gray (its colours are wrong).

@@ -322,3 +322,20 @@ def test_cli_calibrate(tmp_path, model, held_out, capsys):
     assert main(["calibrate", str(source), str(bad_out), "-o", str(bad_out), "--device", "cpu", "--force"]) == 2
     assert main(["calibrate", str(source), str(held_out), "-o", str(tmp_path / "x.pt"), "--device", "cpu"]) == 2
     capsys.readouterr()
+
+
+def test_cli_calibrate_by_source(tmp_path, model, capsys):
+    """--group-by: each source's images are a group; the record says how many."""
+    root = tmp_path / "sets"
+    for source, seeds in (("a", (60, 61)), ("b", (62,))):
+        (root / source).mkdir(parents=True)
+        for s in seeds:
+            iio.imwrite(root / source / f"{source}{s}.png", np.round(_scene(s) * 255).astype(np.uint8))
+    src = nc.save_model(_overconfident(model), tmp_path / "m.safetensors")
+    out = tmp_path / "cal.safetensors"
+    assert main(["calibrate", str(src), str(root), "-o", str(out), "--device", "cpu", "--max-side", "64",
+                 "--group-by", "level:1"]) == 0
+    info = read_config(out).decoding["calibration"]
+    assert info["groups"] == 2 and info["max_group_loss"] == 0.003 and info["images"] == 3
+    assert main(["calibrate", str(src), str(root), "-o", str(out), "--force", "--manifest", "m.csv"]) == 2
+    assert "--group-by" in capsys.readouterr().err

@@ -51,6 +51,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="keep mean colourfulness >= R x the truth's where possible (default 0.5)")
     p.add_argument("--max-side", type=int, default=256, help="reduce images to this long side first (default 256)")
     p.add_argument("--limit", type=int, default=32, help="use at most this many images, spread evenly (default 32)")
+    p.add_argument("--group-by", default=None, metavar="SPEC",
+                   help="the source of each image, as for evaluate --group-by (e.g. 'source' from the corpus "
+                        "manifest, or level:1 for the folder): then no source may lose more than 0.3 AuC points "
+                        "to gray under the chosen fading")
+    p.add_argument("--manifest", default=None, metavar="CSV", help="the manifest for --group-by COLUMN")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--no-temperature", action="store_true",
                    help="fit no temperature (T = 1, any stored one removed); fit the fading only")
@@ -95,9 +100,10 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
-        lo, hi = calibrate(model, args.data, temperature=not args.no_temperature, method=args.method,
+        images, groups = _images_and_groups(args)
+        lo, hi = calibrate(model, images, temperature=not args.no_temperature, method=args.method,
                            objective=args.objective, min_colourfulness=args.min_colourfulness,
-                           max_side=args.max_side, limit=args.limit, device=args.device)
+                           max_side=None, limit=None, device=args.device, groups=groups)
     decoding = model.config.decoding
     info = decoding["calibration"]
     t = decoding.get("temperature", 1.0)
@@ -113,6 +119,19 @@ def run(args: argparse.Namespace) -> int:
     save_model(model, out)
     print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _images_and_groups(args: argparse.Namespace) -> tuple[list[tuple], list[str] | None]:
+    """The images (loaded once) and, with ``--group-by``, the group of each."""
+    from .evaluate import group_key, load_images
+
+    if args.manifest and not args.group_by:
+        raise ValueError("--manifest is read for --group-by; give --group-by COLUMN too")
+    images = load_images(args.data, max_side=args.max_side, limit=args.limit, paths=True)
+    if not args.group_by:
+        return images, None
+    key = group_key(args.group_by, args.manifest)
+    return images, [key({"name": name, "path": path}) for name, _, path in images]
 
 
 def _num(value, digits: int = 4) -> str:

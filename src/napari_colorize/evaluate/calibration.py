@@ -27,7 +27,7 @@ from ..model.hypercolumn import GRID_STRIDE
 from ..spaces import target_indices
 from .runs import _colour_from_probabilities, _probabilities
 from .scoring import METRICS, ImageInput, gray_baseline, load_images, score
-from .table import EvaluationTable, _mean_row
+from .table import EvaluationTable, summary_row
 
 #: Range of the temperature search.
 TEMPERATURE_BOUNDS = (0.5, 20.0)
@@ -163,7 +163,8 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
                           grid: Sequence[tuple[float, float]] | None = None, device: str = "auto",
                           max_side: int | None = 256, limit: int | None = 32,
                           not_worse_than_gray: bool = True, return_table: bool = False,
-                          temperature: float | None = None):
+                          temperature: float | None = None, groups: Sequence[str] | None = None,
+                          max_group_loss: float = 0.003, max_neutral_ratio: float | None = 1.5):
     """Choose the calibrated decoder's fading thresholds on validation images.
 
     Colour is faded by ``clip((confidence - lo) / (hi - lo), 0, 1)`` (the chroma
@@ -209,11 +210,13 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
     net = get_model(model, device)
     temperature = decode_options_for(net).temperature if temperature is None else check_temperature(temperature)
     images = load_images(val_images, max_side=max_side, limit=limit)
+    if groups is not None and len(groups) != len(images):
+        raise ValueError(f"groups has {len(groups)} entries for {len(images)} images; give one group per image")
     grid = list(grid) if grid is not None else _default_grid()
     if not grid:
         raise ValueError("the grid of (lo, hi) candidates is empty")
     cached = []
-    for _, rgb in images:
+    for _, rgb, *_ in images:
         gray = rgb.mean(axis=-1, dtype=np.float32)
         lab = lab_of(rgb)
         cached.append((rgb, lab, gray_baseline(rgb, lab), gray, _probabilities(net, gray)))
@@ -223,9 +226,10 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
                                      temperature=temperature)
         scores = [score(_colour_from_probabilities(net, probs, gray, options), rgb, lab, base)
                   for rgb, lab, base, gray, probs in cached]
-        rows.append({"name": f"{lo:.2f}-{hi:.2f}", "lo": lo, "hi": hi, **_mean_row(scores)} | {"name": f"{lo:.2f}-{hi:.2f}"})
+        rows.append({"lo": lo, "hi": hi, **summary_row(scores), "name": f"{lo:.2f}-{hi:.2f}",
+                     "worst_group_d_auc": _worst_group_gain(scores, groups)})
 
-    best = _select_fading(rows, objective, min_colourfulness, not_worse_than_gray)
+    best = _select_fading(rows, objective, min_colourfulness, not_worse_than_gray, max_group_loss, max_neutral_ratio)
     chosen = (float(best["lo"]), float(best["hi"]))
     if return_table:
         table = EvaluationTable(rows, mean={}, info={"kind": "calibration", "objective": objective, "chosen": list(chosen),
@@ -235,10 +239,26 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
     return chosen
 
 
+def _worst_group_gain(scores: list[dict[str, Any]], groups: Sequence[str] | None) -> float | None:
+    """The lowest per-group mean ``auc - auc_gray`` (None without groups)."""
+    if groups is None:
+        return None
+    gains: dict[str, list[float]] = {}
+    for g, row in zip(groups, scores):
+        gains.setdefault(g, []).append(row["auc"] - row["auc_gray"])
+    return float(min(np.mean(v) for v in gains.values()))
+
+
 def _select_fading(rows: list[dict[str, Any]], objective: str, min_colourfulness: float,
-                   not_worse_than_gray: bool = True) -> dict[str, Any]:
+                   not_worse_than_gray: bool = True, max_group_loss: float = 0.003,
+                   max_neutral_ratio: float | None = 1.5) -> dict[str, Any]:
     """Pick a calibration candidate (rows of mean scores with ``lo``/``hi``); see
-    :func:`fit_confidence_fading` for the rule."""
+    :func:`fit_confidence_fading` for the rule.
+
+    "Safe" also means, where the rows carry them: no group (source) losing more than
+    ``max_group_loss`` AuC to gray (``worst_group_d_auc``), and near-neutral truths
+    coloured at most ``max_neutral_ratio`` x their own colourfulness (``neutral_ratio``).
+    """
     def value(row: dict[str, Any]) -> float:
         return {"auc": row["auc"], "psnr": row["psnr"], "blend": row["auc"] + row["psnr"] / 100.0}[objective]
 
@@ -247,7 +267,12 @@ def _select_fading(rows: list[dict[str, Any]], objective: str, min_colourfulness
 
     def safe(row: dict[str, Any]) -> bool:
         # Small tolerances: complete fading reproduces gray up to float rounding.
-        return not not_worse_than_gray or (row["auc"] >= row["auc_gray"] - 1e-6 and row["psnr"] >= row["psnr_gray"] - 1e-4)
+        if not not_worse_than_gray:
+            return True
+        worst, neutral = row.get("worst_group_d_auc"), row.get("neutral_ratio")
+        return (row["auc"] >= row["auc_gray"] - 1e-6 and row["psnr"] >= row["psnr_gray"] - 1e-4
+                and (worst is None or worst >= -max_group_loss)
+                and (neutral is None or max_neutral_ratio is None or neutral <= max_neutral_ratio))
 
     good = [r for r in rows if colourful(r) and safe(r)]
     if good:
@@ -309,15 +334,18 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
     else:
         decoding["temperature"] = t
     decoding["confidence_fading"] = [lo, hi]
-    columns = [*METRICS, *(f"{m}_gray" for m in METRICS), "colourfulness_truth"]
+    columns = [*METRICS, *(f"{m}_gray" for m in METRICS), "colourfulness_truth", "neutral_ratio", "worst_group_d_auc"]
     decoding["calibration"] = {"objective": kwargs.get("objective", "auc"),
                                "min_colourfulness": kwargs.get("min_colourfulness", 0.5),
                                "not_worse_than_gray": kwargs.get("not_worse_than_gray", True),
                                "method": kwargs.get("method"),
+                               "max_group_loss": kwargs.get("max_group_loss", 0.003) if kwargs.get("groups") else None,
+                               "groups": len(set(kwargs["groups"])) if kwargs.get("groups") else None,
+                               "max_neutral_ratio": kwargs.get("max_neutral_ratio", 1.5),
                                "images": fit["images"], "temperature_fitted": fixed is None,
                                "nll_before": _finite(fit["nll_before"]), "nll_after": _finite(fit["nll_after"]),
                                "nll": f"training loss, one-hot targets at the grid cell centres (lambda_hue {LAMBDA_HUE:g})",
-                               "scores": {k: _finite(chosen[k]) for k in columns if k in chosen}}
+                               "scores": {k: _finite(chosen[k]) for k in columns if chosen.get(k) is not None}}
     if output is not None:
         save_model(target, output)
     return lo, hi

@@ -54,8 +54,7 @@ def load_images(data: ImageInput | Iterable[ImageInput], max_side: int | None = 
     ValueError
         If no usable colour image remains.
     """
-    from ..io import read_rgb, rgb_to_unit, scan_images
-    from ..training.data import is_gray
+    from ..io import is_gray, read_rgb, rgb_to_unit, scan_images
 
     items = [data] if isinstance(data, (str, os.PathLike, np.ndarray, tuple)) else list(data)
     entries: list[tuple[str, Any, str | None]] = []

@@ -16,7 +16,7 @@ import numpy as np
 from ..inputs import data_range_limits
 from .image import ImageReadError
 
-__all__ = ["read_rgb", "rgb_to_unit"]
+__all__ = ["GRAY_CHROMA", "is_gray", "read_rgb", "rgb_to_unit"]
 
 
 def _scale_to_unit(arr: np.ndarray) -> np.ndarray:
@@ -142,3 +142,19 @@ def rgb_to_unit(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.min() < 0 or arr.max() > 1:
         raise ValueError(f"{name}: float RGB images must lie in [0, 1]")
     return arr
+
+
+#: An image whose 99th percentile of chroma (max - min of R, G, B, in [0, 1]) is below
+#: this is treated as gray (about 4 levels of 255: JPEG noise on a gray picture).
+GRAY_CHROMA = 4.0 / 255.0
+
+
+def is_gray(rgb: np.ndarray, threshold: float = GRAY_CHROMA) -> bool:
+    """True if an RGB image (uint8 or float in [0, 1]) carries (almost) no colour.
+
+    The 99th percentile of the per-pixel chroma ``max - min`` must reach ``threshold``
+    (in [0, 1]) for the image to count as colour.
+    """
+    arr = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
+    chroma = arr.max(axis=-1) - arr.min(axis=-1)
+    return float(np.percentile(chroma, 99)) < threshold

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..io import IMAGE_SUFFIXES, read_rgb, scan_images
+from ..io import IMAGE_SUFFIXES, is_gray, read_rgb, scan_images
 from ..spaces import SpaceSpec, target_indices
 from .degrade import degrade_gray
 from .manifest import find_manifest, read_manifest_weights
@@ -52,22 +52,6 @@ __all__ = [
     "weight_summary",
     "skipped_counts",
 ]
-
-#: An image whose 99th percentile of chroma (max - min of R, G, B, in [0, 1]) is below
-#: this is treated as gray (about 4 levels of 255: JPEG noise on a gray picture).
-GRAY_CHROMA = 4.0 / 255.0
-
-
-def is_gray(rgb: np.ndarray, threshold: float = GRAY_CHROMA) -> bool:
-    """True if an RGB image (uint8 or float in [0, 1]) carries (almost) no colour.
-
-    The 99th percentile of the per-pixel chroma ``max - min`` must reach ``threshold``
-    (in [0, 1]) for the image to count as colour.
-    """
-    arr = rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb.astype(np.float32)
-    chroma = arr.max(axis=-1) - arr.min(axis=-1)
-    return float(np.percentile(chroma, 99)) < threshold
-
 
 @dataclass
 class ImageSet:

@@ -336,6 +336,7 @@ def _save_model(run: _Run, step: int, complete: bool) -> None:
     """Write the model file: the last weights, or with early stopping the best held-out ones."""
     cfg = run.cfg
     extra = {"held_out": run.split.record() if run.split is not None else None, "degrade": cfg.degrade,
+             "weight_decay": cfg.weight_decay,
              "dropout": cfg.dropout, "best_val": run.best.history(), "early_stop": cfg.early_stop,
              "stopped_early": run.stopped_early, "weights_step": run.best.step if run.best.enabled else step}
     save_model(run.best.model_to_save(run.model), run.files.output, data=[str(Path(d).resolve()) for d in cfg.data], steps=step,
