@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/bench_engine.py seams          # tiled vs untiled |delta a,b| on 1536 x 1536
     python benchmarks/bench_engine.py seams 3072 1280/256 1280/384   # a larger image, chosen tilings
-    python benchmarks/bench_engine.py throughput     # tiled vs single pass on 2048 x 2048
+    python benchmarks/bench_engine.py throughput [SIDE]   # tiled vs single pass on SIDE x SIDE (2048)
     python benchmarks/bench_engine.py memory 16 64   # peak RSS of zarr -> zarr at 16 and 64 MP
     python benchmarks/bench_engine.py cli            # MP/s through the CLI, in-process and --workers 2
     python benchmarks/bench_engine.py overhead       # the engine alone (a null model): how fast it can feed a GPU
@@ -278,7 +278,7 @@ if __name__ == "__main__":
         size = int(sys.argv[2]) if len(sys.argv) > 2 else 1536
         seams(size, [tuple(int(v) for v in a.split("/")) for a in sys.argv[3:]] or None)
     elif what == "throughput":
-        throughput()
+        throughput(int(sys.argv[2]) if len(sys.argv) > 2 else 2048)
     elif what == "memory":
         memory(tuple(int(a) for a in sys.argv[2:]) or (16, 64))
     elif what == "cli":

@@ -188,6 +188,9 @@ def main() -> None:
         report["test"][name] = {"pooled": table.mean, "groups": table.groups}
     if args.ship:
         net.config.training["shipped_weights"] = chosen  # which of the run's weights: best held-out or last
+        net.config.training["weights_step"] = chosen_row["step"]
+        net.config.training["temperature_fit"] = {"t": chosen_row["t"], "nll_1": chosen_row["nll_1"],
+                                                  "nll_t": chosen_row["nll_t"]}
         save_model(net, args.ship, test_scores={k: v for k, v in report["test"]["calibrated (shipped)"]["pooled"].items()
                                                 if isinstance(v, (int, float))})
         print(f"\nshipped {args.ship} ({args.ship.stat().st_size / 1e6:.1f} MB)")
