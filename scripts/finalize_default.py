@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import json
 import sys
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 
 from napari_colorize.evaluate import calibrate, evaluate, fit_temperature, load_images
 from napari_colorize.model import load_model, read_config, save_model
+from napari_colorize.training.splits import sources_by_path
 
 METHODS = ("expectation", "median")
 COLUMNS = (("images", "n", "{:.0f}"), ("auc", "AuC", "{:.2f}"), ("auc_gray", "gray AuC", "{:.2f}"),
@@ -58,15 +58,8 @@ def split_of(models: list[str]) -> dict:
 
 def source_images(manifest: Path, sources: list[str]) -> tuple[list[Path], dict[Path, str]]:
     """Files of the given sources (composites excluded: their ``source`` is the stamp set)."""
-    root = manifest.resolve().parent
-    files, source_of = [], {}
-    with open(manifest, newline="") as f:
-        for row in csv.DictReader(f):
-            if row["source"] in sources:
-                path = root / row["file"]
-                files.append(path)
-                source_of[path.resolve()] = row["source"]
-    return sorted(files), source_of
+    source_of = {path.resolve(): src for path, src in sources_by_path(manifest).items() if src in sources}
+    return sorted(source_of), source_of
 
 
 def fmt(value, pattern: str) -> str:

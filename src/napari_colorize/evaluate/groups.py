@@ -9,12 +9,12 @@
   paths relative to the manifest's folder.  Without a manifest named, the nearest
   ``manifest.csv`` in the image's folder or a folder above it is used.
 
-Kept free of :mod:`napari_colorize.training` (evaluation is the lower layer).
+Kept free of :mod:`napari_colorize.training` (evaluation is the lower layer); the manifest
+reader is :func:`napari_colorize.io.read_manifest_column`, shared with training's weights.
 """
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 from collections.abc import Callable
@@ -22,11 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GroupSpec", "find_manifest_above", "group_key", "parse_group_by", "read_manifest_column"]
+from ..io import find_manifest_above, read_manifest_column
 
-#: Columns that may hold an image's path in a manifest, in order of preference.
-PATH_COLUMNS = ("file", "path", "filename", "relpath", "image")
-
+__all__ = ["GroupSpec", "group_key", "parse_group_by"]
 
 @dataclass(frozen=True)
 class GroupSpec:
@@ -70,52 +68,6 @@ def parse_group_by(spec: str, manifest: str | os.PathLike | None = None) -> Grou
     if named is not None and given is not None and named.resolve() != given.resolve():
         raise ValueError(f"two manifests named: {named} (in --group-by) and {given} (--manifest); give one")
     return GroupSpec(column=column, manifest=named or given)
-
-
-def find_manifest_above(path: str | os.PathLike) -> Path | None:
-    """The nearest ``manifest.csv`` in the folder of ``path`` (or ``path`` itself if a
-    folder) or in a folder above it; None if there is none."""
-    p = Path(path).expanduser().resolve()
-    for folder in ([p] if p.is_dir() else []) + list(p.parents):
-        candidate = folder / "manifest.csv"
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def read_manifest_column(manifest: str | os.PathLike, column: str) -> tuple[dict[Path, str], dict[str, list[str]]]:
-    """``({absolute image path: value}, {file name: [values]})`` of one column of a manifest.
-
-    The path column (``file``, ``path``, ``filename``, ``relpath`` or ``image``) may be
-    absolute or relative to the manifest's folder.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the manifest does not exist.
-    ValueError
-        If it has no path column or no ``column``.
-    """
-    manifest = Path(manifest)
-    if not manifest.is_file():
-        raise FileNotFoundError(f"manifest {manifest} does not exist")
-    with open(manifest, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
-    col = next((c for c in PATH_COLUMNS if c in columns), None)
-    if col is None:
-        raise ValueError(f"{manifest} has no path column ({', '.join(PATH_COLUMNS)}); it has {columns}")
-    if column not in columns:
-        raise ValueError(f"{manifest} has no column {column!r}; choose one of {[c for c in columns if c != col]}")
-    root = manifest.resolve().parent
-    by_path: dict[Path, str] = {}
-    by_name: dict[str, list[str]] = {}
-    for row in rows:
-        p = Path(row[col])
-        by_path[(p if p.is_absolute() else root / p).resolve()] = row[column]
-        by_name.setdefault(p.name, []).append(row[column])
-    return by_path, by_name
 
 
 def group_key(spec: str | GroupSpec, manifest: str | os.PathLike | None = None) -> Callable[[dict[str, Any]], str]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ..io import read_manifest_column
 
 __all__ = ["find_manifest", "read_manifest_weights"]
 
@@ -24,15 +25,12 @@ def find_manifest(folders: Sequence[str | os.PathLike]) -> Path | None:
     return None
 
 
-_PATH_COLUMNS = ("path", "file", "filename", "relpath", "image")
-
-
 def read_manifest_weights(manifest: str | os.PathLike, paths: Sequence[Path]) -> tuple[np.ndarray, int]:
     """Per-image sampling weights from a CSV with a path column and a ``weight`` column.
 
-    The path column (``path``, ``file``, ``filename``, ``relpath`` or ``image``) may be
-    absolute or relative to the manifest's folder; rows are also matched by a unique
-    file name.  Images the manifest does not list get the mean weight of those it does.
+    The manifest is read by :func:`napari_colorize.io.read_manifest_column` (path
+    column ``path``, ``file``, ``filename``, ``relpath`` or ``image``, absolute or
+    relative to the manifest's folder); rows are also matched by a unique file name.  Images the manifest does not list get the mean weight of those it does.
 
     Returns
     -------
@@ -47,27 +45,9 @@ def read_manifest_weights(manifest: str | os.PathLike, paths: Sequence[Path]) ->
         row matches any image.
     """
     manifest = Path(manifest)
-    with open(manifest, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        col = next((c for c in _PATH_COLUMNS if c in columns), None)
-        if "weight" not in columns or col is None:
-            raise ValueError(f"{manifest} needs a 'weight' column and a path column ({', '.join(_PATH_COLUMNS)}); "
-                             f"it has {columns}")
-        rows = [{k.strip(): v for k, v in row.items() if k is not None} for row in reader]
-    by_path: dict[Path, float] = {}
-    by_name: dict[str, list[float]] = {}
-    for row in rows:
-        try:
-            w = float(row["weight"])
-        except (TypeError, ValueError):
-            raise ValueError(f"{manifest}: weight {row.get('weight')!r} of {row.get(col)!r} is not a number") from None
-        if not (w >= 0 and math.isfinite(w)):
-            raise ValueError(f"{manifest}: weight of {row.get(col)!r} must be a finite number >= 0, got {w}")
-        p = Path(row[col])
-        full = p if p.is_absolute() else manifest.parent / p
-        by_path[full.resolve()] = w
-        by_name.setdefault(p.name, []).append(w)
+    text_by_path, text_by_name = read_manifest_column(manifest, "weight")
+    by_path = {path: _weight(manifest, path, text) for path, text in text_by_path.items()}
+    by_name = {name: [_weight(manifest, Path(name), t) for t in texts] for name, texts in text_by_name.items()}
     weights = np.full(len(paths), np.nan)
     for i, path in enumerate(paths):
         if path.resolve() in by_path:
@@ -81,3 +61,14 @@ def read_manifest_weights(manifest: str | os.PathLike, paths: Sequence[Path]) ->
     if not weights.sum() > 0:
         raise ValueError(f"{manifest}: all weights are 0")
     return weights, matched
+
+
+def _weight(manifest: Path, path: Path, text: str) -> float:
+    """A sampling weight from the manifest's text: a finite number >= 0, else a ValueError."""
+    try:
+        w = float(text)
+    except ValueError:
+        raise ValueError(f"{manifest}: weight {text!r} of {path} is not a number") from None
+    if not (w >= 0 and math.isfinite(w)):
+        raise ValueError(f"{manifest}: weight of {path} must be a finite number >= 0, got {w}")
+    return w

@@ -1,0 +1,64 @@
+"""Corpus manifests (``manifest.csv``): one column's value per image, by path.
+
+A manifest (``scripts/build_corpus.py`` writes one) lists images in a path column,
+absolute or relative to the manifest's folder, with per-image columns such as
+``source`` or ``weight``.  Evaluation groups by a column and training reads sampling
+weights from one: both through :func:`read_manifest_column`.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+__all__ = ["PATH_COLUMNS", "find_manifest_above", "read_manifest_column"]
+
+#: Columns that may hold an image's path in a manifest, in order of preference.
+PATH_COLUMNS = ("path", "file", "filename", "relpath", "image")
+
+
+def find_manifest_above(path: str | os.PathLike) -> Path | None:
+    """The nearest ``manifest.csv`` in the folder of ``path`` (or ``path`` itself if a
+    folder) or in a folder above it; None if there is none."""
+    p = Path(path).expanduser().resolve()
+    for folder in ([p] if p.is_dir() else []) + list(p.parents):
+        candidate = folder / "manifest.csv"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_manifest_column(manifest: str | os.PathLike, column: str) -> tuple[dict[Path, str], dict[str, list[str]]]:
+    """``({absolute image path: value}, {file name: [values]})`` of one column of a manifest.
+
+    The path column (``path``, ``file``, ``filename``, ``relpath`` or ``image``, the first present) may be
+    absolute or relative to the manifest's folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the manifest does not exist.
+    ValueError
+        If it has no path column or no ``column``.
+    """
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise FileNotFoundError(f"manifest {manifest} does not exist")
+    with open(manifest, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    col = next((c for c in PATH_COLUMNS if c in columns), None)
+    if col is None:
+        raise ValueError(f"{manifest} has no path column ({', '.join(PATH_COLUMNS)}); it has {columns}")
+    if column not in columns:
+        raise ValueError(f"{manifest} has no column {column!r}; choose one of {[c for c in columns if c != col]}")
+    root = manifest.resolve().parent
+    by_path: dict[Path, str] = {}
+    by_name: dict[str, list[str]] = {}
+    for row in rows:
+        p = Path(row[col])
+        by_path[(p if p.is_absolute() else root / p).resolve()] = row[column]
+        by_name.setdefault(p.name, []).append(row[column])
+    return by_path, by_name
