@@ -24,9 +24,9 @@ from .decode import DecodeOptions, temper
 from .devices import autocast
 from .model.hypercolumn import GRID_STRIDE, HypercolumnColorizer, pad_to_multiple
 from .outputs import OUTPUTS
-from .spaces import LAB_CHROMA_REF, SpaceSpec, lab_to_hue_chroma_maps
+from .spaces import LAB_CHROMA_REF, SpaceSpec, lab_to_hue_chroma_maps, target_indices
 
-__all__ = ["DecodeOptions", "predict", "predict_maps", "histograms", "decode_histograms", "MAP_FUNCTIONS", "decode_grid", "compose", "lab_to_hue_chroma_maps", "LAB_CHROMA_REF"]
+__all__ = ["DecodeOptions", "predict", "predict_maps", "histograms", "decode_histograms", "MAP_FUNCTIONS", "decode_grid", "compose", "lab_to_hue_chroma_maps", "LAB_CHROMA_REF", "grid_targets"]
 
 
 #: How each *added* scalar output map (:func:`napari_colorize.outputs.register_output`) is
@@ -78,6 +78,17 @@ def compose(colour: torch.Tensor, gray: torch.Tensor, space: SpaceSpec, saturati
     channel mean equals ``gray``; chroma is reduced where needed to stay in gamut.
     """
     return space.to_rgb(colour[:, 0] * saturation, colour[:, 1] * saturation, gray)
+
+
+def grid_targets(rgb: torch.Tensor, space: SpaceSpec) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The true colour bins ``(h, w)`` per head and chroma ``(h, w)`` at the grid cell centres
+    ``(4 j + 2, 4 i + 2)`` of an ``(H, W, 3)`` image: what the grid histograms predict.
+
+    ``(h, w)`` is also the part of the (padded) grid that covers the image.  Used by the
+    held-out loss in training and by the temperature fit.
+    """
+    centre = GRID_STRIDE // 2
+    return target_indices(rgb[centre::GRID_STRIDE, centre::GRID_STRIDE], space)
 
 
 @torch.no_grad()

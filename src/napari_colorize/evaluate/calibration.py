@@ -23,8 +23,7 @@ import torch.nn.functional as F
 from ..decode import check_temperature
 from ..engine import decode_options_for, get_model
 from ..metrics import lab_of
-from ..model.hypercolumn import GRID_STRIDE
-from ..spaces import target_indices
+from ..inference import grid_targets
 from .runs import _colour_from_probabilities, _probabilities
 from .scoring import METRICS, ImageInput, gray_baseline, load_images, score
 from .table import EvaluationTable, summary_row
@@ -49,19 +48,24 @@ def _default_grid() -> list[tuple[float, float]]:
     return grid + [(0.8, 1.0), (0.9, 1.0), (0.95, 1.0)]  # near-complete fading: a safe fallback
 
 
-def _grid_log_probs(net: Any, rgb: np.ndarray, seed: int) -> tuple[dict, dict, torch.Tensor]:
+def _network_passes(net: Any, images: list[tuple]) -> list[tuple[np.ndarray, np.ndarray, dict]]:
+    """``(rgb, gray, histograms)`` per image: the one network pass that the temperature
+    and the fading fits both decode from."""
+    passes = []
+    for _, rgb, *_ in images:
+        gray = rgb.mean(axis=-1, dtype=np.float32)
+        passes.append((rgb, gray, _probabilities(net, gray)))
+    return passes
+
+
+def _grid_log_probs(space: Any, rgb: np.ndarray, probs: dict, seed: int) -> tuple[dict, dict, torch.Tensor]:
     """Untempered log-histograms ``(N, K)`` per head at the grid cell centres of one colour
     image, the true bin indices ``(N,)`` per head and the true chroma ``(N,)`` (on the CPU)."""
-    gray = rgb.mean(axis=-1, dtype=np.float32)
-    probs = _probabilities(net, gray)
-    h, w = gray.shape
-    centre = GRID_STRIDE // 2
-    gh, gw = len(range(centre, h, GRID_STRIDE)), len(range(centre, w, GRID_STRIDE))
+    indices, chroma = grid_targets(torch.from_numpy(np.asarray(rgb, dtype=np.float32)), space)
+    gh, gw = chroma.shape
     # log of the softmax = the logits up to a constant per histogram (which softmax ignores),
     # the same representation as the decoder tempers (napari_colorize.decode.temper).
     log_p = {k: torch.log(v[0, :, :gh, :gw].float().clamp_min(1e-30)).flatten(1).T.cpu() for k, v in probs.items()}
-    indices, chroma = target_indices(torch.from_numpy(np.ascontiguousarray(rgb[centre::GRID_STRIDE, centre::GRID_STRIDE],
-                                                                           dtype=np.float32)), net.space)
     indices = {k: v.flatten().long() for k, v in indices.items()}
     chroma = chroma.flatten().float()
     n = len(chroma)
@@ -136,12 +140,17 @@ def fit_temperature(model: Any, val_images: ImageInput | Iterable[ImageInput], d
     float
         T > 1: the network is over-confident; T < 1: under-confident.
     """
+    net = get_model(model, device)
+    images = load_images(val_images, max_side=max_side, limit=limit)
+    return _fit_temperature(net, _network_passes(net, images), grid, return_details)
+
+
+def _fit_temperature(net: Any, passes: list[tuple], grid: Sequence[float] | None, return_details: bool):
+    """:func:`fit_temperature` on network passes already made (:func:`_network_passes`)."""
     candidates = None if grid is None else [check_temperature(t) for t in grid]
     if candidates is not None and not candidates:
         raise ValueError("the grid of candidate temperatures is empty")
-    net = get_model(model, device)
-    images = load_images(val_images, max_side=max_side, limit=limit)
-    data = [_grid_log_probs(net, rgb, i) for i, (_, rgb) in enumerate(images)]
+    data = [_grid_log_probs(net.space, rgb, probs, i) for i, (rgb, _, probs) in enumerate(passes)]
     if candidates is not None:
         scores = [_nll(net.space, data, t) for t in candidates]
         best = candidates[int(np.argmin(scores))]
@@ -154,7 +163,7 @@ def fit_temperature(model: Any, val_images: ImageInput | Iterable[ImageInput], d
         best, after = 1.0, before
     if not return_details:
         return best
-    return best, {"images": len(images), "cells": int(sum(len(c) for _, _, c in data)),
+    return best, {"images": len(passes), "cells": int(sum(len(c) for _, _, c in data)),
                   "nll_before": before, "nll_after": after}
 
 
@@ -205,21 +214,36 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
     (lo, hi) : tuple of float
         (and the table if ``return_table``).
     """
-    if objective not in ("auc", "psnr", "blend"):
-        raise ValueError(f"unknown objective {objective!r}; choose 'auc', 'psnr' or 'blend'")
     net = get_model(model, device)
     temperature = decode_options_for(net).temperature if temperature is None else check_temperature(temperature)
     images = load_images(val_images, max_side=max_side, limit=limit)
-    if groups is not None and len(groups) != len(images):
-        raise ValueError(f"groups has {len(groups)} entries for {len(images)} images; give one group per image")
+    chosen, rows = _fit_fading(net, _network_passes(net, images), method, objective, min_colourfulness, grid,
+                               not_worse_than_gray, temperature, groups, max_group_loss, max_neutral_ratio)
+    if return_table:
+        table = EvaluationTable(rows, mean={}, info={"kind": "calibration", "objective": objective, "chosen": list(chosen),
+                                                     "images": len(images), "method": method,
+                                                     "temperature": temperature})
+        return chosen, table
+    return chosen
+
+
+def _fit_fading(net: Any, passes: list[tuple], method: str | None = None, objective: str = "auc",
+                min_colourfulness: float = 0.5, grid: Sequence[tuple[float, float]] | None = None,
+                not_worse_than_gray: bool = True, temperature: float = 1.0, groups: Sequence[str] | None = None,
+                max_group_loss: float = 0.003, max_neutral_ratio: float | None = 1.5,
+                ) -> tuple[tuple[float, float], list[dict[str, Any]]]:
+    """:func:`fit_confidence_fading` on network passes already made: ``((lo, hi), rows)``."""
+    if objective not in ("auc", "psnr", "blend"):
+        raise ValueError(f"unknown objective {objective!r}; choose 'auc', 'psnr' or 'blend'")
+    if groups is not None and len(groups) != len(passes):
+        raise ValueError(f"groups has {len(groups)} entries for {len(passes)} images; give one group per image")
     grid = list(grid) if grid is not None else _default_grid()
     if not grid:
         raise ValueError("the grid of (lo, hi) candidates is empty")
     cached = []
-    for _, rgb, *_ in images:
-        gray = rgb.mean(axis=-1, dtype=np.float32)
+    for rgb, gray, probs in passes:
         lab = lab_of(rgb)
-        cached.append((rgb, lab, gray_baseline(rgb, lab), gray, _probabilities(net, gray)))
+        cached.append((rgb, lab, gray_baseline(rgb, lab), gray, probs))
     rows = []
     for lo, hi in grid:
         options = decode_options_for(net, method, 1.0, calibrated=False, confidence_fading=(lo, hi),
@@ -230,13 +254,7 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
                      "worst_group_d_auc": _worst_group_gain(scores, groups)})
 
     best = _select_fading(rows, objective, min_colourfulness, not_worse_than_gray, max_group_loss, max_neutral_ratio)
-    chosen = (float(best["lo"]), float(best["hi"]))
-    if return_table:
-        table = EvaluationTable(rows, mean={}, info={"kind": "calibration", "objective": objective, "chosen": list(chosen),
-                                                     "images": len(images), "method": method,
-                                                     "temperature": temperature})
-        return chosen, table
-    return chosen
+    return (float(best["lo"]), float(best["hi"])), rows
 
 
 def _worst_group_gain(scores: list[dict[str, Any]], groups: Sequence[str] | None) -> float | None:
@@ -317,15 +335,13 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
     kwargs = dict(kwargs)
     kwargs.pop("return_table", None)
     kwargs.pop("temperature", None)
-    device = kwargs.get("device", "auto")
-    net = get_model(model, device)
+    net = get_model(model, kwargs.pop("device", "auto"))
     images = load_images(val_images, max_side=kwargs.pop("max_side", 256), limit=kwargs.pop("limit", 32))
+    passes = _network_passes(net, images)  # one network pass per image serves both fits
     fixed = None if temperature is True else 1.0 if temperature is False else check_temperature(temperature)
-    t, fit = fit_temperature(net, images, device=device, max_side=None, grid=None if fixed is None else [fixed],
-                             return_details=True)
-    (lo, hi), table = fit_confidence_fading(net, images, temperature=t, max_side=None, limit=None,
-                                            return_table=True, **kwargs)
-    chosen = next(r for r in table.rows if (r["lo"], r["hi"]) == (lo, hi))
+    t, fit = _fit_temperature(net, passes, None if fixed is None else [fixed], return_details=True)
+    (lo, hi), rows = _fit_fading(net, passes, temperature=t, **kwargs)
+    chosen = next(r for r in rows if (r["lo"], r["hi"]) == (lo, hi))
     # A model object is calibrated itself (get_model works on a copy of it).
     target = model if isinstance(model, torch.nn.Module) else net
     decoding = target.config.decoding

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import autocast
-from ..model.hypercolumn import GRID_STRIDE, HypercolumnColorizer, pad_to_multiple
-from ..spaces import SpaceSpec, target_indices
+from ..inference import grid_targets
+from ..model.hypercolumn import HypercolumnColorizer, pad_to_multiple
 from .data import load_image_set, scan_images
 
 __all__ = ["load_validation_images", "validate"]
@@ -36,23 +36,15 @@ def load_validation_images(source: str | os.PathLike | Sequence[Path], count: in
     return [im.astype(np.float32) / 255.0 for im in images]
 
 
-def _grid_targets(rgb: torch.Tensor, space: SpaceSpec) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """True colour at the grid cell centres (4 j + 2, 4 i + 2) of an (H, W, 3) image."""
-    centre = GRID_STRIDE // 2
-    sub = rgb[centre::GRID_STRIDE, centre::GRID_STRIDE]
-    return target_indices(sub, space)
-
-
 def _grid_loss(model: HypercolumnColorizer, rgb: torch.Tensor, gray: torch.Tensor, device: torch.device,
                precision: str, lambda_hue: float) -> float:
     """The training loss (one-hot targets) at every grid cell centre of one image."""
-    h, w = gray.shape
     x = pad_to_multiple(gray[None, None], model.multiple).to(device)
     with autocast(device, precision):
         logits = model.grid_logits(x)
-    gh, gw = len(range(GRID_STRIDE // 2, h, GRID_STRIDE)), len(range(GRID_STRIDE // 2, w, GRID_STRIDE))
+    indices, chroma = grid_targets(rgb, model.space)
+    gh, gw = chroma.shape
     log_probs = {k: F.log_softmax(v.float()[0, :, :gh, :gw], dim=0).flatten(1).T.cpu() for k, v in logits.items()}
-    indices, chroma = _grid_targets(rgb, model.space)
     targets = {k: F.one_hot(v.flatten().long(), model.space.heads[k]).float() for k, v in indices.items()}
     return float(model.space.loss(log_probs, targets, chroma.flatten(), lambda_hue=lambda_hue))
 
