@@ -11,11 +11,10 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from _scenes import colour_scene as _scene
 from skimage.color import rgb2lab
 
 from napari_colorize import colorize, save_model
-from napari_colorize.evaluate.runs import _colour_from_probabilities, _probabilities
-from napari_colorize.evaluate.calibration import _select_fading
 from napari_colorize.evaluate import (
     EvaluationTable,
     calibrate,
@@ -24,17 +23,11 @@ from napari_colorize.evaluate import (
     fit_confidence_fading,
     load_images,
 )
+from napari_colorize.evaluate.calibration import _select_fading
+from napari_colorize.evaluate.runs import _colour_from_probabilities, _probabilities
 from napari_colorize.inference import DecodeOptions, predict
 from napari_colorize.metrics import colourfulness, psnr
 from napari_colorize.model.factory import read_config
-
-
-def _scene(seed: int, size: int = 64) -> np.ndarray:
-    r = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    rgb = np.stack([0.2 + 0.6 * xx, 0.3 + 0.5 * yy * r.uniform(0.5, 1), 0.7 - 0.5 * xx * yy], axis=-1)
-    rgb[size // 4: size // 2, size // 4: size // 2] = r.uniform(0, 1, 3)
-    return np.clip(rgb, 0, 1)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from _scenes import colour_scene
 
 from napari_colorize import save_model
 from napari_colorize.evaluate import EvaluationTable, compare, evaluate
@@ -18,14 +19,6 @@ from napari_colorize.evaluate.table import summary_row
 from napari_colorize.metrics import colourfulness
 
 METRICS = ("psnr", "psnr_gray", "rmse_ab", "rmse_ab_gray", "auc", "auc_gray", "colourfulness", "colourfulness_truth")
-
-
-def _scene(seed: int, size: int = 48) -> np.ndarray:
-    r = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    rgb = np.stack([0.2 + 0.6 * xx, 0.3 + 0.5 * yy * r.uniform(0.5, 1), 0.7 - 0.5 * xx * yy], axis=-1)
-    rgb[size // 4: size // 2, size // 4: size // 2] = r.uniform(0, 1, 3)
-    return np.clip(rgb, 0, 1)
 
 
 def _near_neutral(size: int = 48) -> np.ndarray:
@@ -43,7 +36,7 @@ def corpus(tmp_path: Path) -> Path:
     root = tmp_path / "corpus"
     for i, rel in enumerate(FILES):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        rgb = _near_neutral() if rel.endswith("y1.png") else _scene(i)
+        rgb = _near_neutral() if rel.endswith("y1.png") else colour_scene(i, 48)
         iio.imwrite(root / rel, np.round(rgb * 255).astype(np.uint8))
     _write_manifest(root / "manifest.csv", FILES)
     return root
@@ -115,11 +108,11 @@ def test_missing_manifest_entry_column_or_manifest(corpus, model, tmp_path):
         evaluate(corpus / "val", model=model, device="cpu", group_by="manifest:licence")
     lone = tmp_path / "lone"
     lone.mkdir()
-    iio.imwrite(lone / "z.png", np.round(_scene(9) * 255).astype(np.uint8))
+    iio.imwrite(lone / "z.png", np.round(colour_scene(9, 48) * 255).astype(np.uint8))
     with pytest.raises(ValueError, match="no manifest.csv next to or above"):
         evaluate(lone, model=model, device="cpu", group_by="source")
     with pytest.raises(ValueError, match="no file path"):
-        evaluate([("arr", _scene(1))], model=model, device="cpu", group_by="level:1")
+        evaluate([("arr", colour_scene(1, 48))], model=model, device="cpu", group_by="level:1")
 
 
 def test_parse_group_by():

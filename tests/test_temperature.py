@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from _scenes import colour_scene
 
 import napari_colorize as nc
 from napari_colorize.cli import main
@@ -39,12 +40,7 @@ BAD_TEMPERATURES = [0, 0.0, -1.0, float("nan"), float("inf"), "x", "3", True, No
 
 
 def _scene(seed: int, size: int = 64) -> np.ndarray:
-    """A colour scene: smooth gradients (varying per seed) and one flat coloured square."""
-    r = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    rgb = np.stack([0.2 + 0.6 * xx, 0.3 + 0.5 * yy * r.uniform(0.5, 1), 0.7 - 0.5 * xx * yy], axis=-1)
-    rgb[size // 4: size // 2, size // 4: size // 2] = r.uniform(0, 1, 3)
-    return np.clip(rgb, 0, 1).astype(np.float32)
+    return colour_scene(seed, size).astype(np.float32)
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from _scenes import synthetic_image
+from _scenes import to_u8 as _u8
 from safetensors.torch import load_file
 
 from napari_colorize import build_model, colorize, save_model
@@ -29,23 +31,6 @@ from napari_colorize.training.data import (
     read_rgb,
     scan_images,
 )
-
-
-def synthetic_image(seed: int, size: int = 96) -> np.ndarray:
-    """A colour scene whose colour follows from its lightness: dark blue -> bright yellow
-    gradient plus a red disc, so a colorizer can learn it in a few steps."""
-    r = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    t = np.clip(0.6 * yy + 0.4 * xx * r.uniform(0.5, 1.0), 0, 1)
-    rgb = np.stack([t, t, 1 - t], axis=-1) * 0.8 + 0.1
-    cy, cx = r.uniform(0.3, 0.7, 2)
-    disc = (yy - cy) ** 2 + (xx - cx) ** 2 < r.uniform(0.1, 0.2) ** 2
-    rgb[disc] = (0.85, 0.15, 0.1)
-    return np.clip(rgb, 0, 1)
-
-
-def _u8(rgb: np.ndarray) -> np.ndarray:
-    return np.round(rgb * 255).astype(np.uint8)
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from _scenes import synthetic_image
+from _scenes import to_u8 as _u8
 from safetensors.torch import load_file
 
 from napari_colorize.model.factory import read_config
@@ -21,22 +23,6 @@ from napari_colorize.training.config import check_config, parse_fold
 from napari_colorize.training.data import ColorCropDataset
 from napari_colorize.training.degrade import DEGRADATIONS, degrade_gray
 from napari_colorize.training.heldout import resolve_split
-
-
-
-def synthetic_image(seed: int, size: int = 96) -> np.ndarray:
-    """A colour gradient with a red disc (as in test_training)."""
-    r = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    t = np.clip(0.6 * yy + 0.4 * xx * r.uniform(0.5, 1.0), 0, 1)
-    rgb = np.stack([t, t, 1 - t], axis=-1) * 0.8 + 0.1
-    cy, cx = r.uniform(0.3, 0.7, 2)
-    rgb[(yy - cy) ** 2 + (xx - cx) ** 2 < r.uniform(0.1, 0.2) ** 2] = (0.85, 0.15, 0.1)
-    return np.clip(rgb, 0, 1)
-
-
-def _u8(rgb: np.ndarray) -> np.ndarray:
-    return np.round(rgb * 255).astype(np.uint8)
 
 
 @pytest.fixture
