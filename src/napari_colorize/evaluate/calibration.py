@@ -25,9 +25,11 @@ from ..engine import decode_options_for, get_model
 from ..metrics import lab_of
 from ..inference import grid_targets
 from .runs import _colour_from_probabilities, _probabilities
-from .scoring import METRICS, ImageInput, gray_baseline, load_images, score
+from .scoring import METRICS, NEUTRAL_RATIO_GOAL, ImageInput, gray_baseline, load_images, score
 from .table import EvaluationTable, summary_row
 
+#: Default largest AuC loss (0.3 points) to gray of any one group (source) that fading may leave.
+MAX_GROUP_LOSS = 0.003
 #: Range of the temperature search.
 TEMPERATURE_BOUNDS = (0.5, 20.0)
 #: The hue weight of the hue/chroma training loss, used in the NLL of :func:`fit_temperature`.
@@ -173,7 +175,7 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
                           max_side: int | None = 256, limit: int | None = 32,
                           not_worse_than_gray: bool = True, return_table: bool = False,
                           temperature: float | None = None, groups: Sequence[str] | None = None,
-                          max_group_loss: float = 0.003, max_neutral_ratio: float | None = 1.5):
+                          max_group_loss: float = MAX_GROUP_LOSS, max_neutral_ratio: float | None = NEUTRAL_RATIO_GOAL):
     """Choose the calibrated decoder's fading thresholds on validation images.
 
     Colour is faded by ``clip((confidence - lo) / (hi - lo), 0, 1)`` (the chroma
@@ -230,7 +232,7 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
 def _fit_fading(net: Any, passes: list[tuple], method: str | None = None, objective: str = "auc",
                 min_colourfulness: float = 0.5, grid: Sequence[tuple[float, float]] | None = None,
                 not_worse_than_gray: bool = True, temperature: float = 1.0, groups: Sequence[str] | None = None,
-                max_group_loss: float = 0.003, max_neutral_ratio: float | None = 1.5,
+                max_group_loss: float = MAX_GROUP_LOSS, max_neutral_ratio: float | None = NEUTRAL_RATIO_GOAL,
                 ) -> tuple[tuple[float, float], list[dict[str, Any]]]:
     """:func:`fit_confidence_fading` on network passes already made: ``((lo, hi), rows)``."""
     if objective not in ("auc", "psnr", "blend"):
@@ -268,8 +270,8 @@ def _worst_group_gain(scores: list[dict[str, Any]], groups: Sequence[str] | None
 
 
 def _select_fading(rows: list[dict[str, Any]], objective: str, min_colourfulness: float,
-                   not_worse_than_gray: bool = True, max_group_loss: float = 0.003,
-                   max_neutral_ratio: float | None = 1.5) -> dict[str, Any]:
+                   not_worse_than_gray: bool = True, max_group_loss: float = MAX_GROUP_LOSS,
+                   max_neutral_ratio: float | None = NEUTRAL_RATIO_GOAL) -> dict[str, Any]:
     """Pick a calibration candidate (rows of mean scores with ``lo``/``hi``); see
     :func:`fit_confidence_fading` for the rule.
 
@@ -355,9 +357,9 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
                                "min_colourfulness": kwargs.get("min_colourfulness", 0.5),
                                "not_worse_than_gray": kwargs.get("not_worse_than_gray", True),
                                "method": kwargs.get("method"),
-                               "max_group_loss": kwargs.get("max_group_loss", 0.003) if kwargs.get("groups") else None,
+                               "max_group_loss": kwargs.get("max_group_loss", MAX_GROUP_LOSS) if kwargs.get("groups") else None,
                                "groups": len(set(kwargs["groups"])) if kwargs.get("groups") else None,
-                               "max_neutral_ratio": kwargs.get("max_neutral_ratio", 1.5),
+                               "max_neutral_ratio": kwargs.get("max_neutral_ratio", NEUTRAL_RATIO_GOAL),
                                "images": fit["images"], "temperature_fitted": fixed is None,
                                "nll_before": _finite(fit["nll_before"]), "nll_after": _finite(fit["nll_after"]),
                                "nll": f"training loss, one-hot targets at the grid cell centres (lambda_hue {LAMBDA_HUE:g})",
