@@ -15,9 +15,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_colorize"
 
 #: Modules (dotted, below napari_colorize) and the front ends they must never import.
-FRONT_ENDS = ("api", "cli", "cli_colorize", "cli_plan", "cli_lock", "cli_train", "cli_evaluate", "cli_calibrate", "_qt")
+FRONT_ENDS = ("api", "cli", "cli_colorize", "cli_guidance", "cli_plan", "cli_lock", "cli_train", "cli_evaluate", "cli_calibrate", "_qt")
 LOWER_LAYERS = ("color", "bins", "spaces", "decode", "losses", "metrics", "outputs", "inputs", "io", "devices",
-                "model", "inference", "engine", "_atomic")
+                "model", "guidance", "inference", "engine", "_atomic")
 
 
 def _module_name(path: Path) -> str:

@@ -12,7 +12,7 @@ from skimage import data, transform
 
 import napari_colorize as nc
 from napari_colorize import cli
-from napari_colorize.engine import tile_cache
+from napari_colorize.engine.cache import clear_caches
 
 TILES = ["--tile-size", "128", "--overlap", "32", "--device", "cpu", "--no-progress"]
 
@@ -21,7 +21,7 @@ TILES = ["--tile-size", "128", "--overlap", "32", "--device", "cpu", "--no-progr
 def _only_colorize(monkeypatch):
     # Other subcommands are developed separately; this tests the colorize one through cli.main.
     monkeypatch.setattr(cli, "_SUBCOMMANDS", ("cli_colorize",))
-    tile_cache.clear()
+    clear_caches()
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,18 @@ from skimage import color, data, transform
 
 import napari_colorize as nc
 from napari_colorize import inference
-from napari_colorize.engine import (Cancelled, TilePlan, assemble_chunk, axis_tiles, blend_tiles, check_tiling, cut_pieces,
-                                   feather_weights, reset_memory_limits, tile_cache)
+from napari_colorize.engine import (
+    Cancelled,
+    TilePlan,
+    assemble_chunk,
+    axis_tiles,
+    blend_tiles,
+    check_tiling,
+    cut_pieces,
+    feather_weights,
+    reset_memory_limits,
+)
+from napari_colorize.engine.cache import clear_caches
 from napari_colorize.inputs import percentile_limits, scale_to_unit
 
 
@@ -26,10 +36,10 @@ def model():
 
 @pytest.fixture(autouse=True)
 def _empty_cache():
-    tile_cache.clear()
+    clear_caches()
     reset_memory_limits()
     yield
-    tile_cache.clear()
+    clear_caches()
     reset_memory_limits()
 
 
@@ -41,13 +51,13 @@ def camera():
 @pytest.fixture
 def count_calls(monkeypatch):
     calls = []
-    real = inference.predict_maps
+    real = inference.histograms
 
     def counting(model, gray, *args, **kwargs):
         calls.append(tuple(gray.shape))
         return real(model, gray, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict_maps", counting)
+    monkeypatch.setattr(inference, "histograms", counting)
     return calls
 
 
@@ -223,7 +233,7 @@ def test_three_outputs_share_one_model_pass(model, camera, count_calls):
     dask.compute(res.rgb, res.chroma_confidence, res.hue_entropy)
     assert len(count_calls) == n
     # napari computes each layer on its own: the tile cache keeps it at one pass per tile.
-    tile_cache.clear()
+    clear_caches()
     count_calls.clear()
     for layer in (res.rgb, res.chroma_confidence, res.hue_entropy):
         layer.compute()
@@ -253,8 +263,8 @@ def test_batches_group_tiles(model, camera, count_calls):
 
 def test_out_of_memory_halves_the_batch(model, camera, monkeypatch):
     ref = nc.colorize(camera, model, device="cpu", tile_size=128, overlap=32, batch_size=4).rgb.compute()
-    tile_cache.clear()
-    real, raised, seen = inference.predict_maps, [], []
+    clear_caches()
+    real, raised, seen = inference.histograms, [], []
 
     def flaky(model, gray, *args, **kwargs):
         seen.append(gray.shape[0])
@@ -263,14 +273,14 @@ def test_out_of_memory_halves_the_batch(model, camera, monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(model, gray, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict_maps", flaky)
+    monkeypatch.setattr(inference, "histograms", flaky)
     out = nc.colorize(camera, model, device="cpu", tile_size=128, overlap=32, batch_size=4).rgb.compute()
     assert raised and 2 in seen
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
 def test_out_of_memory_on_one_tile_splits_it(model, camera, monkeypatch):
-    real, sizes = inference.predict_maps, []
+    real, sizes = inference.histograms, []
 
     def small_only(model, gray, *args, **kwargs):
         sizes.append(tuple(gray.shape[1:]))
@@ -278,7 +288,7 @@ def test_out_of_memory_on_one_tile_splits_it(model, camera, monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return real(model, gray, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict_maps", small_only)
+    monkeypatch.setattr(inference, "histograms", small_only)
     res = nc.colorize(camera, model, device="cpu", tile_size=256, overlap=32)
     rgb = np.asarray(res.rgb)
     assert (256, 256) in sizes and max(s[0] for s in sizes[1:]) <= 160
@@ -287,7 +297,7 @@ def test_out_of_memory_on_one_tile_splits_it(model, camera, monkeypatch):
 
 def test_out_of_memory_is_remembered(model, camera, monkeypatch):
     # After a batch of N pixels ran out of memory, no batch of N pixels or more is tried again.
-    real, tried, failed = inference.predict_maps, [], []
+    real, tried, failed = inference.histograms, [], []
 
     def limited(model, gray, *args, **kwargs):
         tried.append(gray.numel())
@@ -296,7 +306,7 @@ def test_out_of_memory_is_remembered(model, camera, monkeypatch):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return real(model, gray, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict_maps", limited)
+    monkeypatch.setattr(inference, "histograms", limited)
     image = np.concatenate([camera, camera[::-1]], axis=1)  # 256 x 512: 18 tiles of 128/32, batches of 4
     out = nc.colorize(image, model, device="cpu", tile_size=128, overlap=32, batch_size=4).rgb.compute(
         scheduler="synchronous")
@@ -309,8 +319,8 @@ def test_out_of_memory_is_remembered(model, camera, monkeypatch):
 def test_weights_applied_on_the_device_equal_host_scaling(model, camera, monkeypatch):
     # The GPU path multiplies by the blending weights before copying back; check it on the CPU,
     # also through the out-of-memory split, against the plain product.
-    from napari_colorize.engine import TileOptions, predict_tiles
     from napari_colorize.api import decode_options_for
+    from napari_colorize.engine import TileOptions, predict_tiles
     options = TileOptions(decode_options_for(model))
     gray = np.stack([camera[:128, :128], camera[64:192, 64:192]])
     weights = [(np.linspace(0.1, 1, 128).astype(np.float32), np.linspace(1, 0.2, 128).astype(np.float32)),
@@ -318,14 +328,14 @@ def test_weights_applied_on_the_device_equal_host_scaling(model, camera, monkeyp
     plain = predict_tiles(model, gray, options)
     expected = plain * np.stack([np.outer(wy, wx) for wy, wx in weights])[..., None]
     np.testing.assert_allclose(predict_tiles(model, gray, options, weights=weights), expected, atol=1e-6)
-    real = inference.predict_maps
+    real = inference.histograms
 
     def small_only(model, gray, *args, **kwargs):
         if max(gray.shape[1:]) > 100:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return real(model, gray, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict_maps", small_only)
+    monkeypatch.setattr(inference, "histograms", small_only)
     split = predict_tiles(model, gray, options, overlap=32, weights=weights)
     assert split.shape == expected.shape
     # Split tiles see less context, so only the weighting is compared: weighted / weights = unweighted split.
@@ -340,7 +350,7 @@ def test_tiled_gpu_pipeline_matches_the_cpu(model, camera):
     # several dask threads at once: the blended result must still match the CPU's.
     image = np.tile(camera, (3, 3))  # 768 x 768: 25 tiles of 256/64
     cpu = nc.colorize(image, model, device="cpu", tile_size=256, overlap=64).rgb.compute()
-    tile_cache.clear()
+    clear_caches()
     gpu = nc.colorize(image, model, device="cuda", tile_size=256, overlap=64, batch_size=3)
     assert gpu.info["batch_size"] == 3
     rgb = gpu.rgb.compute(scheduler="threads", num_workers=8)
@@ -361,7 +371,7 @@ def test_out_of_memory_that_cannot_shrink_is_reported(model, camera, monkeypatch
     def always(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(inference, "predict_maps", always)
+    monkeypatch.setattr(inference, "histograms", always)
     with pytest.raises(RuntimeError, match="smaller --tile-size"):
         nc.colorize(camera[:64, :64], model, device="cpu")
 

@@ -14,9 +14,15 @@ import zarr
 from skimage import data, transform
 
 import napari_colorize as nc
-from napari_colorize.engine import pyramid, store, stripes, tile_cache, zarr_io
+from napari_colorize.engine import pyramid, store, stripes, zarr_io
+from napari_colorize.engine.cache import clear_caches
 from napari_colorize.engine.jobs import Cancelled
-from napari_colorize.engine.zarr_io import MARKERS, is_complete, open_zarr_levels, open_zarr_result
+from napari_colorize.engine.zarr_io import (
+    MARKERS,
+    is_complete,
+    open_zarr_levels,
+    open_zarr_result,
+)
 
 TILING = {"tile_size": 128, "overlap": 32, "device": "cpu"}
 
@@ -35,9 +41,9 @@ def stack():
 
 @pytest.fixture(autouse=True)
 def _empty_cache():
-    tile_cache.clear()
+    clear_caches()
     yield
-    tile_cache.clear()
+    clear_caches()
 
 
 @pytest.fixture(autouse=True)
@@ -141,13 +147,13 @@ def test_stripes_compute_each_tile_once(model_path, stack, tmp_path, monkeypatch
     monkeypatch.setattr(stripes, "STRIPE_CHUNKS", 1)
     real_write = stripes.write_in_order
     monkeypatch.setattr(stripes, "write_in_order", lambda dsk, keys, n, spill: real_write(dsk, keys, workers, spill))
-    calls, real = [], inference.predict_maps
+    calls, real = [], inference.histograms
 
     def counting(model, gray, *args, **kwargs):
         calls.append(gray.shape[0])
         return real(model, gray, *args, **kwargs)
 
-    monkeypatch.setattr(inference, "predict_maps", counting)
+    monkeypatch.setattr(inference, "histograms", counting)
     striped = nc.colorize_to_zarr(stack, tmp_path / "striped.zarr", model_path, **TILING)
     plan = TilePlan.create(stack.shape, TILING["tile_size"], TILING["overlap"])
     assert plan.tx.n_chunks == 3 and sum(calls) == plan.n_tiles
@@ -296,8 +302,8 @@ def test_kill_during_the_pyramid_resumes_it(model_path, stack, tmp_path, monkeyp
     assert 0 < len(finished) < 8 and not os.path.exists(out / MARKERS / "level2")
     monkeypatch.setattr(pyramid, "downsample", real)
     predicted = []
-    real_predict = inference.predict_maps
-    monkeypatch.setattr(inference, "predict_maps", lambda *a, **k: predicted.append(1) or real_predict(*a, **k))
+    real_predict = inference.histograms
+    monkeypatch.setattr(inference, "histograms", lambda *a, **k: predicted.append(1) or real_predict(*a, **k))
     nc.colorize_to_zarr(stack, out, model_path, **TILING)
     assert is_complete(out) and not predicted  # level 0 was finished: no tile computed again
     for a, b in zip(_read_levels(full), _read_levels(out)):

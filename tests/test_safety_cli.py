@@ -24,8 +24,14 @@ from skimage import data, transform
 import napari_colorize as nc
 from napari_colorize import cli
 from napari_colorize.cli_lock import lock_path
-from napari_colorize.engine import tile_cache
-from napari_colorize.engine.zarr_io import MARKERS, is_complete, open_group, open_zarr_result, read_job
+from napari_colorize.engine.cache import clear_caches
+from napari_colorize.engine.zarr_io import (
+    MARKERS,
+    is_complete,
+    open_group,
+    open_zarr_result,
+    read_job,
+)
 
 TILES = ["--tile-size", "128", "--overlap", "32", "--device", "cpu", "--no-progress"]
 PNGS = ("colorized", "confidence", "entropy")
@@ -34,7 +40,7 @@ PNGS = ("colorized", "confidence", "entropy")
 @pytest.fixture(autouse=True)
 def _only_colorize(monkeypatch):
     monkeypatch.setattr(cli, "_SUBCOMMANDS", ("cli_colorize",))
-    tile_cache.clear()
+    clear_caches()
 
 
 @pytest.fixture(scope="module")

@@ -31,8 +31,8 @@ def model(make_model):
 
 @pytest.fixture(autouse=True)
 def _fresh_tile_cache():
-    from napari_colorize.engine import tile_cache
-    tile_cache.clear()  # equal inputs of earlier cases would be served from the cache, unread
+    from napari_colorize.engine.cache import clear_caches
+    clear_caches()  # equal inputs of earlier cases would be served from the cache, unread
 
 
 def _lightness(rgb) -> np.ndarray:

@@ -24,7 +24,8 @@ from _scenes import colour_scene
 import napari_colorize as nc
 from napari_colorize.cli import main
 from napari_colorize.decode import DecodeOptions, normalized_entropy, temper
-from napari_colorize.engine import decode_options_for, tile_cache
+from napari_colorize.engine import decode_options_for
+from napari_colorize.engine.cache import clear_caches
 from napari_colorize.evaluate import calibrate, evaluate, fit_temperature
 from napari_colorize.inference import (
     decode_grid,
@@ -45,7 +46,7 @@ def _scene(seed: int, size: int = 64) -> np.ndarray:
 
 @pytest.fixture(autouse=True)
 def _fresh_tile_cache():
-    tile_cache.clear()
+    clear_caches()
 
 
 @pytest.fixture

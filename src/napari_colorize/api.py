@@ -26,7 +26,9 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
              precision: str = "fp32", calibrated: bool = True, seed: int = 0, *,
              tile_size: int | None = None, overlap: int | None = None, batch_size: int | None = None,
              client=None, progress: Callable[[int, int], None] | None = None,
-             cancel: threading.Event | None = None, limits: tuple[float, float] | None = None) -> ColorizeResult:
+             cancel: threading.Event | None = None, limits: tuple[float, float] | None = None,
+             reference=None, reference_strength: float | None = None, hints=None, hint_range: float | None = None,
+             hint_planes: str = "own") -> ColorizeResult:
     """Colorize a gray image or stack, keeping its lightness, at any size.
 
     Parameters
@@ -71,6 +73,28 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
         :class:`napari_colorize.engine.Cancelled`.
     limits : (float, float), optional
         Precomputed normalisation limits for "percentile"/"minmax".
+    reference : array_like or list of array_like, optional
+        Guidance by a colour image of similar content (a photograph of the same place
+        or era, a colour slide of the same stain): ``(H, W, 3)`` RGB (or RGBA), uint8
+        or floats in [0, 1], any size; or a list of them.  Its colour distribution
+        becomes the prior of every pixel's histogram (see ``docs/guidance.md``).
+    reference_strength : float, optional
+        0 ignores the reference; default
+        :data:`napari_colorize.guidance.DEFAULT_REFERENCE_STRENGTH` (calibrated).
+    hints : (points, colours), optional
+        Colour hints laid out as napari holds them: ``points`` ``(N, image.ndim)`` in
+        pixel coordinates (a Points layer's ``.data``), ``colours`` ``(N, 3)`` or
+        ``(N, 4)`` RGB(A) in [0, 1] (its ``.face_color``).  A hint sets the colour near
+        its point, spreading along similar, connected content, not across edges.
+    hint_range : float, optional
+        How far (pixels, along similar content) a hint reaches; default
+        :data:`napari_colorize.guidance.DEFAULT_HINT_RANGE`.
+    hint_planes : {"own", "all"}
+        In a stack, each hint colours its own plane, or every plane ("all"; points may
+        then be ``(N, 2)``).
+
+    Guidance changes colour only: the result's lightness is still the input's.  Tiles
+    are guided alike (seam-free), and the chroma confidence rises where it decides.
 
     Returns
     -------
@@ -82,7 +106,9 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
     """
     stacked, plan, info = colorize_stacked(image, model, method, device, saturation, normalize, precision, calibrated,
                                            seed, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-                                           client=client, progress=progress, cancel=cancel, limits=limits)
+                                           client=client, progress=progress, cancel=cancel, limits=limits,
+                                           reference=reference, reference_strength=reference_strength, hints=hints,
+                                           hint_range=hint_range, hint_planes=hint_planes)
     lazy = not isinstance(image, np.ndarray) and hasattr(image, "shape") or plan.tiles_per_plane > 1
     if not lazy:
         stacked = client.compute(stacked).result() if client is not None else stacked.compute(scheduler="threads")

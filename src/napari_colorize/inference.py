@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .decode import DecodeOptions, temper
 from .devices import autocast
+from .guidance.apply import TileGuide, guide_colour, guide_histograms
 from .model.hypercolumn import GRID_STRIDE, HypercolumnColorizer, pad_to_multiple
 from .outputs import OUTPUTS
 from .spaces import LAB_CHROMA_REF, SpaceSpec, lab_to_hue_chroma_maps, target_indices
@@ -44,7 +45,8 @@ def _scalar_maps(probs: dict[str, torch.Tensor], space: SpaceSpec) -> dict[str, 
             for o in OUTPUTS if not o.is_rgb}
 
 
-def decode_grid(probs: dict[str, torch.Tensor], space: SpaceSpec, opts: DecodeOptions) -> torch.Tensor:
+def decode_grid(probs: dict[str, torch.Tensor], space: SpaceSpec, opts: DecodeOptions,
+                guides: list[TileGuide | None] | None = None, gray: torch.Tensor | None = None) -> torch.Tensor:
     """Histograms on the grid -> ``(B, 2 + M, h, w)``: colour (2 channels), then the scalar maps.
 
     The maps are those of :data:`napari_colorize.outputs.OUTPUTS` after the colour
@@ -56,9 +58,19 @@ def decode_grid(probs: dict[str, torch.Tensor], space: SpaceSpec, opts: DecodeOp
     ``opts.temperature`` (T != 1) is applied to every head first
     (:func:`napari_colorize.decode.temper`), so the colour, the fading and every map
     see the same tempered histograms; ``probs`` itself is not changed.
+
+    ``guides`` (one per batch item, or None) then update the histograms by a reference
+    prior and colour hints (:func:`napari_colorize.guidance.guide_histograms`); the
+    decoded, faded colour is drawn to the hints' exact colours
+    (:func:`~napari_colorize.guidance.guide_colour`), and the maps are those of the
+    updated histograms, so confidence rises where guidance decides.  ``gray``
+    ``(B, H, W)``, the input tiles, is needed with a reference prior (it depends on the
+    gray level).
     """
     if opts.temperature != 1.0:
         probs = {k: temper(v, opts.temperature) for k, v in probs.items()}
+    if guides is not None:
+        probs = guide_histograms(probs, guides, gray)
     gen = None
     if opts.method == "sample":
         gen = torch.Generator(device=next(iter(probs.values())).device).manual_seed(opts.seed)
@@ -68,6 +80,8 @@ def decode_grid(probs: dict[str, torch.Tensor], space: SpaceSpec, opts: DecodeOp
         lo, hi = opts.confidence_fading
         fade = ((maps["chroma_confidence"] - lo) / (hi - lo)).clamp(0.0, 1.0)
         u, v = u * fade, v * fade
+    if guides is not None:
+        u, v = guide_colour(u, v, guides)
     return torch.stack((u, v, *maps.values()), dim=1)
 
 
@@ -93,7 +107,7 @@ def grid_targets(rgb: torch.Tensor, space: SpaceSpec) -> tuple[dict[str, torch.T
 
 @torch.no_grad()
 def predict_maps(model: HypercolumnColorizer, gray: torch.Tensor, options: DecodeOptions = DecodeOptions(),
-                 precision: str = "fp32") -> dict[str, torch.Tensor]:
+                 precision: str = "fp32", guides: list[TileGuide | None] | None = None) -> dict[str, torch.Tensor]:
     """Colorize a batch of gray images already on the model's device: every output map.
 
     Parameters
@@ -105,6 +119,8 @@ def predict_maps(model: HypercolumnColorizer, gray: torch.Tensor, options: Decod
     options : DecodeOptions
     precision : {"fp32", "bf16", "fp16"}
         Autocast precision of the network (GPU only); decoding is always fp32.
+    guides : list of TileGuide or None, optional
+        Per image, its guidance (:meth:`napari_colorize.guidance.Guidance.for_tile`).
 
     Returns
     -------
@@ -114,7 +130,7 @@ def predict_maps(model: HypercolumnColorizer, gray: torch.Tensor, options: Decod
         ``(B, H, W)`` in [0, 1].
     """
     probs = histograms(model, gray, precision)
-    return decode_histograms(model, probs, gray, options, free=True)
+    return decode_histograms(model, probs, gray, options, free=True, guides=guides)
 
 
 @torch.no_grad()
@@ -135,7 +151,8 @@ def histograms(model: HypercolumnColorizer, gray: torch.Tensor, precision: str =
 
 @torch.no_grad()
 def decode_histograms(model: HypercolumnColorizer, probs: dict[str, torch.Tensor], gray: torch.Tensor,
-                      options: DecodeOptions = DecodeOptions(), free: bool = False) -> dict[str, torch.Tensor]:
+                      options: DecodeOptions = DecodeOptions(), free: bool = False,
+                      guides: list[TileGuide | None] | None = None) -> dict[str, torch.Tensor]:
     """Grid histograms -> every output map at full resolution (the second half of :func:`predict_maps`).
 
     ``free=True`` empties ``probs`` once decoded: histograms are the largest tensors
@@ -143,7 +160,7 @@ def decode_histograms(model: HypercolumnColorizer, probs: dict[str, torch.Tensor
     """
     h, w = gray.shape[-2:]
     gray = gray.float()
-    maps = decode_grid(probs, model.space, options)
+    maps = decode_grid(probs, model.space, options, guides, gray)
     if free:
         probs.clear()
     maps = F.interpolate(maps, scale_factor=GRID_STRIDE, mode="bilinear", align_corners=False)[..., :h, :w]

@@ -90,6 +90,19 @@ class SpaceSpec(ABC):
     def to_rgb(self, u: torch.Tensor, v: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
         """Colour channels + the input gray -> RGB ``(B, H, W, 3)`` whose channel mean is ``gray``."""
 
+    @abstractmethod
+    def channels(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The colour channels ``(u, v)`` of RGB colours ``(..., 3)``: what :meth:`decode` would ideally return."""
+
+    @abstractmethod
+    def soft_targets(self, rgb: torch.Tensor, spread: float = 1.0) -> Histograms:
+        """Histograms ``(N, K)`` per head that put the mass of each colour ``(N, 3)`` near its own bin.
+
+        A Gaussian over bin positions with ``spread`` bins of standard deviation, so a
+        colour between two bin centres shares their mass (used for guidance: a hint's
+        likelihood, a reference's colour distribution).
+        """
+
 
 @dataclass(frozen=True)
 class HueChromaSpace(SpaceSpec):
@@ -131,6 +144,20 @@ class HueChromaSpace(SpaceSpec):
     def to_rgb(self, u: torch.Tensor, v: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
         hue = torch.remainder(torch.atan2(v, u) / (2.0 * math.pi), 1.0)
         return hue_chroma_to_rgb(hue, torch.hypot(u, v), gray)
+
+    def channels(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hue, chroma, _ = rgb_to_hue_chroma(rgb)
+        return chroma * torch.cos(2.0 * math.pi * hue), chroma * torch.sin(2.0 * math.pi * hue)
+
+    def soft_targets(self, rgb: torch.Tensor, spread: float = 1.0) -> Histograms:
+        hue, chroma, _ = rgb_to_hue_chroma(rgb.float())
+        hue_bins, chroma_bins = self.binnings["hue"], self.binnings["chroma"]
+        p_hue = _gaussian_over(_fractional_index(hue, hue_bins), hue_bins.k, spread, circular=True)
+        # A gray colour says nothing about hue: its hue histogram is flat, and becomes
+        # peaked as the chroma rises through the first chroma bin.
+        certain = (chroma / (chroma_bins.edges[1] - chroma_bins.edges[0])).clamp(0, 1).unsqueeze(-1)
+        p_hue = certain * p_hue + (1 - certain) / hue_bins.k
+        return {"hue": p_hue, "chroma": _gaussian_over(_fractional_index(chroma, chroma_bins), chroma_bins.k, spread)}
 
 
 @dataclass(frozen=True)
@@ -179,6 +206,20 @@ class LabSpace(SpaceSpec):
         hue, chroma, _ = rgb_to_hue_chroma(lab_to_rgb(lab))
         return hue_chroma_to_rgb(hue, chroma, gray)
 
+    def channels(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lab = rgb_to_lab(rgb.float())
+        return lab[..., 1], lab[..., 2]
+
+    def soft_targets(self, rgb: torch.Tensor, spread: float = 1.0) -> Histograms:
+        a, b = self.channels(rgb)
+        pa = _gaussian_over(_fractional_index(a, self.a_bins), self.a_bins.k, spread)
+        pb = _gaussian_over(_fractional_index(b, self.b_bins), self.b_bins.k, spread)
+        return self._from_marginals(pa, pb)
+
+    def _from_marginals(self, pa: torch.Tensor, pb: torch.Tensor) -> Histograms:
+        # The joint Gaussian over (a, b) bin positions is separable.
+        return {"ab": (pa.unsqueeze(-1) * pb.unsqueeze(-2)).flatten(-2)}
+
 
 @dataclass(frozen=True)
 class LabMarginalSpace(LabSpace):
@@ -186,6 +227,9 @@ class LabMarginalSpace(LabSpace):
 
     def _head_indices(self, ia: torch.Tensor, ib: torch.Tensor) -> Histograms:
         return {"a": ia, "b": ib}
+
+    def _from_marginals(self, pa: torch.Tensor, pb: torch.Tensor) -> Histograms:
+        return {"a": pa, "b": pb}
 
     def joint(self, probs: Histograms) -> torch.Tensor:
         pa, pb = probs["a"], probs["b"]
@@ -196,6 +240,27 @@ class LabMarginalSpace(LabSpace):
         method = opts.method or self.default_method
         return (D.point_estimate(probs["a"], self.a_bins, method, generator),
                 D.point_estimate(probs["b"], self.b_bins, method, generator))
+
+
+def _fractional_index(values: torch.Tensor, binning: Binning) -> torch.Tensor:
+    """Each value's position on the bin axis: ``i`` at centre ``i``, linear between centres
+    (clamped to the outer centres; for a circular binning, wrapped)."""
+    centers = binning.centers_tensor(values)
+    if binning.circular:  # uniform circular bins: position = value * K - 1/2, modulo K
+        return torch.remainder(values * binning.k - 0.5, binning.k)
+    i = torch.searchsorted(centers, values.contiguous()).clamp(1, binning.k - 1)
+    lo, hi = centers[i - 1], centers[i]
+    return (i - 1 + ((values - lo) / (hi - lo)).clamp(0, 1)).to(values.dtype)
+
+
+def _gaussian_over(position: torch.Tensor, k: int, spread: float, circular: bool = False) -> torch.Tensor:
+    """``(..., K)`` histograms: a Gaussian of ``spread`` bins around each fractional position."""
+    index = torch.arange(k, dtype=position.dtype, device=position.device)
+    d = index - position.unsqueeze(-1)
+    if circular:
+        d = torch.remainder(d + k / 2, k) - k / 2
+    w = torch.exp(-0.5 * (d / spread) ** 2)
+    return w / w.sum(dim=-1, keepdim=True)
 
 
 #: The colour spaces by name, in the order they are offered.

@@ -21,7 +21,8 @@ import napari_colorize as nc  # noqa: E402
 from napari_colorize import cli  # noqa: E402
 from napari_colorize._qt._layers import METADATA_KEY  # noqa: E402
 from napari_colorize._qt._reader import napari_get_reader, source_name  # noqa: E402
-from napari_colorize.engine import pyramid, tile_cache  # noqa: E402
+from napari_colorize.engine import pyramid  # noqa: E402
+from napari_colorize.engine.cache import clear_caches
 
 PLUGIN = "napari-colorize"
 TILES = ["--tile-size", "128", "--overlap", "32", "--device", "cpu", "--no-progress"]
@@ -39,7 +40,7 @@ def cli_store(tmp_path_factory):
     stack = (np.stack([cam, cam[::-1]]) * 65535).astype(np.uint16)
     tifffile.imwrite(root / "stack.tif", stack, imagej=True, resolution=(2.0, 2.0),
                      metadata={"unit": "um", "axes": "ZYX"})
-    tile_cache.clear()
+    clear_caches()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pyramid, "MAX_PLANE", 64)  # a pyramid on a small image
         code = cli.main(["colorize", str(root / "stack.tif"), "-o", str(root / "out"), "--format", "zarr",
@@ -116,7 +117,9 @@ def test_reader_refuses_an_unfinished_store(cli_store, tmp_path):
 
 
 def test_napari_ome_zarr_opens_our_store_with_its_levels(cli_store):
-    from napari_ome_zarr import _reader as ome_reader  # in the testing extra: must be installed
+    from napari_ome_zarr import (
+        _reader as ome_reader,  # in the testing extra: must be installed
+    )
 
     reader = ome_reader.napari_get_reader(str(cli_store))
     assert reader is not None

@@ -15,7 +15,7 @@ calls :func:`.graph.colorize_array`; modules by idea:
 * :mod:`.distributed`: running on a dask.distributed cluster.
 """
 
-from .cache import TileCache, tile_cache
+from .cache import TileCache, clear_caches, histogram_cache, tile_cache
 from .defaults import default_batch, default_tiling, resolve_tiling
 from .device_batch import predict_tiles, reset_memory_limits
 from .graph import colorize_array
@@ -24,7 +24,7 @@ from .models import get_model, weights_version
 from .pipeline import colorize_stacked, decode_options_for
 from .tiling import TilePlan, assemble_chunk, axis_tiles, blend_tiles, check_tiling, cut_pieces, feather_weights
 
-__all__ = ["TileCache", "tile_cache", "default_batch", "default_tiling", "resolve_tiling",
+__all__ = ["TileCache", "tile_cache", "clear_caches", "histogram_cache", "default_batch", "default_tiling", "resolve_tiling",
            "reset_memory_limits", "Cancelled", "ModelRef", "Monitor", "TileOptions", "get_model", "weights_version",
            "colorize_stacked", "decode_options_for", "colorize_array", "predict_tiles", "TilePlan", "axis_tiles",
            "assemble_chunk", "blend_tiles", "check_tiling", "cut_pieces", "feather_weights"]

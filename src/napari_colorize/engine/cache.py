@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TileCache", "tile_cache"]
+__all__ = ["TileCache", "clear_caches", "histogram_cache", "tile_cache"]
 
 #: Default capacity; override with the environment variable NAPARI_COLORIZE_TILE_CACHE_MB.
 DEFAULT_CACHE_MB = 512
@@ -42,8 +42,8 @@ class TileCache:
 
     @staticmethod
     def _size(value: Any) -> int:
-        if isinstance(value, np.ndarray):
-            return value.nbytes
+        if isinstance(value, np.ndarray) or isinstance(getattr(value, "nbytes", None), int):
+            return int(value.nbytes)  # numpy arrays and torch tensors
         if isinstance(value, dict):
             value = list(value.values())
         if isinstance(value, (list, tuple)):
@@ -96,3 +96,17 @@ class TileCache:
 
 
 tile_cache = TileCache(int(float(os.environ.get("NAPARI_COLORIZE_TILE_CACHE_MB", DEFAULT_CACHE_MB)) * 2**20))
+
+#: Default capacity of the histogram cache; override with NAPARI_COLORIZE_HISTOGRAM_CACHE_MB.
+DEFAULT_HISTOGRAM_CACHE_MB = 384
+#: The network's grid histograms of recent CPU tiles, keyed by input, model and tile only
+#: (not by decoding or guidance): moving a colour hint in napari re-decodes the shown
+#: tiles without running the network again (a 1024^2 tile's Lab histograms: 64 MB).
+histogram_cache = TileCache(int(float(os.environ.get("NAPARI_COLORIZE_HISTOGRAM_CACHE_MB",
+                                                     DEFAULT_HISTOGRAM_CACHE_MB)) * 2**20))
+
+
+def clear_caches() -> None:
+    """Empty both per-process caches: finished tiles and network histograms."""
+    tile_cache.clear()
+    histogram_cache.clear()

@@ -10,6 +10,7 @@ import torch
 
 from .. import inference
 from ..outputs import channel_slices, n_channels
+from .cache import histogram_cache
 from .jobs import TileOptions
 from .tiling import TilePlan, blend_tiles, scale_in_place
 
@@ -47,7 +48,8 @@ def reset_memory_limits() -> None:
 
 
 def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 64,
-                  weights: list[tuple[np.ndarray, np.ndarray]] | None = None) -> np.ndarray:
+                  weights: list[tuple[np.ndarray, np.ndarray]] | None = None, guides: list | None = None,
+                  hist_key=None) -> np.ndarray:
     """Run the model on a batch of gray tiles, shrinking the work on out-of-memory.
 
     Parameters
@@ -60,6 +62,11 @@ def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 
     weights : list of (wy, wx), optional
         Per tile, blending weights along Y and X to multiply the result by, on the
         model's device (free on a GPU, and the host then only copies).
+    guides : list of TileGuide or None, optional
+        Per tile, its guidance (:meth:`napari_colorize.guidance.Guidance.for_tile`).
+    hist_key : hashable, optional
+        Key of this batch's network histograms in :data:`.cache.histogram_cache` (CPU
+        only): a batch seen before is only decoded again.
 
     Returns
     -------
@@ -78,8 +85,7 @@ def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 
     if gray.size < _OOM_PIXELS.get(str(device), gray.size + 1):
         try:
             with _model_lock(model):
-                maps = inference.predict_maps(model, torch.from_numpy(gray).to(device), options.decode,
-                                              options.precision)
+                maps = _maps(model, torch.from_numpy(gray).to(device), options, guides, hist_key)
                 out = _stack_outputs(maps)
                 del maps
                 if weights is not None:
@@ -98,8 +104,10 @@ def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 
     b, h, w = gray.shape
     if b > 1:
         half = b // 2
-        return np.concatenate([predict_tiles(model, gray[:half], options, overlap, weights and weights[:half]),
-                               predict_tiles(model, gray[half:], options, overlap, weights and weights[half:])])
+        return np.concatenate([predict_tiles(model, gray[:half], options, overlap, weights and weights[:half],
+                                             guides and guides[:half]),
+                               predict_tiles(model, gray[half:], options, overlap, weights and weights[half:],
+                                             guides and guides[half:])])
     side = max(h, w)
     sub = -(-(side // 2 + overlap) // 32) * 32
     if sub >= side or sub < 2 * options.min_size:
@@ -111,11 +119,27 @@ def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 
     for jy in range(len(plan.ty.starts)):
         for jx in range(len(plan.tx.starts)):
             sy, sx = plan.tile_window(jy, jx)
-            results[jy, jx] = predict_tiles(model, np.ascontiguousarray(gray[:, sy, sx]), options, sub_overlap)[0]
+            sub_guides = None
+            if guides and guides[0] is not None:
+                sub_guides = [guides[0].crop(sy.start, sx.start, sy.stop - sy.start, sx.stop - sx.start)]
+            results[jy, jx] = predict_tiles(model, np.ascontiguousarray(gray[:, sy, sx]), options, sub_overlap,
+                                            guides=sub_guides)[0]
     out = blend_tiles(plan, results)
     if weights is not None:
         scale_in_place(out, *weights[0])
     return out[None]
+
+
+def _maps(model, gray: torch.Tensor, options: TileOptions, guides: list | None, hist_key) -> dict[str, torch.Tensor]:
+    """The batch's output maps; its histograms from the cache when ``hist_key`` has them."""
+    cached = hist_key is not None and gray.device.type == "cpu"
+    probs = histogram_cache.get(hist_key) if cached else None
+    if probs is None:
+        probs = inference.histograms(model, gray, options.precision)
+        if cached:
+            histogram_cache.put(hist_key, dict(probs))
+    # A copy of the dict: decoding frees its entries as it goes, the cache keeps them.
+    return inference.decode_histograms(model, dict(probs), gray, options.decode, free=True, guides=guides)
 
 
 def _stack_outputs(maps: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -75,7 +75,8 @@ def _assemble(blocks: list[list[np.ndarray]], crop: list[int], lead: int) -> np.
 
 
 def _run_batch(key: str, model_ref: ModelRef, options: TileOptions, plan: TilePlan, windows: list,
-               tiles: tuple[int, ...], lead: int, overlap: int, monitor: Monitor | None) -> list[dict]:
+               tiles: tuple[int, ...], lead: int, overlap: int, monitor: Monitor | None,
+               hist_key: str | None = None) -> list[dict]:
     """Batch task: cut, normalise and predict a batch of tiles (or take it from the cache).
 
     Returns, per tile, its weighted pieces by output chunk (:func:`.tiling.cut_pieces`).
@@ -94,7 +95,11 @@ def _run_batch(key: str, model_ref: ModelRef, options: TileOptions, plan: TilePl
     # On a GPU the blending weights are applied there; on a CPU only the ramps are scaled, here.
     on_gpu = next(model.parameters()).device.type == "cuda"
     weights = [plan.normalized_weights(jy, jx) for jy, jx in places] if on_gpu else None
-    out = predict_tiles(model, gray, options, overlap, weights)
+    guides = None
+    if options.guidance is not None:
+        guides = [options.guidance.for_tile(plan.tile(index)[0], *_tile_box(plan, jy, jx)) for index, (jy, jx)
+                  in zip(tiles, places)]
+    out = predict_tiles(model, gray, options, overlap, weights, guides, hist_key if options.cache else None)
     del gray
     pieces = [cut_pieces(out[pos], plan, jy, jx, scaled=on_gpu) for pos, (jy, jx) in enumerate(places)]
     del out
@@ -103,6 +108,12 @@ def _run_batch(key: str, model_ref: ModelRef, options: TileOptions, plan: TilePl
     if monitor is not None:
         monitor.advance(tiles)
     return pieces
+
+
+def _tile_box(plan: TilePlan, jy: int, jx: int) -> tuple[int, int, int, int]:
+    """``(y0, x0, h, w)`` of a tile's pixels in its plane."""
+    sy, sx = plan.tile_window(jy, jx)
+    return sy.start, sx.start, sy.stop - sy.start, sx.stop - sx.start
 
 
 def _piece(batch: list[dict], pos: int, chunk: tuple[int, int]) -> np.ndarray:
@@ -183,6 +194,9 @@ def colorize_array(image, model_ref: ModelRef, options: TileOptions, tile_size: 
         monitor = Monitor(plan.n_tiles, progress, cancel)
     token = dask.base.tokenize(src.name, model_ref.token(), options, plan, batch_size)
     bname, pname, oname = f"{BATCH_PREFIX}{token}", f"{PIECE_PREFIX}{token}", f"colorize-{token}"
+    # The network's part of a batch depends on neither decoding nor guidance: its own key.
+    htoken = dask.base.tokenize(src.name, model_ref.token(), options.precision, options.normalize, options.limits,
+                                plan, batch_size)
     chunk = plan.ty.chunk, plan.tx.chunk
     layer: dict = {}
     for b, tiles in enumerate(plan.batches(batch_size)):
@@ -199,7 +213,7 @@ def colorize_array(image, model_ref: ModelRef, options: TileOptions, tile_size: 
                 for cx, _, _ in plan.tx.pieces(jx):
                     layer[(pname, index, cy, cx)] = (_piece, (bname, b), pos, (cy, cx))
         layer[(bname, b)] = (_run_batch, f"{bname}:{b}", model_ref, options, plan, windows, tiles, lead, overlap,
-                             monitor)
+                             monitor, f"histograms-{htoken}:{b}")
     for plane in plan.planes:
         for cy in range(plan.ty.n_chunks):
             for cx in range(plan.tx.n_chunks):

@@ -70,6 +70,8 @@ class TileOptions:
     #: three layers separately).  A zarr write turns it off: dask already holds each batch
     #: until every chunk that blends it is written, and a second copy only costs memory.
     cache: bool = True
+    #: A reference prior and colour hints in global coordinates (:class:`napari_colorize.guidance.Guidance`).
+    guidance: Any = None
 
 
 @dataclass(eq=False)

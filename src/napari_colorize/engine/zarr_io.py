@@ -284,6 +284,8 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     job = {"source": source, "shape": list(shape), "model": info["model"], "model_token": _model_token(model),
            "options": {k: info[k] for k in ("tile_size", "overlap", "normalize", "limits", "precision", "decode")},
            "outputs": list(outputs), "rgb_dtype": rgb_dtype, "levels": len(level_shapes(shape[-2:])), "version": 2}
+    if info["guidance"] is not None:  # only then, so stores written before guidance existed still resume
+        job["options"]["guidance"] = info["guidance"]
     fingerprint = _fingerprint(job)
     full_scale = _full_scale(scale, len(shape))
     chunks = (plan.ty.chunk, plan.tx.chunk)

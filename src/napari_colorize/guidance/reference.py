@@ -1,0 +1,196 @@
+"""A reference image's colours as a prior over the predicted histograms.
+
+The reference's colour distribution is taken *per lightness*: ``h(k | l)`` per histogram
+head, in the model's bins, for :data:`LIGHTNESS_BINS` bands of gray level ``l`` (the
+input's gray is known at every pixel, and a stain's or a scene's colours differ by
+lightness: dark nuclei, mid-tone stain, pale background; dark foliage, bright sky).
+It is imposed by re-weighting every predicted histogram,
+``p'(k) ~ p(k) exp(s phi(k | l))``, with ``l`` the cell's gray level (interpolated
+between bands).  ``phi`` is fitted so that, within each band, the mean of the
+re-weighted histograms over an overview of the image equals ``h(. | l)`` (iterative
+proportional fitting; its first step is the plain ratio ``h / mean(p)``); ``s`` is the
+strength, 0 ignores the reference.  ``phi`` is one table for the whole image or stack,
+a function of the gray level only, so tiles and planes get the same prior: no seams,
+no flicker from it.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+
+from ..io.colour import is_gray, rgb_to_unit
+from ..spaces import SpaceSpec
+
+__all__ = [
+    "DEFAULT_REFERENCE_STRENGTH",
+    "LIGHTNESS_BINS",
+    "REFERENCE_PIXELS",
+    "band_prior",
+    "check_reference_strength",
+    "check_references",
+    "fit_log_prior",
+    "lightness_band",
+    "reference_histograms",
+]
+
+#: Strength of the reference prior when the caller gives none: measured with
+#: ``benchmarks/bench_guided.py`` on the validation sources (see docs/guidance.md).
+DEFAULT_REFERENCE_STRENGTH = 1.0
+#: Pixels read from each reference (a regular subsample beyond this): its colour
+#: distribution, not its detail, is what is used.
+REFERENCE_PIXELS = 1 << 16
+#: Share of a uniform histogram mixed into the reference's, so that colours the
+#: reference lacks become unlikely rather than impossible.
+UNIFORM_SHARE = 0.01
+#: Bound on |phi|: a colour is never favoured or excluded by more than e^8.
+MAX_LOG_WEIGHT = 8.0
+#: Gray-level bands of the reference's distribution (1: one distribution for all).
+LIGHTNESS_BINS = 8
+#: Pseudo-count (share of the reference's pixels) by which a band's distribution is
+#: drawn to the reference's overall one, so thinly populated bands stay sensible.
+BAND_PRIOR = 0.02
+
+
+def check_references(reference) -> list[np.ndarray]:
+    """The reference image(s) as float32 RGB ``(H, W, 3)`` arrays in [0, 1] (copies).
+
+    ``reference`` is None, one image or a list of images: ``(H, W, 3)`` or
+    ``(H, W, 4)`` (alpha is dropped; fully transparent pixels are ignored), uint8/uint16
+    or floats in [0, 1].  A ``ValueError`` says what to pass instead of a gray image, a
+    wrong shape, or bad values.
+    """
+    if reference is None:
+        return []
+    items = list(reference) if isinstance(reference, (list, tuple)) else [reference]
+    if not items:
+        raise ValueError("reference is an empty list; pass one or more RGB images, or None for no reference")
+    out = []
+    for i, item in enumerate(items):
+        name = "reference" if len(items) == 1 else f"reference {i + 1}"
+        arr = np.asarray(item)
+        if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+            hint = " (a gray image: use a colour photograph of similar content)" if arr.ndim == 2 else ""
+            raise ValueError(f"{name} must be an RGB image of shape (H, W, 3) or RGBA (H, W, 4), "
+                             f"got shape {arr.shape}{hint}")
+        if min(arr.shape[:2]) < 1:
+            raise ValueError(f"{name} is empty (shape {arr.shape})")
+        alpha = None
+        if arr.shape[-1] == 4:
+            alpha = rgb_to_unit(arr[..., 3:].repeat(3, axis=-1), name)[..., 0]
+            arr = arr[..., :3]
+        rgb = rgb_to_unit(arr, name)
+        pixels = rgb if alpha is None else rgb[alpha > 0]
+        if pixels.size == 0:
+            raise ValueError(f"{name} is fully transparent: it has no colour to give")
+        if is_gray(pixels.reshape(-1, 1, 3)):
+            raise ValueError(f"{name} is gray: it has no colour to give. Pass a colour image (e.g. a colour "
+                             "photograph or slide of similar content), or no reference")
+        out.append(pixels.reshape(-1, 3))
+    return out
+
+
+def check_reference_strength(strength) -> float:
+    """``strength`` as a float (None: :data:`DEFAULT_REFERENCE_STRENGTH`); finite and >= 0."""
+    if strength is None:
+        return DEFAULT_REFERENCE_STRENGTH
+    real = isinstance(strength, numbers.Real) and not isinstance(strength, bool)
+    value = float(strength) if real else math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"reference strength must be a finite number >= 0 (0 ignores the reference, "
+                         f"{DEFAULT_REFERENCE_STRENGTH} is the default), got {strength!r}")
+    return value
+
+
+def lightness_band(gray: torch.Tensor, bands: int = LIGHTNESS_BINS) -> torch.Tensor:
+    """The band index of gray levels in [0, 1] (``bands`` equal bands)."""
+    return (gray * bands).long().clamp(0, bands - 1)
+
+
+def reference_histograms(references: list[np.ndarray], space: SpaceSpec, bands: int = LIGHTNESS_BINS,
+                         chunk: int = 8192) -> dict[str, np.ndarray]:
+    """The references' colour distribution per gray-level band, per head: ``(bands, K)`` each.
+
+    Every reference counts equally whatever its size (up to :data:`REFERENCE_PIXELS`
+    pixels are read from each); colours are binned softly
+    (:meth:`~napari_colorize.spaces.SpaceSpec.soft_targets`); each band is drawn to
+    the overall distribution by :data:`BAND_PRIOR`, and a little uniform mass is mixed
+    in (:data:`UNIFORM_SHARE`).
+    """
+    sums = {head: np.zeros((bands, k), np.float64) for head, k in space.heads.items()}
+    for pixels in references:
+        step = max(1, math.ceil(len(pixels) / REFERENCE_PIXELS))
+        sample = torch.from_numpy(np.ascontiguousarray(pixels[::step]))
+        for start in range(0, len(sample), chunk):
+            part = sample[start:start + chunk]
+            band = lightness_band(part.mean(dim=-1), bands)
+            for head, q in space.soft_targets(part).items():
+                acc = torch.zeros(bands, q.shape[1], dtype=torch.float64).index_add_(0, band, q.double())
+                sums[head] += acc.numpy() / len(sample)
+    out = {}
+    for head, counts in sums.items():
+        counts = counts / len(references)
+        overall = counts.sum(axis=0)
+        mass = counts.sum(axis=1, keepdims=True)
+        bands_h = (counts + BAND_PRIOR * overall) / (mass + BAND_PRIOR)
+        out[head] = (1 - UNIFORM_SHARE) * bands_h + UNIFORM_SHARE / counts.shape[1]
+    return out
+
+
+def _fit_band(log_p: torch.Tensor, log_target: torch.Tensor, iterations: int) -> torch.Tensor:
+    """IPF: ``phi`` with ``mean(softmax(log_p + phi)) == exp(log_target)`` (centred, bounded)."""
+    phi = torch.zeros_like(log_target)
+    for _ in range(iterations):
+        mean = torch.softmax(log_p + phi, dim=1).mean(dim=0)
+        phi = phi + log_target - torch.log(mean.clamp_min(1e-12))
+        phi = (phi - phi.mean()).clamp(-MAX_LOG_WEIGHT, MAX_LOG_WEIGHT)
+    return phi
+
+
+def fit_log_prior(overview: dict[str, torch.Tensor], gray_cells: torch.Tensor, target: dict[str, np.ndarray],
+                  iterations: int = 50) -> dict[str, np.ndarray]:
+    """The log re-weighting ``phi(k | band)`` per head that makes the overview match ``target`` band by band.
+
+    Parameters
+    ----------
+    overview : dict head -> tensor ``(B, K, h, w)``
+        Predicted (already tempered) histograms of an overview of the image.
+    gray_cells : tensor ``(B, h, w)``
+        The overview's mean gray level per grid cell, in [0, 1].
+    target : dict head -> array ``(bands, K)``
+        The reference's distribution per band (:func:`reference_histograms`).
+    iterations : int
+        Proportional-fitting steps: ``phi += log target - log mean(softmax(log p + phi))``.
+
+    Returns
+    -------
+    dict head -> float32 array ``(bands, K)``, each row centred on 0, within
+    +-:data:`MAX_LOG_WEIGHT`.  A band with no overview cells gets the fit of the
+    whole overview to that band's target.
+    """
+    prior = {}
+    for head, probs in overview.items():
+        bands = target[head].shape[0]
+        log_p = torch.log(probs.double().movedim(1, -1).reshape(-1, probs.shape[1]).clamp_min(1e-12))
+        band = lightness_band(gray_cells.reshape(-1), bands)
+        log_target = torch.log(torch.as_tensor(target[head], dtype=torch.float64))
+        rows = []
+        for b in range(bands):
+            members = log_p[band == b]
+            rows.append(_fit_band(members if len(members) else log_p, log_target[b], iterations))
+        prior[head] = torch.stack(rows).float().numpy()
+    return prior
+
+
+def band_prior(log_prior: np.ndarray, gray_cells: torch.Tensor) -> torch.Tensor:
+    """``phi`` at each cell's gray level ``(B, h, w)`` -> ``(B, K, h, w)``, linear between band centres."""
+    table = torch.from_numpy(log_prior).to(gray_cells)
+    bands = table.shape[0]
+    pos = (gray_cells * bands - 0.5).clamp(0, bands - 1)
+    lo = pos.floor().long().clamp(max=bands - 1)
+    hi = (lo + 1).clamp(max=bands - 1)
+    frac = (pos - lo).unsqueeze(1)
+    return (table[lo].movedim(-1, 1) * (1 - frac) + table[hi].movedim(-1, 1) * frac)
