@@ -9,6 +9,9 @@ or --overwrite).  Files are written under a temporary name and renamed when
 complete; zarr stores resume chunk by chunk.  Each output is locked while written,
 so two runs on one folder never write the same file.  A bad file is reported and
 skipped; the exit code is 1 if any input failed, 2 if nothing was started.
+
+Colour can be guided by reference images (--reference) and colour hints (--hints);
+bad guidance is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_guidance import add_guidance_arguments, check_hints_fit, guidance_kwargs
 from .cli_lock import OutputBusyError, OutputLocks
 from .cli_plan import FORMATS, STORE, Job, check_output_folder, outputs_to_write, plan_jobs, preflight
 from .decode import METHODS
@@ -76,6 +80,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                           help="replace existing outputs of napari-colorize (never anything else)")
     p.add_argument("--strict", action="store_true", help="fail colour inputs instead of converting them to gray")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_guidance_arguments(p)
     p.set_defaults(func=run)
     return p
 
@@ -174,6 +179,7 @@ def _make_folder(folder: Path) -> None:
 def run(args) -> int:
     outputs = _outputs(args.outputs)
     _check_args(args)
+    guidance = guidance_kwargs(args)  # read and checked once, before anything is planned or written
     policy = _policy(args)
     config = _check_model(args.model)
     out_dir = Path(args.output)
@@ -189,7 +195,7 @@ def run(args) -> int:
     summary = Summary(failed=list(missing), skipped=[j.source for j in skipped])
     kwargs = dict(model=args.model, method=args.method, device=args.device, saturation=args.saturation,
                   normalize=None if args.normalize == "none" else args.normalize, precision=args.precision,
-                  tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size)
+                  tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size, **guidance)
     if to_run:
         with _client(args) as client:
             _check_engine(args, config, client)
@@ -300,6 +306,7 @@ def _colorize_one(job: Job, outputs, args, kwargs, client) -> float:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     shape = tuple(image.data.shape)
+    check_hints_fit(kwargs, shape, args.hints)  # before this input's outputs are opened
     mp = float(np.prod(shape, dtype=np.int64)) / 1e6
     if job.fmt == "zarr":
         from .engine.zarr_io import colorize_to_zarr
