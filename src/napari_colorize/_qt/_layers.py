@@ -12,8 +12,9 @@ slices), so a dask- or zarr-backed layer is never computed whole.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,9 +22,23 @@ from ..outputs import OUTPUTS
 from ._display import display_maps, display_range
 
 __all__ = [
-    "SCOPES", "NORMALIZATIONS", "DEFAULT_MAX_PIXELS", "METADATA_KEY", "Geometry", "InputPlan",
-    "output_names", "choose_level", "plan_input", "plan_for_layer", "offered_layers", "normalization_for",
-    "layer_data_tuples", "place_layer", "apply_layer_data",
+    "DEFAULT_MAX_PIXELS",
+    "METADATA_KEY",
+    "NORMALIZATIONS",
+    "SCOPES",
+    "Geometry",
+    "InputPlan",
+    "apply_layer_data",
+    "choose_level",
+    "layer_data_tuples",
+    "level_factors",
+    "normalization_for",
+    "offered_layers",
+    "output_names",
+    "outputs_of",
+    "place_layer",
+    "plan_for_layer",
+    "plan_input",
 ]
 
 #: What to colour: the plane on screen, or every plane of the layer.
@@ -195,6 +210,14 @@ def plan_for_layer(layer: Any, world_point: Sequence[float], scope: str, output:
     return plan_input(levels, geometry, layer.world_to_data(world_point), scope, output)
 
 
+def level_factors(layer: Any, level: int) -> np.ndarray:
+    """Per data axis, how many level-0 pixels one pixel of ``level`` spans (ones for single-scale layers)."""
+    if not layer.multiscale:
+        return np.ones(layer.ndim)
+    shapes = layer.level_shapes
+    return _level_factors(shapes[0], shapes[level])
+
+
 def offered_layers(layers: Any) -> list[Any]:
     """The layers the widget can colour, top first: single-channel Image layers, not our outputs
     (RGB(A) layers are in colour already)."""
@@ -297,6 +320,11 @@ def _find_output(layers: Any, meta: dict[str, Any]) -> Any:
             if old.get("source") == meta.get("source") and old.get("output") == meta.get("output"):
                 return layer
     return None
+
+
+def outputs_of(layers: Any, source_name: str) -> list[Any]:
+    """This plugin's output layers of the source ``source_name`` that are in ``layers``."""
+    return [layer for layer in layers if _ours(layer) and layer.metadata[METADATA_KEY].get("source") == source_name]
 
 
 def _replaceable(layer: Any, data: Any, kwargs: dict[str, Any]) -> bool:

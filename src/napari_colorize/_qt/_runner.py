@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from ..api import ColorizeResult, colorize, colorize_to_zarr
 from ..decode import METHODS as DECODE_METHODS
 from ..engine import Cancelled
 
-__all__ = ["OUTPUT_MODES", "METHODS", "USER_ERRORS", "Settings", "Outcome", "Cancelled", "run", "work"]
+__all__ = ["METHODS", "OUTPUT_MODES", "USER_ERRORS", "Cancelled", "Guide", "Outcome", "Settings", "run", "work"]
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +81,49 @@ class Settings:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 
-def _engine_kwargs(settings: Settings, progress: ProgressCallback | None,
-                   cancel: threading.Event | None) -> dict[str, Any]:
+@dataclass(frozen=True, eq=False)
+class Guide:
+    """Guided colour for one run, as :func:`napari_colorize.colorize` takes it.
+
+    Attributes
+    ----------
+    reference : array-like or None
+        An RGB(A) image ``(H, W, 3|4)`` (numpy or dask; read in the worker, not on the GUI thread).
+    reference_strength : float or None
+        None: the guidance module's calibrated default.
+    hints : (points, colours) or None
+        ``points`` in the coordinates of the array that is coloured (the plan's, not
+        the layer's), ``colours`` RGB(A) in [0, 1].
+    hint_range : float or None
+        Pixels; None: the guidance module's default.
+    hint_planes : {"own", "all"}
+    """
+
+    reference: Any = None
+    reference_strength: float | None = None
+    hints: tuple[np.ndarray, np.ndarray] | None = None
+    hint_range: float | None = None
+    hint_planes: str = "own"
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        return {"reference": self.reference, "reference_strength": self.reference_strength, "hints": self.hints,
+                "hint_range": self.hint_range, "hint_planes": self.hint_planes}
+
+    def as_info(self) -> dict[str, Any]:
+        """What the output layers record about the guidance (JSON-friendly)."""
+        return {"reference": None if self.reference is None else list(map(int, np.shape(self.reference))),
+                "reference_strength": self.reference_strength,
+                "hints": 0 if self.hints is None else len(self.hints[0]), "hint_range": self.hint_range,
+                "hint_planes": self.hint_planes}
+
+
+def _engine_kwargs(settings: Settings, progress: ProgressCallback | None, cancel: threading.Event | None,
+                   guide: Guide | None = None) -> dict[str, Any]:
     return {"model": settings.model, "method": None if settings.method == "auto" else settings.method,
             "device": settings.device, "precision": settings.precision, "saturation": settings.saturation,
             "normalize": settings.normalize, "limits": settings.limits, "tile_size": settings.tile_size,
-            "overlap": settings.overlap, "progress": progress, "cancel": cancel}
+            "overlap": settings.overlap, "progress": progress, "cancel": cancel,
+            **(guide.engine_kwargs() if guide is not None else {})}
 
 
 def _as_lazy(array: Any) -> Any:
@@ -106,7 +144,7 @@ def _ome_axes(labels: Sequence[str] | None, lead: int) -> list[str] | None:
 
 
 def _run_lazy(array: Any, settings: Settings, progress: ProgressCallback | None, cancel: threading.Event | None,
-              displayed: tuple[int, ...] | None) -> ColorizeResult:
+              displayed: tuple[int, ...] | None, guide: Guide | None = None) -> ColorizeResult:
     """Dask outputs that napari computes plane by plane; the plane on screen is computed now.
 
     Computing it here, in the worker thread, with progress and cancel, fills the engine's
@@ -122,7 +160,7 @@ def _run_lazy(array: Any, settings: Settings, progress: ProgressCallback | None,
             per_plane = max(total // planes, 1)
             progress(min(done, per_plane), per_plane)
 
-    result = colorize(_as_lazy(array), **_engine_kwargs(settings, plane_progress, cancel))
+    result = colorize(_as_lazy(array), **_engine_kwargs(settings, plane_progress, cancel, guide))
     if displayed is not None:
         import dask
 
@@ -135,7 +173,7 @@ def _run_lazy(array: Any, settings: Settings, progress: ProgressCallback | None,
 
 
 def _run_zarr(array: Any, settings: Settings, progress: ProgressCallback | None, cancel: threading.Event | None,
-              geometry: Any) -> ColorizeResult:
+              geometry: Any, guide: Guide | None = None) -> ColorizeResult:
     """Stream to the OME-Zarr store, then open every level of it lazily (lists, finest first).
 
     A store of the same job is resumed; one holding another job's result is refused with
@@ -149,13 +187,13 @@ def _run_zarr(array: Any, settings: Settings, progress: ProgressCallback | None,
     path = colorize_to_zarr(array, settings.zarr_path, rgb_dtype="uint8", overwrite=False,
                             scale=list(geometry.scale) if geometry is not None else None, unit=unit,
                             axes=_ome_axes(getattr(geometry, "axis_labels", None), lead),
-                            **_engine_kwargs(settings, progress, cancel))
+                            **_engine_kwargs(settings, progress, cancel, guide))
     return open_zarr_levels(path)
 
 
 def _run_in_memory(array: Any, settings: Settings, progress: ProgressCallback | None,
-                   cancel: threading.Event | None) -> ColorizeResult:
-    result = colorize(array, **_engine_kwargs(settings, progress, cancel))
+                   cancel: threading.Event | None, guide: Guide | None = None) -> ColorizeResult:
+    result = colorize(array, **_engine_kwargs(settings, progress, cancel, guide))
     if isinstance(result.rgb, np.ndarray):
         return result
     import dask
@@ -167,7 +205,7 @@ def _run_in_memory(array: Any, settings: Settings, progress: ProgressCallback | 
 
 def run(array: Any, settings: Settings, progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None, geometry: Any = None,
-        displayed: tuple[int, ...] | None = None) -> ColorizeResult:
+        displayed: tuple[int, ...] | None = None, guide: Guide | None = None) -> ColorizeResult:
     """Colorize a lazy gray array ``(..., Y, X)`` as the widget asks.
 
     Parameters
@@ -183,6 +221,8 @@ def run(array: Any, settings: Settings, progress: ProgressCallback | None = None
         Pixel size, units and axis names written into a zarr store.
     displayed : tuple of int, optional
         Leading-axis index of the plane on screen: a "lazy" output computes it now.
+    guide : Guide, optional
+        Reference image and colour hints (hint points in ``array``'s coordinates).
 
     Returns
     -------
@@ -200,11 +240,11 @@ def run(array: Any, settings: Settings, progress: ProgressCallback | None = None
         With the library's messages (bad image, model or settings).
     """
     if settings.output == "lazy":
-        return _run_lazy(array, settings, progress, cancel, displayed)
+        return _run_lazy(array, settings, progress, cancel, displayed, guide)
     if settings.output == "zarr file":
-        return _run_zarr(array, settings, progress, cancel, geometry)
+        return _run_zarr(array, settings, progress, cancel, geometry, guide)
     if settings.output == "in memory":
-        return _run_in_memory(array, settings, progress, cancel)
+        return _run_in_memory(array, settings, progress, cancel, guide)
     raise ValueError(f"unknown output {settings.output!r}; choose one of {OUTPUT_MODES}")
 
 
@@ -232,15 +272,17 @@ class Outcome:
     seconds: float = 0.0
 
 
-def _run_info(plan: Any, settings: Settings, result: ColorizeResult) -> dict[str, Any]:
+def _run_info(plan: Any, settings: Settings, result: ColorizeResult, guide: Guide | None = None) -> dict[str, Any]:
     """What the output layers record about their run (``metadata["napari_colorize"]``)."""
     return {"settings": settings.as_info(), "level": plan.level, "index": list(plan.index),
             "model": str(result.info.get("model", settings.model)),
             "method": str(result.info.get("method") or settings.method),
-            "device": str(result.info.get("device", settings.device))}
+            "device": str(result.info.get("device", settings.device)),
+            "guidance": None if guide is None else guide.as_info()}
 
 
-def work(plan: Any, settings: Settings, name: str, cancel: threading.Event, progress: ProgressCallback) -> Outcome:
+def work(plan: Any, settings: Settings, name: str, cancel: threading.Event, progress: ProgressCallback,
+         guide: Guide | None = None) -> Outcome:
     """The worker thread's job: colorize, then make the layers ready to show.
 
     Preparing them (uint8 colour, pyramids of large planes) is done here, not on the
@@ -253,7 +295,7 @@ def work(plan: Any, settings: Settings, name: str, cancel: threading.Event, prog
     settings : Settings
     name : str
         The source layer's name (the outputs are named after it).
-    cancel, progress
+    cancel, progress, guide
         See :func:`run`.
     """
     from ._layers import layer_data_tuples
@@ -261,8 +303,8 @@ def work(plan: Any, settings: Settings, name: str, cancel: threading.Event, prog
     start = time.perf_counter()
     try:
         result = run(plan.array, settings, progress=progress, cancel=cancel, geometry=plan.geometry,
-                     displayed=plan.displayed)
-        info = _run_info(plan, settings, result)
+                     displayed=plan.displayed, guide=guide)
+        info = _run_info(plan, settings, result, guide)
         tuples = layer_data_tuples(result, name, plan.geometry, info)
     except Cancelled:
         return Outcome("cancelled", seconds=time.perf_counter() - start)

@@ -17,16 +17,39 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..engine.defaults import default_tiling, resolve_tiling
+from ..guidance import (
+    check_hint_planes,
+    check_hint_range,
+    check_hints,
+    check_reference_strength,
+    check_references,
+)
 from ..inputs import check_gray_shape
 from ..model import BACKBONES, ModelConfig, get_backbone, read_config
 
-__all__ = ["LAYER_NEEDED", "MODEL_NEEDED", "ZARR_PATH_NEEDED", "model_config", "min_input_size", "device_type",
-           "default_tiling_for", "check_zarr_path", "check_run", "as_reason"]
+__all__ = [
+    "LAYER_NEEDED",
+    "MODEL_NEEDED",
+    "ZARR_PATH_NEEDED",
+    "as_reason",
+    "check_guide",
+    "check_run",
+    "check_zarr_path",
+    "default_tiling_for",
+    "device_type",
+    "min_input_size",
+    "model_config",
+]
 
 LAYER_NEEDED = "Choose a single-channel image layer"
 MODEL_NEEDED = "Choose a .safetensors model file, or the default model"
 ZARR_PATH_NEEDED = "zarr output needs a path: choose where to write the .zarr store"
+#: Pixels of a reference image checked on the GUI thread (a regular subsample): its shape
+#: and whether it has colour; values beyond the sample are checked by the engine in the worker.
+REFERENCE_CHECK_PIXELS = 1 << 14
 
 
 @functools.lru_cache(maxsize=16)
@@ -95,7 +118,35 @@ def check_zarr_path(path: str | None, image: Any) -> None:
     check_source_outside(image, path)
 
 
-def check_run(settings: Any, plan: Any) -> tuple[int, int]:
+def _reference_sample(reference: Any) -> np.ndarray:
+    """A regular subsample of an ``(H, W, C)`` reference, small enough to check at every change."""
+    shape = np.shape(reference)
+    if len(shape) != 3:
+        return np.asarray(reference)  # wrong shape: the engine's check says so, without reading pixels
+    step = max(1, int(np.ceil(np.sqrt(shape[0] * shape[1] / REFERENCE_CHECK_PIXELS))))
+    return np.asarray(reference[::step, ::step])
+
+
+def check_guide(guide: Any, plan: Any) -> None:
+    """Raise with the guidance module's message unless the reference and hints can be used.
+
+    Parameters
+    ----------
+    guide : napari_colorize._qt._runner.Guide or None
+        Hint points already in the coordinates of ``plan.array``.
+    plan : napari_colorize._qt._layers.InputPlan
+    """
+    if guide is None:
+        return
+    if guide.reference is not None:
+        check_references(_reference_sample(guide.reference))
+    check_reference_strength(guide.reference_strength)
+    shape = tuple(int(n) for n in plan.array.shape)
+    check_hint_range(guide.hint_range, shape[-2:])
+    check_hints(guide.hints, shape, check_hint_planes(guide.hint_planes))
+
+
+def check_run(settings: Any, plan: Any, guide: Any = None) -> tuple[int, int]:
     """Raise with the engine's message unless the run can start.
 
     Parameters
@@ -104,6 +155,8 @@ def check_run(settings: Any, plan: Any) -> tuple[int, int]:
         The choices (``tile_size``/``overlap`` None for the engine's defaults).
     plan : napari_colorize._qt._layers.InputPlan
         What would be coloured (only its shape is used, and the sources of a zarr output).
+    guide : napari_colorize._qt._runner.Guide, optional
+        Reference and hints (:func:`check_guide`).
 
     Returns
     -------
@@ -113,8 +166,8 @@ def check_run(settings: Any, plan: Any) -> tuple[int, int]:
     Raises
     ------
     ValueError, FileNotFoundError
-        The model file, the image shape, the device, the precision, the tiling or the
-        zarr destination, in that order, with the engine's message.
+        The model file, the image shape, the device, the precision, the tiling, the
+        guidance or the zarr destination, in that order, with the engine's message.
     """
     config = model_config(settings.model)
     min_size = min_input_size(config)
@@ -122,6 +175,7 @@ def check_run(settings: Any, plan: Any) -> tuple[int, int]:
     check_gray_shape(shape, min_size)
     kind = device_type(settings.device, settings.precision)
     tiling = resolve_tiling(config.backbone, shape[-2:], kind, settings.tile_size, settings.overlap, min_size)
+    check_guide(guide, plan)
     if settings.output == "zarr file":
         check_zarr_path(settings.zarr_path, plan.array)
     return tiling

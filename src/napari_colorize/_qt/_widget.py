@@ -5,7 +5,8 @@ under it) while they cannot run, hands the work to a napari ``thread_worker`` (s
 viewer stays responsive), shows progress in napari's activity dock and status bar, and
 adds or updates the output layers.  What to colour and how outputs are laid out is in
 :mod:`._layers`; how they are prepared for display in :mod:`._display`; the checks of
-the choices in :mod:`._validation`; the engine call in :mod:`._runner`.
+the choices in :mod:`._validation`; the engine call in :mod:`._runner`; the reference,
+hints and live re-colour in :mod:`._guidance`.
 """
 
 from __future__ import annotations
@@ -15,12 +16,21 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton,
-                              RadioButtons, SpinBox)
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+)
 from superqt.utils import ensure_main_thread
 
 from ..devices import PRECISIONS
-from . import _layers, _persist, _runner, _validation
+from . import _guidance, _layers, _persist, _runner, _validation
 
 if TYPE_CHECKING:
     import napari
@@ -30,7 +40,7 @@ __all__ = ["ColorizeWidget", "settings_path"]
 MODEL_SOURCES = ("default", "from file")
 #: Widgets whose values persist between sessions (paths are checked on load).
 PERSISTED = ("model_source", "model_path", "method", "saturation", "device", "precision", "auto_tiling", "tile_size",
-             "overlap", "normalization", "scope", "output", "zarr_path")
+             "overlap", "normalization", "scope", "output", "zarr_path", "live_hints")
 #: Pause between the steps of adding layers.  Not 0: Qt runs zero-delay timers before
 #: due timers and redraws, so the steps would run back to back as one long freeze.
 STEP_MS = 15
@@ -70,7 +80,7 @@ class ColorizeWidget(Container):
         Injected by napari when the widget is opened from the Plugins menu.
     """
 
-    def __init__(self, napari_viewer: "napari.viewer.Viewer") -> None:
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         self._viewer = napari_viewer
         self.worker: Any = None
         self._adding = False
@@ -78,6 +88,9 @@ class ColorizeWidget(Container):
         self._progress: Any = None
         self._job: dict[str, Any] = {}
         self._watched: Any = None
+        # The image and hints of the last result (live re-colour skips edits that change neither).
+        self._shown_key: tuple[str, bytes] | None = None
+        self.guidance = _guidance.GuidanceFields(napari_viewer, self._revalidate, self._recolour_live)
         self._blocker: str | None = _validation.LAYER_NEEDED  # why Run is disabled; None: it can run
         fields = self._make_fields()
         self.run_button = PushButton(text="Run")
@@ -127,13 +140,16 @@ class ColorizeWidget(Container):
         self.output = ComboBox(label="output", choices=_runner.OUTPUT_MODES, value="in memory",
                                tooltip="lazy: computed slice by slice as you scroll; zarr file: written to disk")
         self.zarr_path = FileEdit(label="zarr path", mode="w", filter="*.zarr", visible=False)
+        g = self.guidance
+        self.reference, self.reference_strength, self.hints = g.reference, g.reference_strength, g.hints
+        self.hint_range, self.hints_all_planes, self.live_hints = g.hint_range, g.all_planes, g.live
         return [self.image, self.model_source, self.model_path, self.method, self.saturation, self.device,
                 self.precision, self.auto_tiling, self.tile_size, self.overlap, self.normalization, self.scope,
-                self.output, self.zarr_path]
+                self.output, self.zarr_path, *g.widgets]
 
     def _connect(self) -> None:
         """Every change of a choice or of the layer list re-checks whether Run can start."""
-        for widget in (self.model_source, self.output, self.auto_tiling):
+        for widget in (self.model_source, self.output, self.auto_tiling, self.image, self.reference, self.hints):
             widget.changed.connect(self._sync_visibility)
         for name in PERSISTED:
             getattr(self, name).changed.connect(self._save_settings)
@@ -142,14 +158,18 @@ class ColorizeWidget(Container):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         layer_events = self._viewer.layers.events
-        for event in (layer_events.inserted, layer_events.removed, layer_events.reordered):
+        for event in (layer_events.inserted, layer_events.removed, layer_events.reordered, layer_events.renamed):
             event.connect(self._on_layers_changed)
 
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return [(layer.name, layer) for layer in _layers.offered_layers(self._viewer.layers)]
 
     def _on_layers_changed(self, *_: Any) -> None:
+        chosen = {combo: combo.value for combo in (self.image, self.reference, self.hints)}
         self.reset_choices()
+        for combo, layer in chosen.items():  # a renamed layer is a new choice to magicgui: keep it chosen
+            if layer is not None and combo.value is not layer and any(c is layer for c in combo.choices):
+                combo.value = layer
         self._revalidate()
 
     def _watch_layer(self, *_: Any) -> None:
@@ -167,6 +187,7 @@ class ColorizeWidget(Container):
         self.model_path.visible = self.model_source.value == "from file"
         self.zarr_path.visible = self.output.value == "zarr file"
         self.tile_size.visible = self.overlap.visible = not self.auto_tiling.value
+        self.guidance.sync_visibility(self.image.value)
 
     def _save_settings(self, *_: Any) -> None:
         _persist.save(settings_path(), {name: getattr(self, name).value for name in PERSISTED})
@@ -205,13 +226,14 @@ class ColorizeWidget(Container):
         """What the current choices would colour (reads no pixels)."""
         return _layers.plan_for_layer(self.image.value, self._viewer.dims.point, self.scope.value, self.output.value)
 
-    def checked(self) -> tuple[_runner.Settings, _layers.InputPlan]:
-        """The settings and plan of a run that can start; raises with the reason otherwise."""
+    def checked(self) -> tuple[_runner.Settings, _layers.InputPlan, _runner.Guide | None]:
+        """The settings, plan and guidance of a run that can start; raises with the reason otherwise."""
         if self.image.value is None:
             raise ValueError(_validation.LAYER_NEEDED)
         settings, plan = self.settings(), self.plan()
-        _validation.check_run(settings, plan)
-        return settings, plan
+        guide = self.guidance.guide(self.image.value, plan)
+        _validation.check_run(settings, plan, guide)
+        return settings, plan, guide
 
     def run_blocker(self) -> str | None:
         """Why Run cannot start now (the engine's message), or None."""
@@ -237,24 +259,53 @@ class ColorizeWidget(Container):
 
     def run(self) -> None:
         """Start colorizing in a worker thread (the Run button)."""
-        from napari.qt.threading import create_worker
         from napari.utils.notifications import show_error
 
         if self.is_running:
             return
         try:  # the button is disabled while this fails; a programmatic click still gets the reason
-            settings, plan = self.checked()
+            settings, plan, guide = self.checked()
         except _runner.USER_ERRORS as err:
             show_error(f"napari-colorize: {_validation.as_reason(err)}")
             return
+        self._start(settings, plan, guide, live=False)
+
+    def _recolour_live(self) -> None:
+        """After the hints changed: re-colour the shown result of this image as Run would, if it is quick."""
+        image = self.image.value
+        if not self.live_hints.value or image is None or not _layers.outputs_of(self._viewer.layers, image.name):
+            return
+        if self.is_running:  # try again once this job is done: the last edit must not be lost
+            self.guidance.timer.start()
+            return
+        try:
+            settings, plan, guide = self.checked()
+        except _runner.USER_ERRORS:
+            return  # the reason under Run says what to fix
+        if (image.name, _guidance.guide_key(guide)) == self._shown_key:
+            return  # e.g. the colour for the next point was picked: the hints are those shown
+        if not _guidance.live_possible(settings.output, plan):
+            self._set_status(f"{plan.describe()}: {_guidance.PRESS_RUN}")
+            return
+        self._start(settings, plan, guide, live=True)
+
+    def _start(self, settings: _runner.Settings, plan: _layers.InputPlan, guide: _runner.Guide | None,
+               live: bool) -> None:
+        """Colorize in a worker thread; a live re-colour (about a second) shows no progress bar."""
+        from napari.qt.threading import create_worker
+
         name = self.image.value.name
         self._cancel = threading.Event()
-        self._job = {"name": name, "clicked": time.perf_counter()}
-        self._progress = _job_progress(f"Colorizing {name}", self.cancel)
-        self._set_status(f"Colorizing {name}: {plan.describe()}")
-        for note in plan.notes:
-            self._set_status(note)
-        self.worker = create_worker(_runner.work, plan, settings, name, self._cancel, self._report_progress)
+        self._job = {"name": name, "clicked": time.perf_counter(), "live": live,
+                     "key": (name, _guidance.guide_key(guide))}
+        if live:
+            self._set_status(f"Re-colouring {name} with the hints…")
+        else:
+            self._progress = _job_progress(f"Colorizing {name}", self.cancel)
+            self._set_status(f"Colorizing {name}: {plan.describe()}")
+            for note in plan.notes:
+                self._set_status(note)
+        self.worker = create_worker(_runner.work, plan, settings, name, self._cancel, self._report_progress, guide)
         self.worker.returned.connect(self._finish)
         self.worker.finished.connect(self._cleanup)
         self.worker.start()
@@ -291,8 +342,10 @@ class ColorizeWidget(Container):
             return
         info = outcome.info
         self._job["computed_at"] = time.perf_counter()
+        self._shown_key = self._job.get("key")
         self._adding = True
-        self._add_next(outcome.tuples, f"Colorized {name} in {outcome.seconds:.1f} s ({info['device']}, "
+        done = "Re-coloured" if self._job.get("live") else "Colorized"
+        self._add_next(outcome.tuples, f"{done} {name} in {outcome.seconds:.1f} s ({info['device']}, "
                                        f"{info['method']})")
 
     def _add_next(self, tuples: list, done_message: str, reveal: tuple[Any, bool] | None = None) -> None:
