@@ -1,6 +1,6 @@
 """Generate the sample images shipped in ``src/napari_colorize/data/`` (run once).
 
-All three are derived from public-domain / CC0 images bundled with scikit-image (no
+All are derived from public-domain / CC0 images bundled with scikit-image (no
 download), so the package may ship them.  Provenance is in ``docs/plugin.md``.
 
 - ``photograph.png``: the "cameraman" (``skimage.data.camera``, CC0), a photograph that
@@ -15,12 +15,22 @@ download), so the package may ship them.  Provenance is in ``docs/plugin.md``.
   (``skimage.data.cell``, a quantitative phase image, CC0, 0.107 um pixels): 10 planes
   0.5 um apart, each blurred by its distance from focus, photon noise, uint16 camera
   counts (offset 100, peak about 1,500), 2x binned to 0.214 um pixels, 256 x 256.
+- ``ihc_slide_gray.png`` and ``ihc_reference.png``: the immunohistochemistry slide
+  (``skimage.data.immunohistochemistry``, colonic glands, FHL2 in DAB brown with
+  hematoxylin blue counterstain; "no known copyright restrictions"), cut in two: the
+  right half in gray (uint8, 512 x 256, made with :func:`napari_colorize.color.rgb_to_gray`,
+  so it is exactly the lightness a colorization keeps) and the left half in colour
+  (uint8 RGB, 512 x 256) as the reference for guided colouring.  The colour original
+  is in the default model's training corpus, like the coffee cup's.
 
-Usage: ``python scripts/make_samples.py`` (deterministic: fixed seeds).
+Usage: ``python scripts/make_samples.py [NAME ...]`` (deterministic: fixed seeds);
+names are the keys of ``WRITERS`` (default: all).
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -28,6 +38,8 @@ import numpy as np
 import tifffile
 from scipy import ndimage
 from skimage import data, transform
+
+from napari_colorize.color import rgb_to_gray
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "napari_colorize" / "data"
 
@@ -91,16 +103,55 @@ def make_microscopy_stack(planes: int = 10, seed: int = 2) -> np.ndarray:
     return stack
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
+def make_ihc_pair() -> tuple[np.ndarray, np.ndarray]:
+    """(gray right half, colour left half) of the IHC slide, each 512 x 256 uint8.
+
+    The halves share stain, scanner and tissue type but no pixels, which is the
+    situation guided colouring is for: a colour slide of the same stain beside a gray
+    scan.  The gray is the library's own ``(R + G + B) / 3`` so that scoring a
+    colorization against the true right half compares colour only.
+    """
+    ihc = data.immunohistochemistry()                    # (512, 512, 3) uint8
+    half = ihc.shape[1] // 2
+    gray = to_uint8(rgb_to_gray(ihc[:, half:]).astype(np.float64))
+    return gray, np.ascontiguousarray(ihc[:, :half])
+
+
+def write_photograph() -> None:
     iio.imwrite(OUT / "photograph.png", make_photograph(), optimize=True)
+
+
+def write_archival_scan() -> None:
     iio.imwrite(OUT / "archival_scan.png", make_archival_scan(), optimize=True)
+
+
+def write_microscopy_stack() -> None:
     tifffile.imwrite(OUT / "microscopy_stack.tif", make_microscopy_stack(), compression="zlib",
                      predictor=True, imagej=False,
                      metadata={"axes": "ZYX", "spacing_um": list(STACK_SPACING_UM)})
+
+
+def write_ihc() -> None:
+    gray, reference = make_ihc_pair()
+    iio.imwrite(OUT / "ihc_slide_gray.png", gray, optimize=True)
+    iio.imwrite(OUT / "ihc_reference.png", reference, optimize=True)
+
+
+#: Sample name -> writer; ``python scripts/make_samples.py ihc`` remakes one sample only.
+WRITERS: dict[str, Callable[[], None]] = {"photograph": write_photograph, "archival_scan": write_archival_scan,
+                                          "microscopy_stack": write_microscopy_stack, "ihc": write_ihc}
+
+
+def main(names: list[str] | None = None) -> None:
+    unknown = set(names or ()) - set(WRITERS)
+    if unknown:
+        raise SystemExit(f"unknown sample(s) {sorted(unknown)}; choose from {sorted(WRITERS)}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name in names or WRITERS:
+        WRITERS[name]()
     for path in sorted(OUT.iterdir()):
         print(f"{path.name}: {path.stat().st_size / 1024:.0f} KiB")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

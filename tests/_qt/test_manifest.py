@@ -34,7 +34,7 @@ def test_contributions(manifest):
     (widget,) = manifest.contributions.widgets
     assert widget.display_name == "Colorize"
     samples = {s.key: s for s in manifest.contributions.sample_data}
-    assert set(samples) == {"photograph", "archival_scan", "microscopy_stack"}
+    assert set(samples) == {"photograph", "archival_scan", "microscopy_stack", "ihc_slide"}
     from napari_colorize._qt import _sample_data
 
     assert set(samples) == set(_sample_data.SAMPLES)

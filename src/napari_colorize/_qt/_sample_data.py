@@ -1,6 +1,6 @@
 """Sample data for napari (File > Open Sample > napari-colorize).
 
-Each function returns napari layer data tuples ``[(data, kwargs, "image")]`` read from
+Each function returns napari layer data tuples ``[(data, kwargs, "image"), ...]`` read from
 the small files shipped in ``napari_colorize/data`` (made by ``scripts/make_samples.py``
 from public-domain / CC0 scikit-image images; provenance in ``docs/plugin.md``).
 Nothing is downloaded.
@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["photograph", "archival_scan", "microscopy_stack", "SAMPLES"]
+__all__ = ["SAMPLES", "archival_scan", "ihc_slide", "microscopy_stack", "photograph"]
 
 #: Physical sampling of the microscopy stack in micrometres (z, y, x).
 STACK_SPACING_UM = (0.5, 0.214, 0.214)
@@ -61,5 +61,22 @@ def microscopy_stack() -> list[LayerDataTuple]:
     return [(stack, kwargs, "image")]
 
 
+def ihc_slide() -> list[LayerDataTuple]:
+    """An immunohistochemistry slide in gray and a colour slide of the same stain.
+
+    Two layers, each 512 x 256 uint8, made from scikit-image's IHC image (colonic
+    glands, DAB brown and hematoxylin blue): "IHC slide (gray)", its right half in
+    gray, and "IHC reference (colour)", its left half in RGB, to pass as the
+    reference of guided colouring.  The gray slide is placed 256 pixels to the right so
+    the two halves sit side by side as on the original slide (and the colorized layers,
+    which take the input's placement, land on top of the gray one).
+    """
+    gray = _read("ihc_slide_gray.png")
+    reference = _read("ihc_reference.png")
+    return [(gray, {"name": "IHC slide (gray)", "translate": (0.0, float(reference.shape[1]))}, "image"),
+            (reference, {"name": "IHC reference (colour)", "rgb": True}, "image")]
+
+
 #: Sample key (as in napari.yaml) -> function.
-SAMPLES = {"photograph": photograph, "archival_scan": archival_scan, "microscopy_stack": microscopy_stack}
+SAMPLES = {"photograph": photograph, "archival_scan": archival_scan, "microscopy_stack": microscopy_stack,
+           "ihc_slide": ihc_slide}
