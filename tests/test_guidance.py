@@ -30,7 +30,7 @@ from napari_colorize.guidance import (
     influence_field,
     reference_histograms,
 )
-from napari_colorize.guidance.reference import band_prior
+from napari_colorize.guidance.reference import band_weights
 from napari_colorize.inference import decode_grid, histograms
 from napari_colorize.model.hypercolumn import GRID_STRIDE
 
@@ -593,15 +593,16 @@ def test_fit_log_prior_matches_the_target_band_by_band():
         assert np.abs(_softmax(flat, 1).mean(0) - target[k][0]).max() > 0.02
 
 
-def test_band_prior_interpolates_between_band_centres():
-    table = np.arange(8 * 3, dtype=np.float32).reshape(8, 3)  # row b = (3b, 3b + 1, 3b + 2)
-    gray = torch.tensor([[[0.5 / 8, 2.5 / 8, 3.0 / 8, 0.0, 1.0]]])
-    out = band_prior(table, gray)[0, :, 0].numpy()  # (K, 5)
-    np.testing.assert_allclose(out[:, 0], table[0])
-    np.testing.assert_allclose(out[:, 1], table[2])
-    np.testing.assert_allclose(out[:, 2], (table[2] + table[3]) / 2, atol=1e-6)
-    np.testing.assert_allclose(out[:, 3], table[0])  # below the first centre: the first band
-    np.testing.assert_allclose(out[:, 4], table[7])
+def test_band_weights_interpolate_between_band_centres():
+    table = np.log(np.arange(1, 8 * 3 + 1, dtype=np.float32)).reshape(8, 3)  # weights row b = (3b+1, 3b+2, 3b+3)
+    weights = np.exp(table)
+    gray = torch.tensor([[0.5 / 8, 2.5 / 8, 3.0 / 8, 0.0, 1.0]])
+    out = band_weights(table, gray)[:, 0].numpy()  # (K, 5)
+    np.testing.assert_allclose(out[:, 0], weights[0], rtol=1e-5)
+    np.testing.assert_allclose(out[:, 1], weights[2], rtol=1e-5)
+    np.testing.assert_allclose(out[:, 2], (weights[2] + weights[3]) / 2, rtol=1e-5)
+    np.testing.assert_allclose(out[:, 3], weights[0], rtol=1e-5)  # below the first centre: the first band
+    np.testing.assert_allclose(out[:, 4], weights[7], rtol=1e-5)
 
 
 def test_reference_histograms_follow_the_reference(make_model):

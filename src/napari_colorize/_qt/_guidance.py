@@ -30,12 +30,13 @@ __all__ = ["LIVE_DELAY_MS", "LIVE_MAX_PIXELS", "PRESS_RUN", "REFERENCE_READ_PIXE
            "hint_points", "live_possible", "plan_hints", "points_layers", "reference_array", "reference_layers"]
 
 #: Live re-colour only when what would be coloured has at most this many pixels: a
-#: 1024 x 1024 plane takes about a second on a CPU once the network's histograms are cached.
+#: 1024 x 1024 plane is re-coloured in ~0.4 s on two CPU cores once the network's histograms
+#: are cached (``benchmarks/bench_guided.py --parts cost``), ~0.7 s with the pause.
 LIVE_MAX_PIXELS = 1024 * 1024
 #: Pause after the last change of the hints before re-colouring.
 LIVE_DELAY_MS = 300
 #: A larger reference is read with a regular stride: only its colour distribution is used
-#: (the engine reads at most 65536 of its pixels anyway).
+#: (the engine samples at most a few times guidance.reference.REFERENCE_PIXELS of them anyway).
 REFERENCE_READ_PIXELS = 2048 * 2048
 PRESS_RUN = "press Run to apply the hints"
 #: The hint range field's lowest value, shown as "auto": the engine's default range for the image.

@@ -114,7 +114,7 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
     if guidance is not None and guidance.log_prior is not None and not FADE_WITH_REFERENCE:
         # The stored fading is calibrated for unguided colour (fade where the network is
         # unsure); with a reference the prior says how colourful the image is, and fading
-        # on top of it lost 1.8 AuC points on the validation sources (docs/guidance.md).
+        # on top of it lost 1.5 AuC points and 0.9 dB on the validation sources (docs/guidance.md).
         options = dataclasses.replace(options, confidence_fading=None)
     tile_options = TileOptions(options, precision, normalize, limits, min_size, cache, guidance)
     if client is None:

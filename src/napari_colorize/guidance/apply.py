@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model.hypercolumn import GRID_STRIDE
-from .reference import band_prior
+from .reference import band_weights
 
 __all__ = [
     "HINT_SHARPNESS",
@@ -182,10 +182,12 @@ def guide_histograms(probs: dict[str, torch.Tensor], guides: list[TileGuide | No
                      gray: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The Bayesian update of a batch's histograms ``(B, K, h, w)`` per head by each item's guide.
 
-    ``log p' = log p + log_prior(gray level) + sum_m HINT_WEIGHT * w_m * log q_m`` (then
-    normalised); ``gray`` ``(B, H, W)`` is the tiles' input, whose cell means pick the
-    reference prior's band (:func:`.reference.band_prior`).  Items whose guide is None
-    are returned unchanged; ``probs`` itself is not modified.
+    ``p' ~ max(p, PROB_FLOOR) * exp(prior(gray level)) * exp(sum_m HINT_WEIGHT * w_m * log q_m)``,
+    normalised; ``gray`` ``(B, H, W)`` is the tiles' input, whose cell means pick the
+    reference prior's band (:func:`.reference.band_weights`).  Each factor is one small
+    matrix product (bands or hints x cells), so guidance costs a few passes over the
+    histograms.  Items whose guide is None are returned unchanged; ``probs`` itself is
+    not modified.
     """
     if all(g is None for g in guides):
         return probs
@@ -202,14 +204,15 @@ def guide_histograms(probs: dict[str, torch.Tensor], guides: list[TileGuide | No
             if guide is None:
                 items.append(p[i])
                 continue
-            logit = torch.log(p[i].clamp_min(PROB_FLOOR))
+            k, h, w = p.shape[1:]
+            post = p[i].clamp_min(PROB_FLOOR)  # a new tensor: the in-place steps below never touch `probs`
             if guide.log_prior is not None:
-                logit = logit + band_prior(guide.log_prior[head], cells[i:i + 1].to(logit))[0]
+                post.mul_(band_weights(guide.log_prior[head], cells[i].to(post)))
             if guide.has_hints:
-                w = _fit_grid(guide.weights, *p.shape[-2:], logit)
-                ll = torch.from_numpy(guide.log_likelihood[head]).to(logit)
-                logit = logit + HINT_WEIGHT * torch.einsum("mhw,mk->khw", w, ll)
-            items.append(torch.softmax(logit, dim=0))
+                weights = _fit_grid(guide.weights, h, w, post).reshape(len(guide.weights), -1)
+                ll = torch.from_numpy(guide.log_likelihood[head]).to(post)
+                post.mul_(((HINT_WEIGHT * ll.T) @ weights).exp_().view(k, h, w))
+            items.append(post.div_(post.sum(dim=0, keepdim=True)))
         out[head] = torch.stack(items)
     return out
 

@@ -17,8 +17,9 @@ import numbers
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from skimage.graph import MCP_Geometric
-from skimage.transform import resize
 
 from ..model.hypercolumn import GRID_STRIDE
 
@@ -167,10 +168,9 @@ def influence_field(cells: np.ndarray, centre: tuple[int, int], hint_range: floa
     factor = math.ceil(max(cells.shape) / MAX_FIELD_CELLS)
     if factor > 1:  # a coarser grid for long reaches, then back to the cells by interpolation
         coarse = _coarse_field(cells, centre, hint_range, factor, edge_scale, similarity)
-        weight = resize(coarse, (coarse.shape[0] * factor, coarse.shape[1] * factor), order=1,
-                        preserve_range=True, anti_aliasing=False)[:cells.shape[0], :cells.shape[1]]
-        weight *= _gray_gate(cells, centre, similarity)
-        return weight.astype(np.float32)
+        fine = F.interpolate(torch.from_numpy(coarse)[None, None], scale_factor=factor, mode="bilinear",
+                             align_corners=False)[0, 0, :cells.shape[0], :cells.shape[1]].numpy()
+        return (fine * _gray_gate(cells, centre, similarity)).astype(np.float32)
     return _field(cells, centre, hint_range / GRID_STRIDE, edge_scale, similarity)
 
 
