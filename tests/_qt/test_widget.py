@@ -18,9 +18,7 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-import torch  # noqa: E402
 
-import napari_colorize as nc  # noqa: E402
 from napari_colorize._qt import _display, _widget  # noqa: E402
 from napari_colorize._qt._layers import METADATA_KEY  # noqa: E402
 
@@ -29,20 +27,6 @@ WAIT_MS = 60_000
 #: The colour layer is uint8, as a screen shows it: each channel, and so its gray, is within
 #: half a level of the float result; lightness checks allow one level.
 LEVEL = 1.0 / 255
-
-
-@pytest.fixture(scope="module")
-def strong_model(tmp_path_factory):
-    """A compact model that predicts hue bin 2 (orange) at chroma bin 20 with certainty."""
-    torch.manual_seed(0)
-    model = nc.build_model("compact")
-    with torch.no_grad():
-        for head in model.heads.values():
-            head.weight.zero_()
-            head.bias.fill_(-10.0)
-        model.heads["hue"].bias[2] = 10.0
-        model.heads["chroma"].bias[20] = 10.0
-    return str(nc.save_model(model, tmp_path_factory.mktemp("model") / "strong.safetensors"))
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,6 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-import torch
 from skimage.color import rgb2lab
 
 import napari_colorize as nc
@@ -30,20 +29,6 @@ WAIT_MS = 60_000
 LEVEL = 1.0 / 255
 #: A blue of lightness 0.5 ((R + G + B) / 3), far from the strong model's orange.
 BLUE = (0.3, 0.45, 0.75)
-
-
-@pytest.fixture(scope="module")
-def strong_model(tmp_path_factory):
-    """A compact model that predicts hue bin 2 (orange) at chroma bin 20 with certainty."""
-    torch.manual_seed(0)
-    model = nc.build_model("compact")
-    with torch.no_grad():
-        for head in model.heads.values():
-            head.weight.zero_()
-            head.bias.fill_(-10.0)
-        model.heads["hue"].bias[2] = 10.0
-        model.heads["chroma"].bias[20] = 10.0
-    return str(nc.save_model(model, tmp_path_factory.mktemp("model") / "strong.safetensors"))
 
 
 @pytest.fixture

@@ -1,0 +1,22 @@
+"""Fixtures shared by the widget tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import napari_colorize as nc
+
+
+@pytest.fixture(scope="module")
+def strong_model(tmp_path_factory):
+    """A compact model that predicts hue bin 2 (orange) at chroma bin 20 with certainty."""
+    torch.manual_seed(0)
+    model = nc.build_model("compact")
+    with torch.no_grad():
+        for head in model.heads.values():
+            head.weight.zero_()
+            head.bias.fill_(-10.0)
+        model.heads["hue"].bias[2] = 10.0
+        model.heads["chroma"].bias[20] = 10.0
+    return str(nc.save_model(model, tmp_path_factory.mktemp("model") / "strong.safetensors"))
