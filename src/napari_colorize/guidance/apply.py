@@ -199,21 +199,23 @@ def guide_histograms(probs: dict[str, torch.Tensor], guides: list[TileGuide | No
         p0 = next(iter(probs.values()))
         cells = gray_cells(gray.to(p0.device), *p0.shape[-2:])
     for head, p in probs.items():
-        items = []
+        k, h, w = p.shape[1:]
+        # One new tensor for the batch (no per-item copies to stack): the in-place steps
+        # below never touch `probs`, which the histogram cache may hold.
+        batch = p.clamp_min(PROB_FLOOR)
         for i, guide in enumerate(guides):
+            post = batch[i]
             if guide is None:
-                items.append(p[i])
+                post.copy_(p[i])
                 continue
-            k, h, w = p.shape[1:]
-            post = p[i].clamp_min(PROB_FLOOR)  # a new tensor: the in-place steps below never touch `probs`
             if guide.log_prior is not None:
                 post.mul_(band_weights(guide.log_prior[head], cells[i].to(post)))
             if guide.has_hints:
                 weights = _fit_grid(guide.weights, h, w, post).reshape(len(guide.weights), -1)
                 ll = torch.from_numpy(guide.log_likelihood[head]).to(post)
                 post.mul_(((HINT_WEIGHT * ll.T) @ weights).exp_().view(k, h, w))
-            items.append(post.div_(post.sum(dim=0, keepdim=True)))
-        out[head] = torch.stack(items)
+            post.div_(post.sum(dim=0, keepdim=True))
+        out[head] = batch
     return out
 
 

@@ -46,8 +46,8 @@ HINT_PLANES = ("own", "all")
 #: image gave 10 random hints +2.3 AuC points, the whole image +10).
 DEFAULT_HINT_RANGE = (96.0, 1024.0)
 #: Largest side (cells) of the grid a field is computed on; larger windows are
-#: computed on coarser cells and interpolated (a 1024-pixel reach costs ~10 ms, not 150).
-MAX_FIELD_CELLS = 128
+#: computed on coarser cells and interpolated (a 1024-pixel reach costs ~5 ms, not 150).
+MAX_FIELD_CELLS = 96
 #: Gray-level gradient (per grid cell, gray in [0, 1]) at which a step costs twice a flat
 #: one.  Chosen with ``benchmarks/bench_guided.py`` on the validation sources among
 #: values that stop a hint at a 0.3 | 0.7 step: 0.04 gave 10 random hints +13.9 AuC

@@ -42,7 +42,7 @@ __all__ = [
 DEFAULT_REFERENCE_STRENGTH = 1.0
 #: Pixels read from each reference (a regular subsample beyond this): its colour
 #: distribution, not its detail, is what is used.
-REFERENCE_PIXELS = 1 << 15
+REFERENCE_PIXELS = 1 << 14
 #: Share of a uniform histogram mixed into the reference's, so that colours the
 #: reference lacks become unlikely rather than impossible.
 UNIFORM_SHARE = 0.01
@@ -166,7 +166,7 @@ def _fit(probs: torch.Tensor, groups: torch.Tensor, log_target: torch.Tensor, it
 
 
 def fit_log_prior(overview: dict[str, torch.Tensor], gray_cells: torch.Tensor, target: dict[str, np.ndarray],
-                  iterations: int = 20) -> dict[str, np.ndarray]:
+                  iterations: int = 10) -> dict[str, np.ndarray]:
     """The log re-weighting ``phi(k | band)`` per head that makes the overview match ``target`` band by band.
 
     Parameters
