@@ -39,6 +39,7 @@ __all__ = [
     "point_estimate",
     "temper",
     "check_temperature",
+    "finite_number",
 ]
 
 
@@ -116,10 +117,16 @@ def normalized_entropy(p: torch.Tensor) -> torch.Tensor:
     return (-torch.xlogy(p, p).sum(dim=1) / math.log(k)).clamp(0.0, 1.0)
 
 
+def finite_number(value) -> float:
+    """``value`` as a float if it is a real number (not a bool), else NaN: callers then
+    check range and finiteness with one condition and name the option in their message."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    return float(value) if real else math.nan
+
+
 def check_temperature(temperature: float) -> float:
     """``temperature`` as a float; a ``ValueError`` unless it is a finite number > 0."""
-    real = isinstance(temperature, numbers.Real) and not isinstance(temperature, bool)
-    value = float(temperature) if real else math.nan
+    value = finite_number(temperature)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"temperature must be a finite number > 0 (1 = the network's own histograms, "
                          f"> 1 less confident), got {temperature!r}")

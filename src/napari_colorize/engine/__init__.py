@@ -24,7 +24,7 @@ from .models import get_model, weights_version
 from .pipeline import colorize_stacked, decode_options_for
 from .tiling import TilePlan, assemble_chunk, axis_tiles, blend_tiles, check_tiling, cut_pieces, feather_weights
 
-__all__ = ["TileCache", "tile_cache", "clear_caches", "histogram_cache", "default_batch", "default_tiling", "resolve_tiling",
-           "reset_memory_limits", "Cancelled", "ModelRef", "Monitor", "TileOptions", "get_model", "weights_version",
+__all__ = ["TileCache", "tile_cache", "clear_caches", "histogram_cache", "default_batch", "default_tiling",
+           "resolve_tiling", "reset_memory_limits", "Cancelled", "ModelRef", "Monitor", "TileOptions", "get_model", "weights_version",
            "colorize_stacked", "decode_options_for", "colorize_array", "predict_tiles", "TilePlan", "axis_tiles",
            "assemble_chunk", "blend_tiles", "check_tiling", "cut_pieces", "feather_weights"]

@@ -4,6 +4,8 @@ window (:mod:`napari_colorize.guidance`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,20 +15,20 @@ from ..guidance import (
     Guidance,
     HintField,
     Hints,
-    block_mean,
     check_hint_planes,
     check_hint_range,
     check_hints,
     check_reference_strength,
     check_references,
     fit_log_prior,
+    gray_cells,
     hint_cells,
     influence_field,
     reference_histograms,
 )
-from ..guidance.apply import gray_cells
 from ..inference import histograms
 from ..inputs import to_unit_float
+from ..model import HypercolumnColorizer
 from ..model.hypercolumn import GRID_STRIDE
 
 __all__ = ["OVERVIEW_PLANES", "OVERVIEW_SIDE", "build_guidance", "overview_histograms"]
@@ -93,7 +95,9 @@ def _plane_cells(image, plane: tuple, windows: list[tuple[slice, slice]], normal
     def read(sy: slice, sx: slice) -> np.ndarray:
         rows = slice(sy.start * GRID_STRIDE, min(sy.stop * GRID_STRIDE, shape[-2]))
         cols = slice(sx.start * GRID_STRIDE, min(sx.stop * GRID_STRIDE, shape[-1]))
-        return block_mean(to_unit_float(_read(image, plane + (rows, cols)), normalize, limits))
+        gray = torch.from_numpy(np.ascontiguousarray(to_unit_float(_read(image, plane + (rows, cols)), normalize,
+                                                                    limits), np.float32))
+        return gray_cells(gray[None], sy.stop - sy.start, sx.stop - sx.start)[0].numpy()
 
     if (y1 - y0) * (x1 - x0) > SHARED_CELLS:
         return read
@@ -126,15 +130,16 @@ def _hint_fields(image, hints: Hints, space, normalize: str | None, limits: tupl
     return tuple(fields)
 
 
-def build_guidance(image, model, decode: DecodeOptions, normalize: str | None, limits: tuple[float, float] | None,
+def build_guidance(image, model: HypercolumnColorizer | Callable[[], HypercolumnColorizer], decode: DecodeOptions, normalize: str | None, limits: tuple[float, float] | None,
                    *, reference=None, reference_strength: float | None = None, hints=None,
                    hint_range: float | None = None, hint_planes: str = "own",
                    precision: str = "fp32") -> Guidance | None:
     """Check the guidance a caller asked for and prepare it for the tiles; None when there is none.
 
-    Parameters are those of :func:`napari_colorize.colorize`; ``model`` is the loaded
-    network (used for the reference's overview pass only).  Every check runs before
-    anything is computed or written, so bad guidance fails first.
+    Parameters are those of :func:`napari_colorize.colorize`; ``model`` is the network,
+    or a function that loads it, called only when there is guidance (its colour space, and
+    the reference's overview pass).  Every check runs before anything is computed or
+    written, so bad guidance fails first.
     """
     shape = tuple(image.shape)
     references = check_references(reference)
@@ -144,6 +149,8 @@ def build_guidance(image, model, decode: DecodeOptions, normalize: str | None, l
     checked = check_hints(hints, shape, hint_planes)
     if not references and checked is None:
         return None
+    if callable(model) and not isinstance(model, torch.nn.Module):
+        model = model()
     space = model.space
     log_prior = None
     if references and strength > 0:

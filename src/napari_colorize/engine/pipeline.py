@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from ..devices import autocast, resolve_device
-from ..guidance import check_hint_planes, check_hint_range, check_reference_strength
 from ..inference import DecodeOptions
 from ..inputs import check_gray_shape, check_gray_values, data_range_limits
 from ..model import DEFAULT_MODEL, HypercolumnColorizer, get_backbone
@@ -101,16 +100,13 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
         # whole image so that every tile and plane is scaled alike; None for other dtypes.
         limits = data_range_limits(image)
     limits = None if limits is None else tuple(map(float, limits))
-    guidance = None
-    if reference is not None or hints is not None:
-        net = meta if isinstance(meta, torch.nn.Module) else get_model(source, "cpu")
-        guidance = build_guidance(image, net, options, normalize, limits, reference=reference,
-                                  reference_strength=reference_strength, hints=hints, hint_range=hint_range,
-                                  hint_planes=hint_planes, precision=precision if net is meta else "fp32")
-    else:  # still check the options, so a typo fails with or without guidance
-        check_hint_planes(hint_planes)
-        check_hint_range(hint_range)
-        check_reference_strength(reference_strength)
+    # Checked whether or not guidance is given, so a typo in an option fails either way; on a
+    # cluster the model is loaded here (on the CPU) only if guidance needs it.
+    local = isinstance(meta, torch.nn.Module)
+    guidance = build_guidance(image, meta if local else (lambda: get_model(source, "cpu")), options, normalize,
+                              limits, reference=reference, reference_strength=reference_strength, hints=hints,
+                              hint_range=hint_range, hint_planes=hint_planes,
+                              precision=precision if local else "fp32")
     if guidance is not None and guidance.log_prior is not None and not FADE_WITH_REFERENCE:
         # The stored fading is calibrated for unguided colour (fade where the network is
         # unsure); with a reference the prior says how colourful the image is, and fading

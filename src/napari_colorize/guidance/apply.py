@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..model.hypercolumn import GRID_STRIDE
+from .hints import gray_cells
 from .reference import band_weights
 
 __all__ = [
@@ -167,15 +168,6 @@ def _fit_grid(weights: np.ndarray, h: int, w: int, like: torch.Tensor) -> torch.
         # interpolated partly from them, and zero weight there would leak unguided colour in.
         t = F.pad(t.unsqueeze(0), (0, pw, 0, ph), mode="replicate")[0]
     return t
-
-
-def gray_cells(gray: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Mean gray ``(B, h, w)`` of each grid cell of a batch of tiles ``(B, H, W)`` (edges replicated)."""
-    g = gray.float().unsqueeze(1)
-    ph, pw = max(h * GRID_STRIDE - g.shape[-2], 0), max(w * GRID_STRIDE - g.shape[-1], 0)
-    if ph or pw:
-        g = F.pad(g, (0, pw, 0, ph), mode="replicate")
-    return F.avg_pool2d(g[..., :h * GRID_STRIDE, :w * GRID_STRIDE], GRID_STRIDE)[:, 0]
 
 
 def guide_histograms(probs: dict[str, torch.Tensor], guides: list[TileGuide | None],

@@ -13,7 +13,6 @@ Fields live on the network's 1/4 grid, where the histograms are.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from skimage.graph import MCP_Geometric
 
+from ..decode import finite_number
 from ..model.hypercolumn import GRID_STRIDE
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "GRAY_SIMILARITY",
     "HINT_PLANES",
     "Hints",
-    "block_mean",
+    "gray_cells",
     "check_hint_planes",
     "check_hint_range",
     "check_hints",
@@ -120,8 +120,7 @@ def check_hint_range(hint_range, image_yx: tuple[int, int] | None = None) -> flo
     low, high = DEFAULT_HINT_RANGE
     if hint_range is None:
         return high if image_yx is None else float(min(max(max(image_yx), low), high))
-    real = isinstance(hint_range, numbers.Real) and not isinstance(hint_range, bool)
-    value = float(hint_range) if real else math.nan
+    value = finite_number(hint_range)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"hint range must be a distance in pixels > 0 (default: the image's long side, "
                          f"{low:g} to {high:g}), got {hint_range!r}")
@@ -144,12 +143,17 @@ def hint_cells(y: int, x: int, hint_range: float, image_yx: tuple[int, int]) -> 
             slice(max(cx - reach, 0), min(cx + reach + 1, cells[1])))
 
 
-def block_mean(gray: np.ndarray) -> np.ndarray:
-    """Mean gray of each grid cell (``GRID_STRIDE`` x ``GRID_STRIDE`` pixels; edge cells padded by repetition)."""
-    h, w = gray.shape
-    ph, pw = -h % GRID_STRIDE, -w % GRID_STRIDE
-    g = np.pad(gray.astype(np.float32), ((0, ph), (0, pw)), mode="edge") if ph or pw else gray.astype(np.float32)
-    return g.reshape(g.shape[0] // GRID_STRIDE, GRID_STRIDE, g.shape[1] // GRID_STRIDE, GRID_STRIDE).mean(axis=(1, 3))
+def gray_cells(gray: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Mean gray ``(B, h, w)`` of each grid cell of images ``(B, H, W)`` (edges replicated).
+
+    The one definition of a cell's gray level: hint fields, the reference's gray bands on
+    the overview and on each tile all use it.
+    """
+    g = gray.float().unsqueeze(1)
+    ph, pw = max(h * GRID_STRIDE - g.shape[-2], 0), max(w * GRID_STRIDE - g.shape[-1], 0)
+    if ph or pw:
+        g = F.pad(g, (0, pw, 0, ph), mode="replicate")
+    return F.avg_pool2d(g[..., :h * GRID_STRIDE, :w * GRID_STRIDE], GRID_STRIDE)[:, 0]
 
 
 def influence_field(cells: np.ndarray, centre: tuple[int, int], hint_range: float,
@@ -159,7 +163,7 @@ def influence_field(cells: np.ndarray, centre: tuple[int, int], hint_range: floa
     Parameters
     ----------
     cells : array (h, w)
-        Mean gray of each cell of the window (:func:`block_mean`), in [0, 1].
+        Mean gray of each cell of the window (:func:`gray_cells`), in [0, 1].
     centre : (int, int)
         The hint's cell within the window.
     hint_range : float

@@ -17,11 +17,11 @@ no flicker from it.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
 
+from ..decode import finite_number
 from ..io.colour import is_gray, rgb_to_unit
 from ..spaces import SpaceSpec
 
@@ -102,8 +102,7 @@ def check_reference_strength(strength) -> float:
     """``strength`` as a float (None: :data:`DEFAULT_REFERENCE_STRENGTH`); finite and >= 0."""
     if strength is None:
         return DEFAULT_REFERENCE_STRENGTH
-    real = isinstance(strength, numbers.Real) and not isinstance(strength, bool)
-    value = float(strength) if real else math.nan
+    value = finite_number(strength)
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"reference strength must be a finite number >= 0 (0 ignores the reference, "
                          f"{DEFAULT_REFERENCE_STRENGTH} is the default), got {strength!r}")
