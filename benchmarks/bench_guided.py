@@ -20,6 +20,7 @@ dB, means over images):
 * **flicker**: a stack of shifted crops of one photograph; mean |delta ab| between
   adjacent output planes minus the same for the truth, automatic, with a shared
   reference and with hints that follow the content;
+* **per_source** (not in the default parts): the same runs per held-out source;
 * **ablation** (not in the default parts): the design choices measured against each
   other: the probe's plain ratio vs a fitted global prior vs a prior per gray band,
   fading on/off; for hints, the histogram update and the colour pull alone and
@@ -46,11 +47,44 @@ from napari_colorize.training.splits import sources_by_path
 HINT_COUNTS = (0, 1, 2, 5, 10, 20, 50)
 
 
-def held_out_photos(split: str, manifest: Path, max_side: int, limit: int | None) -> list[tuple[str, np.ndarray]]:
+def held_out_photos(split: str, manifest: Path, max_side: int, limit: int | None,
+                    with_sources: bool = False) -> list[tuple]:
+    """``(name, rgb)`` of the split's photographs, or ``(name, rgb, source)`` with ``with_sources``."""
     record = read_config(DEFAULT_MODEL).training["held_out"]
     wanted = set(record["val_sources" if split == "val" else "test_sources"])
-    paths = sorted(p.resolve() for p, src in sources_by_path(manifest).items() if src in wanted)
-    return load_images(paths, max_side=max_side, limit=limit)
+    source_of = {p.resolve(): src for p, src in sources_by_path(manifest).items() if src in wanted}
+    loaded = load_images(sorted(source_of), max_side=max_side, limit=limit, paths=with_sources)
+    return [(name, rgb, source_of[Path(path).resolve()]) for name, rgb, path in loaded] if with_sources else loaded
+
+
+def per_source(photos, model, kw: dict) -> None:
+    """Per held-out source: automatic, own colours, left half and 10 hints, each beside gray."""
+    runs = {
+        "automatic": lambda gray, rgb, i: (nc.colorize(gray, model).rgb, rgb),
+        "own colours": lambda gray, rgb, i: (nc.colorize(gray, model, reference=rgb, **kw).rgb, rgb),
+        "left half": lambda gray, rgb, i: (
+            nc.colorize(gray[:, rgb.shape[1] // 2:], model, reference=rgb[:, :rgb.shape[1] // 2], **kw).rgb,
+            rgb[:, rgb.shape[1] // 2:]),
+        "10 hints": lambda gray, rgb, i: (
+            nc.colorize(gray, model, hints=random_hints(rgb, 10, np.random.default_rng(1000 + i)), **kw).rgb, rgb),
+    }
+    rows: dict[str, dict[str, list]] = {}
+    for i, (_, rgb, source) in enumerate(photos):
+        gray = gray_of(rgb)
+        for label, run in runs.items():
+            if label == "left half" and min(rgb.shape[0], rgb.shape[1] - rgb.shape[1] // 2) < model.min_size:
+                continue
+            out, truth = run(gray, rgb, i)
+            rows.setdefault(source, {}).setdefault(label, []).append(score(np.asarray(out), truth))
+    print(f"\n### Per source ({len(photos)} photographs): Δ AuC / Δ PSNR against gray (gray AuC, PSNR)\n")
+    print("| source | n | " + " | ".join(runs) + " |\n|---|---|" + "---|" * len(runs))
+    for source in sorted(rows):
+        cells = []
+        for label in runs:
+            r = mean_rows(rows[source][label])
+            cells.append(f"{100 * (r['auc'] - r['auc_gray']):+.2f} / {r['psnr'] - r['psnr_gray']:+.2f} "
+                         f"({100 * r['auc_gray']:.1f}, {r['psnr_gray']:.1f})")
+        print(f"| {source} | {len(rows[source]['automatic'])} | " + " | ".join(cells) + " |", flush=True)
 
 
 def gray_of(rgb: np.ndarray) -> np.ndarray:
@@ -294,12 +328,13 @@ def main() -> None:
     ap.add_argument("--hint-range", type=float, default=None)
     args = ap.parse_args()
     model = nc.get_model("default", "cpu")
-    photos = held_out_photos(args.split, args.manifest, args.max_side, args.limit)
+    photos = held_out_photos(args.split, args.manifest, args.max_side, args.limit,
+                             with_sources="per_source" in args.parts)
     kw = {"reference_strength": args.strength, "hint_range": args.hint_range}
     print(f"{len(photos)} photographs of the {args.split} sources, long side {args.max_side}; model {DEFAULT_MODEL}")
     parts = args.parts.split(",")
     for name, fn in (("quality", quality), ("hints", hints_curve), ("cost", cost), ("flicker", flicker),
-                     ("ablation", ablation)):
+                     ("ablation", ablation), ("per_source", per_source)):
         if name in parts:
             fn(photos, model, {k: v for k, v in kw.items() if v is not None})
 
