@@ -10,8 +10,8 @@ Usage::
     python benchmarks/bench_engine.py overhead       # the engine alone (a null model): how fast it can feed a GPU
     python benchmarks/bench_engine.py gpu            # only with CUDA: compact/vgg16, fp32/bf16, pipeline ratio
 
-Uses the default model when it exists, else a random-init ``compact`` model (said in
-the output): timings are the same, seam figures are only indicative.
+Uses ``$BENCH_MODEL`` if set (a model file), else the default model when it exists, else a
+random-init ``compact`` model (said in the output): timings are the same, seam figures are only indicative.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ from napari_colorize.engine import tile_cache
 
 
 def _model(backbone: str = "compact"):
+    chosen = os.environ.get("BENCH_MODEL")  # e.g. a context model: BENCH_MODEL=runs/x.safetensors
+    if chosen:
+        return chosen, chosen
     try:
         if backbone == "compact":
             nc.load_model("default")
@@ -56,7 +59,7 @@ def seams(size: int = 1536, tilings=None) -> None:
     from skimage import color
     model, name = _model()
     img = _scene(size)
-    sat = 1.0 if name == "default" else 4.0  # a random model's colours are faint: amplify them
+    sat = 4.0 if name.startswith("random-init") else 1.0  # a random model's colours are faint: amplify them
     t = time.perf_counter()
     ref = nc.colorize(img, model, device="cpu", saturation=sat, tile_size=size).rgb
     print(f"[seams] model={name} saturation={sat} image={size}x{size} untiled {time.perf_counter() - t:.1f}s")
@@ -147,10 +150,7 @@ def cli(size: int = 4096) -> None:
         src = Path(work) / "in"
         src.mkdir()
         iio.imwrite(src / "big.png", (_scene(size) * 255).astype(np.uint8))
-        if name != "default":
-            model_arg = str(nc.save_model(model, Path(work) / "m.safetensors"))
-        else:
-            model_arg = "default"
+        model_arg = model if isinstance(model, str) else str(nc.save_model(model, Path(work) / "m.safetensors"))
         for extra in ([], ["--workers", "2"]):
             for fmt in ("png", "zarr"):
                 out = Path(work) / f"out-{fmt}-{len(extra)}"

@@ -19,7 +19,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 echo "== CUDA tests"
 timeout 240 python -m pytest -q -p no:cacheprovider -m cuda tests 2>&1 | tail -5
-timeout 240 python -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_inference.py 2>&1 | tail -3
+timeout 240 python -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_inference.py tests/test_context.py 2>&1 | tail -3
 echo "== engine on the GPU"
 timeout 300 python benchmarks/bench_engine.py gpu
 echo "== engine without the network (the ceiling for feeding the GPU)"

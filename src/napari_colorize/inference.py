@@ -107,7 +107,8 @@ def grid_targets(rgb: torch.Tensor, space: SpaceSpec) -> tuple[dict[str, torch.T
 
 @torch.no_grad()
 def predict_maps(model: HypercolumnColorizer, gray: torch.Tensor, options: DecodeOptions = DecodeOptions(),
-                 precision: str = "fp32", guides: list[TileGuide | None] | None = None) -> dict[str, torch.Tensor]:
+                 precision: str = "fp32", guides: list[TileGuide | None] | None = None,
+                 context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Colorize a batch of gray images already on the model's device: every output map.
 
     Parameters
@@ -121,6 +122,8 @@ def predict_maps(model: HypercolumnColorizer, gray: torch.Tensor, options: Decod
         Autocast precision of the network (GPU only); decoding is always fp32.
     guides : list of TileGuide or None, optional
         Per image, its guidance (:meth:`napari_colorize.guidance.Guidance.for_tile`).
+    context : torch.Tensor, optional
+        ``(B, C)``: a context model's image-level context (:func:`histograms`).
 
     Returns
     -------
@@ -129,23 +132,29 @@ def predict_maps(model: HypercolumnColorizer, gray: torch.Tensor, options: Decod
         ``(B, H, W, 3)`` in [0, 1] with ``mean(rgb, -1) == gray``; each scalar map
         ``(B, H, W)`` in [0, 1].
     """
-    probs = histograms(model, gray, precision)
+    probs = histograms(model, gray, precision, context)
     return decode_histograms(model, probs, gray, options, free=True, guides=guides)
 
 
 @torch.no_grad()
-def histograms(model: HypercolumnColorizer, gray: torch.Tensor, precision: str = "fp32") -> dict[str, torch.Tensor]:
+def histograms(model: HypercolumnColorizer, gray: torch.Tensor, precision: str = "fp32",
+               context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The network's softmax colour histograms on the 1/4 grid for a batch of gray images.
 
     The first half of :func:`predict_maps`; evaluation and calibration decode one
-    network pass in several ways with :func:`decode_histograms`.
+    network pass in several ways with :func:`decode_histograms`.  ``context`` ``(B, C)``:
+    for a context model, the image-level context of the image each tile is cut from
+    (:meth:`~napari_colorize.model.HypercolumnColorizer.context_features`); None: each
+    input is a whole image, its own context.
     """
     h, w = gray.shape[-2:]
     if min(h, w) < model.min_size:
         raise ValueError(f"images must be at least {model.min_size} x {model.min_size} pixels, got {h} x {w}")
     x = pad_to_multiple(gray.float().unsqueeze(1), model.multiple)
     with autocast(x.device, precision):
-        logits = model.grid_logits(x)
+        if context is None and model.context_side:
+            context = model.context_features(gray.float().unsqueeze(1))  # before padding
+        logits = model.grid_logits(x, context)
     return {k: torch.softmax(logits.pop(k).float(), dim=1) for k in list(logits)}
 
 

@@ -196,7 +196,7 @@ def colorize_array(image, model_ref: ModelRef, options: TileOptions, tile_size: 
     bname, pname, oname = f"{BATCH_PREFIX}{token}", f"{PIECE_PREFIX}{token}", f"colorize-{token}"
     # The network's part of a batch depends on neither decoding nor guidance: its own key.
     htoken = dask.base.tokenize(src.name, model_ref.token(), options.precision, options.normalize, options.limits,
-                                plan, batch_size)
+                                options.context, plan, batch_size)
     chunk = plan.ty.chunk, plan.tx.chunk
     layer: dict = {}
     for b, tiles in enumerate(plan.batches(batch_size)):

@@ -8,7 +8,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..decode import DecodeOptions, temper
 from ..guidance import (
@@ -28,6 +27,7 @@ from ..guidance import (
 )
 from ..inference import histograms
 from ..inputs import to_unit_float
+from .context import sample_planes, small_plane
 from ..model import HypercolumnColorizer
 from ..model.hypercolumn import GRID_STRIDE
 
@@ -42,35 +42,25 @@ OVERVIEW_PLANES = 8
 LIKELIHOOD_FLOOR = 1e-6
 
 
-def _planes(lead_shape: tuple[int, ...], count: int) -> list[tuple[int, ...]]:
-    planes = list(np.ndindex(*lead_shape)) if lead_shape else [()]
-    picks = np.unique(np.linspace(0, len(planes) - 1, min(count, len(planes))).round().astype(int))
-    return [planes[i] for i in picks]
-
-
-def _read(image, index: tuple) -> np.ndarray:
-    return np.asarray(image[index])
-
-
 def overview_histograms(image, model, decode: DecodeOptions, normalize: str | None,
                         limits: tuple[float, float] | None,
-                        precision: str = "fp32") -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+                        precision: str = "fp32",
+                        context: tuple[float, ...] | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Predicted (tempered) histograms of a small overview of up to :data:`OVERVIEW_PLANES`
-    planes, and the overview's mean gray per grid cell ``(B, h, w)``."""
+    planes, and the overview's mean gray per grid cell ``(B, h, w)``.  ``context``: a
+    context model's image-level context (:func:`.context.image_context`), as the tiles get it."""
+    if context is not None:
+        context = torch.tensor(context, device=next(model.parameters()).device)[None]
     shape = tuple(image.shape)
     y, x = shape[-2:]
     scale = min(1.0, OVERVIEW_SIDE / max(y, x))
     size = (max(model.min_size, round(y * scale)), max(model.min_size, round(x * scale)))
-    step = max(1, int(min(y, x) // (4 * min(size))))  # read at most ~4x the overview's pixels
     device = next(model.parameters()).device
     batches, cells = [], []
-    for plane in _planes(shape[:-2], OVERVIEW_PLANES):
-        gray = to_unit_float(_read(image, plane + (slice(None, None, step), slice(None, None, step))),
-                             normalize, limits)
+    for plane in sample_planes(shape[:-2], OVERVIEW_PLANES):
         # Area averaging: anti-aliased, and ~10x cheaper than a Gaussian pre-filter here.
-        small = F.interpolate(torch.from_numpy(np.ascontiguousarray(gray, np.float32))[None, None], size=size,
-                              mode="area")[0]
-        probs = histograms(model, small.to(device), precision)
+        small = small_plane(image, plane, size, normalize, limits)[0]
+        probs = histograms(model, small.to(device), precision, context)
         batches.append({head: temper(p, decode.temperature).cpu() for head, p in probs.items()})
         cells.append(gray_cells(small, *next(iter(probs.values())).shape[-2:]))
     return {head: torch.cat([b[head] for b in batches]) for head in batches[0]}, torch.cat(cells)
@@ -95,7 +85,7 @@ def _plane_cells(image, plane: tuple, windows: list[tuple[slice, slice]], normal
     def read(sy: slice, sx: slice) -> np.ndarray:
         rows = slice(sy.start * GRID_STRIDE, min(sy.stop * GRID_STRIDE, shape[-2]))
         cols = slice(sx.start * GRID_STRIDE, min(sx.stop * GRID_STRIDE, shape[-1]))
-        gray = torch.from_numpy(np.ascontiguousarray(to_unit_float(_read(image, plane + (rows, cols)), normalize,
+        gray = torch.from_numpy(np.ascontiguousarray(to_unit_float(np.asarray(image[plane + (rows, cols)]), normalize,
                                                                     limits), np.float32))
         return gray_cells(gray[None], sy.stop - sy.start, sx.stop - sx.start)[0].numpy()
 
@@ -133,7 +123,7 @@ def _hint_fields(image, hints: Hints, space, normalize: str | None, limits: tupl
 def build_guidance(image, model: HypercolumnColorizer | Callable[[], HypercolumnColorizer], decode: DecodeOptions, normalize: str | None, limits: tuple[float, float] | None,
                    *, reference=None, reference_strength: float | None = None, hints=None,
                    hint_range: float | None = None, hint_planes: str = "own",
-                   precision: str = "fp32") -> Guidance | None:
+                   precision: str = "fp32", context: tuple[float, ...] | None = None) -> Guidance | None:
     """Check the guidance a caller asked for and prepare it for the tiles; None when there is none.
 
     Parameters are those of :func:`napari_colorize.colorize`; ``model`` is the network,
@@ -154,7 +144,7 @@ def build_guidance(image, model: HypercolumnColorizer | Callable[[], Hypercolumn
     space = model.space
     log_prior = None
     if references and strength > 0:
-        overview, cells = overview_histograms(image, model, decode, normalize, limits, precision)
+        overview, cells = overview_histograms(image, model, decode, normalize, limits, precision, context)
         phi = fit_log_prior(overview, cells, reference_histograms(references, space))
         log_prior = {head: (strength * p).astype(np.float32) for head, p in phi.items()}
     fields = () if checked is None else _hint_fields(image, checked, space, normalize, limits, hint_range, hint_planes)

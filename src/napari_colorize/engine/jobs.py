@@ -72,6 +72,8 @@ class TileOptions:
     cache: bool = True
     #: A reference prior and colour hints in global coordinates (:class:`napari_colorize.guidance.Guidance`).
     guidance: Any = None
+    #: A context model's image-level context, shared by every tile (:func:`.context.image_context`).
+    context: tuple[float, ...] | None = None
 
 
 @dataclass(eq=False)

@@ -21,6 +21,7 @@ from ..inputs import check_gray_shape, check_gray_values, data_range_limits
 from ..model import DEFAULT_MODEL, HypercolumnColorizer, get_backbone
 from .defaults import default_batch, resolve_tiling
 from .graph import as_dask, colorize_array, global_limits
+from .context import image_context
 from .guided import build_guidance
 from .jobs import ModelRef, TileOptions
 from .models import get_model
@@ -103,16 +104,20 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
     # Checked whether or not guidance is given, so a typo in an option fails either way; on a
     # cluster the model is loaded here (on the CPU) only if guidance needs it.
     local = isinstance(meta, torch.nn.Module)
-    guidance = build_guidance(image, meta if local else (lambda: get_model(source, "cpu")), options, normalize,
+    loader = meta if local else (lambda: get_model(source, "cpu"))  # get_model caches it
+    # A context model's one vector for the whole job (every tile and plane), before the graph.
+    context = (image_context(image, loader, normalize, limits, precision if local else "fp32")
+               if getattr(meta.config, "context", 0) else None)
+    guidance = build_guidance(image, loader, options, normalize,
                               limits, reference=reference, reference_strength=reference_strength, hints=hints,
                               hint_range=hint_range, hint_planes=hint_planes,
-                              precision=precision if local else "fp32")
+                              precision=precision if local else "fp32", context=context)
     if guidance is not None and guidance.log_prior is not None and not FADE_WITH_REFERENCE:
         # The stored fading is calibrated for unguided colour (fade where the network is
         # unsure); with a reference the prior says how colourful the image is, and fading
         # on top of it lost 1.5 AuC points and 0.9 dB on the validation sources (docs/guidance.md).
         options = dataclasses.replace(options, confidence_fading=None)
-    tile_options = TileOptions(options, precision, normalize, limits, min_size, cache, guidance)
+    tile_options = TileOptions(options, precision, normalize, limits, min_size, cache, guidance, context)
     if client is None:
         with autocast(torch.device(dev), precision):  # checks precision against the device now, not in a task
             pass

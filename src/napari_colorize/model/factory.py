@@ -43,6 +43,10 @@ class ModelConfig:
     space: str = "hue_chroma"
     hidden: int = 128
     dropout: float = 0.0
+    #: Side of the whole-image overview of the image-level context (0: no context).
+    context: int = 0
+    #: Probability of dropping an image's whole context vector while training.
+    context_dropout: float = 0.0
     input_convention: str = INPUT_CONVENTION
     format_version: int = FORMAT_VERSION
     #: Decoding defaults learnt on validation data (e.g. calibrated fading); checked
@@ -75,7 +79,8 @@ class ModelConfig:
 
 
 def build_model(backbone: str = "compact", space: str = "hue_chroma", pretrained: str | None = None,
-                hidden: int | None = None, dropout: float = 0.0) -> HypercolumnColorizer:
+                hidden: int | None = None, dropout: float = 0.0, context: int = 0,
+                context_dropout: float = 0.0) -> HypercolumnColorizer:
     """A new colorizer.
 
     Parameters
@@ -94,12 +99,17 @@ def build_model(backbone: str = "compact", space: str = "hue_chroma", pretrained
         h_fc1 units (the backbone's default: 1024 for vgg16, 128 for compact).
     dropout : float
         Dropout after h_fc1 while training.
+    context : int
+        Side of the whole-image overview for an image-level context vector; 0: none
+        (:class:`~napari_colorize.model.HypercolumnColorizer`).
+    context_dropout : float
+        While training, the probability of dropping an image's whole context vector.
     """
     spec = get_backbone(backbone)
     get_space(space)
     loader = _pretrained_loader(backbone, pretrained)
     config = ModelConfig(backbone=backbone, space=space, hidden=spec.hidden if hidden is None else hidden,
-                         dropout=dropout).check("build_model()")
+                         dropout=dropout, context=context, context_dropout=context_dropout).check("build_model()")
     model = _from_config(config)
     if loader is not None:
         config.training["init"] = loader(model.backbone)
@@ -120,7 +130,7 @@ def _pretrained_loader(backbone: str, pretrained: str | None):
 
 def _from_config(config: ModelConfig) -> HypercolumnColorizer:
     model = HypercolumnColorizer(get_backbone(config.backbone).build(), get_space(config.space), config.hidden,
-                                 config.dropout)
+                                 config.dropout, config.context, config.context_dropout)
     model.config = config
     return model
 

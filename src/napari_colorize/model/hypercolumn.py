@@ -24,7 +24,7 @@ from torch import nn
 from ..spaces import SpaceSpec
 from .backbones import Backbone, Tap
 
-__all__ = ["HypercolumnColorizer", "GRID_STRIDE", "pad_to_multiple"]
+__all__ = ["HypercolumnColorizer", "GRID_STRIDE", "pad_to_multiple", "context_overview"]
 
 #: Stride of the hypercolumn grid relative to the input (the conv3 grid).
 GRID_STRIDE = 4
@@ -38,6 +38,14 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
         return x
     mode = "reflect" if ph < h and pw < w else "replicate"
     return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def context_overview(gray: torch.Tensor, side: int) -> torch.Tensor:
+    """A gray batch ``(B, 1, H, W)`` resized to the ``side x side`` overview that the
+    image-level context is computed from (area averaging when shrinking: anti-aliased)."""
+    mode = "area" if min(gray.shape[-2:]) >= side else "bilinear"
+    kwargs = {} if mode == "area" else {"align_corners": False}
+    return F.interpolate(gray.float(), size=(side, side), mode=mode, **kwargs)
 
 
 def _project(proj: nn.Conv2d, feature: torch.Tensor) -> torch.Tensor:
@@ -68,6 +76,16 @@ class HypercolumnColorizer(nn.Module):
         Units of h_fc1 (1024 in the paper).
     dropout : float
         Dropout after h_fc1 while training.
+    context : int
+        0: none (the paper's network).  Otherwise the side of a square overview of the
+        *whole* image from which an image-level context vector is computed: every tapped
+        layer of the same backbone, averaged over the overview, projected to h_fc1 and
+        added to every pixel's hypercolumn projection.  A tile of sky then knows the
+        image it belongs to; one vector per image, so tiles stay one pass each and seam-free.
+        The projection starts at zero, so a context model starts as its plain twin.
+    context_dropout : float
+        While training, the probability that an image's whole context vector is dropped
+        (the rest scaled up to keep the mean), so that pixels cannot lean on it alone.
 
     Notes
     -----
@@ -76,7 +94,8 @@ class HypercolumnColorizer(nn.Module):
     the grid ``(B, K, H / 4, W / 4)`` (dense) or at given points ``(B, N, K)`` (sparse).
     """
 
-    def __init__(self, backbone: Backbone, space: SpaceSpec, hidden: int = 1024, dropout: float = 0.0) -> None:
+    def __init__(self, backbone: Backbone, space: SpaceSpec, hidden: int = 1024, dropout: float = 0.0,
+                 context: int = 0, context_dropout: float = 0.0) -> None:
         super().__init__()
         self.backbone = backbone
         self.space = space
@@ -85,6 +104,14 @@ class HypercolumnColorizer(nn.Module):
         self.projection_bias = nn.Parameter(torch.zeros(hidden))
         self.heads = nn.ModuleDict({name: nn.Conv2d(hidden, k, 1) for name, k in space.heads.items()})
         self.dropout = nn.Dropout(dropout)
+        self.context_side = int(context)
+        self.context_dropout = float(context_dropout)
+        if self.context_side and (self.context_side % backbone.multiple or self.context_side < backbone.min_size):
+            raise ValueError(f"context must be 0 (none) or a multiple of {backbone.multiple} of at least "
+                             f"{backbone.min_size} pixels, got {context}")
+        if self.context_side:
+            self.context_projection = nn.Linear(self.hypercolumn_channels, hidden, bias=False)
+            nn.init.zeros_(self.context_projection.weight)
         self._init_projections()
 
     def _init_projections(self) -> None:
@@ -105,6 +132,29 @@ class HypercolumnColorizer(nn.Module):
     @property
     def min_size(self) -> int:
         return self.backbone.min_size
+
+    def context_features(self, gray: torch.Tensor) -> torch.Tensor | None:
+        """The image-level context ``(B, C)`` of whole gray images ``(B, 1, H, W)``: the mean
+        of every tapped layer over the image's :func:`context_overview`; None without context.
+
+        The engine computes it once per image (:mod:`napari_colorize.engine.context`) and
+        passes it with every tile; given None, :meth:`grid_logits` uses the input itself.
+        """
+        if not self.context_side:
+            return None
+        overview = context_overview(gray, self.context_side)
+        return torch.cat([f.float().mean(dim=(-2, -1)) for f in self._features(overview)], dim=1)
+
+    def _context_bias(self, gray: torch.Tensor, context: torch.Tensor | None) -> torch.Tensor | None:
+        """``(B, hidden)``: what the context adds to every pixel's h_fc1 input (None without context)."""
+        if not self.context_side:
+            return None
+        if context is None:
+            context = self.context_features(gray)
+        if self.training and self.context_dropout > 0:
+            keep = torch.rand(context.shape[0], 1, device=context.device) >= self.context_dropout
+            context = context * keep.to(context.dtype) / (1.0 - self.context_dropout)
+        return self.context_projection(context.to(self.context_projection.weight.dtype))
 
     def _features(self, gray: torch.Tensor):
         self._check_input(gray)
@@ -140,8 +190,11 @@ class HypercolumnColorizer(nn.Module):
         hidden = self.dropout(torch.relu(hidden) if torch.is_grad_enabled() else hidden.relu_())
         return {name: head(hidden) for name, head in self.heads.items()}
 
-    def grid_logits(self, gray: torch.Tensor) -> dict[str, torch.Tensor]:
+    def grid_logits(self, gray: torch.Tensor, context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Dense logits on the 1/4 grid, projecting each tap at its own resolution.
+
+        ``context`` ``(B, C)`` is the image-level context of the image each input is cut
+        from (:meth:`context_features`); None: the input is the whole image.
 
         The accumulator is kept channels-last, ``(B, h * w, hidden)``: taps on the grid
         are projected straight into it with in-place GEMMs (no temporaries, no separate
@@ -151,7 +204,11 @@ class HypercolumnColorizer(nn.Module):
         b = gray.shape[0]
         grid = (gray.shape[-2] // GRID_STRIDE, gray.shape[-1] // GRID_STRIDE)
         hidden = self.projection_bias.numel()
-        acc = self.projection_bias.float().expand(b, grid[0] * grid[1], hidden).contiguous()
+        bias = self.projection_bias.float().expand(b, hidden)
+        extra = self._context_bias(gray, context)
+        if extra is not None:
+            bias = bias + extra.float()
+        acc = bias[:, None, :].expand(b, grid[0] * grid[1], hidden).contiguous()
         coarse: dict[int, torch.Tensor] = {}
         for tap, proj, feature in zip(self.taps, self.projections, self._features(gray)):
             # Pool before projecting (fewer pixels), upsample after (fewer channels).
@@ -175,12 +232,17 @@ class HypercolumnColorizer(nn.Module):
         grid = (gray.shape[-2] // GRID_STRIDE, gray.shape[-1] // GRID_STRIDE)
         return torch.cat([self._to_grid(f, t, grid) for t, f in zip(self.taps, self._features(gray))], dim=1)
 
-    def grid_logits_naive(self, gray: torch.Tensor) -> dict[str, torch.Tensor]:
+    def grid_logits_naive(self, gray: torch.Tensor, context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Concatenate-then-project h_fc1: the reference for :meth:`grid_logits`."""
         weight = torch.cat([p.weight for p in self.projections], dim=1)
-        return self._classify(F.conv2d(self.hypercolumns(gray), weight, self.projection_bias))
+        out = F.conv2d(self.hypercolumns(gray), weight, self.projection_bias)
+        extra = self._context_bias(gray, context)
+        if extra is not None:
+            out = out + extra[:, :, None, None]
+        return self._classify(out)
 
-    def point_logits(self, gray: torch.Tensor, points: torch.Tensor) -> dict[str, torch.Tensor]:
+    def point_logits(self, gray: torch.Tensor, points: torch.Tensor,
+                     context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Sparse hypercolumns: logits at ``points`` only (the paper's sparse training).
 
         Parameters
@@ -195,6 +257,9 @@ class HypercolumnColorizer(nn.Module):
             Equal to :meth:`grid_logits` where a point falls on a grid cell centre
             ``(4 j + 2, 4 i + 2)``; bilinear in between.  Gradients flow to the four
             neighbours in every tapped layer.
+
+        ``context``: as in :meth:`grid_logits` (training passes that of the whole image
+        the crop was cut from).
         """
         h, w = gray.shape[-2:]
         norm = torch.stack((2.0 * points[..., 0] / w - 1.0, 2.0 * points[..., 1] / h - 1.0), dim=-1)
@@ -205,9 +270,13 @@ class HypercolumnColorizer(nn.Module):
             sampled = F.grid_sample(feature, norm.to(feature.dtype), mode="bilinear", padding_mode="border", align_corners=False)
             projected = proj(sampled)  # (B, hidden, 1, N)
             acc = projected if acc is None else acc + projected
-        logits = self._classify(acc + self.projection_bias.view(1, -1, 1, 1))
+        acc = acc + self.projection_bias.view(1, -1, 1, 1)
+        extra = self._context_bias(gray, context)
+        if extra is not None:
+            acc = acc + extra[:, :, None, None]
+        logits = self._classify(acc)
         return {name: v[:, :, 0, :].transpose(1, 2) for name, v in logits.items()}
 
-    def forward(self, gray: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, gray: torch.Tensor, context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Log-probabilities per head on the 1/4 grid (``log_softmax`` of :meth:`grid_logits`)."""
-        return {name: F.log_softmax(v.float(), dim=1) for name, v in self.grid_logits(gray).items()}
+        return {name: F.log_softmax(v.float(), dim=1) for name, v in self.grid_logits(gray, context).items()}

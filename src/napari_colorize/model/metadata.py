@@ -73,6 +73,8 @@ MODEL_FIELDS: dict[str, Rule] = {
     "space": Rule("str", required=True, choices=lambda: SPACES, example='"hue_chroma"'),
     "hidden": Rule("int", required=True, lo=HIDDEN_RANGE[0], hi=HIDDEN_RANGE[1], example="128"),
     "dropout": Rule("number", lo=0.0, hi=1.0, hi_open=True, example="0.0"),
+    "context": Rule("int", lo=0, hi=1024, example="0"),
+    "context_dropout": Rule("number", lo=0.0, hi=1.0, hi_open=True, example="0.0"),
     "input_convention": Rule("str"),
     "format_version": Rule("int", lo=0, example=str(FORMAT_VERSION)),
     "decoding": Rule("object", example="{}"),

@@ -17,7 +17,8 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
 #: Settings that must not change between a run and its resumption.
 RESUME_KEYS = ("backbone", "space", "batch_size", "crop", "points", "scale", "target_window", "seed",
-               "optimizer", "max_side", "lambda_hue", "lightness_weight", "degrade", "dropout", "val_sources",
+               "optimizer", "max_side", "lambda_hue", "lightness_weight", "degrade", "dropout", "context", "context_dropout",
+               "val_sources",
                "val_fold", "hold_out")
 
 
@@ -105,6 +106,11 @@ class TrainConfig:
         Probability of each archival degradation of the gray input (:mod:`.degrade`).
     dropout : float
         Dropout on the hypercolumn head's hidden layer (new models only).
+    context : int
+        Side of the whole-image overview of an image-level context vector (new models
+        only; 0: none).  Each crop is trained with the context of the image it is cut from.
+    context_dropout : float
+        Probability of dropping a crop's whole context vector in training (new models).
     early_stop : int
         With validation: stop after this many validations without a lower held-out
         loss; the model file then holds the weights of the best validation.  0 = off
@@ -170,6 +176,8 @@ class TrainConfig:
     hold_out: list[int] = field(default_factory=list)
     degrade: float = 0.0
     dropout: float = 0.0
+    context: int = 0
+    context_dropout: float = 0.0
     early_stop: int = 0
     val_every: int | None = None
     val_images: int = 16
@@ -220,6 +228,11 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"degrade must be a probability in [0, 1], got {cfg.degrade}")
     if not 0 <= cfg.dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
+    if not 0 <= cfg.context <= 1024 or cfg.context % 32:
+        raise ValueError(f"context must be 0 (none) or an overview side of 32-1024 pixels, a multiple of 32, "
+                         f"got {cfg.context}; try 128")
+    if not 0 <= cfg.context_dropout < 1:
+        raise ValueError(f"context-dropout must be in [0, 1), got {cfg.context_dropout}")
     if cfg.early_stop < 0:
         raise ValueError(f"early-stop must be >= 0 validations, got {cfg.early_stop}")
     if not 0 < cfg.scale[0] <= cfg.scale[1]:

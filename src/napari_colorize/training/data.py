@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..io import IMAGE_SUFFIXES, is_gray, read_rgb, scan_images
+from ..model.hypercolumn import context_overview
 from ..spaces import SpaceSpec, target_indices
 from .degrade import degrade_gray
 from .manifest import find_manifest, read_manifest_weights
@@ -267,17 +268,27 @@ class ColorCropDataset(torch.utils.data.Dataset):
     degrade : float
         Probability of each archival degradation of the gray input
         (:func:`.degrade.degrade_gray`); targets and ``lightness`` stay clean.
+    context : int
+        With a context model, the side of the overview of the *whole* image that each
+        crop is returned with (``overview`` (1, side, side), degraded like the crop, with
+        its own draws); 0: none.
     """
 
     def __init__(self, images: Sequence[np.ndarray], space: SpaceSpec, crop: int, points: int = 128,
                  scale: tuple[float, float] = (0.5, 1.0), mirror: bool = True, window: int = 1,
-                 degrade: float = 0.0) -> None:
+                 degrade: float = 0.0, context: int = 0) -> None:
         if not 0 < scale[0] <= scale[1]:
             raise ValueError(f"scale range must satisfy 0 < lo <= hi, got {scale}")
         if not 0 <= degrade <= 1:
             raise ValueError(f"degrade must be a probability in [0, 1], got {degrade}")
         self.images, self.space, self.crop, self.points = images, space, crop, points
         self.scale, self.mirror, self.window, self.degrade = scale, mirror, window, degrade
+        self.context = context
+
+    def overview(self, index: int) -> torch.Tensor:
+        """The gray overview ``(1, side, side)`` of the whole image ``index`` (what inference sees)."""
+        gray = torch.from_numpy(self.images[index]).float().mean(dim=-1).div_(255.0)
+        return context_overview(gray[None, None], self.context)[0]
 
     def __len__(self) -> int:
         return len(self.images)
@@ -324,6 +335,8 @@ class ColorCropDataset(torch.utils.data.Dataset):
         out["lightness"] = gray[yx[:, 0], yx[:, 1]]
         # Last, so the draws above (crop, points) do not depend on the degradation setting.
         out["gray"] = degrade_gray(gray, rng, self.degrade)[None]
+        if self.context:
+            out["overview"] = degrade_gray(self.overview(index)[0], rng, self.degrade)[None]
         return out
 
 

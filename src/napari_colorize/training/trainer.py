@@ -59,10 +59,10 @@ __all__ = ["TrainConfig", "train", "compute_loss", "validate", "learning_rate", 
 # --------------------------------------------------------------------------- model
 
 def _make_model(cfg: TrainConfig) -> tuple[HypercolumnColorizer, str, str]:
-    """The starting model: the ``init`` file's (checked against --backbone/--space) or a new one."""
+    """The starting model: the ``init`` file's (checked against --backbone/--space/--context) or a new one."""
     if cfg.init is not None:
         config = read_config(cfg.init)
-        for key, asked in (("backbone", cfg.backbone), ("space", cfg.space)):
+        for key, asked in (("backbone", cfg.backbone), ("space", cfg.space), ("context", cfg.context or None)):
             have = getattr(config, key)
             if asked is not None and asked != have:
                 raise ValueError(f"--init {cfg.init} is a {config.backbone}/{config.space} model, but --{key} {asked} "
@@ -73,7 +73,8 @@ def _make_model(cfg: TrainConfig) -> tuple[HypercolumnColorizer, str, str]:
                                  ("data", "steps", "wall_time_s", "final_loss", "val") if k in previous}}
         return model, config.backbone, config.space
     backbone, space = cfg.backbone or ModelConfig.backbone, cfg.space or ModelConfig.space
-    return build_model(backbone, space, pretrained=cfg.pretrained, dropout=cfg.dropout), backbone, space
+    return build_model(backbone, space, pretrained=cfg.pretrained, dropout=cfg.dropout, context=cfg.context,
+                       context_dropout=cfg.context_dropout), backbone, space
 
 
 # --------------------------------------------------------------------------- loss
@@ -86,7 +87,8 @@ def compute_loss(model: HypercolumnColorizer, batch: dict[str, torch.Tensor], la
     ``hue_chroma``: KL(chroma) + lambda_hue * y_C * KL(hue); ``lab``: KL of the joint
     (a, b) histogram; ``lab_marginal``: the sum of the KL of a and of b.
     """
-    logits = model.point_logits(batch["gray"], batch["points"])
+    context = model.context_features(batch["overview"]) if "overview" in batch else None  # the crop's whole image
+    logits = model.point_logits(batch["gray"], batch["points"], context)
     log_probs = {k: F.log_softmax(v.float(), dim=-1) for k, v in logits.items()}
     weight = lightness_weight(batch["lightness"]) if use_lightness_weight else None
     targets = {head: batch[f"target_{head}"] for head in model.space.heads}
@@ -198,7 +200,7 @@ def _batches(cfg: TrainConfig, images: ImageSet, model: HypercolumnColorizer, we
              device: torch.device, start: int) -> tuple[Iterator[dict[str, torch.Tensor]], int]:
     """The batch iterator from step ``start`` on, and the number of loader workers."""
     dataset = ColorCropDataset(images.images, model.space, cfg.crop, cfg.points, tuple(cfg.scale), True,
-                               cfg.target_window, cfg.degrade)
+                               cfg.target_window, cfg.degrade, model.context_side)
     workers = _default_workers() if cfg.workers is None else cfg.workers
     sampler = StepBatchSampler(len(images), cfg.batch_size, cfg.steps, cfg.seed, weights, start=start)
     loader = torch.utils.data.DataLoader(
@@ -336,8 +338,9 @@ def _save_model(run: _Run, step: int, complete: bool) -> None:
     """Write the model file: the last weights, or with early stopping the best held-out ones."""
     cfg = run.cfg
     extra = {"held_out": run.split.record() if run.split is not None else None, "degrade": cfg.degrade,
-             "weight_decay": cfg.weight_decay,
-             "dropout": cfg.dropout, "best_val": run.best.history(), "early_stop": cfg.early_stop,
+             "weight_decay": cfg.weight_decay, "dropout": cfg.dropout, "context": cfg.context,
+             "context_dropout": cfg.context_dropout,
+             "best_val": run.best.history(), "early_stop": cfg.early_stop,
              "stopped_early": run.stopped_early, "weights_step": run.best.step if run.best.enabled else step}
     save_model(run.best.model_to_save(run.model), run.files.output, data=[str(Path(d).resolve()) for d in cfg.data], steps=step,
                complete=complete, command=cfg.command, wall_time_s=round(run.wall_time(), 1),

@@ -41,7 +41,8 @@ def _grid_loss(model: HypercolumnColorizer, rgb: torch.Tensor, gray: torch.Tenso
     """The training loss (one-hot targets) at every grid cell centre of one image."""
     x = pad_to_multiple(gray[None, None], model.multiple).to(device)
     with autocast(device, precision):
-        logits = model.grid_logits(x)
+        # The image is whole: its own context, taken before padding (as inference does).
+        logits = model.grid_logits(x, model.context_features(gray[None, None].to(device)))
     indices, chroma = grid_targets(rgb, model.space)
     gh, gw = chroma.shape
     log_probs = {k: F.log_softmax(v.float()[0, :, :gh, :gw], dim=0).flatten(1).T.cpu() for k, v in logits.items()}
