@@ -19,7 +19,7 @@ sources (early stopping) and the *test* sources (never used for any choice).
    pooled, no validation source more than 0.3 AuC points below gray, near-neutral
    scenes at most 1.5x their own colourfulness, colourfulness at least 0.35 of the
    truth's"), once per decoding method; the method with the best calibrated AuC on the
-   validation sources is kept.
+   validation sources, among those that meet the rule, is kept.
 3. Only then is it scored on the test sources, per source, beside gray, the same model
    uncalibrated and any ``--compare`` models (e.g. the previous default).
 """
@@ -159,10 +159,14 @@ def main() -> None:
             print(f"calibrated for {label} (NLL {record['nll_before']:.4f} -> {record['nll_after']:.4f}): fading "
                   f"{net.config.decoding['confidence_fading']}, validation AuC {100 * sc['auc']:.2f} "
                   f"(gray {100 * sc['auc_gray']:.2f}), worst source {100 * sc.get('worst_group_d_auc', 0):+.2f}, "
-                  f"colourfulness {sc['colourfulness'] / sc['colourfulness_truth']:.2f} of the truth's")
+                  f"colourfulness {sc['colourfulness'] / sc['colourfulness_truth']:.2f} of the truth's"
+                  + ("" if record.get("safe", True) else "; NOT SAFE (no fading met the rule), not eligible"))
             report["calibration"][label] = dict(net.config.decoding)
-            if best_method is None or sc["auc"] > best_method[1]:
-                best_method = (method, sc["auc"], net)
+            # Only decodings that meet the rule compete; if none does, the least unsafe one.
+            key = (bool(record.get("safe", True)), sc["auc"] if record.get("safe", True)
+                   else sc.get("worst_group_d_auc", -1.0))
+            if best_method is None or key > best_method[1]:
+                best_method = (method, key, net)
     method, _, net = best_method
     net.config.decoding["method"] = method
     print(f"decoding kept: {method}")

@@ -203,3 +203,14 @@ def test_cli_evaluate(tmp_path, val_dir, model, capsys):
     out = capsys.readouterr().out
     assert "default calibrated" in out and "default uncalibrated" in out and "gray (no colour)" in out
     assert main(["evaluate", str(tmp_path / "nowhere"), "--model", str(path)]) == 2
+
+
+def test_the_calibration_record_says_whether_the_rule_was_met():
+    from napari_colorize.evaluate.calibration import is_safe
+    row = {"auc": 0.80, "auc_gray": 0.79, "psnr": 20.0, "psnr_gray": 19.5, "worst_group_d_auc": -0.001,
+           "neutral_ratio": 1.2}
+    assert is_safe(row)
+    assert not is_safe({**row, "worst_group_d_auc": -0.004})  # a source 0.4 points below gray
+    assert not is_safe({**row, "neutral_ratio": 1.6})
+    assert not is_safe({**row, "psnr": 19.4})
+    assert is_safe({**row, "psnr": 19.4}, not_worse_than_gray=False)

@@ -269,6 +269,21 @@ def _worst_group_gain(scores: list[dict[str, Any]], groups: Sequence[str] | None
     return float(min(np.mean(v) for v in gains.values()))
 
 
+def is_safe(row: dict[str, Any], not_worse_than_gray: bool = True, max_group_loss: float = MAX_GROUP_LOSS,
+            max_neutral_ratio: float | None = NEUTRAL_RATIO_GOAL) -> bool:
+    """The calibration rule's "no worse than gray" for one row of mean scores: pooled AuC and
+    PSNR >= gray's, no group (source) losing more than ``max_group_loss`` AuC to gray
+    (``worst_group_d_auc``), near-neutral truths coloured at most ``max_neutral_ratio`` x
+    their own colourfulness (``neutral_ratio``), where the row carries them."""
+    if not not_worse_than_gray:
+        return True
+    # Small tolerances: complete fading reproduces gray up to float rounding.
+    worst, neutral = row.get("worst_group_d_auc"), row.get("neutral_ratio")
+    return (row["auc"] >= row["auc_gray"] - 1e-6 and row["psnr"] >= row["psnr_gray"] - 1e-4
+            and (worst is None or worst >= -max_group_loss)
+            and (neutral is None or max_neutral_ratio is None or neutral <= max_neutral_ratio))
+
+
 def _select_fading(rows: list[dict[str, Any]], objective: str, min_colourfulness: float,
                    not_worse_than_gray: bool = True, max_group_loss: float = MAX_GROUP_LOSS,
                    max_neutral_ratio: float | None = NEUTRAL_RATIO_GOAL) -> dict[str, Any]:
@@ -286,13 +301,7 @@ def _select_fading(rows: list[dict[str, Any]], objective: str, min_colourfulness
         return row["colourfulness"] >= min_colourfulness * row["colourfulness_truth"]
 
     def safe(row: dict[str, Any]) -> bool:
-        # Small tolerances: complete fading reproduces gray up to float rounding.
-        if not not_worse_than_gray:
-            return True
-        worst, neutral = row.get("worst_group_d_auc"), row.get("neutral_ratio")
-        return (row["auc"] >= row["auc_gray"] - 1e-6 and row["psnr"] >= row["psnr_gray"] - 1e-4
-                and (worst is None or worst >= -max_group_loss)
-                and (neutral is None or max_neutral_ratio is None or neutral <= max_neutral_ratio))
+        return is_safe(row, not_worse_than_gray, max_group_loss, max_neutral_ratio)
 
     good = [r for r in rows if colourful(r) and safe(r)]
     if good:
@@ -363,7 +372,11 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
                                "images": fit["images"], "temperature_fitted": fixed is None,
                                "nll_before": _finite(fit["nll_before"]), "nll_after": _finite(fit["nll_after"]),
                                "nll": f"training loss, one-hot targets at the grid cell centres (lambda_hue {LAMBDA_HUE:g})",
-                               "scores": {k: _finite(chosen[k]) for k in columns if chosen.get(k) is not None}}
+                               "scores": {k: _finite(chosen[k]) for k in columns if chosen.get(k) is not None},
+                               # False when no fading met the rule and the best unsafe one was taken.
+                               "safe": is_safe(chosen, kwargs.get("not_worse_than_gray", True),
+                                               kwargs.get("max_group_loss", MAX_GROUP_LOSS),
+                                               kwargs.get("max_neutral_ratio", NEUTRAL_RATIO_GOAL))}
     if output is not None:
         save_model(target, output)
     return lo, hi
