@@ -53,8 +53,11 @@ def _run(*argv):
 
 
 def test_folder_end_to_end(inputs, tmp_path, model_path, cam, capsys):
+    from napari_colorize.engine.cache import histogram_cache, tile_cache
     out = tmp_path / "out"
     assert _run(inputs, "-o", out, "--model", model_path, *TILES) == 0
+    # A batch job keeps nothing cached between inputs (nothing would be reused).
+    assert len(tile_cache) == 0 and len(histogram_cache) == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == ["cam_colorized.png", "cam_confidence.png", "cam_entropy.png", "sub", "z_colorized.zarr"]
     # The input's sub-folder is kept under -o.

@@ -225,6 +225,11 @@ def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summ
     except Exception as err:  # one bad file must not stop a folder
         summary.failed.append((str(job.source), _message(err, job)))
         return
+    finally:
+        # A batch job never colours an input twice: its cached tiles and histograms (up to
+        # ~900 MB) would only crowd out the next input's.
+        from .engine.cache import clear_caches
+        clear_caches()
     summary.done.append((job.source, mp))
 
 
