@@ -20,13 +20,13 @@ import sys, time
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 import napari_colorize as nc
-from napari_colorize.engine import tile_cache
+from napari_colorize.engine import clear_caches
 from skimage import data, transform
 img = transform.resize(data.astronaut().mean(-1) / 255.0, (1024, 1024)).astype(np.float32)
 nc.colorize(img, device="cpu")
 times = []
 for _ in range(int(sys.argv[2])):
-    tile_cache.clear()
+    clear_caches()
     t = time.perf_counter(); nc.colorize(img, device="cpu"); times.append(time.perf_counter() - t)
 times.sort()
 print(f"{sys.argv[1]}: 1024^2 default model on CPU, best {1.048576 / times[0]:.2f} MP/s, "

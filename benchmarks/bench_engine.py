@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 import napari_colorize as nc
-from napari_colorize.engine import tile_cache
+from napari_colorize.engine import clear_caches
 
 
 def _model(backbone: str = "compact"):
@@ -65,7 +65,7 @@ def seams(size: int = 1536, tilings=None) -> None:
     print(f"[seams] model={name} saturation={sat} image={size}x{size} untiled {time.perf_counter() - t:.1f}s")
     ref_ab = color.rgb2lab(ref)[..., 1:]
     for tile, overlap in tilings or SEAM_TILINGS:
-        tile_cache.clear()
+        clear_caches()
         res = nc.colorize(img, model, device="cpu", saturation=sat, tile_size=tile, overlap=overlap)
         rgb = np.asarray(res.rgb)
         d = np.abs(color.rgb2lab(rgb)[..., 1:] - ref_ab).max(-1)
@@ -91,7 +91,7 @@ def throughput(size: int = 2048, repeats: int = 2) -> None:
     def best(fn):
         times = []
         for _ in range(repeats):
-            tile_cache.clear()
+            clear_caches()
             t = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t)
@@ -189,7 +189,7 @@ def overhead(size: int = 4096, repeats: int = 3) -> None:
         for tile, overlap in [(1024, 256), (2048, 256)]:
             times = []
             for _ in range(repeats):
-                tile_cache.clear()
+                clear_caches()
                 t = time.perf_counter()
                 res = nc.colorize(img, model, device="cpu", tile_size=tile, overlap=overlap)
                 dask.compute(res.rgb, res.chroma_confidence, res.hue_entropy)
@@ -243,7 +243,7 @@ def gpu(size: int = 4096) -> None:
         for precision in ("fp32", "bf16"):
             for tile in (None, 2048, 1024):  # None: the GPU default (the backbone's gpu_tiling, one pass up to its tile size)
                 np.asarray(nc.colorize(img, net, device="cuda", precision=precision, tile_size=tile).rgb)  # warm-up
-                tile_cache.clear()
+                clear_caches()
                 torch.cuda.synchronize()
                 with _GpuBusy() as busy:
                     t = time.perf_counter()
