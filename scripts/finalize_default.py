@@ -155,16 +155,16 @@ def main() -> None:
                       max_side=None, limit=None, device="cpu")
             record = net.config.decoding["calibration"]
             sc = record["scores"]
+            safe = bool(record.get("safe", True))
             label = f"{method}, T = {net.config.decoding.get('temperature', 1.0):.2f}"
             print(f"calibrated for {label} (NLL {record['nll_before']:.4f} -> {record['nll_after']:.4f}): fading "
                   f"{net.config.decoding['confidence_fading']}, validation AuC {100 * sc['auc']:.2f} "
                   f"(gray {100 * sc['auc_gray']:.2f}), worst source {100 * sc.get('worst_group_d_auc', 0):+.2f}, "
                   f"colourfulness {sc['colourfulness'] / sc['colourfulness_truth']:.2f} of the truth's"
-                  + ("" if record.get("safe", True) else "; NOT SAFE (no fading met the rule), not eligible"))
+                  + ("" if safe else "; NOT SAFE (no fading met the rule), not eligible"))
             report["calibration"][label] = dict(net.config.decoding)
             # Only decodings that meet the rule compete; if none does, the least unsafe one.
-            key = (bool(record.get("safe", True)), sc["auc"] if record.get("safe", True)
-                   else sc.get("worst_group_d_auc", -1.0))
+            key = (safe, sc["auc"] if safe else sc.get("worst_group_d_auc", -1.0))
             if best_method is None or key > best_method[1]:
                 best_method = (method, key, net)
     method, _, net = best_method

@@ -15,7 +15,7 @@ complex hue mean (both linear) and 16x cheaper in memory for all methods.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -138,19 +138,23 @@ def predict_maps(model: HypercolumnColorizer, gray: torch.Tensor, options: Decod
 
 @torch.no_grad()
 def histograms(model: HypercolumnColorizer, gray: torch.Tensor, precision: str = "fp32",
-               context: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               context: torch.Tensor | Sequence[float] | None = None) -> dict[str, torch.Tensor]:
     """The network's softmax colour histograms on the 1/4 grid for a batch of gray images.
 
     The first half of :func:`predict_maps`; evaluation and calibration decode one
-    network pass in several ways with :func:`decode_histograms`.  ``context`` ``(B, C)``:
-    for a context model, the image-level context of the image each tile is cut from
-    (:meth:`~napari_colorize.model.HypercolumnColorizer.context_features`); None: each
-    input is a whole image, its own context.
+    network pass in several ways with :func:`decode_histograms`.  ``context`` ``(B, C)``
+    or one ``(C,)`` for the whole batch: for a context model, the image-level context of the
+    image each tile is cut from (:meth:`~napari_colorize.model.HypercolumnColorizer.context_features`;
+    the engine's :func:`~napari_colorize.engine.context.image_context`); None: each input is
+    a whole image, its own context.
     """
     h, w = gray.shape[-2:]
     if min(h, w) < model.min_size:
         raise ValueError(f"images must be at least {model.min_size} x {model.min_size} pixels, got {h} x {w}")
     x = pad_to_multiple(gray.float().unsqueeze(1), model.multiple)
+    if context is not None:
+        context = torch.as_tensor(context, dtype=torch.float32, device=x.device)
+        context = context.expand(x.shape[0], -1) if context.ndim == 1 else context
     with autocast(x.device, precision):
         if context is None and model.context_side:
             context = model.context_features(gray.float().unsqueeze(1))  # before padding

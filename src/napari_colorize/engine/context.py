@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..devices import autocast
 from ..inputs import to_unit_float
 from ..model import HypercolumnColorizer
-from ..model.hypercolumn import context_overview
+from .models import loaded
 
 __all__ = ["CONTEXT_PLANES", "image_context", "sample_planes", "small_plane"]
 
@@ -61,13 +61,13 @@ def image_context(image, model: HypercolumnColorizer | Callable[[], HypercolumnC
     ``model`` may be a function that loads it (a cluster job loads it here, on the CPU,
     only for this).  Returned as a tuple, so the job's options stay hashable and tokenizable.
     """
-    if callable(model) and not isinstance(model, torch.nn.Module):
-        model = model()
+    model = loaded(model)
     side = model.context_side
     device = next(model.parameters()).device
     features = []
     for plane in sample_planes(tuple(image.shape)[:-2], CONTEXT_PLANES):
-        overview = context_overview(small_plane(image, plane, (side, side), normalize, limits), side)
+        # Already the overview's size: context_features' own resize leaves it as it is.
+        overview = small_plane(image, plane, (side, side), normalize, limits)
         with autocast(device, precision):
             features.append(model.context_features(overview.to(device)).float().cpu())
     return tuple(float(v) for v in torch.cat(features).mean(dim=0))

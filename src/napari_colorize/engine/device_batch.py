@@ -135,10 +135,7 @@ def _maps(model, gray: torch.Tensor, options: TileOptions, guides: list | None, 
     cached = hist_key is not None and gray.device.type == "cpu"
     probs = histogram_cache.get(hist_key) if cached else None
     if probs is None:
-        context = None
-        if options.context is not None:
-            context = torch.tensor(options.context, device=gray.device)[None].expand(gray.shape[0], -1)
-        probs = inference.histograms(model, gray, options.precision, context)
+        probs = inference.histograms(model, gray, options.precision, options.context)
         if cached:
             histogram_cache.put(hist_key, dict(probs))
     # A copy of the dict: decoding frees its entries as it goes, the cache keeps them.

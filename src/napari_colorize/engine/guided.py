@@ -27,9 +27,10 @@ from ..guidance import (
 )
 from ..inference import histograms
 from ..inputs import to_unit_float
-from .context import sample_planes, small_plane
 from ..model import HypercolumnColorizer
 from ..model.hypercolumn import GRID_STRIDE
+from .context import sample_planes, small_plane
+from .models import loaded
 
 __all__ = ["OVERVIEW_PLANES", "OVERVIEW_SIDE", "build_guidance", "overview_histograms"]
 
@@ -49,8 +50,6 @@ def overview_histograms(image, model, decode: DecodeOptions, normalize: str | No
     """Predicted (tempered) histograms of a small overview of up to :data:`OVERVIEW_PLANES`
     planes, and the overview's mean gray per grid cell ``(B, h, w)``.  ``context``: a
     context model's image-level context (:func:`.context.image_context`), as the tiles get it."""
-    if context is not None:
-        context = torch.tensor(context, device=next(model.parameters()).device)[None]
     shape = tuple(image.shape)
     y, x = shape[-2:]
     scale = min(1.0, OVERVIEW_SIDE / max(y, x))
@@ -139,8 +138,7 @@ def build_guidance(image, model: HypercolumnColorizer | Callable[[], Hypercolumn
     checked = check_hints(hints, shape, hint_planes)
     if not references and checked is None:
         return None
-    if callable(model) and not isinstance(model, torch.nn.Module):
-        model = model()
+    model = loaded(model)
     space = model.space
     log_prior = None
     if references and strength > 0:

@@ -9,13 +9,14 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 
 import torch
 
 from ..devices import resolve_device
 from ..model import DEFAULT_MODEL, HypercolumnColorizer, load_model
 
-__all__ = ["get_model", "weights_version"]
+__all__ = ["get_model", "weights_version", "loaded"]
 
 
 #: Models loaded from files, most recently used last; at most _MODEL_CACHE_SIZE are kept.
@@ -25,6 +26,12 @@ _MODEL_LOCK = threading.Lock()
 #: Caller's model object -> (its device and weights version, the inference copy made from it).
 _OBJECT_COPIES: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, HypercolumnColorizer]]" = \
     weakref.WeakKeyDictionary()
+
+
+def loaded(model: HypercolumnColorizer | Callable[[], HypercolumnColorizer]) -> HypercolumnColorizer:
+    """``model`` itself, or what calling it returns when it is a function that loads one: a
+    cluster job loads its model here only if guidance or a context vector needs it."""
+    return model() if callable(model) and not isinstance(model, torch.nn.Module) else model
 
 
 def _for_inference(model: HypercolumnColorizer) -> HypercolumnColorizer:

@@ -20,8 +20,8 @@ from ..inference import DecodeOptions
 from ..inputs import check_gray_shape, check_gray_values, data_range_limits
 from ..model import DEFAULT_MODEL, HypercolumnColorizer, get_backbone
 from .defaults import default_batch, resolve_tiling
-from .graph import as_dask, colorize_array, global_limits
 from .context import image_context
+from .graph import as_dask, colorize_array, global_limits
 from .guided import build_guidance
 from .jobs import ModelRef, TileOptions
 from .models import get_model
@@ -101,13 +101,13 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
         # whole image so that every tile and plane is scaled alike; None for other dtypes.
         limits = data_range_limits(image)
     limits = None if limits is None else tuple(map(float, limits))
-    # Checked whether or not guidance is given, so a typo in an option fails either way; on a
-    # cluster the model is loaded here (on the CPU) only if guidance needs it.
+    # On a cluster the model is loaded here (on the CPU) only if the context or guidance needs it.
     local = isinstance(meta, torch.nn.Module)
     loader = meta if local else (lambda: get_model(source, "cpu"))  # get_model caches it
     # A context model's one vector for the whole job (every tile and plane), before the graph.
     context = (image_context(image, loader, normalize, limits, precision if local else "fp32")
                if getattr(meta.config, "context", 0) else None)
+    # Checked whether or not guidance is given, so a typo in an option fails either way.
     guidance = build_guidance(image, loader, options, normalize,
                               limits, reference=reference, reference_strength=reference_strength, hints=hints,
                               hint_range=hint_range, hint_planes=hint_planes,
