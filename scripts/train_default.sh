@@ -13,7 +13,8 @@
 # (default compact_lab), SPACE (lab), STEPS (3000), BATCH (16), CROP (160), DEVICE (auto),
 # THREADS (1: on a shared 2-core machine one torch thread per run is faster), DROPOUT (0),
 # WD (weight decay, 1e-2), LR (peak learning rate, default 2e-3), DEGRADE (0.3), PATIENCE (10 validations), VAL_EVERY (150),
-# CONTEXT (overview side of the image-level context, 0 = none), CONTEXT_DROPOUT,
+# HIDDEN (h_fc1 width; the backbone's default, 128), CONTEXT (overview side of the image-level
+# context, 0 = none), CONTEXT_DROPOUT,
 # WORKERS, PY (python with napari-colorize installed), RESUME (1: continue a killed run).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -32,6 +33,7 @@ args=("$CORPUS/train" "$CORPUS/val" -o "$OUT/$NAME.safetensors" --backbone compa
 [ -n "${RESUME:-}" ] && args+=(--resume) || args+=(--force)
 [ -n "${WORKERS:-}" ] && args+=(--workers "$WORKERS")
 [ -n "${LR:-}" ] && args+=(--lr "$LR")
+[ -n "${HIDDEN:-}" ] && args+=(--hidden "$HIDDEN")
 [ -n "${CONTEXT:-}" ] && args+=(--context "$CONTEXT")
 [ -n "${CONTEXT_DROPOUT:-}" ] && args+=(--context-dropout "$CONTEXT_DROPOUT")
 [ -n "$THREADS" ] && args+=(--threads "$THREADS")

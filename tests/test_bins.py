@@ -12,6 +12,7 @@ from napari_colorize.bins import (
     gaussian_quantile_bins,
     joint_index,
     one_hot,
+    softmax_over_bins,
     uniform_bins,
     windowed_histogram,
 )
@@ -134,3 +135,17 @@ def test_joint_index_and_lab_targets():
     assert hc["hue"].tolist() == [0, 18, 0] and hc["chroma"].tolist() == [22, 25, 0]
     with pytest.raises(ValueError, match="choose one of"):
         get_space("rgb")
+
+
+@pytest.mark.parametrize("log", [False, True])
+@pytest.mark.parametrize("layout", ["planar", "channels_last"])
+def test_softmax_over_bins_is_a_softmax_over_axis_1_in_either_layout(log, layout):
+    x = torch.randn(2, 7, 5, 3, generator=torch.Generator().manual_seed(0)) * 4
+    if layout == "channels_last":  # as the network returns them: a pixel's bins contiguous
+        x = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    out = softmax_over_bins(x, log=log)
+    # Reference: the textbook formula in float64 on a plain copy.
+    e = torch.exp(x.double() - x.double().amax(1, keepdim=True))
+    ref = e / e.sum(1, keepdim=True)
+    np.testing.assert_allclose(out.double().numpy(), (ref.log() if log else ref).numpy(), rtol=0, atol=1e-6)
+    assert out.stride(1) == x.stride(1)  # the layout is kept: nothing downstream reads it strided

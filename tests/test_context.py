@@ -146,6 +146,7 @@ def test_training_a_context_model(tmp_path, photo_dir):
         train(TrainConfig(output=str(tmp_path / "y.safetensors"), context=40, **cfg))
 
 
+
 def test_api_zarr_and_cli_give_one_colour_with_a_context_model(tmp_path):
     import imageio.v3 as iio
 

@@ -95,6 +95,8 @@ def test_efficient_head_equals_naive(vgg16_models, compact_models, backbone, spa
         fast, naive = model.grid_logits(x), model.grid_logits_naive(x)
     assert fast[next(iter(fast))].shape[-2:] == (64 // GRID_STRIDE, 96 // GRID_STRIDE)
     _assert_logits_close(fast, naive)
+    # Each pixel's bins are contiguous: the softmax and decoding read them in order.
+    assert all(v.stride(1) == 1 for v in fast.values())
 
 
 @pytest.mark.parametrize("backbone", ["vgg16", "compact"])

@@ -17,7 +17,7 @@ from _scenes import synthetic_image
 from _scenes import to_u8 as _u8
 from safetensors.torch import load_file
 
-from napari_colorize import build_model, colorize, save_model
+from napari_colorize import build_model, colorize, load_model, save_model
 from napari_colorize.bins import windowed_histogram
 from napari_colorize.model.factory import read_config
 from napari_colorize.spaces import get_space, target_indices
@@ -308,3 +308,17 @@ def test_cli_choices_come_from_the_registries(monkeypatch):
     assert choices("train", "--optimizer") == OPTIMIZERS and choices("train", "--schedule") == SCHEDULES
     assert choices("train", "--pretrained") == ("imagenet",)
     assert choices("evaluate", "--method") == ("default", *METHODS)
+
+
+def test_training_a_chosen_head_width(tmp_path, image_dir):
+    out = tmp_path / "h32.safetensors"
+    cfg = dict(data=[str(image_dir)], steps=2, batch_size=2, crop=64, max_side=96, points=32, workers=0,
+               progress=False, log="", checkpoint_every=100)
+    train(TrainConfig(output=str(out), hidden=32, **cfg))
+    model = load_model(out)
+    assert read_config(out).hidden == 32 and model.projection_bias.numel() == 32
+    assert all(head.in_channels == 32 for head in model.heads.values())
+    with pytest.raises(ValueError, match="--hidden 64"):
+        train(TrainConfig(output=str(tmp_path / "x.safetensors"), init=str(out), hidden=64, **cfg))
+    with pytest.raises(ValueError, match="hidden must be"):
+        train(TrainConfig(output=str(tmp_path / "y.safetensors"), hidden=4, **cfg))

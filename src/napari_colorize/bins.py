@@ -21,6 +21,7 @@ __all__ = [
     "one_hot",
     "windowed_histogram",
     "joint_index",
+    "softmax_over_bins",
 ]
 
 
@@ -133,3 +134,18 @@ def windowed_histogram(index: torch.Tensor, k: int, window: int) -> torch.Tensor
     if window == 1:
         return hot
     return F.avg_pool2d(hot, window, stride=1, padding=window // 2, count_include_pad=False)
+
+
+def softmax_over_bins(logits: torch.Tensor, log: bool = False) -> torch.Tensor:
+    """``(log_)softmax`` over axis 1, the bins of ``(B, K, h, w)`` histograms, in their memory layout.
+
+    The network's dense logits are views of channels-last memory (bins contiguous,
+    :meth:`~napari_colorize.model.HypercolumnColorizer.grid_logits`).  PyTorch's softmax
+    over axis 1 of such a view copies it to the planar layout first, 5x slower on a CPU
+    than a softmax over the contiguous axis (245 ms against 49 ms for 256 bins on a
+    1024 x 1024 image's grid); the result keeps the input's layout.
+    """
+    fn = torch.log_softmax if log else torch.softmax
+    if logits.ndim == 4 and logits.stride(1) == 1 and logits.shape[1] > 1:
+        return fn(logits.permute(0, 2, 3, 1), dim=-1).permute(0, 3, 1, 2)
+    return fn(logits, dim=1)

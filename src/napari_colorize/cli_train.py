@@ -82,6 +82,8 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="probability of each archival degradation of the gray input (grain, blur, JPEG, fading, "
                         "uneven light); the colour target stays clean (default 0)")
     g.add_argument("--dropout", type=float, default=0.0, help="dropout on the head's hidden layer (new models; default 0)")
+    g.add_argument("--hidden", type=int, default=None, metavar="UNITS",
+                   help="width of the head's hidden layer h_fc1 (new models; default: the backbone's, 128 for compact)")
     g.add_argument("--context", type=int, default=0, metavar="SIDE",
                    help="image-level context: every crop also sees its whole image as a SIDE x SIDE overview "
                         "(new models; e.g. 128; default 0 = none)")
@@ -151,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         val_images=args.val_images, manifest=args.manifest,
         val_sources=[x.strip() for x in args.val_sources.split(",") if x.strip()] if args.val_sources else None,
         val_fold=args.val_fold, hold_out=list(args.hold_out), early_stop=args.early_stop, degrade=args.degrade,
-        dropout=args.dropout, context=args.context, context_dropout=args.context_dropout,
+        dropout=args.dropout, hidden=args.hidden, context=args.context, context_dropout=args.context_dropout,
         checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
         resume=args.resume, force=args.force, log=args.log, log_every=args.log_every, progress=not args.no_progress,
         command=" ".join(["napari-colorize", *map(shlex.quote, getattr(args, "argv", None) or sys.argv[1:])]),

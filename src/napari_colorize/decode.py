@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from .bins import Binning
+from .bins import Binning, softmax_over_bins
 
 __all__ = [
     "METHODS",
@@ -143,7 +143,7 @@ def temper(p: torch.Tensor, temperature: float) -> torch.Tensor:
     temperature = check_temperature(temperature)
     if temperature == 1.0:
         return p
-    return torch.softmax(torch.log(p.clamp_min(1e-30)) / temperature, dim=1)
+    return softmax_over_bins(torch.log(p.clamp_min(1e-30)) / temperature)
 
 
 #: Point estimates of a non-circular histogram by name: ``f(p, binning, generator)``.

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from .bins import softmax_over_bins
 from .decode import DecodeOptions, temper
 from .devices import autocast
 from .guidance.apply import TileGuide, guide_colour, guide_histograms
@@ -159,7 +160,7 @@ def histograms(model: HypercolumnColorizer, gray: torch.Tensor, precision: str =
         if context is None and model.context_side:
             context = model.context_features(gray.float().unsqueeze(1))  # before padding
         logits = model.grid_logits(x, context)
-    return {k: torch.softmax(logits.pop(k).float(), dim=1) for k in list(logits)}
+    return {k: softmax_over_bins(logits.pop(k).float()) for k in list(logits)}
 
 
 @torch.no_grad()

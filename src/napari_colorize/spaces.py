@@ -187,18 +187,17 @@ class LabSpace(SpaceSpec):
         method = opts.method or self.default_method
         a_bins, b_bins = self.a_bins, self.b_bins
         joint = probs["ab"]
-        grid = joint.unflatten(1, (a_bins.k, b_bins.k))
         if method in ("expectation", "median"):  # separable: decode the marginals
-            pa, pb = grid.sum(dim=2), grid.sum(dim=1)
+            pa, pb = _bin_sums(joint, _lab_marginal_maps(self.name, str(joint.device))).split(
+                (a_bins.k, b_bins.k), dim=1)
             return D.point_estimate(pa, a_bins, method), D.point_estimate(pb, b_bins, method)
         idx = joint.argmax(dim=1) if method == "mode" else D.sample_index(joint, generator)
         return a_bins.centers_tensor(joint)[idx // b_bins.k], b_bins.centers_tensor(joint)[idx % b_bins.k]
 
     def uncertainty(self, probs: Histograms) -> tuple[torch.Tensor, torch.Tensor]:
         to_hue, to_chroma = _lab_maps(self.name, str(next(iter(probs.values())).device))
-        joint = self.joint(probs)
-        p_hue = torch.einsum("bkhw,kn->bnhw", joint, to_hue)
-        p_chroma = torch.einsum("bkhw,kn->bnhw", joint, to_chroma)
+        p_hue, p_chroma = _bin_sums(self.joint(probs), torch.cat((to_hue, to_chroma), dim=1)).split(
+            (to_hue.shape[1], to_chroma.shape[1]), dim=1)
         return 1.0 - D.normalized_entropy(p_chroma), D.normalized_entropy(p_hue)
 
     def to_rgb(self, u: torch.Tensor, v: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
@@ -311,6 +310,23 @@ def target_indices(rgb: torch.Tensor, space: SpaceSpec) -> tuple[Histograms, tor
         The colour's chroma ``max - min`` in [0, 1]; the hue loss is weighted by it.
     """
     return space.targets(rgb)
+
+
+def _bin_sums(joint: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """``(B, K, h, w)`` histograms -> ``(B, N, h, w)``: the mass of each of N groups of
+    bins, ``groups`` a ``(K, N)`` 0/1 matrix.  One matrix product, which reads the
+    network's channels-last histograms in order (:func:`~napari_colorize.bins.softmax_over_bins`)."""
+    return torch.einsum("bkhw,kn->bnhw", joint, groups.to(joint.dtype))
+
+
+@lru_cache(maxsize=8)
+def _lab_marginal_maps(space_name: str, device: str) -> torch.Tensor:
+    """``(K_a * K_b, K_a + K_b)``: which a bin, then which b bin, each joint (a-major) bin belongs to."""
+    space = get_space(space_name)
+    ka, kb = space.a_bins.k, space.b_bins.k
+    index = torch.arange(ka * kb)
+    eye_a, eye_b = torch.eye(ka), torch.eye(kb)
+    return torch.cat((eye_a[index // kb], eye_b[index % kb]), dim=1).to(torch.device(device))
 
 
 @lru_cache(maxsize=8)

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..devices import PRECISIONS
 from ..model import BACKBONES
+from ..model.backbones import HIDDEN_RANGE
 from ..spaces import SPACES
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "SCHEDULES", "RESUME_KEYS", "check_config", "parse_fold", "settings_record", "check_resume"]
@@ -18,7 +19,7 @@ SCHEDULES = ("cosine", "step", "constant")
 #: Settings that must not change between a run and its resumption.
 RESUME_KEYS = ("backbone", "space", "batch_size", "crop", "points", "scale", "target_window", "seed",
                "optimizer", "max_side", "lambda_hue", "lightness_weight", "degrade", "dropout", "context", "context_dropout",
-               "val_sources",
+               "hidden", "val_sources",
                "val_fold", "hold_out")
 
 
@@ -106,6 +107,9 @@ class TrainConfig:
         Probability of each archival degradation of the gray input (:mod:`.degrade`).
     dropout : float
         Dropout on the hypercolumn head's hidden layer (new models only).
+    hidden : int or None
+        Width of h_fc1, the hypercolumn head's hidden layer (new models only; None:
+        the backbone's default, 128 for ``compact``).
     context : int
         Side of the whole-image overview of an image-level context vector (new models
         only; 0: none).  Each crop is trained with the context of the image it is cut from.
@@ -176,6 +180,7 @@ class TrainConfig:
     hold_out: list[int] = field(default_factory=list)
     degrade: float = 0.0
     dropout: float = 0.0
+    hidden: int | None = None
     context: int = 0
     context_dropout: float = 0.0
     early_stop: int = 0
@@ -228,6 +233,9 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError(f"degrade must be a probability in [0, 1], got {cfg.degrade}")
     if not 0 <= cfg.dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.hidden is not None and not HIDDEN_RANGE[0] <= cfg.hidden <= HIDDEN_RANGE[1]:
+        raise ValueError(f"hidden must be a width of {HIDDEN_RANGE[0]}-{HIDDEN_RANGE[1]} units, got {cfg.hidden}; "
+                         "the compact default is 128")
     if not 0 <= cfg.context <= 1024 or cfg.context % 32:
         raise ValueError(f"context must be 0 (none) or an overview side of 32-1024 pixels, a multiple of 32, "
                          f"got {cfg.context}; try 128")

@@ -36,17 +36,8 @@ from ..model.hypercolumn import HypercolumnColorizer
 from .best import BestWeights
 from .checkpoint import load_training_state, read_state_info, save_training_state
 from .config import TrainConfig, check_config, check_resume, settings_record
-from .data import (
-    ColorCropDataset,
-    ImageSet,
-    StepBatchSampler,
-    find_manifest,
-    load_image_set,
-    read_manifest_weights,
-    scan_images,
-    skipped_counts,
-    weight_summary,
-)
+from .data import (ColorCropDataset, ImageSet, StepBatchSampler, find_manifest, load_image_set, read_manifest_weights,
+                   scan_images, skipped_counts, weight_summary)
 from .heldout import HeldOut, keep_training_paths, resolve_split
 from .optim import learning_rate, make_optimizer
 from .paths import JsonLog, RunFiles, default_checkpoint_path, plan_files
@@ -59,10 +50,11 @@ __all__ = ["TrainConfig", "train", "compute_loss", "validate", "learning_rate", 
 # --------------------------------------------------------------------------- model
 
 def _make_model(cfg: TrainConfig) -> tuple[HypercolumnColorizer, str, str]:
-    """The starting model: the ``init`` file's (checked against --backbone/--space/--context) or a new one."""
+    """The starting model: the ``init`` file's (checked against --backbone/--space/--context/--hidden) or a new one."""
     if cfg.init is not None:
         config = read_config(cfg.init)
-        for key, asked in (("backbone", cfg.backbone), ("space", cfg.space), ("context", cfg.context or None)):
+        asked_for = {"backbone": cfg.backbone, "space": cfg.space, "context": cfg.context or None, "hidden": cfg.hidden}
+        for key, asked in asked_for.items():
             have = getattr(config, key)
             if asked is not None and asked != have:
                 raise ValueError(f"--init {cfg.init} is a {config.backbone}/{config.space} model, but --{key} {asked} "
@@ -73,8 +65,8 @@ def _make_model(cfg: TrainConfig) -> tuple[HypercolumnColorizer, str, str]:
                                  ("data", "steps", "wall_time_s", "final_loss", "val") if k in previous}}
         return model, config.backbone, config.space
     backbone, space = cfg.backbone or ModelConfig.backbone, cfg.space or ModelConfig.space
-    return build_model(backbone, space, pretrained=cfg.pretrained, dropout=cfg.dropout, context=cfg.context,
-                       context_dropout=cfg.context_dropout), backbone, space
+    return build_model(backbone, space, pretrained=cfg.pretrained, hidden=cfg.hidden, dropout=cfg.dropout,
+                       context=cfg.context, context_dropout=cfg.context_dropout), backbone, space
 
 
 # --------------------------------------------------------------------------- loss
