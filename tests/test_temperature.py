@@ -282,6 +282,28 @@ def test_calibrate_without_temperature_and_with_a_fixed_one(model):
     assert info["nll_after"] != info["nll_before"]
 
 
+@pytest.mark.parametrize("truth_gain, expected", [(2.0, 2.0), (0.5, 1.0)])
+def test_calibration_takes_a_chroma_gain_only_where_the_truth_is_that_colourful(model, truth_gain, expected):
+    # Truths made by the model itself at a known chroma gain: the network's colours are right,
+    # only fainter (2.0) or brighter (0.5) than the truth.  The gain that reproduces the truth
+    # scores best; a gain that overshoots it must lose.
+    grid = [(0.0, 0.05)]
+    truth_options = decode_options_for(model, None, truth_gain, calibrated=False, confidence_fading=grid[0])
+    images = []
+    for i in range(3):
+        g = _scene(i).mean(-1)
+        images.append((f"t{i}", _decode(model, g, truth_options)["rgb"][0].numpy()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        calibrate(model, images, temperature=False, grid=grid, gains=(1.0, 2.0), device="cpu")
+    decoding = model.config.decoding
+    assert decoding.get("saturation", 1.0) == expected
+    assert decoding["calibration"]["gains"] == [1.0, 2.0]
+    if expected != 1.0:  # every front end then decodes at the gain: here, the truth itself
+        out = nc.colorize(images[0][1].mean(-1), model, device="cpu").rgb
+        np.testing.assert_allclose(np.asarray(out), images[0][1], atol=2e-3)
+
+
 # ----------------------------------------------------------------------------- command line
 
 

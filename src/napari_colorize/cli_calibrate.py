@@ -33,6 +33,17 @@ _EPILOG = """examples:
 """
 
 
+def _gains(text: str) -> tuple[float, ...]:
+    """``--gains 1,1.25,1.5`` as numbers; one clear error otherwise."""
+    try:
+        gains = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise SystemExit(f"error: --gains takes numbers separated by commas, e.g. 1,1.25,1.5; got {text!r}") from None
+    if not gains or any(not (math.isfinite(g) and g > 0) for g in gains):
+        raise SystemExit(f"error: --gains must be positive numbers (1 = no gain), got {text!r}")
+    return gains
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``calibrate`` subcommand to the ``napari-colorize`` parser."""
     p = subparsers.add_parser("calibrate", help="fit a model's temperature and confidence fading on held-out colour "
@@ -59,6 +70,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--no-temperature", action="store_true",
                    help="fit no temperature (T = 1, any stored one removed); fit the fading only")
+    p.add_argument("--gains", default="1", metavar="G,G,...",
+                   help="chroma gains to try with every fading (default 1: none), e.g. 1,1.25,1.5: the median of an "
+                        "uncertain histogram is fainter than the colour; a gain > 1 is kept only under the same rule")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run)
     return p
@@ -103,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         images, groups = _images_and_groups(args)
         lo, hi = calibrate(model, images, temperature=not args.no_temperature, method=args.method,
                            objective=args.objective, min_colourfulness=args.min_colourfulness,
-                           max_side=None, limit=None, device=args.device, groups=groups)
+                           max_side=None, limit=None, device=args.device, groups=groups, gains=_gains(args.gains))
     decoding = model.config.decoding
     info = decoding["calibration"]
     t = decoding.get("temperature", 1.0)
@@ -111,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     nll = f"NLL {_num(info['nll_before'])} at T = 1 -> {_num(info['nll_after'])}"
     print(f"temperature: T = {t:.4g} ({nll})" if info["temperature_fitted"] else f"temperature: not fitted, T = 1 ({nll})")
     print(f"confidence fading: {lo:.2f}-{hi:.2f} (objective {args.objective})")
+    if "saturation" in decoding:
+        print(f"chroma gain: {decoding['saturation']:g} (stored as decoding.saturation; --saturation multiplies it)")
     s = info["scores"]
     print(f"mean scores vs gray: AuC {_num(s.get('auc'))} vs {_num(s.get('auc_gray'))}, "
           f"PSNR {_num(s.get('psnr'), 2)} vs {_num(s.get('psnr_gray'), 2)} dB, "

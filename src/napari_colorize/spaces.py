@@ -28,7 +28,8 @@ import torch
 
 from . import decode as D
 from .bins import Binning, bin_index, gaussian_quantile_bins, joint_index, uniform_bins
-from .color import gray_to_lab_lightness, hue_chroma_to_rgb, lab_to_rgb, rgb_to_hue_chroma, rgb_to_lab
+from .color import (gray_to_lab_lightness, hue_chroma_to_rgb, lab_planes_to_rgb, planes_to_hue_chroma, rgb_to_hue_chroma,
+                    rgb_to_lab)
 from .decode import DecodeOptions
 from .losses import histogram_loss, hue_chroma_loss
 
@@ -201,8 +202,7 @@ class LabSpace(SpaceSpec):
         return 1.0 - D.normalized_entropy(p_chroma), D.normalized_entropy(p_hue)
 
     def to_rgb(self, u: torch.Tensor, v: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
-        lab = torch.stack((gray_to_lab_lightness(gray), u, v), dim=-1)
-        hue, chroma, _ = rgb_to_hue_chroma(lab_to_rgb(lab))
+        hue, chroma = planes_to_hue_chroma(*lab_planes_to_rgb(gray_to_lab_lightness(gray), u, v))
         return hue_chroma_to_rgb(hue, chroma, gray)
 
     def channels(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

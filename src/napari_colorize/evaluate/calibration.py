@@ -5,7 +5,13 @@ Two steps, in this order (:func:`calibrate`):
 1. :func:`fit_temperature` -- one histogram temperature T, the minimiser of the
    held-out negative log-likelihood of the true colour bins (the training loss with
    one-hot targets) at the grid cell centres;
-2. :func:`fit_confidence_fading` -- the fading thresholds, scored with T applied.
+2. :func:`fit_confidence_fading` -- the fading thresholds, scored with T applied;
+   :func:`calibrate` may also choose a chroma gain with them (``gains``).
+
+Why a gain: the median or expectation of an uncertain histogram is pulled toward gray
+(the mass on both sides of neutral cancels), so where the fading keeps colour it is
+fainter than the network's best guess.  A gain > 1 undoes that; the same rule on the
+held-out sources decides whether it may.
 """
 
 from __future__ import annotations
@@ -219,8 +225,9 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
     net = get_model(model, device)
     temperature = decode_options_for(net).temperature if temperature is None else check_temperature(temperature)
     images = load_images(val_images, max_side=max_side, limit=limit)
-    chosen, rows = _fit_fading(net, _network_passes(net, images), method, objective, min_colourfulness, grid,
-                               not_worse_than_gray, temperature, groups, max_group_loss, max_neutral_ratio)
+    best, rows = _fit_fading(net, _network_passes(net, images), method, objective, min_colourfulness, grid,
+                             not_worse_than_gray, temperature, groups, max_group_loss, max_neutral_ratio)
+    chosen = (float(best["lo"]), float(best["hi"]))
     if return_table:
         table = EvaluationTable(rows, mean={}, info={"kind": "calibration", "objective": objective, "chosen": list(chosen),
                                                      "images": len(images), "method": method,
@@ -233,8 +240,11 @@ def _fit_fading(net: Any, passes: list[tuple], method: str | None = None, object
                 min_colourfulness: float = 0.5, grid: Sequence[tuple[float, float]] | None = None,
                 not_worse_than_gray: bool = True, temperature: float = 1.0, groups: Sequence[str] | None = None,
                 max_group_loss: float = MAX_GROUP_LOSS, max_neutral_ratio: float | None = NEUTRAL_RATIO_GOAL,
-                ) -> tuple[tuple[float, float], list[dict[str, Any]]]:
-    """:func:`fit_confidence_fading` on network passes already made: ``((lo, hi), rows)``."""
+                gains: Sequence[float] = (1.0,)) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """:func:`fit_confidence_fading` on network passes already made: ``(chosen row, rows)``.
+
+    Every ``(lo, hi)`` of ``grid`` is tried at every chroma gain of ``gains`` (rows carry
+    ``lo``, ``hi`` and ``gain``)."""
     if objective not in ("auc", "psnr", "blend"):
         raise ValueError(f"unknown objective {objective!r}; choose 'auc', 'psnr' or 'blend'")
     if groups is not None and len(groups) != len(passes):
@@ -246,17 +256,21 @@ def _fit_fading(net: Any, passes: list[tuple], method: str | None = None, object
     for rgb, gray, probs in passes:
         lab = lab_of(rgb)
         cached.append((rgb, lab, gray_baseline(rgb, lab), gray, probs))
+    if not gains or any(not (math.isfinite(g) and g > 0) for g in gains):
+        raise ValueError(f"gains must be positive chroma multipliers (1 = none), got {list(gains)}")
     rows = []
-    for lo, hi in grid:
-        options = decode_options_for(net, method, 1.0, calibrated=False, confidence_fading=(lo, hi),
-                                     temperature=temperature)
-        scores = [score(_colour_from_probabilities(net, probs, gray, options), rgb, lab, base)
-                  for rgb, lab, base, gray, probs in cached]
-        rows.append({"lo": lo, "hi": hi, **summary_row(scores), "name": f"{lo:.2f}-{hi:.2f}",
-                     "worst_group_d_auc": _worst_group_gain(scores, groups)})
+    for gain in gains:
+        for lo, hi in grid:
+            options = decode_options_for(net, method, float(gain), calibrated=False, confidence_fading=(lo, hi),
+                                         temperature=temperature)
+            scores = [score(_colour_from_probabilities(net, probs, gray, options), rgb, lab, base)
+                      for rgb, lab, base, gray, probs in cached]
+            name = f"{lo:.2f}-{hi:.2f}" + (f" x{gain:g}" if len(gains) > 1 else "")
+            rows.append({"lo": lo, "hi": hi, "gain": float(gain), **summary_row(scores), "name": name,
+                         "worst_group_d_auc": _worst_group_gain(scores, groups)})
 
     best = _select_fading(rows, objective, min_colourfulness, not_worse_than_gray, max_group_loss, max_neutral_ratio)
-    return (float(best["lo"]), float(best["hi"])), rows
+    return best, rows
 
 
 def _worst_group_gain(scores: list[dict[str, Any]], groups: Sequence[str] | None) -> float | None:
@@ -310,7 +324,7 @@ def _select_fading(rows: list[dict[str, Any]], objective: str, min_colourfulness
     best = max(safe_rows, key=lambda r: r["colourfulness"]) if safe_rows else max(rows, key=value)
     warnings.warn(f"no fading thresholds give colourfulness >= {min_colourfulness} x the truth's "
                   f"({rows[0]['colourfulness_truth']:.1f})" + (" without scoring below gray" if not_worse_than_gray else "")
-                  + f"; chose {best['lo']}-{best['hi']} (colourfulness {best['colourfulness']:.1f}, AuC {best['auc']:.4f} "
+                  + f"; chose {best.get('name', (best['lo'], best['hi']))} (colourfulness {best['colourfulness']:.1f}, AuC {best['auc']:.4f} "
                   f"vs gray {best['auc_gray']:.4f}, PSNR {best['psnr']:.2f} vs gray {best['psnr_gray']:.2f} dB)", stacklevel=3)
     return best
 
@@ -324,7 +338,9 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
        ``False`` removes any stored temperature (T = 1).
     2. :func:`fit_confidence_fading` (``kwargs``: method, objective, min_colourfulness,
        grid, device, max_side, limit, not_worse_than_gray) with T applied sets
-       ``decoding["confidence_fading"] = [lo, hi]``.
+       ``decoding["confidence_fading"] = [lo, hi]``.  With ``gains`` (chroma
+       multipliers, e.g. ``(1, 1.25, 1.5)``) every fading is tried at every gain under
+       the same rule, and a chosen gain other than 1 is stored as ``decoding["saturation"]``.
 
     Both are applied by default by every front end
     (:func:`napari_colorize.engine.decode_options_for`).  ``decoding["calibration"]``
@@ -351,8 +367,8 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
     passes = _network_passes(net, images)  # one network pass per image serves both fits
     fixed = None if temperature is True else 1.0 if temperature is False else check_temperature(temperature)
     t, fit = _fit_temperature(net, passes, None if fixed is None else [fixed], return_details=True)
-    (lo, hi), rows = _fit_fading(net, passes, temperature=t, **kwargs)
-    chosen = next(r for r in rows if (r["lo"], r["hi"]) == (lo, hi))
+    chosen, _ = _fit_fading(net, passes, temperature=t, **kwargs)
+    lo, hi, gain = float(chosen["lo"]), float(chosen["hi"]), float(chosen["gain"])
     # A model object is calibrated itself (get_model works on a copy of it).
     target = model if isinstance(model, torch.nn.Module) else net
     decoding = target.config.decoding
@@ -361,11 +377,15 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
     else:
         decoding["temperature"] = t
     decoding["confidence_fading"] = [lo, hi]
+    if gain == 1.0:
+        decoding.pop("saturation", None)
+    else:
+        decoding["saturation"] = gain
     columns = [*METRICS, *(f"{m}_gray" for m in METRICS), "colourfulness_truth", "neutral_ratio", "worst_group_d_auc"]
     decoding["calibration"] = {"objective": kwargs.get("objective", "auc"),
                                "min_colourfulness": kwargs.get("min_colourfulness", 0.5),
                                "not_worse_than_gray": kwargs.get("not_worse_than_gray", True),
-                               "method": kwargs.get("method"),
+                               "method": kwargs.get("method"), "gains": [float(g) for g in kwargs.get("gains", (1.0,))],
                                "max_group_loss": kwargs.get("max_group_loss", MAX_GROUP_LOSS) if kwargs.get("groups") else None,
                                "groups": len(set(kwargs["groups"])) if kwargs.get("groups") else None,
                                "max_neutral_ratio": kwargs.get("max_neutral_ratio", NEUTRAL_RATIO_GOAL),
