@@ -536,6 +536,20 @@ def test_rgba_hints_and_references_are_accepted(make_model, cam, reference):
                                   nc.colorize(cam, model=model, **CPU, reference=ref).rgb)
 
 
+def test_a_reference_replaces_the_stored_fading_and_gain_but_keeps_the_calls_saturation(make_model, cam, reference):
+    import copy
+    plain = make_model()
+    calibrated = copy.deepcopy(plain)
+    calibrated.config.decoding = {"confidence_fading": [0.9, 0.95], "saturation": 3.0}
+    for saturation in (1.0, 0.5):
+        want = nc.colorize(cam, model=plain, **CPU, reference=reference, saturation=saturation).rgb
+        got = nc.colorize(cam, model=calibrated, **CPU, reference=reference, saturation=saturation).rgb
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    # Without a reference both stored settings apply.
+    unguided = nc.colorize(cam, model=calibrated, **CPU).rgb
+    assert not np.allclose(unguided, nc.colorize(cam, model=plain, **CPU).rgb, atol=1e-3)
+
+
 # --- 10. the reference prior -----------------------------------------------------------------------------------------
 
 def test_zero_strength_is_no_reference(make_model, cam, reference):

@@ -118,7 +118,8 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
         # The stored fading is calibrated for unguided colour (fade where the network is
         # unsure); with a reference the prior says how colourful the image is, and fading
         # on top of it lost 1.5 AuC points and 0.9 dB on the validation sources (docs/guidance.md).
-        options = dataclasses.replace(options, confidence_fading=None)
+        # The stored chroma gain was fitted with that fading, so it goes too: the call's saturation stays.
+        options = dataclasses.replace(options, confidence_fading=None, saturation=float(saturation))
     tile_options = TileOptions(options, precision, normalize, limits, min_size, cache, guidance, context)
     if client is None:
         with autocast(torch.device(dev), precision):  # checks precision against the device now, not in a task
