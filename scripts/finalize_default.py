@@ -183,7 +183,7 @@ def main() -> None:
                   gains=gains)
         record = with_gain.config.decoding["calibration"]
         sc = record["scores"]
-        print(f"with chroma gains {list(gains)}: gain {with_gain.config.decoding.get('saturation', 1.0):g}, fading "
+        print(f"with chroma gains {list(gains)}: gain {with_gain.config.decoding.get('chroma_gain', 1.0):g}, fading "
               f"{with_gain.config.decoding['confidence_fading']}, validation AuC {100 * sc['auc']:.2f} "
               f"(gray {100 * sc['auc_gray']:.2f}), worst source {100 * sc.get('worst_group_d_auc', 0):+.2f}, "
               f"colourfulness {sc['colourfulness'] / sc['colourfulness_truth']:.2f} of the truth's")
@@ -191,7 +191,7 @@ def main() -> None:
         if record.get("safe", True):
             net = with_gain
     net.config.decoding["method"] = method
-    print(f"decoding kept: {method}, chroma gain {net.config.decoding.get('saturation', 1.0):g}")
+    print(f"decoding kept: {method}, chroma gain {net.config.decoding.get('chroma_gain', 1.0):g}")
 
     test = load_images(test_files, max_side=args.test_side, paths=True)
     by_source = lambda row: test_source[Path(row["path"]).resolve()]  # noqa: E731

@@ -107,14 +107,18 @@ def test_calibrated_decoding_from_model_metadata(make_model):
     assert np.abs(rgb_to_gray(faded) - IMAGES["smooth"]).max() <= 1 / 255
 
 
-def test_a_stored_chroma_gain_is_what_saturation_one_means(make_model):
+def test_a_stored_chroma_gain_is_applied_and_saturation_still_scales_the_result(make_model):
     model = copy.deepcopy(make_model("compact", "hue_chroma"))
-    plain = colorize(IMAGES["smooth"], model=model, saturation=1.5).rgb
-    model.config.decoding = {"saturation": 1.5}  # a calibrated gain
-    assert decode_options_for(model).saturation == 1.5
-    assert decode_options_for(model, saturation=2.0).saturation == 3.0  # the call's saturation multiplies it
-    assert decode_options_for(model, saturation=2.0, calibrated=False).saturation == 2.0
-    np.testing.assert_allclose(colorize(IMAGES["smooth"], model=model).rgb, plain, atol=1e-6)
+    plain = copy.deepcopy(model)
+    model.config.decoding = {"chroma_gain": 1.5}  # a calibrated gain
+    assert decode_options_for(model).chroma_gain == 1.5
+    assert decode_options_for(model, calibrated=False).chroma_gain == 1.0
+    for saturation in (1.0, 2.0):  # unguided, the gain and the saturation multiply
+        want = colorize(IMAGES["smooth"], model=plain, saturation=1.5 * saturation).rgb
+        np.testing.assert_allclose(colorize(IMAGES["smooth"], model=model, saturation=saturation).rgb, want, atol=1e-5)
+    plain.config.decoding = {"chroma_gain": 0.0}  # edited by hand: one clear error
+    with pytest.raises(ValueError, match="chroma_gain"):
+        colorize(IMAGES["smooth"], model=plain)
 
 
 def test_bad_options_are_reported(make_model):

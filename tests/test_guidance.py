@@ -536,11 +536,11 @@ def test_rgba_hints_and_references_are_accepted(make_model, cam, reference):
                                   nc.colorize(cam, model=model, **CPU, reference=ref).rgb)
 
 
-def test_a_reference_replaces_the_stored_fading_and_gain_but_keeps_the_calls_saturation(make_model, cam, reference):
+def test_a_reference_switches_off_the_stored_fading_and_gain_but_not_the_calls_saturation(make_model, cam, reference):
     import copy
     plain = make_model()
     calibrated = copy.deepcopy(plain)
-    calibrated.config.decoding = {"confidence_fading": [0.9, 0.95], "saturation": 3.0}
+    calibrated.config.decoding = {"confidence_fading": [0.9, 0.95], "chroma_gain": 3.0}
     for saturation in (1.0, 0.5):
         want = nc.colorize(cam, model=plain, **CPU, reference=reference, saturation=saturation).rgb
         got = nc.colorize(cam, model=calibrated, **CPU, reference=reference, saturation=saturation).rgb

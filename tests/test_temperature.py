@@ -288,7 +288,8 @@ def test_calibration_takes_a_chroma_gain_only_where_the_truth_is_that_colourful(
     # only fainter (2.0) or brighter (0.5) than the truth.  The gain that reproduces the truth
     # scores best; a gain that overshoots it must lose.
     grid = [(0.0, 0.05)]
-    truth_options = decode_options_for(model, None, truth_gain, calibrated=False, confidence_fading=grid[0])
+    truth_options = decode_options_for(model, None, 1.0, calibrated=False, confidence_fading=grid[0],
+                                       chroma_gain=truth_gain)
     images = []
     for i in range(3):
         g = _scene(i).mean(-1)
@@ -297,7 +298,7 @@ def test_calibration_takes_a_chroma_gain_only_where_the_truth_is_that_colourful(
         warnings.simplefilter("ignore")
         calibrate(model, images, temperature=False, grid=grid, gains=(1.0, 2.0), device="cpu")
     decoding = model.config.decoding
-    assert decoding.get("saturation", 1.0) == expected
+    assert decoding.get("chroma_gain", 1.0) == expected
     assert decoding["calibration"]["gains"] == [1.0, 2.0]
     if expected != 1.0:  # every front end then decodes at the gain: here, the truth itself
         out = nc.colorize(images[0][1].mean(-1), model, device="cpu").rgb

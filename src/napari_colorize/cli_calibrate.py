@@ -125,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
     nll = f"NLL {_num(info['nll_before'])} at T = 1 -> {_num(info['nll_after'])}"
     print(f"temperature: T = {t:.4g} ({nll})" if info["temperature_fitted"] else f"temperature: not fitted, T = 1 ({nll})")
     print(f"confidence fading: {lo:.2f}-{hi:.2f} (objective {args.objective})")
-    if "saturation" in decoding:
-        print(f"chroma gain: {decoding['saturation']:g} (stored as decoding.saturation; --saturation multiplies it)")
+    if "chroma_gain" in decoding:
+        print(f"chroma gain: {decoding['chroma_gain']:g}")
     s = info["scores"]
     print(f"mean scores vs gray: AuC {_num(s.get('auc'))} vs {_num(s.get('auc_gray'))}, "
           f"PSNR {_num(s.get('psnr'), 2)} vs {_num(s.get('psnr_gray'), 2)} dB, "

@@ -187,6 +187,11 @@ class DecodeOptions:
     confidence_fading : (float, float) or None
         Calibrated fading: chroma x clip((confidence - lo) / (hi - lo), 0, 1), so
         colour fades to gray where the chroma confidence is low.
+    chroma_gain : float
+        Calibrated chroma multiplier (> 0) of the decoded colour, before the fading and
+        before colour hints: the median or expectation of an uncertain histogram is
+        fainter than the colour it stands for.  Unlike ``saturation`` (the user's
+        multiplier of the final image) it leaves a hint's colour exact.
     seed : int
         Seed of the ``sample`` method.
     temperature : float
@@ -200,6 +205,7 @@ class DecodeOptions:
     fading: bool = True
     eta: float = 0.03
     confidence_fading: tuple[float, float] | None = None
+    chroma_gain: float = 1.0
     seed: int = 0
     temperature: float = 1.0
 
@@ -209,6 +215,8 @@ class DecodeOptions:
             raise ValueError(f"unknown decoding method {self.method!r}; choose one of {METHODS} or None")
         if not (self.saturation >= 0 and math.isfinite(self.saturation)):
             raise ValueError(f"saturation must be a finite number >= 0, got {self.saturation}")
+        if not (self.chroma_gain > 0 and math.isfinite(self.chroma_gain)):
+            raise ValueError(f"chroma_gain must be a finite number > 0 (1 = none), got {self.chroma_gain}")
         temperature = check_temperature(self.temperature)
         fading = self.confidence_fading
         if fading is not None:

@@ -76,6 +76,8 @@ def decode_grid(probs: dict[str, torch.Tensor], space: SpaceSpec, opts: DecodeOp
     if opts.method == "sample":
         gen = torch.Generator(device=next(iter(probs.values())).device).manual_seed(opts.seed)
     u, v = space.decode(probs, opts, gen)
+    if opts.chroma_gain != 1.0:  # before the hints: their colours stay exact
+        u, v = u * opts.chroma_gain, v * opts.chroma_gain
     maps = _scalar_maps(probs, space)
     if opts.confidence_fading is not None:
         lo, hi = opts.confidence_fading

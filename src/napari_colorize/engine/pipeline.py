@@ -39,8 +39,6 @@ def decode_options_for(model: HypercolumnColorizer, method: str | None = None, s
 
     A trained model may carry calibrated decoding settings in its metadata
     (``config.decoding``, e.g. ``confidence_fading``); ``calibrated=False`` ignores them.
-    A stored ``saturation`` is the calibrated chroma gain: the call's ``saturation``
-    multiplies it, so 1 always means "as calibrated" in every front end.
     """
     stored = dict(getattr(getattr(model, "config", None), "decoding", {}) or {}) if calibrated else {}
     if "confidence_fading" in stored and stored["confidence_fading"] is not None:
@@ -49,7 +47,7 @@ def decode_options_for(model: HypercolumnColorizer, method: str | None = None, s
     stored.update({k: v for k, v in kwargs.items() if v is not None})
     if method is not None:
         stored["method"] = method
-    stored["saturation"] = saturation * float(stored.get("saturation", 1.0))
+    stored["saturation"] = saturation
     return DecodeOptions(**stored).validated()
 
 
@@ -118,8 +116,8 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
         # The stored fading is calibrated for unguided colour (fade where the network is
         # unsure); with a reference the prior says how colourful the image is, and fading
         # on top of it lost 1.5 AuC points and 0.9 dB on the validation sources (docs/guidance.md).
-        # The stored chroma gain was fitted with that fading, so it goes too: the call's saturation stays.
-        options = dataclasses.replace(options, confidence_fading=None, saturation=float(saturation))
+        # The stored chroma gain was fitted with that fading, so it goes too.
+        options = dataclasses.replace(options, confidence_fading=None, chroma_gain=1.0)
     tile_options = TileOptions(options, precision, normalize, limits, min_size, cache, guidance, context)
     if client is None:
         with autocast(torch.device(dev), precision):  # checks precision against the device now, not in a task

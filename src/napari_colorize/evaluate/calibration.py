@@ -261,8 +261,8 @@ def _fit_fading(net: Any, passes: list[tuple], method: str | None = None, object
     rows = []
     for gain in gains:
         for lo, hi in grid:
-            options = decode_options_for(net, method, float(gain), calibrated=False, confidence_fading=(lo, hi),
-                                         temperature=temperature)
+            options = decode_options_for(net, method, 1.0, calibrated=False, confidence_fading=(lo, hi),
+                                         temperature=temperature, chroma_gain=float(gain))
             scores = [score(_colour_from_probabilities(net, probs, gray, options), rgb, lab, base)
                       for rgb, lab, base, gray, probs in cached]
             name = f"{lo:.2f}-{hi:.2f}" + (f" x{gain:g}" if len(gains) > 1 else "")
@@ -340,7 +340,7 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
        grid, device, max_side, limit, not_worse_than_gray) with T applied sets
        ``decoding["confidence_fading"] = [lo, hi]``.  With ``gains`` (chroma
        multipliers, e.g. ``(1, 1.25, 1.5)``) every fading is tried at every gain under
-       the same rule, and a chosen gain other than 1 is stored as ``decoding["saturation"]``.
+       the same rule, and a chosen gain other than 1 is stored as ``decoding["chroma_gain"]``.
 
     Both are applied by default by every front end
     (:func:`napari_colorize.engine.decode_options_for`).  ``decoding["calibration"]``
@@ -378,9 +378,9 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
         decoding["temperature"] = t
     decoding["confidence_fading"] = [lo, hi]
     if gain == 1.0:
-        decoding.pop("saturation", None)
+        decoding.pop("chroma_gain", None)
     else:
-        decoding["saturation"] = gain
+        decoding["chroma_gain"] = gain
     columns = [*METRICS, *(f"{m}_gray" for m in METRICS), "colourfulness_truth", "neutral_ratio", "worst_group_d_auc"]
     decoding["calibration"] = {"objective": kwargs.get("objective", "auc"),
                                "min_colourfulness": kwargs.get("min_colourfulness", 0.5),

@@ -87,6 +87,7 @@ DECODING_FIELDS: dict[str, Rule] = {
     "method": Rule("str", nullable=True, choices=lambda: METHODS, example='"expectation"'),
     "confidence_fading": Rule("interval", nullable=True, lo=0.0, hi=1.0, example="[0.0, 0.05]"),
     "saturation": Rule("number", lo=0.0, hi=100.0, example="1.0"),
+    "chroma_gain": Rule("number", lo=0.0, hi=100.0, lo_open=True, example="1.0"),
     "fading": Rule("bool", example="true"),
     "eta": Rule("number", lo=0.0, hi=1.0, lo_open=True, example="0.03"),
     "seed": Rule("int", example="0"),
