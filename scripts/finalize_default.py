@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_colorize.evaluate import calibrate, evaluate, fit_temperature, load_images
+from napari_colorize.evaluate.calibration import check_gains
 from napari_colorize.model import load_model, read_config, save_model
 from napari_colorize.training.splits import sources_by_path
 
@@ -64,6 +65,14 @@ def source_images(manifest: Path, sources: list[str]) -> tuple[list[Path], dict[
     """Files of the given sources (composites excluded: their ``source`` is the stamp set)."""
     source_of = {path.resolve(): src for path, src in sources_by_path(manifest).items() if src in sources}
     return sorted(source_of), source_of
+
+
+def calibration_summary(decoding: dict) -> str:
+    """One calibrated decoding's fading and validation scores, as the model card quotes them."""
+    sc = decoding["calibration"]["scores"]
+    return (f"fading {decoding['confidence_fading']}, validation AuC {100 * sc['auc']:.2f} (gray {100 * sc['auc_gray']:.2f}), "
+            f"worst source {100 * sc.get('worst_group_d_auc', 0):+.2f}, "
+            f"colourfulness {sc['colourfulness'] / sc['colourfulness_truth']:.2f} of the truth's")
 
 
 def fmt(value, pattern: str) -> str:
@@ -138,6 +147,7 @@ def main() -> None:
     p.add_argument("--gains", default="1,1.25,1.5,1.75,2",
                    help="chroma gains tried with the chosen method and temperature (1: no gain search)")
     args = p.parse_args()
+    gains = check_gains(float(g) for g in args.gains.split(","))  # before an hour of work, not after
 
     split = split_of(args.candidates)
     manifest = Path(split["manifest"])
@@ -163,10 +173,8 @@ def main() -> None:
             sc = record["scores"]
             safe = bool(record.get("safe", True))
             label = f"{method}, T = {net.config.decoding.get('temperature', 1.0):.2f}"
-            print(f"calibrated for {label} (NLL {record['nll_before']:.4f} -> {record['nll_after']:.4f}): fading "
-                  f"{net.config.decoding['confidence_fading']}, validation AuC {100 * sc['auc']:.2f} "
-                  f"(gray {100 * sc['auc_gray']:.2f}), worst source {100 * sc.get('worst_group_d_auc', 0):+.2f}, "
-                  f"colourfulness {sc['colourfulness'] / sc['colourfulness_truth']:.2f} of the truth's"
+            print(f"calibrated for {label} (NLL {record['nll_before']:.4f} -> {record['nll_after']:.4f}): "
+                  + calibration_summary(net.config.decoding)
                   + ("" if safe else "; NOT SAFE (no fading met the rule), not eligible"))
             report["calibration"][label] = dict(net.config.decoding)
             # Only decodings that meet the rule compete; if none does, the least unsafe one.
@@ -174,21 +182,16 @@ def main() -> None:
             if best_method is None or key > best_method[1]:
                 best_method = (method, key, net)
     method, _, net = best_method
-    gains = tuple(float(g) for g in args.gains.split(","))
     if gains != (1.0,):
         fitted_t = "temperature" in net.config.decoding
         with_gain = copy.deepcopy(net)
         calibrate(with_gain, calib, temperature=net.config.decoding["temperature"] if fitted_t else False,
                   method=method, min_colourfulness=0.35, groups=groups, max_side=None, limit=None, device="cpu",
                   gains=gains)
-        record = with_gain.config.decoding["calibration"]
-        sc = record["scores"]
-        print(f"with chroma gains {list(gains)}: gain {with_gain.config.decoding.get('chroma_gain', 1.0):g}, fading "
-              f"{with_gain.config.decoding['confidence_fading']}, validation AuC {100 * sc['auc']:.2f} "
-              f"(gray {100 * sc['auc_gray']:.2f}), worst source {100 * sc.get('worst_group_d_auc', 0):+.2f}, "
-              f"colourfulness {sc['colourfulness'] / sc['colourfulness_truth']:.2f} of the truth's")
+        print(f"with chroma gains {list(gains)}: gain {with_gain.config.decoding.get('chroma_gain', 1.0):g}, "
+              + calibration_summary(with_gain.config.decoding))
         report["calibration"][f"{method}, gains"] = dict(with_gain.config.decoding)
-        if record.get("safe", True):
+        if with_gain.config.decoding["calibration"].get("safe", True):
             net = with_gain
     net.config.decoding["method"] = method
     print(f"decoding kept: {method}, chroma gain {net.config.decoding.get('chroma_gain', 1.0):g}")

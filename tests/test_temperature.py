@@ -317,6 +317,16 @@ def held_out(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.parametrize("gains, message", [("0,1", "chroma_gain must be"), ("1,x", "numbers separated by commas"),
+                                            (",", "gains is empty")])
+def test_cli_calibrate_refuses_bad_gains_before_loading(tmp_path, held_out, capsys, gains, message):
+    out = tmp_path / "cal.safetensors"
+    # The model does not exist: the gains are checked first, so their error is the one reported.
+    argv = ["calibrate", str(tmp_path / "missing.safetensors"), str(held_out), "-o", str(out), "--gains", gains]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
 def test_cli_calibrate(tmp_path, model, held_out, capsys):
     source = nc.save_model(_overconfident(model), tmp_path / "m.safetensors")
     out = tmp_path / "cal.safetensors"

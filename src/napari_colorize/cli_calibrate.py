@@ -34,14 +34,14 @@ _EPILOG = """examples:
 
 
 def _gains(text: str) -> tuple[float, ...]:
-    """``--gains 1,1.25,1.5`` as numbers; one clear error otherwise."""
+    """``--gains 1,1.25,1.5`` as checked numbers (the calibration's own rule), before anything is loaded."""
+    from .evaluate.calibration import check_gains
+
     try:
-        gains = tuple(float(x) for x in text.split(",") if x.strip())
+        values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise SystemExit(f"error: --gains takes numbers separated by commas, e.g. 1,1.25,1.5; got {text!r}") from None
-    if not gains or any(not (math.isfinite(g) and g > 0) for g in gains):
-        raise SystemExit(f"error: --gains must be positive numbers (1 = no gain), got {text!r}")
-    return gains
+        raise ValueError(f"--gains takes numbers separated by commas, e.g. 1,1.25,1.5; got {text!r}") from None
+    return check_gains(values)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -109,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     from .model import load_model, save_model
 
     out = _check_args(args)
+    gains = _gains(args.gains)
     # A fresh copy, not the process cache's: the input model stays as it is on disk and in memory.
     model = load_model(args.model, device=resolve_device(args.device))
     with warnings.catch_warnings():
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         images, groups = _images_and_groups(args)
         lo, hi = calibrate(model, images, temperature=not args.no_temperature, method=args.method,
                            objective=args.objective, min_colourfulness=args.min_colourfulness,
-                           max_side=None, limit=None, device=args.device, groups=groups, gains=_gains(args.gains))
+                           max_side=None, limit=None, device=args.device, groups=groups, gains=gains)
     decoding = model.config.decoding
     info = decoding["calibration"]
     t = decoding.get("temperature", 1.0)

@@ -39,6 +39,8 @@ _XYZ_FROM_RGB = (
     (0.212671, 0.715160, 0.072169),
     (0.019334, 0.119193, 0.950227),
 )
+# Its inverse, in float64 once (lab_planes_to_rgb runs on every tile).
+_RGB_FROM_XYZ = torch.linalg.inv(torch.tensor(_XYZ_FROM_RGB, dtype=torch.float64)).tolist()
 # CIE D65 white point, 2 degree observer (skimage's default illuminant).
 _D65 = (0.95047, 1.0, 1.08883)
 
@@ -137,8 +139,7 @@ def lab_planes_to_rgb(L: torch.Tensor, a: torch.Tensor, b: torch.Tensor,
     fy = (L + 16.0) / 116.0
     f = (fy + a / 500.0, fy, (fy - b / 200.0).clamp_min(0.0))  # skimage clips negative z the same way
     xyz = [torch.where(c > 0.2068966, c**3, (c - 16.0 / 116.0) / 7.787) * white for c, white in zip(f, _D65)]
-    rgb_from_xyz = torch.linalg.inv(torch.tensor(_XYZ_FROM_RGB, dtype=torch.float64)).tolist()
-    linear = (row[0] * xyz[0] + row[1] * xyz[1] + row[2] * xyz[2] for row in rgb_from_xyz)
+    linear = (row[0] * xyz[0] + row[1] * xyz[1] + row[2] * xyz[2] for row in _RGB_FROM_XYZ)
     srgb = tuple(_linear_to_srgb(c) for c in linear)
     return tuple(c.clamp_(0.0, 1.0) for c in srgb) if clip else srgb
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..decode import check_temperature
+from ..decode import DecodeOptions, check_temperature
 from ..engine import decode_options_for, get_model
 from ..metrics import lab_of
 from ..inference import grid_targets
@@ -236,6 +236,17 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
     return chosen
 
 
+def check_gains(gains: Iterable[float]) -> tuple[float, ...]:
+    """The chroma gains to try, as floats: at least one, each a valid
+    :attr:`~napari_colorize.decode.DecodeOptions.chroma_gain` (a ``ValueError`` says which is not)."""
+    gains = tuple(float(g) for g in gains)
+    if not gains:
+        raise ValueError("gains is empty; give at least one chroma gain (1 = none)")
+    for gain in gains:
+        DecodeOptions(chroma_gain=gain).validated()
+    return gains
+
+
 def _fit_fading(net: Any, passes: list[tuple], method: str | None = None, objective: str = "auc",
                 min_colourfulness: float = 0.5, grid: Sequence[tuple[float, float]] | None = None,
                 not_worse_than_gray: bool = True, temperature: float = 1.0, groups: Sequence[str] | None = None,
@@ -249,6 +260,7 @@ def _fit_fading(net: Any, passes: list[tuple], method: str | None = None, object
         raise ValueError(f"unknown objective {objective!r}; choose 'auc', 'psnr' or 'blend'")
     if groups is not None and len(groups) != len(passes):
         raise ValueError(f"groups has {len(groups)} entries for {len(passes)} images; give one group per image")
+    gains = check_gains(gains)
     grid = list(grid) if grid is not None else _default_grid()
     if not grid:
         raise ValueError("the grid of (lo, hi) candidates is empty")
@@ -256,17 +268,15 @@ def _fit_fading(net: Any, passes: list[tuple], method: str | None = None, object
     for rgb, gray, probs in passes:
         lab = lab_of(rgb)
         cached.append((rgb, lab, gray_baseline(rgb, lab), gray, probs))
-    if not gains or any(not (math.isfinite(g) and g > 0) for g in gains):
-        raise ValueError(f"gains must be positive chroma multipliers (1 = none), got {list(gains)}")
     rows = []
     for gain in gains:
         for lo, hi in grid:
             options = decode_options_for(net, method, 1.0, calibrated=False, confidence_fading=(lo, hi),
-                                         temperature=temperature, chroma_gain=float(gain))
+                                         temperature=temperature, chroma_gain=gain)
             scores = [score(_colour_from_probabilities(net, probs, gray, options), rgb, lab, base)
                       for rgb, lab, base, gray, probs in cached]
             name = f"{lo:.2f}-{hi:.2f}" + (f" x{gain:g}" if len(gains) > 1 else "")
-            rows.append({"lo": lo, "hi": hi, "gain": float(gain), **summary_row(scores), "name": name,
+            rows.append({"lo": lo, "hi": hi, "gain": gain, **summary_row(scores), "name": name,
                          "worst_group_d_auc": _worst_group_gain(scores, groups)})
 
     best = _select_fading(rows, objective, min_colourfulness, not_worse_than_gray, max_group_loss, max_neutral_ratio)
