@@ -121,6 +121,38 @@ def test_a_stored_chroma_gain_is_applied_and_saturation_still_scales_the_result(
         colorize(IMAGES["smooth"], model=plain)
 
 
+def test_a_stored_saturation_is_applied_by_every_front_end_and_the_calls_multiplies_it(make_model, tmp_path):
+    # It used to be replaced by the call's default of 1, so a model's own saturation did nothing.
+    import imageio.v3 as iio
+    import zarr
+
+    from napari_colorize import colorize_to_zarr
+    from napari_colorize.cli import main
+
+    plain = copy.deepcopy(make_model("compact", "hue_chroma"))
+    model = copy.deepcopy(plain)
+    model.config.decoding = {"saturation": 0.5}
+    path = save_model(model, tmp_path / "faint.safetensors")
+    gray = IMAGES["smooth"]
+    half = colorize(gray, model=plain, saturation=0.5).rgb
+    assert np.abs(half - colorize(gray, model=plain).rgb).max() > 0.01  # the test can tell them apart
+    for source in (model, str(path)):
+        np.testing.assert_allclose(colorize(gray, model=source).rgb, half, atol=1e-6)
+        np.testing.assert_allclose(colorize(gray, model=source, saturation=2.0).rgb, colorize(gray, model=plain).rgb,
+                                   atol=1e-6)
+    np.testing.assert_allclose(colorize(gray, model=str(path), calibrated=False).rgb, colorize(gray, model=plain).rgb,
+                               atol=1e-6)
+    root = zarr.open_group(str(colorize_to_zarr(gray, tmp_path / "o.zarr", model=str(path), rgb_dtype="float32")),
+                           mode="r")
+    np.testing.assert_allclose(np.moveaxis(np.asarray(root["0"]), 0, -1), half, atol=1e-6)
+    gray8 = np.round(gray * 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "g.png", gray8)
+    assert main(["colorize", str(tmp_path / "g.png"), "-o", str(tmp_path / "cli"), "--model", str(path),
+                 "--device", "cpu", "--no-progress"]) == 0
+    want = colorize(gray8.astype(np.float32) / 255, model=plain, saturation=0.5).rgb
+    np.testing.assert_allclose(iio.imread(tmp_path / "cli" / "g_colorized.png") / 255, want, atol=1 / 255 + 1e-6)
+
+
 def test_bad_options_are_reported(make_model):
     model = make_model("compact", "hue_chroma")
     with pytest.raises(ValueError, match="unknown decoding method"):

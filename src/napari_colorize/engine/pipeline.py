@@ -39,6 +39,8 @@ def decode_options_for(model: HypercolumnColorizer, method: str | None = None, s
 
     A trained model may carry calibrated decoding settings in its metadata
     (``config.decoding``, e.g. ``confidence_fading``); ``calibrated=False`` ignores them.
+    A stored ``saturation`` is the model's own scale of its colour: the call's
+    ``saturation`` multiplies it (1 keeps it), as a stored ``chroma_gain`` is kept.
     """
     stored = dict(getattr(getattr(model, "config", None), "decoding", {}) or {}) if calibrated else {}
     if "confidence_fading" in stored and stored["confidence_fading"] is not None:
@@ -47,7 +49,9 @@ def decode_options_for(model: HypercolumnColorizer, method: str | None = None, s
     stored.update({k: v for k, v in kwargs.items() if v is not None})
     if method is not None:
         stored["method"] = method
-    stored["saturation"] = saturation
+    # Multiplied, not replaced: the call's default of 1 used to override the stored value
+    # silently, so a model's own saturation never took effect.
+    stored["saturation"] = saturation * float(stored.get("saturation", 1.0))
     return DecodeOptions(**stored).validated()
 
 
