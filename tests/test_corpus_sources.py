@@ -471,6 +471,13 @@ def test_read_manifest_sources(tmp_path):
     old.write_text("file,weight\ntrain/a.png,1\n")
     with pytest.raises(ValueError, match="no 'source' column"):
         read_manifest_sources(old)
+    # One reader with evaluation's --group-by (napari_colorize.io.read_manifest_rows): a cell
+    # padded by hand names the same source there and here.
+    padded = tmp_path / "padded.csv"
+    padded.write_text("file, source\ntrain/a.png, pkg/a \n")
+    assert read_manifest_sources(padded) == (["train/a.png"], ["pkg/a"], [""])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_manifest_sources(tmp_path / "missing.csv")
 
 
 def test_manifest_split_gives_paths_per_side(tmp_path):

@@ -12,7 +12,7 @@ import csv
 import os
 from pathlib import Path
 
-__all__ = ["PATH_COLUMNS", "find_manifest_above", "read_manifest_column"]
+__all__ = ["PATH_COLUMNS", "find_manifest_above", "read_manifest_column", "read_manifest_rows"]
 
 #: Columns that may hold an image's path in a manifest, in order of preference.
 PATH_COLUMNS = ("path", "file", "filename", "relpath", "image")
@@ -29,6 +29,25 @@ def find_manifest_above(path: str | os.PathLike) -> Path | None:
     return None
 
 
+def read_manifest_rows(manifest: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
+    """``(columns, rows)`` of a manifest, in file order: every name and value stripped of
+    surrounding spaces, a missing value read as ``""``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the manifest does not exist.
+    """
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise FileNotFoundError(f"manifest {manifest} does not exist")
+    with open(manifest, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = [c.strip() for c in (reader.fieldnames or [])]
+        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    return columns, rows
+
+
 def read_manifest_column(manifest: str | os.PathLike, column: str) -> tuple[dict[Path, str], dict[str, list[str]]]:
     """``({absolute image path: value}, {file name: [values]})`` of one column of a manifest.
 
@@ -43,12 +62,7 @@ def read_manifest_column(manifest: str | os.PathLike, column: str) -> tuple[dict
         If it has no path column or no ``column``.
     """
     manifest = Path(manifest)
-    if not manifest.is_file():
-        raise FileNotFoundError(f"manifest {manifest} does not exist")
-    with open(manifest, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    columns, rows = read_manifest_rows(manifest)
     col = next((c for c in PATH_COLUMNS if c in columns), None)
     if col is None:
         raise ValueError(f"{manifest} has no path column ({', '.join(PATH_COLUMNS)}); it has {columns}")

@@ -20,7 +20,6 @@ reads: ``file``, ``source`` and ``backdrop_source``.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Collection, Sequence
 
 import numpy as np
+
+from ..io.manifest import read_manifest_rows
 
 __all__ = ["Fold", "manifest_split", "read_manifest_sources", "source_folds", "sources_by_path",
            "split_by_sources"]
@@ -184,12 +185,10 @@ def read_manifest_sources(manifest: str | os.PathLike) -> tuple[list[str], list[
     ValueError
         When the manifest has no ``source`` column (built before issue 9).
     """
-    with open(manifest, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    if rows and "source" not in rows[0]:
+    columns, rows = read_manifest_rows(manifest)
+    if rows and "source" not in columns:
         raise ValueError(f"{manifest} has no 'source' column; rebuild it with scripts/build_corpus.py")
-    return ([r["file"] for r in rows], [r["source"] for r in rows],
-            [r.get("backdrop_source", "") or "" for r in rows])
+    return ([r["file"] for r in rows], [r["source"] for r in rows], [r.get("backdrop_source", "") for r in rows])
 
 
 def sources_by_path(manifest: str | os.PathLike) -> dict[Path, str]:
