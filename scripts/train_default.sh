@@ -14,7 +14,8 @@
 # THREADS (1: on a shared 2-core machine one torch thread per run is faster), DROPOUT (0),
 # WD (weight decay, 1e-2), LR (peak learning rate, default 2e-3), DEGRADE (0.3), PATIENCE (10 validations), VAL_EVERY (150),
 # HIDDEN (h_fc1 width; the backbone's default, 128), CONTEXT (overview side of the image-level
-# context, 0 = none), CONTEXT_DROPOUT,
+# context, 0 = none), CONTEXT_DROPOUT, WEIGHTS (a CSV of per-image sampling weights, default none:
+# uniform),
 # WORKERS, PY (python with napari-colorize installed), RESUME (1: continue a killed run).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -26,7 +27,7 @@ THREADS=${THREADS-1}
 mkdir -p "$OUT"
 args=("$CORPUS/train" "$CORPUS/val" -o "$OUT/$NAME.safetensors" --backbone compact --space "${SPACE:-lab}"
       --steps "${STEPS:-3000}" --batch-size "${BATCH:-16}" --crop "${CROP:-160}" --scale 0.35 1.0
-      --device "${DEVICE:-auto}" --weights none --manifest "$CORPUS/manifest.csv" --val-fold 0/5 --hold-out 1
+      --device "${DEVICE:-auto}" --weights "${WEIGHTS:-none}" --manifest "$CORPUS/manifest.csv" --val-fold 0/5 --hold-out 1
       --val-every "${VAL_EVERY:-150}" --val-images 48 --early-stop "${PATIENCE:-10}"
       --degrade "${DEGRADE:-0.3}" --dropout "${DROPOUT:-0}" --weight-decay "${WD:-1e-2}"
       --checkpoint-every 150 --no-progress)
