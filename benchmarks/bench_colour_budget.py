@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +39,11 @@ from finalize_default import source_images, split_of  # noqa: E402
 from napari_colorize.decode import DecodeOptions, temper  # noqa: E402
 from napari_colorize.engine import decode_options_for, get_model  # noqa: E402
 from napari_colorize.evaluate import fit_temperature, load_images  # noqa: E402
-from napari_colorize.evaluate.calibration import _default_grid, _network_passes  # noqa: E402
-from napari_colorize.evaluate.runs import _colour_from_probabilities  # noqa: E402
-from napari_colorize.evaluate.scoring import gray_baseline, score  # noqa: E402
+from napari_colorize.evaluate.calibration import _fit_fading, _network_passes, _worst_group  # noqa: E402
+from napari_colorize.evaluate.scoring import prepared_truth, score  # noqa: E402
 from napari_colorize.evaluate.table import summary_row  # noqa: E402
 from napari_colorize.inference import GRID_STRIDE, compose, decode_grid  # noqa: E402
-from napari_colorize.metrics import AUC_MAX_THRESHOLD, lab_of  # noqa: E402
+from napari_colorize.metrics import AUC_MAX_THRESHOLD  # noqa: E402
 from napari_colorize.model import resolve_model_path  # noqa: E402
 
 #: Colourfulness levels (output / truth) of the frontier table.
@@ -52,34 +52,23 @@ LEVELS = (0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40)
 SHRINKS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 
 
-def summarise(scores: list[dict], groups: list[str]) -> dict:
-    """Pooled scores, plus each source's mean AuC gain over gray and the worst source."""
-    row = summary_row(scores)
-    per: dict[str, list[float]] = {}
-    for s, g in zip(scores, groups):
-        per.setdefault(g, []).append(100 * (s["auc"] - s["auc_gray"]))
-    row["per_source"] = {g: float(np.mean(v)) for g, v in per.items()}
-    row["worst_source"] = min(row["per_source"], key=row["per_source"].get)
-    return row
-
-
 def describe(row: dict) -> str:
+    """A summary row (:func:`summary_row` with :func:`_worst_group`'s columns) as table cells."""
     neutral = row.get("neutral_ratio")
     return (f"{row['colourfulness'] / row['colourfulness_truth']:.3f} | {100 * (row['auc'] - row['auc_gray']):+.2f} | "
-            f"{row['psnr'] - row['psnr_gray']:+.2f} | {row['per_source'][row['worst_source']]:+.2f} "
-            f"({row['worst_source']}) | {'-' if neutral is None else f'{neutral:.2f}'}")
+            f"{row['psnr'] - row['psnr_gray']:+.2f} | {100 * row['worst_group_d_auc']:+.2f} "
+            f"({row['worst_group']}) | {'-' if neutral is None else f'{neutral:.2f}'}")
 
 
-def fading_rows(net, cached: list, groups: list[str], gains: list[float]) -> list[dict]:
-    """One summary per (gain, fading) of the calibration grid, decoded as the model stores it otherwise."""
-    rows = []
-    for gain in gains:
-        for lo, hi in _default_grid():
-            options = decode_options_for(net, confidence_fading=(lo, hi), chroma_gain=gain)
-            scores = [score(_colour_from_probabilities(net, probs, gray, options), rgb, lab, base)
-                      for rgb, lab, base, gray, probs in cached]
-            rows.append(summarise(scores, groups) | {"name": f"gain {gain:g}, fading ({lo:.2f}, {hi:.2f})"})
-    return rows
+def fading_rows(net, passes: list, groups: list[str], gains: list[float]) -> list[dict]:
+    """The calibration's own candidates (:func:`napari_colorize.evaluate.calibrate`): every fading
+    of its grid at each gain, with the model's stored method and temperature."""
+    stored = decode_options_for(net)
+    with warnings.catch_warnings():  # "no fading is colourful enough": the frontier shows it
+        warnings.simplefilter("ignore")
+        _, rows = _fit_fading(net, passes, method=stored.method, temperature=stored.temperature, groups=groups,
+                              gains=gains)
+    return [r | {"name": f"gain {r['gain']:g}, fading ({r['lo']:.2f}, {r['hi']:.2f})"} for r in rows]
 
 
 def expected_scores(joint: torch.Tensor, centres: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -128,10 +117,7 @@ def main() -> None:
     net = get_model(args.model, "cpu")
     print(f"{args.model}: {len(images)} images of {len(set(groups))} validation sources, long side {args.side}")
     passes = _network_passes(net, images)
-    cached = [(rgb, lab_of(rgb), None, gray, probs) for rgb, gray, probs in passes]
-    cached = [(rgb, lab, gray_baseline(rgb, lab), gray, probs) for rgb, lab, _, gray, probs in cached]
-
-    rows = fading_rows(net, cached, groups, [float(g) for g in args.gains.split(",")])
+    rows = fading_rows(net, passes, groups, [float(g) for g in args.gains.split(",")])
     print("\n**Confidence fading x chroma gain: the frontier** (per level, the candidate at least that "
           "colourful whose worst source loses least)\n")
     print("| colour / truth at least | candidate | colour / truth | Δ AuC | Δ PSNR dB | worst source Δ AuC | near-neutral ratio |")
@@ -139,18 +125,20 @@ def main() -> None:
     for level in LEVELS:
         ok = [r for r in rows if r["colourfulness"] >= level * r["colourfulness_truth"]]
         if ok:
-            r = max(ok, key=lambda r: r["per_source"][r["worst_source"]])
+            r = max(ok, key=lambda r: r["worst_group_d_auc"])
             print(f"| {level:.2f} | {r['name']} | {describe(r)} |")
 
     t_fit = fit_temperature(net, images, device="cpu", max_side=None)
     print(f"\n**Expected-AuC decoder** (fitted temperature {t_fit:.2f})\n")
     print("| T | margin | colour / truth | Δ AuC | Δ PSNR dB | worst source Δ AuC | near-neutral ratio |")
     print("|---|---|---|---|---|---|---|")
+    cached = [(rgb, *prepared_truth(rgb), gray, probs) for rgb, gray, probs in passes]
     for t in (1.0, t_fit):
         for margin in (float(m) for m in args.margins.split(",")):
             scores = [score(expected_auc_colour(net, probs, gray, t, margin), rgb, lab, base)
                       for rgb, lab, base, gray, probs in cached]
-            print(f"| {t:.2f} | {margin:g} | {describe(summarise(scores, groups))} |", flush=True)
+            print(f"| {t:.2f} | {margin:g} | {describe(summary_row(scores) | _worst_group(scores, groups))} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,9 @@ import torch.nn.functional as F
 
 from ..decode import DecodeOptions, check_temperature
 from ..engine import decode_options_for, get_model
-from ..metrics import lab_of
 from ..inference import grid_targets
 from .runs import _colour_from_probabilities, _probabilities
-from .scoring import METRICS, NEUTRAL_RATIO_GOAL, ImageInput, gray_baseline, load_images, score
+from .scoring import METRICS, NEUTRAL_RATIO_GOAL, ImageInput, load_images, prepared_truth, score
 from .table import EvaluationTable, summary_row
 
 #: Default largest AuC loss (0.3 points) to gray of any one group (source) that fading may leave.
@@ -264,10 +263,7 @@ def _fit_fading(net: Any, passes: list[tuple], method: str | None = None, object
     grid = list(grid) if grid is not None else _default_grid()
     if not grid:
         raise ValueError("the grid of (lo, hi) candidates is empty")
-    cached = []
-    for rgb, gray, probs in passes:
-        lab = lab_of(rgb)
-        cached.append((rgb, lab, gray_baseline(rgb, lab), gray, probs))
+    cached = [(rgb, *prepared_truth(rgb), gray, probs) for rgb, gray, probs in passes]  # once for every decoding
     rows = []
     for gain in gains:
         for lo, hi in grid:
@@ -277,20 +273,21 @@ def _fit_fading(net: Any, passes: list[tuple], method: str | None = None, object
                       for rgb, lab, base, gray, probs in cached]
             name = f"{lo:.2f}-{hi:.2f}" + (f" x{gain:g}" if len(gains) > 1 else "")
             rows.append({"lo": lo, "hi": hi, "gain": gain, **summary_row(scores), "name": name,
-                         "worst_group_d_auc": _worst_group_gain(scores, groups)})
+                         **_worst_group(scores, groups)})
 
     best = _select_fading(rows, objective, min_colourfulness, not_worse_than_gray, max_group_loss, max_neutral_ratio)
     return best, rows
 
 
-def _worst_group_gain(scores: list[dict[str, Any]], groups: Sequence[str] | None) -> float | None:
-    """The lowest per-group mean ``auc - auc_gray`` (None without groups)."""
+def _worst_group(scores: list[dict[str, Any]], groups: Sequence[str] | None) -> dict[str, Any]:
+    """``worst_group_d_auc`` (the lowest per-group mean ``auc - auc_gray``) and ``worst_group`` (None without groups)."""
     if groups is None:
-        return None
+        return {"worst_group_d_auc": None, "worst_group": None}
     gains: dict[str, list[float]] = {}
     for g, row in zip(groups, scores):
         gains.setdefault(g, []).append(row["auc"] - row["auc_gray"])
-    return float(min(np.mean(v) for v in gains.values()))
+    worst = min(gains, key=lambda g: np.mean(gains[g]))
+    return {"worst_group_d_auc": float(np.mean(gains[worst])), "worst_group": worst}
 
 
 def is_safe(row: dict[str, Any], not_worse_than_gray: bool = True, max_group_loss: float = MAX_GROUP_LOSS,

@@ -110,6 +110,13 @@ def gray_baseline(truth: np.ndarray, truth_lab: np.ndarray | None = None) -> dic
     return {**_metrics(gray, truth, lab_t, "_gray"), "colourfulness_truth": colourfulness(truth)}
 
 
+def prepared_truth(truth: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    """``(lab_of(truth), gray_baseline(truth))``: :func:`score`'s ``truth_lab`` and
+    ``baseline``, for scoring many outputs against one truth."""
+    lab = lab_of(truth)
+    return lab, gray_baseline(truth, lab)
+
+
 def score(output: np.ndarray, truth: np.ndarray, truth_lab: np.ndarray | None = None,
           baseline: dict[str, float] | None = None) -> dict[str, float]:
     """All metrics of one colorized image against its original, and for the gray baseline.
