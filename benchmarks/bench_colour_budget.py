@@ -34,17 +34,17 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from finalize_default import source_images, split_of  # noqa: E402
+from finalize_default import source_images, split_of
 
-from napari_colorize.decode import DecodeOptions, temper  # noqa: E402
-from napari_colorize.engine import decode_options_for, get_model  # noqa: E402
-from napari_colorize.evaluate import fit_temperature, load_images  # noqa: E402
-from napari_colorize.evaluate.calibration import _fit_fading, _network_passes, _worst_group  # noqa: E402
-from napari_colorize.evaluate.scoring import prepared_truth, score  # noqa: E402
-from napari_colorize.evaluate.table import summary_row  # noqa: E402
-from napari_colorize.inference import GRID_STRIDE, compose, decode_grid  # noqa: E402
-from napari_colorize.metrics import AUC_MAX_THRESHOLD  # noqa: E402
-from napari_colorize.model import resolve_model_path  # noqa: E402
+from napari_colorize.decode import DecodeOptions, check_gains, temper
+from napari_colorize.engine import decode_options_for, get_model
+from napari_colorize.evaluate import fit_temperature, load_images
+from napari_colorize.evaluate.calibration import _fit_fading, _network_passes, _worst_group
+from napari_colorize.evaluate.scoring import prepared_truth, score
+from napari_colorize.evaluate.table import summary_row
+from napari_colorize.inference import GRID_STRIDE, compose, decode_grid
+from napari_colorize.metrics import AUC_MAX_THRESHOLD
+from napari_colorize.model import resolve_model_path
 
 #: Colourfulness levels (output / truth) of the frontier table.
 LEVELS = (0.05, 0.10, 0.15, 0.20, 0.25, 0.30, 0.35, 0.40)
@@ -117,7 +117,7 @@ def main() -> None:
     net = get_model(args.model, "cpu")
     print(f"{args.model}: {len(images)} images of {len(set(groups))} validation sources, long side {args.side}")
     passes = _network_passes(net, images)
-    rows = fading_rows(net, passes, groups, [float(g) for g in args.gains.split(",")])
+    rows = fading_rows(net, passes, groups, check_gains(args.gains))
     print("\n**Confidence fading x chroma gain: the frontier** (per level, the candidate at least that "
           "colourful whose worst source loses least)\n")
     print("| colour / truth at least | candidate | colour / truth | Δ AuC | Δ PSNR dB | worst source Δ AuC | near-neutral ratio |")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -101,14 +102,14 @@ def throughput(size: int = 2048, repeats: int = 2) -> None:
     mp = size * size / 1e6
     print(f"[throughput] model={name} {size}x{size}: single pass {mp / single:.2f} MP/s ({single:.1f}s)")
     for tile, overlap in [(1408, 384), (1280, 256), (1024, 256), (768, 64), (512, 64)]:
-        t = best(lambda: np.asarray(nc.colorize(img, model, device="cpu", tile_size=tile, overlap=overlap).rgb))
+        t = best(lambda: np.asarray(nc.colorize(img, model, device="cpu", tile_size=tile, overlap=overlap).rgb))  # noqa: B023 (called in this iteration)
         print(f"[throughput] tiled {tile}/{overlap}: {mp / t:.2f} MP/s ({t:.1f}s) = {single / t:.2f} of single pass")
 
 
 def _memory_child(mp: int, work: str) -> None:
     import dask.array as da
     model, name = _model()
-    side = int(round(np.sqrt(mp * 1e6) / 64)) * 64
+    side = round(np.sqrt(mp * 1e6) / 64) * 64
     pattern = da.from_array((_scene(1024) * 255).astype(np.uint8), chunks=512)
     reps = -(-side // 1024)
     src = da.tile(pattern, (reps, reps))[:side, :side].rechunk(2048)
@@ -132,7 +133,7 @@ def memory(sizes=(16, 64)) -> None:
     with tempfile.TemporaryDirectory() as work:
         for mp in sizes:
             out = subprocess.run([sys.executable, __file__, "_memory_child", str(mp), work], capture_output=True,
-                                 text=True)
+                                 text=True, check=False)
             if out.returncode:
                 print(out.stderr[-2000:])
                 continue
@@ -140,7 +141,8 @@ def memory(sizes=(16, 64)) -> None:
             print(f"[memory] zarr->zarr {r['mp']:.0f} MP ({r['side']}^2), model={r['model']}: wall {r['wall_s']:.0f}s "
                   f"({r['mp'] / r['wall_s']:.2f} MP/s), peak RSS {r['peak_rss_mb']:.0f} MB "
                   f"(before colorizing {r['rss_before_mb']:.0f} MB), tile/overlap {r.get('tiling')}")
-            subprocess.run(["rm", "-rf", os.path.join(work, f"out{mp}.zarr"), os.path.join(work, f"in{mp}.zarr")])
+            for stale in (f"out{mp}.zarr", f"in{mp}.zarr"):
+                shutil.rmtree(os.path.join(work, stale), ignore_errors=True)
 
 
 def cli(size: int = 4096) -> None:
@@ -157,9 +159,9 @@ def cli(size: int = 4096) -> None:
                 t = time.perf_counter()
                 r = subprocess.run([sys.executable, "-m", "napari_colorize.cli", "colorize", str(src), "-o", str(out),
                                     "--model", model_arg, "--device", "cpu", "--format", fmt, "--no-progress", *extra],
-                                   capture_output=True, text=True)
+                                   capture_output=True, text=True, check=False)
                 wall = time.perf_counter() - t
-                summary = [l for l in r.stderr.splitlines() if l.startswith("colorized")]
+                summary = [line for line in r.stderr.splitlines() if line.startswith("colorized")]
                 print(f"[cli] {size}x{size} {fmt} {' '.join(extra) or 'in-process'} model={name}: rc={r.returncode} "
                       f"wall {wall:.1f}s incl. start-up = {size * size / 1e6 / wall:.2f} MP/s; "
                       f"{summary[0] if summary else r.stderr[-500:]}")
@@ -181,7 +183,7 @@ def overhead(size: int = 4096, repeats: int = 3) -> None:
     """
     from napari_colorize import inference
     import dask
-    model, name = _model()
+    model, _name = _model()
     img = _scene(size)
     real = inference.predict_maps
     inference.predict_maps = _null_predict
@@ -215,9 +217,9 @@ class _GpuBusy:
         while not self._stop.wait(0.1):
             try:
                 out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits"],
-                                     capture_output=True, text=True, timeout=5).stdout.split()
+                                     capture_output=True, text=True, timeout=5, check=True).stdout.split()
                 self.samples.append(float(out[0]))
-            except Exception:
+            except (OSError, subprocess.SubprocessError, ValueError, IndexError):  # no usable nvidia-smi
                 return
 
     def __exit__(self, *exc):
@@ -288,4 +290,5 @@ if __name__ == "__main__":
     elif what == "gpu":
         gpu()
     else:
-        seams(); throughput(); memory(); cli(); gpu()
+        for part in (seams, throughput, memory, cli, gpu):
+            part()

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from finalize_default import markdown, source_images, split_of  # noqa: E402
+from finalize_default import markdown, source_images, split_of
 
-from napari_colorize.evaluate import evaluate, load_images  # noqa: E402
-from napari_colorize.model import resolve_model_path  # noqa: E402
+from napari_colorize.evaluate import evaluate, load_images
+from napari_colorize.model import resolve_model_path
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ class Probe:
         self.timer.setInterval(20)
         self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
 
-    def __enter__(self) -> "Probe":
+    def __enter__(self) -> Probe:
         self.timer.start()
         return self
 
@@ -115,7 +115,7 @@ def main() -> None:
     viewer.close()
 
 
-def run_widget(app, widget, output: str) -> tuple[dict, "Probe"]:
+def run_widget(app, widget, output: str) -> tuple[dict, Probe]:
     """Press Run with the given output mode; return the widget's job timings and the stall probe."""
     widget.output.value = output
     app.processEvents()

@@ -49,20 +49,20 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from corpus import extra, gcompris  # noqa: E402
-from corpus.candidates import RASTER_EXTS, Candidate, Kept, crop_candidate, file_candidate, raster_files  # noqa: E402
-from corpus.contact import save_sheets  # noqa: E402
-from corpus.crops import crop_base, native_crops  # noqa: E402
-from corpus.debs import fetch_package  # noqa: E402
-from corpus.dedup import dedup_groups, dhash  # noqa: E402
-from corpus.imaging import (  # noqa: E402
+from corpus import extra, gcompris
+from corpus.candidates import RASTER_EXTS, Candidate, Kept, crop_candidate, file_candidate, raster_files
+from corpus.contact import save_sheets
+from corpus.crops import crop_base, native_crops
+from corpus.debs import fetch_package
+from corpus.dedup import dedup_groups, dhash
+from corpus.imaging import (
     MIN_SIDE,
     hue_saturation,
     mean_chroma,
@@ -71,8 +71,8 @@ from corpus.imaging import (  # noqa: E402
     resize_long_side,
     to_float,
 )
-from corpus.licences import CopyrightFile  # noqa: E402
-from corpus.photo import photo_metrics, photo_verdict  # noqa: E402
+from corpus.licences import CopyrightFile
+from corpus.photo import photo_metrics, photo_verdict
 
 # Some wallpapers and Marble textures exceed PIL's decompression-bomb guard;
 # they are trusted distribution files, so lift the limit.
@@ -405,7 +405,7 @@ def collect_skimage() -> Iterator[Candidate]:
         fn = getattr(skd, name)
         try:
             arr = fn()
-        except Exception as exc:  # a sample that would need a download
+        except Exception as exc:  # noqa: BLE001 -- a sample that would need a download
             print(f"  skimage.data.{name}: unavailable offline ({exc.__class__.__name__})")
             continue
         arr = np.asarray(arr)
@@ -651,7 +651,7 @@ def balance_weights(items: list[Kept], iters: int = 200) -> list[float]:
     matches the target (or the clip stops it), then weights are normalised
     to mean 1.  The clip bounds keep any image from dominating or vanishing.
     """
-    r = {b: 1.0 for b in HUE_BINS}
+    r = dict.fromkeys(HUE_BINS, 1.0)
     siblings = Counter(k.cand.parent for k in items)
     prior = [source_factor(k, siblings[k.cand.parent]) for k in items]
     target = hue_target(hue_distribution(items, prior))
@@ -787,7 +787,7 @@ def screen(cands: list[Candidate], max_side: int,
         if reason is not None:
             reject(rejected, c, reason)
             continue
-        small = resize_long_side(im, max_side if c.kind != "stamp" else max_side)
+        small = resize_long_side(im, max_side)
         kept.append(Kept(c, small if c.kind == "stamp" else small.convert("RGB")))
     return kept
 

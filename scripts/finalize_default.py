@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_colorize.evaluate import calibrate, evaluate, fit_temperature, load_images
-from napari_colorize.evaluate.calibration import check_gains
+from napari_colorize.decode import check_gains
 from napari_colorize.model import load_model, read_config, save_model
 from napari_colorize.training.splits import sources_by_path
 
@@ -147,7 +147,7 @@ def main() -> None:
     p.add_argument("--gains", default="1,1.25,1.5,1.75,2",
                    help="chroma gains tried with the chosen method and temperature (1: no gain search)")
     args = p.parse_args()
-    gains = check_gains(float(g) for g in args.gains.split(","))  # before an hour of work, not after
+    gains = check_gains(args.gains)  # before an hour of work, not after
 
     split = split_of(args.candidates)
     manifest = Path(split["manifest"])

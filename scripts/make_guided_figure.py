@@ -45,7 +45,7 @@ from napari_colorize.training.splits import sources_by_path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_guided import gray_of, random_hints
+from bench_guided import gray_of, random_hints  # noqa: E402 -- benchmarks/ is not a package
 
 PHOTOS = ("gcompris-qt-data_greatWallofChina_01.png",
           "gcompris-qt-data_colosseum_01.png",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from skimage import data, transform
 import napari_colorize as nc
 from napari_colorize import cli
 from napari_colorize.engine.cache import clear_caches
+from napari_colorize.engine.zarr_io import open_zarr_result
 
 TILES = ["--tile-size", "128", "--overlap", "32", "--device", "cpu", "--no-progress"]
 
@@ -144,3 +147,20 @@ def test_local_workers(inputs, tmp_path, model_path):
     out = tmp_path / "out"
     assert _run(inputs / "cam.png", "-o", out, "--model", model_path, "--workers", "2", "--format", "zarr", *TILES) == 0
     assert zarr.open_group(str(out / "cam_colorized.zarr"), mode="r").attrs["napari_colorize"]["complete"]
+
+
+def test_a_zarr_input_changed_in_place_is_colorized_again(tmp_path, model_path, cam):
+    # A zarr store's pixels live in files below its folder: rewriting them must not resume
+    # (or return) the result of the old pixels.
+    src, out = tmp_path / "scan.zarr", tmp_path / "out"
+    arr = zarr.open_group(str(src), mode="w").create_array("0", shape=cam.shape, chunks=(64, 64), dtype="u1")
+    arr[:] = np.round(cam * 255).astype(np.uint8)
+    result = out / "scan_colorized.zarr"
+    assert _run(src, "-o", out, "--model", model_path, "--format", "zarr", *TILES) == 0
+    before = np.asarray(open_zarr_result(result).rgb)
+    arr[:] = np.round((1 - cam) * 255).astype(np.uint8)  # the same size on disk, other pixels
+    for chunk in (src / "0").rglob("*"):
+        os.utime(chunk, ns=(chunk.stat().st_atime_ns, chunk.stat().st_mtime_ns + 10**9))
+    assert _run(src, "-o", out, "--model", model_path, "--format", "zarr", "--overwrite", *TILES) == 0
+    after = np.asarray(open_zarr_result(result).rgb)
+    np.testing.assert_allclose(after.mean(-1), 1 - before.mean(-1), atol=3e-3)

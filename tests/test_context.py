@@ -125,7 +125,7 @@ def test_crops_come_with_their_whole_image_overview():
     assert set(b) - set(a) == {"overview"} and b["overview"].shape == (1, 64, 64)
     for key in a:  # the crop, its targets and its degraded gray do not depend on the context
         assert torch.equal(a[key], b[key]), key
-    assert 0 <= float(b["overview"].min()) and float(b["overview"].max()) <= 1
+    assert float(b["overview"].min()) >= 0 and float(b["overview"].max()) <= 1
     clean = ColorCropDataset(images, get_space("lab"), 64, context=64)[(1, 7)]["overview"]
     whole = torch.from_numpy(images[1]).float().mean(-1) / 255
     # Area averaging of the whole image: its mean is kept.

@@ -21,16 +21,16 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-from corpus.crops import crop_base, grid_boxes, native_crops, spread  # noqa: E402
-from corpus.candidates import Candidate  # noqa: E402
-from corpus.dedup import dedup_groups, dhash  # noqa: E402
-from corpus.gcompris import activity_of, bundle_licence, parse_readme  # noqa: E402
-from corpus.licences import CopyrightFile  # noqa: E402
-from corpus.photo import frame_verdict, photo_metrics, photo_verdict, storage_format  # noqa: E402
-from corpus.pzl import PzlError, read_picture  # noqa: E402
-from corpus.rcc import FLAG_COMPRESSED, RccError, iter_entries, read_rcc  # noqa: E402
+from corpus.crops import crop_base, grid_boxes, native_crops, spread
+from corpus.candidates import Candidate
+from corpus.dedup import dedup_groups, dhash
+from corpus.gcompris import activity_of, bundle_licence, parse_readme
+from corpus.licences import CopyrightFile
+from corpus.photo import frame_verdict, photo_metrics, photo_verdict, storage_format
+from corpus.pzl import PzlError, read_picture
+from corpus.rcc import FLAG_COMPRESSED, RccError, iter_entries, read_rcc
 
-from napari_colorize.training.splits import (  # noqa: E402
+from napari_colorize.training.splits import (
     manifest_split,
     read_manifest_sources,
     source_folds,
@@ -498,3 +498,23 @@ def test_manifest_split_gives_paths_per_side(tmp_path):
         manifest_split(path)
     with pytest.raises(ValueError, match="fold 3"):
         manifest_split(path, n_folds=3, fold=3)
+
+
+def test_manifest_lookup_training_one_level_up_evaluation_any_level(tmp_path):
+    from napari_colorize.io import find_manifest_above
+    from napari_colorize.training.manifest import find_manifest
+
+    data = tmp_path / "corpus" / "images" / "deep"
+    data.mkdir(parents=True)
+    top = tmp_path / "manifest.csv"
+    top.write_text("file,source\n")
+    # Two levels up: evaluation finds it, training does not (it would set a user's weights).
+    assert find_manifest_above(data) == top
+    assert find_manifest_above(data, levels=1) is None and find_manifest([data]) is None
+    parent = data.parent / "manifest.csv"
+    parent.write_text("file,source\n")
+    assert find_manifest([data]) == find_manifest_above(data) == parent
+    own = data / "manifest.csv"
+    own.write_text("file,source\n")
+    assert find_manifest([data, tmp_path]) == find_manifest_above(data / "x.png") == own
+    assert find_manifest([]) is None

@@ -125,3 +125,11 @@ def test_point_estimate_dispatches_every_method_and_names_the_choices():
     assert D.point_estimate(p, binning, "sample", gen).item() in binning.centers
     with pytest.raises(ValueError, match=r"unknown decoding method 'mean'; choose one of \('expectation'"):
         D.point_estimate(p, binning, "mean")
+
+
+def test_check_gains_reads_the_comma_list_and_numbers_alike():
+    # One rule for the CLI, scripts and benchmarks: "1, 1.25,,2" and (1, 1.25, 2) are the same gains.
+    assert D.check_gains("1, 1.25,,2") == D.check_gains([1, 1.25, 2]) == (1.0, 1.25, 2.0)
+    for bad, message in (("1,x", "numbers separated by commas"), ("", "gains is empty"), ([1, -2], "chroma_gain must")):
+        with pytest.raises(ValueError, match=message):
+            D.check_gains(bad)

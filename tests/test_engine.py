@@ -26,6 +26,7 @@ from napari_colorize.engine import (
 )
 from napari_colorize.engine.cache import clear_caches
 from napari_colorize.inputs import percentile_limits, scale_to_unit
+from napari_colorize.model.hypercolumn import GRID_STRIDE
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,15 @@ def test_axis_tiles_cover_every_chunk(length, tile, overlap):
 def test_tiles_are_aligned_to_the_network_stride():
     ax = axis_tiles(1000, 256, 64)
     assert all(s % 32 == 0 for s in ax.starts)
+
+
+@pytest.mark.parametrize("tile,overlap", [(100, 10), (1000, 100), (97, 13), (150, 50), (128, 32)])
+def test_tiles_start_on_the_decoded_grid_whatever_the_sizes(tile, overlap):
+    # A user's --tile-size 1000 --overlap 100: starts on the 4-pixel grid that guidance needs.
+    for length in (1000, 1234, 3001):
+        ax = axis_tiles(length, tile, overlap)
+        assert all(s % GRID_STRIDE == 0 for s in ax.starts), (length, ax.starts)
+        assert all(e - s <= tile + 31 for s, e in zip(ax.starts, ax.stops))
 
 
 def test_feather_weights_of_neighbours_sum_to_one():

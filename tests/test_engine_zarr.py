@@ -118,7 +118,7 @@ def test_resume_after_a_kill_gives_identical_output(model_path, stack, tmp_path,
     finished = set(os.listdir(out / MARKERS))
     assert 5 <= len(finished) < 18
     # A chunk whose data was written but whose marker was not (killed in between) is redone.
-    victim = sorted(finished)[0]
+    victim = min(finished)
     os.remove(out / MARKERS / victim)
     root = zarr.open_group(str(out), mode="r+")
     plane, cy, cx = map(int, victim.split("."))
@@ -171,6 +171,26 @@ def test_never_deletes_foreign_folders(model_path, stack, tmp_path):
     assert (foreign / "precious.txt").read_text() == "keep me"
 
 
+def test_a_store_killed_while_being_created_is_ours(model_path, stack, tmp_path, monkeypatch):
+    # Killed after the group was made, while its arrays were created (before the job record).
+    out = tmp_path / "out.zarr"
+    real = zarr_io._create_output
+
+    def killed(group, *args, **kwargs):
+        real(group, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zarr_io, "_create_output", killed)
+    with pytest.raises(KeyboardInterrupt):
+        nc.colorize_to_zarr(stack, out, model_path, **TILING)
+    monkeypatch.setattr(zarr_io, "_create_output", real)
+    assert zarr_io.read_job(out) == {"complete": False}  # ours and unfinished, not a foreign folder
+    with pytest.raises(FileExistsError, match="unfinished result of a different colorization job"):
+        nc.colorize_to_zarr(stack, out, model_path, **TILING)
+    nc.colorize_to_zarr(stack, out, model_path, overwrite=True, **TILING)
+    assert zarr_io.is_complete(out)
+
+
 def _single_process_reference(model_path, stack, out, threads):
     """The single-process job in a fresh interpreter with ``threads`` torch threads.
 
@@ -217,7 +237,7 @@ def test_client_needs_a_model_path(stack):
 
 
 def test_zarr_io_works_with_installed_zarr():
-    assert store.ZARR3 == (int(zarr.__version__.split(".")[0]) >= 3)
+    assert (int(zarr.__version__.split(".")[0]) >= 3) == store.ZARR3
 
 
 def _mean_2x2(level: np.ndarray) -> np.ndarray:

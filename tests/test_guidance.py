@@ -209,19 +209,21 @@ def test_influence_field_by_hand():
 
 # --- 4. tiled equals untiled -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("space", ["hue_chroma", "lab"])
-def test_guided_tiles_match_one_tile(make_model, cam256, reference, space):
+@pytest.mark.parametrize("space, many", [("hue_chroma", {"tile_size": 160, "overlap": 64}),
+                                         ("lab", {"tile_size": 160, "overlap": 64}),
+                                         # sizes off the network's 32-pixel grid: tiles still start on it
+                                         ("hue_chroma", {"tile_size": 150, "overlap": 50})])
+def test_guided_tiles_match_one_tile(make_model, cam256, reference, space, many):
     model = make_model("compact", space)
     hints = _hints([[60, 60], [200, 180], [128, 40], [90, 100]],
                    [[0.9, 0.3, 0.2], [0.2, 0.5, 0.9], [0.3, 0.8, 0.3], [0.7, 0.7, 0.2]])
     kwargs = {"reference": reference, "hints": hints}
     one = {"tile_size": 512}
-    many = {"tile_size": 160, "overlap": 64}
     plain_one = np.asarray(nc.colorize(cam256, model=model, **CPU, **one).rgb)
     guided_one = nc.colorize(cam256, model=model, **CPU, **one, **kwargs)
     plain_many = nc.colorize(cam256, model=model, **CPU, **many).rgb.compute()
     guided_many = nc.colorize(cam256, model=model, **CPU, **many, **kwargs)
-    assert guided_one.info["n_tiles"] == 1 and guided_many.info["n_tiles"] == 9
+    assert guided_one.info["n_tiles"] == 1 and guided_many.info["n_tiles"] >= 4
     rgb_many = guided_many.rgb.compute()
     np.testing.assert_allclose(rgb_to_gray(rgb_many), cam256, atol=1e-5)
     effect_one = _lab(guided_one.rgb)[..., 1:] - _lab(plain_one)[..., 1:]

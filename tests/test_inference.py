@@ -228,7 +228,7 @@ def test_a_registered_space_is_used_through_its_own_methods(tmp_path):
         loaded = load_model(save_model(model, tmp_path / "m.safetensors"))
         assert loaded.space is space and loaded.heads["hue"].out_channels == 16
         gray = torch.rand(1, 64, 64, generator=torch.Generator().manual_seed(1))
-        rgb, confidence, entropy = predict(loaded, gray)
+        rgb, _confidence, entropy = predict(loaded, gray)
         np.testing.assert_allclose(rgb.mean(-1).numpy(), gray.numpy(), atol=1e-6)
         assert rgb_to_hue_chroma(rgb)[1].mean() > 0.03 and 0 <= float(entropy.min()) <= float(entropy.max()) <= 1
         image = (np.random.default_rng(2).random((64, 64, 3)) * 255).astype(np.uint8)

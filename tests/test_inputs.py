@@ -37,6 +37,17 @@ def test_floats_outside_unit_range_need_a_normalisation():
     assert "[0, 2.5]" in str(info.value)
 
 
+def test_boolean_images_normalise_and_convert_like_0_and_1():
+    # A thresholded mask: numpy's percentile and iinfo know no booleans, 0/1 stand in for them.
+    from napari_colorize import rgb_to_gray
+
+    mask = np.zeros((8, 8), bool)
+    mask[:, 4:] = True
+    assert percentile_limits(mask) == (0.0, 1.0)
+    np.testing.assert_array_equal(to_unit_float(mask, normalize="percentile"), mask.astype(np.float32))
+    np.testing.assert_allclose(rgb_to_gray(np.array([[[True, False, True]]])), [[2 / 3]])
+
+
 def test_percentile_normalisation_uses_0_1_and_99_9(rng):
     image = rng.normal(1000, 100, (128, 128))
     image[0, :20] = 1e6  # hot pixels must not set the range

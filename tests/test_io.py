@@ -142,6 +142,16 @@ def test_gray_alpha_tiff_drops_alpha(tmp_path, cam):
     np.testing.assert_array_equal(_quiet_read(tmp_path / "ga.tif").data, cam)
 
 
+def test_signed_gray_alpha_tiff_drops_alpha(tmp_path, cam):
+    # A signed type's opaque alpha is its maximum (no "min-is-white" refusal for int16).
+    gray = cam.astype(np.int16) * 100
+    tifffile.imwrite(tmp_path / "ga16.tif", np.dstack([gray, np.full_like(gray, 32767)]), photometric="minisblack",
+                     extrasamples=["unassalpha"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ReadWarning)  # opaque: nothing to warn about
+        np.testing.assert_array_equal(read_image(tmp_path / "ga16.tif").data, gray)
+
+
 def test_rgba_png_warns_only_when_transparent(tmp_path, astronaut):
     alpha = np.full(astronaut.shape[:2], 255, np.uint8)
     iio.imwrite(tmp_path / "solid.png", np.dstack([astronaut, alpha]))
@@ -309,3 +319,14 @@ def test_evaluation_arrays_follow_the_same_integer_rules(astronaut):
         rgb_to_unit(bad, "a")
     with pytest.raises(ValueError, match=r"\(Y, X, 3\)"):
         rgb_to_unit(astronaut[..., 0], "a")
+
+
+@pytest.mark.parametrize("planes", [2, 3, 4])
+def test_read_rgb_of_a_gray_stack_is_its_first_plane(tmp_path, cam, planes):
+    # 3 or 4 gray planes are not RGB(A): the file says it has no colour samples.
+    stack = np.stack([np.roll(cam, 17 * i, axis=1) for i in range(planes)])
+    tifffile.imwrite(tmp_path / "z.tif", stack, photometric="minisblack")
+    np.testing.assert_array_equal(io.read_rgb(tmp_path / "z.tif"), np.dstack([cam] * 3))
+    assert read_image(tmp_path / "z.tif").data.shape == stack.shape
+    tifffile.imwrite(tmp_path / "rgb.tif", np.stack([np.dstack([cam, cam // 2, 255 - cam])] * planes))
+    np.testing.assert_array_equal(io.read_rgb(tmp_path / "rgb.tif"), np.dstack([cam, cam // 2, 255 - cam]))

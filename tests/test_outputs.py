@@ -31,7 +31,7 @@ def test_result_names_its_outputs():
     np.testing.assert_array_equal(result.hue_entropy, stacked[..., 4])
     assert result.info == {"model": "x"}
     with pytest.raises(AttributeError, match="no output 'colour'"):
-        result.colour
+        _ = result.colour
 
 
 @pytest.fixture

@@ -280,7 +280,7 @@ def _edited_model(model_path: str, path: Path, **changes) -> Path:
     from safetensors.torch import save_file
 
     with safe_open(model_path, framework="pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 -- safe_open handles are not iterable
         meta = json.loads(f.metadata()["napari_colorize"])
     meta.update(changes)
     save_file(tensors, str(path), metadata={"napari_colorize": json.dumps(meta)})
@@ -440,7 +440,7 @@ def small_disk(tmp_path):
     folder = tmp_path / "small"
     folder.mkdir()
     mounted = hasattr(os, "geteuid") and os.geteuid() == 0 and subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(folder)], capture_output=True).returncode == 0
+        ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(folder)], capture_output=True, check=False).returncode == 0
     if not mounted:
         pytest.skip("needs permission to mount a small tmpfs")
     yield folder
@@ -487,7 +487,7 @@ def test_interrupted_run_leaves_no_lock_behind(tmp_path, model_path, cam8, monke
     monkeypatch.setattr(cli_colorize, "_colorize_one", interrupted)
     assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, *TILES) == 130
     assert "interrupted" in capsys.readouterr().err
-    assert not [p for p in out.iterdir()]  # no lock, no temporary file, no output
+    assert not list(out.iterdir())  # no lock, no temporary file, no output
 
 
 def test_store_killed_while_being_created_is_ours_and_replaceable(tmp_path, model_path, zarr_input, capsys):

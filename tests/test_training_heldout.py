@@ -68,7 +68,7 @@ def test_degrade_gray_p0_is_identity_and_p1_stays_in_range():
     gray = torch.from_numpy(synthetic_image(4).mean(-1).astype(np.float32))
     assert degrade_gray(gray, np.random.default_rng(0), 0.0) is gray
     out = degrade_gray(gray, np.random.default_rng(0), 1.0)
-    assert 0 <= float(out.min()) and float(out.max()) <= 1 and not torch.equal(out, gray)
+    assert float(out.min()) >= 0 and float(out.max()) <= 1 and not torch.equal(out, gray)
 
 
 def test_degradations_leave_the_colour_target_unchanged():
@@ -80,7 +80,7 @@ def test_degradations_leave_the_colour_target_unchanged():
         for key in a:
             if key == "gray":
                 assert not torch.equal(a[key], b[key])
-                assert 0 <= float(b[key].min()) and float(b[key].max()) <= 1
+                assert float(b[key].min()) >= 0 and float(b[key].max()) <= 1
             else:  # targets, points, chroma and the lightness weighting come from the clean crop
                 assert torch.equal(a[key], b[key]), key
     with pytest.raises(ValueError, match="probability"):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 def run(cmd: list[str], cwd: Path | None = None) -> str:
     """Run a command and return stdout, raising with stderr on failure."""
-    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {res.stderr.strip()}")
     return res.stdout

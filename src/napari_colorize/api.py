@@ -109,7 +109,7 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
                                            client=client, progress=progress, cancel=cancel, limits=limits,
                                            reference=reference, reference_strength=reference_strength, hints=hints,
                                            hint_range=hint_range, hint_planes=hint_planes)
-    lazy = not isinstance(image, np.ndarray) and hasattr(image, "shape") or plan.tiles_per_plane > 1
+    lazy = (not isinstance(image, np.ndarray) and hasattr(image, "shape")) or plan.tiles_per_plane > 1
     if not lazy:
         stacked = client.compute(stacked).result() if client is not None else stacked.compute(scheduler="threads")
     info["lazy"] = bool(lazy)

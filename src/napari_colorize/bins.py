@@ -89,7 +89,7 @@ def gaussian_quantile_bins(k: int = 32, mu: float = 0.0, sigma: float = 25.0) ->
     centers = tuple(_gaussian_ppf((i + 0.5) / k, mu, sigma) for i in range(k))
     lo = 2 * centers[0] - inner[0]
     hi = 2 * centers[-1] - inner[-1]
-    return Binning(tuple([lo, *inner, hi]), centers, False)
+    return Binning((lo, *inner, hi), centers, False)
 
 
 def bin_index(values: torch.Tensor, binning: Binning) -> torch.Tensor:

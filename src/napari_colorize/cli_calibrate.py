@@ -22,7 +22,7 @@ import math
 import sys
 from pathlib import Path
 
-from .decode import METHODS
+from .decode import METHODS, check_gains
 
 __all__ = ["add_parser", "run"]
 
@@ -31,17 +31,6 @@ _EPILOG = """examples:
   napari-colorize calibrate default photos/val --objective blend -o default_calibrated.safetensors
   napari-colorize calibrate mymodel.safetensors heldout/ -o mymodel.safetensors --force   # in place
 """
-
-
-def _gains(text: str) -> tuple[float, ...]:
-    """``--gains 1,1.25,1.5`` as checked numbers (the calibration's own rule), before anything is loaded."""
-    from .evaluate.calibration import check_gains
-
-    try:
-        values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"--gains takes numbers separated by commas, e.g. 1,1.25,1.5; got {text!r}") from None
-    return check_gains(values)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -109,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from .model import load_model, save_model
 
     out = _check_args(args)
-    gains = _gains(args.gains)
+    gains = check_gains(args.gains)
     # A fresh copy, not the process cache's: the input model stays as it is on disk and in memory.
     model = load_model(args.model, device=resolve_device(args.device))
     with warnings.catch_warnings():

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import sys
 import time
@@ -222,7 +221,7 @@ def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summ
             mp = _colorize_one(narrowed, outputs, args, kwargs, client)
     except KeyboardInterrupt:
         raise
-    except Exception as err:  # one bad file must not stop a folder
+    except Exception as err:  # noqa: BLE001 -- one bad file must not stop a folder
         summary.failed.append((str(job.source), _message(err, job)))
         return
     finally:
@@ -302,7 +301,7 @@ def _tile_bar(args, desc: str):
 
 def _colorize_one(job: Job, outputs, args, kwargs, client) -> float:
     """Colorize one input into its targets; returns its megapixels."""
-    from .io import ReadWarning, read_image
+    from .io import ReadWarning, read_image, source_fingerprint
 
     src = job.source
     with warnings.catch_warnings(record=True) as caught:
@@ -315,8 +314,7 @@ def _colorize_one(job: Job, outputs, args, kwargs, client) -> float:
     mp = float(np.prod(shape, dtype=np.int64)) / 1e6
     if job.fmt == "zarr":
         from .engine.zarr_io import colorize_to_zarr
-        st = os.stat(src)
-        source_id = f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+        source_id = source_fingerprint(src)
         with _tile_bar(args, src.name) as bar:
             # The same job's unfinished store is resumed; another job's is replaced only with --overwrite.
             colorize_to_zarr(image.data, job.targets[STORE], outputs=outputs, rgb_dtype=args.rgb_dtype,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._atomic import HOST, pid_alive
+import contextlib
 
 __all__ = ["OutputBusyError", "OutputLocks", "lock_path"]
 
@@ -41,7 +42,7 @@ class OutputBusyError(RuntimeError):
         The process holding its lock, when the lock file could be read.
     """
 
-    def __init__(self, target: Path, owner: "_Owner | None") -> None:
+    def __init__(self, target: Path, owner: _Owner | None) -> None:
         self.target = target
         self.owner = owner
         who = "another run" if owner is None else f"another run (pid {owner.pid}" + (
@@ -67,7 +68,7 @@ def lock_path(target: Path) -> Path:
     return target.with_name(f".{target.name}.lock")
 
 
-def _read_owner(lock: Path) -> "_Owner | None | str":
+def _read_owner(lock: Path) -> _Owner | str | None:
     """The owner of ``lock``; None if it is gone; "unreadable" if it holds no ``pid host`` yet."""
     try:
         with open(lock, encoding="utf-8", errors="replace") as fh:
@@ -140,10 +141,8 @@ def _release(lock: Path) -> None:
     owner = _read_owner(lock)
     # Only our own lock: had ours been judged stale and taken over, the file is another run's now.
     if isinstance(owner, _Owner) and owner.pid == os.getpid() and owner.host == HOST:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             lock.unlink()
-        except FileNotFoundError:
-            pass
 
 
 class OutputLocks:
@@ -157,7 +156,7 @@ class OutputLocks:
         self.targets = list(targets)
         self.locks: list[Path] = []
 
-    def __enter__(self) -> "OutputLocks":
+    def __enter__(self) -> OutputLocks:
         try:
             for target in self.targets:
                 self.locks.append(_acquire(target))

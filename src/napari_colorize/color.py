@@ -78,7 +78,8 @@ def rgb_to_gray(rgb):
     if arr.ndim == 0 or arr.shape[-1] != 3:
         raise ValueError(f"rgb_to_gray expects a trailing axis of 3 channels, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float32) / float(np.iinfo(arr.dtype).max)
+        top = 1.0 if arr.dtype == np.bool_ else float(np.iinfo(arr.dtype).max)  # iinfo knows no bool
+        arr = arr.astype(np.float32) / top
     return arr.mean(axis=-1, dtype=np.float64).astype(arr.dtype if arr.dtype == np.float64 else np.float32)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 import torch
@@ -38,6 +38,7 @@ __all__ = [
     "normalized_entropy",
     "point_estimate",
     "temper",
+    "check_gains",
     "check_temperature",
     "finite_number",
 ]
@@ -209,7 +210,7 @@ class DecodeOptions:
     seed: int = 0
     temperature: float = 1.0
 
-    def validated(self) -> "DecodeOptions":
+    def validated(self) -> DecodeOptions:
         """These options checked, ``confidence_fading`` and ``temperature`` as floats; a ``ValueError`` says what to change."""
         if self.method is not None and self.method not in METHODS:
             raise ValueError(f"unknown decoding method {self.method!r}; choose one of {METHODS} or None")
@@ -225,3 +226,20 @@ class DecodeOptions:
                 raise ValueError(f"confidence_fading must be (lo, hi) with 0 <= lo < hi <= 1, got {self.confidence_fading}")
             fading = (float(lo), float(hi))
         return replace(self, confidence_fading=fading, temperature=temperature)
+
+
+def check_gains(gains: str | Iterable[float]) -> tuple[float, ...]:
+    """The chroma gains a calibration tries, as floats: at least one, each a valid
+    :attr:`DecodeOptions.chroma_gain`.  A string is read as ``"1,1.25,1.5"`` (the CLI's and
+    scripts' ``--gains``); a ``ValueError`` says which value is wrong."""
+    if isinstance(gains, str):
+        try:
+            gains = [float(x) for x in gains.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError(f"gains are numbers separated by commas, e.g. 1,1.25,1.5; got {gains!r}") from None
+    values = tuple(float(g) for g in gains)
+    if not values:
+        raise ValueError("gains is empty; give at least one chroma gain (1 = none)")
+    for gain in values:
+        DecodeOptions(chroma_gain=gain).validated()
+    return values

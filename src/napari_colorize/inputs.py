@@ -53,6 +53,8 @@ def check_gray_shape(shape: tuple[int, ...], min_size: int) -> None:
 
 def percentile_limits(values: np.ndarray, percentiles: tuple[float, float] = PERCENTILES) -> tuple[float, float]:
     """The 0.1 and 99.9 percentiles of the finite values (for microscopy data)."""
+    if values.dtype == np.bool_:
+        values = values.view(np.uint8)  # numpy's percentile cannot subtract booleans
     finite = values[np.isfinite(values)] if np.issubdtype(values.dtype, np.floating) else values
     lo, hi = np.percentile(finite, percentiles)
     return float(lo), float(hi)

@@ -134,7 +134,7 @@ class ColorizeResult:
         self.info: dict = dict(info or {})
 
     @classmethod
-    def from_stacked(cls, stacked: Any, info: dict | None = None) -> "ColorizeResult":
+    def from_stacked(cls, stacked: Any, info: dict | None = None) -> ColorizeResult:
         """Split a stacked ``(..., Y, X, C)`` array (numpy or dask) into its outputs (views)."""
         return cls(info, **{name: stacked[..., sl] for name, sl in channel_slices().items()})
 

@@ -160,7 +160,7 @@ def test_check_run_uses_the_engines_checks_and_messages(tmp_path):
     from napari_colorize.engine.defaults import resolve_tiling
     from napari_colorize.engine.tiling import check_tiling
 
-    assert METHODS == ("auto", *DECODE_METHODS)  # the decoder's registry, not a retyped list
+    assert ("auto", *DECODE_METHODS) == METHODS  # the decoder's registry, not a retyped list
     auto = Settings(device="cpu")
     assert _validation.check_run(auto, plan_of((300, 200))) == resolve_tiling("compact", (300, 200), "cpu")
     with pytest.raises(ValueError) as engine:

@@ -11,17 +11,17 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-import dask.array as da  # noqa: E402
-import tifffile  # noqa: E402
-import torch  # noqa: E402
-import zarr  # noqa: E402
-from skimage import data, transform  # noqa: E402
+import dask.array as da
+import tifffile
+import torch
+import zarr
+from skimage import data, transform
 
-import napari_colorize as nc  # noqa: E402
-from napari_colorize import cli  # noqa: E402
-from napari_colorize._qt._layers import METADATA_KEY  # noqa: E402
-from napari_colorize._qt._reader import napari_get_reader, source_name  # noqa: E402
-from napari_colorize.engine import pyramid  # noqa: E402
+import napari_colorize as nc
+from napari_colorize import cli
+from napari_colorize._qt._layers import METADATA_KEY
+from napari_colorize._qt._reader import napari_get_reader, source_name
+from napari_colorize.engine import pyramid
 from napari_colorize.engine.cache import clear_caches
 
 PLUGIN = "napari-colorize"

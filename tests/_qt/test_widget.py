@@ -19,8 +19,8 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 
-from napari_colorize._qt import _display, _widget  # noqa: E402
-from napari_colorize._qt._layers import METADATA_KEY  # noqa: E402
+from napari_colorize._qt import _display, _widget
+from napari_colorize._qt._layers import METADATA_KEY
 
 PLUGIN = "napari-colorize"
 WAIT_MS = 60_000
@@ -152,7 +152,7 @@ def test_current_slice_colours_only_the_displayed_plane(make_napari_viewer, qtbo
     widget = open_widget(viewer, strong_model)
     widget.scope.value = "current slice"
     run_and_wait(qtbot, widget)
-    rgb, conf, ent = output_layers(viewer, "stack")
+    rgb, conf, _ent = output_layers(viewer, "stack")
     assert rgb.data.shape == (1, 64, 96, 3) and conf.data.shape == (1, 64, 96)
     np.testing.assert_allclose(rgb.translate, (4 * 0.5, 0.0, 0.0))  # sits at plane 4 in the world
     np.testing.assert_allclose(rgb.scale, source.scale)
@@ -389,7 +389,7 @@ def test_zarr_output_is_written_and_opened_lazily(make_napari_viewer, qtbot, str
     widget.zarr_path.value = str(tmp_path / "out.zarr")
     run_and_wait(qtbot, widget)
     assert (tmp_path / "out.zarr").is_dir()
-    rgb, conf, ent = output_layers(viewer, "stack")
+    rgb, conf, _ent = output_layers(viewer, "stack")
     level0 = rgb.data[0] if rgb.multiscale else rgb.data
     assert hasattr(level0, "dask") and level0.shape == (3, 64, 64, 3)  # read lazily from the store
     np.testing.assert_allclose(rgb.scale, (2.0, 0.5, 0.5))

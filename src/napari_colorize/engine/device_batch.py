@@ -154,7 +154,7 @@ def _stack_outputs(maps: dict[str, torch.Tensor]) -> torch.Tensor:
     return out
 
 
-_COPY_STREAMS: dict[str, "torch.cuda.Stream"] = {}
+_COPY_STREAMS: dict[str, torch.cuda.Stream] = {}
 
 
 def _mark_done(tensor: torch.Tensor):

@@ -53,7 +53,7 @@ class ModelRef:
 
 #: A random tag per model object (kept outside the object, and only while it lives), so
 #: two objects never share cache entries even if one reuses the other's id().
-_OBJECT_TAGS: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
+_OBJECT_TAGS: weakref.WeakKeyDictionary[torch.nn.Module, str] = weakref.WeakKeyDictionary()
 _TAGS_LOCK = threading.Lock()
 
 

@@ -20,11 +20,11 @@ __all__ = ["get_model", "weights_version", "loaded"]
 
 
 #: Models loaded from files, most recently used last; at most _MODEL_CACHE_SIZE are kept.
-_MODEL_CACHE: "OrderedDict[tuple, HypercolumnColorizer]" = OrderedDict()
+_MODEL_CACHE: OrderedDict[tuple, HypercolumnColorizer] = OrderedDict()
 _MODEL_CACHE_SIZE = 4
 _MODEL_LOCK = threading.Lock()
 #: Caller's model object -> (its device and weights version, the inference copy made from it).
-_OBJECT_COPIES: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, HypercolumnColorizer]]" = \
+_OBJECT_COPIES: weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, HypercolumnColorizer]] = \
     weakref.WeakKeyDictionary()
 
 

@@ -15,8 +15,9 @@ its normalised weight and cut into *pieces*, one per chunk it overlaps
 A tile's memory is then released piece by piece as the chunks it feeds are finished,
 rather than only when the last of them is.
 
-Tile starts are multiples of ``align`` (the network's stride, 32) wherever the image
-allows, so the pooling grid of every tile has the same phase as the untiled image's.
+Tile starts are multiples of ``align`` (the network's stride, 32) wherever the tile size
+and overlap allow (the defaults do), so the pooling grid of every tile has the same phase
+as the untiled image's; they are always multiples of the decoded grid's stride (4).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+
+from ..model.hypercolumn import GRID_STRIDE
 
 __all__ = ["AxisTiles", "TilePlan", "axis_tiles", "feather_weights", "check_tiling", "cut_pieces", "assemble_chunk",
            "blend_tiles", "scale_in_place"]
@@ -66,8 +69,10 @@ class AxisTiles:
     chunk : int
         Chunk size (the last chunk may be shorter).
     starts, stops : tuple of int
-        Pixel range ``[start, stop)`` of each tile, sorted, all of the same size except
-        a last tile aligned down (up to ``align - 1`` pixels longer).
+        Pixel range ``[start, stop)`` of each tile, sorted, every start a multiple of the
+        decoded grid's stride (4): all of the same size except at the image's edges (a
+        last tile aligned down is up to ``align - 1`` pixels longer), and, for a tile size
+        or overlap off that grid, up to 3 pixels longer.
     overlap : int
         Length of the feathering ramp on a side shared with a neighbouring tile.
     """
@@ -151,8 +156,10 @@ def axis_tiles(length: int, tile_size: int, overlap: int, align: int = 32, min_w
     keeps at least ``tile_size - overlap // 2`` pixels (and ``min_width``, the network's
     smallest input), as the first one has: a short last chunk would otherwise be
     predicted from a sliver with little context, so that tile reaches back, its start
-    aligned down to a multiple of ``align``.  An axis no longer than ``tile_size`` is
-    one tile.  A tile inside another one is dropped.
+    aligned down to a multiple of ``align``.  Every start is a multiple of
+    :data:`~napari_colorize.model.hypercolumn.GRID_STRIDE` (aligned down, keeping its
+    stop).  An axis no longer than ``tile_size`` is one tile.  A tile inside another one
+    is dropped.
     """
     check_tiling(tile_size, overlap, 1)
     chunk = tile_size - overlap
@@ -166,6 +173,9 @@ def axis_tiles(length: int, tile_size: int, overlap: int, align: int = 32, min_w
         if stop - start < min_width:
             start = max(0, stop - min_width)
             start -= start % align if align > 1 else 0
+        # On the decoded grid whatever the tile size and overlap (guidance maps grid cells to
+        # tiles); the stop stays, so such a tile is at most GRID_STRIDE - 1 pixels longer.
+        start -= start % GRID_STRIDE
         if (start, stop) not in spans:
             spans.append((start, stop))
     spans = sorted(a for a in spans if not any(b != a and b[0] <= a[0] and a[1] <= b[1] for b in spans))
@@ -187,7 +197,7 @@ class TilePlan:
 
     @classmethod
     def create(cls, shape: tuple[int, ...], tile_size: int, overlap: int, align: int = 32,
-               min_width: int | None = None) -> "TilePlan":
+               min_width: int | None = None) -> TilePlan:
         return cls(tuple(shape[:-2]), axis_tiles(shape[-2], tile_size, overlap, align, min_width),
                    axis_tiles(shape[-1], tile_size, overlap, align, min_width))
 
@@ -263,7 +273,7 @@ def _runs(values: np.ndarray) -> list[tuple[int, int, bool]]:
     ones = values == 1.0
     edges = np.flatnonzero(np.diff(ones.astype(np.int8))) + 1
     bounds = [0, *edges.tolist(), len(values)]
-    return [(a, b, bool(ones[a])) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [(a, b, bool(ones[a])) for a, b in itertools.pairwise(bounds)]
 
 
 def scale_in_place(values: np.ndarray, wy: np.ndarray, wx: np.ndarray) -> np.ndarray:
@@ -285,7 +295,7 @@ def scale_in_place(values: np.ndarray, wy: np.ndarray, wx: np.ndarray) -> np.nda
     return values
 
 
-def cut_pieces(result: np.ndarray, plan: "TilePlan", jy: int, jx: int,
+def cut_pieces(result: np.ndarray, plan: TilePlan, jy: int, jx: int,
                scaled: bool = False) -> dict[tuple[int, int], np.ndarray]:
     """Split a tile's result into its weighted contributions to each chunk it covers.
 
@@ -315,7 +325,7 @@ def cut_pieces(result: np.ndarray, plan: "TilePlan", jy: int, jx: int,
     return {(cy, cx): result[a:b, c:d].copy() for cy, a, b in ys for cx, c, d in xs}
 
 
-def assemble_chunk(plan: "TilePlan", cy: int, cx: int, pieces: list[tuple[int, int, np.ndarray]]) -> np.ndarray:
+def assemble_chunk(plan: TilePlan, cy: int, cx: int, pieces: list[tuple[int, int, np.ndarray]]) -> np.ndarray:
     """Sum the pieces of chunk (cy, cx): ``[(jy, jx, piece), ...]`` from :func:`cut_pieces`.
 
     Returns a new ``(h, w, C)`` float32 array: the feathered blend of every tile that
@@ -334,7 +344,7 @@ def assemble_chunk(plan: "TilePlan", cy: int, cx: int, pieces: list[tuple[int, i
     return out
 
 
-def blend_tiles(plan: "TilePlan", results: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
+def blend_tiles(plan: TilePlan, results: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
     """Blend the results ``(jy, jx) -> (h, w, C)`` of every tile of a one-plane plan.
 
     Returns the plane ``(Y, X, C)``.  The tile results are scaled in place.

@@ -76,7 +76,7 @@ def read_job(path: str | os.PathLike) -> dict | None:
         return None
     try:
         job = dict(open_group(str(path), "r").attrs).get(_ATTR)
-    except Exception:  # unreadable or not zarr: not ours, unless killed while being created
+    except Exception:  # noqa: BLE001 -- unreadable or not zarr: not ours, unless killed while being created
         job = None
     if job is None and os.path.isdir(os.path.join(path, MARKERS)):
         return {"complete": False}
@@ -216,9 +216,11 @@ def _prepare_store(path: str, job: dict, fingerprint: str, shape: tuple[int, ...
     if existing is not None:
         return existing
     group = open_group(path, "w")
+    # At once: a run killed while the arrays are created leaves a store that is ours and
+    # unfinished (redone by the next run), not a foreign folder refused even with overwrite.
+    os.makedirs(os.path.join(path, MARKERS), exist_ok=True)
     for key in outputs:
         _create_output(group, get_output(key), shape, chunks, rgb_dtype, scale, unit, axes)
-    os.makedirs(os.path.join(path, MARKERS), exist_ok=True)
     # Written last: a store without it is not ours, one with complete=False is unfinished.
     group.attrs[_ATTR] = dict(job, fingerprint=fingerprint, complete=False)
     return False
@@ -256,8 +258,11 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         written by something else, is never deleted.  A destination holding the
         input (or inside the input's store) is refused (``ValueError``).
     source_id : str, optional
-        Identifies the input in the job fingerprint (the CLI passes path, size and
-        time); by default it is the dask token of the input.
+        Identifies the input in the job fingerprint (the CLI passes
+        :func:`napari_colorize.io.source_fingerprint`: path, size and time of the file, or
+        of every file in a zarr store).  By default it is the dask token of the input,
+        which for a zarr array is its path, not its pixels: pass ``source_id`` when a zarr
+        input can change in place, or a changed input resumes an earlier result.
     progress : callable(done, total), optional
         Chunks written so far (finished ones of an earlier run included) and total.
     cancel : threading.Event, optional

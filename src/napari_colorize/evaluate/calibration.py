@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..decode import DecodeOptions, check_temperature
+from ..decode import check_gains, check_temperature
 from ..engine import decode_options_for, get_model
 from ..inference import grid_targets
 from .runs import _colour_from_probabilities, _probabilities
@@ -233,17 +233,6 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
                                                      "temperature": temperature})
         return chosen, table
     return chosen
-
-
-def check_gains(gains: Iterable[float]) -> tuple[float, ...]:
-    """The chroma gains to try, as floats: at least one, each a valid
-    :attr:`~napari_colorize.decode.DecodeOptions.chroma_gain` (a ``ValueError`` says which is not)."""
-    gains = tuple(float(g) for g in gains)
-    if not gains:
-        raise ValueError("gains is empty; give at least one chroma gain (1 = none)")
-    for gain in gains:
-        DecodeOptions(chroma_gain=gain).validated()
-    return gains
 
 
 def _fit_fading(net: Any, passes: list[tuple], method: str | None = None, objective: str = "auc",

@@ -75,7 +75,7 @@ def load_images(data: ImageInput | Iterable[ImageInput], max_side: int | None = 
         else:
             try:
                 rgb = read_rgb(src, max_side).astype(np.float32) / 255.0
-            except Exception as err:  # decoding errors of any library: skip the file
+            except Exception as err:  # noqa: BLE001 -- decoding errors of any library: skip the file
                 warnings.warn(f"skipping {src}: {type(err).__name__}: {err}", stacklevel=2)
                 continue
             name = Path(src).name if len({Path(e[0]).name for e in entries}) == len(entries) else str(src)

@@ -105,8 +105,10 @@ class EvaluationTable:
         blocks = [[[_fmt(r.get(c, ""), floatfmt) for c in cols] for r in block] for block in self._shown(per_image)]
         cells = [row for block in blocks for row in block]
         widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(cols)]
-        line = lambda values: "  ".join(v.ljust(w) if i == 0 else v.rjust(w)
-                                        for i, (v, w) in enumerate(zip(values, widths))).rstrip()
+
+        def line(values):
+            return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths))).rstrip()
+
         rule = line(["-" * w for w in widths])
         out = [line(cols)]
         for block in blocks:

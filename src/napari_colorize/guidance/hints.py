@@ -119,7 +119,7 @@ def check_hint_range(hint_range, image_yx: tuple[int, int] | None = None) -> flo
     """
     low, high = DEFAULT_HINT_RANGE
     if hint_range is None:
-        return high if image_yx is None else float(min(max(max(image_yx), low), high))
+        return high if image_yx is None else float(min(max(*image_yx, low), high))
     value = finite_number(hint_range)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"hint range must be a distance in pixels > 0 (default: the image's long side, "

@@ -78,9 +78,11 @@ def _resize_uint8(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
 def _read_tiff_rgb(path: Path, max_side: int | None) -> np.ndarray:
     from .tiff import read_tiff
 
-    arr = read_tiff(path).data
-    while arr.ndim > 3 or (arr.ndim == 3 and min(arr.shape) > 4):  # stacks: first plane
-        arr = arr[0]
+    image = read_tiff(path)
+    arr = image.data
+    # Stacks: the first plane.  The file says whether the last axis is colour, so a gray
+    # z-stack of 3 planes is not mistaken for one RGB image.
+    arr = arr[(0,) * (arr.ndim - (3 if image.samples else 2))]
     rgb = _to_rgb(np.asarray(arr))
     if rgb is None:
         raise ImageReadError(f"{path}: unsupported TIFF shape {arr.shape}")

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["IMAGE_SUFFIXES", "is_zarr", "find_inputs", "walk_images", "scan_images"]
+__all__ = ["IMAGE_SUFFIXES", "is_zarr", "find_inputs", "walk_images", "scan_images", "source_fingerprint"]
 
 #: File name endings read as images (case-insensitive).  Files are decoded by their
 #: content, so a PNG named ``.jpg`` is still read as a PNG.
@@ -22,6 +22,26 @@ def is_zarr(path: Path) -> bool:
     """A zarr store (v2 or v3), judged by its metadata files or its ``.zarr`` suffix."""
     return path.is_dir() and (path.suffix.lower() == ".zarr" or any(
         (path / name).exists() for name in (".zarray", ".zgroup", "zarr.json")))
+
+
+def source_fingerprint(path: str | os.PathLike) -> str:
+    """Path, size and modification time of an input: what a resumable job knows it by.
+
+    A zarr store is a folder whose pixels sit in files below it: rewriting a chunk
+    leaves the folder's own size and time alone, so a store's fingerprint sums every
+    file in it (count, bytes, newest time) and a changed store is never taken for the
+    one an earlier result came from.
+    """
+    path = Path(path).resolve()
+    if not path.is_dir():
+        st = path.stat()
+        return f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    count = size = newest = 0
+    for folder, _, names in os.walk(path):
+        for name in names:
+            st = os.stat(os.path.join(folder, name))
+            count, size, newest = count + 1, size + st.st_size, max(newest, st.st_mtime_ns)
+    return f"{path}|{count} files|{size}|{newest}"
 
 
 def _is_image_name(name: str) -> bool:

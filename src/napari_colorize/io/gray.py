@@ -38,11 +38,13 @@ def read_image(path: str | os.PathLike, strict: bool = False) -> Image:
     data = image.data
     if any(s == 0 for s in data.shape) or data.ndim < 2:
         raise ImageReadError(f"{path.name} holds no pixels (shape {tuple(data.shape)}); export it again")
-    if data.ndim >= 3 and data.shape[-1] in (3, 4) and data.shape[-2] > 4:
+    colour = image.samples if image.samples is not None else data.shape[-1] in (3, 4) and data.shape[-2] > 4
+    if data.ndim >= 3 and colour:
         if _channels_equal(data):
             image.data = data[..., 0]
         else:
             image.data, image.converted = _to_gray(data, path.name, strict, image.colour_model), True
+        image.samples = False
     return image
 
 

@@ -38,6 +38,9 @@ class Image:
     colour_model : str or None
         How the file stored colour before it was turned into RGB ("CMYK",
         "palette"); None for RGB and gray files.
+    samples : bool or None
+        True when the last axis holds colour samples, False when there is none, as the
+        file says (TIFF); None when unknown, so a last axis of 3 or 4 is taken as colour.
     """
 
     data: Any
@@ -46,6 +49,7 @@ class Image:
     axes: list[str] | None = None
     converted: bool = False
     colour_model: str | None = None
+    samples: bool | None = None
 
 
 def warn_if_transparent(alpha, name: str, opaque: float) -> None:

@@ -18,11 +18,15 @@ __all__ = ["PATH_COLUMNS", "find_manifest_above", "read_manifest_column", "read_
 PATH_COLUMNS = ("path", "file", "filename", "relpath", "image")
 
 
-def find_manifest_above(path: str | os.PathLike) -> Path | None:
+def find_manifest_above(path: str | os.PathLike, levels: int | None = None) -> Path | None:
     """The nearest ``manifest.csv`` in the folder of ``path`` (or ``path`` itself if a
-    folder) or in a folder above it; None if there is none."""
+    folder) or in a folder above it, at most ``levels`` folders up (None: any); None if
+    there is none.  Evaluation looks any distance up (an image deep in a corpus is still
+    the corpus's); training looks one level up (a data folder or the corpus holding it),
+    so a stray manifest far above a user's photos never sets their sampling weights."""
     p = Path(path).expanduser().resolve()
-    for folder in ([p] if p.is_dir() else []) + list(p.parents):
+    folders = ([p] if p.is_dir() else []) + list(p.parents)
+    for folder in folders if levels is None else folders[:levels + 1]:
         candidate = folder / "manifest.csv"
         if candidate.is_file():
             return candidate

@@ -88,7 +88,8 @@ def read_tiff(path: Path) -> Image:
         axes = axes.replace("S", "")
     lead = [a.lower() for a in axes if a not in "YXS"]
     names = lead if all(a in "tz" for a in lead) and len(set(lead)) == len(lead) else None
-    return Image(data, pixel_size, unit, names, colour_model=model if model in ("CMYK", "palette") else None)
+    return Image(data, pixel_size, unit, names, colour_model=model if model in ("CMYK", "palette") else None,
+                 samples=model != "gray")
 
 
 def _interpret(data, samples: bool, photometric: str, colormap, bits: int, inkset: int, path: Path):
@@ -97,11 +98,11 @@ def _interpret(data, samples: bool, photometric: str, colormap, bits: int, inkse
         raise ImageReadError(f"{path.name} stores its pixels as {photometric}, which napari-colorize cannot turn "
                              "into gray; save it as a gray or RGB TIFF first")
     if photometric in ("MINISBLACK", "MINISWHITE") and samples and data.shape[-1] == 2:
-        warn_if_transparent(data[..., 1], path.name, _white(data.dtype, bits))
+        warn_if_transparent(data[..., 1], path.name, _opaque(data.dtype, bits))
         data = data[..., 0]  # gray + alpha (or one extra sample): the first sample is the gray value
         samples = False
     if photometric in ("RGB", "YCBCR") and samples and data.shape[-1] > 3:
-        warn_if_transparent(data[..., 3], path.name, _white(data.dtype, bits))
+        warn_if_transparent(data[..., 3], path.name, _opaque(data.dtype, bits))
         data = data[..., :3]  # RGB + alpha (or extra samples)
     if photometric == "MINISWHITE":
         return _invert(data, bits, path), "gray"
@@ -113,6 +114,14 @@ def _interpret(data, samples: bool, photometric: str, colormap, bits: int, inkse
                                  "gray first")
         return _cmyk_to_rgb(data[..., :4], _white(data.dtype, bits)), "CMYK"
     return data, ("RGB" if samples else "gray")
+
+
+def _opaque(dtype, bits: int) -> float:
+    """An alpha sample's fully opaque value: :func:`_white`, or the type's maximum for signed integers."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.signedinteger):
+        return min(2 ** (bits - 1) - 1, np.iinfo(dtype).max)
+    return _white(dtype, bits)
 
 
 def _white(dtype, bits: int) -> float:
@@ -173,7 +182,7 @@ def tiff_pixel_size(tif) -> tuple[tuple[float, float] | None, str | None]:
                 if el.tag.endswith("Pixels") and "PhysicalSizeX" in el.attrib:
                     x = float(el.attrib["PhysicalSizeX"])
                     y = float(el.attrib.get("PhysicalSizeY", x))
-                    factor = _UNITS_UM.get(el.attrib.get("PhysicalSizeXUnit", "µm"), None)
+                    factor = _UNITS_UM.get(el.attrib.get("PhysicalSizeXUnit", "µm"))
                     if factor is not None:
                         return (y * factor, x * factor), "micrometer"
         except ET.ParseError:

@@ -63,7 +63,7 @@ class ModelConfig:
         return json.dumps(doc)
 
     @classmethod
-    def from_json(cls, text: str, source: str = "model metadata") -> "ModelConfig":
+    def from_json(cls, text: str, source: str = "model metadata") -> ModelConfig:
         """Parse and check a metadata document (:func:`.metadata.parse_metadata`).
 
         ``source`` (usually the file's path) starts every error message.
@@ -72,7 +72,7 @@ class ModelConfig:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in doc.items() if k in known})
 
-    def check(self, source: str = "model settings") -> "ModelConfig":
+    def check(self, source: str = "model settings") -> ModelConfig:
         """Check these settings against the metadata schema before building a network from them."""
         check_metadata(asdict(self), source)
         return self
@@ -213,7 +213,7 @@ def _tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
-        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 -- safe_open handles are not iterable
 
 
 def _state_shapes(module: torch.nn.Module, prefix: str = "") -> dict[str, tuple[int, ...]]:

@@ -115,7 +115,7 @@ def load_image_set(paths: Sequence[Path], max_side: int | None = 512, min_side: 
     def load(path: Path):
         try:
             rgb = read_rgb(path, max_side)
-        except Exception as err:  # any decoding failure means "broken file" here
+        except Exception as err:  # noqa: BLE001 -- any decoding failure means "broken file" here
             return path, None, "broken", f"{type(err).__name__}: {err}"
         if is_gray(rgb):
             return path, None, "gray", "no colour (gray image)"
@@ -302,7 +302,7 @@ class ColorCropDataset(torch.utils.data.Dataset):
         lo = max(self.scale[0], s / min(h, w))
         hi = max(lo, self.scale[1])
         scale = rng.uniform(lo, hi)
-        side = int(min(min(h, w), max(s, round(s / scale))))
+        side = int(min(h, w, max(s, round(s / scale))))
         y0, x0 = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
         patch = torch.from_numpy(np.ascontiguousarray(img[y0:y0 + side, x0:x0 + side])).float().div_(255.0)
         if side != s:

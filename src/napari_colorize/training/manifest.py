@@ -9,20 +9,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import read_manifest_column
+from ..io import find_manifest_above, read_manifest_column
 
 __all__ = ["find_manifest", "read_manifest_weights"]
 
 
 def find_manifest(folders: Sequence[str | os.PathLike]) -> Path | None:
     """A ``manifest.csv`` in the first data folder, or in its parent folder."""
-    if not folders:
-        return None
-    root = Path(folders[0]).expanduser()
-    for candidate in (root / "manifest.csv", root.parent / "manifest.csv"):
-        if candidate.is_file():
-            return candidate
-    return None
+    return find_manifest_above(folders[0], levels=1) if folders else None
 
 
 def read_manifest_weights(manifest: str | os.PathLike, paths: Sequence[Path]) -> tuple[np.ndarray, int]:

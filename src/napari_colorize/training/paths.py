@@ -40,7 +40,7 @@ class RunFiles:
 
 
 def _stem(output: Path) -> str:
-    return output.name[: -len(MODEL_SUFFIX)] if output.name.endswith(MODEL_SUFFIX) else output.name
+    return output.name.removesuffix(MODEL_SUFFIX)
 
 
 def default_checkpoint_path(output: str | os.PathLike) -> Path:

@@ -24,7 +24,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
