@@ -151,6 +151,11 @@ def test_a_stored_saturation_is_applied_by_every_front_end_and_the_calls_multipl
                  "--device", "cpu", "--no-progress"]) == 0
     want = colorize(gray8.astype(np.float32) / 255, model=plain, saturation=0.5).rgb
     np.testing.assert_allclose(iio.imread(tmp_path / "cli" / "g_colorized.png") / 255, want, atol=1 / 255 + 1e-6)
+    # --uncalibrated is the CLI's calibrated=False.
+    assert main(["colorize", str(tmp_path / "g.png"), "-o", str(tmp_path / "raw"), "--model", str(path),
+                 "--device", "cpu", "--no-progress", "--uncalibrated"]) == 0
+    want = colorize(gray8.astype(np.float32) / 255, model=plain).rgb
+    np.testing.assert_allclose(iio.imread(tmp_path / "raw" / "g_colorized.png") / 255, want, atol=1 / 255 + 1e-6)
 
 
 def test_bad_options_are_reported(make_model):

@@ -140,7 +140,7 @@ def test_missing_input_and_png_stack(inputs, tmp_path, model_path, capsys):
                 "--format", "png", *TILES) == 1
     err = capsys.readouterr().err
     assert "nope.png" in err and "no such file" in err and "PNG holds one plane" in err
-    assert not list(out.iterdir())
+    assert not out.exists()  # every input failed: no empty folder left behind
 
 
 def test_local_workers(inputs, tmp_path, model_path):
@@ -164,3 +164,21 @@ def test_a_zarr_input_changed_in_place_is_colorized_again(tmp_path, model_path, 
     assert _run(src, "-o", out, "--model", model_path, "--format", "zarr", "--overwrite", *TILES) == 0
     after = np.asarray(open_zarr_result(result).rgb)
     np.testing.assert_allclose(after.mean(-1), 1 - before.mean(-1), atol=3e-3)
+
+
+def test_a_dim_16_bit_input_gets_one_warning_line_naming_it(tmp_path, model_path, cam, capsys):
+    tifffile.imwrite(tmp_path / "dim.tif", np.round(cam * 4095).astype(np.uint16))  # 12-bit camera data
+    assert _run(tmp_path / "dim.tif", "-o", tmp_path / "out", "--model", model_path, *TILES) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith("warning: dim.tif: uint16 image with values up to ")
+    assert "--normalize percentile" in lines[0]
+    assert _run(tmp_path / "dim.tif", "-o", tmp_path / "out2", "--model", model_path, "--normalize", "percentile",
+                *TILES) == 0
+    assert "warning:" not in capsys.readouterr().err
+
+
+def test_a_float32_rgb_asked_for_png_output_is_noted(inputs, tmp_path, model_path, capsys):
+    assert _run(inputs / "cam.png", "-o", tmp_path / "out", "--model", model_path, "--rgb-dtype", "float32",
+                *TILES) == 0
+    assert "note: --rgb-dtype float32 applies to tiff and zarr outputs" in capsys.readouterr().err
+    assert iio.imread(tmp_path / "out" / "cam_colorized.png").dtype == np.uint8

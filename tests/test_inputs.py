@@ -170,6 +170,26 @@ def test_a_python_list_is_scaled_like_the_uint8_image_it_came_from():
     np.testing.assert_allclose(out, cam / 255.0, atol=1e-6)
 
 
+def test_a_dim_uint16_image_is_pointed_to_percentile_normalisation():
+    # 12-bit camera data in uint16: scaled by 65535 it is nearly black.
+    import warnings
+
+    from skimage import data
+
+    from napari_colorize.model import build_model
+
+    model = build_model("compact")
+    dim = data.camera()[:64, :64].astype(np.uint16) * 16  # up to 3360 of 65535
+    with pytest.warns(InputScalingWarning, match=r"values up to \d+ only \(\d\.\d% of the uint16 range\).*"
+                      r"normalize='percentile' \(--normalize percentile"):
+        colorize(dim, model, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputScalingWarning)
+        colorize(dim, model, device="cpu", normalize="percentile")  # stretched: nothing to say
+        colorize(dim * 16, model, device="cpu")  # uses the range
+        colorize((data.camera()[:64, :64] // 8).astype(np.uint8), model, device="cpu")  # a dark photograph
+
+
 def test_data_range_keeps_zero_black_and_negative_values():
     with pytest.warns(InputScalingWarning, match=r"\[0, 4000\]"):
         np.testing.assert_allclose(to_unit_float(np.array([[1000, 2000], [3000, 4000]], np.int32)),

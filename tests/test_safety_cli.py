@@ -266,6 +266,40 @@ def test_output_naming_a_file(tmp_path, model_path, cam8, capsys):
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
+def test_a_file_on_the_output_path_is_one_error(tmp_path, model_path, cam8, capsys):
+    iio.imwrite(tmp_path / "x.png", cam8)
+    assert _run(tmp_path / "x.png", "-o", tmp_path / "x.png" / "sub", "--model", model_path, *TILES) == 2
+    assert _error_lines(capsys.readouterr().err) == [
+        f"napari-colorize colorize: error: cannot create the output folder {tmp_path / 'x.png' / 'sub'}: "
+        f"{tmp_path / 'x.png'} is a file; move it or choose another -o"]
+
+
+def test_an_unwritable_output_folder_is_one_error_before_starting(tmp_path, model_path, cam8, capsys, monkeypatch):
+    iio.imwrite(tmp_path / "x.png", cam8)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # root may write anywhere: be an ordinary user
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == locked else real(p, mode))
+    try:
+        assert _run(tmp_path / "x.png", "-o", locked, "--model", model_path, *TILES) == 2
+        assert _error_lines(capsys.readouterr().err) == [
+            f"napari-colorize colorize: error: cannot write in the output folder {locked}: permission denied; "
+            "choose another -o or make it writable"]
+        assert _run(tmp_path / "x.png", "-o", locked / "new", "--model", model_path, *TILES) == 2
+        assert f"cannot create the output folder {locked / 'new'} in {locked}" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o755)
+
+
+def test_missing_inputs_are_named_and_a_failed_run_leaves_no_empty_folder(tmp_path, model_path, capsys):
+    assert _run(tmp_path / "missing.png", "-o", tmp_path / "out", "--model", model_path, *TILES) == 2
+    assert f"{tmp_path / 'missing.png'}: no such file or folder" in capsys.readouterr().err
+    (tmp_path / "fake.png").write_text("not an image")
+    assert _run(tmp_path / "fake.png", "-o", tmp_path / "out", "--model", model_path, *TILES) == 1
+    assert "FAILED" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
 @pytest.fixture
 def folder_of_inputs(tmp_path, cam8):
     folder = tmp_path / "many"

@@ -8,6 +8,7 @@ and checks the one-line message, the exit code, and that no file was changed.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -278,3 +279,18 @@ def test_output_must_be_a_safetensors_name(tmp_path, capsys, images):
     code, err = _train(capsys, images, tmp_path / "model.pt")
     assert code == 2 and f"use e.g. -o {tmp_path / 'model.safetensors'}" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_models_and_checkpoints_are_readable_by_others_as_the_umask_says(tmp_path):
+    # A model is shared (a cluster's workers, a colleague): 0644 under umask 022, not 0600.
+    from napari_colorize.training.checkpoint import save_training_state
+
+    mask = os.umask(0)
+    os.umask(mask)
+    net = build_model("compact")
+    model_path = save_model(net, tmp_path / "m.safetensors")
+    state = save_training_state(tmp_path / "m.ckpt.safetensors", net, torch.optim.SGD(net.parameters(), lr=0.1), 3, {})
+    for path in (model_path, state):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask, path
+    assert load_model(model_path).config.backbone == "compact"

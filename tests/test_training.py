@@ -218,6 +218,22 @@ def test_init_fine_tunes_and_checks_backbone_and_space(tmp_path, image_dir):
         train(_config(image_dir, tmp_path / "x.safetensors", init=str(base), backbone="vgg16"))
 
 
+def test_a_calibration_inherited_by_fine_tuning_is_marked_and_named(tmp_path, image_dir, capsys):
+    # Fitted to the --init weights, not to the new ones: kept as a prior, marked, and the user told.
+    base_model = build_model("compact", "lab")
+    base_model.config.decoding = {"temperature": 1.7, "confidence_fading": [0.2, 0.4], "calibration": {"images": 9}}
+    base = save_model(base_model, tmp_path / "base.safetensors")
+    out = tmp_path / "tuned.safetensors"
+    train(_config(image_dir, out, init=str(base), steps=2))
+    decoding = read_config(out).decoding
+    assert decoding["temperature"] == 1.7 and decoding["calibration"] == {"images": 9, "inherited_from": str(base)}
+    assert f"napari-colorize calibrate {out} HELD_OUT/ -o {out} --force" in capsys.readouterr().err
+    plain = tmp_path / "plain.safetensors"
+    train(_config(image_dir, plain, init=str(save_model(build_model("compact", "lab"), tmp_path / "b2.safetensors")),
+                  steps=2))
+    assert "calibrate" not in capsys.readouterr().err  # nothing inherited, nothing to say
+
+
 # ----------------------------------------------------------------------------- errors
 
 def test_clear_errors_for_bad_folders(tmp_path, image_dir):

@@ -29,7 +29,8 @@ import numpy as np
 
 from .cli_guidance import add_guidance_arguments, check_hints_fit, guidance_kwargs
 from .cli_lock import OutputBusyError, OutputLocks
-from .cli_plan import FORMATS, STORE, Job, check_output_folder, outputs_to_write, plan_jobs, preflight
+from .cli_plan import (FORMATS, STORE, Job, check_output_folder, check_output_location, make_folder,
+                       no_inputs_error, outputs_to_write, plan_jobs, preflight)
 from .decode import METHODS
 from .devices import PRECISIONS
 from .outputs import channel_slices, check_output_keys, get_output, output_keys
@@ -68,6 +69,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="png, tiff or zarr (default: png for PNG/JPEG inputs, tiff for TIFF, zarr for zarr)")
     p.add_argument("--rgb-dtype", choices=["uint8", "float32"], default="uint8", help="RGB type for tiff/zarr")
     p.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier")
+    p.add_argument("--uncalibrated", dest="calibrated", action="store_false",
+                   help="ignore the model's stored calibration (temperature, confidence fading, chroma gain)")
     p.add_argument("--normalize", choices=["none", "percentile", "minmax"], default="none",
                    help="percentile: map the 0.1-99.9 percentiles of each image to [0, 1] (microscopy)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="dask.distributed scheduler to run on")
@@ -150,7 +153,7 @@ def _check_engine(args, config, client) -> None:
     from .engine import decode_options_for, get_model, resolve_tiling
     from .model import BACKBONES
 
-    decode_options_for(SimpleNamespace(config=config), args.method, args.saturation)
+    decode_options_for(SimpleNamespace(config=config), args.method, args.saturation, args.calibrated)
     device = resolve_device(args.device) if client is None else None
     kind = device.type if device is not None else _cluster_device_type(args.device, client)
     if args.tile_size is not None or args.overlap is not None:
@@ -165,16 +168,6 @@ def _check_engine(args, config, client) -> None:
             raise ValueError(f"--model {args.model}: {err}") from None
 
 
-def _make_folder(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ValueError(f"cannot create the output folder {folder}: a file is in the way; move it or choose "
-                         "another -o") from None
-    except OSError as err:
-        raise ValueError(f"cannot create the output folder {folder}: {err.strerror}; choose another -o") from None
-
-
 def run(args) -> int:
     outputs = _outputs(args.outputs)
     _check_args(args)
@@ -182,25 +175,32 @@ def run(args) -> int:
     policy = _policy(args)
     config = _check_model(args.model)
     out_dir = Path(args.output)
+    check_output_location(out_dir)
     jobs, missing = plan_jobs(args.inputs, out_dir, args.format, outputs)
     jobs, dropped = check_output_folder(out_dir, args.inputs, jobs)
     if dropped:
         print(f"note: {len(dropped)} file(s) inside the output folder {out_dir} were not taken as inputs "
               "(results of an earlier run)", file=sys.stderr)
     if not jobs:
-        raise FileNotFoundError("no input images found in " + ", ".join(repr(a) for a in args.inputs)
-                                + " (PNG, JPEG, TIFF or zarr)")
+        raise no_inputs_error(args.inputs, missing)
+    if args.rgb_dtype != "uint8" and any(job.fmt == "png" for job in jobs):
+        print(f"note: --rgb-dtype {args.rgb_dtype} applies to tiff and zarr outputs; PNG files hold 8-bit RGB "
+              "(add --format tiff to keep float32)", file=sys.stderr)
     to_run, skipped = preflight(jobs, policy)
     summary = Summary(failed=list(missing), skipped=[j.source for j in skipped])
     kwargs = dict(model=args.model, method=args.method, device=args.device, saturation=args.saturation,
+                  calibrated=args.calibrated,
                   normalize=None if args.normalize == "none" else args.normalize, precision=args.precision,
                   tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size, **guidance)
     if to_run:
         with _client(args) as client:
             _check_engine(args, config, client)
-            _make_folder(out_dir)
+            created = not out_dir.exists()
+            make_folder(out_dir)
             for job in _bar(to_run, args, desc="files", unit="file"):
                 _run_job(job, policy, outputs, args, kwargs, client, summary)
+            if created and not any(out_dir.iterdir()):
+                out_dir.rmdir()  # every input failed: leave no empty folder behind
     summary.report()
     return 1 if summary.failed else 0
 
@@ -209,7 +209,7 @@ def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summ
     """Colour one input with its outputs locked; its failure is recorded, not raised."""
     try:
         for target in job.targets.values():
-            _make_folder(target.parent)
+            make_folder(target.parent)
         with OutputLocks(job.targets.values()):
             # Checked again under the lock: another run may have written outputs since the start.
             narrowed, problems = outputs_to_write(job, policy)
@@ -299,16 +299,42 @@ def _tile_bar(args, desc: str):
     return ctx()
 
 
+@contextlib.contextmanager
+def _warnings_as_lines(name: str):
+    """Reading and scaling warnings as ``warning: ...`` lines (naming the input), others as usual."""
+    from .inputs import InputScalingWarning
+    from .io import ReadWarning
+
+    pending: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ReadWarning)
+            warnings.simplefilter("always", InputScalingWarning)
+            try:
+                yield
+            finally:
+                pending = list(caught)
+    finally:  # outside the recording, which would take back what is shown here
+        for w in pending:
+            if issubclass(w.category, ReadWarning):  # its message names the file
+                print(f"warning: {w.message}", file=sys.stderr)
+            elif issubclass(w.category, InputScalingWarning):
+                print(f"warning: {name}: {w.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def _colorize_one(job: Job, outputs, args, kwargs, client) -> float:
     """Colorize one input into its targets; returns its megapixels."""
-    from .io import ReadWarning, read_image, source_fingerprint
+    with _warnings_as_lines(job.source.name):
+        return _colorize_source(job, outputs, args, kwargs, client)
+
+
+def _colorize_source(job: Job, outputs, args, kwargs, client) -> float:
+    from .io import read_image, source_fingerprint
 
     src = job.source
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ReadWarning)
-        image = read_image(src, strict=args.strict)
-    for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+    image = read_image(src, strict=args.strict)
     shape = tuple(image.data.shape)
     check_hints_fit(kwargs, shape, args.hints)  # before this input's outputs are opened
     mp = float(np.prod(shape, dtype=np.int64)) / 1e6

@@ -27,7 +27,8 @@ from ._atomic import TEMP_NAME_EXTRA
 
 from .outputs import get_output
 
-__all__ = ["POLICIES", "FORMATS", "STORE", "Job", "plan_jobs", "check_output_folder", "preflight", "outputs_to_write"]
+__all__ = ["POLICIES", "FORMATS", "STORE", "Job", "plan_jobs", "check_output_folder", "preflight", "outputs_to_write",
+           "check_output_location", "no_inputs_error", "make_folder"]
 
 #: What to do with existing outputs: the default, --skip-existing, --overwrite.
 POLICIES = ("refuse", "skip", "overwrite")
@@ -351,3 +352,38 @@ def preflight(jobs: list[Job], policy: str) -> tuple[list[Job], list[Job]]:
         lines = [line for kind in kinds for line in _listed(kind)]
         raise ValueError(f"{count} problem(s) found before starting; nothing was written:\n  " + "\n  ".join(lines))
     return to_run, skipped
+
+
+def check_output_location(folder: Path) -> None:
+    """Refuse an output folder that cannot be made or written, before anything is planned.
+
+    The nearest part of ``folder`` that exists must be a folder this user may write in:
+    otherwise every input would fail alike, each with a less telling message.
+    """
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir() and existing != folder:  # -o naming a file itself: check_output_folder says so
+        raise ValueError(f"cannot create the output folder {folder}: {existing} is a file; move it or choose "
+                         "another -o")
+    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+        what = "write in the output folder" if existing == folder else f"create the output folder {folder} in"
+        raise ValueError(f"cannot {what} {existing}: permission denied; choose another -o or make it writable")
+
+
+def no_inputs_error(inputs: list[str], missing: list[tuple[str, str]]) -> FileNotFoundError:
+    """Why nothing is to be done: each missing input named, else no images where looked."""
+    if missing:
+        return FileNotFoundError("; ".join(f"{name}: {reason}" for name, reason in missing))
+    return FileNotFoundError("no input images found in " + ", ".join(repr(a) for a in inputs)
+                             + " (PNG, JPEG, TIFF or zarr)")
+
+
+def make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ValueError(f"cannot create the output folder {folder}: a file is in the way; move it or choose "
+                         "another -o") from None
+    except OSError as err:
+        raise ValueError(f"cannot create the output folder {folder}: {err.strerror}; choose another -o") from None

@@ -57,6 +57,7 @@ def autocast(device: torch.device, precision: str = "fp32"):
     if precision == "fp32":
         return contextlib.nullcontext()
     if device.type == "cpu":
-        raise ValueError(f"precision={precision!r} needs a GPU; on the CPU use precision='fp32'")
+        raise ValueError(f"precision={precision!r} (--precision {precision}) needs a GPU; on the CPU use "
+                         "precision='fp32', the default")
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)

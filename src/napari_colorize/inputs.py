@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 __all__ = ["NORMALIZATIONS", "InputScalingWarning", "check_gray_shape", "check_gray_values", "to_unit_float",
-           "percentile_limits", "scale_to_unit", "dtype_range", "needs_data_limits", "data_range_limits"]
+           "percentile_limits", "scale_to_unit", "dtype_range", "needs_data_limits", "data_range_limits", "warn_if_dim"]
 
 NORMALIZATIONS = (None, "dtype", "percentile", "minmax")
 PERCENTILES = (0.1, 99.9)
@@ -116,9 +116,31 @@ def data_range_limits(image, warn: bool = True) -> tuple[float, float] | None:
     lo, hi = min(0.0, float(lo)), max(0.0, float(hi))
     if warn:
         warnings.warn(f"{np.dtype(image.dtype)} image: scaling its data range [{lo:g}, {hi:g}] to [0, 1] (0 stays "
-                      "black, the maximum becomes white); pass normalize='percentile' or 'minmax', or convert it "
-                      "to uint8/uint16, to choose otherwise", InputScalingWarning, stacklevel=2)
+                      "black, the maximum becomes white); pass normalize='percentile' or 'minmax' (--normalize), or "
+                      "convert it to uint8/uint16, to choose otherwise", InputScalingWarning, stacklevel=2)
     return lo, hi
+
+
+#: A uint16 image whose maximum is below this fraction of 65535 (12-bit cameras and
+#: dimmer) is nearly black when scaled by its type's range.
+DIM_FRACTION = 1 / 8
+
+
+def warn_if_dim(image) -> None:
+    """Warn (:class:`InputScalingWarning`) when an in-memory uint16 image uses only a
+    small part of its type's range, as 12-bit microscope cameras' data do: scaled by
+    65535 it is nearly black and gets little colour.  Lazy arrays are not read for this."""
+    if not isinstance(image, np.ndarray) or image.size == 0:
+        return
+    dtype = np.dtype(image.dtype)
+    if dtype.kind != "u" or dtype.itemsize != 2:
+        return
+    top = int(image.max())
+    if top < DIM_FRACTION * 65535:
+        warnings.warn(f"uint16 image with values up to {top} only ({100 * top / 65535:.1f}% of the uint16 range): "
+                      "scaled by that range it is nearly black and gets little colour; pass normalize='percentile' "
+                      "(--normalize percentile, microscopy) or 'minmax' to stretch it", InputScalingWarning,
+                      stacklevel=3)
 
 
 def check_gray_values(image, normalize: str | None = None, limits: tuple[float, float] | None = None) -> None:
@@ -153,7 +175,8 @@ def check_gray_values(image, normalize: str | None = None, limits: tuple[float, 
                          "before colorizing")
     if normalize in (None, "dtype") and (lo < 0.0 or hi > 1.0):
         raise ValueError(f"float images must lie in [0, 1], this one spans [{lo:g}, {hi:g}]; "
-                         "pass normalize='percentile' (microscopy) or 'minmax', or rescale it first")
+                         "pass normalize='percentile' (microscopy) or 'minmax' (--normalize percentile|minmax), "
+                         "or rescale it first")
 
 
 def _check_limits(limits) -> None:

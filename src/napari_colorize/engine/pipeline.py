@@ -17,7 +17,7 @@ import torch
 
 from ..devices import autocast, resolve_device
 from ..inference import DecodeOptions
-from ..inputs import check_gray_shape, check_gray_values, data_range_limits
+from ..inputs import check_gray_shape, check_gray_values, data_range_limits, warn_if_dim
 from ..model import DEFAULT_MODEL, HypercolumnColorizer, get_backbone
 from .defaults import default_batch, resolve_tiling
 from .context import image_context
@@ -104,6 +104,7 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
         # Wide integers (int32, int64, ...) are scaled by their data range, found once for the
         # whole image so that every tile and plane is scaled alike; None for other dtypes.
         limits = data_range_limits(image)
+        warn_if_dim(image)
     limits = None if limits is None else tuple(map(float, limits))
     # On a cluster the model is loaded here (on the CPU) only if the context or guidance needs it.
     local = isinstance(meta, torch.nn.Module)

@@ -87,7 +87,8 @@ def load_images(data: ImageInput | Iterable[ImageInput], max_side: int | None = 
             continue
         out.append((name, rgb, path) if paths else (name, rgb))
     if not out:
-        raise ValueError("no usable colour image to evaluate on (gray, broken or too small files were skipped)")
+        raise ValueError("no usable colour image (gray, broken or too small files were skipped); give colour "
+                         "images, whose colour is the truth to score or calibrate against")
     return out
 
 

@@ -107,7 +107,8 @@ def check_hints(hints, shape: tuple[int, ...], hint_planes: str = "own") -> Hint
     if outside.any():
         bad = int(np.flatnonzero(outside)[0])
         raise ValueError(f"hint {bad} at {points[bad].tolist()} lies outside the image of shape {shape}; "
-                         f"{int(outside.sum())} of {len(points)} hints do")
+                         f"{int(outside.sum())} of {len(points)} hints do: give points as (row, column) in this "
+                         "image's pixels (axis-0 is the row), or drop the ones outside")
     return Hints(points.copy(), colours[:, :3].astype(np.float32))
 
 

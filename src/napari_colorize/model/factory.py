@@ -140,7 +140,7 @@ def save_model(model: HypercolumnColorizer, path: str | os.PathLike, **training_
 
     ``training_info`` is merged into the stored ``training`` metadata.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     config: ModelConfig = model.config
@@ -149,8 +149,10 @@ def save_model(model: HypercolumnColorizer, path: str | os.PathLike, **training_
                if v.is_floating_point()}
     tensors.update({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not v.is_floating_point()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:  # permissions follow the umask (0644 usually): a model file is not a secret
-        save_file(tensors, str(tmp), metadata={METADATA_KEY: config.to_json()})
+    # Bytes into the temporary file, whose permissions follow the umask (0644 usually): a
+    # model is shared, not a secret.  safetensors' save_file re-creates its file as 0600.
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(save(tensors, metadata={METADATA_KEY: config.to_json()}))
     return path
 
 

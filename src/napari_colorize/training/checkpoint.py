@@ -110,7 +110,7 @@ def save_training_state(path: str | os.PathLike, model: torch.nn.Module, optimiz
         JSON-able settings of the run (checked when resuming) and its progress
         (loss history, wall time, ...).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     rng_doc, rng_tensors = capture_rng()
@@ -122,7 +122,7 @@ def save_training_state(path: str | os.PathLike, model: torch.nn.Module, optimiz
     doc = {"version": STATE_VERSION, "step": int(step), "rng": rng_doc, "optimizer": optim_doc, "info": _jsonable(info)}
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={STATE_KEY: json.dumps(doc)})
+        tmp.write_bytes(save(tensors, metadata={STATE_KEY: json.dumps(doc)}))  # umask permissions, as models
     return path
 
 

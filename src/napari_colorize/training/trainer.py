@@ -63,6 +63,8 @@ def _make_model(cfg: TrainConfig) -> tuple[HypercolumnColorizer, str, str]:
         previous = dict(model.config.training)
         model.config.training = {"init": str(cfg.init), "init_training": {k: previous[k] for k in
                                  ("data", "steps", "wall_time_s", "final_loss", "val") if k in previous}}
+        if model.config.decoding.get("calibration"):  # fitted to the --init weights, kept until recalibrated
+            model.config.decoding["calibration"] = {**model.config.decoding["calibration"], "inherited_from": str(cfg.init)}
         return model, config.backbone, config.space
     backbone, space = cfg.backbone or ModelConfig.backbone, cfg.space or ModelConfig.space
     return build_model(backbone, space, pretrained=cfg.pretrained, hidden=cfg.hidden, dropout=cfg.dropout,
@@ -390,6 +392,9 @@ def _finish(run: _Run, step: int) -> dict[str, Any]:
     print(f"wrote {run.files.output} after {step + 1} steps in {wall / 60:.1f} min (final loss {run.loss_mean:.4f}); "
           f"used {len(run.images)} images" + (f", skipped {skipped}" if skipped else "")
           + f"; resumable state in {run.files.checkpoint}", file=sys.stderr)
+    if (run.model.config.decoding.get("calibration") or {}).get("inherited_from"):
+        print(f"note: its decoding calibration was fitted to {run.model.config.decoding['calibration']['inherited_from']}'s weights; fit it to these on held-out colour "
+              f"images: napari-colorize calibrate {run.files.output} HELD_OUT/ -o {run.files.output} --force", file=sys.stderr)
     return result
 
 
