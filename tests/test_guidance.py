@@ -162,6 +162,21 @@ def test_two_hints_each_win_at_their_own_point(make_model):
     assert _ab_delta(rgb[75, 75], np.asarray(blue)) < 6.0
 
 
+@pytest.mark.parametrize("which", ["default", "hue_chroma"])
+def test_many_hints_of_many_hues_stay_finite(make_model, which):
+    # Each hint adds about log 1e-6 to every bin unlike its colour; a dozen hints of a dozen hues
+    # used to underflow a cell's whole histogram to 0 and the colour to NaN.
+    import colorsys
+
+    model = "default" if which == "default" else make_model("compact", which)
+    gray = np.full((128, 128), 0.5, np.float32)
+    points = np.stack([np.full(16, 64.0), np.linspace(40, 88, 16)], 1)
+    colours = np.array([colorsys.hsv_to_rgb(h, 0.8, 0.8) for h in np.arange(16) / 16])
+    rgb = np.asarray(nc.colorize(gray, model=model, **CPU, hints=(points, colours)).rgb)
+    assert np.isfinite(rgb).all()
+    np.testing.assert_allclose(rgb_to_gray(rgb), gray, atol=1e-5)
+
+
 # --- 3. a hint does not cross a strong edge --------------------------------------------------------------------------
 
 def _split(shape=(96, 192), left=0.3, right=0.7) -> np.ndarray:

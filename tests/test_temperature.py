@@ -268,6 +268,24 @@ def test_calibration_moves_an_overconfident_model_toward_gray_on_other_images(mo
         assert colourfulness(full) <= colourfulness(cold["rgb"][0].numpy()) + 1e-6, name
 
 
+@pytest.mark.parametrize("method", [None, "expectation"])
+def test_calibration_scores_what_the_front_ends_will_decode(model, method):
+    # The fading is fitted for the decoding every front end then applies: the model's stored
+    # method (and saturation) unless the call names a method, which is then stored.
+    images = [(f"a{i}", _scene(i)) for i in range(3)]
+    model = _overconfident(model)  # colourful even where faded a little: the methods differ
+    model.config.decoding = {"method": "mode", "saturation": 0.7}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        calibrate(model, images, method=method, grid=[(0.0, 0.05)], device="cpu", max_side=64)
+    assert model.config.decoding["calibration"]["scores"]["colourfulness"] > 1.0
+    assert model.config.decoding["method"] == (method or "mode")
+    recorded = model.config.decoding["calibration"]["scores"]
+    measured = evaluate(images, model=model, device="cpu", max_side=64).mean
+    for key in ("auc", "psnr", "colourfulness"):
+        assert recorded[key] == pytest.approx(measured[key], rel=1e-5, abs=1e-6), key
+
+
 def test_calibrate_without_temperature_and_with_a_fixed_one(model):
     images = [(f"a{i}", _scene(i)) for i in range(2)]
     model.config.decoding["temperature"] = 4.0

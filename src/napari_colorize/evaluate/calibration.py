@@ -256,7 +256,9 @@ def _fit_fading(net: Any, passes: list[tuple], method: str | None = None, object
     rows = []
     for gain in gains:
         for lo, hi in grid:
-            options = decode_options_for(net, method, 1.0, calibrated=False, confidence_fading=(lo, hi),
+            # As every front end will decode once these are stored: the model's own method,
+            # saturation and eta unless the call names a method.
+            options = decode_options_for(net, method, 1.0, calibrated=True, confidence_fading=(lo, hi),
                                          temperature=temperature, chroma_gain=gain)
             scores = [score(_colour_from_probabilities(net, probs, gray, options), rgb, lab, base)
                       for rgb, lab, base, gray, probs in cached]
@@ -373,6 +375,8 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
     else:
         decoding["temperature"] = t
     decoding["confidence_fading"] = [lo, hi]
+    if kwargs.get("method") is not None:
+        decoding["method"] = kwargs["method"]  # the method the fading was fitted for
     if gain == 1.0:
         decoding.pop("chroma_gain", None)
     else:

@@ -205,7 +205,11 @@ def guide_histograms(probs: dict[str, torch.Tensor], guides: list[TileGuide | No
             if guide.has_hints:
                 weights = _fit_grid(guide.weights, h, w, post).reshape(len(guide.weights), -1)
                 ll = torch.from_numpy(guide.log_likelihood[head]).to(post)
-                post.mul_(((HINT_WEIGHT * ll.T) @ weights).exp_().view(k, h, w))
+                log_w = ((HINT_WEIGHT * ll.T) @ weights).view(k, h, w)
+                # Shifted to 0 at each cell's best bin before exp: a shift common to all bins cancels
+                # in the normalisation below, and a dozen far-off hints (each about log 1e-6 in every
+                # bin) would otherwise underflow every bin to 0, and 0 / 0 to NaN.
+                post.mul_(log_w.sub_(log_w.amax(dim=0, keepdim=True)).exp_())
             post.div_(post.sum(dim=0, keepdim=True))
         out[head] = batch
     return out
