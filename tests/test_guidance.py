@@ -222,6 +222,18 @@ def test_influence_field_by_hand():
     assert stepped[20, 28] < 1e-3 and stepped[20, 18] == pytest.approx(field[20, 18], abs=1e-6)
 
 
+@pytest.mark.parametrize("col", [98, 100, 102])
+def test_a_long_reach_keeps_weight_1_at_the_hint_beside_an_edge(col):
+    # A reach beyond MAX_FIELD_CELLS is computed on a coarser grid and interpolated back; the
+    # interpolation used to mix in cells across a nearby step (0.88 at the hint's own cell).
+    cells = np.full((200, 200), 0.3, np.float32)
+    cells[:, 103:] = 0.7
+    field = influence_field(cells, (100, col), hint_range=800.0)
+    assert field[100, col] == pytest.approx(1.0)
+    assert field[100, 110] < field[100, 2 * col - 110]  # damped across the step (the coarse grid blurs it)
+    assert field[100, 60] > 0.3  # and still reaching far
+
+
 # --- 4. tiled equals untiled -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("space, many", [("hue_chroma", {"tile_size": 160, "overlap": 64}),

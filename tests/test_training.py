@@ -179,18 +179,24 @@ def test_training_lowers_the_loss_and_writes_a_usable_model(tmp_path, image_dir,
     assert (tmp_path / "log.jsonl").read_text().count('"event": "val"') == 2
 
 
-def test_resume_reproduces_an_uninterrupted_run(tmp_path, image_dir):
+@pytest.mark.parametrize("extra", [{}, {"dropout": 0.3, "val_every": 2, "early_stop": 5}])
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, image_dir, extra):
+    # With early stopping the resumed run also reloads the best weights so far: that load must
+    # not draw from the restored random state (dropout masks would differ from there on).
     full = tmp_path / "full.safetensors"
     part = tmp_path / "part.safetensors"
-    kw = dict(steps=6, lr=3e-3)
+    kw = dict(steps=6, lr=3e-3, **extra)
+    if extra:
+        kw["val"] = str(image_dir)
     train(_config(image_dir, full, **kw))
     train(_config(image_dir, part, stop_after=3, **kw))
     assert read_config(part).training["steps"] == 3 and read_config(part).training["complete"] is False
     train(_config(image_dir, part, resume=True, **kw))
-    a, b = load_file(str(full)), load_file(str(part))
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    for pair in ((full, part), (tmp_path / "full.ckpt.safetensors", tmp_path / "part.ckpt.safetensors")):
+        a, b = (load_file(str(p)) for p in pair)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (pair[0].name, key)
     # The interrupted run really changed the weights between step 3 and 6.
     assert not torch.equal(load_file(str(tmp_path / "part.ckpt.safetensors"))["model.heads.hue.weight"],
                            build_model("compact").state_dict()["heads.hue.weight"])
@@ -201,6 +207,9 @@ def test_resume_refuses_changed_settings(tmp_path, image_dir):
     train(_config(image_dir, out, stop_after=1))
     with pytest.raises(ValueError, match="batch_size"):
         train(_config(image_dir, out, batch_size=3, resume=True))
+    for changed in ({"schedule": "constant"}, {"weight_decay": 0.5}, {"warmup": 7}, {"clip_grad": 1.0}):
+        with pytest.raises(ValueError, match=f"{next(iter(changed))}: checkpoint"):
+            train(_config(image_dir, out, resume=True, **changed))
     with pytest.raises(FileNotFoundError, match="without --resume"):
         train(_config(image_dir, tmp_path / "other.safetensors", resume=True))
 

@@ -125,6 +125,28 @@ def test_training_split_never_puts_a_source_on_both_sides(corpus, tmp_path):
         resolve_split(_cfg(corpus, tmp_path / "m.safetensors", val_sources=["nope"]))
 
 
+def test_a_composite_on_a_test_backdrop_never_validates(corpus, tmp_path):
+    # "stamps" gets a plain photograph (so it can validate) and a composite on src3: whenever
+    # stamps validates and src3 is a test source, that composite must not validate (choices
+    # would be made on test pixels).
+    iio.imwrite(corpus / "train/comp3.png", _u8(synthetic_image(98)))
+    iio.imwrite(corpus / "train/plain.png", _u8(synthetic_image(97)))
+    with open(corpus / "manifest.csv", "a", newline="") as f:
+        f.write("train/comp3.png,stamps,src3\ntrain/plain.png,stamps,\n")
+    seen = 0
+    for seed in range(12):
+        for k in range(3):
+            for j in {(k + 1) % 3, (k + 2) % 3}:
+                split = resolve_split(_cfg(corpus, tmp_path / "m.safetensors", val_fold=f"{k}/3", hold_out=[j],
+                                           seed=seed))
+                names = {p.name for p in split.val}
+                if "stamps" in split.val_sources and "src3" in split.test_sources:
+                    seen += 1
+                    assert "comp3.png" not in names
+                assert not any(p.name == "comp3.png" for p in split.train) or "src3" not in split.test_sources
+    assert seen, "no fold put stamps in validation with src3 held out: the test checked nothing"
+
+
 def test_split_needs_a_manifest(tmp_path):
     (tmp_path / "d").mkdir()
     iio.imwrite(tmp_path / "d" / "a.png", _u8(synthetic_image(1)))

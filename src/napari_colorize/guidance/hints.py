@@ -175,7 +175,15 @@ def influence_field(cells: np.ndarray, centre: tuple[int, int], hint_range: floa
         coarse = _coarse_field(cells, centre, hint_range, factor, edge_scale, similarity)
         fine = F.interpolate(torch.from_numpy(coarse)[None, None], scale_factor=factor, mode="bilinear",
                              align_corners=False)[0, 0, :cells.shape[0], :cells.shape[1]].numpy()
-        return (fine * _gray_gate(cells, centre, similarity)).astype(np.float32)
+        fine = fine * _gray_gate(cells, centre, similarity)
+        # Near the hint, the fine field itself: interpolation mixes in coarse cells across a
+        # nearby edge, and the hint's own cell must keep weight 1 (its colour reproduced there).
+        (cy, cx), r = centre, 2 * factor
+        window = (slice(max(cy - r, 0), cy + r + 1), slice(max(cx - r, 0), cx + r + 1))
+        local = _field(cells[window], (cy - window[0].start, cx - window[1].start), hint_range / GRID_STRIDE,
+                       edge_scale, similarity)
+        fine[window] = np.maximum(fine[window], local)
+        return fine.astype(np.float32)
     return _field(cells, centre, hint_range / GRID_STRIDE, edge_scale, similarity)
 
 

@@ -22,6 +22,10 @@ def _fold_rgb_conv(weight: torch.Tensor, bias: torch.Tensor, mean, std) -> tuple
 
     ``sum_c W_c * (g - m_c) / s_c + b = (sum_c W_c / s_c) * g + (b - sum W_c m_c / s_c)``:
     the colour filters are averaged (times 3) after rescaling by the ImageNet std.
+    Exact inside the image.  On its one-pixel border it is not: torchvision zero-pads the
+    *normalised* input (each channel's mean), this conv the raw gray (black), so the
+    border's response differs by the padded taps' ``sum W_c m_c / s_c``; fine-tuning
+    absorbs that, and a 3-channel conv1_1 to avoid it would cost every tile a copy.
     """
     m = torch.tensor(mean, dtype=weight.dtype).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=weight.dtype).view(1, 3, 1, 1)

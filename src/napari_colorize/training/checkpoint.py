@@ -28,7 +28,7 @@ STATE_VERSION = 1
 
 
 def capture_rng() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Python, numpy and torch (CPU and CUDA) RNG states: JSON part and tensor part."""
+    """Python, numpy and torch (CPU, CUDA and MPS) RNG states: JSON part and tensor part."""
     version, internal, gauss = random.getstate()
     name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # MT19937 state
     doc = {"python": [version, list(internal), gauss],
@@ -37,7 +37,13 @@ def capture_rng() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, state in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = state
+    if _mps_available():  # dropout on Apple GPUs draws from their own generator
+        tensors["rng.mps"] = torch.mps.get_rng_state()
     return doc, tensors
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def restore_rng(doc: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
@@ -51,6 +57,8 @@ def restore_rng(doc: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
     cuda = [tensors[k] for k in cuda_keys]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([t.cpu() for t in cuda[: torch.cuda.device_count()]])
+    if "rng.mps" in tensors and _mps_available():
+        torch.mps.set_rng_state(tensors["rng.mps"].cpu())
 
 
 def _jsonable(value: Any) -> Any:

@@ -19,8 +19,9 @@ SCHEDULES = ("cosine", "step", "constant")
 #: Settings that must not change between a run and its resumption.
 RESUME_KEYS = ("backbone", "space", "batch_size", "crop", "points", "scale", "target_window", "seed",
                "optimizer", "max_side", "lambda_hue", "lightness_weight", "degrade", "dropout", "context", "context_dropout",
-               "hidden", "val_sources",
-               "val_fold", "hold_out")
+               "hidden", "val_sources", "val_fold", "hold_out",
+               # the optimisation path and the sampling (steps, lr and early stopping may change)
+               "weight_decay", "momentum", "warmup", "schedule", "clip_grad", "precision", "weights")
 
 
 @dataclass

@@ -75,8 +75,11 @@ def resolve_split(cfg: TrainConfig) -> HeldOut | None:
     else:
         val_sources, test_sources = tuple(sorted(set(cfg.val_sources))), ()
     fold = split_by_sources(sources, set(val_sources) | set(test_sources), links)
-    val_set = set(val_sources)
-    val = tuple(root / files[i] for i in fold.val if sources[i] in val_set)
+    val_set, test_set = set(val_sources), set(test_sources)
+    # A composite validates only if its backdrop is not a test source: choices made on it
+    # would otherwise be made on held-out test pixels.
+    val = tuple(root / files[i] for i in fold.val
+                if sources[i] in val_set and not (links and links[i] in test_set))
     train = frozenset((root / files[i]).resolve() for i in fold.train)
     train_sources = tuple(sorted({sources[i] for i in fold.train}))
     if not val:

@@ -218,7 +218,8 @@ def _restore(run: _Run) -> None:
     run.wall_before = float(doc["info"].get("wall_time_s", 0.0))
     run.recent = list(history.get("recent_losses", []))
     run.last_val = history.get("val")
-    saved = load_model(run.files.output, device="cpu") if run.best.enabled and run.files.output.is_file() else None
+    with torch.random.fork_rng(devices=[]):  # building the model draws initial weights: keep the restored RNG
+        saved = load_model(run.files.output, device="cpu") if run.best.enabled and run.files.output.is_file() else None
     run.best.restore(history.get("best"), saved)
 
 
