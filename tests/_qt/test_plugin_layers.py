@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+import napari_colorize as nc
 from napari_colorize import ColorizeResult
 from napari_colorize._qt import _display, _validation
 from napari_colorize._qt._display import display_levels, downsample, pyramid, rgb_to_uint8
@@ -186,3 +187,32 @@ def test_zarr_destination_inside_the_input_is_refused(tmp_path):
     plan = plan_input([source], Geometry((1.0, 1.0), (0.0, 0.0)), (0, 0), "whole stack", "zarr file")
     with pytest.raises(ValueError, match="destroy the input"):
         _validation.check_run(Settings(device="cpu", output="zarr file", zarr_path=str(tmp_path / "in.zarr")), plan)
+
+
+def test_engine_advice_is_said_in_the_widgets_words(tmp_path):
+    # The real messages, so a reworded engine message cannot silently escape the translation.
+    import torch
+
+    from napari_colorize import colorize_to_zarr
+    from napari_colorize._qt._validation import in_widget_words
+    from napari_colorize.devices import autocast
+    from napari_colorize.guidance.hints import check_hints
+    from napari_colorize.inputs import check_gray_shape, check_gray_values
+
+    def message(call) -> str:
+        with pytest.raises((ValueError, FileExistsError)) as info:
+            call()
+        return str(info.value)
+
+    model = nc.build_model("compact")
+    colorize_to_zarr(np.zeros((64, 64), np.float32), tmp_path / "a.zarr", model, device="cpu")
+    cases = {
+        "precision": lambda: autocast(torch.device("cpu"), "bf16").__enter__(),
+        "no hints": lambda: check_hints((np.zeros((0, 2)), np.zeros((0, 3))), (64, 64)),
+        "float range": lambda: check_gray_values(np.full((4, 4), 1000.0)),
+        "rgb": lambda: check_gray_shape((1, 300, 3), 32),
+        "other job": lambda: colorize_to_zarr(np.ones((64, 64), np.float32), tmp_path / "a.zarr", model, device="cpu"),
+    }
+    for name, call in cases.items():
+        text = in_widget_words(message(call))
+        assert "--" not in text and "=" not in text.split(";")[-1], (name, text)  # no CLI flags or arguments

@@ -130,6 +130,41 @@ def test_rerun_updates_layers_in_place(make_napari_viewer, qtbot, strong_model):
     np.testing.assert_allclose(second[0].translate, source.translate)
 
 
+def test_rerun_after_renaming_the_input_updates_its_layers(make_napari_viewer, qtbot, strong_model):
+    # Outputs follow the input layer itself, not its name: renamed, it gets its three layers back
+    # (renamed with it), not three more.
+    viewer = make_napari_viewer()
+    source = viewer.add_image(np.linspace(0, 255, 64 * 80).reshape(64, 80).astype(np.uint8), name="ramp")
+    widget = open_widget(viewer, strong_model)
+    run_and_wait(qtbot, widget)
+    first = output_layers(viewer, "ramp")
+    source.name = "slope"
+    assert widget.image.value is source
+    run_and_wait(qtbot, widget)
+    assert len(viewer.layers) == 4
+    assert all(a is b for a, b in zip(first, output_layers(viewer, "slope")))
+
+
+def test_closing_the_viewer_while_running_cancels_quietly(make_napari_viewer, qtbot, strong_model):
+    # It used to raise on every later progress tick (a deleted QLabel) and run to the end.
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(1).integers(0, 255, (40, 256, 256), dtype=np.uint8), name="big")
+    widget = open_widget(viewer, strong_model)
+    widget.scope.value = "whole stack"
+    worker_done = []
+    with error_notifications() as errors:
+        widget.run_button.clicked()
+        widget.worker.finished.connect(lambda: worker_done.append(True))
+        qtbot.waitUntil(lambda: widget._progress is not None and widget._progress.n >= 1, timeout=WAIT_MS)
+        clicked = time.perf_counter()
+        viewer.close()
+        qtbot.waitUntil(lambda: bool(worker_done), timeout=5000)
+        qtbot.wait(100)
+    assert widget._cancel.is_set() and errors == []
+    assert time.perf_counter() - clicked < 2.0  # cancelled between tiles, not run to the end
+    assert not any(METADATA_KEY in layer.metadata for layer in viewer.layers)  # no outputs added
+
+
 def test_rgb_layers_are_not_offered(make_napari_viewer, strong_model):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="colour", rgb=True)
@@ -330,9 +365,11 @@ def test_choices_persist_except_missing_paths(make_napari_viewer, strong_model, 
     widget.tile_size.value = 512
     widget.output.value = "zarr file"
     widget.zarr_path.value = str(tmp_path / "out.zarr")
+    widget.reference_strength.value, widget.hint_range.value, widget.hints_all_planes.value = 2.5, 200.0, True
     assert private_settings.exists()
     again = _widget.ColorizeWidget(viewer)
     assert (again.method.value, again.saturation.value, again.tile_size.value) == ("mode", 1.7, 512)
+    assert (again.reference_strength.value, again.hint_range.value, again.hints_all_planes.value) == (2.5, 200.0, True)
     assert not again.auto_tiling.value and not again.tile_size.native.isHidden()
     assert again.model_source.value == "from file" and str(again.model_path.value) == strong_model
     assert str(again.zarr_path.value) == str(tmp_path / "out.zarr") and not again.zarr_path.native.isHidden()
@@ -396,6 +433,7 @@ def test_zarr_output_is_written_and_opened_lazily(make_napari_viewer, qtbot, str
     # uint8 on disk, shown as stored: gray within rounding of the input.
     np.testing.assert_allclose(shown_rgb(rgb).mean(-1), stack / 255.0, atol=LEVEL + 1e-3)
     assert float(np.asarray(conf.data[0] if conf.multiscale else conf.data).min()) > 0.99
+    assert rgb.metadata[METADATA_KEY]["device"] == "cpu"  # resolved, as for an in-memory run (was "auto")
 
 
 def test_zarr_output_never_replaces_another_jobs_store(make_napari_viewer, qtbot, strong_model, tmp_path):

@@ -211,6 +211,25 @@ def test_current_slice_takes_hints_on_its_plane_or_all_planes(make_napari_viewer
     assert delta_ab(rgb[0, 28:33, 18:23], BLUE).max() < 3
 
 
+def test_scrolling_a_stack_rechecks_whether_run_can_start(make_napari_viewer, qtbot, strong_model):
+    # The hints on the plane on screen decide it: the reason follows the plane, once scrolling rests.
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([two_regions((64, 80))] * 3), name="s", contrast_limits=(0.0, 1.0))
+    viewer.dims.set_current_step(0, 2)
+    points = viewer.add_points([[2.0, 30.0, 20.0]], name="hints", face_color=[(*BLUE, 1.0)])
+    widget = open_widget(viewer, strong_model)
+    widget.scope.value = "current slice"
+    widget.hints.value = points
+    assert reason_shown(widget) is None and widget.run_button.enabled
+    viewer.dims.set_current_step(0, 0)
+    qtbot.waitUntil(lambda: reason_shown(widget) is not None, timeout=2000)
+    assert reason_shown(widget).startswith("None of the 1 hints lies on the plane on screen (0,)")
+    assert not widget.run_button.enabled
+    viewer.dims.set_current_step(0, 2)
+    qtbot.waitUntil(lambda: reason_shown(widget) is None, timeout=2000)
+    assert widget.run_button.enabled
+
+
 def test_hint_points_go_through_the_world(make_napari_viewer):
     viewer = make_napari_viewer()
     image = viewer.add_image(np.zeros((4, 50, 60), np.float32), scale=(3.0, 0.5, 2.0), translate=(1.0, 5.0, -8.0))

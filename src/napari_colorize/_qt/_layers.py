@@ -311,20 +311,35 @@ def _ours(layer: Any) -> bool:
     return layer.__class__.__name__ == "Image" and METADATA_KEY in layer.metadata
 
 
+def _same_source(old: dict[str, Any], new: dict[str, Any], live: set[str]) -> bool:
+    """Whether an output's metadata ``old`` names the source ``new`` names: by the source
+    layer's unique id while that layer is in the viewer (``live``; the id survives renaming
+    it), else by name (outputs made before ids were kept, or of a layer since removed)."""
+    if old.get("source_id") in live and new.get("source_id"):
+        return old["source_id"] == new["source_id"]
+    return old.get("source") == new.get("source")
+
+
+def _live_ids(layers: Any) -> set[str]:
+    return {layer.unique_id for layer in layers if getattr(layer, "unique_id", None)}
+
+
 def _find_output(layers: Any, meta: dict[str, Any]) -> Any:
     """Our earlier output of the same source and kind, found by metadata (not by name,
     which the user may have given to a layer of their own)."""
+    live = _live_ids(layers)
     for layer in layers:
         if _ours(layer):
             old = layer.metadata[METADATA_KEY]
-            if old.get("source") == meta.get("source") and old.get("output") == meta.get("output"):
+            if _same_source(old, meta, live) and old.get("output") == meta.get("output"):
                 return layer
     return None
 
 
-def outputs_of(layers: Any, source_name: str) -> list[Any]:
-    """This plugin's output layers of the source ``source_name`` that are in ``layers``."""
-    return [layer for layer in layers if _ours(layer) and layer.metadata[METADATA_KEY].get("source") == source_name]
+def outputs_of(layers: Any, source: Any) -> list[Any]:
+    """This plugin's output layers of the layer ``source`` that are in ``layers``."""
+    key, live = {"source": source.name, "source_id": getattr(source, "unique_id", None)}, _live_ids(layers)
+    return [layer for layer in layers if _ours(layer) and _same_source(layer.metadata[METADATA_KEY], key, live)]
 
 
 def _replaceable(layer: Any, data: Any, kwargs: dict[str, Any]) -> bool:
@@ -371,6 +386,9 @@ def place_layer(layers: Any, data: Any, kwargs: dict[str, Any], hidden: bool = F
 
     existing = _find_output(layers, kwargs["metadata"][METADATA_KEY])
     if existing is not None and _replaceable(existing, data, kwargs):
+        old = existing.metadata[METADATA_KEY]
+        if existing.name == output_names(old.get("source", "")).get(old.get("output")):
+            existing.name = kwargs["name"]  # its source was renamed; a name the user gave stays
         existing.data = data
         for attr in ("scale", "translate", "contrast_limits", "metadata", "axis_labels", "units"):
             if attr in kwargs:

@@ -188,7 +188,12 @@ def _run_zarr(array: Any, settings: Settings, progress: ProgressCallback | None,
                             scale=list(geometry.scale) if geometry is not None else None, unit=unit,
                             axes=_ome_axes(getattr(geometry, "axis_labels", None), lead),
                             **_engine_kwargs(settings, progress, cancel, guide))
-    return open_zarr_levels(path)
+    result = open_zarr_levels(path)
+    # What the in-memory result's info says: the decoding method and the device, resolved.
+    from ..devices import resolve_device
+    result.info.setdefault("method", (result.info.get("options") or {}).get("decode", {}).get("method"))
+    result.info.setdefault("device", str(resolve_device(settings.device)))
+    return result
 
 
 def _run_in_memory(array: Any, settings: Settings, progress: ProgressCallback | None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ __all__ = [
     "MODEL_NEEDED",
     "ZARR_PATH_NEEDED",
     "as_reason",
+    "in_widget_words",
     "check_guide",
     "check_run",
     "check_zarr_path",
@@ -181,7 +183,28 @@ def check_run(settings: Any, plan: Any, guide: Any = None) -> tuple[int, int]:
     return tiling
 
 
+#: The engine's advice in API and CLI terms -> what to do in this widget.
+_WIDGET_WORDS = (
+    (re.compile(r"; pass overwrite=True \(--overwrite\) to replace it, or choose another output path"),
+     "; delete that store yourself, or choose another zarr path"),
+    (re.compile(r"pass normalize='percentile' \(microscopy\) or 'minmax' \(--normalize percentile\|minmax\), "
+                r"or rescale it first"), "choose intensities 'percentile' (microscopy) or 'min-max'"),
+    (re.compile(r"precision='(\w+)' \(--precision \w+\) needs a GPU; on the CPU use precision='fp32', the default"),
+     r"precision \1 needs a GPU; choose fp32 on the CPU"),
+    (re.compile(r" or pass hints=None"), " or choose hints: none"),
+    (re.compile(r"convert it first with napari_colorize\.rgb_to_gray\(image\[\.\.\., :3\]\) or pass a single channel"),
+     "add it as an RGB layer (shown in colour, not offered here) or split its channels"),
+)
+
+
+def in_widget_words(text: str) -> str:
+    """An engine message with its advice said in this widget's terms (fields, not arguments)."""
+    for pattern, words in _WIDGET_WORDS:
+        text = pattern.sub(words, text)
+    return text
+
+
 def as_reason(err: BaseException) -> str:
-    """An error as the sentence shown under Run (first letter capitalised)."""
-    text = str(err) or type(err).__name__
+    """An error as the sentence shown under Run (first letter capitalised), in the widget's words."""
+    text = in_widget_words(str(err) or type(err).__name__)
     return text[:1].upper() + text[1:]

@@ -22,15 +22,15 @@ from magicgui.widgets import (
     Container,
     FileEdit,
     FloatSpinBox,
-    Label,
     PushButton,
     RadioButtons,
     SpinBox,
 )
+from qtpy.QtCore import QTimer
 from superqt.utils import ensure_main_thread
 
 from ..devices import PRECISIONS
-from . import _guidance, _layers, _persist, _runner, _validation
+from . import _controls, _guidance, _layers, _persist, _runner, _validation
 
 if TYPE_CHECKING:
     import napari
@@ -40,10 +40,13 @@ __all__ = ["ColorizeWidget", "settings_path"]
 MODEL_SOURCES = ("default", "from file")
 #: Widgets whose values persist between sessions (paths are checked on load).
 PERSISTED = ("model_source", "model_path", "method", "saturation", "device", "precision", "auto_tiling", "tile_size",
-             "overlap", "normalization", "scope", "output", "zarr_path", "live_hints")
+             "overlap", "normalization", "scope", "output", "zarr_path", "live_hints", "reference_strength",
+             "hint_range", "hints_all_planes")
 #: Pause between the steps of adding layers.  Not 0: Qt runs zero-delay timers before
 #: due timers and redraws, so the steps would run back to back as one long freeze.
 STEP_MS = 15
+#: Quiet time after the last scroll through a stack before Run's reason is checked again.
+DIMS_DEBOUNCE_MS = 150
 #: How the reason Run is disabled stands out from the status line (readable on napari's themes).
 REASON_STYLE = "color: #e6a23c;"
 
@@ -51,24 +54,6 @@ REASON_STYLE = "color: #e6a23c;"
 def settings_path() -> Path:
     """Where the widget keeps its choices (magicgui's per-user cache folder)."""
     return _persist.default_path()
-
-
-def _job_progress(desc: str, on_cancel: Any) -> Any:
-    """A progress bar in napari's activity dock whose cancel button stops the job."""
-    from napari.utils import cancelable_progress
-
-    class JobProgress(cancelable_progress):
-        def cancel(self) -> None:  # the dock's button: stop the worker, not only a loop
-            super().cancel()
-            on_cancel()
-
-    return JobProgress(total=0, desc=desc)
-
-
-def _wrapping_label() -> Label:
-    label = Label(value="")
-    label.native.setWordWrap(True)  # engine messages are sentences, longer than the dock is wide
-    return label
 
 
 class ColorizeWidget(Container):
@@ -95,12 +80,13 @@ class ColorizeWidget(Container):
         fields = self._make_fields()
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.reason = _wrapping_label()  # why Run is disabled
+        self.reason = _controls.wrapping_label()  # why Run is disabled
         self.reason.native.setStyleSheet(REASON_STYLE)
-        self.status = _wrapping_label()
+        self.status = _controls.wrapping_label()
         super().__init__(widgets=[
             *fields, Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False),
             self.reason, self.status])
+        self._closed = False  # the dock or the viewer was closed: nothing may touch the widgets
         self._load_settings()
         self._connect()
         self.reset_choices()
@@ -157,9 +143,25 @@ class ColorizeWidget(Container):
         self.image.changed.connect(self._watch_layer)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
-        layer_events = self._viewer.layers.events
-        for event in (layer_events.inserted, layer_events.removed, layer_events.reordered, layer_events.renamed):
-            event.connect(self._on_layers_changed)
+        # Scrolling a stack changes which hints lie on the plane on screen: re-check, once it rests.
+        self._dims_timer = QTimer(self.native, singleShot=True, interval=DIMS_DEBOUNCE_MS, timeout=self._revalidate)
+        events = self._viewer.layers.events
+        self._hooks = [*((e, self._on_layers_changed) for e in (events.inserted, events.removed, events.reordered,
+                                                                  events.renamed)),
+                       (self._viewer.dims.events.current_step, self._on_scroll)]
+        for event, handler in self._hooks:
+            event.connect(handler)
+        self.native.destroyed.connect(self._on_closed)
+
+    def _on_scroll(self, *_: Any) -> None:
+        self._dims_timer.start()
+
+    def _on_closed(self, *_: Any) -> None:
+        """The dock or the viewer was closed: stop the job, and drop its late callbacks."""
+        self._closed = True
+        self._cancel.set()
+        for event, handler in self._hooks:
+            event.disconnect(handler)
 
     def _image_choices(self, _widget: Any = None) -> list[tuple[str, Any]]:
         return [(layer.name, layer) for layer in _layers.offered_layers(self._viewer.layers)]
@@ -244,6 +246,8 @@ class ColorizeWidget(Container):
         return None
 
     def _revalidate(self, *_: Any) -> None:
+        if self._closed:
+            return
         self._blocker = reason = self.run_blocker()
         self.reason.value = reason or ""
         self.reason.visible = reason is not None
@@ -273,7 +277,7 @@ class ColorizeWidget(Container):
     def _recolour_live(self) -> None:
         """After the hints changed: re-colour the shown result of this image as Run would, if it is quick."""
         image = self.image.value
-        if not self.live_hints.value or image is None or not _layers.outputs_of(self._viewer.layers, image.name):
+        if not self.live_hints.value or image is None or not _layers.outputs_of(self._viewer.layers, image):
             return
         if self.is_running:  # try again once this job is done: the last edit must not be lost
             self.guidance.timer.start()
@@ -297,11 +301,11 @@ class ColorizeWidget(Container):
         name = self.image.value.name
         self._cancel = threading.Event()
         self._job = {"name": name, "clicked": time.perf_counter(), "live": live,
-                     "key": (name, _guidance.guide_key(guide))}
+                     "key": (name, _guidance.guide_key(guide)), "source_id": self.image.value.unique_id}
         if live:
             self._set_status(f"Re-colouring {name} with the hints…")
         else:
-            self._progress = _job_progress(f"Colorizing {name}", self.cancel)
+            self._progress = _controls.job_progress(f"Colorizing {name}", self.cancel)
             self._set_status(f"Colorizing {name}: {plan.describe()}")
             for note in plan.notes:
                 self._set_status(note)
@@ -321,7 +325,7 @@ class ColorizeWidget(Container):
     def _report_progress(self, done: int, total: int) -> None:
         # Called from the worker thread, delivered on the GUI thread.
         pbar = self._progress
-        if pbar is None or self._cancel.is_set():
+        if pbar is None or self._cancel.is_set() or self._closed:
             return
         if pbar.total != total:
             pbar.total = total
@@ -332,17 +336,21 @@ class ColorizeWidget(Container):
         from napari.utils.notifications import show_error, show_info
 
         name = self._job.get("name", "")
+        if self._closed:  # closed while it ran: its layers would land in a viewer nobody is using
+            return
         if outcome.status == "cancelled":
             self._set_status(f"Cancelled: {name} was not changed")
             show_info(f"napari-colorize: colorizing {name} was cancelled; no layers were added")
             return
         if outcome.status == "error":
             self._set_status("Failed")
-            show_error(f"napari-colorize: {outcome.message}")
+            show_error(f"napari-colorize: {_validation.in_widget_words(outcome.message)}")
             return
         info = outcome.info
         self._job["computed_at"] = time.perf_counter()
         self._shown_key = self._job.get("key")
+        for _, kwargs, _ in outcome.tuples:  # the input layer itself, whatever it is called later
+            kwargs["metadata"][_layers.METADATA_KEY]["source_id"] = self._job["source_id"]
         self._adding = True
         done = "Re-coloured" if self._job.get("live") else "Colorized"
         self._add_next(outcome.tuples, f"{done} {name} in {outcome.seconds:.1f} s ({info['device']}, "
@@ -355,9 +363,10 @@ class ColorizeWidget(Container):
         about 0.1 s on a slow machine: one step per turn, with the viewer redrawn and
         responding in between, keeps every freeze short.
         """
-        from qtpy.QtCore import QTimer
-
         next_reveal = None
+        if self._closed:
+            self._adding = False
+            return
         if reveal is not None:
             layer, visible = reveal
             layer.visible = visible
@@ -382,9 +391,13 @@ class ColorizeWidget(Container):
         self._sync_buttons()
 
     def _sync_buttons(self) -> None:
+        if self._closed:
+            return
         self.run_button.enabled = not self.is_running and self._blocker is None
         self.cancel_button.enabled = self.worker is not None
 
     def _set_status(self, text: str) -> None:
+        if self._closed:
+            return
         self.status.value = text
         self._viewer.status = f"napari-colorize: {text}"
