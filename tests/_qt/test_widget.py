@@ -165,6 +165,28 @@ def test_closing_the_viewer_while_running_cancels_quietly(make_napari_viewer, qt
     assert not any(METADATA_KEY in layer.metadata for layer in viewer.layers)  # no outputs added
 
 
+@pytest.mark.parametrize("change", ["was removed", "got new data"])
+def test_an_input_changed_while_running_gets_no_stale_layers(make_napari_viewer, qtbot, strong_model, change):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.random.default_rng(1).integers(0, 255, (6, 256, 256), dtype=np.uint8), name="big")
+    other = viewer.add_image(np.zeros((64, 64), np.uint8), name="other")
+    widget = open_widget(viewer, strong_model)
+    widget.image.value = layer
+    widget.scope.value = "whole stack"
+    widget.run_button.clicked()
+    qtbot.waitUntil(lambda: widget._progress is not None and widget._progress.n >= 1, timeout=WAIT_MS)
+    if change == "was removed":
+        viewer.layers.remove(layer)
+    else:
+        layer.data = np.zeros((64, 64), np.uint8)
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
+    assert not any(METADATA_KEY in lyr.metadata for lyr in viewer.layers)
+    assert widget.status.value == f"big {change} while it was being coloured: no layers were added"
+    if change == "got new data":
+        widget.image.value = other  # another input: the old outcome is not its status
+        assert widget.status.value == ""
+
+
 def test_rgb_layers_are_not_offered(make_napari_viewer, strong_model):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((64, 64, 3), np.uint8), name="colour", rgb=True)

@@ -180,6 +180,8 @@ class ColorizeWidget(Container):
             for event in (self._watched.events.data, self._watched.events.contrast_limits):
                 event.disconnect(self._revalidate)
         self._watched = self.image.value
+        if not self.is_running:
+            self._set_status("")  # the last run's outcome was about another input
         if self._watched is not None:
             for event in (self._watched.events.data, self._watched.events.contrast_limits):
                 event.connect(self._revalidate)
@@ -301,7 +303,8 @@ class ColorizeWidget(Container):
         name = self.image.value.name
         self._cancel = threading.Event()
         self._job = {"name": name, "clicked": time.perf_counter(), "live": live,
-                     "key": (name, _guidance.guide_key(guide)), "source_id": self.image.value.unique_id}
+                     "key": (name, _guidance.guide_key(guide)), "source_id": self.image.value.unique_id,
+                     "layer": self.image.value, "data": self.image.value.data}
         if live:
             self._set_status(f"Re-colouring {name} with the hints…")
         else:
@@ -345,6 +348,11 @@ class ColorizeWidget(Container):
         if outcome.status == "error":
             self._set_status("Failed")
             show_error(f"napari-colorize: {_validation.in_widget_words(outcome.message)}")
+            return
+        source = self._job["layer"]
+        if source not in self._viewer.layers or source.data is not self._job["data"]:
+            what = "was removed" if source not in self._viewer.layers else "got new data"
+            self._set_status(f"{name} {what} while it was being coloured: no layers were added")
             return
         info = outcome.info
         self._job["computed_at"] = time.perf_counter()
@@ -400,4 +408,5 @@ class ColorizeWidget(Container):
         if self._closed:
             return
         self.status.value = text
-        self._viewer.status = f"napari-colorize: {text}"
+        if text:
+            self._viewer.status = f"napari-colorize: {text}"
