@@ -201,7 +201,7 @@ def test_cli_evaluate(tmp_path, val_dir, model, capsys):
     code = main(["evaluate", str(val_dir), "--model", str(path), "--device", "cpu", "--both", "--summary"])
     assert code == 0
     out = capsys.readouterr().out
-    assert "stored method calibrated" in out and "stored method uncalibrated" in out and "gray (no colour)" in out
+    assert "auto calibrated" in out and "auto uncalibrated" in out and "gray (no colour)" in out
     assert main(["evaluate", str(tmp_path / "nowhere"), "--model", str(path)]) == 2
 
 

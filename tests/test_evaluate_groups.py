@@ -176,7 +176,7 @@ def test_cli_group_by(tmp_path, corpus, model, capsys):
     assert main([*base, "--group-by", "level:1", "--both", "--method", "default", "--method", "mode",
                  "--summary"]) == 0
     out = capsys.readouterr().out
-    for variant in ("stored method calibrated", "stored method uncalibrated", "mode calibrated", "mode uncalibrated"):
+    for variant in ("auto calibrated", "auto uncalibrated", "mode calibrated", "mode uncalibrated"):
         assert f"a | {variant}" in out and f"b | {variant}" in out
 
     (corpus / "manifest.csv").write_text("file,source\nval/a/x0.png,alpha\n", encoding="utf-8")

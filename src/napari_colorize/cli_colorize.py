@@ -56,7 +56,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="output folder (created if needed; not an input folder); sub-folders of inputs are kept")
     p.add_argument("--model", default="default", help="'default' or a .safetensors file from `napari-colorize train`")
     p.add_argument("--method", default=None, choices=METHODS,
-                   help="histogram decoding (default: the paper's best for the model)")
+                   help="histogram decoding (default: the model's stored method, else the paper's best for it)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="network precision on a GPU")
     p.add_argument("--tile-size", type=int, default=None, help="tile side in pixels (default per backbone)")

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                              limit=args.limit, progress=sys.stderr.isatty(), **grouping)
         else:
             variants = [{"model": args.model, "method": m, "calibrated": c, "saturation": args.saturation,
-                         "name": f"{m or 'stored method'} {'calibrated' if c else 'uncalibrated'}"}  # not 'default': the model may be any
+                         "name": f"{m or 'auto'} {'calibrated' if c else 'uncalibrated'}"}  # auto: as the widget says
                         for m in methods for c in calibrations]
             table = compare(args.data, variants, device=args.device, max_side=args.max_side, limit=args.limit,
                             **grouping)
