@@ -207,8 +207,8 @@ def _single_process_reference(model_path, stack, out, threads):
     return out
 
 
-def test_local_cluster_matches_single_process(model_path, stack, tmp_path):
-    from napari_colorize.engine.distributed import local_cluster
+def test_local_cluster_matches_single_process(model_path, stack, tmp_path, monkeypatch):
+    from napari_colorize.engine.distributed import local_cluster, worker_device_kind
 
     single = _single_process_reference(model_path, stack, tmp_path / "single.zarr", threads=1)
     ticks = []
@@ -219,6 +219,23 @@ def test_local_cluster_matches_single_process(model_path, stack, tmp_path):
         from_cluster = client.compute(lazy.hue_entropy).result()
         # One model per worker: each worker process loaded the file once.
         loaded = client.run(lambda: len(__import__("napari_colorize.engine.models", fromlist=["x"])._MODEL_CACHE))
+        # Checked on the workers before a job: one clear error, and no store left to block the rerun.
+        assert worker_device_kind(client, "auto", "fp32", model_path) == "cpu"
+        with pytest.raises(ValueError, match=r"on dask worker \S+ \(2 of 2 workers\): precision='bf16'"):
+            nc.colorize_to_zarr(stack, tmp_path / "bf16.zarr", model_path, client=client, precision="bf16", **TILING)
+        assert not (tmp_path / "bf16.zarr").exists()
+        # A TIFF read lazily (a large one) goes to the workers by path, not as an open file.
+        import tifffile
+
+        from napari_colorize.io import read_image, tiff
+
+        tifffile.imwrite(tmp_path / "stack.tif", stack, tile=(64, 64))
+        monkeypatch.setattr(tiff, "LAZY_TIFF_BYTES", 0)
+        lazy_tiff = read_image(tmp_path / "stack.tif").data
+        assert hasattr(lazy_tiff, "dask")
+        from_tiff = nc.colorize_to_zarr(lazy_tiff, tmp_path / "tiff.zarr", model_path, client=client, **TILING)
+        with pytest.raises(ValueError, match="is not there; put it on a file system every worker sees"):
+            worker_device_kind(client, "auto", "fp32", str(tmp_path / "gone.safetensors"))
     assert ticks[-1] == (18, 18)
     assert set(loaded.values()) == {1}
     (rgb_a, conf_a, ent_a), (rgb_b, conf_b, ent_b) = _read(single), _read(dist)
@@ -226,6 +243,18 @@ def test_local_cluster_matches_single_process(model_path, stack, tmp_path):
     np.testing.assert_array_equal(conf_b, conf_a)
     np.testing.assert_array_equal(ent_b, ent_a)
     np.testing.assert_array_equal(from_cluster, ent_a[:1])
+    np.testing.assert_array_equal(_read(from_tiff)[0], rgb_a)
+
+
+def test_a_cluster_without_workers_is_one_clear_error(monkeypatch):
+    from napari_colorize.engine import distributed
+
+    class NoWorkers:
+        def wait_for_workers(self, n, timeout):
+            raise TimeoutError
+
+    with pytest.raises(RuntimeError, match=r"no dask worker joined the cluster within \d+ s"):
+        distributed.worker_device_kind(NoWorkers(), "auto", "fp32", None)
 
 
 def test_client_needs_a_model_path(stack):

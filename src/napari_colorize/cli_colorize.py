@@ -130,16 +130,6 @@ def _check_model(model: str):
         raise ValueError(f"--model {model}: {err}") from None
 
 
-def _cluster_device_type(device: str, client) -> str:
-    """The device type a cluster's workers run on ("auto": what the workers resolve it to)."""
-    import torch
-
-    from .devices import resolve_device
-    if device != "auto":
-        return torch.device(device).type
-    return next(iter(client.run(lambda: resolve_device("auto").type).values()), "cpu")
-
-
 def _check_engine(args, config, client) -> None:
     """Check every engine option once, before the first input, with the engine's own checks.
 
@@ -155,7 +145,13 @@ def _check_engine(args, config, client) -> None:
 
     decode_options_for(SimpleNamespace(config=config), args.method, args.saturation, args.calibrated)
     device = resolve_device(args.device) if client is None else None
-    kind = device.type if device is not None else _cluster_device_type(args.device, client)
+    if device is not None:
+        kind = device.type
+    else:  # checked on every worker: device, precision, and the model file on their file system
+        from .engine.distributed import worker_device_kind
+        from .model import DEFAULT_MODEL
+        model_file = None if args.model == DEFAULT_MODEL else str(Path(args.model).resolve())
+        kind = worker_device_kind(client, args.device, args.precision, model_file)
     if args.tile_size is not None or args.overlap is not None:
         min_size = int(getattr(BACKBONES.get(config.backbone), "min_size", 32))
         resolve_tiling(config.backbone, None, kind, args.tile_size, args.overlap, min_size)

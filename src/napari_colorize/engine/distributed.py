@@ -16,7 +16,10 @@ from collections.abc import Callable, Iterator
 
 from .jobs import Cancelled
 
-__all__ = ["connect", "local_cluster", "run_on_client"]
+__all__ = ["connect", "local_cluster", "run_on_client", "worker_device_kind", "WORKER_WAIT_S"]
+
+#: How long a job waits for the first worker to join (a batch system may start them late).
+WORKER_WAIT_S = 300
 
 
 @contextlib.contextmanager
@@ -70,3 +73,42 @@ def run_on_client(client, dsk: dict, keys: list, total: int, done: int = 0,
                 raise Cancelled("colorization was cancelled")
     finally:
         client.cancel(futures)
+
+
+def worker_device_kind(client, device: str, precision: str, model_file: str | None) -> str:
+    """Check every worker before a job, and return the device type they run on ("cpu", "cuda").
+
+    Waits for the first worker (``cluster.scale()`` returns before any has started), then
+    asks each one whether ``device`` and ``precision`` work there and whether the model
+    file is on its file system: one clear error before the job, not one per task after.
+    """
+    try:
+        client.wait_for_workers(1, timeout=WORKER_WAIT_S)
+    except TimeoutError:
+        raise RuntimeError(f"no dask worker joined the cluster within {WORKER_WAIT_S} s; start workers "
+                           "(docs/engine.md) or run without a cluster") from None
+    results = client.run(_probe_worker, device, precision, model_file)
+    problems = [(worker, result[1]) for worker, result in results.items() if result[0] == "error"]
+    if problems:
+        worker, message = problems[0]
+        raise ValueError(f"on dask worker {worker} ({len(problems)} of {len(results)} workers): {message}")
+    kinds = {result[1] for result in results.values()}
+    return "cuda" if "cuda" in kinds else kinds.pop()
+
+
+def _probe_worker(device: str, precision: str, model_file: str | None) -> tuple[str, str]:
+    """On a worker: ``("ok", device type)`` or ``("error", what to do)``."""
+    import os
+
+    from ..devices import autocast, resolve_device
+
+    try:
+        dev = resolve_device(device)
+        with autocast(dev, precision):
+            pass
+    except (ValueError, RuntimeError) as err:
+        return "error", str(err)
+    if model_file is not None and not os.path.isfile(model_file):
+        return "error", (f"the model file {model_file} is not there; put it on a file system every worker "
+                         "sees (docs/engine.md)")
+    return "ok", dev.type

@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..devices import autocast, resolve_device
+from ..devices import autocast
 from ..inference import DecodeOptions
 from ..inputs import check_gray_shape, check_gray_values, data_range_limits, warn_if_dim
 from ..model import DEFAULT_MODEL, HypercolumnColorizer, get_backbone
 from .defaults import default_batch, resolve_tiling
+from .distributed import worker_device_kind
 from .context import image_context
 from .graph import as_dask, colorize_array, global_limits
 from .guided import build_guidance
@@ -90,10 +91,10 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
     min_size = get_backbone(backbone).min_size
     check_gray_shape(tuple(image.shape), min_size)
     check_gray_values(image, normalize, limits)
-    if client is None or dev != "auto":
+    if client is None:
         kind = torch.device(dev).type
-    else:  # what "auto" means on the workers
-        kind = next(iter(client.run(lambda: resolve_device("auto").type).values()), "cpu")
+    else:  # what the device means on the workers, checked there with the precision and model file
+        kind = worker_device_kind(client, dev, precision, None if source == DEFAULT_MODEL else str(source))
     tile_size, overlap = resolve_tiling(backbone, tuple(image.shape[-2:]), kind, tile_size, overlap, min_size)
     if batch_size is None:
         batch_size = default_batch(kind, tile_size)

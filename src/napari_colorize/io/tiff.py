@@ -10,6 +10,8 @@ min-is-white is inverted, palette indices are looked up, CMYK becomes RGB.
 
 from __future__ import annotations
 
+import functools
+
 from pathlib import Path
 
 import numpy as np
@@ -54,14 +56,45 @@ def tiff_series(tif, path: Path) -> list:
     return series
 
 
-def _series_data(series: list, lazy: bool):
+def _series_data(series: list, lazy: bool, tif, path: Path):
     if not lazy:
         arrays = [s.asarray() for s in series]
         return arrays[0] if len(arrays) == 1 else np.stack(arrays)
     import dask.array as da
-    import zarr
-    arrays = [da.from_zarr(zarr.open(s.aszarr(), mode="r")) for s in series]
+    arrays = [_lazy_series(path, next(i for i, t in enumerate(tif.series) if t is s), s) for s in series]
     return arrays[0] if len(arrays) == 1 else da.stack(arrays)
+
+
+def _lazy_series(path: Path, index: int, series):
+    """A dask array of one series, chunked as the file is, whose tasks hold only the path.
+
+    An open file (and its lock) in the graph could not be sent to a dask.distributed
+    worker; each process opens the file once instead (:func:`_open_series`).  The file's
+    size and time are in the task names, so a rewritten file is a different input.
+    """
+    import dask.array as da
+    import zarr
+
+    store = zarr.open(series.aszarr(), mode="r")  # only for its shape, chunks and type
+    st = path.stat()
+    stamp = (st.st_size, st.st_mtime_ns)
+    chunks = da.core.normalize_chunks(store.chunks, store.shape)
+    return da.map_blocks(_read_block, str(path.resolve()), index, stamp, chunks=chunks, dtype=store.dtype,
+                         meta=np.empty((0,) * store.ndim, store.dtype))
+
+
+@functools.lru_cache(maxsize=8)
+def _open_series(path: str, index: int, stamp: tuple[int, int]):
+    """Series ``index`` of the file, as a zarr array over the file kept open in this process."""
+    import tifffile
+    import zarr
+
+    return zarr.open(tifffile.TiffFile(path).series[index].aszarr(), mode="r")
+
+
+def _read_block(path: str, index: int, stamp: tuple[int, int], block_info=None) -> np.ndarray:
+    where = tuple(slice(a, b) for a, b in block_info[None]["array-location"])
+    return np.asarray(_open_series(path, index, stamp)[where])
 
 
 def read_tiff(path: Path) -> Image:
@@ -74,7 +107,7 @@ def read_tiff(path: Path) -> Image:
         axes = ("Q" if len(series) > 1 else "") + series[0].axes
         pixel_size, unit = tiff_pixel_size(tif)
         nbytes = len(series) * int(np.prod(series[0].shape, dtype=np.int64)) * np.dtype(series[0].dtype).itemsize
-        data = _series_data(series, nbytes > LAZY_TIFF_BYTES)
+        data = _series_data(series, nbytes > LAZY_TIFF_BYTES, tif, path)
         photometric = page.photometric.name if page.photometric is not None else "MINISBLACK"
         colormap = page.colormap if photometric == "PALETTE" else None
         bits = int(page.bitspersample)
