@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["atomic_path", "preallocate", "remove_stale_temps", "DiskFullError", "FileTooLargeError", "space_error",
-           "TEMP_NAME_EXTRA", "read_safetensors_metadata"]
+           "TEMP_NAME_EXTRA", "read_safetensors_metadata", "write_safetensors"]
 
 #: errno values meaning "no room left" (a full disk, or the user's quota).
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -249,6 +249,19 @@ def preallocate(tmp: Path, size: int, final: Path) -> None:
     allocated = getattr(tmp.stat(), "st_blocks", 0) * 512
     if free is not None and size - allocated > free:
         raise DiskFullError(final, size)
+
+
+def write_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str]) -> None:
+    """Write torch ``tensors`` and ``metadata`` to a safetensors file atomically (:func:`atomic_path`).
+
+    The bytes go into the temporary file, whose permissions follow the umask (0644 usually):
+    models and checkpoints are shared (a cluster's workers may run as another user), and
+    safetensors' ``save_file`` would re-create the file as 0600.
+    """
+    from safetensors.torch import save
+
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(save(tensors, metadata=metadata))
 
 
 def has_safetensors_key(path: str | os.PathLike, key: str) -> bool:

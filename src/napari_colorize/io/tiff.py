@@ -61,7 +61,7 @@ def _series_data(series: list, lazy: bool, tif, path: Path):
         arrays = [s.asarray() for s in series]
         return arrays[0] if len(arrays) == 1 else np.stack(arrays)
     import dask.array as da
-    arrays = [_lazy_series(path, next(i for i, t in enumerate(tif.series) if t is s), s) for s in series]
+    arrays = [_lazy_series(path, tif.series.index(s), s) for s in series]
     return arrays[0] if len(arrays) == 1 else da.stack(arrays)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .._atomic import atomic_path, has_safetensors_key, read_safetensors_metadata
+from .._atomic import has_safetensors_key, read_safetensors_metadata, write_safetensors
 from ..spaces import SPACES, get_space
 from .backbones import BACKBONES, get_backbone
 from .hypercolumn import HypercolumnColorizer
@@ -140,8 +140,6 @@ def save_model(model: HypercolumnColorizer, path: str | os.PathLike, **training_
 
     ``training_info`` is merged into the stored ``training`` metadata.
     """
-    from safetensors.torch import save
-
     path = Path(path)
     config: ModelConfig = model.config
     config.training.update(training_info)
@@ -149,10 +147,7 @@ def save_model(model: HypercolumnColorizer, path: str | os.PathLike, **training_
                if v.is_floating_point()}
     tensors.update({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not v.is_floating_point()})
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Bytes into the temporary file, whose permissions follow the umask (0644 usually): a
-    # model is shared, not a secret.  safetensors' save_file re-creates its file as 0600.
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(save(tensors, metadata={METADATA_KEY: config.to_json()}))
+    write_safetensors(path, tensors, {METADATA_KEY: config.to_json()})
     return path
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._atomic import atomic_path, has_safetensors_key, read_safetensors_metadata
+from .._atomic import has_safetensors_key, read_safetensors_metadata, write_safetensors
 
 __all__ = ["save_training_state", "load_training_state", "read_state_info", "is_training_state", "capture_rng",
            "restore_rng", "STATE_KEY"]
@@ -118,8 +118,6 @@ def save_training_state(path: str | os.PathLike, model: torch.nn.Module, optimiz
         JSON-able settings of the run (checked when resuming) and its progress
         (loss history, wall time, ...).
     """
-    from safetensors.torch import save
-
     path = Path(path)
     rng_doc, rng_tensors = capture_rng()
     optim_doc, optim_tensors = _split_optimizer(optimizer.state_dict())
@@ -129,8 +127,7 @@ def save_training_state(path: str | os.PathLike, model: torch.nn.Module, optimiz
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     doc = {"version": STATE_VERSION, "step": int(step), "rng": rng_doc, "optimizer": optim_doc, "info": _jsonable(info)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(save(tensors, metadata={STATE_KEY: json.dumps(doc)}))  # umask permissions, as models
+    write_safetensors(path, tensors, {STATE_KEY: json.dumps(doc)})
     return path
 
 
