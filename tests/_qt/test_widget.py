@@ -9,6 +9,7 @@ user would.
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 
@@ -19,7 +20,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 
-from napari_colorize._qt import _display, _widget
+from napari_colorize._qt import _display, _runner, _widget
 from napari_colorize._qt._layers import METADATA_KEY
 
 PLUGIN = "napari-colorize"
@@ -165,8 +166,31 @@ def test_closing_the_viewer_while_running_cancels_quietly(make_napari_viewer, qt
     assert not any(METADATA_KEY in layer.metadata for layer in viewer.layers)  # no outputs added
 
 
+@pytest.fixture
+def held_after_first_tile(monkeypatch):
+    """Hold the widget's job after its first progress report until the test releases it.
+
+    Without it a small job can finish between two polls of ``waitUntil`` (the progress and
+    the result arrive in one event-loop pass), and the test never sees it running.
+    """
+    gate = threading.Event()
+    real_run = _runner.run
+
+    def held_run(*args, progress, **kwargs):
+        def report_then_wait(done: int, total: int) -> None:
+            progress(done, total)
+            gate.wait(WAIT_MS / 1000)
+
+        return real_run(*args, progress=report_then_wait, **kwargs)
+
+    monkeypatch.setattr(_runner, "run", held_run)
+    yield gate.set
+    gate.set()
+
+
 @pytest.mark.parametrize("change", ["was removed", "got new data"])
-def test_an_input_changed_while_running_gets_no_stale_layers(make_napari_viewer, qtbot, strong_model, change):
+def test_an_input_changed_while_running_gets_no_stale_layers(make_napari_viewer, qtbot, strong_model, change,
+                                                             held_after_first_tile):
     viewer = make_napari_viewer()
     layer = viewer.add_image(np.random.default_rng(1).integers(0, 255, (6, 256, 256), dtype=np.uint8), name="big")
     other = viewer.add_image(np.zeros((64, 64), np.uint8), name="other")
@@ -179,6 +203,7 @@ def test_an_input_changed_while_running_gets_no_stale_layers(make_napari_viewer,
         viewer.layers.remove(layer)
     else:
         layer.data = np.zeros((64, 64), np.uint8)
+    held_after_first_tile()
     qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
     assert not any(METADATA_KEY in lyr.metadata for lyr in viewer.layers)
     assert widget.status.value == f"big {change} while it was being coloured: no layers were added"

@@ -330,10 +330,13 @@ class ColorizeWidget(Container):
         pbar = self._progress
         if pbar is None or self._cancel.is_set() or self._closed:
             return
+        self._set_status(f"Colorizing {self._job.get('name', '')}: {done}/{total}")
+        # napari's bar processes events while it redraws, so the job's end (its status, its
+        # bar closed) can run inside these calls: nothing may follow them.
         if pbar.total != total:
             pbar.total = total
-        pbar.update(done - pbar.n)
-        self._set_status(f"Colorizing {self._job.get('name', '')}: {done}/{total}")
+        if self._progress is pbar:  # not closed by an end run while the total was drawn
+            pbar.update(done - pbar.n)
 
     def _finish(self, outcome: _runner.Outcome) -> None:
         from napari.utils.notifications import show_error, show_info
