@@ -237,7 +237,7 @@ def test_local_cluster_matches_single_process(model_path, stack, tmp_path, monke
         with pytest.raises(ValueError, match="is not there; put it on a file system every worker sees"):
             worker_device_kind(client, "auto", "fp32", str(tmp_path / "gone.safetensors"))
     assert ticks[-1] == (18, 18)
-    assert set(loaded.values()) == {1}
+    assert set(loaded.values()) <= {0, 1} and max(loaded.values()) == 1  # never twice (a worker may get no tile)
     (rgb_a, conf_a, ent_a), (rgb_b, conf_b, ent_b) = _read(single), _read(dist)
     np.testing.assert_array_equal(rgb_b, rgb_a)
     np.testing.assert_array_equal(conf_b, conf_a)
@@ -343,6 +343,7 @@ def test_kill_during_the_pyramid_resumes_it(model_path, stack, tmp_path, monkeyp
         return real(block)
 
     monkeypatch.setattr(pyramid, "downsample", dying)
+    monkeypatch.setattr(pyramid, "MAX_WORKERS", 1)  # more threads could share the 5 calls, none finishing a chunk
     out = tmp_path / "out.zarr"
     with pytest.raises(Killed):
         nc.colorize_to_zarr(stack, out, model_path, **TILING)

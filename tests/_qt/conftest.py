@@ -8,6 +8,16 @@ import torch
 import napari_colorize as nc
 
 
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    """Tiles cached by one test would skip another's cancel checks (they are not computed)."""
+    from napari_colorize.engine.cache import clear_caches
+
+    clear_caches()
+    yield
+    clear_caches()
+
+
 @pytest.fixture(scope="module")
 def strong_model(tmp_path_factory):
     """A compact model that predicts hue bin 2 (orange) at chroma bin 20 with certainty."""

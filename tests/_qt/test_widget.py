@@ -9,6 +9,7 @@ user would.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from contextlib import contextmanager
@@ -146,7 +147,7 @@ def test_rerun_after_renaming_the_input_updates_its_layers(make_napari_viewer, q
     assert all(a is b for a, b in zip(first, output_layers(viewer, "slope")))
 
 
-def test_closing_the_viewer_while_running_cancels_quietly(make_napari_viewer, qtbot, strong_model):
+def test_closing_the_viewer_while_running_cancels_quietly(make_napari_viewer, qtbot, strong_model, held_job):
     # It used to raise on every later progress tick (a deleted QLabel) and run to the end.
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(1).integers(0, 255, (40, 256, 256), dtype=np.uint8), name="big")
@@ -157,40 +158,60 @@ def test_closing_the_viewer_while_running_cancels_quietly(make_napari_viewer, qt
         widget.run_button.clicked()
         widget.worker.finished.connect(lambda: worker_done.append(True))
         qtbot.waitUntil(lambda: widget._progress is not None and widget._progress.n >= 1, timeout=WAIT_MS)
-        clicked = time.perf_counter()
         viewer.close()
-        qtbot.waitUntil(lambda: bool(worker_done), timeout=5000)
+        held_job.release()
+        qtbot.waitUntil(lambda: bool(worker_done), timeout=WAIT_MS)
         qtbot.wait(100)
     assert widget._cancel.is_set() and errors == []
-    assert time.perf_counter() - clicked < 2.0  # cancelled between tiles, not run to the end
+    assert held_job.stopped_early(), held_job.reports  # cancelled between tiles, not run to the end
     assert not any(METADATA_KEY in layer.metadata for layer in viewer.layers)  # no outputs added
 
 
+class HeldJob:
+    """The widget's job, held after its first progress report until :meth:`release`."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.reports: list[tuple[int, int]] = []
+
+    def release(self) -> None:
+        self.gate.set()
+
+    def stopped_early(self) -> bool:
+        """True when the job ended before its last tile (cancelled between tiles)."""
+        return bool(self.reports) and self.reports[-1][0] < self.reports[-1][1]
+
+
 @pytest.fixture
-def held_after_first_tile(monkeypatch):
+def held_job(monkeypatch):
     """Hold the widget's job after its first progress report until the test releases it.
 
     Without it a small job can finish between two polls of ``waitUntil`` (the progress and
-    the result arrive in one event-loop pass), and the test never sees it running.
+    the result arrive in one event-loop pass), and the test never sees it running; with it a
+    cancel test checks that the job stopped between tiles, not how fast a loaded machine is.
     """
-    gate = threading.Event()
+    from qtpy.QtCore import QThreadPool
+
+    held = HeldJob()
     real_run = _runner.run
 
     def held_run(*args, progress, **kwargs):
         def report_then_wait(done: int, total: int) -> None:
+            held.reports.append((done, total))
             progress(done, total)
-            gate.wait(WAIT_MS / 1000)
+            held.gate.wait(WAIT_MS / 1000)
 
         return real_run(*args, progress=report_then_wait, **kwargs)
 
     monkeypatch.setattr(_runner, "run", held_run)
-    yield gate.set
-    gate.set()
+    yield held
+    held.release()
+    QThreadPool.globalInstance().waitForDone(WAIT_MS)  # a failed test's job must not load the next ones
 
 
 @pytest.mark.parametrize("change", ["was removed", "got new data"])
 def test_an_input_changed_while_running_gets_no_stale_layers(make_napari_viewer, qtbot, strong_model, change,
-                                                             held_after_first_tile):
+                                                             held_job):
     viewer = make_napari_viewer()
     layer = viewer.add_image(np.random.default_rng(1).integers(0, 255, (6, 256, 256), dtype=np.uint8), name="big")
     other = viewer.add_image(np.zeros((64, 64), np.uint8), name="other")
@@ -203,7 +224,7 @@ def test_an_input_changed_while_running_gets_no_stale_layers(make_napari_viewer,
         viewer.layers.remove(layer)
     else:
         layer.data = np.zeros((64, 64), np.uint8)
-    held_after_first_tile()
+    held_job.release()
     qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
     assert not any(METADATA_KEY in lyr.metadata for lyr in viewer.layers)
     assert widget.status.value == f"big {change} while it was being coloured: no layers were added"
@@ -262,17 +283,17 @@ def test_dask_layer_reads_only_the_displayed_plane(make_napari_viewer, qtbot, st
     assert set(reads) <= {17}, f"planes read: {sorted(set(reads))}"
 
 
-def test_cancel_leaves_no_half_layers(make_napari_viewer, qtbot, strong_model):
+def test_cancel_leaves_no_half_layers(make_napari_viewer, qtbot, strong_model, held_job):
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(1).integers(0, 255, (40, 256, 256), dtype=np.uint8), name="big")
     widget = open_widget(viewer, strong_model)
     widget.scope.value = "whole stack"
     widget.run_button.clicked()
     qtbot.waitUntil(lambda: widget._progress is not None and widget._progress.n >= 1, timeout=WAIT_MS)
-    clicked = time.perf_counter()
     widget.cancel_button.clicked()
-    qtbot.waitUntil(lambda: not widget.is_running, timeout=5000)
-    assert time.perf_counter() - clicked < 2.0
+    held_job.release()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
+    assert held_job.stopped_early(), held_job.reports  # stopped between tiles
     assert [layer.name for layer in viewer.layers] == ["big"]
     assert widget.run_button.enabled and not widget.cancel_button.enabled
 
@@ -383,17 +404,21 @@ def test_event_loop_keeps_turning(make_napari_viewer, qtbot, strong_model):
     timer = QTimer()
     timer.setInterval(10)  # fine enough that even a fast run (~0.5 s) gives well over 20 ticks
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    gc.collect()
+    gc.freeze()  # a full collection pauses every thread: not a stall of the widget's making
     timer.start()
     try:
         run_and_wait(qtbot, widget)
     finally:
         timer.stop()
+        gc.unfreeze()
     assert "stack colorized" in viewer.layers
     ticks = np.asarray(ticks)
     assert (ticks < widget._job["computed_at"]).sum() > 20, "the run was too short to probe"
-    # While the model runs (worker thread) the GUI thread is free: no gap above 200 ms.
+    # While the model runs (worker thread) the GUI thread is free: no gap above 300 ms (a GUI
+    # blocked by the model shows one gap as long as the run; a loaded CI machine, ~0.1 s).
     computing = ticks[ticks <= widget._job["computed_at"]]
-    assert np.diff(computing).max() < 0.2, f"GUI stalled for {np.diff(computing).max() * 1000:.0f} ms"
+    assert np.diff(computing).max() < 0.3, f"GUI stalled for {np.diff(computing).max() * 1000:.0f} ms"
     # Then napari creates the three layers, one per event-loop turn; creating one napari
     # layer (vispy visual + controls) costs ~0.1-0.4 s on a 2-core CI machine.
     adding = ticks[(ticks >= widget._job["computed_at"]) & (ticks <= widget._job["layers_at"] + 0.05)]

@@ -222,11 +222,11 @@ def test_scrolling_a_stack_rechecks_whether_run_can_start(make_napari_viewer, qt
     widget.hints.value = points
     assert reason_shown(widget) is None and widget.run_button.enabled
     viewer.dims.set_current_step(0, 0)
-    qtbot.waitUntil(lambda: reason_shown(widget) is not None, timeout=2000)
+    qtbot.waitUntil(lambda: reason_shown(widget) is not None, timeout=WAIT_MS)
     assert reason_shown(widget).startswith("None of the 1 hints lies on the plane on screen (0,)")
     assert not widget.run_button.enabled
     viewer.dims.set_current_step(0, 2)
-    qtbot.waitUntil(lambda: reason_shown(widget) is None, timeout=2000)
+    qtbot.waitUntil(lambda: reason_shown(widget) is None, timeout=WAIT_MS)
     assert widget.run_button.enabled
 
 
