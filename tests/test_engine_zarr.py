@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -216,6 +217,15 @@ def test_local_cluster_matches_single_process(model_path, stack, tmp_path, monke
         dist = nc.colorize_to_zarr(stack, tmp_path / "dist.zarr", model_path, client=client,
                                    progress=lambda d, t: ticks.append((d, t)), **TILING)
         lazy = nc.colorize(stack[:1], model_path, client=client, **TILING)
+        # In memory through the cluster: progress per plane, and cancel stops it.
+        planes = []
+        small = np.ascontiguousarray(stack[:, :96, :96])
+        in_memory = nc.colorize(small, model_path, client=client, progress=lambda d, t: planes.append((d, t)),
+                                **TILING)
+        stop = threading.Event()
+        stop.set()
+        with pytest.raises(Cancelled):
+            nc.colorize(small, model_path, client=client, cancel=stop, **TILING)
         from_cluster = client.compute(lazy.hue_entropy).result()
         # One model per worker: each worker process loaded the file once.
         loaded = client.run(lambda: len(__import__("napari_colorize.engine.models", fromlist=["x"])._MODEL_CACHE))
@@ -237,6 +247,8 @@ def test_local_cluster_matches_single_process(model_path, stack, tmp_path, monke
         with pytest.raises(ValueError, match="is not there; put it on a file system every worker sees"):
             worker_device_kind(client, "auto", "fp32", str(tmp_path / "gone.safetensors"))
     assert ticks[-1] == (18, 18)
+    assert planes == [(i, len(small)) for i in range(1, len(small) + 1)] and not in_memory.info["lazy"]
+    np.testing.assert_allclose(in_memory.rgb, nc.colorize(small, model_path, **TILING).rgb, atol=1e-5)
     assert set(loaded.values()) <= {0, 1} and max(loaded.values()) == 1  # never twice (a worker may get no tile)
     (rgb_a, conf_a, ent_a), (rgb_b, conf_b, ent_b) = _read(single), _read(dist)
     np.testing.assert_array_equal(rgb_b, rgb_a)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .engine.distributed import compute_on_client
 from .engine.models import get_model
 from .engine.pipeline import colorize_stacked, decode_options_for
 from .model import DEFAULT_MODEL, HypercolumnColorizer
@@ -67,9 +68,11 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
         must then be a name or path).  The lazy result is computed by the client.
     progress : callable(done, total), optional
         Called after each batch of tiles with the distinct tiles finished and the
-        total tiles of the result (in this process only).
+        total tiles of the result.  With a ``client``: after each finished plane of an
+        in-memory result; a lazy result reports nothing (its caller computes it).
     cancel : threading.Event, optional
-        Set it to stop a running computation between batches; it then raises
+        Set it to stop a running computation between batches (with a ``client``:
+        between planes of an in-memory result); it then raises
         :class:`napari_colorize.engine.Cancelled`.
     limits : (float, float), optional
         Precomputed normalisation limits for "percentile"/"minmax".
@@ -111,7 +114,8 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
                                            hint_range=hint_range, hint_planes=hint_planes)
     lazy = (not isinstance(image, np.ndarray) and hasattr(image, "shape")) or plan.tiles_per_plane > 1
     if not lazy:
-        stacked = client.compute(stacked).result() if client is not None else stacked.compute(scheduler="threads")
+        stacked = (compute_on_client(client, stacked, progress, cancel) if client is not None
+                   else stacked.compute(scheduler="threads"))
     info["lazy"] = bool(lazy)
     return ColorizeResult.from_stacked(stacked, info)
 

@@ -174,9 +174,11 @@ def test_empty_or_outside_hints_say_why_and_add_nothing(make_napari_viewer, qtbo
 
     assert reason_shown(widget) == api_reason(points.data, points.face_color)
     assert "no points" in reason_shown(widget)
-    points.add([70.0, 10.0])  # below the image
-    assert reason_shown(widget) == api_reason(points.data, points.face_color)
-    assert "lies outside the image" in reason_shown(widget)
+    points.add([20.0, 10.0])
+    points.add([70.0, 10.0])  # below the image: named as the layer lists it, not as the engine does
+    assert "lies outside the image" in api_reason(points.data, points.face_color)
+    assert reason_shown(widget) == ("Hint point 2 of 2 lies outside the image (1 point(s) do): "
+                                    "move or delete them in the Points layer")
     errors = []
     notification_manager.notification_ready.connect(errors.append)
     try:
@@ -232,26 +234,31 @@ def test_scrolling_a_stack_rechecks_whether_run_can_start(make_napari_viewer, qt
 
 def test_hint_points_go_through_the_world(make_napari_viewer):
     viewer = make_napari_viewer()
-    image = viewer.add_image(np.zeros((4, 50, 60), np.float32), scale=(3.0, 0.5, 2.0), translate=(1.0, 5.0, -8.0))
+    image = viewer.add_image(np.zeros((4, 50, 60), np.float32), scale=(3.0, 0.5, 2.0), translate=(1.0, -5.0, -8.0))
     flat = viewer.add_points([[12.0, -2.0], [5.0, 10.0]], ndim=2, scale=(0.25, 1.0))
     viewer.dims.set_point(0, 1.0 + 3.0 * 2)  # plane 2 on screen
     data = _guidance.hint_points(flat, image, viewer.dims.point)
-    # 2D points lie on the plane on screen; y: 12 * 0.25 = 3 -> (3 - 5) / 0.5; x: (-2 + 8) / 2.
-    np.testing.assert_allclose(data, [[2.0, -4.0, 3.0], [2.0, -7.5, 9.0]])
+    # 2D points lie on the plane on screen; y: 12 * 0.25 = 3 -> (3 + 5) / 0.5; x: (-2 + 8) / 2.
+    np.testing.assert_allclose(data, [[2.0, 16.0, 3.0], [2.0, 12.5, 9.0]])
     plan = _layers.plan_for_layer(image, viewer.dims.point, "current slice")
     colours = np.array([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
     points, kept = _guidance.plan_hints(data, colours, plan, np.ones(3), all_planes=False)
-    np.testing.assert_allclose(points, [[0.0, -4.0, 3.0], [0.0, -7.5, 9.0]], atol=1e-9)  # the plan: plane 2 only
+    np.testing.assert_allclose(points, [[0.0, 16.0, 3.0], [0.0, 12.5, 9.0]], atol=1e-9)  # the plan: plane 2 only
     np.testing.assert_array_equal(kept, colours)
     data[1, 0] = 3.0  # the second point moves to plane 3: it is not on the plane coloured
     points, kept = _guidance.plan_hints(data, colours, plan, np.ones(3), all_planes=False)
-    np.testing.assert_allclose(points, [[0.0, -4.0, 3.0]], atol=1e-9)
+    np.testing.assert_allclose(points, [[0.0, 16.0, 3.0]], atol=1e-9)
     np.testing.assert_array_equal(kept, colours[:1])
+    data[1, 1] = 60.0  # below the image, but on plane 3: not used, so not refused
+    _guidance.plan_hints(data, colours, plan, np.ones(3), all_planes=False)
+    with pytest.raises(ValueError, match="hint point 2 of 2 lies outside the image"):
+        _guidance.plan_hints(data, colours, plan, np.ones(3), all_planes=True)  # now it is used
+    data[1, 1] = 12.5
     data[1, 0] = 2.0
     halved, _ = _guidance.plan_hints(data, np.ones((2, 4)), _layers.plan_input(
         [image.data], _layers.Geometry((1, 1, 1), (0, 0, 0)), (0, 0, 0), "whole stack"), np.array([1.0, 2.0, 2.0]),
         all_planes=False)
-    np.testing.assert_allclose(halved, [[2.0, -2.0, 1.5], [2.0, -3.75, 4.5]], atol=1e-9)  # a level at half resolution
+    np.testing.assert_allclose(halved, [[2.0, 8.0, 1.5], [2.0, 6.25, 4.5]], atol=1e-9)  # a level at half resolution
 
 
 def test_live_hints_recolour_in_place(make_napari_viewer, qtbot, strong_model, monkeypatch):

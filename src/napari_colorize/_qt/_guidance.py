@@ -136,18 +136,37 @@ def plan_hints(points: np.ndarray, colours: np.ndarray, plan: Any, factors: np.n
         When one plane of a stack is coloured and none of the points lies on it.
     """
     points = np.asarray(points, float) / factors
-    if not plan.index or not len(points):
+    if not len(points):
         return points, colours
-    lead = len(plan.index)
+    lead = len(plan.index or ())
+    used = np.ones(len(points), bool)
+    if lead and not all_planes:
+        used = (np.floor(points[:, :lead] + 0.5) == np.asarray(plan.index)).all(axis=1)
+        if not used.any():
+            raise ValueError(f"none of the {len(points)} hints lies on the plane on screen {plan.index}; add points "
+                             "on this plane, tick 'hints on all planes', or colour the whole stack")
+    _check_inside(points, used, tuple(plan.array.shape[-2:]))
+    if not lead:
+        return points, colours
     if all_planes:
         return points[:, lead:], colours
-    on_plane = (np.floor(points[:, :lead] + 0.5) == np.asarray(plan.index)).all(axis=1)
-    if not on_plane.any():
-        raise ValueError(f"none of the {len(points)} hints lies on the plane on screen {plan.index}; add points "
-                         "on this plane, tick 'hints on all planes', or colour the whole stack")
-    points = points[on_plane]
+    points = points[used]
     points[:, :lead] -= np.asarray(plan.index, float)  # the plan's array holds that one plane
-    return points, colours[on_plane]
+    return points, colours[used]
+
+
+def _check_inside(points: np.ndarray, used: np.ndarray, plane: tuple[int, int]) -> None:
+    """Say which point of the layer lies outside the image, counted as napari lists them (from 1).
+
+    The engine would refuse it too, but by its index among the points it was given and
+    in the pixels of what is coloured, neither of which the user can find in the viewer.
+    """
+    index = np.floor(points[:, -2:] + 0.5)
+    outside = used & ((index < 0) | (index >= np.asarray(plane))).any(axis=1)
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        raise ValueError(f"hint point {first + 1} of {len(points)} lies outside the image "
+                         f"({int(outside.sum())} point(s) do): move or delete them in the Points layer")
 
 
 def guide_key(guide: Guide | None) -> bytes:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 from .jobs import Cancelled
 
-__all__ = ["connect", "local_cluster", "run_on_client", "worker_device_kind", "WORKER_WAIT_S"]
+__all__ = ["compute_on_client", "connect", "local_cluster", "run_on_client", "worker_device_kind", "WORKER_WAIT_S"]
 
 #: How long a job waits for the first worker to join (a batch system may start them late).
 WORKER_WAIT_S = 300
@@ -73,6 +73,37 @@ def run_on_client(client, dsk: dict, keys: list, total: int, done: int = 0,
                 raise Cancelled("colorization was cancelled")
     finally:
         client.cancel(futures)
+
+
+def compute_on_client(client, array, progress: Callable[[int, int], None] | None = None,
+                      cancel: threading.Event | None = None):
+    """Compute a dask ``array`` on ``client``, reporting finished chunks, cancellable between them.
+
+    ``client.compute(array).result()`` would wait for the whole array with no progress
+    and no way to stop; here each chunk is a future, so ``progress(done, total)`` counts
+    chunks (one per plane of the in-memory results) and ``cancel`` stops the rest.
+    """
+    import uuid
+
+    import numpy as np
+    from distributed import as_completed, futures_of
+
+    # Keys of this call only: the client shares one state per key, so cancelling a call's
+    # futures would also cancel an identical call's made right after it (same graph, same keys).
+    own = array.map_blocks(np.asarray, dtype=array.dtype, name=f"napari-colorize-result-{uuid.uuid4().hex}")
+    persisted = client.persist(own)
+    futures = futures_of(persisted)
+    try:
+        for done, future in enumerate(as_completed(futures), 1):
+            future.result()  # re-raises a task's exception here
+            if progress is not None:
+                progress(done, len(futures))
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("colorization was cancelled")
+        return client.compute(persisted, sync=True)
+    except BaseException:
+        client.cancel(futures)
+        raise
 
 
 def worker_device_kind(client, device: str, precision: str, model_file: str | None) -> str:
