@@ -231,6 +231,11 @@ def test_local_cluster_matches_single_process(model_path, stack, tmp_path, monke
         loaded = client.run(lambda: len(__import__("napari_colorize.engine.models", fromlist=["x"])._MODEL_CACHE))
         # Checked on the workers before a job: one clear error, and no store left to block the rerun.
         assert worker_device_kind(client, "auto", "fp32", model_path) == "cpu"
+        probes, real_run = [], client.run
+        monkeypatch.setattr(client, "run", lambda *a, **k: probes.append(a[0]) or real_run(*a, **k))
+        assert worker_device_kind(client, "auto", "fp32", model_path) == "cpu"
+        assert probes == []  # these workers passed: not asked again (a folder of files asks once)
+        monkeypatch.undo()
         with pytest.raises(ValueError, match=r"on dask worker \S+ \(2 of 2 workers\): precision='bf16'"):
             nc.colorize_to_zarr(stack, tmp_path / "bf16.zarr", model_path, client=client, precision="bf16", **TILING)
         assert not (tmp_path / "bf16.zarr").exists()

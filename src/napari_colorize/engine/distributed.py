@@ -21,6 +21,9 @@ __all__ = ["compute_on_client", "connect", "local_cluster", "run_on_client", "wo
 #: How long a job waits for the first worker to join (a batch system may start them late).
 WORKER_WAIT_S = 300
 
+#: Device types of worker sets already checked: (client id, workers, device, precision, model file) -> type.
+_CHECKED: dict[tuple, str] = {}
+
 
 @contextlib.contextmanager
 def local_cluster(n_workers: int, threads_per_worker: int = 1, memory_limit: str | None = "auto") -> Iterator:
@@ -112,19 +115,26 @@ def worker_device_kind(client, device: str, precision: str, model_file: str | No
     Waits for the first worker (``cluster.scale()`` returns before any has started), then
     asks each one whether ``device`` and ``precision`` work there and whether the model
     file is on its file system: one clear error before the job, not one per task after.
+    A set of workers that passed is not asked again by the same client.
     """
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT_S)
     except TimeoutError:
         raise RuntimeError(f"no dask worker joined the cluster within {WORKER_WAIT_S} s; start workers "
                            "(docs/engine.md) or run without a cluster") from None
-    results = client.run(_probe_worker, device, precision, model_file)
-    problems = [(worker, result[1]) for worker, result in results.items() if result[0] == "error"]
-    if problems:
-        worker, message = problems[0]
-        raise ValueError(f"on dask worker {worker} ({len(problems)} of {len(results)} workers): {message}")
-    kinds = {result[1] for result in results.values()}
-    return "cuda" if "cuda" in kinds else kinds.pop()
+    # A folder of thousands of files asks once, not once per file: one scheduler round trip
+    # instead of one to every worker, and a worker that joins later is checked then.
+    workers = tuple(sorted(client.ncores()))
+    key = (client.id, workers, device, precision, model_file)
+    if key not in _CHECKED:
+        results = client.run(_probe_worker, device, precision, model_file, workers=list(workers))
+        problems = [(worker, result[1]) for worker, result in results.items() if result[0] == "error"]
+        if problems:
+            worker, message = problems[0]
+            raise ValueError(f"on dask worker {worker} ({len(problems)} of {len(results)} workers): {message}")
+        kinds = {result[1] for result in results.values()}
+        _CHECKED[key] = "cuda" if "cuda" in kinds else kinds.pop()
+    return _CHECKED[key]
 
 
 def _probe_worker(device: str, precision: str, model_file: str | None) -> tuple[str, str]:
