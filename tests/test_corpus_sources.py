@@ -518,3 +518,16 @@ def test_manifest_lookup_training_one_level_up_evaluation_any_level(tmp_path):
     own.write_text("file,source\n")
     assert find_manifest([data, tmp_path]) == find_manifest_above(data / "x.png") == own
     assert find_manifest([]) is None
+
+
+def test_manifest_lookup_follows_the_folders_as_written(tmp_path):
+    # corpus/data may be a link to photos stored elsewhere; the manifest sits in corpus.
+    from napari_colorize.training.manifest import find_manifest
+
+    photos = tmp_path / "disk" / "photos"
+    photos.mkdir(parents=True)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "manifest.csv").write_text("file,source\n")
+    (corpus / "data").symlink_to(photos, target_is_directory=True)
+    assert find_manifest([corpus / "data"]) == corpus / "manifest.csv"

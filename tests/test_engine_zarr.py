@@ -263,6 +263,24 @@ def test_local_cluster_matches_single_process(model_path, stack, tmp_path, monke
     np.testing.assert_array_equal(_read(from_tiff)[0], rgb_a)
 
 
+def test_workers_get_the_model_path_as_the_user_wrote_it(tmp_path, model_path, monkeypatch):
+    import shutil
+
+    from napari_colorize.engine import distributed, pipeline
+
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(model_path, home / "m.safetensors")
+    monkeypatch.setenv("HOME", str(home))
+    _, source, _ = pipeline._model_meta("~/m.safetensors", "cpu", object())
+    assert source == str(home / "m.safetensors")  # not <cwd>/~/m.safetensors
+    assert distributed._probe_worker("cpu", "fp32", source) == ("ok", "cpu")
+    monkeypatch.setattr(os, "access", lambda p, mode: False)  # saved 0600 by another user
+    state, message = distributed._probe_worker("cpu", "fp32", source)
+    assert state == "error" and message.endswith(f"cannot be read by the worker's user; make it readable "
+                                                 f"(chmod a+r {source})")
+
+
 def test_a_cluster_without_workers_is_one_clear_error(monkeypatch):
     from napari_colorize.engine import distributed
 

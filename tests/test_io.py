@@ -246,6 +246,29 @@ def test_lazy_tiff_series_stack(tmp_path, cam, monkeypatch):
     np.testing.assert_array_equal(image.data.compute(), np.stack(planes))
 
 
+def test_lazy_tiff_closes_a_rewritten_or_crowded_file(tmp_path, cam, monkeypatch):
+    monkeypatch.setattr(io_tiff, "LAZY_TIFF_BYTES", 1000)
+    path = tmp_path / "big dir" / "big.tif"
+    path.parent.mkdir()
+    tifffile.imwrite(path, cam, tile=(64, 64))
+    first = _quiet_read(path).data
+    np.testing.assert_array_equal(first.compute(scheduler="threads"), cam)
+    (old,) = [entry for key, entry in io_tiff._OPEN.items() if key[0] == str(path.resolve())]
+    tifffile.imwrite(path, 255 - cam, tile=(64, 64))
+    os.utime(path, ns=(1, 1))  # a new stamp even where the clock is coarse
+    np.testing.assert_array_equal(_quiet_read(path).data.compute(), 255 - cam)
+    assert old.file.filehandle.closed  # the replaced file is not held open
+    assert [key[0] for key in io_tiff._OPEN].count(str(path.resolve())) == 1
+    monkeypatch.setattr(io_tiff, "MAX_OPEN_TIFFS", 2)
+    for i in range(3):
+        tifffile.imwrite(tmp_path / f"{i}.tif", cam, tile=(64, 64))
+        _quiet_read(tmp_path / f"{i}.tif").data.compute()
+    assert len(io_tiff._OPEN) == 2
+    held = list(io_tiff._OPEN.values())
+    io_tiff.close_lazy_tiffs()
+    assert not io_tiff._OPEN and all(entry.file.filehandle.closed for entry in held)
+
+
 def test_reduced_resolution_preview_is_not_a_series(tmp_path, cam):
     with tifffile.TiffWriter(tmp_path / "scan.tif") as tif:
         tif.write(cam)

@@ -292,11 +292,29 @@ def test_an_unwritable_output_folder_is_one_error_before_starting(tmp_path, mode
         locked.chmod(0o755)
 
 
+def test_a_finished_read_only_folder_can_be_rerun_with_skip_existing(tmp_path, model_path, cam8, capsys,
+                                                                     monkeypatch):
+    # Nothing is to be written, so its permissions do not matter (an archived results folder).
+    iio.imwrite(tmp_path / "x.png", cam8)
+    done = tmp_path / "done"
+    assert _run(tmp_path / "x.png", "-o", done, "--model", model_path, *TILES) == 0
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == done else real(p, mode))
+    capsys.readouterr()
+    assert _run(tmp_path / "x.png", "-o", done, "--model", model_path, "--skip-existing", *TILES) == 0
+    assert "skipped" in capsys.readouterr().err.lower()
+
+
 def test_missing_inputs_are_named_and_a_failed_run_leaves_no_empty_folder(tmp_path, model_path, capsys):
     assert _run(tmp_path / "missing.png", "-o", tmp_path / "out", "--model", model_path, *TILES) == 2
     assert f"{tmp_path / 'missing.png'}: no such file or folder" in capsys.readouterr().err
     (tmp_path / "fake.png").write_text("not an image")
     assert _run(tmp_path / "fake.png", "-o", tmp_path / "out", "--model", model_path, *TILES) == 1
+    assert "FAILED" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    (tmp_path / "in" / "sub").mkdir(parents=True)  # nested inputs get nested output folders
+    (tmp_path / "in" / "sub" / "bad.png").write_text("not an image")
+    (tmp_path / "in" / "bad2.png").write_text("not an image")
+    assert _run(tmp_path / "in", "-o", tmp_path / "out", "--model", model_path, *TILES) == 1
     assert "FAILED" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
@@ -521,7 +539,7 @@ def test_interrupted_run_leaves_no_lock_behind(tmp_path, model_path, cam8, monke
     monkeypatch.setattr(cli_colorize, "_colorize_one", interrupted)
     assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, *TILES) == 130
     assert "interrupted" in capsys.readouterr().err
-    assert not list(out.iterdir())  # no lock, no temporary file, no output
+    assert not out.exists()  # no lock, no temporary file, no output, and no folder it made
 
 
 def test_store_killed_while_being_created_is_ours_and_replaceable(tmp_path, model_path, zarr_input, capsys):

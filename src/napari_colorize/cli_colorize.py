@@ -29,7 +29,8 @@ import numpy as np
 
 from .cli_guidance import add_guidance_arguments, check_hints_fit, guidance_kwargs
 from .cli_lock import OutputBusyError, OutputLocks
-from .cli_plan import (FORMATS, STORE, Job, check_output_folder, check_output_location, make_folder,
+from .cli_plan import (FORMATS, STORE, Job, check_output_folder, check_output_location, check_output_writable,
+                       make_folder, remove_empty_folders,
                        no_inputs_error, outputs_to_write, plan_jobs, preflight)
 from .decode import METHODS
 from .devices import PRECISIONS
@@ -150,7 +151,7 @@ def _check_engine(args, config, client) -> None:
     else:  # checked on every worker: device, precision, and the model file on their file system
         from .engine.distributed import worker_device_kind
         from .model import DEFAULT_MODEL
-        model_file = None if args.model == DEFAULT_MODEL else str(Path(args.model).resolve())
+        model_file = None if args.model == DEFAULT_MODEL else str(Path(args.model).expanduser().resolve())
         kind = worker_device_kind(client, args.device, args.precision, model_file)
     if args.tile_size is not None or args.overlap is not None:
         min_size = int(getattr(BACKBONES.get(config.backbone), "min_size", 32))
@@ -189,14 +190,17 @@ def run(args) -> int:
                   normalize=None if args.normalize == "none" else args.normalize, precision=args.precision,
                   tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size, **guidance)
     if to_run:
+        check_output_writable(out_dir)
         with _client(args) as client:
             _check_engine(args, config, client)
             created = not out_dir.exists()
             make_folder(out_dir)
-            for job in _bar(to_run, args, desc="files", unit="file"):
-                _run_job(job, policy, outputs, args, kwargs, client, summary)
-            if created and not any(out_dir.iterdir()):
-                out_dir.rmdir()  # every input failed: leave no empty folder behind
+            try:
+                for job in _bar(to_run, args, desc="files", unit="file"):
+                    _run_job(job, policy, outputs, args, kwargs, client, summary)
+            finally:
+                if created:  # inputs that failed (or Ctrl-C) leave no empty folders behind
+                    remove_empty_folders(out_dir)
     summary.report()
     return 1 if summary.failed else 0
 

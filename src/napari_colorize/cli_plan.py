@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 from collections.abc import Sequence
@@ -28,7 +29,8 @@ from ._atomic import TEMP_NAME_EXTRA
 from .outputs import get_output
 
 __all__ = ["POLICIES", "FORMATS", "STORE", "Job", "plan_jobs", "check_output_folder", "preflight", "outputs_to_write",
-           "check_output_location", "no_inputs_error", "make_folder"]
+           "check_output_location", "check_output_writable", "no_inputs_error", "make_folder",
+           "remove_empty_folders"]
 
 #: What to do with existing outputs: the default, --skip-existing, --overwrite.
 POLICIES = ("refuse", "skip", "overwrite")
@@ -355,18 +357,25 @@ def preflight(jobs: list[Job], policy: str) -> tuple[list[Job], list[Job]]:
 
 
 def check_output_location(folder: Path) -> None:
-    """Refuse an output folder that cannot be made or written, before anything is planned.
+    """Refuse an output folder below a file, before anything is planned.
 
-    The nearest part of ``folder`` that exists must be a folder this user may write in:
-    otherwise every input would fail alike, each with a less telling message.
+    Otherwise every input would fail alike, each with a less telling message.
     """
     existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if existing is None:
-        return
-    if not existing.is_dir() and existing != folder:  # -o naming a file itself: check_output_folder says so
+    if existing is not None and not existing.is_dir() and existing != folder:  # -o naming a file itself:
+        # check_output_folder says so
         raise ValueError(f"cannot create the output folder {folder}: {existing} is a file; move it or choose "
                          "another -o")
-    if existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+
+
+def check_output_writable(folder: Path) -> None:
+    """Refuse an output folder this user cannot make or write in, before anything is written.
+
+    Checked only when something is to be written: re-running with ``--skip-existing`` over
+    a finished, read-only results folder writes nothing and must not fail.
+    """
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
         what = "write in the output folder" if existing == folder else f"create the output folder {folder} in"
         raise ValueError(f"cannot {what} {existing}: permission denied; choose another -o or make it writable")
 
@@ -377,6 +386,16 @@ def no_inputs_error(inputs: list[str], missing: list[tuple[str, str]]) -> FileNo
         return FileNotFoundError("; ".join(f"{name}: {reason}" for name, reason in missing))
     return FileNotFoundError("no input images found in " + ", ".join(repr(a) for a in inputs)
                              + " (PNG, JPEG, TIFF or zarr)")
+
+
+def remove_empty_folders(top: Path) -> None:
+    """Remove ``top`` and the folders below it that hold nothing, deepest first (a run that
+    made them and wrote nothing leaves nothing behind); a folder with any file stays."""
+    if not top.is_dir():
+        return
+    for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(Path(entry[0]).parts)):
+        with contextlib.suppress(OSError):  # not empty (rmdir refuses) or not ours to remove
+            os.rmdir(folder)
 
 
 def make_folder(folder: Path) -> None:

@@ -127,6 +127,7 @@ def test_rerun_updates_layers_in_place(make_napari_viewer, qtbot, strong_model):
     assert len(viewer.layers) == 4
     assert all(a is b for a, b in zip(first, second))
     assert not second[1].visible
+    assert "layer" not in widget._job and "data" not in widget._job  # a deleted input is not kept alive
     rgb = shown_rgb(second[0])
     np.testing.assert_allclose(rgb, np.repeat(rgb.mean(-1, keepdims=True), 3, -1), atol=LEVEL)  # saturation 0: gray
     np.testing.assert_allclose(second[0].translate, source.translate)

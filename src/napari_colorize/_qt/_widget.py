@@ -395,6 +395,10 @@ class ColorizeWidget(Container):
         QTimer.singleShot(STEP_MS, lambda: self._add_next(tuples, done_message, next_reveal))
 
     def _cleanup(self) -> None:
+        # The job's input (read by _finish, before this) must not outlive it: a multi-GB
+        # layer deleted after colouring would stay in memory until the next run.
+        self._job.pop("layer", None)
+        self._job.pop("data", None)
         if self._progress is not None:
             self._progress.close()
             self._progress = None

@@ -152,4 +152,7 @@ def _probe_worker(device: str, precision: str, model_file: str | None) -> tuple[
     if model_file is not None and not os.path.isfile(model_file):
         return "error", (f"the model file {model_file} is not there; put it on a file system every worker "
                          "sees (docs/engine.md)")
+    if model_file is not None and not os.access(model_file, os.R_OK):
+        return "error", (f"the model file {model_file} cannot be read by the worker's user; make it readable "
+                         f"(chmod a+r {model_file})")
     return "ok", dev.type

@@ -68,7 +68,7 @@ def _model_meta(model, device: str, client) -> tuple[Any, Any, str]:
     from types import SimpleNamespace
 
     from ..model import read_config
-    source = str(model) if str(model) == DEFAULT_MODEL else os.path.abspath(os.fspath(model))
+    source = str(model) if str(model) == DEFAULT_MODEL else os.path.abspath(os.path.expanduser(os.fspath(model)))
     # Each worker resolves "auto" to its own GPU (dask-cuda gives each worker one).
     return SimpleNamespace(config=read_config(source)), source, device
 

@@ -24,12 +24,15 @@ def find_manifest_above(path: str | os.PathLike, levels: int | None = None) -> P
     there is none.  Evaluation looks any distance up (an image deep in a corpus is still
     the corpus's); training looks one level up (a data folder or the corpus holding it),
     so a stray manifest far above a user's photos never sets their sampling weights."""
-    p = Path(path).expanduser().resolve()
-    folders = ([p] if p.is_dir() else []) + list(p.parents)
-    for folder in folders if levels is None else folders[:levels + 1]:
-        candidate = folder / "manifest.csv"
-        if candidate.is_file():
-            return candidate
+    # Folders as written first (``corpus/data`` may be a link to photos stored elsewhere,
+    # with the manifest in ``corpus``), then those of the resolved path.
+    written, resolved = Path(os.path.abspath(Path(path).expanduser())), Path(path).expanduser().resolve()
+    for p in dict.fromkeys([written, resolved]):
+        folders = ([p] if p.is_dir() else []) + list(p.parents)
+        for folder in folders if levels is None else folders[:levels + 1]:
+            candidate = folder / "manifest.csv"
+            if candidate.is_file():
+                return candidate
     return None
 
 

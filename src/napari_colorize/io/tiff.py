@@ -10,7 +10,8 @@ min-is-white is inverted, palette indices are looked up, CMYK becomes RGB.
 
 from __future__ import annotations
 
-import functools
+import collections
+import threading
 
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def _lazy_series(path: Path, index: int, series):
     """A dask array of one series, chunked as the file is, whose tasks hold only the path.
 
     An open file (and its lock) in the graph could not be sent to a dask.distributed
-    worker; each process opens the file once instead (:func:`_open_series`).  The file's
+    worker; each process opens the file once instead (:func:`_acquire`).  The file's
     size and time are in the task names, so a rewritten file is a different input.
     """
     import dask.array as da
@@ -83,18 +84,76 @@ def _lazy_series(path: Path, index: int, series):
                          meta=np.empty((0,) * store.ndim, store.dtype))
 
 
-@functools.lru_cache(maxsize=8)
-def _open_series(path: str, index: int, stamp: tuple[int, int]):
-    """Series ``index`` of the file, as a zarr array over the file kept open in this process."""
-    import tifffile
-    import zarr
+#: At most this many files are kept open by the lazy reader in one process.
+MAX_OPEN_TIFFS = 16
 
-    return zarr.open(tifffile.TiffFile(path).series[index].aszarr(), mode="r")
+
+class _OpenSeries:
+    """One series of a file kept open for the lazy reader, closed once retired and unused."""
+
+    def __init__(self, path: str, index: int) -> None:
+        import tifffile
+        import zarr
+
+        self.file = tifffile.TiffFile(path)
+        self.array = zarr.open(self.file.series[index].aszarr(), mode="r")
+        self.users = 0
+        self.retired = False
+
+
+#: (path, series, stamp) -> open series, least recently used first.
+_OPEN: collections.OrderedDict[tuple, _OpenSeries] = collections.OrderedDict()
+_OPEN_LOCK = threading.Lock()
+
+
+def _acquire(path: str, index: int, stamp: tuple[int, int]) -> _OpenSeries:
+    """The open series for a read, opened once per process, not once per block.
+
+    A file with another ``stamp`` (rewritten since) and the least recently read beyond
+    :data:`MAX_OPEN_TIFFS` are retired: closed as soon as no read uses them, so neither
+    a replaced nor a deleted file stays open (on Windows it could not be deleted).
+    """
+    key = (path, index, stamp)
+    with _OPEN_LOCK:
+        entry = _OPEN.get(key)
+        if entry is None:
+            stale = [k for k in _OPEN if k[0] == path]
+            crowded = list(_OPEN)[:max(0, len(_OPEN) + 1 - MAX_OPEN_TIFFS)]
+            for old in dict.fromkeys(stale + crowded):
+                _retire(_OPEN.pop(old))
+            entry = _OPEN[key] = _OpenSeries(path, index)
+        _OPEN.move_to_end(key)
+        entry.users += 1
+        return entry
+
+
+def _release(entry: _OpenSeries) -> None:
+    with _OPEN_LOCK:
+        entry.users -= 1
+        if entry.retired and entry.users == 0:
+            entry.file.close()
+
+
+def _retire(entry: _OpenSeries) -> None:
+    entry.retired = True
+    if entry.users == 0:
+        entry.file.close()
+
+
+def close_lazy_tiffs() -> None:
+    """Close every file the lazy reader holds open in this process (once their reads end)."""
+    with _OPEN_LOCK:
+        while _OPEN:
+            _retire(_OPEN.popitem()[1])
 
 
 def _read_block(path: str, index: int, stamp: tuple[int, int], block_info=None) -> np.ndarray:
     where = tuple(slice(a, b) for a, b in block_info[None]["array-location"])
-    return np.asarray(_open_series(path, index, stamp)[where])
+    entry = _acquire(path, index, stamp)
+    try:
+        return np.asarray(entry.array[where])
+    finally:
+        _release(entry)
 
 
 def read_tiff(path: Path) -> Image:
