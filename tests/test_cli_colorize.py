@@ -143,6 +143,22 @@ def test_missing_input_and_png_stack(inputs, tmp_path, model_path, capsys):
     assert not out.exists()  # every input failed: no empty folder left behind
 
 
+def test_linked_inputs_are_named_as_written(tmp_path, model_path, cam):
+    # A git-annex / DataLad tree: the files are links into a hidden object store.
+    tree = tmp_path / "annex"
+    objects = tree / ".git" / "annex" / "objects"
+    objects.mkdir(parents=True)
+    (tree / "scans" / "1931").mkdir(parents=True)
+    iio.imwrite(objects / "SHA256E-s1--9f.png", (cam * 255).astype(np.uint8))
+    (tree / "scans" / "1931" / "harbour.png").symlink_to(objects / "SHA256E-s1--9f.png")
+    (tree / "scans" / "1931" / "again.png").symlink_to(objects / "SHA256E-s1--9f.png")  # one file, twice
+    out = tmp_path / "out"
+    assert _run(tree / "scans", "-o", out, "--model", model_path, "--outputs", "rgb", *TILES) == 0
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert written == ["1931/again_colorized.png"]  # named after the first link; coloured once
+    assert (objects / "SHA256E-s1--9f.png").is_file() and not list((tree / ".git").rglob("*colorized*"))
+
+
 def test_local_workers(inputs, tmp_path, model_path):
     out = tmp_path / "out"
     assert _run(inputs / "cam.png", "-o", out, "--model", model_path, "--workers", "2", "--format", "zarr", *TILES) == 0

@@ -66,6 +66,18 @@ def _check(group: dict, expected: dict) -> None:
         assert group[k] == (pytest.approx(v, rel=1e-9) if isinstance(v, float) else v), k
 
 
+def test_linked_folders_are_groups_by_their_own_names(corpus, model, tmp_path):
+    # siteA and siteB link into one store: grouped as the user named them, matched to the manifest by target.
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    (sites / "siteA").symlink_to(corpus / "val" / "a", target_is_directory=True)
+    (sites / "siteB").symlink_to(corpus / "val" / "b", target_is_directory=True)
+    table = evaluate([sites / "siteA", sites / "siteB"], model=model, device="cpu", group_by="level:1")
+    assert [g["name"] for g in table.groups] == ["siteA", "siteB"]
+    by_source = table.grouped(group_key("manifest:source", corpus / "manifest.csv"))
+    assert sorted((g["name"], g["images"]) for g in by_source.groups) == [("alpha", 3), ("beta", 1)]
+
+
 def test_rows_keep_paths_and_group_by_level(corpus, model):
     table = evaluate(corpus / "val", model=model, device="cpu", group_by="level:1")
     assert [Path(r["path"]).relative_to(corpus).as_posix() for r in table.rows] == list(FILES)

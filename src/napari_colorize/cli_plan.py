@@ -93,7 +93,10 @@ def _targets(relative: Path, fmt: str, outputs: Sequence[str], out_dir: Path) ->
 
 
 def _argument_root(pattern: str) -> tuple[Path, bool]:
-    """(the folder an argument's inputs are named relative to, whether it is a folder or glob)."""
+    """(the folder an argument's inputs are named relative to, whether it is a folder or glob).
+
+    Absolute, with links kept as written: outputs are named after the paths the user sees.
+    """
     from .io import is_zarr
 
     path = Path(pattern)
@@ -103,10 +106,10 @@ def _argument_root(pattern: str) -> tuple[Path, bool]:
             if glob.has_magic(part):
                 break
             fixed.append(part)
-        return Path(*fixed).resolve() if fixed else Path.cwd(), True
+        return Path(os.path.abspath(Path(*fixed))) if fixed else Path.cwd(), True
     if path.is_dir() and not is_zarr(path):
-        return path.resolve(), True
-    return path.resolve().parent, False
+        return Path(os.path.abspath(path)), True
+    return Path(os.path.abspath(path)).parent, False
 
 
 def _relative(source: Path, root: Path) -> Path:
@@ -131,10 +134,11 @@ def plan_jobs(patterns: Sequence[str], out_dir: Path, fmt: str | None,
         found, not_found = find_inputs([pattern])
         missing += not_found
         root, walked = _argument_root(pattern)
-        for source in found:
+        for written in found:
+            source = written.resolve()  # what is read, and what every safety check compares
             if source not in jobs:
-                relative = _relative(source, root)
-                chosen = _format_for(source, fmt)
+                relative = _relative(written, root)
+                chosen = _format_for(written, fmt)
                 targets = _targets(relative, chosen, outputs, out_dir)
                 jobs[source] = Job(source, relative, chosen, targets, walked, tuple(outputs))
     return list(jobs.values()), missing
@@ -158,7 +162,7 @@ def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job])
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"-o {out_dir} is a file; -o takes a folder (created if needed) to write the results into")
     out = out_dir.resolve()
-    roots = [_argument_root(p) for p in patterns]
+    roots = [(root.resolve(), walked) for root, walked in map(_argument_root, patterns)]
     if any(walked and root == out for root, walked in roots):
         raise ValueError(f"the output folder {out_dir} is also an input folder; choose a separate -o folder so that "
                          "outputs never mix with (or get picked up as) inputs")

@@ -84,12 +84,13 @@ def group_key(spec: str | GroupSpec, manifest: str | os.PathLike | None = None) 
     tables: dict[Path, tuple[dict[Path, str], dict[str, list[str]]]] = {}
 
     def key(row: dict[str, Any]) -> str:
-        path = _path_of(row, gs).resolve()
+        written = _path_of(row, gs)
+        path = written.resolve()
         man = gs.manifest
         if man is None:
-            if path.parent not in found:
-                found[path.parent] = find_manifest_above(path.parent)
-            man = found[path.parent]
+            if written.parent not in found:
+                found[written.parent] = find_manifest_above(written.parent)
+            man = found[written.parent]
             if man is None:
                 raise ValueError(f"no manifest.csv next to or above {path}; name one with --manifest "
                                  "(or group by folder with --group-by level:1)")
@@ -115,7 +116,7 @@ def _path_of(row: dict[str, Any], gs: GroupSpec) -> Path:
 
 
 def _folder(path: Path, level: int) -> str:
-    parents = [p for p in path.resolve().parents if p.name]
+    parents = [p for p in Path(os.path.abspath(path)).parents if p.name]  # the folders as written
     if level > len(parents):
         raise ValueError(f"--group-by level:{level} is deeper than {path} ({len(parents)} named folders above "
                          f"the file); use a level of 1 to {len(parents)}")

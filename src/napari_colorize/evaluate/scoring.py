@@ -64,7 +64,7 @@ def load_images(data: ImageInput | Iterable[ImageInput], max_side: int | None = 
         elif isinstance(item, np.ndarray):
             entries.append((f"image{len(entries)}", item, None))
         else:
-            entries += [(str(p), p, str(p)) for p in scan_images([item])]
+            entries += [(str(p), p, str(p)) for p in scan_images([item], keep_links=True)]
     if limit is not None and len(entries) > limit:
         picks = np.unique(np.linspace(0, len(entries) - 1, limit).round().astype(int))
         entries = [entries[i] for i in picks]

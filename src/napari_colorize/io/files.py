@@ -72,7 +72,8 @@ def find_inputs(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, st
     Returns
     -------
     inputs : list of Path
-        Unique, in the order given (folders sorted).
+        Unique files (by their resolved path), in the order given (folders sorted),
+        absolute but with links kept as written.
     missing : list of (pattern, reason)
         Patterns that matched nothing.
     """
@@ -91,15 +92,22 @@ def find_inputs(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, st
                 found.append(path)
             elif path.is_file() and not magic:
                 found.append(path)  # named explicitly: try it, and report why it fails
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return unique, missing
+    # One entry per file (two links to one file are one input), named as the user wrote it:
+    # a link's own name and folder (scans/1931/harbour.png in a git-annex or DataLad tree),
+    # not its target's (.git/annex/objects/...).
+    unique: dict[Path, Path] = {}
+    for p in found:
+        unique.setdefault(p.resolve(), Path(os.path.abspath(p)))
+    return list(unique.values()), missing
 
 
-def scan_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
+def scan_images(folders: Sequence[str | os.PathLike], keep_links: bool = False) -> list[Path]:
     """All image files under ``folders`` (recursively), sorted, without duplicates.
 
     For training and evaluation: files only (zarr stores are not colour training
-    data), hidden files skipped as in :func:`walk_images`.
+    data), hidden files skipped as in :func:`walk_images`.  Paths are resolved, or with
+    ``keep_links`` absolute with links kept as written (evaluation groups images by the
+    folders the user sees); duplicates are found by the resolved path either way.
 
     Raises
     ------
@@ -108,7 +116,7 @@ def scan_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
     ValueError
         If a folder holds no image file.
     """
-    found: dict[Path, None] = {}
+    found: dict[Path, Path] = {}
     for folder in folders:
         root = Path(folder).expanduser()
         if not root.exists():
@@ -121,5 +129,5 @@ def scan_images(folders: Sequence[str | os.PathLike]) -> list[Path]:
             raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}; "
                              "give folders holding colour photographs")
         for p in files:
-            found[p.resolve()] = None
-    return sorted(found)
+            found.setdefault(p.resolve(), Path(os.path.abspath(p)) if keep_links else p.resolve())
+    return sorted(found.values())
