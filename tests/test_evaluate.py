@@ -203,6 +203,18 @@ def test_cli_evaluate(tmp_path, val_dir, model, capsys):
     out = capsys.readouterr().out
     assert "auto calibrated" in out and "auto uncalibrated" in out and "gray (no colour)" in out
     assert main(["evaluate", str(tmp_path / "nowhere"), "--model", str(path)]) == 2
+    # --json replaces an earlier table only, and is checked before any scoring.
+    image = next(val_dir.glob("*.png"))
+    before = image.read_bytes()
+    capsys.readouterr()
+    assert main(["evaluate", str(val_dir), "--model", str(path), "--device", "cpu", "--json", str(image)]) == 2
+    assert "is not an evaluation table" in capsys.readouterr().err and image.read_bytes() == before
+    assert main(["evaluate", str(val_dir), "--model", str(path), "--device", "cpu", "--json",
+                 str(tmp_path / "e.json"), "--summary"]) == 0  # an earlier table: replaced
+    assert main(["evaluate", str(val_dir), "--model", str(path), "--json", str(image / "under-a-file.json")]) == 2
+    assert "cannot create the folder" in capsys.readouterr().err
+    assert main(["evaluate", str(val_dir), "--model", str(path), "--limit", "0"]) == 2
+    assert "--limit must be at least 1" in capsys.readouterr().err
 
 
 def test_the_calibration_record_says_whether_the_rule_was_met():

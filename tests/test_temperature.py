@@ -370,6 +370,20 @@ def test_cli_calibrate(tmp_path, model, held_out, capsys):
     assert main(["calibrate", str(source), str(bad_out), "-o", str(bad_out), "--device", "cpu", "--force"]) == 2
     assert main(["calibrate", str(source), str(held_out), "-o", str(tmp_path / "x.pt"), "--device", "cpu"]) == 2
     capsys.readouterr()
+    # Never over a training checkpoint or a file not ours, even with --force; an unwritable -o before fitting.
+    from napari_colorize.training.checkpoint import save_training_state
+
+    ckpt = tmp_path / "m.ckpt.safetensors"
+    save_training_state(ckpt, model, torch.optim.SGD(model.parameters(), lr=0.1), 3, {})
+    foreign = tmp_path / "foreign.safetensors"
+    foreign.write_bytes(b"not ours")
+    for target in (ckpt, foreign):
+        before = target.read_bytes()
+        assert main(["calibrate", str(source), str(held_out), "-o", str(target), "--device", "cpu", "--force"]) == 2
+        assert "not a napari-colorize model" in capsys.readouterr().err and target.read_bytes() == before
+    under_a_file = tmp_path / "m.safetensors" / "cal.safetensors"
+    assert main(["calibrate", str(source), str(held_out), "-o", str(under_a_file), "--device", "cpu"]) == 2
+    assert "cannot create the folder" in capsys.readouterr().err
 
 
 def test_cli_calibrate_by_source(tmp_path, model, capsys):

@@ -78,14 +78,24 @@ def _check_args(args: argparse.Namespace) -> Path:
     for item in args.data:
         if Path(item).expanduser().resolve() == resolved:
             raise ValueError(f"-o {args.output} is one of the image inputs; choose another output file")
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{out} exists; pass --force to replace it, or choose another -o")
+    if out.exists():
+        from .model import is_model_file
+        from .training.checkpoint import is_training_state
+
+        if is_training_state(out) or not is_model_file(out):  # a run's resumable state, or not ours at all
+            raise FileExistsError(f"{out} exists and is not a napari-colorize model (a training checkpoint or "
+                                  "another file); calibrate never replaces it, even with --force: choose another -o")
+        if not args.force:
+            raise FileExistsError(f"{out} exists; pass --force to replace it, or choose another -o")
     if not (math.isfinite(args.min_colourfulness) and args.min_colourfulness >= 0):
         raise ValueError(f"--min-colourfulness must be a number >= 0, got {args.min_colourfulness}")
     if args.max_side is not None and args.max_side < 32:
         raise ValueError(f"--max-side must be at least 32, got {args.max_side}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    from .training.paths import check_writable
+
+    check_writable(out, "calibrated model")  # now, not after the fitting
     return out
 
 

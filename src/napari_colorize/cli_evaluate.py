@@ -19,7 +19,9 @@ next to or above the images unless named with --manifest.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from .decode import METHODS
 
@@ -66,6 +68,28 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _is_table_json(path: Path) -> bool:
+    """Whether ``path`` holds an evaluation table of ours (``--json`` of an earlier run)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            table = json.load(fh)
+    except (OSError, ValueError):  # binary (an image), or not JSON
+        return False
+    return isinstance(table, dict) and {"rows", "mean", "info"} <= table.keys()
+
+
+def _check_json_target(path: Path) -> None:
+    """``--json`` may replace an earlier table only, and must be writable: checked before scoring."""
+    from .training.paths import check_writable
+
+    if path.is_dir():
+        raise ValueError(f"--json {path} is a folder; give the path of the .json file to write")
+    if path.exists() and not _is_table_json(path):
+        raise FileExistsError(f"--json {path} exists and is not an evaluation table of napari-colorize; evaluate "
+                              "never replaces other files (an image it scores, say): choose another --json path")
+    check_writable(path, "evaluation table (--json)")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``evaluate`` from parsed arguments; returns the exit code."""
     import warnings
@@ -76,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
     calibrations = [True, False] if args.calibrated is None else [args.calibrated]
     if args.max_side is not None and args.max_side < 32:
         raise ValueError(f"--max-side must be at least 32, got {args.max_side}")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    if args.json:
+        _check_json_target(Path(args.json).expanduser())
     if args.manifest is not None and args.group_by is None:
         raise ValueError("--manifest is used with --group-by COLUMN; add --group-by (e.g. --group-by source)")
     grouping = {"group_by": args.group_by, "manifest": args.manifest}

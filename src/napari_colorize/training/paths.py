@@ -19,7 +19,8 @@ from typing import Any
 from ..model import is_model_file, read_config
 from .checkpoint import is_training_state
 
-__all__ = ["RunFiles", "MODEL_SUFFIX", "default_checkpoint_path", "default_log_path", "plan_files", "JsonLog"]
+__all__ = ["RunFiles", "MODEL_SUFFIX", "check_writable", "default_checkpoint_path", "default_log_path", "plan_files",
+           "JsonLog"]
 
 #: The suffix a model file must have.
 MODEL_SUFFIX = ".safetensors"
