@@ -143,6 +143,10 @@ def test_manifest_weights(tmp_path, image_dir):
     (tmp_path / "bad.csv").write_text("file,score\nx.png,1\n")
     with pytest.raises(ValueError, match="weight"):
         read_manifest_weights(tmp_path / "bad.csv", paths)
+    # A corpus manifest found next to the data that only names sources sets no weights (it used to stop training).
+    manifest.write_text("file,source\ntrain/img0.png,a\n")
+    result = train(_config(image_dir, tmp_path / "m.safetensors", steps=1))
+    assert read_config(tmp_path / "m.safetensors").training["steps"] == 1 and result["images"] == 6
 
 
 def test_learning_rate_schedule():
@@ -260,6 +264,9 @@ def test_clear_error_for_crop_larger_than_all_images(tmp_path, image_dir):
         train(_config(image_dir, tmp_path / "m.safetensors", crop=128, max_side=512))
     with pytest.raises(ValueError, match="multiple of 32"):
         train(_config(image_dir, tmp_path / "m.safetensors", crop=176))
+    with pytest.raises(ValueError, match="use --batch-size 2 or more, or --crop 64 or more"):
+        train(_config(image_dir, tmp_path / "m.safetensors", crop=32, batch_size=1))
+    assert not list(tmp_path.glob("m.*"))  # refused before any file is written
 
 
 @pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root can write anywhere")
@@ -345,5 +352,7 @@ def test_training_a_chosen_head_width(tmp_path, image_dir):
     assert all(head.in_channels == 32 for head in model.heads.values())
     with pytest.raises(ValueError, match="--hidden 64"):
         train(TrainConfig(output=str(tmp_path / "x.safetensors"), init=str(out), hidden=64, **cfg))
+    with pytest.raises(ValueError, match=r"with dropout 0.0, but --dropout 0.5 was asked; drop --dropout"):
+        train(TrainConfig(output=str(tmp_path / "x.safetensors"), init=str(out), dropout=0.5, **cfg))
     with pytest.raises(ValueError, match="hidden must be"):
         train(TrainConfig(output=str(tmp_path / "y.safetensors"), hidden=4, **cfg))

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import find_manifest_above, read_manifest_column
+from ..io import find_manifest_above, read_manifest_column, read_manifest_rows
 
-__all__ = ["find_manifest", "read_manifest_weights"]
+__all__ = ["find_manifest", "read_manifest_weights", "resolve_weights"]
 
 
 def find_manifest(folders: Sequence[str | os.PathLike]) -> Path | None:
@@ -66,3 +66,24 @@ def _weight(manifest: Path, path: Path, text: str) -> float:
     if not (w >= 0 and math.isfinite(w)):
         raise ValueError(f"{manifest}: weight of {path} must be a finite number >= 0, got {w}")
     return w
+
+
+def resolve_weights(weights: str | None, data: Sequence[str | os.PathLike],
+                    paths: Sequence[Path]) -> tuple[np.ndarray | None, str | None, int]:
+    """``(per-image weights or None, the file they came from, how many images it listed)``.
+
+    ``weights`` is ``--weights``: a CSV, "none", or None to use a ``manifest.csv`` found
+    next to the data (:func:`find_manifest`) if it has a ``weight`` column; a corpus
+    manifest that only names sources or splits sets no weights.
+    """
+    if weights is not None and weights.lower() == "none":
+        return None, None, 0
+    manifest = Path(weights) if weights else find_manifest(data)
+    if manifest is None:
+        return None, None, 0
+    if not manifest.is_file():
+        raise FileNotFoundError(f"weights file {manifest} does not exist")
+    if not weights and "weight" not in read_manifest_rows(manifest)[0]:
+        return None, None, 0
+    values, matched = read_manifest_weights(manifest, paths)
+    return values, str(manifest), matched

@@ -36,9 +36,10 @@ from ..model.hypercolumn import HypercolumnColorizer
 from .best import BestWeights
 from .checkpoint import load_training_state, read_state_info, save_training_state
 from .config import TrainConfig, check_config, check_resume, settings_record
-from .data import (ColorCropDataset, ImageSet, StepBatchSampler, find_manifest, load_image_set, read_manifest_weights,
+from .data import (ColorCropDataset, ImageSet, StepBatchSampler, load_image_set,
                    scan_images, skipped_counts, weight_summary)
 from .heldout import HeldOut, keep_training_paths, resolve_split
+from .manifest import resolve_weights
 from .optim import learning_rate, make_optimizer
 from .paths import JsonLog, RunFiles, default_checkpoint_path, plan_files
 from .validation import load_validation_images, validate
@@ -53,12 +54,16 @@ def _make_model(cfg: TrainConfig) -> tuple[HypercolumnColorizer, str, str]:
     """The starting model: the ``init`` file's (checked against --backbone/--space/--context/--hidden) or a new one."""
     if cfg.init is not None:
         config = read_config(cfg.init)
-        asked_for = {"backbone": cfg.backbone, "space": cfg.space, "context": cfg.context or None, "hidden": cfg.hidden}
+        # 0 is the dropout options' default: only another value was asked for (it used to be ignored).
+        asked_for = {"backbone": cfg.backbone, "space": cfg.space, "context": cfg.context or None, "hidden": cfg.hidden,
+                     "dropout": cfg.dropout or None, "context_dropout": cfg.context_dropout or None}
         for key, asked in asked_for.items():
             have = getattr(config, key)
             if asked is not None and asked != have:
-                raise ValueError(f"--init {cfg.init} is a {config.backbone}/{config.space} model, but --{key} {asked} "
-                                 f"was asked; drop --{key} (it is taken from the --init model) or start from scratch")
+                flag = key.replace("_", "-")
+                raise ValueError(f"--init {cfg.init} is a {config.backbone}/{config.space} model with {flag} {have}, but "
+                                 f"--{flag} {asked} was asked; drop --{flag} (it is taken from the --init model) or start "
+                                 "from scratch")
         model = load_model(cfg.init, device="cpu")
         previous = dict(model.config.training)
         model.config.training = {"init": str(cfg.init), "init_training": {k: previous[k] for k in
@@ -120,18 +125,6 @@ def _load_training_images(cfg: TrainConfig, split: HeldOut | None) -> ImageSet:
         raise ValueError(f"too few usable colour images: found {len(images)} of {len(paths)} files "
                          f"({images.summary()}), need at least {cfg.min_images}")
     return images
-
-
-def _resolve_weights(cfg: TrainConfig, images: ImageSet) -> tuple[np.ndarray | None, str | None, int]:
-    if cfg.weights is not None and cfg.weights.lower() == "none":
-        return None, None, 0
-    manifest = Path(cfg.weights) if cfg.weights else find_manifest(cfg.data)
-    if manifest is None:
-        return None, None, 0
-    if not manifest.is_file():
-        raise FileNotFoundError(f"weights file {manifest} does not exist")
-    weights, matched = read_manifest_weights(manifest, images.paths)
-    return weights, str(manifest), matched
 
 
 def _hardware(device: torch.device) -> str:
@@ -239,7 +232,7 @@ def _setup(cfg: TrainConfig) -> _Run:
     model, backbone, space = _make_model(cfg)
     split = resolve_split(cfg)
     images = _load_training_images(cfg, split)
-    weights, weights_source, matched = _resolve_weights(cfg, images)
+    weights, weights_source, matched = resolve_weights(cfg.weights, cfg.data, images.paths)
     val_source = list(split.val) if split is not None else cfg.val
     val_images = load_validation_images(val_source, cfg.val_images) if val_source else []
     settings = {**settings_record(cfg, backbone, space), "data_fingerprint": images.fingerprint()}
