@@ -427,6 +427,26 @@ def test_time_series_keeps_channels_between_time_and_space(model_path, stack, tm
     np.testing.assert_array_equal(open_zarr_levels(out).rgb[1].compute(), np.moveaxis(np.asarray(root["1"]), 1, -1))
 
 
+def test_a_multichannel_stack_keeps_its_channel_axis(model_path, stack, tmp_path):
+    # A two-channel z-stack (OME-TIFF CZYX): its channel axis was called "t" in the output.
+    import tifffile
+    from ome_zarr_models.v04 import Image
+
+    from napari_colorize.io import read_image
+
+    czyx = np.stack([stack[:, :80, :100], stack[:, :80, :100] // 2])  # (c, z, y, x)
+    tifffile.imwrite(tmp_path / "czyx.ome.tif", czyx, metadata={"axes": "CZYX"})
+    image = read_image(tmp_path / "czyx.ome.tif")
+    assert image.axes == ["c", "z"]
+    out = nc.colorize_to_zarr(image.data, tmp_path / "c.zarr", model_path, axes=image.axes, **TILING)
+    root = zarr.open_group(str(out), mode="r")
+    rgb_axes = Image.from_zarr(root).attributes.multiscales[0].axes  # valid OME-NGFF 0.4
+    assert [(a.name, a.type) for a in rgb_axes] == [("ch", None), ("c", "channel"), ("z", "space"), ("y", "space"),
+                                                    ("x", "space")]
+    assert [a["name"] for a in root["confidence"].attrs["multiscales"][0]["axes"]] == ["c", "z", "y", "x"]
+    assert root["0"].shape == (2, 3, 2, 80, 100)
+
+
 def test_axes_outside_ngff_are_kept_with_a_warning(tmp_path):
     from napari_colorize.engine.ome import ome_axes, write_multiscales
 

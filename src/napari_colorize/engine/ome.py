@@ -14,6 +14,8 @@ __all__ = ["NGFF_VERSION", "ome_axes", "rgb_channel_index", "channel_index", "le
            "read_multiscales", "rgb_omero"]
 
 NGFF_VERSION = "0.4"
+#: The name of an input's channel axis ("c") beside the RGB channel axis of a colour output.
+INPUT_CHANNEL = "ch"
 #: Axis name -> NGFF axis type; other leading names are custom axes (no type).
 _KINDS = {"t": "time", "z": "space", "c": "channel"}
 #: How each pyramid level is made from the one above (NGFF asks for it in "metadata").
@@ -52,6 +54,8 @@ def ome_axes(lead: int, channel: bool, unit: str | None = None, names: Sequence[
         The axes, each with name, type where known, and unit for space axes.
     """
     names = _leading_names(lead, names)
+    if channel:  # the input's own (gray) channel axis: NGFF allows one channel axis, the RGB one
+        names = [INPUT_CHANNEL if n == "c" else n for n in names]
     axes = [dict({"name": n}, **({"type": _KINDS[n]} if n in _KINDS else {})) for n in names]
     axes += [{"name": n, "type": "space"} for n in ("y", "x")]
     for a in axes:

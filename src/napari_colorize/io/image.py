@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Image", "ImageReadError", "ReadWarning", "ColourInputWarning"]
+__all__ = ["Image", "ImageReadError", "ReadWarning", "ColourInputWarning", "LEAD_AXES", "lead_axis_names"]
 
 
 class ImageReadError(ValueError):
@@ -32,7 +32,7 @@ class Image:
     unit : str or None
         "micrometer" when known.
     axes : list of str or None
-        Names of the leading axes ("t", "z") when the file says them.
+        Names of the leading axes ("t", "c", "z") when the file says them.
     converted : bool
         True if it was a colour file turned into gray.
     colour_model : str or None
@@ -66,3 +66,16 @@ def warn_if_transparent(alpha, name: str, opaque: float) -> None:
     if isinstance(alpha, np.ndarray) and bool((alpha < opaque).any()):
         warnings.warn(f"{name} has transparent pixels; the alpha channel is ignored and every pixel is coloured "
                       "with its stored value", ReadWarning, stacklevel=4)
+
+
+#: Leading axis names a file may give: time, a (gray) channel axis, depth.
+LEAD_AXES = ("t", "c", "z")
+
+
+def lead_axis_names(names: list[str] | None) -> list[str] | None:
+    """The leading axes' names as the file gives them, if each is one of :data:`LEAD_AXES`
+    once (a multichannel z-stack, ``c, z``, keeps its channel axis a channel, not "t");
+    None otherwise (the writer then names them by their number)."""
+    if not names or len(set(names)) != len(names) or not all(n in LEAD_AXES for n in names):
+        return None
+    return list(names)

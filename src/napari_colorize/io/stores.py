@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .image import Image, ImageReadError
+from .image import Image, ImageReadError, lead_axis_names
 from .tiff import _UNITS_UM
 
 __all__ = ["read_zarr"]
@@ -42,4 +42,4 @@ def read_zarr(path: Path) -> Image:
         data = da.moveaxis(data, axes.index("c"), -1)
         axes.remove("c")
     lead = axes[:-2] if len(axes) >= 2 else None
-    return Image(data, pixel_size, unit, lead if lead and all(a in ("t", "z") for a in lead) else None)
+    return Image(data, pixel_size, unit, lead_axis_names(lead))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .image import Image, ImageReadError, warn_if_transparent
+from .image import Image, ImageReadError, lead_axis_names, warn_if_transparent
 
 __all__ = ["LAZY_TIFF_BYTES", "read_tiff", "tiff_series", "tiff_pixel_size", "is_tiff"]
 
@@ -179,8 +179,7 @@ def read_tiff(path: Path) -> Image:
     if model == "gray" and "S" in axes:
         axes = axes.replace("S", "")
     lead = [a.lower() for a in axes if a not in "YXS"]
-    names = lead if all(a in "tz" for a in lead) and len(set(lead)) == len(lead) else None
-    return Image(data, pixel_size, unit, names, colour_model=model if model in ("CMYK", "palette") else None,
+    return Image(data, pixel_size, unit, lead_axis_names(lead), colour_model=model if model in ("CMYK", "palette") else None,
                  samples=model != "gray")
 
 
