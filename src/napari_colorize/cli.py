@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:  # OSError: a full disk or read-only file system too
         print(f"napari-colorize {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
