@@ -87,6 +87,30 @@ def test_folder_end_to_end(inputs, tmp_path, model_path, cam, capsys):
     assert "colorized 3 file(s)" in err and "MP/s" in err and "failed 0" in err
 
 
+@pytest.mark.parametrize("kind", ["imagej", "ome"])
+def test_a_z_stack_keeps_its_plane_spacing_in_zarr(tmp_path, model_path, cam, kind):
+    # 0.5 um pixels, planes 1.5 um apart: the OME-Zarr output says so (it said 1, squashing the stack in 3D).
+    stack = (np.stack([cam, cam[::-1], cam]) * 65535).astype(np.uint16)
+    src = tmp_path / ("s.tif" if kind == "imagej" else "s.ome.tif")
+    if kind == "imagej":
+        tifffile.imwrite(src, stack, imagej=True, resolution=(2.0, 2.0),
+                         metadata={"unit": "um", "axes": "ZYX", "spacing": 1.5})
+    else:
+        tifffile.imwrite(src, stack, metadata={"axes": "ZYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5,
+                                               "PhysicalSizeZ": 1.5})
+    out = tmp_path / "out"
+    assert _run(src, "-o", out, "--model", model_path, "--format", "zarr", *TILES) == 0
+    store = zarr.open_group(str(next(out.glob("*.zarr"))), mode="r")
+    for name in ("rgb", "confidence"):
+        ms = (store if name == "rgb" else store[name]).attrs["multiscales"][0]
+        scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
+        z = [a["name"] for a in ms["axes"]].index("z")
+        assert scale[z] == pytest.approx(1.5) and scale[-2:] == pytest.approx([0.5, 0.5])
+    from napari_colorize.io import read_image
+
+    assert read_image(next(out.glob("*.zarr"))).z_step == pytest.approx(1.5)  # and read back
+
+
 def test_bad_files_do_not_stop_a_folder(inputs, tmp_path, model_path, capsys):
     (inputs / "broken.png").write_bytes(b"definitely not a png")
     tifffile.imwrite(inputs / "tiny.tif", np.zeros((1, 1), np.uint8))

@@ -41,6 +41,8 @@ class Image:
     samples : bool or None
         True when the last axis holds colour samples, False when there is none, as the
         file says (TIFF); None when unknown, so a last axis of 3 or 4 is taken as colour.
+    z_step : float or None
+        Distance between the planes of the ``z`` axis, in ``unit``, when the file says it.
     """
 
     data: Any
@@ -50,6 +52,15 @@ class Image:
     converted: bool = False
     colour_model: str | None = None
     samples: bool | None = None
+    z_step: float | None = None
+
+    def scale(self) -> list[float] | None:
+        """The pixel size along every axis of :attr:`data` (leading axes 1 but a known z
+        step), or None without a pixel size: what an OME-Zarr output records."""
+        if self.pixel_size is None:
+            return None
+        lead = [self.z_step if name == "z" and self.z_step else 1.0 for name in (self.axes or [])]
+        return lead + list(self.pixel_size) if len(lead) == self.data.ndim - 2 else list(self.pixel_size)
 
 
 def warn_if_transparent(alpha, name: str, opaque: float) -> None:

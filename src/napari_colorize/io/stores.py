@@ -28,18 +28,21 @@ def read_zarr(path: Path) -> Image:
     dataset = ms[0]["datasets"][0]
     data = da.from_zarr(node[dataset["path"]])
     axes = [a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", [])]
-    pixel_size = unit = None
+    pixel_size = unit = z_step = None
     for tr in dataset.get("coordinateTransformations", []):
         if tr.get("type") == "scale" and len(tr["scale"]) >= 2:
             pixel_size = (float(tr["scale"][-2]), float(tr["scale"][-1]))
+            if "z" in axes and len(tr["scale"]) == len(axes):
+                z_step = float(tr["scale"][axes.index("z")])
     space = [a for a in ms[0].get("axes", []) if isinstance(a, dict) and a.get("name") == "x"]
     if space and space[0].get("unit"):
         factor = _UNITS_UM.get(space[0]["unit"])
         unit = "micrometer" if factor else space[0]["unit"]
         if factor and pixel_size:
             pixel_size = (pixel_size[0] * factor, pixel_size[1] * factor)
+            z_step = z_step * factor if z_step else None
     if "c" in axes and data.shape[axes.index("c")] in (3, 4):
         data = da.moveaxis(data, axes.index("c"), -1)
         axes.remove("c")
     lead = axes[:-2] if len(axes) >= 2 else None
-    return Image(data, pixel_size, unit, lead_axis_names(lead))
+    return Image(data, pixel_size, unit, lead_axis_names(lead), z_step=z_step if pixel_size else None)

@@ -165,6 +165,7 @@ def read_tiff(path: Path) -> Image:
         page = series[0].keyframe
         axes = ("Q" if len(series) > 1 else "") + series[0].axes
         pixel_size, unit = tiff_pixel_size(tif)
+        tif_z = _z_step_um(tif)
         nbytes = len(series) * int(np.prod(series[0].shape, dtype=np.int64)) * np.dtype(series[0].dtype).itemsize
         data = _series_data(series, nbytes > LAZY_TIFF_BYTES, tif, path)
         photometric = page.photometric.name if page.photometric is not None else "MINISBLACK"
@@ -179,7 +180,7 @@ def read_tiff(path: Path) -> Image:
     if model == "gray" and "S" in axes:
         axes = axes.replace("S", "")
     lead = [a.lower() for a in axes if a not in "YXS"]
-    return Image(data, pixel_size, unit, lead_axis_names(lead), colour_model=model if model in ("CMYK", "palette") else None,
+    return Image(data, pixel_size, unit, lead_axis_names(lead), z_step=tiff_z_step(tif_z, pixel_size), colour_model=model if model in ("CMYK", "palette") else None,
                  samples=model != "gray")
 
 
@@ -261,6 +262,30 @@ def _cmyk_to_rgb(cmyk, white: float):
 
 _UNITS_UM = {"micron": 1.0, "um": 1.0, "µm": 1.0, "\\u00B5m": 1.0, "micrometer": 1.0, "nm": 1e-3, "nanometer": 1e-3,
              "mm": 1e3, "millimeter": 1e3, "cm": 1e4, "centimeter": 1e4}
+
+
+def _z_step_um(tif) -> float | None:
+    """The plane spacing in micrometers from OME (PhysicalSizeZ) or ImageJ (spacing) metadata."""
+    if tif.is_ome and tif.ome_metadata:
+        import xml.etree.ElementTree as ET
+        try:
+            for el in ET.fromstring(tif.ome_metadata).iter():
+                if el.tag.endswith("Pixels") and "PhysicalSizeZ" in el.attrib:
+                    factor = _UNITS_UM.get(el.attrib.get("PhysicalSizeZUnit", "µm"))
+                    return float(el.attrib["PhysicalSizeZ"]) * factor if factor else None
+        except (ET.ParseError, ValueError):
+            return None
+    if tif.is_imagej:
+        meta = tif.imagej_metadata or {}
+        factor = _UNITS_UM.get(str(meta.get("unit", "")).lower())
+        spacing = meta.get("spacing")
+        return float(spacing) * factor if spacing and factor else None
+    return None
+
+
+def tiff_z_step(z_um: float | None, pixel_size) -> float | None:
+    """The plane spacing, kept only where the pixel size is known (both in micrometers)."""
+    return z_um if z_um and z_um > 0 and pixel_size is not None else None
 
 
 def tiff_pixel_size(tif) -> tuple[tuple[float, float] | None, str | None]:
