@@ -183,6 +183,18 @@ def test_linked_inputs_are_named_as_written(tmp_path, model_path, cam):
     assert (objects / "SHA256E-s1--9f.png").is_file() and not list((tree / ".git").rglob("*colorized*"))
 
 
+def test_dot_dot_after_a_link_is_the_file_system_s(tmp_path, model_path, cam):
+    # a/link/../x.png, with link -> b/c: the file is b/x.png (the file system's ..), not a/x.png
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b" / "c").mkdir(parents=True)
+    (tmp_path / "a" / "link").symlink_to(tmp_path / "b" / "c", target_is_directory=True)
+    iio.imwrite(tmp_path / "b" / "x.png", (cam * 255).astype(np.uint8))
+    from napari_colorize.io import find_inputs
+
+    found, missing = find_inputs([str(tmp_path / "a" / "link" / ".." / "x.png")])
+    assert found == [(tmp_path / "b" / "x.png").resolve()] and not missing
+
+
 def test_local_workers(inputs, tmp_path, model_path):
     out = tmp_path / "out"
     assert _run(inputs / "cam.png", "-o", out, "--model", model_path, "--workers", "2", "--format", "zarr", *TILES) == 0

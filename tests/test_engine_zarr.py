@@ -443,8 +443,10 @@ def test_a_multichannel_stack_keeps_its_channel_axis(model_path, stack, tmp_path
     rgb_axes = Image.from_zarr(root).attributes.multiscales[0].axes  # valid OME-NGFF 0.4
     assert [(a.name, a.type) for a in rgb_axes] == [("ch", None), ("c", "channel"), ("z", "space"), ("y", "space"),
                                                     ("x", "space")]
-    assert [a["name"] for a in root["confidence"].attrs["multiscales"][0]["axes"]] == ["c", "z", "y", "x"]
+    assert [a["name"] for a in root["confidence"].attrs["multiscales"][0]["axes"]] == ["ch", "z", "y", "x"]
     assert root["0"].shape == (2, 3, 2, 80, 100)
+    read = open_zarr_result(out)  # the channel axis stays in place in every output
+    assert read.rgb.shape == (2, 2, 80, 100, 3) and read.chroma_confidence.shape == (2, 2, 80, 100)
 
 
 def test_axes_outside_ngff_are_kept_with_a_warning(tmp_path):

@@ -264,6 +264,11 @@ def test_lazy_tiff_closes_a_rewritten_or_crowded_file(tmp_path, cam, monkeypatch
         tifffile.imwrite(tmp_path / f"{i}.tif", cam, tile=(64, 64))
         _quiet_read(tmp_path / f"{i}.tif").data.compute()
     assert len(io_tiff._OPEN) == 2
+    with tifffile.TiffWriter(tmp_path / "series.tif") as tif:  # two series of one file stay open together
+        for plane in (cam, 255 - cam):
+            tif.write(plane, tile=(64, 64))
+    _quiet_read(tmp_path / "series.tif").data.compute(scheduler="threads")
+    assert [key[0] for key in io_tiff._OPEN].count(str((tmp_path / "series.tif").resolve())) == 2
     held = list(io_tiff._OPEN.values())
     io_tiff.close_lazy_tiffs()
     assert not io_tiff._OPEN and all(entry.file.filehandle.closed for entry in held)

@@ -25,6 +25,7 @@ import napari_colorize as nc
 from napari_colorize import cli
 from napari_colorize.cli_lock import lock_path
 from napari_colorize.engine.cache import clear_caches
+from napari_colorize.engine import zarr_io
 from napari_colorize.engine.zarr_io import (
     MARKERS,
     is_complete,
@@ -540,6 +541,21 @@ def test_interrupted_run_leaves_no_lock_behind(tmp_path, model_path, cam8, monke
     assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, *TILES) == 130
     assert "interrupted" in capsys.readouterr().err
     assert not out.exists()  # no lock, no temporary file, no output, and no folder it made
+
+
+def test_an_interrupted_zarr_run_into_a_new_folder_resumes(tmp_path, model_path, zarr_input, capsys, monkeypatch):
+    # Ctrl-C before the first chunk: the run's empty folders go, the store (and its markers folder) stay.
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zarr_io, "_write_chunks", interrupted)
+    out = tmp_path / "new" / "out"
+    assert _run(zarr_input, "-o", out, "--model", model_path, *TILES) == 130
+    store = out / "z_colorized.zarr"
+    assert store.is_dir() and not is_complete(store)
+    monkeypatch.undo()
+    assert _run(zarr_input, "-o", out, "--model", model_path, *TILES) == 0
+    assert is_complete(store)
 
 
 def test_store_killed_while_being_created_is_ours_and_replaceable(tmp_path, model_path, zarr_input, capsys):

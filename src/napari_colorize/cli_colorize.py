@@ -193,23 +193,22 @@ def run(args) -> int:
         check_output_writable(out_dir)
         with _client(args) as client:
             _check_engine(args, config, client)
-            created = not out_dir.exists()
-            make_folder(out_dir)
+            made: list[Path] = []
+            make_folder(out_dir, made)
             try:
                 for job in _bar(to_run, args, desc="files", unit="file"):
-                    _run_job(job, policy, outputs, args, kwargs, client, summary)
-            finally:
-                if created:  # inputs that failed (or Ctrl-C) leave no empty folders behind
-                    remove_empty_folders(out_dir)
+                    _run_job(job, policy, outputs, args, kwargs, client, summary, made)
+            finally:  # inputs that failed (or Ctrl-C) leave no empty folders behind
+                remove_empty_folders(made)
     summary.report()
     return 1 if summary.failed else 0
 
 
-def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summary) -> None:
+def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summary, made: list[Path]) -> None:
     """Colour one input with its outputs locked; its failure is recorded, not raised."""
     try:
         for target in job.targets.values():
-            make_folder(target.parent)
+            make_folder(target.parent, made)
         with OutputLocks(job.targets.values()):
             # Checked again under the lock: another run may have written outputs since the start.
             narrowed, problems = outputs_to_write(job, policy)

@@ -102,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-side must be at least 32, got {args.max_side}")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    if args.json:
-        _check_json_target(Path(args.json).expanduser())
+    json_path = Path(args.json).expanduser() if args.json else None
+    if json_path is not None:
+        _check_json_target(json_path)
     if args.manifest is not None and args.group_by is None:
         raise ValueError("--manifest is used with --group-by COLUMN; add --group-by (e.g. --group-by source)")
     grouping = {"group_by": args.group_by, "manifest": args.manifest}
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             table = compare(args.data, variants, device=args.device, max_side=args.max_side, limit=args.limit,
                             **grouping)
     print(table.format(per_image=not args.summary))
-    if args.json:
-        table.to_json(args.json)
-        print(f"wrote {args.json}", file=sys.stderr)
+    if json_path is not None:
+        table.to_json(json_path)
+        print(f"wrote {json_path}", file=sys.stderr)
     return 0

@@ -97,7 +97,7 @@ def _argument_root(pattern: str) -> tuple[Path, bool]:
 
     Absolute, with links kept as written: outputs are named after the paths the user sees.
     """
-    from .io import is_zarr
+    from .io import as_written, is_zarr
 
     path = Path(pattern)
     if glob.has_magic(pattern):
@@ -106,10 +106,10 @@ def _argument_root(pattern: str) -> tuple[Path, bool]:
             if glob.has_magic(part):
                 break
             fixed.append(part)
-        return Path(os.path.abspath(Path(*fixed))) if fixed else Path.cwd(), True
+        return as_written(Path(*fixed)) if fixed else Path.cwd(), True
     if path.is_dir() and not is_zarr(path):
-        return Path(os.path.abspath(path)), True
-    return Path(os.path.abspath(path)).parent, False
+        return as_written(path), True
+    return as_written(path).parent, False
 
 
 def _relative(source: Path, root: Path) -> Path:
@@ -392,19 +392,23 @@ def no_inputs_error(inputs: list[str], missing: list[tuple[str, str]]) -> FileNo
                              + " (PNG, JPEG, TIFF or zarr)")
 
 
-def remove_empty_folders(top: Path) -> None:
-    """Remove ``top`` and the folders below it that hold nothing, deepest first (a run that
-    made them and wrote nothing leaves nothing behind); a folder with any file stays."""
-    if not top.is_dir():
-        return
-    for folder, _, _ in sorted(os.walk(top), key=lambda entry: -len(Path(entry[0]).parts)):
-        with contextlib.suppress(OSError):  # not empty (rmdir refuses) or not ours to remove
+def remove_empty_folders(made: Sequence[Path]) -> None:
+    """Remove the folders this run ``made`` (:func:`make_folder`) that hold nothing, deepest
+    first: a run that wrote nothing there leaves nothing behind.  Only these: never a folder
+    inside a zarr store (an unfinished store must keep its markers folder to be resumed),
+    nor one another run made."""
+    for folder in sorted(set(made), key=lambda p: -len(p.parts)):
+        with contextlib.suppress(OSError):  # not empty (rmdir refuses), or gone
             os.rmdir(folder)
 
 
-def make_folder(folder: Path) -> None:
+def make_folder(folder: Path, made: list[Path] | None = None) -> None:
+    """Create ``folder`` and its missing parents; those created are added to ``made``."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        if made is not None:
+            made += missing
     except FileExistsError:
         raise ValueError(f"cannot create the output folder {folder}: a file is in the way; move it or choose "
                          "another -o") from None

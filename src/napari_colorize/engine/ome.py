@@ -53,9 +53,9 @@ def ome_axes(lead: int, channel: bool, unit: str | None = None, names: Sequence[
     list of dict
         The axes, each with name, type where known, and unit for space axes.
     """
-    names = _leading_names(lead, names)
-    if channel:  # the input's own (gray) channel axis: NGFF allows one channel axis, the RGB one
-        names = [INPUT_CHANNEL if n == "c" else n for n in names]
+    # The input's own (gray) channel axis is a custom axis in every output: the RGB output
+    # has its channel axis, NGFF allows one, and readers move a channel-typed axis last.
+    names = [INPUT_CHANNEL if n == "c" else n for n in _leading_names(lead, names)]
     axes = [dict({"name": n}, **({"type": _KINDS[n]} if n in _KINDS else {})) for n in names]
     axes += [{"name": n, "type": "space"} for n in ("y", "x")]
     for a in axes:

@@ -214,6 +214,8 @@ def _prepare_store(path: str, job: dict, fingerprint: str, shape: tuple[int, ...
     """
     existing = _claim_path(path, fingerprint, overwrite)
     if existing is not None:
+        if not existing:  # resumed: its (maybe empty) markers folder may have been tidied away
+            os.makedirs(os.path.join(path, MARKERS), exist_ok=True)
         return existing
     group = open_group(path, "w")
     # At once: a run killed while the arrays are created leaves a store that is ours and

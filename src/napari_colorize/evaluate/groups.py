@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..io import find_manifest_above, read_manifest_column
+from ..io import as_written, find_manifest_above, read_manifest_column
 
 __all__ = ["GroupSpec", "group_key", "parse_group_by"]
 
@@ -116,7 +116,7 @@ def _path_of(row: dict[str, Any], gs: GroupSpec) -> Path:
 
 
 def _folder(path: Path, level: int) -> str:
-    parents = [p for p in Path(os.path.abspath(path)).parents if p.name]  # the folders as written
+    parents = [p for p in as_written(path).parents if p.name]  # the folders as written
     if level > len(parents):
         raise ValueError(f"--group-by level:{level} is deeper than {path} ({len(parents)} named folders above "
                          f"the file); use a level of 1 to {len(parents)}")

@@ -44,6 +44,14 @@ def source_fingerprint(path: str | os.PathLike) -> str:
     return f"{path}|{count} files|{size}|{newest}"
 
 
+def as_written(path: str | os.PathLike) -> Path:
+    """``path`` made absolute with its links kept (they name outputs and groups), or resolved
+    when it holds ``..``: after a link, ``..`` is the link target's parent, which only the
+    file system knows."""
+    path = Path(path)
+    return path.resolve() if ".." in path.parts else Path(os.path.abspath(path))
+
+
 def _is_image_name(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")
 
@@ -97,7 +105,7 @@ def find_inputs(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, st
     # not its target's (.git/annex/objects/...).
     unique: dict[Path, Path] = {}
     for p in found:
-        unique.setdefault(p.resolve(), Path(os.path.abspath(p)))
+        unique.setdefault(p.resolve(), as_written(p))
     return list(unique.values()), missing
 
 
@@ -129,5 +137,5 @@ def scan_images(folders: Sequence[str | os.PathLike], keep_links: bool = False) 
             raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}; "
                              "give folders holding colour photographs")
         for p in files:
-            found.setdefault(p.resolve(), Path(os.path.abspath(p)) if keep_links else p.resolve())
+            found.setdefault(p.resolve(), as_written(p) if keep_links else p.resolve())
     return sorted(found.values())

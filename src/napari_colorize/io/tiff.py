@@ -117,7 +117,7 @@ def _acquire(path: str, index: int, stamp: tuple[int, int]) -> _OpenSeries:
     with _OPEN_LOCK:
         entry = _OPEN.get(key)
         if entry is None:
-            stale = [k for k in _OPEN if k[0] == path]
+            stale = [k for k in _OPEN if k[0] == path and k[2] != stamp]  # rewritten; other series stay
             crowded = list(_OPEN)[:max(0, len(_OPEN) + 1 - MAX_OPEN_TIFFS)]
             for old in dict.fromkeys(stale + crowded):
                 _retire(_OPEN.pop(old))
