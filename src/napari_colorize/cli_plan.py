@@ -360,14 +360,17 @@ def preflight(jobs: list[Job], policy: str) -> tuple[list[Job], list[Job]]:
     return to_run, skipped
 
 
-def check_output_location(folder: Path) -> None:
-    """Refuse an output folder below a file, before anything is planned.
+def _nearest_existing(folder: Path) -> Path | None:
+    """``folder`` or the nearest of its parents that exists (what creating it would meet)."""
+    return next((p for p in (folder, *folder.parents) if p.exists()), None)
 
-    Otherwise every input would fail alike, each with a less telling message.
-    """
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if existing is not None and not existing.is_dir() and existing != folder:  # -o naming a file itself:
-        # check_output_folder says so
+
+def check_output_location(folder: Path) -> None:
+    """Refuse an output folder below a file, before anything is planned (otherwise every
+    input would fail alike, each with a less telling message; -o naming a file itself is
+    :func:`check_output_folder`'s to report)."""
+    existing = _nearest_existing(folder)
+    if existing is not None and not existing.is_dir() and existing != folder:
         raise ValueError(f"cannot create the output folder {folder}: {existing} is a file; move it or choose "
                          "another -o")
 
@@ -378,7 +381,7 @@ def check_output_writable(folder: Path) -> None:
     Checked only when something is to be written: re-running with ``--skip-existing`` over
     a finished, read-only results folder writes nothing and must not fail.
     """
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    existing = _nearest_existing(folder)
     if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
         what = "write in the output folder" if existing == folder else f"create the output folder {folder} in"
         raise ValueError(f"cannot {what} {existing}: permission denied; choose another -o or make it writable")

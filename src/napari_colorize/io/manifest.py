@@ -12,6 +12,8 @@ import csv
 import os
 from pathlib import Path
 
+from .files import as_written
+
 __all__ = ["PATH_COLUMNS", "find_manifest_above", "read_manifest_column", "read_manifest_rows"]
 
 #: Columns that may hold an image's path in a manifest, in order of preference.
@@ -26,7 +28,7 @@ def find_manifest_above(path: str | os.PathLike, levels: int | None = None) -> P
     so a stray manifest far above a user's photos never sets their sampling weights."""
     # Folders as written first (``corpus/data`` may be a link to photos stored elsewhere,
     # with the manifest in ``corpus``), then those of the resolved path.
-    written, resolved = Path(os.path.abspath(Path(path).expanduser())), Path(path).expanduser().resolve()
+    written, resolved = as_written(Path(path).expanduser()), Path(path).expanduser().resolve()
     for p in dict.fromkeys([written, resolved]):
         folders = ([p] if p.is_dir() else []) + list(p.parents)
         for folder in folders if levels is None else folders[:levels + 1]:

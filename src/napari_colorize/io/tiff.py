@@ -19,7 +19,7 @@ import numpy as np
 
 from .image import Image, ImageReadError, lead_axis_names, warn_if_transparent
 
-__all__ = ["LAZY_TIFF_BYTES", "read_tiff", "tiff_series", "tiff_pixel_size", "is_tiff"]
+__all__ = ["LAZY_TIFF_BYTES", "read_tiff", "tiff_series", "tiff_pixel_size", "tiff_spacing", "is_tiff"]
 
 #: TIFFs bigger than this are read lazily through tifffile's zarr interface.
 LAZY_TIFF_BYTES = 256 * 2**20
@@ -164,8 +164,7 @@ def read_tiff(path: Path) -> Image:
         series = tiff_series(tif, path)
         page = series[0].keyframe
         axes = ("Q" if len(series) > 1 else "") + series[0].axes
-        pixel_size, unit = tiff_pixel_size(tif)
-        tif_z = _z_step_um(tif)
+        pixel_size, unit, z_step = tiff_spacing(tif)
         nbytes = len(series) * int(np.prod(series[0].shape, dtype=np.int64)) * np.dtype(series[0].dtype).itemsize
         data = _series_data(series, nbytes > LAZY_TIFF_BYTES, tif, path)
         photometric = page.photometric.name if page.photometric is not None else "MINISBLACK"
@@ -180,8 +179,8 @@ def read_tiff(path: Path) -> Image:
     if model == "gray" and "S" in axes:
         axes = axes.replace("S", "")
     lead = [a.lower() for a in axes if a not in "YXS"]
-    return Image(data, pixel_size, unit, lead_axis_names(lead), z_step=tiff_z_step(tif_z, pixel_size), colour_model=model if model in ("CMYK", "palette") else None,
-                 samples=model != "gray")
+    return Image(data, pixel_size, unit, lead_axis_names(lead), z_step=z_step,
+                 colour_model=model if model in ("CMYK", "palette") else None, samples=model != "gray")
 
 
 def _interpret(data, samples: bool, photometric: str, colormap, bits: int, inkset: int, path: Path):
@@ -264,17 +263,38 @@ _UNITS_UM = {"micron": 1.0, "um": 1.0, "µm": 1.0, "\\u00B5m": 1.0, "micrometer"
              "mm": 1e3, "millimeter": 1e3, "cm": 1e4, "centimeter": 1e4}
 
 
-def _z_step_um(tif) -> float | None:
+def _ome_pixels(tif) -> list[dict[str, str]]:
+    """The attributes of every OME ``Pixels`` element ([] for a file without OME metadata)."""
+    if not (tif.is_ome and tif.ome_metadata):
+        return []
+    import xml.etree.ElementTree as ET
+    try:
+        root = ET.fromstring(tif.ome_metadata)
+    except ET.ParseError:
+        return []
+    return [el.attrib for el in root.iter() if el.tag.endswith("Pixels")]
+
+
+def tiff_spacing(tif) -> tuple[tuple[float, float] | None, str | None, float | None]:
+    """``((y, x) pixel size, unit, z step)`` in micrometers, when the file says them.
+
+    The OME metadata is parsed once for both; a z step is kept only beside a pixel size.
+    """
+    pixels = _ome_pixels(tif)
+    pixel_size, unit = tiff_pixel_size(tif, pixels)
+    z_step = _z_step_um(tif, pixels) if pixel_size is not None else None
+    return pixel_size, unit, z_step if z_step and z_step > 0 else None
+
+
+def _z_step_um(tif, pixels: list[dict[str, str]]) -> float | None:
     """The plane spacing in micrometers from OME (PhysicalSizeZ) or ImageJ (spacing) metadata."""
-    if tif.is_ome and tif.ome_metadata:
-        import xml.etree.ElementTree as ET
-        try:
-            for el in ET.fromstring(tif.ome_metadata).iter():
-                if el.tag.endswith("Pixels") and "PhysicalSizeZ" in el.attrib:
-                    factor = _UNITS_UM.get(el.attrib.get("PhysicalSizeZUnit", "µm"))
-                    return float(el.attrib["PhysicalSizeZ"]) * factor if factor else None
-        except (ET.ParseError, ValueError):
-            return None
+    for attrib in pixels:
+        if "PhysicalSizeZ" in attrib:
+            factor = _UNITS_UM.get(attrib.get("PhysicalSizeZUnit", "µm"))
+            try:
+                return float(attrib["PhysicalSizeZ"]) * factor if factor else None
+            except ValueError:
+                return None
     if tif.is_imagej:
         meta = tif.imagej_metadata or {}
         factor = _UNITS_UM.get(str(meta.get("unit", "")).lower())
@@ -283,26 +303,18 @@ def _z_step_um(tif) -> float | None:
     return None
 
 
-def tiff_z_step(z_um: float | None, pixel_size) -> float | None:
-    """The plane spacing, kept only where the pixel size is known (both in micrometers)."""
-    return z_um if z_um and z_um > 0 and pixel_size is not None else None
+def tiff_pixel_size(tif, pixels: list[dict[str, str]] | None = None) -> tuple[tuple[float, float] | None, str | None]:
+    """(y, x) pixel size in micrometers from OME, ImageJ or resolution tags, when present.
 
-
-def tiff_pixel_size(tif) -> tuple[tuple[float, float] | None, str | None]:
-    """(y, x) pixel size in micrometers from OME, ImageJ or resolution tags, when present."""
-    if tif.is_ome and tif.ome_metadata:
-        import xml.etree.ElementTree as ET
-        try:
-            root = ET.fromstring(tif.ome_metadata)
-            for el in root.iter():
-                if el.tag.endswith("Pixels") and "PhysicalSizeX" in el.attrib:
-                    x = float(el.attrib["PhysicalSizeX"])
-                    y = float(el.attrib.get("PhysicalSizeY", x))
-                    factor = _UNITS_UM.get(el.attrib.get("PhysicalSizeXUnit", "µm"))
-                    if factor is not None:
-                        return (y * factor, x * factor), "micrometer"
-        except ET.ParseError:
-            pass
+    ``pixels``: the OME ``Pixels`` attributes when already parsed (:func:`_ome_pixels`).
+    """
+    for attrib in _ome_pixels(tif) if pixels is None else pixels:
+        if "PhysicalSizeX" in attrib:
+            x = float(attrib["PhysicalSizeX"])
+            y = float(attrib.get("PhysicalSizeY", x))
+            factor = _UNITS_UM.get(attrib.get("PhysicalSizeXUnit", "µm"))
+            if factor is not None:
+                return (y * factor, x * factor), "micrometer"
     page = tif.pages[0]
     tags = page.tags
     if "XResolution" not in tags or "YResolution" not in tags:
