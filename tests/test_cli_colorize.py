@@ -195,9 +195,17 @@ def test_dot_dot_after_a_link_is_the_file_system_s(tmp_path, model_path, cam):
     assert found == [(tmp_path / "b" / "x.png").resolve()] and not missing
 
 
-def test_local_workers(inputs, tmp_path, model_path):
-    out = tmp_path / "out"
-    assert _run(inputs / "cam.png", "-o", out, "--model", model_path, "--workers", "2", "--format", "zarr", *TILES) == 0
+def test_local_workers(inputs, tmp_path, model_path, monkeypatch):
+    from distributed import Client
+
+    from napari_colorize.engine import distributed
+
+    probes, real_run = [], Client.run
+    monkeypatch.setattr(Client, "run", lambda self, fn, *a, **k: probes.append(fn) or real_run(self, fn, *a, **k))
+    out, linked = tmp_path / "out", tmp_path / "linked.safetensors"
+    linked.symlink_to(model_path)  # resolved and as written differ: one spelling all the same
+    assert _run(inputs / "cam.png", "-o", out, "--model", linked, "--workers", "2", "--format", "zarr", *TILES) == 0
+    assert probes.count(distributed._probe_worker) == 1  # the CLI's check and the engine's are one
     assert zarr.open_group(str(out / "cam_colorized.zarr"), mode="r").attrs["napari_colorize"]["complete"]
 
 

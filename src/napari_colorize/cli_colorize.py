@@ -149,10 +149,11 @@ def _check_engine(args, config, client) -> None:
     if device is not None:
         kind = device.type
     else:  # checked on every worker: device, precision, and the model file on their file system
-        from .engine.distributed import worker_device_kind
+        from .engine.distributed import worker_device_kind, worker_model_path
         from .model import DEFAULT_MODEL
-        model_file = None if args.model == DEFAULT_MODEL else str(Path(args.model).expanduser().resolve())
-        kind = worker_device_kind(client, args.device, args.precision, model_file)
+        model_file = worker_model_path(args.model)  # as the engine gives it: the workers are asked once
+        kind = worker_device_kind(client, args.device, args.precision,
+                                  None if model_file == DEFAULT_MODEL else model_file)
     if args.tile_size is not None or args.overlap is not None:
         min_size = int(getattr(BACKBONES.get(config.backbone), "min_size", 32))
         resolve_tiling(config.backbone, None, kind, args.tile_size, args.overlap, min_size)

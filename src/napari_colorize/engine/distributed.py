@@ -11,12 +11,14 @@ docs/engine.md for dask-cuda and dask-jobqueue recipes; neither is a dependency.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 
 from .jobs import Cancelled
 
-__all__ = ["compute_on_client", "connect", "local_cluster", "run_on_client", "worker_device_kind", "WORKER_WAIT_S"]
+__all__ = ["compute_on_client", "connect", "local_cluster", "run_on_client", "worker_device_kind", "worker_model_path",
+           "WORKER_WAIT_S"]
 
 #: How long a job waits for the first worker to join (a batch system may start them late).
 WORKER_WAIT_S = 300
@@ -109,6 +111,15 @@ def compute_on_client(client, array, progress: Callable[[int, int], None] | None
         raise
 
 
+def worker_model_path(model) -> str:
+    """The model as the workers are given it: ``"default"``, or the file's absolute path
+    (``~`` expanded; the workers do not share this process's working folder).  One spelling
+    for the CLI's check and the engine's, so that the workers are checked once."""
+    from ..model import DEFAULT_MODEL
+
+    return DEFAULT_MODEL if str(model) == DEFAULT_MODEL else os.path.abspath(os.path.expanduser(os.fspath(model)))
+
+
 def worker_device_kind(client, device: str, precision: str, model_file: str | None) -> str:
     """Check every worker before a job, and return the device type they run on ("cpu", "cuda").
 
@@ -139,8 +150,6 @@ def worker_device_kind(client, device: str, precision: str, model_file: str | No
 
 def _probe_worker(device: str, precision: str, model_file: str | None) -> tuple[str, str]:
     """On a worker: ``("ok", device type)`` or ``("error", what to do)``."""
-    import os
-
     from ..devices import autocast, resolve_device
 
     try:

@@ -20,7 +20,7 @@ from ..inference import DecodeOptions
 from ..inputs import check_gray_shape, check_gray_values, data_range_limits, warn_if_dim
 from ..model import DEFAULT_MODEL, HypercolumnColorizer, get_backbone
 from .defaults import default_batch, resolve_tiling
-from .distributed import worker_device_kind
+from .distributed import worker_device_kind, worker_model_path
 from .context import image_context
 from .graph import as_dask, colorize_array, global_limits
 from .guided import build_guidance
@@ -68,7 +68,7 @@ def _model_meta(model, device: str, client) -> tuple[Any, Any, str]:
     from types import SimpleNamespace
 
     from ..model import read_config
-    source = str(model) if str(model) == DEFAULT_MODEL else os.path.abspath(os.path.expanduser(os.fspath(model)))
+    source = worker_model_path(model)
     # Each worker resolves "auto" to its own GPU (dask-cuda gives each worker one).
     return SimpleNamespace(config=read_config(source)), source, device
 
