@@ -216,12 +216,19 @@ def test_local_cluster_matches_single_process(model_path, stack, tmp_path, monke
     with local_cluster(2) as client:
         dist = nc.colorize_to_zarr(stack, tmp_path / "dist.zarr", model_path, client=client,
                                    progress=lambda d, t: ticks.append((d, t)), **TILING)
+        # The store's fingerprint is the input's, not of its blocks' trip to the workers: it resumes.
+        nc.colorize_to_zarr(stack, tmp_path / "dist.zarr", model_path, client=client, **TILING)
         lazy = nc.colorize(stack[:1], model_path, client=client, **TILING)
         # In memory through the cluster: progress per plane, and cancel stops it.
         planes = []
         small = np.ascontiguousarray(stack[:, :96, :96])
         in_memory = nc.colorize(small, model_path, client=client, progress=lambda d, t: planes.append((d, t)),
                                 **TILING)
+        # The image's blocks go to the workers, not through the scheduler inside the graph.
+        from napari_colorize.engine.pipeline import colorize_stacked
+
+        graph = dict(colorize_stacked(small, model_path, client=client, **TILING)[0].dask)
+        assert not [v for v in graph.values() if isinstance(v, np.ndarray)]
         stop = threading.Event()
         stop.set()
         with pytest.raises(Cancelled):

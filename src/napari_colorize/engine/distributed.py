@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 
 from .jobs import Cancelled
 
-__all__ = ["compute_on_client", "connect", "local_cluster", "run_on_client", "worker_device_kind", "worker_model_path",
-           "WORKER_WAIT_S"]
+__all__ = ["compute_on_client", "connect", "local_cluster", "run_on_client", "scatter_blocks", "worker_device_kind",
+           "worker_model_path", "WORKER_WAIT_S"]
 
 #: How long a job waits for the first worker to join (a batch system may start them late).
 WORKER_WAIT_S = 300
@@ -109,6 +109,28 @@ def compute_on_client(client, array, progress: Callable[[int, int], None] | None
     except BaseException:
         client.cancel(futures)
         raise
+
+
+def scatter_blocks(client, array, chunks: tuple[tuple[int, ...], ...]):
+    """A dask array of ``array`` whose blocks the workers hold.
+
+    An in-memory array put into a task graph travels through the scheduler, which
+    keeps the whole image until the job ends (dask warns above 10 MB); scattered,
+    each block goes to one worker and the graph holds only its future.
+    """
+    import itertools
+    import uuid
+
+    import dask.array as da
+
+    blocks = [array[index] for index in da.core.slices_from_chunks(chunks)]
+    # Keys of this call only (hash=False and a fresh name): scattered data cannot be
+    # recomputed, and with content-hashed keys an earlier call's release could drop the
+    # blocks of an identical call made right after it.
+    futures = client.scatter(blocks, hash=False)
+    name = f"napari-colorize-input-{uuid.uuid4().hex}"
+    keys = itertools.product([name], *(range(len(c)) for c in chunks))
+    return da.Array(dict(zip(keys, futures)), name, chunks, array.dtype)
 
 
 def worker_model_path(model) -> str:

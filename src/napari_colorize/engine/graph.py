@@ -145,19 +145,27 @@ def global_limits(src: da.Array, normalize: str | None) -> tuple[float, float] |
     return None
 
 
-def as_dask(image, chunks: tuple[tuple[int, ...], ...]) -> da.Array:
-    """A dask view of a numpy, zarr or dask array with the plan's chunks (never a copy of the input)."""
+def as_dask(image, chunks: tuple[tuple[int, ...], ...], client=None) -> da.Array:
+    """A dask view of a numpy, zarr or dask array with the plan's chunks (never a copy of the input).
+
+    With a dask.distributed ``client``, a numpy array's blocks are scattered to the workers
+    (:func:`.distributed.scatter_blocks`) instead of travelling inside the task graph.
+    """
     if isinstance(image, da.Array):
         return image.rechunk(chunks) if image.chunks != chunks else image
     if not hasattr(image, "shape") or not hasattr(image, "dtype"):
         image = np.asarray(image)
+    if client is not None and isinstance(image, np.ndarray):
+        from .distributed import scatter_blocks
+
+        return scatter_blocks(client, image, da.core.normalize_chunks(chunks, image.shape, dtype=image.dtype))
     return da.from_array(image, chunks=chunks, asarray=isinstance(image, np.ndarray) or None)
 
 
 def colorize_array(image, model_ref: ModelRef, options: TileOptions, tile_size: int, overlap: int,
                    batch_size: int = 1, monitor: Monitor | None = None,
                    progress: Callable[[int, int], None] | None = None,
-                   cancel: threading.Event | None = None) -> tuple[da.Array, TilePlan]:
+                   cancel: threading.Event | None = None, client=None) -> tuple[da.Array, TilePlan]:
     """Build the lazy ``(..., Y, X, 5)`` result for a gray array.
 
     Parameters
@@ -175,6 +183,8 @@ def colorize_array(image, model_ref: ModelRef, options: TileOptions, tile_size: 
         Called after each tile batch in this process (not on distributed workers).
     cancel : threading.Event, optional
         Set it to stop between batches; the computation raises :class:`Cancelled`.
+    client : dask.distributed.Client, optional
+        The cluster that will compute the result: a numpy input is scattered to its workers.
 
     Returns
     -------
@@ -188,7 +198,7 @@ def colorize_array(image, model_ref: ModelRef, options: TileOptions, tile_size: 
     shape = tuple(image.shape)
     check_gray_shape(shape, options.min_size)
     plan = TilePlan.create(shape, tile_size, overlap, min_width=options.min_size)
-    src = as_dask(image, plan.chunks)
+    src = as_dask(image, plan.chunks, client)
     lead = len(plan.lead_shape)
     if monitor is None and (progress is not None or cancel is not None):
         monitor = Monitor(plan.n_tiles, progress, cancel)

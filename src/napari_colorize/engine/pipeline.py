@@ -130,12 +130,23 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
             pass
     stacked, plan = colorize_array(image, ModelRef(source, dev), tile_options, tile_size, overlap, batch_size,
                                    progress=None if client is not None else progress,
-                                   cancel=None if client is not None else cancel)
+                                   cancel=None if client is not None else cancel, client=client)
     info = {"model": getattr(meta, "source", str(source) if not isinstance(source, torch.nn.Module) else "in-memory"),
             "device": dev, "method": options.method, "space": meta.config.space, "backbone": backbone,
             "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size, "n_tiles": plan.n_tiles,
             "limits": tile_options.limits, "normalize": normalize, "precision": precision,
             "decode": dataclasses.asdict(options),
             "guidance": None if guidance is None else guidance.summary,
-            "input_token": next(iter(stacked.dask.dependencies[stacked.name]), stacked.name)}
+            "input_token": _input_token(image, stacked, plan, client)}
     return stacked, plan, info
+
+
+def _input_token(image, stacked, plan, client) -> str:
+    """The input's dask name, which fingerprints a resumable store (as the caller gave no source id).
+
+    A numpy input scattered to a cluster gets a fresh name per call; its fingerprint is
+    the one it has without a cluster, so an interrupted store resumes either way.
+    """
+    if client is not None and isinstance(image, np.ndarray):
+        return as_dask(image, plan.chunks).name
+    return next(iter(stacked.dask.dependencies[stacked.name]), stacked.name)
