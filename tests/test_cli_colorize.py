@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import imageio.v3 as iio
 import numpy as np
@@ -109,6 +110,39 @@ def test_a_z_stack_keeps_its_plane_spacing_in_zarr(tmp_path, model_path, cam, ki
     from napari_colorize.io import read_image
 
     assert read_image(next(out.glob("*.zarr"))).z_step == pytest.approx(1.5)  # and read back
+
+
+@pytest.mark.parametrize("kind", ["imagej", "ome-channels"])
+def test_a_z_stack_keeps_its_plane_spacing_in_tiff(tmp_path, model_path, cam, kind):
+    # The TIFF outputs recorded only the pixel size, so napari and Fiji showed the z-stack squashed (z step 1).
+    import xml.etree.ElementTree as ET
+
+    from napari_colorize.io import ColourInputWarning, read_image
+
+    planes = np.stack([cam, cam[::-1], cam])
+    src = tmp_path / "s.tif"
+    if kind == "imagej":
+        axes, rgb_dtype, channels = "ZYX", "uint8", ()
+        tifffile.imwrite(src, (planes * 65535).astype(np.uint16), imagej=True, resolution=(2.0, 2.0),
+                         metadata={"unit": "um", "axes": axes, "spacing": 1.5})
+    else:  # two channels of a z-stack: only the z axis gets the spacing; float RGB is not ImageJ-writable
+        axes, rgb_dtype, channels = "CZYX", "float32", (2,)
+        tifffile.imwrite(src, (np.stack([planes, planes[:, ::-1]]) * 65535).astype(np.uint16), ome=True,
+                         metadata={"axes": axes, "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5, "PhysicalSizeZ": 1.5})
+    out = tmp_path / "out"
+    assert _run(src, "-o", out, "--model", model_path, "--format", "tiff", "--rgb-dtype", rgb_dtype, *TILES) == 0
+    for name in ("colorized", "confidence", "entropy"):
+        rgb = name == "colorized"
+        with tifffile.TiffFile(out / f"s_{name}.tif") as tif:
+            assert tif.series[0].axes == axes + ("S" if rgb else "")
+            assert tif.series[0].dtype == np.dtype(rgb_dtype if rgb else "float32")
+            pixels = next(el.attrib for el in ET.fromstring(tif.ome_metadata).iter() if el.tag.endswith("Pixels"))
+        assert float(pixels["PhysicalSizeZ"]) == pytest.approx(1.5) and float(pixels["PhysicalSizeX"]) == pytest.approx(0.5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ColourInputWarning)  # the colour output is read back as gray
+            image = read_image(out / f"s_{name}.tif")  # and napari-colorize reads it back
+        assert image.axes == list(axes[:-2].lower()) and image.z_step == pytest.approx(1.5)
+        assert image.pixel_size == pytest.approx((0.5, 0.5)) and image.data.shape == channels + planes.shape
 
 
 def test_bad_files_do_not_stop_a_folder(inputs, tmp_path, model_path, capsys):

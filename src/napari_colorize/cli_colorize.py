@@ -353,8 +353,9 @@ def _colorize_source(job: Job, outputs, args, kwargs, client) -> float:
         if job.fmt == "png":
             _write_pngs(stacked, job.targets, src)
         else:
-            _write_tiffs(stacked, plan, job.targets, image.pixel_size if image.unit == "micrometer" else None,
-                         args.rgb_dtype)
+            um = image.unit == "micrometer"  # the TIFF outputs record sizes in micrometers only
+            _write_tiffs(stacked, plan, job.targets, args.rgb_dtype, axes=image.axes,
+                         pixel_size=image.pixel_size if um else None, z_step=image.z_step if um else None)
     return mp
 
 
@@ -372,8 +373,12 @@ def _write_pngs(stacked, targets: dict[str, Path], src: Path) -> None:
         write_png(path, _to_uint8(values[..., channels[get_output(key).name]]))
 
 
-def _write_tiffs(stacked, plan, targets: dict[str, Path], pixel_size, rgb_dtype: str) -> None:
-    """Fill memory-mapped TIFFs one band of chunk rows at a time (bounded memory)."""
+def _write_tiffs(stacked, plan, targets: dict[str, Path], rgb_dtype: str, *, axes: list[str] | None,
+                 pixel_size: tuple[float, float] | None, z_step: float | None) -> None:
+    """Fill memory-mapped TIFFs one band of chunk rows at a time (bounded memory).
+
+    The input's axis names, pixel size and z step (micrometers) go into every file
+    (:class:`~napari_colorize.io.tiff_memmaps`), so a z-stack is not shown squashed."""
     from .io import tiff_memmaps
     shape = tuple(stacked.shape[:-1])
     specs = {}
@@ -383,7 +388,7 @@ def _write_tiffs(stacked, plan, targets: dict[str, Path], pixel_size, rgb_dtype:
         else:
             specs[key] = (path, shape, "float32", "minisblack")
     channels = channel_slices()
-    with tiff_memmaps(specs, pixel_size) as maps:
+    with tiff_memmaps(specs, pixel_size, axes=axes, z_step=z_step) as maps:
         for plane in plan.planes:
             for cy in range(plan.ty.n_chunks):
                 ys = slice(*plan.ty.chunk_range(cy))

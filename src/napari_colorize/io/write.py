@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._atomic import atomic_path, preallocate, space_error
+from .image import lead_axis_names
 
 __all__ = ["write_png", "tiff_memmaps"]
 
@@ -61,25 +62,60 @@ class tiff_memmaps:
     instead of a SIGBUS while writing.  Use as a context manager: on an exception the
     temporary files are deleted and nothing is renamed.
 
+    With named leading axes the files are OME-TIFF: the axes (``ZYX``, ``CZYXS``...), the
+    pixel size and the z step in the OME metadata (``PhysicalSizeX/Y/Z``), which tifffile,
+    Bio-Formats (Fiji's Bio-Formats Importer, QuPath) and napari-colorize's reader take.
+    OME, not ImageJ, because an ImageJ file holds no float RGB, only the axis order TZC and
+    no conformant BigTIFF.  Otherwise (unnamed axes, one plane) they are plain TIFFs.
+
     Parameters
     ----------
     specs : dict of name -> (path, shape, dtype, photometric)
     pixel_size : (float, float), optional
-        (y, x) in micrometers, stored as the resolution in pixels per centimeter.
+        (y, x) in micrometers, stored as the resolution in pixels per centimeter (and in
+        the OME metadata).
+    axes : list of str, optional
+        Names of the leading axes (each of "t", "c", "z" at most once), one per axis before
+        y, x (and the RGB samples); otherwise the leading axes are left unnamed.
+    z_step : float, optional
+        Distance between the planes of the ``z`` axis in micrometers (OME ``PhysicalSizeZ``).
     """
 
     def __init__(self, specs: dict[str, tuple[Path, tuple[int, ...], str, str]],
-                 pixel_size: tuple[float, float] | None = None) -> None:
+                 pixel_size: tuple[float, float] | None = None, axes: list[str] | None = None,
+                 z_step: float | None = None) -> None:
         self.specs = specs
         self.pixel_size = pixel_size
+        self.axes = axes
+        self.z_step = z_step
         self.maps: dict[str, np.memmap] = {}
         self._temps: ExitStack | None = None
 
     def _kwargs(self, shape: tuple[int, ...], dtype: str, photometric: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"photometric": photometric, "bigtiff": _nbytes(shape, dtype) > 2**31 - 2**25}
         if self.pixel_size:
+            # Kept beside the OME metadata: readers that know only TIFF tags still get the pixel size.
             kwargs.update(resolution=(1e4 / self.pixel_size[1], 1e4 / self.pixel_size[0]), resolutionunit="CENTIMETER")
+        axes = self._file_axes(shape, photometric)
+        # Off, not left to tifffile, without names: it would guess them (two leading axes -> ZC).
+        kwargs.update(ome=axes is not None, **({"metadata": self._ome_metadata(axes)} if axes else {}))
         return kwargs
+
+    def _file_axes(self, shape: tuple[int, ...], photometric: str) -> str | None:
+        """The file's axes (``ZYX``, ``TZYXS``), or None when the leading axes have no names."""
+        samples = "S" if photometric == "rgb" else ""
+        if lead_axis_names(self.axes) is None or len(self.axes) != len(shape) - 2 - len(samples):
+            return None
+        return "".join(self.axes).upper() + "YX" + samples
+
+    def _ome_metadata(self, axes: str) -> dict[str, Any]:
+        """OME metadata: the axes, and the voxel size in micrometers (OME's default unit) when known."""
+        meta: dict[str, Any] = {"axes": axes}
+        if self.pixel_size:
+            meta.update(PhysicalSizeY=self.pixel_size[0], PhysicalSizeX=self.pixel_size[1])
+        if self.z_step and "Z" in axes:  # only a z axis has a plane spacing; t and c planes have none
+            meta["PhysicalSizeZ"] = self.z_step
+        return meta
 
     def __enter__(self) -> dict[str, np.memmap]:
         import tifffile
