@@ -241,6 +241,12 @@ def test_local_workers(inputs, tmp_path, model_path, monkeypatch):
     assert _run(inputs / "cam.png", "-o", out, "--model", linked, "--workers", "2", "--format", "zarr", *TILES) == 0
     assert probes.count(distributed._probe_worker) == 1  # the CLI's check and the engine's are one
     assert zarr.open_group(str(out / "cam_colorized.zarr"), mode="r").attrs["napari_colorize"]["complete"]
+    # TIFF bands on the cluster (one job, written as they arrive) hold the same pixels.
+    assert _run(inputs / "cam.png", "-o", out, "--model", model_path, "--workers", "2", "--format", "tiff", *TILES) == 0
+    stored = open_zarr_result(out / "cam_colorized.zarr")
+    np.testing.assert_allclose(tifffile.imread(out / "cam_confidence.tif"), np.asarray(stored.chroma_confidence),
+                               atol=1e-6)
+    np.testing.assert_array_equal(tifffile.imread(out / "cam_colorized.tif"), np.round(np.asarray(stored.rgb) * 255))
 
 
 def test_a_zarr_input_changed_in_place_is_colorized_again(tmp_path, model_path, cam):

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 
+import dask.array as da
 import numpy as np
 import pytest
 import torch
@@ -297,6 +298,33 @@ def test_a_cluster_without_workers_is_one_clear_error(monkeypatch):
 
     with pytest.raises(RuntimeError, match=r"no dask worker joined the cluster within \d+ s"):
         distributed.worker_device_kind(NoWorkers(), "auto", "fp32", None)
+
+
+_CALLS: list = []  # module level: the in-process workers run this module's function, not a pickled copy
+
+
+def _counted_tile(value: int) -> np.ndarray:
+    _CALLS.append(value)
+    return np.full((4, 4), value)
+
+
+def test_arrays_computed_on_a_cluster_as_one_job_share_their_tasks():
+    """TIFF bands on a cluster: a tile on the border of two bands runs once, not once per band."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from napari_colorize.engine.distributed import compute_as_completed
+
+    _CALLS.clear()
+    ticks = []
+    shared = da.from_delayed(dask.delayed(_counted_tile)(3), (4, 4), dtype=int)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        got = dict(compute_as_completed(client, [shared + 1, shared[:2] * 2], lambda d, t: ticks.append((d, t))))
+    assert _CALLS == [3]
+    np.testing.assert_array_equal(got[0], np.full((4, 4), 4))
+    np.testing.assert_array_equal(got[1], np.full((2, 4), 6))
+    assert ticks == [(1, 2), (2, 2)]
 
 
 def test_client_needs_a_model_path(stack):

@@ -669,3 +669,18 @@ def test_hint_field_token_changes_with_the_hint(make_model, cam):
     d = _plain_guidance(cam, model, hints=_hints([[31, 60]], [ORANGE]))
     assert a.token == b.token and len({a.token, c.token, d.token}) == 3
     assert isinstance(a.hints[0], HintField)
+
+
+def test_the_guidance_is_one_graph_node_that_every_batch_task_shares(make_model):
+    """A cluster ships the hint fields once per worker, not inside each of the many batch tasks."""
+    from napari_colorize.engine.jobs import TileOptions
+    from napari_colorize.engine.pipeline import colorize_stacked
+
+    gray = np.random.default_rng(0).random((2, 200, 200), dtype=np.float32)
+    stacked, _, _ = colorize_stacked(gray, make_model(), **CPU, tile_size=128, overlap=32,
+                                     hints=_hints([[0, 20, 20], [1, 150, 150]], [ORANGE, ORANGE]))
+    tasks = dict(stacked.dask)
+    nodes = [key for key, value in tasks.items() if isinstance(value, TileOptions)]
+    batches = [task for key, task in tasks.items() if isinstance(key, tuple) and str(key[0]).startswith(graph.BATCH_PREFIX)]
+    assert len(nodes) == 1 and tasks[nodes[0]].guidance is not None and len(batches) >= 8
+    assert all(nodes[0] in task and not any(isinstance(arg, TileOptions) for arg in task) for task in batches)

@@ -355,7 +355,8 @@ def _colorize_source(job: Job, outputs, args, kwargs, client) -> float:
         else:
             um = image.unit == "micrometer"  # the TIFF outputs record sizes in micrometers only
             _write_tiffs(stacked, plan, job.targets, args.rgb_dtype, axes=image.axes,
-                         pixel_size=image.pixel_size if um else None, z_step=image.z_step if um else None)
+                         pixel_size=image.pixel_size if um else None, z_step=image.z_step if um else None,
+                         client=client, progress=bar)
     return mp
 
 
@@ -374,7 +375,7 @@ def _write_pngs(stacked, targets: dict[str, Path], src: Path) -> None:
 
 
 def _write_tiffs(stacked, plan, targets: dict[str, Path], rgb_dtype: str, *, axes: list[str] | None,
-                 pixel_size: tuple[float, float] | None, z_step: float | None) -> None:
+                 pixel_size: tuple[float, float] | None, z_step: float | None, client=None, progress=None) -> None:
     """Fill memory-mapped TIFFs one band of chunk rows at a time (bounded memory).
 
     The input's axis names, pixel size and z step (micrometers) go into every file
@@ -388,13 +389,17 @@ def _write_tiffs(stacked, plan, targets: dict[str, Path], rgb_dtype: str, *, axe
         else:
             specs[key] = (path, shape, "float32", "minisblack")
     channels = channel_slices()
-    with tiff_memmaps(specs, pixel_size, axes=axes, z_step=z_step) as maps:
-        for plane in plan.planes:
-            for cy in range(plan.ty.n_chunks):
-                ys = slice(*plan.ty.chunk_range(cy))
-                band = np.asarray(stacked[plane + (ys,)].compute())
-                for key, target in maps.items():
-                    output = get_output(key)
-                    values = band[..., channels[output.name]]
-                    rgb8 = output.is_rgb and rgb_dtype == "uint8"
-                    target[plane + (ys,)] = _to_uint8(values) if rgb8 else values
+    bands = [plane + (slice(*plan.ty.chunk_range(cy)),) for plane in plan.planes for cy in range(plan.ty.n_chunks)]
+    if client is None:  # here: one band at a time; the tile cache keeps the tiles two bands share
+        done = ((i, np.asarray(stacked[band].compute())) for i, band in enumerate(bands))
+    else:  # on a cluster: one job, so a tile two bands share runs once; the bar counts bands as tiles
+        from .engine.distributed import compute_as_completed
+        bar = None if progress is None else (lambda n, total: progress(round(plan.n_tiles * n / total), plan.n_tiles))
+        done = compute_as_completed(client, [stacked[band] for band in bands], bar)
+    with tiff_memmaps(specs, pixel_size, axes=axes, z_step=z_step) as maps, contextlib.closing(done):
+        for i, values in done:
+            for key, target in maps.items():
+                output = get_output(key)
+                band = values[..., channels[output.name]]
+                rgb8 = output.is_rgb and rgb_dtype == "uint8"
+                target[bands[i]] = _to_uint8(band) if rgb8 else band

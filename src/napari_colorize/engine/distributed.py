@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 from .jobs import Cancelled
 
-__all__ = ["compute_on_client", "connect", "local_cluster", "run_on_client", "scatter_blocks", "worker_device_kind",
+__all__ = ["compute_as_completed", "compute_on_client", "connect", "local_cluster", "run_on_client", "scatter_blocks", "worker_device_kind",
            "worker_model_path", "WORKER_WAIT_S"]
 
 #: How long a job waits for the first worker to join (a batch system may start them late).
@@ -109,6 +109,33 @@ def compute_on_client(client, array, progress: Callable[[int, int], None] | None
     except BaseException:
         client.cancel(futures)
         raise
+
+
+def compute_as_completed(client, arrays: list, progress: Callable[[int, int], None] | None = None) -> Iterator:
+    """Compute dask ``arrays`` on ``client`` as one job; yield ``(index, value)`` as each finishes.
+
+    One submission, so a task that several arrays need (a tile on the border of two bands
+    of rows) runs once; computed one after the other, it ran once per array.  Each result
+    is released on the cluster as soon as it has been handed over, and the rest is
+    cancelled when the caller stops early (an error, Ctrl-C).
+    """
+    from distributed import as_completed
+
+    futures = client.compute(arrays)
+    index = {future.key: i for i, future in enumerate(futures)}
+    pending = as_completed(futures)
+    del futures  # the loop holds each future only until its result is handed over
+    try:
+        for done, future in enumerate(pending, 1):
+            value, key = future.result(), future.key
+            del future
+            yield index[key], value
+            if progress is not None:
+                progress(done, len(index))
+    finally:
+        # Still computing, or finished and not yet handed over.
+        client.cancel(list(pending.futures) + list(pending.queue.queue))
+        pending.clear()
 
 
 def scatter_blocks(client, array, chunks: tuple[tuple[int, ...], ...]):

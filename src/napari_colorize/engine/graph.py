@@ -208,7 +208,11 @@ def colorize_array(image, model_ref: ModelRef, options: TileOptions, tile_size: 
     htoken = dask.base.tokenize(src.name, model_ref.token(), options.precision, options.normalize, options.limits,
                                 options.context, plan, batch_size)
     chunk = plan.ty.chunk, plan.tx.chunk
-    layer: dict = {}
+    # The options (with the guidance: hint fields, a reference's prior) are one node of the
+    # graph that every batch task depends on: a cluster ships them once to each worker, not
+    # inside every task.
+    okey = f"colorize-options-{token}"
+    layer: dict = {okey: options}
     for b, tiles in enumerate(plan.batches(batch_size)):
         windows = []
         for pos, index in enumerate(tiles):
@@ -222,7 +226,7 @@ def colorize_array(image, model_ref: ModelRef, options: TileOptions, tile_size: 
             for cy, _, _ in plan.ty.pieces(jy):
                 for cx, _, _ in plan.tx.pieces(jx):
                     layer[(pname, index, cy, cx)] = (_piece, (bname, b), pos, (cy, cx))
-        layer[(bname, b)] = (_run_batch, f"{bname}:{b}", model_ref, options, plan, windows, tiles, lead, overlap,
+        layer[(bname, b)] = (_run_batch, f"{bname}:{b}", model_ref, okey, plan, windows, tiles, lead, overlap,
                              monitor, f"histograms-{htoken}:{b}")
     for plane in plan.planes:
         for cy in range(plan.ty.n_chunks):
