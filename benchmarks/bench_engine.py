@@ -6,7 +6,7 @@ Usage::
     python benchmarks/bench_engine.py seams 3072 1280/256 1280/384   # a larger image, chosen tilings
     python benchmarks/bench_engine.py throughput [SIDE]   # tiled vs single pass on SIDE x SIDE (2048)
     python benchmarks/bench_engine.py memory 16 64   # peak RSS of zarr -> zarr at 16 and 64 MP
-    python benchmarks/bench_engine.py cli            # MP/s through the CLI, in-process and --workers 2
+    python benchmarks/bench_engine.py cli [SIDE [FORMAT ...]]   # MP/s through the CLI, in-process and --workers 2
     python benchmarks/bench_engine.py overhead       # the engine alone (a null model): how fast it can feed a GPU
     python benchmarks/bench_engine.py gpu            # only with CUDA: compact/vgg16, fp32/bf16, pipeline ratio
 
@@ -145,7 +145,7 @@ def memory(sizes=(16, 64)) -> None:
                 shutil.rmtree(os.path.join(work, stale), ignore_errors=True)
 
 
-def cli(size: int = 4096) -> None:
+def cli(size: int = 4096, formats=("png", "tiff", "zarr")) -> None:
     import imageio.v3 as iio
     model, name = _model()
     with tempfile.TemporaryDirectory() as work:
@@ -154,7 +154,7 @@ def cli(size: int = 4096) -> None:
         iio.imwrite(src / "big.png", (_scene(size) * 255).astype(np.uint8))
         model_arg = model if isinstance(model, str) else str(nc.save_model(model, Path(work) / "m.safetensors"))
         for extra in ([], ["--workers", "2"]):
-            for fmt in ("png", "zarr"):
+            for fmt in formats:
                 out = Path(work) / f"out-{fmt}-{len(extra)}"
                 t = time.perf_counter()
                 r = subprocess.run([sys.executable, "-m", "napari_colorize.cli", "colorize", str(src), "-o", str(out),
@@ -283,8 +283,8 @@ if __name__ == "__main__":
         throughput(int(sys.argv[2]) if len(sys.argv) > 2 else 2048)
     elif what == "memory":
         memory(tuple(int(a) for a in sys.argv[2:]) or (16, 64))
-    elif what == "cli":
-        cli()
+    elif what == "cli":  # cli [SIDE [FORMAT ...]], e.g. cli 2048 tiff
+        cli(int(sys.argv[2]) if len(sys.argv) > 2 else 4096, tuple(sys.argv[3:]) or ("png", "tiff", "zarr"))
     elif what == "overhead":
         overhead()
     elif what == "gpu":
