@@ -267,6 +267,9 @@ def test_clear_error_for_crop_larger_than_all_images(tmp_path, image_dir):
     with pytest.raises(ValueError, match="use --batch-size 2 or more, or --crop 64 or more"):
         train(_config(image_dir, tmp_path / "m.safetensors", crop=32, batch_size=1))
     assert not list(tmp_path.glob("m.*"))  # refused before any file is written
+    # Only batch normalisation needs two values per channel: vgg16 (none) may train so.
+    from napari_colorize.training.config import check_config
+    check_config(_config(image_dir, tmp_path / "m.safetensors", crop=32, batch_size=1, backbone="vgg16"))
 
 
 @pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root can write anywhere")

@@ -199,6 +199,9 @@ class BackboneSpec:
     pretrained : dict of str -> callable
         Named initialisations: ``loader(backbone) -> description`` fills a new backbone's
         weights and returns what to record as the model's ``training["init"]``.
+    batch_norm : bool
+        Whether it trains with batch normalisation, which needs two values per channel of
+        a batch at its deepest (stride 32) layer.
     """
 
     name: str
@@ -209,6 +212,7 @@ class BackboneSpec:
     gpu_tiling: tuple[int, int]
     min_size: int = 32
     pretrained: Mapping[str, Callable[[Backbone], str]] = field(default_factory=dict)
+    batch_norm: bool = False
 
     def __post_init__(self) -> None:
         lo, hi = HIDDEN_RANGE
@@ -263,7 +267,7 @@ def get_backbone(name: str) -> BackboneSpec:
 # the image's pixels, 4096/384 tiles 1.22x) and memory is plentiful.  vgg16 takes the
 # same overlap (no trained vgg16 to measure).
 register_backbone(BackboneSpec("compact", CompactBackbone, hidden=128, cpu_tiling=(1408, 384),
-                               single_pass_max=1536, gpu_tiling=(4096, 384)))
+                               single_pass_max=1536, gpu_tiling=(4096, 384), batch_norm=True))
 register_backbone(BackboneSpec("vgg16", VGG16Backbone, hidden=1024, cpu_tiling=(1024, 384),
                                single_pass_max=1024, gpu_tiling=(2048, 384),
                                pretrained={"imagenet": load_imagenet_vgg16}))

@@ -218,16 +218,17 @@ def check_config(cfg: TrainConfig) -> None:
                          f"try {max(32, round(cfg.crop / 32) * 32)}")
     if cfg.max_side < cfg.crop:
         raise ValueError(f"max-side ({cfg.max_side}) must be at least the crop ({cfg.crop})")
-    if cfg.batch_size * (cfg.crop // 32) ** 2 < 2:
-        # compact's batch normalisation at stride 32 needs two values per channel in a batch
-        raise ValueError(f"batch-size {cfg.batch_size} with crop {cfg.crop} leaves one value per channel at the "
-                         "network's deepest layer, which batch normalisation cannot train on; use --batch-size 2 "
-                         "or more, or --crop 64 or more")
     if cfg.target_window < 1 or cfg.target_window % 2 == 0:
         raise ValueError(f"target-window must be a positive odd integer, got {cfg.target_window}")
     _choice("optimizer", cfg.optimizer, OPTIMIZERS)
     _choice("schedule", cfg.schedule, SCHEDULES)
     _choice("backbone", cfg.backbone, tuple(BACKBONES))
+    # Unset (the --init model's, or the default): refused like compact, the default.
+    spec = BACKBONES.get(cfg.backbone) if cfg.backbone is not None else None
+    if (spec is None or spec.batch_norm) and cfg.batch_size * (cfg.crop // 32) ** 2 < 2:
+        raise ValueError(f"batch-size {cfg.batch_size} with crop {cfg.crop} leaves one value per channel at the "
+                         f"{cfg.backbone or 'compact'} network's deepest layer, which batch normalisation cannot train on; use "
+                         "--batch-size 2 or more, or --crop 64 or more")
     _choice("colour space", cfg.space, tuple(SPACES))
     _choice("precision", cfg.precision, PRECISIONS)
     if cfg.threads is not None and cfg.threads < 1:
