@@ -188,6 +188,22 @@ def test_a_folder_as_model_is_a_clear_error(tmp_path):
         load_model(tmp_path)
 
 
+def test_a_training_checkpoint_as_model_names_the_runs_model(tmp_path, capsys, images):
+    from napari_colorize.model.metadata import TRAINING_STATE_KEY
+
+    ckpt = tmp_path / "run.ckpt.safetensors"
+    save_file({"w": torch.zeros(1)}, str(ckpt), metadata={TRAINING_STATE_KEY: "{}"})
+    expected = f"{ckpt} is a training checkpoint .* not a model; pass its model, {tmp_path / 'run.safetensors'}"
+    with pytest.raises(ValueError, match=expected):
+        load_model(ckpt)
+    code, err = _run(capsys, "colorize", images, "-o", tmp_path / "out", "--model", ckpt)
+    assert code == 2 and re.search(expected, err)
+    other = tmp_path / "state.safetensors"  # a --checkpoint of the user's own naming
+    ckpt.rename(other)
+    with pytest.raises(ValueError, match="pass the model file it wrote"):
+        read_config(other)
+
+
 # ----------------------------------------------------------------------------- train -o
 
 

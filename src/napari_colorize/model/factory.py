@@ -24,7 +24,7 @@ from ..spaces import SPACES, get_space
 from .backbones import BACKBONES, get_backbone
 from .hypercolumn import HypercolumnColorizer
 from .imagenet import load_imagenet_vgg16, vgg16_state_from_torchvision
-from .metadata import FORMAT_VERSION, METADATA_KEY, check_metadata, parse_metadata
+from .metadata import FORMAT_VERSION, METADATA_KEY, TRAINING_STATE_KEY, check_metadata, parse_metadata
 
 __all__ = ["ModelConfig", "build_model", "save_model", "load_model", "read_config", "resolve_model_path",
            "is_model_file", "load_imagenet_vgg16", "vgg16_state_from_torchvision", "DEFAULT_MODEL",
@@ -175,10 +175,23 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
 
 
 def _read_metadata_text(path: Path) -> str:
-    return read_safetensors_metadata(
-        path, METADATA_KEY,
-        not_safetensors=lambda err: f"{path} is not a safetensors file ({err}); napari-colorize models are .safetensors files",
-        no_key=f"{path} has no napari-colorize metadata; it was not written by save_model()/napari-colorize train")
+    try:
+        return read_safetensors_metadata(
+            path, METADATA_KEY,
+            not_safetensors=lambda err: f"{path} is not a safetensors file ({err}); napari-colorize models are "
+                                        ".safetensors files",
+            no_key=f"{path} has no napari-colorize metadata; it was not written by save_model()/napari-colorize train")
+    except ValueError:
+        if has_safetensors_key(path, TRAINING_STATE_KEY):  # the run's other file, easily taken for its model
+            raise ValueError(_checkpoint_message(path)) from None
+        raise
+
+
+def _checkpoint_message(path: Path) -> str:
+    model = path.name[:-len(".ckpt.safetensors")] + ".safetensors" if path.name.endswith(".ckpt.safetensors") else None
+    which = f"its model, {path.with_name(model)}" if model else "the model file it wrote (its -o)"
+    return (f"{path} is a training checkpoint (the resumable state of a `napari-colorize train` run), not a model; "
+            f"pass {which}, or continue the run with `napari-colorize train ... --resume`")
 
 
 def read_config(name_or_path: str | os.PathLike) -> ModelConfig:

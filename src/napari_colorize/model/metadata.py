@@ -26,6 +26,8 @@ __all__ = ["FORMAT_VERSION", "METADATA_KEY", "ModelMetadataError", "Rule", "MODE
 FORMAT_VERSION = 1
 #: Key of the metadata document in a model file's safetensors header.
 METADATA_KEY = "napari_colorize"
+#: The key of a training run's resumable state (``NAME.ckpt.safetensors``): not a model.
+TRAINING_STATE_KEY = "napari_colorize_state"
 
 _FIX = "use an unedited copy of the model file, or correct the field in its metadata"
 

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from .._atomic import has_safetensors_key, read_safetensors_metadata, write_safetensors
+from ..model.metadata import TRAINING_STATE_KEY
 
 __all__ = ["save_training_state", "load_training_state", "read_state_info", "is_training_state", "capture_rng",
            "restore_rng", "STATE_KEY"]
 
-STATE_KEY = "napari_colorize_state"
+STATE_KEY = TRAINING_STATE_KEY
 STATE_VERSION = 1
 
 
