@@ -204,6 +204,22 @@ def test_a_training_checkpoint_as_model_names_the_runs_model(tmp_path, capsys, i
         read_config(other)
 
 
+def test_refused_commands_leave_no_folder_behind(tmp_path, capsys, images, model_file):
+    gray = tmp_path / "gray"
+    gray.mkdir()
+    iio.imwrite(gray / "g.png", np.full((96, 96), 128, np.uint8))
+    code, err = _run(capsys, "train", gray, "-o", tmp_path / "new" / "deep" / "m.safetensors", "--steps", "2",
+                     "--batch-size", "2", "--crop", "64", "--workers", "0", "--no-progress")
+    assert code == 2 and "too few usable colour images" in err
+    code, err = _run(capsys, "calibrate", model_file, images, "-o", tmp_path / "new" / "cal" / "c.safetensors",
+                     "--group-by", "source")
+    assert code == 2 and "no manifest.csv" in err
+    code, err = _run(capsys, "evaluate", images, "--model", model_file, "--json", tmp_path / "new" / "t" / "t.json",
+                     "--group-by", "source")
+    assert code == 2 and "no manifest.csv" in err
+    assert not (tmp_path / "new").exists()
+
+
 # ----------------------------------------------------------------------------- train -o
 
 

@@ -19,10 +19,10 @@ import shutil
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
-__all__ = ["atomic_path", "preallocate", "remove_stale_temps", "DiskFullError", "FileTooLargeError", "space_error",
+__all__ = ["atomic_path", "no_new_empty_folders", "preallocate", "remove_stale_temps", "DiskFullError", "FileTooLargeError", "space_error",
            "TEMP_NAME_EXTRA", "read_safetensors_metadata", "write_safetensors"]
 
 #: errno values meaning "no room left" (a full disk, or the user's quota).
@@ -306,3 +306,18 @@ def read_safetensors_metadata(path: Path, key: str, not_safetensors: Callable[[E
     if key not in meta:
         raise ValueError(no_key)
     return meta[key]
+
+
+@contextmanager
+def no_new_empty_folders(*paths: str | os.PathLike | None) -> Iterator[None]:
+    """On the way out, remove the folders above ``paths`` that did not exist on the way in
+    and are still empty: a command refused after it made its output folder (bad data, a
+    failed check) leaves nothing behind.  Folders holding anything stay (rmdir refuses)."""
+    new = {folder for path in paths if path for folder in Path(path).expanduser().absolute().parents
+           if not folder.exists()}
+    try:
+        yield
+    finally:
+        for folder in sorted(new, key=lambda p: -len(p.parts)):  # deepest first
+            with suppress(OSError):  # not empty, or gone
+                os.rmdir(folder)

@@ -101,6 +101,13 @@ def _check_args(args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``calibrate`` from parsed arguments; returns the exit code."""
+    from ._atomic import no_new_empty_folders
+
+    with no_new_empty_folders(args.output):  # -o's folder is made by the early check: gone if refused
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import warnings
 
     from .devices import resolve_device

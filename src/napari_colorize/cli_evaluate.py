@@ -92,9 +92,7 @@ def _check_json_target(path: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``evaluate`` from parsed arguments; returns the exit code."""
-    import warnings
-
-    from .evaluate import compare, evaluate
+    from ._atomic import no_new_empty_folders
 
     methods = [None if m == "default" else m for m in (args.method or [None])]
     calibrations = [True, False] if args.calibrated is None else [args.calibrated]
@@ -103,6 +101,15 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
     json_path = Path(args.json).expanduser() if args.json else None
+    with no_new_empty_folders(json_path):  # --json's folder is made by the early check: gone if refused
+        return _evaluate(args, methods, calibrations, json_path)
+
+
+def _evaluate(args: argparse.Namespace, methods: list, calibrations: list, json_path: Path | None) -> int:
+    import warnings
+
+    from .evaluate import compare, evaluate
+
     if json_path is not None:
         _check_json_target(json_path)
     if args.manifest is not None and args.group_by is None:

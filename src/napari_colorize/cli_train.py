@@ -158,7 +158,10 @@ def run(args: argparse.Namespace) -> int:
         resume=args.resume, force=args.force, log=args.log, log_every=args.log_every, progress=not args.no_progress,
         command=" ".join(["napari-colorize", *map(shlex.quote, getattr(args, "argv", None) or sys.argv[1:])]),
     )
-    train(cfg)
+    from ._atomic import no_new_empty_folders
+
+    with no_new_empty_folders(args.output, args.checkpoint, args.log):  # a refused run leaves no folder
+        train(cfg)
     return 0
 
 
