@@ -216,6 +216,11 @@ def test_resume_refuses_changed_settings(tmp_path, image_dir):
             train(_config(image_dir, out, resume=True, **changed))
     with pytest.raises(FileNotFoundError, match="without --resume"):
         train(_config(image_dir, tmp_path / "other.safetensors", resume=True))
+    # An image replaced by another of the same size is other data (its channels swapped here).
+    first = image_dir / "img0.png"
+    iio.imwrite(first, iio.imread(first)[..., ::-1])
+    with pytest.raises(ValueError, match=r"training images differ from the checkpoint's \(files added, removed or changed"):
+        train(_config(image_dir, out, resume=True))
 
 
 def test_init_fine_tunes_and_checks_backbone_and_space(tmp_path, image_dir):

@@ -75,11 +75,16 @@ class ImageSet:
         return len(self.images)
 
     def fingerprint(self) -> str:
-        """A digest of the file list and image sizes (checked when resuming)."""
-        h = hashlib.sha256()
+        """A digest of the file list and the decoded pixels (checked when resuming).
+
+        The pixels, not only the sizes: an image replaced by another of the same size (a
+        re-export, a channel swap) is other training data, and resuming on it is refused.
+        """
+        h = hashlib.blake2b(digest_size=8)
         for p, im in zip(self.paths, self.images):
             h.update(f"{p}|{im.shape}\n".encode())
-        return h.hexdigest()[:16]
+            h.update(np.ascontiguousarray(im).data)
+        return h.hexdigest()
 
     def summary(self) -> str:
         parts = [f"{len(self)} usable colour images"]
