@@ -112,6 +112,17 @@ def test_group_by_manifest_column(corpus, model):
     assert [g["group"] for g in doc["groups"]] == ["alpha", "beta"] and doc["rows"][0]["path"]
 
 
+@pytest.mark.parametrize("path_column", ["file", "path"])
+def test_group_by_a_spreadsheet_manifest(corpus, model, path_column):
+    # Excel's "CSV UTF-8" starts with a byte-order mark; a user's own manifest may say path.
+    with open(corpus / "manifest.csv", "w", newline="", encoding="utf-8-sig") as fh:
+        w = csv.writer(fh)
+        w.writerow([path_column, "source"])
+        w.writerows(FILES.items())
+    table = evaluate(corpus / "val", model=model, device="cpu", group_by="source")
+    assert [(g["name"], g["images"]) for g in table.groups] == [("alpha", 3), ("beta", 1)]
+
+
 def test_missing_manifest_entry_column_or_manifest(corpus, model, tmp_path):
     _write_manifest(corpus / "manifest.csv", {k: v for k, v in FILES.items() if "x1" not in k})
     with pytest.raises(ValueError, match=r"x1\.png is not in .*manifest\.csv.*--manifest"):

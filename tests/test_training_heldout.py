@@ -154,6 +154,37 @@ def test_split_needs_a_manifest(tmp_path):
         resolve_split(_cfg(tmp_path, tmp_path / "m.safetensors", data=[str(tmp_path / "d")], val_sources=["x"]))
 
 
+def _rewrite_manifest(manifest: Path, path_column: str, bom: bool) -> None:
+    """The manifest as a user may save it: Excel's "CSV UTF-8" (with a byte-order mark), or
+    its path column named ``path``."""
+    with open(manifest, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with open(manifest, "w", newline="", encoding="utf-8-sig" if bom else "utf-8") as f:
+        w = csv.writer(f)
+        w.writerow([path_column, "source", "backdrop_source"])
+        w.writerows([r["file"], r["source"], r["backdrop_source"]] for r in rows)
+
+
+@pytest.mark.parametrize(("path_column", "bom"), [("file", True), ("path", False), ("path", True)])
+def test_split_reads_spreadsheet_manifests_and_a_path_column(corpus, tmp_path, path_column, bom):
+    from napari_colorize.training.splits import manifest_split, sources_by_path
+
+    _rewrite_manifest(corpus / "manifest.csv", path_column, bom)
+    named = resolve_split(_cfg(corpus, tmp_path / "m.safetensors", val_sources=["src2", "src4"]))
+    assert {_source_of(p) for p in named.val} == {"src2", "src4"} and len(named.train) == 4 * 3 + 1
+    split = resolve_split(_cfg(corpus, tmp_path / "m.safetensors", val_fold="0/3"))
+    assert len(split.val) > 0 and not {_source_of(p) for p in split.train} & set(split.val_sources)
+    train, val, held = manifest_split(corpus / "manifest.csv", val_sources=["src1"])
+    assert (len(train), len(val), held) == (16, 3, ("src1",)) and all(p.is_file() for p in train + val)
+    assert sources_by_path(corpus / "manifest.csv")[corpus.resolve() / "train/s3_1.png"] == "src3"
+
+
+def test_split_manifest_without_a_path_column_says_which_columns_it_has(corpus, tmp_path):
+    _rewrite_manifest(corpus / "manifest.csv", "name", bom=True)
+    with pytest.raises(ValueError, match=r"no path column \(path, file.*it has \['name', 'source', 'backdrop_source'\]"):
+        resolve_split(_cfg(corpus, tmp_path / "m.safetensors", val_sources=["src2"]))
+
+
 def test_training_on_a_split_uses_only_training_sources_and_records_them(corpus, tmp_path):
     out = tmp_path / "m.safetensors"
     result = train(_cfg(corpus, out, val_sources=["src1"], val_every=2, val_images=3))

@@ -3,7 +3,9 @@
 A manifest (``scripts/build_corpus.py`` writes one) lists images in a path column,
 absolute or relative to the manifest's folder, with per-image columns such as
 ``source`` or ``weight``.  Evaluation groups by a column and training reads sampling
-weights from one: both through :func:`read_manifest_column`.
+weights from one (:func:`read_manifest_column`); training's source split reads the
+same path column (:func:`manifest_path_column`), so every reader accepts the same
+files, including those saved by spreadsheet programs (UTF-8 with a byte-order mark).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from .files import as_written
 
-__all__ = ["PATH_COLUMNS", "find_manifest_above", "read_manifest_column", "read_manifest_rows"]
+__all__ = ["PATH_COLUMNS", "find_manifest_above", "manifest_path_column", "read_manifest_column", "read_manifest_rows"]
 
 #: Columns that may hold an image's path in a manifest, in order of preference.
 PATH_COLUMNS = ("path", "file", "filename", "relpath", "image")
@@ -50,11 +52,28 @@ def read_manifest_rows(manifest: str | os.PathLike) -> tuple[list[str], list[dic
     manifest = Path(manifest)
     if not manifest.is_file():
         raise FileNotFoundError(f"manifest {manifest} does not exist")
-    with open(manifest, newline="", encoding="utf-8") as fh:
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which would otherwise
+    # become part of the first column's name ("\ufefffile").
+    with open(manifest, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         columns = [c.strip() for c in (reader.fieldnames or [])]
         rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
     return columns, rows
+
+
+def manifest_path_column(manifest: str | os.PathLike, columns: list[str]) -> str:
+    """The column of ``columns`` holding the image paths: the first of :data:`PATH_COLUMNS` present.
+
+    Raises
+    ------
+    ValueError
+        If there is none; the message names the columns the manifest has.
+    """
+    col = next((c for c in PATH_COLUMNS if c in columns), None)
+    if col is None:
+        raise ValueError(f"{manifest} has no path column ({', '.join(PATH_COLUMNS)}); it has {columns}: name the "
+                         "column of image paths 'file' (relative to the manifest's folder, or absolute)")
+    return col
 
 
 def read_manifest_column(manifest: str | os.PathLike, column: str) -> tuple[dict[Path, str], dict[str, list[str]]]:
@@ -72,9 +91,7 @@ def read_manifest_column(manifest: str | os.PathLike, column: str) -> tuple[dict
     """
     manifest = Path(manifest)
     columns, rows = read_manifest_rows(manifest)
-    col = next((c for c in PATH_COLUMNS if c in columns), None)
-    if col is None:
-        raise ValueError(f"{manifest} has no path column ({', '.join(PATH_COLUMNS)}); it has {columns}")
+    col = manifest_path_column(manifest, columns)
     if column not in columns:
         raise ValueError(f"{manifest} has no column {column!r}; choose one of {[c for c in columns if c != col]}")
     root = manifest.resolve().parent

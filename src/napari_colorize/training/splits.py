@@ -15,7 +15,9 @@ composites) is never validated on, only trained on: its images cannot all be
 held out without their backdrops.
 
 The corpus manifest (``scripts/build_corpus.py``) has the columns this module
-reads: ``file``, ``source`` and ``backdrop_source``.
+reads: ``file``, ``source`` and ``backdrop_source``.  The path column is found as
+every manifest reader finds it (:func:`napari_colorize.io.manifest_path_column`:
+``path`` or ``file`` and a few other names), so a user's own ``path,source`` CSV splits too.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 
-from ..io.manifest import read_manifest_rows
+from ..io.manifest import manifest_path_column, read_manifest_rows
 
 __all__ = ["Fold", "manifest_split", "read_manifest_sources", "source_folds", "sources_by_path",
            "split_by_sources"]
@@ -178,17 +180,22 @@ def source_folds(sources: Sequence[str], n_folds: int, seed: int = 0,
 
 
 def read_manifest_sources(manifest: str | os.PathLike) -> tuple[list[str], list[str], list[str]]:
-    """File names, sources and backdrop sources from a corpus ``manifest.csv``.
+    """Image paths (as written: relative to the manifest's folder, or absolute), sources
+    and backdrop sources from a corpus ``manifest.csv``.
 
     Raises
     ------
     ValueError
-        When the manifest has no ``source`` column (built before issue 9).
+        When the manifest has no path column or no ``source`` column.
     """
     columns, rows = read_manifest_rows(manifest)
-    if rows and "source" not in columns:
-        raise ValueError(f"{manifest} has no 'source' column; rebuild it with scripts/build_corpus.py")
-    return ([r["file"] for r in rows], [r["source"] for r in rows], [r.get("backdrop_source", "") for r in rows])
+    if not rows:
+        return [], [], []
+    col = manifest_path_column(manifest, columns)
+    if "source" not in columns:
+        raise ValueError(f"{manifest} has no 'source' column (it has {columns}); add one naming each image's "
+                         "source (photo set, lab, camera), or rebuild it with scripts/build_corpus.py")
+    return ([r[col] for r in rows], [r["source"] for r in rows], [r.get("backdrop_source", "") for r in rows])
 
 
 def sources_by_path(manifest: str | os.PathLike) -> dict[Path, str]:
