@@ -85,7 +85,7 @@ def check_references(reference) -> list[np.ndarray]:
         arr = np.asarray(arr[::step, ::step])
         alpha = None
         if arr.shape[-1] == 4:
-            alpha = rgb_to_unit(arr[..., 3:].repeat(3, axis=-1), name)[..., 0]
+            alpha = rgb_to_unit(arr[..., 3:].repeat(3, axis=-1), name, camera_depth=False)[..., 0]
             arr = arr[..., :3]
         rgb = rgb_to_unit(arr, name)
         pixels = rgb if alpha is None else rgb[alpha > 0]

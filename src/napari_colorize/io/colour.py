@@ -3,20 +3,53 @@
 Images are decoded into uint8 RGB, reduced so their long side is at most
 ``max_side`` (the training and evaluation crops never need more).  TIFFs are read
 like :func:`napari_colorize.io.read_image` reads them (CMYK, palette and min-is-white
-interpreted, previews skipped) and a stack gives its first plane.
+interpreted, previews skipped) and a stack gives its first plane; an ImageJ
+composite's channel axis of 3 (or 4) is its red, green and blue.
+
+uint16 colour images from 10-, 12- and 14-bit cameras use the low bits only: scaled
+by 65535 they would be nearly black (and quantised to gray in uint8), so they are
+scaled by the range of the smallest camera depth that holds their maximum
+(:func:`camera_bits`), with a note saying so.  Gray input to ``colorize`` is not
+rescaled this way (it warns and offers ``--normalize``); a colour image's colour
+balance needs one scale for all three channels, which a bit depth gives.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ..inputs import data_range_limits
+from ..inputs import InputScalingWarning, data_range_limits
 from .image import ImageReadError
 
-__all__ = ["GRAY_CHROMA", "is_gray", "read_rgb", "rgb_to_unit"]
+__all__ = ["CAMERA_BITS", "GRAY_CHROMA", "camera_bits", "is_gray", "read_rgb", "read_rgb_noted", "rgb_to_unit"]
+
+#: Bit depths a uint16 colour image may have been recorded at, smallest first: 8-bit
+#: data widened to uint16 (ImageJ's "16-bit" conversion keeps the values) and the usual
+#: 10-, 12- and 14-bit cameras.  Data above 14 bits use the whole uint16 range.
+CAMERA_BITS = (8, 10, 12, 14)
+
+
+def camera_bits(rgb: np.ndarray) -> int | None:
+    """The bit depth a uint16 RGB image was recorded at: the smallest of :data:`CAMERA_BITS`
+    whose range ``2**b - 1`` holds its maximum; None for other types and fuller data."""
+    if rgb.dtype != np.uint16 or rgb.size == 0:
+        return None
+    top = int(rgb.max())
+    return next((b for b in CAMERA_BITS if top <= 2**b - 1), None)
+
+
+def _scale_rgb(rgb: np.ndarray, name: str) -> tuple[np.ndarray, str | None]:
+    """RGB values -> ([0, 1] float32, a note naming the bit depth assumed, or None)."""
+    bits = camera_bits(rgb)
+    if bits is None:
+        return _scale_to_unit(rgb), None
+    note = (f"{name}: uint16 colour values up to {int(rgb.max())} only; read as {bits}-bit camera data "
+            f"(scaled by {2**bits - 1}, not 65535)")
+    return rgb.astype(np.float32) / np.float32(2**bits - 1), note
 
 
 def _scale_to_unit(arr: np.ndarray) -> np.ndarray:
@@ -75,18 +108,30 @@ def _resize_uint8(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
     return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
-def _read_tiff_rgb(path: Path, max_side: int | None) -> np.ndarray:
+def _first_plane(image) -> np.ndarray:
+    """A TIFF's first 2D plane, colour samples last: ``(Y, X)``, ``(Y, X, S)`` or ``(3|4, Y, X)``.
+
+    The file says whether the last axis is colour, so a gray z-stack of 3 planes is not
+    mistaken for one RGB image.  An ImageJ composite (Fiji's way to save RGB channels:
+    axes ``CYX``, ``ZCYX`` ...) has no samples but a channel axis ``c`` of 3 (or 4):
+    those channels are its colour, kept whole while the other axes give their first plane.
+    """
+    arr, lead = image.data, image.axes or []
+    if not image.samples and len(lead) == arr.ndim - 2 and "c" in lead and arr.shape[lead.index("c")] in (3, 4):
+        index = tuple(slice(None) if name == "c" else 0 for name in lead)
+        return np.moveaxis(np.asarray(arr[index]), 0, -1)
+    return np.asarray(arr[(0,) * (arr.ndim - (3 if image.samples else 2))])
+
+
+def _read_tiff_rgb(path: Path, max_side: int | None) -> tuple[np.ndarray, str | None]:
     from .tiff import read_tiff
 
-    image = read_tiff(path)
-    arr = image.data
-    # Stacks: the first plane.  The file says whether the last axis is colour, so a gray
-    # z-stack of 3 planes is not mistaken for one RGB image.
-    arr = arr[(0,) * (arr.ndim - (3 if image.samples else 2))]
-    rgb = _to_rgb(np.asarray(arr))
+    plane = _first_plane(read_tiff(path))
+    rgb = _to_rgb(plane)
     if rgb is None:
-        raise ImageReadError(f"{path}: unsupported TIFF shape {arr.shape}")
-    return _resize_uint8(_scale_to_unit(rgb), max_side)
+        raise ImageReadError(f"{path}: unsupported TIFF shape {plane.shape}")
+    unit, note = _scale_rgb(rgb, str(path))
+    return _resize_uint8(unit, max_side), note
 
 
 def read_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray:
@@ -95,13 +140,24 @@ def read_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray
     PNG/JPEG/BMP/WebP go through Pillow (JPEGs are decoded directly at a reduced
     scale when ``max_side`` allows: much faster for large wallpapers; CMYK and palette
     files converted to RGB by Pillow); TIFF through tifffile (16-bit and float data
-    scaled to [0, 1] first, first plane of a stack).
+    scaled to [0, 1] first, first plane of a stack, an ImageJ composite's 3 or 4
+    channels as RGB).  uint16 data of a 8- to 14-bit camera are scaled by that depth's
+    range (:func:`camera_bits`) with an :class:`~napari_colorize.inputs.InputScalingWarning`.
 
     Raises
     ------
     ValueError
         If the file is not a readable 2D image.
     """
+    rgb, note = read_rgb_noted(path, max_side)
+    if note:
+        warnings.warn(note, InputScalingWarning, stacklevel=2)
+    return rgb
+
+
+def read_rgb_noted(path: str | os.PathLike, max_side: int | None = None) -> tuple[np.ndarray, str | None]:
+    """:func:`read_rgb`, returning its note on the bit depth assumed (or None) instead of
+    warning: threads that decode many files report it on one line each."""
     from .tiff import is_tiff
 
     path = Path(path)
@@ -114,17 +170,20 @@ def read_rgb(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray
             im.draft("RGB", (max_side, max_side))  # DCT-domain downscale, never below max_side
         if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
             rgb = _to_rgb(np.asarray(im))
-            rgb = _scale_to_unit(rgb if rgb.dtype != np.int32 else rgb.astype(np.uint16))
-            return _resize_uint8(rgb, max_side)
+            rgb = rgb if rgb.dtype != np.int32 else rgb.astype(np.uint16)
+            unit, note = _scale_rgb(rgb, str(path))
+            return _resize_uint8(unit, max_side), note
         im = im.convert("RGB")
         if max_side and max(im.size) > max_side:
             scale = max_side / max(im.size)
             im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), Image.BOX)
-        return np.asarray(im, dtype=np.uint8).copy()
+        return np.asarray(im, dtype=np.uint8).copy(), None
 
 
-def rgb_to_unit(arr: np.ndarray, name: str) -> np.ndarray:
+def rgb_to_unit(arr: np.ndarray, name: str, camera_depth: bool = True) -> np.ndarray:
     """An in-memory RGB image ``(Y, X, 3)`` -> float32 in [0, 1], by the same rules as files.
+
+    ``camera_depth=False`` scales uint16 by 65535 whatever its maximum (an alpha channel).
 
     Raises
     ------
@@ -135,7 +194,12 @@ def rgb_to_unit(arr: np.ndarray, name: str) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"{name}: expected an RGB image of shape (Y, X, 3), got {arr.shape}")
     if np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
-        return _scale_to_unit(arr)
+        if not camera_depth:
+            return _scale_to_unit(arr)
+        unit, note = _scale_rgb(arr, name)
+        if note:
+            warnings.warn(note, InputScalingWarning, stacklevel=2)
+        return unit
     if not np.issubdtype(arr.dtype, np.floating):
         raise ValueError(f"{name}: cannot read RGB values of dtype {arr.dtype}; pass uint8, uint16 or floats in [0, 1]")
     arr = arr.astype(np.float32)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..io import IMAGE_SUFFIXES, is_gray, read_rgb, scan_images
+from ..io import IMAGE_SUFFIXES, is_gray, read_rgb, read_rgb_noted, scan_images
 from ..model.hypercolumn import context_overview
 from ..spaces import SpaceSpec, target_indices
 from .degrade import degrade_gray
@@ -119,14 +119,16 @@ def load_image_set(paths: Sequence[Path], max_side: int | None = 512, min_side: 
     """
     def load(path: Path):
         try:
-            rgb = read_rgb(path, max_side)
+            rgb, note = read_rgb_noted(path, max_side)
         except Exception as err:  # noqa: BLE001 -- any decoding failure means "broken file" here
             return path, None, "broken", f"{type(err).__name__}: {err}"
         if is_gray(rgb):
             return path, None, "gray", "no colour (gray image)"
         if min(rgb.shape[:2]) < min_side:
             return path, None, "too small", f"short side {min(rgb.shape[:2])} px < crop {min_side} px"
-        return path, rgb, None, ""
+        # The bit depth assumed for a kept image (reported from this thread, not warned
+        # from the decoding one).
+        return path, rgb, None, note or ""
 
     threads = threads or max(1, os.cpu_count() or 1)
     out = ImageSet([], [], {"broken": [], "gray": [], "too small": []})
@@ -140,6 +142,8 @@ def load_image_set(paths: Sequence[Path], max_side: int | None = 512, min_side: 
                 out.skipped[reason].append((path, message))
                 (report or _warn)(f"skipping {path}: {message}")
             else:
+                if message:
+                    (report or _warn)(message)
                 out.images.append(rgb)
                 out.paths.append(path)
     return out
