@@ -237,3 +237,37 @@ def test_early_stopping_writes_the_best_weights(corpus, tmp_path, monkeypatch):
     last = load_file(str(tmp_path / "m.ckpt.safetensors"))
     key = "heads.ab.weight" if "heads.ab.weight" in model_w else next(k for k in model_w if k.startswith("heads."))
     assert not torch.equal(model_w[key], last["model." + key])
+
+
+@pytest.mark.parametrize("first_early_stop", [0, 2])
+def test_resuming_with_early_stop_keeps_the_model_files_metadata_true(corpus, tmp_path, monkeypatch, capsys,
+                                                                     first_early_stop):
+    """The model file's weights_step and best_val describe the tensors it holds, whatever the first run's
+    --early-stop: a first run without it wrote its last weights there, not the best ones."""
+    import napari_colorize.training.trainer as trainer
+    from napari_colorize.model import load_model
+
+    scripted_losses = {1: 5.0, 2: 4.0, 3: 4.5, 4: 4.6, 5: 4.7, 6: 4.8, 7: 4.9, 8: 5.0}
+    seen: dict[int, dict[str, torch.Tensor]] = {}  # validated step -> the weights it scored
+    real = trainer.validate
+
+    def scripted(model, *args, **kwargs):
+        step = len(seen) + 1  # validate every step: the n-th call scores step n
+        seen[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return {**real(model, *args, **kwargs), "loss": scripted_losses[step]}
+
+    monkeypatch.setattr(trainer, "validate", scripted)
+    out = tmp_path / "m.safetensors"
+    common = dict(val_sources=["src1"], val_every=1, val_images=1)
+    train(_cfg(corpus, out, steps=4, early_stop=first_early_stop, **common))
+    capsys.readouterr()
+    train(_cfg(corpus, out, steps=8, early_stop=1, resume=True, **common))
+    err = capsys.readouterr().err
+    meta = read_config(out).training
+    stored = load_model(out).state_dict()
+    step = meta["weights_step"]
+    assert all(torch.equal(stored[k], seen[step][k]) for k in stored), f"the file does not hold step {step}'s weights"
+    assert meta["best_val"]["step"] == step and meta["best_val"]["loss"] == scripted_losses[step]
+    # Carried only when the file held the best weights (the early-stopping first run); else found anew after step 4.
+    assert step == (2 if first_early_stop else 5)
+    assert ("finds its best anew" in err) == (not first_early_stop)  # the user is told

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..model import load_model, read_config
 
 __all__ = ["BestWeights"]
 
@@ -56,14 +59,32 @@ class BestWeights:
         best.load_state_dict(self.state)
         return best
 
+    def weights_step(self, step: int) -> int:
+        """The step whose weights :meth:`model_to_save` gives at ``step`` (the model file's ``weights_step``)."""
+        return self.step if self.state is not None and self.step is not None else step
+
     def history(self) -> dict[str, Any]:
         """What a checkpoint keeps (the weights themselves are in the model file)."""
         return {"loss": None if self.step is None else self.loss, "step": self.step, "stale": self.stale}
 
-    def restore(self, doc: dict[str, Any] | None, saved_model: torch.nn.Module | None) -> None:
-        """Continue from a checkpoint's :meth:`history` and the model file written with it."""
+    def resume(self, doc: dict[str, Any] | None, model_file: Path, start: int) -> str | None:
+        """Continue at step ``start`` from a checkpoint's :meth:`history` and the model file written with it.
+
+        Early stopping keeps the best weights in the model file only; the record carries
+        over only when that file holds them (its ``weights_step`` is the best step).  A
+        first run without early stopping wrote its last weights there, and a run killed
+        after a newer best its newer ones: then the record is dropped (the metadata would
+        describe other tensors) and found anew.  Returns a note saying so, else None.
+        """
         if not doc or doc.get("step") is None:
-            return
-        self.loss, self.step, self.stale = float(doc["loss"]), int(doc["step"]), int(doc.get("stale", 0))
-        if self.enabled and saved_model is not None:
-            self.state = {k: v.detach().to("cpu", copy=True) for k, v in saved_model.state_dict().items()}
+            return None
+        loss, step, stale = float(doc["loss"]), int(doc["step"]), int(doc.get("stale", 0))
+        if self.enabled:
+            held = read_config(model_file).training.get("weights_step") if model_file.is_file() else None
+            if held != step:
+                return (f"{model_file} holds the weights of step {held}, not those of the best validation so far "
+                        f"(step {step}, loss {loss:.4f}); early stopping finds its best anew from the validations "
+                        f"after step {start}")
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in load_model(model_file).state_dict().items()}
+        self.loss, self.step, self.stale = loss, step, stale
+        return None

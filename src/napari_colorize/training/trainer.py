@@ -204,16 +204,15 @@ def _start_step(cfg: TrainConfig, resume_doc: dict[str, Any] | None) -> int:
     return start
 
 
-def _restore(run: _Run) -> None:
-    """Load the checkpoint's weights, optimizer, RNG states and progress into ``run``."""
+def _restore(run: _Run) -> str | None:
+    """Load the checkpoint's weights, optimizer, RNG states and progress into ``run``; a note on its best, if any."""
     doc = load_training_state(run.files.checkpoint, run.model, run.optimizer, restore_random=True)
     history = doc["info"].get("history", {})
     run.wall_before = float(doc["info"].get("wall_time_s", 0.0))
     run.recent = list(history.get("recent_losses", []))
     run.last_val = history.get("val")
     with torch.random.fork_rng(devices=[]):  # building the model draws initial weights: keep the restored RNG
-        saved = load_model(run.files.output, device="cpu") if run.best.enabled and run.files.output.is_file() else None
-    run.best.restore(history.get("best"), saved)
+        return run.best.resume(history.get("best"), run.files.output, run.start)
 
 
 def _setup(cfg: TrainConfig) -> _Run:
@@ -248,12 +247,11 @@ def _setup(cfg: TrainConfig) -> _Run:
                val_every=cfg.val_every or max(50, math.ceil(len(images) / cfg.batch_size)), settings=settings,
                start=start, batches=batches, log=JsonLog(files.log), split=split,
                best=BestWeights(cfg.early_stop))
-    if resume_doc is not None:
-        _restore(run)
+    note = _restore(run) if resume_doc is not None else None
     run.summary = (f"training {backbone}/{space} on {images.summary()} from {len(cfg.data)} folder(s); "
                    f"{weight_summary(weights)}" + (f" from {weights_source} ({matched} listed)" if weights_source else "")
                    + f"; device {device} ({precision}); {workers} loader worker(s); steps {start}..{cfg.steps}"
-                   + (f"\n{split.describe()}" if split is not None else ""))
+                   + (f"\n{split.describe()}" if split is not None else "") + (f"\nnote: {note}" if note else ""))
     return run
 
 
@@ -329,7 +327,7 @@ def _save_model(run: _Run, step: int, complete: bool) -> None:
              "weight_decay": cfg.weight_decay, "dropout": cfg.dropout, "context": cfg.context,
              "context_dropout": cfg.context_dropout,
              "best_val": run.best.history(), "early_stop": cfg.early_stop,
-             "stopped_early": run.stopped_early, "weights_step": run.best.step if run.best.enabled else step}
+             "stopped_early": run.stopped_early, "weights_step": run.best.weights_step(step)}
     save_model(run.best.model_to_save(run.model), run.files.output, data=[str(Path(d).resolve()) for d in cfg.data], steps=step,
                complete=complete, command=cfg.command, wall_time_s=round(run.wall_time(), 1),
                final_loss=run.loss_mean, val=run.last_val, images=len(run.images),
