@@ -5,8 +5,11 @@ per step, the best held-out step marked (the last ``best`` event, else the lowes
 held-out loss).  Bottom: held-out AuC beside the gray baseline's (dashed).
 
 Each LOG is a ``MODEL.log.jsonl`` or the model itself (``MODEL.safetensors`` ->
-``MODEL.log.jsonl`` beside it).  A resumed run's log repeats steps: the last record of
-a step wins.  Needs matplotlib (not a dependency of napari-colorize).
+``MODEL.log.jsonl`` beside it).  Each run writes a ``start`` event at its first step: 0
+for a new run, the checkpoint's step for a resumed one.  So a log that holds several runs
+(``train`` replaces an earlier run's log only with ``--force``) plots only the last, and a
+resumed run plots whole, its killed part's records past the resumed step dropped (the
+resumption writes those steps again).  Needs matplotlib (not a dependency of napari-colorize).
 
 Usage:
   python scripts/plot_training.py mine.log.jsonl -o docs/images/training-curves.png
@@ -60,7 +63,7 @@ def read_log(path: str | Path) -> TrainingLog:
         raise FileNotFoundError(f"no training log {p}" + ("" if p == Path(path) else f" (for {path})"))
     train: dict[int, float] = {}
     val: dict[int, dict] = {}
-    best = None
+    best: list[int] = []
     for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -72,16 +75,27 @@ def read_log(path: str | Path) -> TrainingLog:
         if not isinstance(rec, dict) or "step" not in rec:
             continue
         event, step = rec.get("event"), int(rec["step"])
-        if event == "step":
+        if event == "start":
+            _drop_after(step, train, val, best)
+        elif event == "step":
             value = rec.get("loss_mean50", rec.get("loss"))
             if value is not None:
                 train[step] = float(value)
         elif event == "val":
             val[step] = rec
         elif event == "best":
-            best = step
+            best.append(step)
     steps = sorted(train)
-    return TrainingLog(p, steps, [train[s] for s in steps], [val[s] for s in sorted(val)], best)
+    return TrainingLog(p, steps, [train[s] for s in steps], [val[s] for s in sorted(val)], best[-1] if best else None)
+
+
+def _drop_after(start: int, train: dict[int, float], val: dict[int, dict], best: list[int]) -> None:
+    """Forget what was logged after step ``start``: all of an earlier run when a new one starts (step 0),
+    the part of a killed run after its checkpoint when it resumes."""
+    for records in (train, val):
+        for step in [s for s in records if s > start]:
+            del records[step]
+    best[:] = [s for s in best if s <= start]
 
 
 def plot(logs: list[TrainingLog], labels: list[str], output: str | Path, title: str | None = None,

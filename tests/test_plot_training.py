@@ -47,6 +47,30 @@ def test_read_log_best_step_and_resume(tmp_path):
     assert pt.log_path(tmp_path / "m.safetensors") == tmp_path / "m.log.jsonl"
 
 
+def _records(start: int, steps: range, loss: float) -> list[dict]:
+    rows = [{"event": "start", "step": start, "message": "training"}]
+    for step in steps:
+        rows += [{"event": "step", "step": step, "loss": loss, "loss_mean50": loss},
+                 {"event": "val", "step": step, "loss": loss + step / 100, "auc": 0.8}]
+    return rows
+
+
+def test_read_log_plots_the_last_run_whole(tmp_path):
+    pt = _load()
+    path = tmp_path / "m.log.jsonl"
+    # A 100-step run, then a new 30-step run appended to its log: only the new one is plotted.
+    old = _records(0, range(10, 101, 10), 9.0) + [{"event": "best", "step": 40, "loss": 9.4}]
+    path.write_text("\n".join(json.dumps(r) for r in old + _records(0, range(10, 31, 10), 1.0)) + "\n")
+    log = pt.read_log(path)
+    assert log.steps == [10, 20, 30] and log.train_loss == [1.0] * 3
+    assert [v["step"] for v in log.val] == [10, 20, 30] and log.best["step"] == 10  # not the old run's best
+    # Killed at step 60 after a checkpoint at 40, then resumed from 40: the whole run, the resumption's records.
+    resumed = _records(0, range(10, 61, 10), 2.0) + _records(40, range(50, 81, 10), 1.0)
+    path.write_text("\n".join(json.dumps(r) for r in resumed) + "\n")
+    log = pt.read_log(path)
+    assert log.steps == list(range(10, 81, 10)) and log.train_loss == [2.0] * 4 + [1.0] * 4
+
+
 def test_plot_writes_a_png(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     pt = _load()

@@ -291,6 +291,22 @@ def test_interrupted_run_resumes_over_its_own_model_without_force(tmp_path, imag
     assert read_config(out).training["complete"] is True and read_config(out).training["steps"] == 3
 
 
+def _events(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+
+
+def test_a_new_run_with_force_replaces_the_old_log_and_resume_appends(tmp_path, capsys, images):
+    out, log = tmp_path / "m.safetensors", tmp_path / "m.log.jsonl"
+    assert _train(capsys, images, out, "--steps", "3", "--log-every", "1")[0] == 0
+    code, err = _train(capsys, images, out, "--force", "--steps", "1", "--log-every", "1")
+    events = _events(log)  # only the new run: not the 3-step run it replaced
+    assert [e["event"] for e in events] == ["start", "step", "end"] and events[1]["step"] == 1
+    assert code == 0 and f"the log of an earlier run at {log} will be replaced" in err
+    assert _train(capsys, images, out, "--steps", "2", "--log-every", "1", "--resume")[0] == 0
+    starts = [e["step"] for e in _events(log) if e["event"] == "start"]
+    assert starts == [0, 1] and [e["step"] for e in _events(log) if e["event"] == "step"] == [1, 2]
+
+
 def test_checkpoint_and_log_never_replace_foreign_files(tmp_path, capsys, images):
     notes = tmp_path / "notes.txt"
     notes.write_text("field notes\n")

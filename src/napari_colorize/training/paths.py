@@ -5,6 +5,8 @@ A run writes three files: the model (``-o NAME.safetensors``), its resumable sta
 replace a file that is not this package's own: a model, a training checkpoint or a
 training log.  An existing model or checkpoint of ours is replaced only with ``force``
 (or continued with ``resume``).  All of this is checked before any data is loaded.
+A resumed run appends to its log; a new one with ``force`` replaces an earlier run's log
+(that run is being replaced), so a log holds one run and its resumptions.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +30,15 @@ MODEL_SUFFIX = ".safetensors"
 
 @dataclass(frozen=True)
 class RunFiles:
-    """Where a run writes: the model, the resumable state, and the log (None: no log)."""
+    """Where a run writes: the model, the resumable state, and the log (None: no log).
+
+    ``replace_log``: the log holds an earlier run that this new one replaces (``force``).
+    """
 
     output: Path
     checkpoint: Path
     log: Path | None
+    replace_log: bool = False
 
     def describe(self) -> str:
         """One line for the user: which file is which."""
@@ -143,12 +149,17 @@ def _is_training_log(path: Path) -> bool:
     return isinstance(record, dict) and "event" in record
 
 
-def _check_log(path: Path | None) -> None:
+def _check_log(path: Path | None, resume: bool, force: bool) -> bool:
+    """Whether the new run replaces the log at ``path`` (ours, and ``force`` without ``resume``)."""
     if path is None or not path.exists():
-        return
+        return False
     if path.is_dir() or not _is_training_log(path):
         raise FileExistsError(f"the log path {path} holds a file that is not a napari-colorize training log; "
                               "training appends only to its own logs: give --log another name ('' for none)")
+    if resume or not force:
+        return False
+    print(f"note: starting a new run; the log of an earlier run at {path} will be replaced", file=sys.stderr)
+    return True
 
 
 def plan_files(output: str | os.PathLike, checkpoint: str | os.PathLike | None, log: str | None, resume: bool,
@@ -182,17 +193,29 @@ def plan_files(output: str | os.PathLike, checkpoint: str | os.PathLike | None, 
         check_writable(files.log, "training log")
     _check_output_model(files.output, resume, force)
     _check_checkpoint(files.checkpoint, resume, force)
-    _check_log(files.log)
-    return files
+    return replace(files, replace_log=_check_log(files.log, resume, force))
 
 
 class JsonLog:
-    """JSON-lines log (one record per line), appended to; ``None`` writes nothing."""
+    """JSON-lines log (one record per line), appended to; ``None`` writes nothing.
 
-    def __init__(self, path: Path | None) -> None:
+    ``fresh``: the first record replaces the file's content atomically (a new file beside
+    it, then renamed over it), so the old run's log survives until the new run starts.
+    """
+
+    def __init__(self, path: Path | None, fresh: bool = False) -> None:
         self.path = path
+        self.fresh = fresh
 
     def write(self, **record: Any) -> None:
-        if self.path is not None:
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
+        if self.path is None:
+            return
+        line = json.dumps(record) + "\n"
+        if self.fresh:
+            new = self.path.with_name(f".{self.path.name}.new-{os.getpid()}")
+            new.write_text(line, encoding="utf-8")
+            os.replace(new, self.path)
+            self.fresh = False
+            return
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)

@@ -245,7 +245,7 @@ def _setup(cfg: TrainConfig) -> _Run:
                warmup=cfg.warmup if cfg.warmup is not None else min(500, cfg.steps // 20), images=images,
                weights_source=weights_source, val_images=val_images,
                val_every=cfg.val_every or max(50, math.ceil(len(images) / cfg.batch_size)), settings=settings,
-               start=start, batches=batches, log=JsonLog(files.log), split=split,
+               start=start, batches=batches, log=JsonLog(files.log, files.replace_log), split=split,
                best=BestWeights(cfg.early_stop))
     note = _restore(run) if resume_doc is not None else None
     run.summary = (f"training {backbone}/{space} on {images.summary()} from {len(cfg.data)} folder(s); "
