@@ -291,6 +291,20 @@ def test_interrupted_run_resumes_over_its_own_model_without_force(tmp_path, imag
     assert read_config(out).training["complete"] is True and read_config(out).training["steps"] == 3
 
 
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink"])
+def test_fine_tuning_in_place_is_refused_before_anything_is_written(tmp_path, capsys, images, model_file, how):
+    out = model_file
+    if how != "same":
+        out = tmp_path / "alias.safetensors"
+        (out.symlink_to if how == "symlink" else out.hardlink_to)(model_file)
+    before = _snapshot(tmp_path)
+    for extra in (("--force",), ("--resume",)):
+        code, err = _train(capsys, images, out, "--init", model_file, *extra)
+        assert code == 2 and "training would overwrite the model it starts from" in err, err
+        assert "write to another file" in err and len(err.strip().splitlines()) == 1
+    assert _snapshot(tmp_path) == before  # no checkpoint, log or write probe left behind
+
+
 def _events(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ..model import is_model_file, read_config
+from ..model import is_model_file, read_config, resolve_model_path
 from .checkpoint import is_training_state
 
 __all__ = ["RunFiles", "MODEL_SUFFIX", "check_writable", "default_checkpoint_path", "default_log_path", "plan_files",
@@ -111,6 +111,21 @@ def _model_summary(path: Path) -> str:
     return f"a napari-colorize model ({state}, {training['steps']} steps)"
 
 
+def _check_init(init: str | None, output: Path) -> None:
+    """Refuse to fine-tune a model in place: its first checkpoint would overwrite the starting
+    weights, and a resumed run would describe the interrupted run as its ``init``."""
+    if init is None:
+        return
+    try:
+        source = resolve_model_path(init)
+    except (FileNotFoundError, ValueError):
+        return  # no such model: building the model says so
+    # samefile: the same file through a symbolic or a hard link too
+    if output.exists() and os.path.samefile(source, output):
+        raise ValueError(f"--init {init} is the output model {output}: training would overwrite the model it starts "
+                         f"from; write to another file (e.g. -o {output.with_name(_stem(output) + '-tuned' + MODEL_SUFFIX)})")
+
+
 def _check_output_model(output: Path, resume: bool, force: bool) -> None:
     """An existing file at ``output`` is replaced only if it is our model and the user agreed."""
     if not output.exists():
@@ -163,7 +178,7 @@ def _check_log(path: Path | None, resume: bool, force: bool) -> bool:
 
 
 def plan_files(output: str | os.PathLike, checkpoint: str | os.PathLike | None, log: str | None, resume: bool,
-               force: bool) -> RunFiles:
+               force: bool, init: str | None = None) -> RunFiles:
     """The run's files, checked: names, no clashes, writable, and nothing foreign replaced.
 
     Parameters
@@ -176,6 +191,8 @@ def plan_files(output: str | os.PathLike, checkpoint: str | os.PathLike | None, 
         The JSON-lines log (None: :func:`default_log_path`; "": none).
     resume, force : bool
         Continue the run of the checkpoint; replace an existing model / checkpoint of ours.
+    init : str or None
+        The model training starts from (``--init``): never the output itself.
 
     Raises
     ------
@@ -184,6 +201,7 @@ def plan_files(output: str | os.PathLike, checkpoint: str | os.PathLike | None, 
     """
     out = Path(output).expanduser()
     _check_model_name(out)
+    _check_init(init, out)
     files = RunFiles(out, Path(checkpoint).expanduser() if checkpoint else default_checkpoint_path(out),
                      None if log == "" else Path(log).expanduser() if log else default_log_path(out))
     _check_distinct(files)

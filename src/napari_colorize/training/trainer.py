@@ -224,7 +224,7 @@ def _setup(cfg: TrainConfig) -> _Run:
     check_config(cfg)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    files = plan_files(cfg.output, cfg.checkpoint, cfg.log, cfg.resume, cfg.force)
+    files = plan_files(cfg.output, cfg.checkpoint, cfg.log, cfg.resume, cfg.force, cfg.init)
     resume_doc = read_state_info(files.checkpoint) if cfg.resume else None
     device, precision = _device_and_precision(cfg)
     _seed_everything(cfg.seed)
