@@ -543,6 +543,34 @@ def test_interrupted_run_leaves_no_lock_behind(tmp_path, model_path, cam8, monke
     assert not out.exists()  # no lock, no temporary file, no output, and no folder it made
 
 
+def test_sigterm_stops_a_run_like_ctrl_c_and_leaves_no_lock_behind(tmp_path, model_path, cam8, monkeypatch, capsys):
+    # What a batch system sends at its time limit (and timeout, kill, docker stop).
+    import signal
+    import time
+
+    from napari_colorize import cli_colorize
+
+    iio.imwrite(tmp_path / "x.png", cam8)
+    out = tmp_path / "out"
+
+    def unhandled(signum, frame):  # stands in for SIGTERM's default, which would end the test session
+        raise RuntimeError("SIGTERM reached its default handler")
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler raises here
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        monkeypatch.setattr(cli_colorize, "_colorize_one", terminated)
+        assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, *TILES) == 128 + signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) is unhandled  # restored after the command
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    assert not out.exists()  # no lock, no temporary file, no output, and no folder it made
+
+
 def test_an_interrupted_zarr_run_into_a_new_folder_resumes(tmp_path, model_path, zarr_input, capsys, monkeypatch):
     # Ctrl-C before the first chunk: the run's empty folders go, the store (and its markers folder) stay.
     def interrupted(*args, **kwargs):

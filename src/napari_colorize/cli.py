@@ -8,8 +8,12 @@ Each subcommand lives in its own module (``cli_colorize``, ``cli_train``,
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 __all__ = ["main", "build_parser"]
 
@@ -39,13 +43,45 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # argparse: --help/--version (0) or a usage error (2)
         return exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 2
     try:
-        return int(args.func(args) or 0)
+        with _terminate_as_interrupt():
+            return int(args.func(args) or 0)
     except (ValueError, OSError, RuntimeError) as err:  # OSError: a full disk or read-only file system too
         print(f"napari-colorize {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"napari-colorize {args.command}: terminated (SIGTERM); run the same command to continue",
+              file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"napari-colorize {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, like Ctrl-C: the same clean-up runs."""
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """Handle SIGTERM as Ctrl-C while a command runs.
+
+    Batch systems (SLURM at the time limit), ``timeout``, ``kill`` and ``docker stop``
+    send SIGTERM, whose default is to die at once: output locks and temporary files were
+    left behind, and a rerun on another node of a shared file system was then refused.
+    Only the main thread may set handlers; elsewhere SIGTERM keeps its default.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
