@@ -239,7 +239,8 @@ def _message(err: Exception, job: Job) -> str:
     target = next(iter(job.targets.values()))
     err = space_error(err, target) or (DiskFullError(target) if _out_of_space(err, target) else err)
     if isinstance(err, (DiskFullError, FileTooLargeError)) and job.fmt == "zarr":
-        return f"{err} (the chunks already written are kept: run the same command again to finish the store)"
+        return (f"{err} (the chunks already written are kept: run the same command again, with --skip-existing "
+                "if other outputs are finished, to finish the store)")
     if isinstance(err, (ValueError, FileExistsError, OutputBusyError, DiskFullError, FileTooLargeError)):
         return str(err)
     return f"{type(err).__name__}: {err}"

@@ -189,6 +189,9 @@ def _claim_path(path: str, fingerprint: str, overwrite: bool) -> bool | None:
                               "deleted, not even with overwrite=True (--overwrite): move it or choose another path")
     if job.get("fingerprint") == fingerprint:
         return bool(job.get("complete"))
+    if "fingerprint" not in job and not os.path.islink(path):  # killed while being created: no result to lose
+        shutil.rmtree(path)
+        return None
     if not overwrite:
         state = "a finished" if job.get("complete") else "an unfinished"
         raise FileExistsError(f"{path} already holds {state} result of a different colorization job (another "
