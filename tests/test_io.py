@@ -358,3 +358,16 @@ def test_read_rgb_of_a_gray_stack_is_its_first_plane(tmp_path, cam, planes):
     assert read_image(tmp_path / "z.tif").data.shape == stack.shape
     tifffile.imwrite(tmp_path / "rgb.tif", np.stack([np.dstack([cam, cam // 2, 255 - cam])] * planes))
     np.testing.assert_array_equal(io.read_rgb(tmp_path / "rgb.tif"), np.dstack([cam, cam // 2, 255 - cam]))
+
+
+def test_a_scans_resolution_becomes_its_pixel_size(tmp_path):
+    # 600 dpi is 25400 / 600 = 42.33 µm per pixel (PNG stores pixels per metre: 23622).
+    gray = (data.camera()[:64, :80]).astype(np.uint8)
+    PILImage.fromarray(gray).save(tmp_path / "scan.png", dpi=(600, 600))
+    PILImage.fromarray(gray).save(tmp_path / "scan.jpg", dpi=(300, 150))
+    PILImage.fromarray(gray).save(tmp_path / "plain.png")
+    png, jpg = read_image(tmp_path / "scan.png"), read_image(tmp_path / "scan.jpg")
+    np.testing.assert_allclose(png.pixel_size, (25400 / 600, 25400 / 600), rtol=1e-4)
+    np.testing.assert_allclose(jpg.pixel_size, (25400 / 150, 25400 / 300))  # (y, x)
+    assert png.unit == jpg.unit == "micrometer"
+    assert read_image(tmp_path / "plain.png").pixel_size is None
