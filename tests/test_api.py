@@ -209,3 +209,16 @@ def test_a_model_object_is_left_as_it_was():
     # A model already set up for inference on the device is used itself: no second copy in memory.
     model.eval()
     assert get_model(model, "cpu") is model
+
+
+def test_a_file_name_or_zarr_group_says_how_to_get_the_pixels(tmp_path):
+    import zarr
+
+    with pytest.raises(TypeError, match=r"not a file name \('photo.png'\); read the file with napari_colorize.io"):
+        colorize("photo.png")
+    with pytest.raises(TypeError, match="not a file name"):
+        colorize(tmp_path / "photo.png")
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    group.create_array("0", shape=(64, 64), dtype="u1")
+    with pytest.raises(TypeError, match=r"not a zarr group; pass one of its arrays, e.g. group\['0'\]"):
+        colorize(group)

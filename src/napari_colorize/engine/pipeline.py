@@ -84,6 +84,7 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
 
     Returns ``(stacked dask array, TilePlan, info dict)``; parameters as :func:`napari_colorize.colorize`.
     """
+    _check_not_a_path_or_group(image)
     if not hasattr(image, "shape") or not hasattr(image, "dtype"):
         image = np.asarray(image)
     meta, source, dev = _model_meta(model, device, client)
@@ -150,3 +151,15 @@ def _input_token(image, stacked, plan, client) -> str:
     if client is not None and isinstance(image, np.ndarray):
         return as_dask(image, plan.chunks).name
     return next(iter(stacked.dask.dependencies[stacked.name]), stacked.name)
+
+
+def _check_not_a_path_or_group(image) -> None:
+    """A file name or a zarr group where pixels belong: say how to get the pixels (it was
+    taken as an array and refused as "a gray image of shape ()")."""
+    if isinstance(image, (str, bytes, os.PathLike)):
+        raise TypeError(f"colorize takes pixels, not a file name ({os.fsdecode(image)!r}); read the file with "
+                        "napari_colorize.io.read_image(path).data, or colour files with `napari-colorize colorize`")
+    if not hasattr(image, "shape") and hasattr(image, "array_keys"):  # a zarr group
+        keys = list(image.array_keys())
+        raise TypeError(f"colorize takes an array, not a zarr group; pass one of its arrays, e.g. group[{keys[0]!r}]"
+                        if keys else "colorize takes an array, not a zarr group (this one holds no array)")
