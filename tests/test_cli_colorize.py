@@ -217,6 +217,27 @@ def test_linked_inputs_are_named_as_written(tmp_path, model_path, cam):
     assert (objects / "SHA256E-s1--9f.png").is_file() and not list((tree / ".git").rglob("*colorized*"))
 
 
+def test_awkward_names_and_linked_folders_end_to_end(tmp_path, model_path, cam, monkeypatch):
+    # scan[1].png is a file, not a glob; a linked sub-folder is walked and named through the link;
+    # x.ome.tif gives x_colorized.tif, not x.ome_colorized.tif.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "names").mkdir()
+    (tmp_path / "ext").mkdir()
+    gray = (cam * 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "names" / "scan[1].png", gray)
+    iio.imwrite(tmp_path / "ext" / "external.png", gray)
+    tifffile.imwrite(tmp_path / "names" / "x.ome.tif", np.stack([gray, gray[::-1]]), ome=True, metadata={"axes": "ZYX"})
+    (tmp_path / "names" / "extlink").symlink_to("../ext", target_is_directory=True)
+    (tmp_path / "names" / "loop").symlink_to(".", target_is_directory=True)
+    assert _run("names/scan[1].png", "-o", "o1", "--model", model_path, "--outputs", "rgb", *TILES) == 0
+    assert [p.name for p in (tmp_path / "o1").iterdir()] == ["scan[1]_colorized.png"]
+    assert _run("names", "-o", "o2", "--model", model_path, "--outputs", "rgb", *TILES) == 0
+    written = sorted(p.relative_to(tmp_path / "o2").as_posix() for p in (tmp_path / "o2").rglob("*.*"))
+    assert written == ["extlink/external_colorized.png", "scan[1]_colorized.png", "x_colorized.tif"]
+    assert tifffile.TiffFile(tmp_path / "o2" / "x_colorized.tif").is_ome  # named axes: still OME inside
+    assert _run("names", "-o", "o2", "--model", model_path, "--outputs", "rgb", "--skip-existing", *TILES) == 0
+
+
 def test_dot_dot_after_a_link_is_the_file_system_s(tmp_path, model_path, cam):
     # a/link/../x.png, with link -> b/c: the file is b/x.png (the file system's ..), not a/x.png
     (tmp_path / "a").mkdir()

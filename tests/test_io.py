@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -327,6 +328,87 @@ def test_one_suffix_list_and_walker_for_every_front_end(tmp_path, cam):
     from napari_colorize.training import data as training_data
     assert training_data.IMAGE_SUFFIXES is io.IMAGE_SUFFIXES and training_data.scan_images is io.scan_images
     assert training_data.read_rgb is io.read_rgb
+
+
+def test_existing_names_with_brackets_are_taken_literally_not_as_globs(tmp_path, cam, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a[1]").mkdir()
+    (tmp_path / "a1").mkdir()
+    for name in ("scan[1].png", "scan1.png", "a[1]/y.png", "a1/z.png"):
+        iio.imwrite(tmp_path / name, cam)
+
+    def found(pattern: str) -> list[str]:
+        inputs, missing = find_inputs([pattern])
+        assert not missing, missing
+        return [p.relative_to(tmp_path).as_posix() for p in inputs]
+
+    assert found("scan[1].png") == ["scan[1].png"]  # the file, not the class [1] matching scan1.png
+    assert found("a[1]") == ["a[1]/y.png"] and found("a[1]/*.png") == ["a[1]/y.png"]
+    assert found("scan[0-9].png") == ["scan1.png"]  # a name that does not exist is still a glob
+    from napari_colorize.cli_plan import plan_jobs
+
+    jobs, _ = plan_jobs(["a[1]/*.png", "scan[1].png"], tmp_path / "out", None, ["rgb"])
+    assert [j.targets["rgb"].relative_to(tmp_path / "out").as_posix() for j in jobs] == \
+        ["y_colorized.png", "scan[1]_colorized.png"]
+
+
+def test_linked_folders_are_followed_once_and_cycles_end(tmp_path, cam):
+    names, ext = tmp_path / "names", tmp_path / "ext"
+    names.mkdir()
+    ext.mkdir()
+    iio.imwrite(names / "a.png", cam)
+    iio.imwrite(ext / "external.png", cam)
+    (names / "extlink").symlink_to("../ext", target_is_directory=True)
+    (names / "second").symlink_to("../ext", target_is_directory=True)  # one folder, linked twice
+    (names / "loop").symlink_to(".", target_is_directory=True)  # the folder itself: a cycle
+    (names / "extlink" / "back").symlink_to("../names", target_is_directory=True)  # a cycle through the link
+    inputs, missing = find_inputs([str(names)])
+    assert [p.relative_to(names).as_posix() for p in inputs] == ["a.png", "extlink/external.png"]
+    assert not missing
+    assert scan_images([names]) == [ext / "external.png", names / "a.png"]  # resolved, sorted
+    from napari_colorize.cli_plan import plan_jobs
+
+    jobs, _ = plan_jobs([str(names)], tmp_path / "out", None, ["rgb"])  # named through the link
+    assert jobs[1].targets["rgb"] == tmp_path / "out" / "extlink" / "external_colorized.png"
+
+
+def test_a_real_sub_folder_is_named_before_a_link_to_it(tmp_path, cam):
+    (tmp_path / "d" / "real").mkdir(parents=True)
+    iio.imwrite(tmp_path / "d" / "real" / "x.png", cam)
+    (tmp_path / "d" / "0link").symlink_to("real", target_is_directory=True)  # sorts first
+    inputs, _ = find_inputs([str(tmp_path / "d")])
+    assert [p.relative_to(tmp_path / "d").as_posix() for p in inputs] == ["real/x.png"]
+
+
+@pytest.mark.parametrize("name,fmt,expected", [
+    ("x.ome.tif", None, "x_colorized.tif"), ("x.OME.TIFF", None, "x_colorized.tif"),
+    ("x.ome.tif", "png", "x_colorized.png"), ("x.ome.zarr", None, "x_colorized.zarr"),
+    ("x.tif", None, "x_colorized.tif"), (".ome.tif", None, ".ome_colorized.tif"),
+    ("home.tif", None, "home_colorized.tif")])
+def test_ome_inputs_lose_the_double_suffix_in_output_names(tmp_path, name, fmt, expected):
+    from napari_colorize.cli_plan import _targets
+
+    assert _targets(Path(name), fmt or ("zarr" if "zarr" in name else "tiff"), ["rgb"], tmp_path) \
+        in ({"rgb": tmp_path / expected}, {"store": tmp_path / expected})
+
+
+def test_outputs_carry_our_mark_and_other_files_do_not(tmp_path, cam):
+    from napari_colorize.io import has_our_mark, tiff_memmaps, write_png
+
+    write_png(tmp_path / "ours.png", cam)
+    with tiff_memmaps({"t": (tmp_path / "ours.tif", cam.shape, "uint8", "minisblack")}) as maps:
+        maps["t"][:] = cam
+    with tiff_memmaps({"t": (tmp_path / "ours.ome.tif", (2, *cam.shape), "uint8", "minisblack")},
+                      axes=["z"]) as maps:
+        maps["t"][:] = cam
+    assert all(has_our_mark(tmp_path / n) for n in ("ours.png", "ours.tif", "ours.ome.tif"))
+    np.testing.assert_array_equal(iio.imread(tmp_path / "ours.png"), cam)
+    iio.imwrite(tmp_path / "theirs.png", cam)
+    tifffile.imwrite(tmp_path / "theirs.tif", cam)
+    (tmp_path / "notes.png").write_text("my notes")
+    (tmp_path / "torn.png").write_bytes((tmp_path / "ours.png").read_bytes()[:20])
+    assert not any(has_our_mark(tmp_path / n) for n in ("theirs.png", "theirs.tif", "notes.png", "torn.png",
+                                                        "missing.png"))
 
 
 def test_read_rgb_reads_cmyk_and_min_is_white_correctly(tmp_path, astronaut, cam):

@@ -17,6 +17,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import tifffile
 import torch
 import zarr
 from skimage import data, transform
@@ -155,6 +156,34 @@ def test_overwrite_replaces_our_files(tmp_path, model_path, cam8):
     assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, "--overwrite", *TILES) == 0
     colour = iio.imread(out / "x_colorized.png")
     assert np.ptp(gray.astype(int), axis=-1).max() <= 1 < np.ptp(colour.astype(int), axis=-1).max()
+
+
+def test_overwrite_replaces_our_tiffs(tmp_path, model_path, cam8):
+    iio.imwrite(tmp_path / "x.png", cam8)
+    out = tmp_path / "out"
+    argv = (tmp_path / "x.png", "-o", out, "--format", "tiff", "--model", model_path, "--outputs", "rgb", *TILES)
+    assert _run(*argv, "--saturation", "0") == 0
+    gray = tifffile.imread(out / "x_colorized.tif")
+    assert _run(*argv, "--overwrite") == 0
+    assert not np.array_equal(tifffile.imread(out / "x_colorized.tif"), gray)
+
+
+@pytest.mark.parametrize("policy", ["--overwrite", "--skip-existing", None])
+def test_a_file_without_our_mark_is_never_replaced(tmp_path, model_path, cam8, capsys, policy):
+    # A user's notes, another program's PNG and a plain TIFF at our output names (or results of a
+    # version before the mark): none is provably ours, so none is replaced, nor taken for done.
+    iio.imwrite(tmp_path / "x.png", cam8)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x_colorized.png").write_text("my notes")
+    iio.imwrite(out / "x_confidence.png", cam8)
+    before = _tree(out)
+    assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, *([policy] if policy else []), *TILES) == 2
+    err = capsys.readouterr().err
+    for name in ("x_colorized.png", "x_confidence.png"):
+        assert f"{out / name} was not written by napari-colorize" in err
+    assert "never replaced, not even with --overwrite" in err and "nothing was written" in err
+    assert _tree(out) == before
 
 
 def test_overwrite_and_skip_existing_together_is_a_usage_error(tmp_path, model_path, cam8, capsys):

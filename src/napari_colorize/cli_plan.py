@@ -6,8 +6,8 @@
 * Refused before starting, all problems in one message and nothing written: two inputs
   that would write one output (``x.png`` and ``x.jpg``), an output that would land on
   or in an input (or an input's store), anything in the way that is not ours (a folder
-  where a PNG goes, a file or a foreign folder where a store goes: never replaced), and
-  existing outputs unless ``--skip-existing`` or ``--overwrite`` says what to do.
+  or a file without our mark where a PNG/TIFF goes, a file or a foreign folder where a store
+  goes: never replaced), and existing outputs unless ``--skip-existing`` or ``--overwrite`` says what to do.
 * One rule for PNG, TIFF and zarr: by default an existing output is refused;
   ``--skip-existing`` keeps it (an input whose outputs all exist is skipped);
   ``--overwrite`` replaces our earlier outputs.  An unfinished store is handed to the
@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -84,8 +83,8 @@ def _format_for(src: Path, chosen: str | None) -> str:
 
 
 def _targets(relative: Path, fmt: str, outputs: Sequence[str], out_dir: Path) -> dict[str, Path]:
-    name = relative.name
-    stem = name[:-len(relative.suffix)] if relative.suffix else name
+    from .io import image_stem
+    stem = image_stem(relative.name)
     folder = out_dir / relative.parent
     if fmt == "zarr":
         return {STORE: folder / f"{stem}_colorized{FORMATS['zarr']}"}
@@ -97,16 +96,11 @@ def _argument_root(pattern: str) -> tuple[Path, bool]:
 
     Absolute, with links kept as written: outputs are named after the paths the user sees.
     """
-    from .io import as_written, is_zarr
+    from .io import as_written, is_glob, is_zarr, split_glob
 
     path = Path(pattern)
-    if glob.has_magic(pattern):
-        fixed = []
-        for part in path.parts:
-            if glob.has_magic(part):
-                break
-            fixed.append(part)
-        return as_written(Path(*fixed)) if fixed else Path.cwd(), True
+    if is_glob(pattern):
+        return as_written(split_glob(pattern)[0]), True
     if path.is_dir() and not is_zarr(path):
         return as_written(path), True
     return as_written(path).parent, False
@@ -269,8 +263,9 @@ def _state(target: Path, fmt: str, outputs: Sequence[str]) -> str:
     """
     if not os.path.lexists(target):
         return "blocked" if _folder_blocked(target) else "free"
-    if fmt != "zarr":
-        return "blocked" if target.is_dir() else "exists"
+    if fmt != "zarr":  # a file is ours only if it carries our mark: --overwrite never replaces another's
+        from .io import has_our_mark
+        return "exists" if not target.is_dir() and has_our_mark(target) else "blocked"
     if not target.is_dir():
         return "blocked"
     from .engine.zarr_io import read_job
@@ -288,6 +283,10 @@ def _state(target: Path, fmt: str, outputs: Sequence[str]) -> str:
 def _blocked_message(target: Path, fmt: str) -> str:
     if not os.path.lexists(target):
         return f"a file stands where the folder of {target} goes; it is never replaced: move it or choose another -o"
+    if fmt != "zarr" and not target.is_dir():
+        return (f"{target} was not written by napari-colorize (it has no napari-colorize mark: another program's "
+                "file, or an output of a version before the mark); it is never replaced, not even with --overwrite: "
+                "move or delete it yourself, or choose another -o")
     if fmt != "zarr":
         return f"{target} is a folder where this output file goes; it is never replaced: move it or choose another -o"
     if not target.is_dir():

@@ -11,7 +11,8 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["IMAGE_SUFFIXES", "is_zarr", "find_inputs", "walk_images", "scan_images", "source_fingerprint"]
+__all__ = ["IMAGE_SUFFIXES", "is_zarr", "is_glob", "split_glob", "image_stem", "find_inputs", "walk_images", "scan_images",
+           "source_fingerprint"]
 
 #: File name endings read as images (case-insensitive).  Files are decoded by their
 #: content, so a PNG named ``.jpg`` is still read as a PNG.
@@ -52,6 +53,40 @@ def as_written(path: str | os.PathLike) -> Path:
     return path.resolve() if ".." in path.parts else Path(os.path.abspath(path))
 
 
+def is_glob(pattern: str) -> bool:
+    """True if ``pattern`` is a glob: it has ``*?[`` and names no existing path.
+
+    An existing file or folder is taken literally: ``scan[1].png`` is that file, not a
+    pattern matching ``scan1.png`` (microscopes and spreadsheets write such names).
+    """
+    return glob.has_magic(pattern) and not os.path.lexists(pattern)
+
+
+def split_glob(pattern: str) -> tuple[Path, str]:
+    """A glob split into its fixed folder (``.`` if none) and the rest, which holds the wildcards.
+
+    Leading parts that name existing paths are fixed even with ``[`` in them: ``a[1]/*.png``
+    lists the folder ``a[1]``.
+    """
+    parts = Path(pattern).parts
+    fixed = 0
+    while fixed < len(parts) and (not glob.has_magic(parts[fixed]) or os.path.lexists(Path(*parts[:fixed + 1]))):
+        fixed += 1
+    return Path(*parts[:fixed]) if fixed else Path(), os.path.join("", *parts[fixed:])
+
+
+def image_stem(name: str) -> str:
+    """A file or store name without its suffix, and without ``.ome`` before it.
+
+    ``x.ome.tif`` and ``x.ome.zarr`` name the image ``x``: outputs are ``x_colorized.tif``,
+    not ``x.ome_colorized.tif`` (whether an output is OME is its content, not its name).
+    """
+    stem, suffix = os.path.splitext(name)
+    if suffix and stem.lower().endswith(".ome") and len(stem) > 4:
+        stem = stem[:-4]
+    return stem
+
+
 def _is_image_name(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")
 
@@ -62,16 +97,34 @@ def walk_images(folder: Path, stores: bool = True) -> list[Path]:
     Hidden files and folders (names starting with ".": editor backups, macOS
     ``._`` resource forks, our own temporary files) are skipped; a zarr store is one
     input, never walked into.  Folders and files are visited in sorted order.
+
+    Linked folders are followed, as linked files are (a data set assembled from links),
+    and named through the link.  A folder already walked (by its resolved path: a link
+    to an ancestor, or a second link to one folder) is not walked again, so a cycle
+    ends and nothing is read twice; real sub-folders come before links to them.
     """
     out: list[Path] = []
-    for root, dirs, files in os.walk(folder):
+    seen = {os.path.realpath(folder)}
+    for root, dirs, files in os.walk(folder, followlinks=True):
         rootp = Path(root)
         found = [d for d in dirs if is_zarr(rootp / d)]
         if stores:
             out += [rootp / d for d in sorted(found)]
-        dirs[:] = sorted(d for d in dirs if d not in found and not d.startswith("."))
+        dirs[:] = _unseen_folders(rootp, [d for d in dirs if d not in found and not d.startswith(".")], seen)
         out += [rootp / f for f in sorted(files) if _is_image_name(f)]
     return out
+
+
+def _unseen_folders(root: Path, names: list[str], seen: set[str]) -> list[str]:
+    """The sub-folders of ``root`` to walk: sorted, real ones first, none whose resolved
+    path is in ``seen`` (which gets theirs)."""
+    keep = []
+    for name in sorted(names, key=lambda d: (os.path.islink(root / d), d)):
+        real = os.path.realpath(root / name)
+        if real not in seen:
+            seen.add(real)
+            keep.append(name)
+    return sorted(keep)
 
 
 def find_inputs(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]]:
@@ -88,8 +141,8 @@ def find_inputs(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, st
     found: list[Path] = []
     missing: list[tuple[str, str]] = []
     for pattern in patterns:
-        magic = glob.has_magic(pattern)
-        matches = [Path(p) for p in sorted(glob.glob(pattern, recursive=True))] if magic else [Path(pattern)]
+        magic = is_glob(pattern)
+        matches = [Path(p) for p in sorted(_glob(pattern))] if magic else [Path(pattern)]
         if not matches or not matches[0].exists():
             missing.append((pattern, "the pattern matched nothing" if magic else "no such file or folder"))
             continue
@@ -107,6 +160,12 @@ def find_inputs(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, st
     for p in found:
         unique.setdefault(p.resolve(), as_written(p))
     return list(unique.values()), missing
+
+
+def _glob(pattern: str) -> list[str]:
+    """The paths a glob matches, its fixed folder taken literally (see :func:`split_glob`)."""
+    root, rest = split_glob(pattern)
+    return glob.glob(os.path.join(glob.escape(str(root)), rest), recursive=True)
 
 
 def scan_images(folders: Sequence[str | os.PathLike], keep_links: bool = False) -> list[Path]:

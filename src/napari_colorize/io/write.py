@@ -19,14 +19,60 @@ import numpy as np
 from .._atomic import atomic_path, preallocate, space_error
 from .image import lead_axis_names
 
-__all__ = ["write_png", "tiff_memmaps"]
+__all__ = ["write_png", "tiff_memmaps", "has_our_mark", "SOFTWARE"]
+
+#: The mark every PNG and TIFF output carries (PNG ``Software`` text chunk, TIFF ``Software``
+#: tag): ``--overwrite`` replaces only files that carry it, never another program's file.
+SOFTWARE = "napari-colorize"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def has_our_mark(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a PNG or TIFF that napari-colorize wrote (it carries :data:`SOFTWARE`).
+
+    Reads only the headers: the PNG chunks before the pixels, the TIFF's first page tags.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if head == _PNG_SIGNATURE:
+                return _png_marked(fh)
+        if head[:4] in _TIFF_SIGNATURES:
+            return _tiff_marked(Path(path))
+    except (OSError, ValueError):  # unreadable or torn: not provably ours, so never replaced
+        return False
+    return False
+
+
+def _png_marked(fh) -> bool:
+    """Walk the PNG chunks up to the pixels (IDAT) for a ``Software`` text chunk of ours."""
+    while len(header := fh.read(8)) == 8:
+        size, kind = int.from_bytes(header[:4], "big"), header[4:]
+        if kind in (b"IDAT", b"IEND"):
+            return False
+        body = fh.read(size + 4)  # the chunk and its CRC
+        if kind == b"tEXt" and body[:size].startswith(b"Software\0" + SOFTWARE.encode()):
+            return True
+    return False
+
+
+def _tiff_marked(path: Path) -> bool:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        software = tif.pages.first.software or ""
+    return str(software).startswith(SOFTWARE)
 
 
 def encode_png(array: np.ndarray) -> bytes:
-    """A uint8/uint16 gray or RGB(A) image encoded as PNG, in memory."""
+    """A uint8/uint16 gray or RGB(A) image encoded as PNG, in memory, carrying our mark."""
     import imageio.v3 as iio
+    from PIL.PngImagePlugin import PngInfo
 
-    return iio.imwrite("<bytes>", np.asarray(array), extension=".png")
+    info = PngInfo()
+    info.add_text("Software", SOFTWARE)
+    return iio.imwrite("<bytes>", np.asarray(array), extension=".png", pnginfo=info)
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
@@ -92,7 +138,8 @@ class tiff_memmaps:
         self._temps: ExitStack | None = None
 
     def _kwargs(self, shape: tuple[int, ...], dtype: str, photometric: str) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"photometric": photometric, "bigtiff": _nbytes(shape, dtype) > 2**31 - 2**25}
+        kwargs: dict[str, Any] = {"photometric": photometric, "bigtiff": _nbytes(shape, dtype) > 2**31 - 2**25,
+                                  "software": SOFTWARE}
         if self.pixel_size:
             # Kept beside the OME metadata: readers that know only TIFF tags still get the pixel size.
             kwargs.update(resolution=(1e4 / self.pixel_size[1], 1e4 / self.pixel_size[0]), resolutionunit="CENTIMETER")
