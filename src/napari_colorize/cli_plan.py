@@ -258,14 +258,14 @@ def _state(target: Path, fmt: str, outputs: Sequence[str]) -> str:
     """What is at an output path.
 
     "free", "exists" (ours, finished), "unfinished" (a store, resumed or replaced by the
-    zarr writer), "partial" (a finished store without some of ``outputs``) or "blocked"
-    (not ours, or a file where a folder goes: never replaced).
+    zarr writer), "partial" (a finished store without some of ``outputs``), "unmarked" (a
+    file without our mark) or "blocked" (not ours, or a file where a folder goes: never replaced).
     """
     if not os.path.lexists(target):
         return "blocked" if _folder_blocked(target) else "free"
     if fmt != "zarr":  # a file is ours only if it carries our mark: --overwrite never replaces another's
         from .io import has_our_mark
-        return "exists" if not target.is_dir() and has_our_mark(target) else "blocked"
+        return "blocked" if target.is_dir() else "exists" if has_our_mark(target) else "unmarked"
     if not target.is_dir():
         return "blocked"
     from .engine.zarr_io import read_job
@@ -304,6 +304,8 @@ def outputs_to_write(job: Job, policy: str) -> tuple[Job | None, list[str]]:
     problems: list[str] = []
     for key, target in job.targets.items():
         state = _state(target, job.fmt, job.outputs)
+        if state == "unmarked":  # --skip-existing leaves it as it is (an earlier version's output, say)
+            state = "exists" if policy == "skip" else "blocked"
         if state == "blocked":
             problems.append(_blocked_message(target, job.fmt))
         elif state == "partial" and policy != "overwrite":
