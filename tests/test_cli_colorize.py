@@ -303,3 +303,19 @@ def test_a_float32_rgb_asked_for_png_output_is_noted(inputs, tmp_path, model_pat
                 *TILES) == 0
     assert "note: --rgb-dtype float32 applies to tiff and zarr outputs" in capsys.readouterr().err
     assert iio.imread(tmp_path / "out" / "cam_colorized.png").dtype == np.uint8
+
+
+def test_a_scans_dpi_reaches_png_and_tiff_outputs(tmp_path, model_path, cam):
+    from PIL import Image as PILImage
+
+    src = tmp_path / "scan.png"
+    PILImage.fromarray(np.round(cam * 255).astype(np.uint8)).save(src, dpi=(600, 600))
+    assert _run(src, "-o", tmp_path / "png", "--model", model_path, *TILES) == 0
+    with PILImage.open(tmp_path / "png" / "scan_colorized.png") as out:
+        np.testing.assert_allclose(out.info["dpi"], (600, 600), atol=0.01)
+    assert _run(src, "-o", tmp_path / "tif", "--model", model_path, "--format", "tiff", *TILES) == 0
+    with tifffile.TiffFile(tmp_path / "tif" / "scan_colorized.tif") as tif:
+        tags = tif.pages[0].tags
+        x_num, x_den = tags["XResolution"].value
+        dpi = x_num / x_den * (2.54 if tags["ResolutionUnit"].value == 3 else 1)  # 3: per centimetre
+    assert abs(dpi - 600) < 0.01

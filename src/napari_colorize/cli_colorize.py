@@ -351,10 +351,10 @@ def _colorize_source(job: Job, outputs, args, kwargs, client) -> float:
     from .engine.pipeline import colorize_stacked
     with _tile_bar(args, src.name) as bar:
         stacked, plan, _ = colorize_stacked(image.data, client=client, progress=bar, **kwargs)
+        um = image.unit == "micrometer"  # the outputs record sizes in micrometers only
         if job.fmt == "png":
-            _write_pngs(stacked, job.targets, src)
+            _write_pngs(stacked, job.targets, src, image.pixel_size if um else None)
         else:
-            um = image.unit == "micrometer"  # the TIFF outputs record sizes in micrometers only
             _write_tiffs(stacked, plan, job.targets, args.rgb_dtype, axes=image.axes,
                          pixel_size=image.pixel_size if um else None, z_step=image.z_step if um else None,
                          client=client, progress=bar)
@@ -365,14 +365,14 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
 
 
-def _write_pngs(stacked, targets: dict[str, Path], src: Path) -> None:
+def _write_pngs(stacked, targets: dict[str, Path], src: Path, pixel_size: tuple[float, float] | None) -> None:
     if stacked.ndim != 3:
         raise ValueError(f"{src.name} is a stack of shape {stacked.shape[:-1]}; PNG holds one plane: use --format tiff or zarr")
     from .io import write_png
     values = np.asarray(stacked.compute())
     channels = channel_slices()
     for key, path in targets.items():
-        write_png(path, _to_uint8(values[..., channels[get_output(key).name]]))
+        write_png(path, _to_uint8(values[..., channels[get_output(key).name]]), pixel_size)
 
 
 def _write_tiffs(stacked, plan, targets: dict[str, Path], rgb_dtype: str, *, axes: list[str] | None,

@@ -65,18 +65,20 @@ def _tiff_marked(path: Path) -> bool:
     return str(software).startswith(SOFTWARE)
 
 
-def encode_png(array: np.ndarray) -> bytes:
-    """A uint8/uint16 gray or RGB(A) image encoded as PNG, in memory, carrying our mark."""
+def encode_png(array: np.ndarray, pixel_size: tuple[float, float] | None = None) -> bytes:
+    """A uint8/uint16 gray or RGB(A) image encoded as PNG, in memory, carrying our mark
+    and, given the (y, x) ``pixel_size`` in micrometers, the resolution (a scan's dpi)."""
     import imageio.v3 as iio
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
     info.add_text("Software", SOFTWARE)
-    return iio.imwrite("<bytes>", np.asarray(array), extension=".png", pnginfo=info)
+    dpi = {"dpi": (25400.0 / pixel_size[1], 25400.0 / pixel_size[0])} if pixel_size else {}
+    return iio.imwrite("<bytes>", np.asarray(array), extension=".png", pnginfo=info, **dpi)
 
 
-def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Write a uint8/uint16 image to PNG atomically.
+def write_png(path: str | os.PathLike, array: np.ndarray, pixel_size: tuple[float, float] | None = None) -> Path:
+    """Write a uint8/uint16 image to PNG atomically (``pixel_size``: (y, x) in micrometers, kept as dpi).
 
     The PNG is encoded in memory first and written with one plain write, so a full
     disk is one clear error (no half-closed encoder left to complain at exit).
@@ -87,7 +89,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> Path:
         If the disk cannot hold the file; nothing is left behind.
     """
     path = Path(path)
-    encoded = encode_png(array)
+    encoded = encode_png(array, pixel_size)
     with atomic_path(path) as tmp:
         preallocate(tmp, len(encoded), path)
         with open(tmp, "r+b") as fh:
