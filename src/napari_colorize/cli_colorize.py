@@ -302,7 +302,8 @@ def _tile_bar(args, desc: str):
 
 @contextlib.contextmanager
 def _warnings_as_lines(name: str):
-    """Reading and scaling warnings as ``warning: ...`` lines (naming the input), others as usual."""
+    """Reading, scaling and OME-NGFF warnings as ``warning: ...`` lines (naming the input), others as usual."""
+    from .engine.ome import NgffWarning
     from .inputs import InputScalingWarning
     from .io import ReadWarning
 
@@ -311,6 +312,7 @@ def _warnings_as_lines(name: str):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ReadWarning)
             warnings.simplefilter("always", InputScalingWarning)
+            warnings.simplefilter("once", NgffWarning)
             try:
                 yield
             finally:
@@ -319,7 +321,7 @@ def _warnings_as_lines(name: str):
         for w in pending:
             if issubclass(w.category, ReadWarning):  # its message names the file
                 print(f"warning: {w.message}", file=sys.stderr)
-            elif issubclass(w.category, InputScalingWarning):
+            elif issubclass(w.category, (InputScalingWarning, NgffWarning)):
                 print(f"warning: {name}: {w.message}", file=sys.stderr)
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)

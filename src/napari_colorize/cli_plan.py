@@ -119,7 +119,7 @@ def plan_jobs(patterns: Sequence[str], out_dir: Path, fmt: str | None,
 
     An input reached from two arguments is coloured once, named after the first.
     """
-    from .io import find_inputs
+    from .io import find_inputs, series_output_path
 
     jobs: dict[Path, Job] = {}
     missing: list[tuple[str, str]] = []
@@ -131,7 +131,7 @@ def plan_jobs(patterns: Sequence[str], out_dir: Path, fmt: str | None,
         for written in found:
             source = written.resolve()  # what is read, and what every safety check compares
             if source not in jobs:
-                relative = _relative(written, root)
+                relative = series_output_path(written, _relative(written, root))  # s.ome.zarr/0: s.ome_0
                 chosen = _format_for(written, fmt)
                 targets = _targets(relative, chosen, outputs, out_dir)
                 jobs[source] = Job(source, relative, chosen, targets, walked, tuple(outputs))

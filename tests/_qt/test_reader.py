@@ -89,6 +89,21 @@ def test_a_store_without_levels_opens_as_plain_layers(tmp_path):
     assert tuple(layers[-1][1]["contrast_limits"]) == (0, 255) and layers[-1][0].dtype == np.uint8
 
 
+def test_reader_gives_a_reordered_store_back_in_the_inputs_axis_order(tmp_path):
+    # An ImageJ (z, c) stack is stored (ch, z) for OME-NGFF; its layers keep the input's order.
+    torch.manual_seed(3)
+    plane = transform.resize(data.camera(), (96, 112), anti_aliasing=True).astype(np.float32)
+    zc = np.stack([np.stack([plane, 1 - plane])] * 3)  # (z, c, y, x)
+    store = nc.colorize_to_zarr(zc, tmp_path / "zc_colorized.zarr", nc.build_model("compact"), axes=["z", "c"],
+                                scale=[0.8, 1.0, 0.2, 0.2], device="cpu")
+    assert zarr.open_group(str(store), mode="r")["confidence/0"].shape == (2, 3, 96, 112)
+    layers = napari_get_reader(str(store))(str(store))
+    for layer_data, kwargs, _ in layers:
+        assert tuple(layer_data.shape[:4]) == (3, 2, 96, 112)
+        assert tuple(kwargs["axis_labels"]) == ("z", "ch", "y", "x")
+        np.testing.assert_allclose(kwargs["scale"], (0.8, 1.0, 0.2, 0.2))
+
+
 def test_reader_declines_other_zarr_stores(tmp_path):
     from ome_zarr.writer import write_image
 

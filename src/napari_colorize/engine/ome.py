@@ -10,8 +10,8 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 
-__all__ = ["NGFF_VERSION", "ome_axes", "rgb_channel_index", "channel_index", "level_transforms", "write_multiscales",
-           "read_multiscales", "rgb_omero"]
+__all__ = ["NGFF_VERSION", "NgffWarning", "ome_axes", "rgb_channel_index", "channel_index", "level_transforms",
+           "write_multiscales", "read_multiscales", "rgb_omero", "leading_names", "stored_axes", "input_geometry"]
 
 NGFF_VERSION = "0.4"
 #: The name of an input's channel axis ("c") beside the RGB channel axis of a colour output.
@@ -24,7 +24,65 @@ DOWNSAMPLING = {"method": "skimage.transform.downscale_local_mean",
                                "an odd last row or column is averaged over the pixels it has"}
 
 
-def _leading_names(lead: int, names: Sequence[str] | None) -> list[str]:
+#: At most this many axes in an NGFF 0.4 image.
+MAX_AXES = 5
+#: NGFF 0.4's order of leading axes by type (time, custom, space): also the order in which a
+#: store that would have more than MAX_AXES leaves out size-1 axes.
+_RANK = {"time": 0, None: 1, "space": 2}
+
+
+class NgffWarning(UserWarning):
+    """A store is written with axes that OME-NGFF 0.4 does not allow (zarr-readable, not strictly OME-Zarr)."""
+
+
+def _kind(name: str) -> str | None:
+    """The NGFF type of a leading axis of the stored maps (the input's "c" is a custom axis there)."""
+    return None if name == "c" else _KINDS.get(name)
+
+
+def stored_axes(names: Sequence[str], sizes: Sequence[int], rgb: bool) -> list[int]:
+    """Which of the input's leading axes a store keeps, in the order it stores them.
+
+    NGFF 0.4 orders axes time, channel or custom, space (``t, ch, c, z, y, x``) and
+    allows at most 5, so the input's axes are reordered (a ZCYX ImageJ stack is stored
+    ``ch, c, z, y, x``) and, only where the colour image would have more than 5, size-1
+    axes are left out (time first, then custom, then z).  The reader puts them back.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The input's leading axis names (:func:`leading_names`), in its order.
+    sizes : sequence of int
+        Their lengths.
+    rgb : bool
+        Whether the store holds the colour image (one axis more).
+
+    Returns
+    -------
+    list of int
+        Indices into ``names`` of the stored leading axes, stored order.
+    """
+    order = sorted(range(len(names)), key=lambda i: _RANK[_kind(names[i])])
+    room = MAX_AXES - 2 - int(rgb)
+    for i in sorted((i for i in order if sizes[i] == 1), key=lambda i: _RANK[_kind(names[i])]):
+        if len(order) <= room:
+            break
+        order.remove(i)
+    return order
+
+
+def input_geometry(axes: list[dict], scale: list[float], names: Sequence[str], stored: Sequence[int]
+                   ) -> tuple[list[dict], list[float]]:
+    """The maps' axes and scale in the input's order (:func:`stored_axes` undone), 1 for a left-out axis."""
+    lead = len(names)
+    unit = axes[-1].get("unit")
+    full = ome_axes(lead, False, unit, names)
+    out_axes = [axes[stored.index(i)] if i in stored else full[i] for i in range(lead)] + axes[-2:]
+    return out_axes, [scale[stored.index(i)] if i in stored else 1.0 for i in range(lead)] + scale[-2:]
+
+
+def leading_names(lead: int, names: Sequence[str] | None) -> list[str]:
+    """The names of an image's ``lead`` leading axes: ``names``, or "z" / "t", "z" / "dim<i>" by their number."""
     if names is None:
         names = {0: [], 1: ["z"], 2: ["t", "z"]}.get(lead, [f"dim{i}" for i in range(lead)])
     if len(names) != lead:
@@ -55,7 +113,7 @@ def ome_axes(lead: int, channel: bool, unit: str | None = None, names: Sequence[
     """
     # The input's own (gray) channel axis is a custom axis in every output: the RGB output
     # has its channel axis, NGFF allows one, and readers move a channel-typed axis last.
-    names = [INPUT_CHANNEL if n == "c" else n for n in _leading_names(lead, names)]
+    names = [INPUT_CHANNEL if n == "c" else n for n in leading_names(lead, names)]
     axes = [dict({"name": n}, **({"type": _KINDS[n]} if n in _KINDS else {})) for n in names]
     axes += [{"name": n, "type": "space"} for n in ("y", "x")]
     for a in axes:
@@ -63,9 +121,11 @@ def ome_axes(lead: int, channel: bool, unit: str | None = None, names: Sequence[
             a["unit"] = unit
     if channel:
         axes.insert(rgb_channel_index(lead, names), {"name": "c", "type": "channel"})
-    if len(axes) > 5:  # NGFF 0.4 allows at most 5 axes
-        warnings.warn(f"{lead} leading axes exceed what OME-NGFF {NGFF_VERSION} allows; the store is zarr-readable "
-                      "but not strictly OME-Zarr", stacklevel=3)
+    if len(axes) > MAX_AXES:
+        warnings.warn(f"the {'colour image' if channel else 'maps'} has {len(axes)} axes "
+                      f"{[a['name'] for a in axes]}, more than the {MAX_AXES} OME-NGFF {NGFF_VERSION} allows; the store "
+                      "is zarr-readable but not strictly OME-Zarr (colour one time point or channel at a time for a "
+                      "valid one)", NgffWarning, stacklevel=3)
     return axes
 
 
@@ -77,7 +137,7 @@ def rgb_channel_index(lead: int, names: Sequence[str] | None = None) -> int:
     lead, names
         As for :func:`ome_axes`.
     """
-    names = _leading_names(lead, names)
+    names = leading_names(lead, names)
     return next((i for i, n in enumerate(names) if _KINDS.get(n) == "space"), lead)
 
 
@@ -152,7 +212,7 @@ def write_multiscales(group, name: str, axes: list[dict], scale: Sequence[float]
         write_multiscales_metadata(group, datasets, fmt=FormatV04(), axes=axes, name=name, metadata=metadata)
     except ValueError as err:
         warnings.warn(f"the axes {[a['name'] for a in axes]} are not valid OME-NGFF {NGFF_VERSION} ({err}); "
-                      "the store is zarr-readable but not strictly OME-Zarr", stacklevel=3)
+                      "the store is zarr-readable but not strictly OME-Zarr", NgffWarning, stacklevel=3)
         group.attrs["multiscales"] = [{"version": NGFF_VERSION, "name": name, "axes": axes, "datasets": datasets,
                                        "metadata": dict(DOWNSAMPLING)}]
         if omero:

@@ -3,7 +3,7 @@
 Layout of a store written by :func:`colorize_to_zarr` (OME-NGFF 0.4, zarr format 2,
 readable by napari-ome-zarr and by this package's napari reader)::
 
-    out.zarr/                 multiscales "rgb": levels "0", "1", ...; axes (t, c, z, y, x) as present
+    out.zarr/                 multiscales "rgb": levels "0", "1", ...; axes (t, ch, c, z, y, x) as present
     out.zarr/0, 1, ...        RGB, uint8 or float32, one zarr chunk per engine chunk; level n is
                               level 0 downsampled 2**n times in y, x (see :mod:`.pyramid`)
     out.zarr/confidence/0, 1, ...   chroma confidence, float32 (..., y, x), its own multiscales
@@ -17,6 +17,13 @@ outputs are written, and ``complete: true`` only after every marker of every lev
 killed run restarted with the same job rewrites exactly the unfinished chunks and a
 half-written store is never taken for a finished one.  Different chunks never share
 a zarr chunk, so workers write concurrently without locks.
+
+The leading axes are stored in the order NGFF 0.4 asks (time, the input's channels
+``ch``, the colour channels ``c``, then z), not the input's (an ImageJ ``ZCYX`` stack is
+stored ``ch, c, z, y, x``), and size-1 axes are left out where the colour image would
+otherwise have more than 5 axes (:func:`.ome.stored_axes`).  The job record's
+``layout`` (input axis names, stored input axes) then lets :mod:`.zarr_read` give the
+arrays back in the input's order and shape.
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from dask.highlevelgraph import HighLevelGraph
 from ..outputs import channel_slices, check_output_keys, get_output, output_keys
 from . import stripes
 from .jobs import ModelRef, Monitor
-from .ome import ome_axes, rgb_channel_index, rgb_omero, write_multiscales
+from .ome import leading_names, ome_axes, rgb_channel_index, rgb_omero, stored_axes, write_multiscales
 from .pipeline import colorize_stacked
 from .pyramid import Pyramid, level_path, level_shapes, write_pyramid
 from .sources import check_source_outside, source_paths
@@ -105,17 +112,19 @@ def _array(path: str, output: str, job: str):
 
 
 def _write_block(block: np.ndarray, path: str, job: str, index: tuple[int, ...], region: tuple[slice, ...],
-                 outputs: tuple[str, ...], rgb_dtype: str, channel: int, monitor: Monitor | None) -> tuple[int, ...]:
+                 outputs: tuple[str, ...], rgb_dtype: str, channel: int, stored: tuple[int, ...],
+                 monitor: Monitor | None) -> tuple[int, ...]:
     """Write one engine chunk to every output, then its completion marker.
 
     ``channel`` is the position of the colour image's channel axis (NGFF puts it before
-    the leading space axes: ``t, c, z, y, x``).
+    the leading space axes: ``t, c, z, y, x``); ``stored`` the input's leading axes that
+    the store keeps, in its order (a left-out axis has size 1: its index is 0).
     """
     if monitor is not None:
         monitor.check()
     lead = len(region) - 2
     values = block.reshape(block.shape[lead:])  # (h, w, C)
-    plane = region[:lead]
+    plane = tuple(region[i] for i in stored)
     channels = channel_slices()
     for key in outputs:
         output = get_output(key)
@@ -125,9 +134,10 @@ def _write_block(block: np.ndarray, path: str, job: str, index: tuple[int, ...],
             if rgb_dtype == "uint8":
                 data = np.clip(np.rint(data * 255.0), 0, 255).astype(np.uint8)
             rgb_region = plane[:channel] + (slice(None),) + plane[channel:] + region[lead:]
-            _array(path, key, job)[rgb_region] = np.moveaxis(data.reshape((1,) * lead + data.shape), lead, channel)
+            _array(path, key, job)[rgb_region] = np.moveaxis(data.reshape((1,) * len(plane) + data.shape),
+                                                             len(plane), channel)
         else:
-            _array(path, key, job)[region] = data.reshape((1,) * lead + data.shape)
+            _array(path, key, job)[plane + region[lead:]] = data.reshape((1,) * len(plane) + data.shape)
     with open(_marker(path, index), "w"):
         pass
     if monitor is not None:
@@ -296,14 +306,22 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
            "outputs": list(outputs), "rgb_dtype": rgb_dtype, "levels": len(level_shapes(shape[-2:])), "version": 2}
     if info["guidance"] is not None:  # only then, so stores written before guidance existed still resume
         job["options"]["guidance"] = info["guidance"]
+    names = leading_names(len(shape) - 2, axes)
+    stored = stored_axes(names, shape[:-2], any(get_output(key).is_rgb for key in outputs))
+    if stored != list(range(len(names))):  # only then, so stores in the input's order still resume
+        job["layout"] = {"axes": names, "stored": stored}
     fingerprint = _fingerprint(job)
     full_scale = _full_scale(scale, len(shape))
+    store_shape = tuple(shape[i] for i in stored) + tuple(shape[-2:])
+    store_scale = [full_scale[i] for i in stored] + full_scale[-2:]
+    store_names = [names[i] for i in stored]
     chunks = (plan.ty.chunk, plan.tx.chunk)
-    if _prepare_store(path, job, fingerprint, shape, chunks, outputs, rgb_dtype, full_scale, unit, axes, overwrite):
+    if _prepare_store(path, job, fingerprint, store_shape, chunks, outputs, rgb_dtype, store_scale, unit,
+                      store_names, overwrite):
         return Path(path)
-    channel = rgb_channel_index(len(shape) - 2, axes)
-    _write_chunks(stacked, plan, path, fingerprint, outputs, rgb_dtype, channel, str(info["device"]), client,
-                  progress, cancel)
+    channel = rgb_channel_index(len(stored), store_names)
+    _write_chunks(stacked, plan, path, fingerprint, outputs, rgb_dtype, channel, tuple(stored), str(info["device"]),
+                  client, progress, cancel)
     write_pyramid(_pyramids(path, outputs, job["levels"], channel), chunks, os.path.join(path, MARKERS),
                   check=Monitor(0, cancel=cancel).check)
     group = open_group(path, "r+")
@@ -313,7 +331,7 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
 
 
 def _write_chunks(stacked, plan, path: str, fingerprint: str, outputs: tuple[str, ...], rgb_dtype: str,
-                  channel: int, device: str, client, progress: Callable[[int, int], None] | None,
+                  channel: int, stored: tuple[int, ...], device: str, client, progress: Callable[[int, int], None] | None,
                   cancel: threading.Event | None) -> None:
     """Write every level-0 chunk that has no marker yet, here (in stripes) or on ``client``.
 
@@ -333,7 +351,7 @@ def _write_chunks(stacked, plan, path: str, fingerprint: str, outputs: tuple[str
         plane, (cy, cx) = b[:-2], b[-2:]
         region = tuple(slice(i, i + 1) for i in plane) + (slice(*plan.ty.chunk_range(cy)), slice(*plan.tx.chunk_range(cx)))
         layer[(wname, *b)] = (_write_block, (stacked.name, *b, 0), path, fingerprint, b, region, outputs, rgb_dtype,
-                              channel, monitor)
+                              channel, stored, monitor)
     graph = HighLevelGraph.from_collections(wname, layer, dependencies=[stacked])
     keys = list(layer)
     if client is None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..outputs import ColorizeResult, get_output
-from .ome import channel_index, read_multiscales
+from .ome import channel_index, input_geometry, read_multiscales
 from .store import ATTR, open_group
 
 __all__ = ["open_zarr_levels", "open_zarr_result", "read_geometry"]
@@ -29,6 +29,19 @@ def _image_group(group, output):
     return group[parent] if parent else group
 
 
+def _input_order(level, layout: dict | None):
+    """A stored level (channels last) in the input's axis order and shape: the store's
+    reordering of the leading axes undone, and the size-1 axes it left out put back."""
+    if not layout:
+        return level
+    stored = list(layout["stored"])
+    missing = [i for i in range(len(layout["axes"])) if i not in stored]
+    level = level[(None,) * len(missing)]  # now the input axes missing + stored, then the plane
+    current = missing + stored
+    rest = list(range(len(current), level.ndim))
+    return level.transpose([current.index(i) for i in range(len(current))] + rest)
+
+
 def open_zarr_levels(path: str | os.PathLike, require_complete: bool = True) -> ColorizeResult:
     """Open every pyramid level of a store written by :func:`.zarr_io.colorize_to_zarr`, lazily.
 
@@ -45,6 +58,7 @@ def open_zarr_levels(path: str | os.PathLike, require_complete: bool = True) -> 
         Each output a list of dask arrays, finest first (napari's multiscale data): the
         colour image channels-last ``(..., Y, X, 3)`` in the stored dtype (uint8 0-255
         or float32 0-1), the maps ``(..., Y, X)`` float32; outputs not written are None.
+        The leading axes are the input's, in its order, whatever order the store keeps.
         ``info`` is the job record.
     """
     import dask.array as da
@@ -59,7 +73,8 @@ def open_zarr_levels(path: str | os.PathLike, require_complete: bool = True) -> 
         paths, axes, _ = read_multiscales(image)
         levels = [da.from_zarr(image[p]) for p in paths]
         channel = channel_index(axes)
-        out[output.name] = [da.moveaxis(lv, channel, -1) for lv in levels] if channel is not None else levels
+        levels = [da.moveaxis(lv, channel, -1) for lv in levels] if channel is not None else levels
+        out[output.name] = [_input_order(lv, attrs.get("layout")) for lv in levels]
     return ColorizeResult(info=dict(attrs), **out)
 
 
@@ -80,7 +95,8 @@ def open_zarr_result(path: str | os.PathLike, require_complete: bool = True) -> 
 
 
 def read_geometry(path: str | os.PathLike) -> tuple[list[dict], list[float]]:
-    """Axes and level-0 pixel size of a store's images, without the colour channel axis.
+    """Axes and level-0 pixel size of a store's images, without the colour channel axis,
+    in the input's axis order (as :func:`open_zarr_levels` gives the arrays).
 
     Returns
     -------
@@ -95,4 +111,6 @@ def read_geometry(path: str | os.PathLike) -> tuple[list[dict], list[float]]:
     _, axes, scale = read_multiscales(_image_group(group, get_output(attrs["outputs"][0])))
     channel = channel_index(axes)
     keep = [i for i in range(len(axes)) if i != channel]
-    return [axes[i] for i in keep], [scale[i] for i in keep]
+    axes, scale = [axes[i] for i in keep], [scale[i] for i in keep]
+    layout = attrs.get("layout")
+    return input_geometry(axes, scale, layout["axes"], layout["stored"]) if layout else (axes, scale)

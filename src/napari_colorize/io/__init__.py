@@ -25,9 +25,11 @@ from .gray import read_image
 from .hints_csv import read_hints_csv
 from .manifest import PATH_COLUMNS, find_manifest_above, manifest_path_column, read_manifest_column, read_manifest_rows
 from .image import ColourInputWarning, Image, ImageReadError, ReadWarning
+from .stores import series_output_path
 from .tiff import LAZY_TIFF_BYTES
 from .write import has_our_mark, tiff_memmaps, write_png
 
 __all__ = ["Image", "ImageReadError", "ReadWarning", "ColourInputWarning", "DiskFullError", "FileTooLargeError",
            "read_image", "read_rgb", "read_rgb_noted", "rgb_to_unit", "find_inputs", "scan_images", "walk_images", "atomic_path",
-           "remove_stale_temps", "write_png", "is_gray", "GRAY_CHROMA", "PATH_COLUMNS", "find_manifest_above", "manifest_path_column", "read_manifest_column", "read_manifest_rows", "tiff_memmaps", "IMAGE_SUFFIXES", "LAZY_TIFF_BYTES", "is_zarr", "read_hints_csv", "source_fingerprint", "as_written", "is_glob", "split_glob", "image_stem", "has_our_mark"]
+           "remove_stale_temps", "write_png", "is_gray", "GRAY_CHROMA", "PATH_COLUMNS", "find_manifest_above", "manifest_path_column", "read_manifest_column", "read_manifest_rows", "tiff_memmaps", "IMAGE_SUFFIXES", "LAZY_TIFF_BYTES", "is_zarr", "read_hints_csv", "source_fingerprint", "as_written", "is_glob", "split_glob", "image_stem", "has_our_mark",
+           "series_output_path"]

@@ -1,13 +1,69 @@
-"""Reading zarr arrays and OME-Zarr stores (lazily, as dask arrays)."""
+"""Reading zarr arrays and OME-Zarr stores (lazily, as dask arrays).
+
+OME-NGFF's ``c`` axis holds channels (fluorescence, ...): each is coloured as a gray
+plane of a stack, like an OME-TIFF's channels.  It is read as RGB(A) only when the
+store says so: its ``omero`` channels are coloured red, green, blue (+ one more, alpha),
+as bioformats2raw writes a converted colour image.  A bioformats2raw store (its images
+in groups ``0``, ``1``, ...) is read through its first series.
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-from .image import Image, ImageReadError, lead_axis_names
+from .image import Image, ImageReadError, ReadWarning, lead_axis_names
 from .tiff import _UNITS_UM
 
-__all__ = ["read_zarr"]
+__all__ = ["read_zarr", "bioformats2raw_series", "series_output_path"]
+
+#: The omero colours of an RGB image's channels (bioformats2raw, ome-zarr-py).
+_RGB_COLOURS = ("FF0000", "00FF00", "0000FF")
+
+
+def _ome(attrs: dict) -> dict:
+    """The OME attributes of a group: at the top (NGFF 0.4) or under "ome" (0.5)."""
+    return dict(attrs.get("ome") or attrs)
+
+
+def bioformats2raw_series(path: Path) -> list[str] | None:
+    """The series groups (``"0"``, ``"1"``, ...) of a bioformats2raw store, or None for any other path."""
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception:  # noqa: BLE001 -- not zarr: not such a store
+        return None
+    if hasattr(node, "shape") or "bioformats2raw.layout" not in _ome(dict(node.attrs)):
+        return None
+    return sorted((name for name, _ in node.groups() if name.isdigit()), key=int)
+
+
+def series_output_path(source: Path, relative: Path) -> Path:
+    """How an input is named in its outputs: a series of a bioformats2raw store
+    (``sample.ome.zarr/0``) after its store and series, ``sample.ome_0.zarr``; others as given."""
+    if source.name.isdigit() and bioformats2raw_series(source.parent):
+        store = source.parent.name[:-len(source.parent.suffix)] if source.parent.suffix else source.parent.name
+        return relative.parent / f"{store}_{source.name}.zarr"
+    return relative
+
+
+def _is_rgb(ome: dict, channels: int) -> bool:
+    """Whether the omero channel colours say the ``c`` axis is red, green, blue (+ alpha)."""
+    listed = (ome.get("omero") or {}).get("channels") or []
+    colours = tuple(str(ch.get("color", "")).upper()[:6] for ch in listed if isinstance(ch, dict))
+    return channels in (3, 4) and len(colours) == channels and colours[:3] == _RGB_COLOURS
+
+
+def _open_series(node, path: Path):
+    """The image group of a bioformats2raw store (its first series, saying so when it has more)."""
+    series = bioformats2raw_series(path)
+    if not series:
+        raise ImageReadError(f"{path.name} is a bioformats2raw store without image series (groups 0, 1, ...)")
+    if len(series) > 1:
+        warnings.warn(f"{path.name} holds {len(series)} image series; colouring the first ({path.name}/{series[0]}); "
+                      f"give {path.name}/{series[1]} (and so on) for the others", ReadWarning, stacklevel=4)
+    return node[series[0]]
 
 
 def read_zarr(path: Path) -> Image:
@@ -18,8 +74,10 @@ def read_zarr(path: Path) -> Image:
     node = zarr.open(str(path), mode="r")
     if hasattr(node, "shape"):
         return Image(da.from_zarr(node))
-    attrs = dict(node.attrs)
-    ms = attrs.get("multiscales") or (attrs.get("ome") or {}).get("multiscales")
+    if "bioformats2raw.layout" in _ome(dict(node.attrs)):
+        node = _open_series(node, path)
+    ome = _ome(dict(node.attrs))
+    ms = ome.get("multiscales")
     if not ms:
         arrays = sorted(name for name, _ in node.arrays())
         if not arrays:
@@ -41,8 +99,9 @@ def read_zarr(path: Path) -> Image:
         if factor and pixel_size:
             pixel_size = (pixel_size[0] * factor, pixel_size[1] * factor)
             z_step = z_step * factor if z_step else None
-    if "c" in axes and data.shape[axes.index("c")] in (3, 4):
+    rgb = "c" in axes and _is_rgb(ome, data.shape[axes.index("c")])
+    if rgb:
         data = da.moveaxis(data, axes.index("c"), -1)
         axes.remove("c")
     lead = axes[:-2] if len(axes) >= 2 else None
-    return Image(data, pixel_size, unit, lead_axis_names(lead), z_step=z_step if pixel_size else None)
+    return Image(data, pixel_size, unit, lead_axis_names(lead), samples=rgb, z_step=z_step if pixel_size else None)
