@@ -78,7 +78,7 @@ def test_bioformats2raw_store_opens_its_first_series_and_names_outputs_after_the
     assert image.data.shape == (1, 2, 96, 112) and image.axes == ["t", "z"]
     jobs, _ = plan_jobs([str(tmp_path / "sample.ome.zarr"), str(tmp_path / "sample.ome.zarr/1")], tmp_path / "out",
                         None, ["rgb"])
-    assert [j.targets[STORE].name for j in jobs] == ["sample.ome_colorized.zarr", "sample.ome_1_colorized.zarr"]
+    assert [j.targets[STORE].name for j in jobs] == ["sample_colorized.zarr", "sample_1_colorized.zarr"]
 
 
 @pytest.mark.parametrize("singleton", [True, False])

@@ -41,10 +41,11 @@ def bioformats2raw_series(path: Path) -> list[str] | None:
 
 def series_output_path(source: Path, relative: Path) -> Path:
     """How an input is named in its outputs: a series of a bioformats2raw store
-    (``sample.ome.zarr/0``) after its store and series, ``sample.ome_0.zarr``; others as given."""
+    (``sample.ome.zarr/1``) after its store and series, ``sample_1.zarr``; others as given."""
+    from .files import image_stem
+
     if source.name.isdigit() and bioformats2raw_series(source.parent):
-        store = source.parent.name[:-len(source.parent.suffix)] if source.parent.suffix else source.parent.name
-        return relative.parent / f"{store}_{source.name}.zarr"
+        return relative.parent / f"{image_stem(source.parent.name)}_{source.name}.zarr"
     return relative
 
 
