@@ -193,6 +193,20 @@ def test_a_store_killed_while_being_created_is_ours(model_path, stack, tmp_path,
     assert zarr_io.is_complete(out)
 
 
+def test_a_store_whose_record_cannot_be_read_is_never_deleted(model_path, stack, tmp_path):
+    # Torn attributes (or a permission or network error) prove nothing: refused, not wiped.
+    out = tmp_path / "out.zarr"
+    nc.colorize_to_zarr(stack[:1], out, model_path, **TILING)
+    os.makedirs(out / MARKERS, exist_ok=True)  # as an unfinished store has
+    for name in (".zattrs", "zarr.json"):
+        if (out / name).exists():
+            (out / name).write_text("{")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    with pytest.raises(FileExistsError, match="overwrite"):
+        nc.colorize_to_zarr(stack[:1], out, model_path, **TILING)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
 def _single_process_reference(model_path, stack, out, threads):
     """The single-process job in a fresh interpreter with ``threads`` torch threads.
 

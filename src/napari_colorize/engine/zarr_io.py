@@ -199,8 +199,8 @@ def _claim_path(path: str, fingerprint: str, overwrite: bool) -> bool | None:
                               "deleted, not even with overwrite=True (--overwrite): move it or choose another path")
     if job.get("fingerprint") == fingerprint:
         return bool(job.get("complete"))
-    if "fingerprint" not in job and not os.path.islink(path):  # killed while being created: no result to lose
-        shutil.rmtree(path)
+    if "fingerprint" not in job and not os.path.islink(path) and _created_only(path):
+        shutil.rmtree(path)  # killed while being created: no result in it to lose
         return None
     if not overwrite:
         state = "a finished" if job.get("complete") else "an unfinished"
@@ -211,6 +211,16 @@ def _claim_path(path: str, fingerprint: str, overwrite: bool) -> bool | None:
         raise FileExistsError(f"{path} is a link to a store; replace the store it points to, or choose another path")
     shutil.rmtree(path)
     return None
+
+
+def _created_only(path: str) -> bool:
+    """A store whose attributes were read and hold no job record: killed between its creation
+    and its record, which comes before any chunk.  Unreadable attributes (torn, a permission
+    or network error) prove nothing: such a store is never deleted without overwrite."""
+    try:
+        return _ATTR not in dict(open_group(path, "r").attrs)
+    except Exception:  # noqa: BLE001 -- any failure to read: not provably empty
+        return False
 
 
 def _is_empty_folder(path: str) -> bool:
