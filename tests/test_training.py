@@ -223,6 +223,18 @@ def test_resume_refuses_changed_settings(tmp_path, image_dir):
         train(_config(image_dir, out, resume=True))
 
 
+def test_a_checkpoint_of_an_earlier_version_still_resumes(tmp_path, image_dir, monkeypatch):
+    # Earlier versions recorded the images' digest of file list and sizes only.
+    from napari_colorize.training.data import ImageSet
+
+    out = tmp_path / "m.safetensors"
+    monkeypatch.setattr(ImageSet, "fingerprint", ImageSet.legacy_fingerprint)  # the earlier version's run
+    train(_config(image_dir, out, stop_after=1))
+    monkeypatch.undo()
+    train(_config(image_dir, out, resume=True))  # resumes: no "the training images differ"
+    assert read_config(out).training["complete"]
+
+
 def test_init_fine_tunes_and_checks_backbone_and_space(tmp_path, image_dir):
     base = tmp_path / "base.safetensors"
     save_model(build_model("compact", "lab"), base)

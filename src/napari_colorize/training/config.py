@@ -291,14 +291,15 @@ def settings_record(cfg: TrainConfig, backbone: str, space: str) -> dict[str, An
     return doc
 
 
-def check_resume(saved: dict[str, Any], now: dict[str, Any], fingerprint: str) -> None:
-    """Refuse to resume with settings or images other than the checkpoint's."""
+def check_resume(saved: dict[str, Any], now: dict[str, Any], fingerprint: str, legacy: str | None = None) -> None:
+    """Refuse to resume with settings or images other than the checkpoint's (``legacy``: the
+    images' digest as checkpoints of earlier versions recorded it, sizes only)."""
     # A key an older checkpoint lacks had its default then.
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     defaults["hold_out"] = []
     before = {k: saved.get(k, defaults.get(k)) for k in RESUME_KEYS}
     diffs = [f"{k}: checkpoint {before[k]!r}, now {now.get(k)!r}" for k in RESUME_KEYS if before[k] != now.get(k)]
-    if saved.get("data_fingerprint") != fingerprint:
+    if saved.get("data_fingerprint") not in (fingerprint, legacy or fingerprint):
         diffs.append("the training images differ from the checkpoint's (files added, removed or changed)")
     if diffs:
         raise ValueError("cannot resume exactly, settings differ from the checkpoint: " + "; ".join(diffs)

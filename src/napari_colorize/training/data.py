@@ -86,6 +86,14 @@ class ImageSet:
             h.update(np.ascontiguousarray(im).data)
         return h.hexdigest()
 
+    def legacy_fingerprint(self) -> str:
+        """The digest of checkpoints written before the pixels were part of it (file list
+        and sizes only), so that their runs still resume."""
+        h = hashlib.sha256()
+        for p, im in zip(self.paths, self.images):
+            h.update(f"{p}|{im.shape}\n".encode())
+        return h.hexdigest()[:16]
+
     def summary(self) -> str:
         parts = [f"{len(self)} usable colour images"]
         parts += [f"{len(v)} {k}" for k, v in self.skipped.items() if v]

@@ -238,7 +238,7 @@ def _setup(cfg: TrainConfig) -> _Run:
     model = model.to(device).train()
     optimizer, base_lr = make_optimizer(cfg, model)
     if resume_doc is not None:
-        check_resume(resume_doc["info"]["settings"], settings, settings["data_fingerprint"])
+        check_resume(resume_doc["info"]["settings"], settings, settings["data_fingerprint"], images.legacy_fingerprint())
     start = _start_step(cfg, resume_doc)
     batches, workers = _batches(cfg, images, model, weights, device, start)
     run = _Run(cfg, files, device, precision, model, optimizer, base_lr,
