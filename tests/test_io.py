@@ -453,3 +453,8 @@ def test_a_scans_resolution_becomes_its_pixel_size(tmp_path):
     np.testing.assert_allclose(jpg.pixel_size, (25400 / 150, 25400 / 300))  # (y, x)
     assert png.unit == jpg.unit == "micrometer"
     assert read_image(tmp_path / "plain.png").pixel_size is None
+    # A camera JPEG whose EXIF has no resolution: Pillow says 72 dpi, the file says nothing.
+    exif = PILImage.Exif()
+    exif[0x010F] = "camera maker"
+    PILImage.fromarray(gray).save(tmp_path / "camera.jpg", exif=exif)
+    assert read_image(tmp_path / "camera.jpg").pixel_size is None

@@ -23,6 +23,7 @@ __all__ = ["read_raster"]
 _GRAY_MODES = ("1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 _RGB_MODES = ("RGB", "RGBA", "RGBX", "RGBa")
 _ORIENTATION = 0x0112  # the EXIF orientation tag
+_X_RESOLUTION = 0x011A  # the EXIF resolution tag
 
 
 def read_raster(path: Path) -> Image:
@@ -32,7 +33,7 @@ def read_raster(path: Path) -> Image:
     from PIL import ImageOps
 
     with PILImage.open(path) as im:
-        pixel_size = _pixel_size_um(im.info.get("dpi"))
+        pixel_size = _pixel_size_um(_stated_dpi(im))
         count = 1 if im.format in ("JPEG", "MPO") else int(getattr(im, "n_frames", 1))
         planes, model = [], None
         for i in range(count):
@@ -48,6 +49,15 @@ def read_raster(path: Path) -> Image:
                              "of its own")
     return Image(planes[0] if len(planes) == 1 else np.stack(planes), colour_model=model, pixel_size=pixel_size,
                  unit="micrometer" if pixel_size else None)
+
+
+def _stated_dpi(im):
+    """The resolution the file states, or None.  For a JPEG, Pillow reports 72 dpi when an
+    EXIF block has no resolution tag: that is Pillow's guess, not the file's, so only a JFIF
+    density in inches or centimetres or an EXIF XResolution counts."""
+    if im.format in ("JPEG", "MPO") and im.info.get("jfif_unit") not in (1, 2) and _X_RESOLUTION not in im.getexif():
+        return None
+    return im.info.get("dpi")
 
 
 def _pixel_size_um(dpi) -> tuple[float, float] | None:
