@@ -49,12 +49,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"napari-colorize {args.command}: error: {err}", file=sys.stderr)
         return 2
     except Terminated:
-        print(f"napari-colorize {args.command}: terminated (SIGTERM); run the same command to continue",
+        print(f"napari-colorize {args.command}: terminated (SIGTERM){_TO_CONTINUE.get(args.command, '')}",
               file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"napari-colorize {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+#: How each command carries on after it was stopped (evaluate and calibrate start again).
+_TO_CONTINUE = {"colorize": "; run the same command again to continue (with --skip-existing for a folder)",
+                "train": "; continue it with the same command and --resume"}
 
 
 class Terminated(KeyboardInterrupt):
