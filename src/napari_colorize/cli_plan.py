@@ -286,7 +286,7 @@ def _blocked_message(target: Path, fmt: str) -> str:
     if fmt != "zarr" and not target.is_dir():
         return (f"{target} was not written by napari-colorize (it has no napari-colorize mark: another program's "
                 "file, or an output of a version before the mark); it is never replaced, not even with --overwrite: "
-                "move or delete it yourself, or choose another -o")
+                "keep it with --skip-existing, move or delete it yourself, or choose another -o")
     if fmt != "zarr":
         return f"{target} is a folder where this output file goes; it is never replaced: move it or choose another -o"
     if not target.is_dir():
