@@ -287,6 +287,8 @@ def test_clear_error_for_crop_larger_than_all_images(tmp_path, image_dir):
     # Only batch normalisation needs two values per channel: vgg16 (none) may train so.
     from napari_colorize.training.config import check_config
     check_config(_config(image_dir, tmp_path / "m.safetensors", crop=32, batch_size=1, backbone="vgg16"))
+    vgg = save_model(build_model("vgg16", "lab", hidden=16), tmp_path / "vgg.safetensors")  # fine-tuned: its backbone
+    check_config(_config(image_dir, tmp_path / "m.safetensors", crop=32, batch_size=1, init=str(vgg)))
 
 
 @pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root can write anywhere")

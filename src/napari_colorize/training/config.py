@@ -205,6 +205,19 @@ def _choice(name: str, value: Any, choices) -> None:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
+def _init_backbone(init: str | None) -> str | None:
+    """The backbone of the ``--init`` model (its metadata only), or None (none given, or
+    unreadable: that is reported where the model is loaded)."""
+    if init is None:
+        return "compact"
+    from ..model import read_config
+
+    try:
+        return read_config(init).backbone
+    except (OSError, ValueError):
+        return None
+
+
 def check_config(cfg: TrainConfig) -> None:
     """Refuse settings that cannot work, with what to change, before anything is loaded."""
     if not cfg.data:
@@ -223,11 +236,11 @@ def check_config(cfg: TrainConfig) -> None:
     _choice("optimizer", cfg.optimizer, OPTIMIZERS)
     _choice("schedule", cfg.schedule, SCHEDULES)
     _choice("backbone", cfg.backbone, tuple(BACKBONES))
-    # Unset (the --init model's, or the default): refused like compact, the default.
-    spec = BACKBONES.get(cfg.backbone) if cfg.backbone is not None else None
+    backbone = cfg.backbone or _init_backbone(cfg.init)
+    spec = BACKBONES.get(backbone) if backbone is not None else None  # unknown: refused like compact, the default
     if (spec is None or spec.batch_norm) and cfg.batch_size * (cfg.crop // 32) ** 2 < 2:
         raise ValueError(f"batch-size {cfg.batch_size} with crop {cfg.crop} leaves one value per channel at the "
-                         f"{cfg.backbone or 'compact'} network's deepest layer, which batch normalisation cannot train on; use "
+                         f"{backbone or 'compact'} network's deepest layer, which batch normalisation cannot train on; use "
                          "--batch-size 2 or more, or --crop 64 or more")
     _choice("colour space", cfg.space, tuple(SPACES))
     _choice("precision", cfg.precision, PRECISIONS)
