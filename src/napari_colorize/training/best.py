@@ -82,7 +82,8 @@ class BestWeights:
         if self.enabled:
             held = read_config(model_file).training.get("weights_step") if model_file.is_file() else None
             if held != step:
-                return (f"{model_file} holds the weights of step {held}, not those of the best validation so far "
+                holds = f"holds the weights of step {held}" if held is not None else "does not say which weights it holds"
+                return (f"{model_file} {holds}, not those of the best validation so far "
                         f"(step {step}, loss {loss:.4f}); early stopping finds its best anew from the validations "
                         f"after step {start}")
             self.state = {k: v.detach().to("cpu", copy=True) for k, v in load_model(model_file).state_dict().items()}
