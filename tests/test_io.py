@@ -378,6 +378,12 @@ def test_a_real_sub_folder_is_named_before_a_link_to_it(tmp_path, cam):
     (tmp_path / "d" / "0link").symlink_to("real", target_is_directory=True)  # sorts first
     inputs, _ = find_inputs([str(tmp_path / "d")])
     assert [p.relative_to(tmp_path / "d").as_posix() for p in inputs] == ["real/x.png"]
+    # Also when the link is shallower than the real folder (reached first by a top-down walk).
+    (tmp_path / "e" / "z" / "real").mkdir(parents=True)
+    iio.imwrite(tmp_path / "e" / "z" / "real" / "x.png", cam)
+    (tmp_path / "e" / "a_link").symlink_to("z/real", target_is_directory=True)
+    inputs, _ = find_inputs([str(tmp_path / "e")])
+    assert [p.relative_to(tmp_path / "e").as_posix() for p in inputs] == ["z/real/x.png"]
 
 
 @pytest.mark.parametrize("name,fmt,expected", [

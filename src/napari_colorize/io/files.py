@@ -104,7 +104,9 @@ def walk_images(folder: Path, stores: bool = True) -> list[Path]:
     ends and nothing is read twice; real sub-folders come before links to them.
     """
     out: list[Path] = []
-    seen = {os.path.realpath(folder)}
+    # Folders the walk reaches without links: a link to one of them is not followed, so
+    # the files keep their real names even when a link sorts (or sits) before them.
+    seen = {os.path.realpath(folder)} | _real_folders(folder)
     for root, dirs, files in os.walk(folder, followlinks=True):
         rootp = Path(root)
         found = [d for d in dirs if is_zarr(rootp / d)]
@@ -115,16 +117,30 @@ def walk_images(folder: Path, stores: bool = True) -> list[Path]:
     return out
 
 
+def _real_folders(folder: Path) -> set[str]:
+    """Resolved paths of the walked (not hidden, not zarr) folders below ``folder`` reached without links."""
+    found = set()
+    for root, dirs, _ in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not is_zarr(Path(root) / d)]
+        found.update(os.path.realpath(os.path.join(root, d)) for d in dirs if not os.path.islink(os.path.join(root, d)))
+    return found
+
+
 def _unseen_folders(root: Path, names: list[str], seen: set[str]) -> list[str]:
-    """The sub-folders of ``root`` to walk: sorted, real ones first, none whose resolved
-    path is in ``seen`` (which gets theirs)."""
+    """The sub-folders of ``root`` to walk, sorted: real ones, and links to folders whose
+    resolved path is not in ``seen`` (which then gets it: a link to an ancestor, or a
+    second link to one folder, is walked once at most)."""
     keep = []
-    for name in sorted(names, key=lambda d: (os.path.islink(root / d), d)):
-        real = os.path.realpath(root / name)
+    for name in sorted(names):
+        path = root / name
+        if not os.path.islink(path):
+            keep.append(name)
+            continue
+        real = os.path.realpath(path)
         if real not in seen:
             seen.add(real)
             keep.append(name)
-    return sorted(keep)
+    return keep
 
 
 def find_inputs(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]]:
