@@ -384,6 +384,12 @@ def test_a_real_sub_folder_is_named_before_a_link_to_it(tmp_path, cam):
     (tmp_path / "e" / "a_link").symlink_to("z/real", target_is_directory=True)
     inputs, _ = find_inputs([str(tmp_path / "e")])
     assert [p.relative_to(tmp_path / "e").as_posix() for p in inputs] == ["z/real/x.png"]
+    # A link to a folder above the start leads back into it: nothing is walked twice.
+    (tmp_path / "top" / "in" / "sub").mkdir(parents=True)
+    iio.imwrite(tmp_path / "top" / "in" / "sub" / "x.png", cam)
+    (tmp_path / "top" / "in" / "a_up").symlink_to("..", target_is_directory=True)
+    inputs, _ = find_inputs([str(tmp_path / "top" / "in")])
+    assert [p.relative_to(tmp_path / "top" / "in").as_posix() for p in inputs] == ["sub/x.png"]
 
 
 @pytest.mark.parametrize("name,fmt,expected", [

@@ -104,15 +104,17 @@ def walk_images(folder: Path, stores: bool = True) -> list[Path]:
     ends and nothing is read twice; real sub-folders come before links to them.
     """
     out: list[Path] = []
-    # Folders the walk reaches without links: a link to one of them is not followed, so
-    # the files keep their real names even when a link sorts (or sits) before them.
-    seen = {os.path.realpath(folder)} | _real_folders(folder)
+    walked = {os.path.realpath(folder)}
+    real: set[str] | None = None  # listed once a link is met: most trees have none
     for root, dirs, files in os.walk(folder, followlinks=True):
         rootp = Path(root)
         found = [d for d in dirs if is_zarr(rootp / d)]
         if stores:
             out += [rootp / d for d in sorted(found)]
-        dirs[:] = _unseen_folders(rootp, [d for d in dirs if d not in found and not d.startswith(".")], seen)
+        names = [d for d in dirs if d not in found and not d.startswith(".")]
+        if real is None and any(os.path.islink(rootp / d) for d in names):
+            real = _real_folders(folder)
+        dirs[:] = _unseen_folders(rootp, names, walked, real or set())
         out += [rootp / f for f in sorted(files) if _is_image_name(f)]
     return out
 
@@ -126,20 +128,19 @@ def _real_folders(folder: Path) -> set[str]:
     return found
 
 
-def _unseen_folders(root: Path, names: list[str], seen: set[str]) -> list[str]:
-    """The sub-folders of ``root`` to walk, sorted: real ones, and links to folders whose
-    resolved path is not in ``seen`` (which then gets it: a link to an ancestor, or a
-    second link to one folder, is walked once at most)."""
+def _unseen_folders(root: Path, names: list[str], walked: set[str], real: set[str]) -> list[str]:
+    """The sub-folders of ``root`` to walk, sorted: none already walked (by resolved path: a
+    link to an ancestor, a second link to one folder), and no link to a folder that the
+    walk reaches without links (``real``), so files keep their real names even when the
+    link is met first.  ``walked`` gets the folders kept."""
     keep = []
     for name in sorted(names):
         path = root / name
-        if not os.path.islink(path):
-            keep.append(name)
+        resolved = os.path.realpath(path)
+        if resolved in walked or (os.path.islink(path) and resolved in real):
             continue
-        real = os.path.realpath(path)
-        if real not in seen:
-            seen.add(real)
-            keep.append(name)
+        walked.add(resolved)
+        keep.append(name)
     return keep
 
 
