@@ -470,3 +470,9 @@ def test_a_scans_resolution_becomes_its_pixel_size(tmp_path):
     exif[0x010F] = "camera maker"
     PILImage.fromarray(gray).save(tmp_path / "camera.jpg", exif=exif)
     assert read_image(tmp_path / "camera.jpg").pixel_size is None
+    exif[0x011A], exif[0x011B] = 300, 300  # a resolution without its unit: inches, EXIF's default
+    PILImage.fromarray(gray).save(tmp_path / "camera.jpg", exif=exif)
+    np.testing.assert_allclose(read_image(tmp_path / "camera.jpg").pixel_size, (25400 / 300,) * 2)
+    exif[0x0128] = 1  # "no absolute unit": no pixel size
+    PILImage.fromarray(gray).save(tmp_path / "camera.jpg", exif=exif)
+    assert read_image(tmp_path / "camera.jpg").pixel_size is None

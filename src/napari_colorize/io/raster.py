@@ -23,7 +23,8 @@ __all__ = ["read_raster"]
 _GRAY_MODES = ("1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 _RGB_MODES = ("RGB", "RGBA", "RGBX", "RGBa")
 _ORIENTATION = 0x0112  # the EXIF orientation tag
-_X_RESOLUTION = 0x011A  # the EXIF resolution tag
+_X_RESOLUTION = 0x011A  # the EXIF resolution tags (YResolution is the next one)
+_RESOLUTION_UNIT = 0x0128  # 1 none, 2 inch (the default), 3 centimetre
 
 
 def read_raster(path: Path) -> Image:
@@ -52,12 +53,25 @@ def read_raster(path: Path) -> Image:
 
 
 def _stated_dpi(im):
-    """The resolution the file states, or None.  For a JPEG, Pillow reports 72 dpi when an
-    EXIF block has no resolution tag: that is Pillow's guess, not the file's, so only a JFIF
-    density in inches or centimetres or an EXIF XResolution counts."""
-    if im.format in ("JPEG", "MPO") and im.info.get("jfif_unit") not in (1, 2) and _X_RESOLUTION not in im.getexif():
+    """The resolution the file states, or None.
+
+    For a JPEG only its JFIF density in inches or centimetres, or its EXIF resolution in
+    inches (the default) or centimetres: Pillow reports 72 dpi whenever an EXIF block lacks
+    a resolution or its unit, which is Pillow's guess, not the file's word.
+    """
+    if im.format not in ("JPEG", "MPO"):
+        return im.info.get("dpi")
+    unit, density = im.info.get("jfif_unit"), im.info.get("jfif_density")
+    if unit in (1, 2) and density:
+        return tuple(float(d) * (2.54 if unit == 2 else 1.0) for d in density)
+    exif = im.getexif()
+    unit, x = exif.get(_RESOLUTION_UNIT, 2), exif.get(_X_RESOLUTION)
+    if unit not in (2, 3) or x is None:
         return None
-    return im.info.get("dpi")
+    try:
+        return tuple(float(v) * (2.54 if unit == 3 else 1.0) for v in (x, exif.get(_X_RESOLUTION + 1, x)))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
 
 
 def _pixel_size_um(dpi) -> tuple[float, float] | None:
