@@ -199,9 +199,13 @@ def _claim_path(path: str, fingerprint: str, overwrite: bool) -> bool | None:
                               "deleted, not even with overwrite=True (--overwrite): move it or choose another path")
     if job.get("fingerprint") == fingerprint:
         return bool(job.get("complete"))
-    if "fingerprint" not in job and not os.path.islink(path) and _created_only(path):
-        shutil.rmtree(path)  # killed while being created: no result in it to lose
-        return None
+    if "fingerprint" not in job and not os.path.islink(path):
+        if _created_only(path):
+            shutil.rmtree(path)  # killed while being created: no result in it to lose
+            return None
+        if not overwrite:  # its job is unknown: maybe this one, after a passing file-system error
+            raise FileExistsError(f"{path} is a napari-colorize store whose job record cannot be read (torn, or a "
+                                  "file-system error); run again, or pass overwrite=True (--overwrite) to replace it")
     if not overwrite:
         state = "a finished" if job.get("complete") else "an unfinished"
         raise FileExistsError(f"{path} already holds {state} result of a different colorization job (another "
