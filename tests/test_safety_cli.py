@@ -601,7 +601,8 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_leaves_no_lock_behind(tmp_path, mod
         assert signal.getsignal(signal.SIGTERM) is unhandled  # restored after the command
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert "terminated (SIGTERM); run the same command again to continue (with --skip-existing" in capsys.readouterr().err
+    assert ("terminated (SIGTERM); run the same command again to continue, with --skip-existing if it colours "
+            "several inputs") in capsys.readouterr().err
     assert not out.exists()  # no lock, no temporary file, no output, and no folder it made
 
 

@@ -289,6 +289,9 @@ def test_clear_error_for_crop_larger_than_all_images(tmp_path, image_dir):
     check_config(_config(image_dir, tmp_path / "m.safetensors", crop=32, batch_size=1, backbone="vgg16"))
     vgg = save_model(build_model("vgg16", "lab", hidden=16), tmp_path / "vgg.safetensors")  # fine-tuned: its backbone
     check_config(_config(image_dir, tmp_path / "m.safetensors", crop=32, batch_size=1, init=str(vgg)))
+    with pytest.raises(FileNotFoundError, match="no model file at .*typo.safetensors"):  # its own error first
+        train(_config(image_dir, tmp_path / "m.safetensors", crop=32, batch_size=1,
+                      init=str(tmp_path / "typo.safetensors")))
 
 
 @pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root can write anywhere")

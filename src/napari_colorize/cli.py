@@ -49,17 +49,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"napari-colorize {args.command}: error: {err}", file=sys.stderr)
         return 2
     except Terminated:
-        print(f"napari-colorize {args.command}: terminated (SIGTERM){_TO_CONTINUE.get(args.command, '')}",
-              file=sys.stderr)
+        print(f"napari-colorize {args.command}: terminated (SIGTERM){_to_continue(args)}", file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"napari-colorize {args.command}: interrupted", file=sys.stderr)
         return 130
 
 
-#: How each command carries on after it was stopped (evaluate and calibrate start again).
-_TO_CONTINUE = {"colorize": "; run the same command again to continue (with --skip-existing for a folder)",
-                "train": "; continue it with the same command and --resume"}
+def _to_continue(args: argparse.Namespace) -> str:
+    """How a stopped command carries on (evaluate and calibrate start again)."""
+    if args.command == "train":
+        return "; continue it with the same command and --resume (without it if no checkpoint was written yet)"
+    if args.command != "colorize":
+        return ""
+    if getattr(args, "overwrite", False) or getattr(args, "skip_existing", False):
+        return "; run the same command again to continue"
+    return "; run the same command again to continue, with --skip-existing if it colours several inputs"
 
 
 class Terminated(KeyboardInterrupt):

@@ -82,7 +82,8 @@ class BestWeights:
         if self.enabled:
             held = read_config(model_file).training.get("weights_step") if model_file.is_file() else None
             if held != step:
-                holds = f"holds the weights of step {held}" if held is not None else "does not say which weights it holds"
+                holds = ("is missing" if not model_file.is_file() else f"holds the weights of step {held}"
+                         if held is not None else "does not say which weights it holds")
                 return (f"{model_file} {holds}, not those of the best validation so far "
                         f"(step {step}, loss {loss:.4f}); early stopping finds its best anew from the validations "
                         f"after step {start}")

@@ -206,12 +206,13 @@ def _choice(name: str, value: Any, choices) -> None:
 
 
 def _init_backbone(init: str | None) -> str | None:
-    """The backbone of the ``--init`` model (its metadata only), or None (none given, or
-    unreadable: that is reported where the model is loaded)."""
-    if init is None:
-        return "compact"
-    from ..model import read_config
+    """The backbone a run without ``--backbone`` trains: the ``--init`` model's (its metadata
+    only), the default without one, or None when that file cannot be read (its own error
+    is reported where the model is loaded, not a check of other options)."""
+    from ..model import ModelConfig, read_config
 
+    if init is None:
+        return ModelConfig.backbone
     try:
         return read_config(init).backbone
     except (OSError, ValueError):
@@ -237,10 +238,10 @@ def check_config(cfg: TrainConfig) -> None:
     _choice("schedule", cfg.schedule, SCHEDULES)
     _choice("backbone", cfg.backbone, tuple(BACKBONES))
     backbone = cfg.backbone or _init_backbone(cfg.init)
-    spec = BACKBONES.get(backbone) if backbone is not None else None  # unknown: refused like compact, the default
-    if (spec is None or spec.batch_norm) and cfg.batch_size * (cfg.crop // 32) ** 2 < 2:
+    spec = BACKBONES.get(backbone) if backbone is not None else None
+    if spec is not None and spec.batch_norm and cfg.batch_size * (cfg.crop // 32) ** 2 < 2:
         raise ValueError(f"batch-size {cfg.batch_size} with crop {cfg.crop} leaves one value per channel at the "
-                         f"{backbone or 'compact'} network's deepest layer, which batch normalisation cannot train on; use "
+                         f"{backbone} network's deepest layer, which batch normalisation cannot train on; use "
                          "--batch-size 2 or more, or --crop 64 or more")
     _choice("colour space", cfg.space, tuple(SPACES))
     _choice("precision", cfg.precision, PRECISIONS)
