@@ -18,11 +18,11 @@ import secrets
 import shutil
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-__all__ = ["atomic_path", "no_new_empty_folders", "preallocate", "remove_stale_temps", "DiskFullError", "FileTooLargeError", "space_error",
+__all__ = ["atomic_path", "no_new_empty_folders", "remove_empty_folders", "preallocate", "remove_stale_temps", "DiskFullError", "FileTooLargeError", "space_error",
            "TEMP_NAME_EXTRA", "read_safetensors_metadata", "write_safetensors"]
 
 #: errno values meaning "no room left" (a full disk, or the user's quota).
@@ -308,16 +308,22 @@ def read_safetensors_metadata(path: Path, key: str, not_safetensors: Callable[[E
     return meta[key]
 
 
+def remove_empty_folders(folders: Iterable[Path]) -> None:
+    """Remove those of ``folders`` that hold nothing, deepest first (a parent emptied by its
+    child's removal goes too); folders holding anything stay (rmdir refuses)."""
+    for folder in sorted(set(folders), key=lambda p: -len(p.parts)):
+        with suppress(OSError):  # not empty, or gone
+            os.rmdir(folder)
+
+
 @contextmanager
 def no_new_empty_folders(*paths: str | os.PathLike | None) -> Iterator[None]:
     """On the way out, remove the folders above ``paths`` that did not exist on the way in
     and are still empty: a command refused after it made its output folder (bad data, a
-    failed check) leaves nothing behind.  Folders holding anything stay (rmdir refuses)."""
+    failed check) leaves nothing behind."""
     new = {folder for path in paths if path for folder in Path(path).expanduser().absolute().parents
            if not folder.exists()}
     try:
         yield
     finally:
-        for folder in sorted(new, key=lambda p: -len(p.parts)):  # deepest first
-            with suppress(OSError):  # not empty, or gone
-                os.rmdir(folder)
+        remove_empty_folders(new)

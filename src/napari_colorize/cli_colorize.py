@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import remove_empty_folders
 from .cli_guidance import add_guidance_arguments, check_hints_fit, guidance_kwargs
 from .cli_lock import OutputBusyError, OutputLocks
 from .cli_plan import (FORMATS, STORE, Job, check_output_folder, check_output_location, check_output_writable,
-                       make_folder, remove_empty_folders,
-                       no_inputs_error, outputs_to_write, plan_jobs, preflight)
+                       make_folder, no_inputs_error, outputs_to_write, plan_jobs, preflight)
 from .decode import METHODS
 from .devices import PRECISIONS
 from .outputs import channel_slices, check_output_keys, get_output, output_keys

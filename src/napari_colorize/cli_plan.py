@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -28,8 +27,7 @@ from ._atomic import TEMP_NAME_EXTRA
 from .outputs import get_output
 
 __all__ = ["POLICIES", "FORMATS", "STORE", "Job", "plan_jobs", "check_output_folder", "preflight", "outputs_to_write",
-           "check_output_location", "check_output_writable", "no_inputs_error", "make_folder",
-           "remove_empty_folders"]
+           "check_output_location", "check_output_writable", "no_inputs_error", "make_folder"]
 
 #: What to do with existing outputs: the default, --skip-existing, --overwrite.
 POLICIES = ("refuse", "skip", "overwrite")
@@ -396,18 +394,10 @@ def no_inputs_error(inputs: list[str], missing: list[tuple[str, str]]) -> FileNo
                              + " (PNG, JPEG, TIFF or zarr)")
 
 
-def remove_empty_folders(made: Sequence[Path]) -> None:
-    """Remove the folders this run ``made`` (:func:`make_folder`) that hold nothing, deepest
-    first: a run that wrote nothing there leaves nothing behind.  Only these: never a folder
-    inside a zarr store (an unfinished store must keep its markers folder to be resumed),
-    nor one another run made."""
-    for folder in sorted(set(made), key=lambda p: -len(p.parts)):
-        with contextlib.suppress(OSError):  # not empty (rmdir refuses), or gone
-            os.rmdir(folder)
-
-
 def make_folder(folder: Path, made: list[Path] | None = None) -> None:
-    """Create ``folder`` and its missing parents; those created are added to ``made``."""
+    """Create ``folder`` and its missing parents; those created are added to ``made``, for
+    :func:`napari_colorize._atomic.remove_empty_folders` to remove only what this run made: never a folder inside a
+    zarr store (an unfinished store keeps its markers folder to be resumed), nor another run's."""
     missing = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -64,7 +64,7 @@ def stored_axes(names: Sequence[str], sizes: Sequence[int], rgb: bool) -> list[i
     """
     order = sorted(range(len(names)), key=lambda i: _RANK[_kind(names[i])])
     room = MAX_AXES - 2 - int(rgb)
-    for i in sorted((i for i in order if sizes[i] == 1), key=lambda i: _RANK[_kind(names[i])]):
+    for i in [i for i in order if sizes[i] == 1]:  # ``order`` is by rank already
         if len(order) <= room:
             break
         order.remove(i)

@@ -36,6 +36,11 @@ def bioformats2raw_series(path: Path) -> list[str] | None:
         return None
     if hasattr(node, "shape") or "bioformats2raw.layout" not in _ome(dict(node.attrs)):
         return None
+    return _series_groups(node)
+
+
+def _series_groups(node) -> list[str]:
+    """The numbered image groups of an open bioformats2raw store, in order."""
     return sorted((name for name, _ in node.groups() if name.isdigit()), key=int)
 
 
@@ -58,7 +63,7 @@ def _is_rgb(ome: dict, channels: int) -> bool:
 
 def _open_series(node, path: Path):
     """The image group of a bioformats2raw store (its first series, saying so when it has more)."""
-    series = bioformats2raw_series(path)
+    series = _series_groups(node)
     if not series:
         raise ImageReadError(f"{path.name} is a bioformats2raw store without image series (groups 0, 1, ...)")
     if len(series) > 1:

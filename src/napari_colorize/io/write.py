@@ -31,30 +31,27 @@ _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 def has_our_mark(path: str | os.PathLike) -> bool:
     """True if ``path`` is a PNG or TIFF that napari-colorize wrote (it carries :data:`SOFTWARE`).
 
-    Reads only the headers: the PNG chunks before the pixels, the TIFF's first page tags.
+    Reads only the headers: the PNG chunks before the pixels (Pillow reads them when it
+    opens a file), the TIFF's first page tags.
     """
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
-            if head == _PNG_SIGNATURE:
-                return _png_marked(fh)
+        if head == _PNG_SIGNATURE:
+            return _png_marked(Path(path))
         if head[:4] in _TIFF_SIGNATURES:
             return _tiff_marked(Path(path))
-    except (OSError, ValueError):  # unreadable or torn: not provably ours, so never replaced
+    except Exception:  # noqa: BLE001 -- unreadable or torn: not provably ours, so never replaced
         return False
     return False
 
 
-def _png_marked(fh) -> bool:
-    """Walk the PNG chunks up to the pixels (IDAT) for a ``Software`` text chunk of ours."""
-    while len(header := fh.read(8)) == 8:
-        size, kind = int.from_bytes(header[:4], "big"), header[4:]
-        if kind in (b"IDAT", b"IEND"):
-            return False
-        body = fh.read(size + 4)  # the chunk and its CRC
-        if kind == b"tEXt" and body[:size].startswith(b"Software\0" + SOFTWARE.encode()):
-            return True
-    return False
+def _png_marked(path: Path) -> bool:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        software = im.info.get("Software") or ""
+    return str(software).startswith(SOFTWARE)
 
 
 def _tiff_marked(path: Path) -> bool:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .._atomic import atomic_path
 from ..model import is_model_file, read_config, resolve_model_path
 from .checkpoint import is_training_state
 
@@ -230,9 +231,8 @@ class JsonLog:
             return
         line = json.dumps(record) + "\n"
         if self.fresh:
-            new = self.path.with_name(f".{self.path.name}.new-{os.getpid()}")
-            new.write_text(line, encoding="utf-8")
-            os.replace(new, self.path)
+            with atomic_path(self.path) as new:
+                new.write_text(line, encoding="utf-8")
             self.fresh = False
             return
         with open(self.path, "a", encoding="utf-8") as fh:
