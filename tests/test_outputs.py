@@ -96,3 +96,13 @@ def model_path(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
     nc.save_model(nc.build_model("compact", "lab"), path)
     return path
+
+
+def test_repr_shows_the_shapes_of_multiscale_outputs():
+    """open_zarr_levels gives each output as a list of levels: its repr named them None, as if not written."""
+    levels = ColorizeResult(rgb=[np.zeros((8, 8, 3)), np.zeros((4, 4, 3))], chroma_confidence=[np.zeros((8, 8))])
+    text = repr(levels)
+    assert "'rgb': [(8, 8, 3), (4, 4, 3)]" in text
+    assert "'chroma_confidence': [(8, 8)]" in text
+    assert "'hue_entropy': None" in text
+    assert "'rgb': (2, 2, 3)" in repr(ColorizeResult(rgb=np.zeros((2, 2, 3))))

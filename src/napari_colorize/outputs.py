@@ -145,5 +145,8 @@ class ColorizeResult:
         raise AttributeError(f"ColorizeResult has no output {name!r}; outputs: {', '.join(maps)}")
 
     def __repr__(self) -> str:
-        shapes = {k: getattr(v, "shape", None) for k, v in self.maps.items()}
+        def shape(value: Any) -> Any:  # a list of levels (open_zarr_levels): each level's shape
+            return [getattr(v, "shape", None) for v in value] if isinstance(value, list) else getattr(value, "shape", None)
+
+        shapes = {k: shape(v) for k, v in self.maps.items()}
         return f"ColorizeResult({shapes})"
