@@ -1,12 +1,14 @@
-"""Small Qt pieces the Colorize widget is built from: a cancelable job bar, a wrapping label."""
+"""Small Qt pieces the Colorize widget is built from: a cancelable job bar, a wrapping label, and
+the signal that its dock was closed."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from magicgui.widgets import Label
+from qtpy.QtCore import QEvent, QObject
 
-__all__ = ["job_progress", "wrapping_label"]
+__all__ = ["job_progress", "when_closed", "wrapping_label"]
 
 
 def job_progress(desc: str, on_cancel: Any) -> Any:
@@ -25,3 +27,26 @@ def wrapping_label() -> Label:
     label = Label(value="")
     label.native.setWordWrap(True)  # engine messages are sentences, longer than the dock is wide
     return label
+
+
+class _TakenOut(QObject):
+    """Calls back when its widget loses its parent: napari's dock close button
+    (``destroyOnClose`` -> ``remove_dock_widget``) takes the widget out of its dock without
+    deleting it, so ``destroyed`` does not come."""
+
+    def __init__(self, widget: Any, callback: Any) -> None:
+        super().__init__(widget)
+        self._callback = callback
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:
+        if event.type() == QEvent.Type.ParentChange and obj.parent() is None:
+            self._callback()
+        return False
+
+
+def when_closed(widget: Any, callback: Any) -> None:
+    """Call ``callback`` when the Qt ``widget`` is deleted (its viewer closed) or taken out of its
+    dock (the dock's close button); it may be called twice."""
+    widget.destroyed.connect(callback)
+    _TakenOut(widget, callback)

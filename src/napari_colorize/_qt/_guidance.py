@@ -258,6 +258,11 @@ class GuidanceFields:
             emitter.disconnect(callback)
         self._watched = []
 
+    def close(self) -> None:
+        """The widget was closed: no more live re-colour, and no longer follow the layers."""
+        self.timer.stop()
+        self._unwatch()
+
     def _watch(self, *_: Any) -> None:
         """Follow the chosen layers: the hints' points, colours and transform; the reference's data."""
         self._unwatch()

@@ -151,15 +151,16 @@ class ColorizeWidget(Container):
                        (self._viewer.dims.events.current_step, self._on_scroll)]
         for event, handler in self._hooks:
             event.connect(handler)
-        self.native.destroyed.connect(self._on_closed)
+        _controls.when_closed(self.native, self._on_closed)  # the viewer, or the dock's close button
 
     def _on_scroll(self, *_: Any) -> None:
         self._dims_timer.start()
 
     def _on_closed(self, *_: Any) -> None:
-        """The dock or the viewer was closed: stop the job, and drop its late callbacks."""
+        """The dock or the viewer was closed: stop the job and live re-colour, and drop late callbacks."""
         self._closed = True
         self._cancel.set()
+        self.guidance.close()
         for event, handler in self._hooks:
             event.disconnect(handler)
 

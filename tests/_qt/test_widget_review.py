@@ -1,0 +1,74 @@
+"""The Colorize widget as users met it in a review: closing its dock, transformed layers, messages.
+
+Run: ``xvfb-run -a pytest tests/_qt/test_widget_review.py -q``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_colorize._qt import _guidance, _widget
+from napari_colorize._qt._layers import METADATA_KEY
+
+PLUGIN = "napari-colorize"
+WAIT_MS = 60_000
+
+
+@pytest.fixture(autouse=True)
+def private_settings(tmp_path, monkeypatch):
+    """Keep the widget's persisted choices out of the user's cache folder."""
+    monkeypatch.setattr(_widget, "settings_path", lambda: tmp_path / "settings.json")
+
+
+def open_widget(viewer, model_path: str) -> _widget.ColorizeWidget:
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Colorize")
+    widget.model_source.value = "from file"
+    widget.model_path.value = model_path
+    return widget
+
+
+def run_and_wait(qtbot, widget) -> None:
+    widget.run_button.clicked()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
+
+
+def outputs(viewer) -> list:
+    return [layer for layer in viewer.layers if METADATA_KEY in layer.metadata]
+
+
+def test_closing_the_dock_stops_the_job(make_napari_viewer, qtbot, strong_model):
+    # The dock's close button (napari's destroyOnClose) takes the widget out of its dock but
+    # does not delete it: the job used to run on and add its layers to the viewer.
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(1).integers(0, 255, (24, 256, 256), dtype=np.uint8), name="big")
+    widget = open_widget(viewer, strong_model)
+    widget.scope.value = "whole stack"
+    widget.run_button.clicked()
+    done = []
+    widget.worker.finished.connect(lambda: done.append(True))
+    qtbot.waitUntil(lambda: widget._progress is not None and widget._progress.n >= 1, timeout=WAIT_MS)
+    viewer.window.remove_dock_widget(widget.native)  # what the close button does
+    assert widget._cancel.is_set()
+    qtbot.waitUntil(lambda: bool(done), timeout=WAIT_MS)
+    qtbot.wait(300)
+    assert outputs(viewer) == []
+
+
+def test_a_closed_dock_no_longer_recolours_live(make_napari_viewer, qtbot, strong_model):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.linspace(0, 1, 64 * 80, dtype=np.float32).reshape(64, 80), name="g",
+                     contrast_limits=(0.0, 1.0))
+    points = viewer.add_points([[32.0, 40.0]], name="hints", face_color="blue")
+    widget = open_widget(viewer, strong_model)
+    widget.hints.value = points
+    run_and_wait(qtbot, widget)
+    before = np.array(viewer.layers["g colorized"].data)
+    viewer.window.remove_dock_widget(widget.native)
+    points.add([10.0, 10.0])  # with the panel closed, nothing may change the result
+    qtbot.wait(_guidance.LIVE_DELAY_MS + 500)
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
+    assert np.array_equal(np.asarray(viewer.layers["g colorized"].data), before)
