@@ -72,3 +72,40 @@ def test_a_closed_dock_no_longer_recolours_live(make_napari_viewer, qtbot, stron
     qtbot.wait(_guidance.LIVE_DELAY_MS + 500)
     qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
     assert np.array_equal(np.asarray(viewer.layers["g colorized"].data), before)
+
+
+def world_corners(layer) -> np.ndarray:
+    """The world position of the (Y, X) plane's corners, on the layer's first plane."""
+    ny, nx = (layer.data.shape[:-1] if layer.rgb else layer.data.shape)[-2:]
+    lead = layer.ndim - 2
+    corners = [(*([0] * lead), y, x) for y in (0, ny - 1) for x in (0, nx - 1)]
+    return np.array([layer.data_to_world(c) for c in corners], float)
+
+
+@pytest.mark.parametrize("scope", ["whole stack", "current slice"])
+def test_outputs_overlay_a_rotated_sheared_affine_source(make_napari_viewer, qtbot, strong_model, scope):
+    # Outputs kept only scale and translate: over a source with rotate, shear or affine (a
+    # tilted stage, a deskewed light sheet, a registered image) they lay elsewhere.
+    viewer = make_napari_viewer()
+    data = np.random.default_rng(2).integers(0, 255, (3, 48, 64), dtype=np.uint8)
+    affine = np.eye(4)
+    affine[1:3, 3] = (5.0, -8.0)
+    source = viewer.add_image(data, name="tilted", scale=(2.0, 0.5, 0.7), translate=(3.0, 1.0, 2.0), rotate=25,
+                              shear=[0.3, 0.0, 0.1], affine=affine)
+    # On the third plane (the shear mixes Y into Z: the whole world point says which plane).
+    viewer.dims.set_point(range(3), tuple(source.data_to_world((2, 0, 0))))
+    widget = open_widget(viewer, strong_model)
+    widget.scope.value = scope
+    run_and_wait(qtbot, widget)
+    first_plane = 2 if scope == "current slice" else 0
+    ny, nx = data.shape[1:]
+    expected = np.array([source.data_to_world((first_plane, y, x)) for y in (0, ny - 1) for x in (0, nx - 1)])
+    assert len(outputs(viewer)) == 3
+    for layer in outputs(viewer):
+        np.testing.assert_allclose(world_corners(layer), expected, atol=1e-6, err_msg=layer.name)
+    # Run again without the transform: the outputs follow it (updated in place).
+    source.rotate, source.shear, source.affine = 0, [0.0, 0.0, 0.0], np.eye(4)
+    run_and_wait(qtbot, widget)
+    expected = np.array([source.data_to_world((first_plane, y, x)) for y in (0, ny - 1) for x in (0, nx - 1)])
+    for layer in outputs(viewer):
+        np.testing.assert_allclose(world_corners(layer), expected, atol=1e-6, err_msg=layer.name)

@@ -2,7 +2,8 @@
 
 Pure logic, no Qt: what part of a layer to colour (the displayed slice, the whole
 stack, which multiscale level), where the outputs sit in the world (scale, translate,
-axis labels, units copied from the source so the layers overlay exactly), and how
+rotation, shear, affine, axis labels, units copied from the source, :mod:`._geometry`, so
+the layers overlay exactly), and how
 three output layers are created or updated in place.  The widget in ``_widget.py``
 only gathers choices, runs this in a worker thread and reports progress.
 
@@ -13,13 +14,14 @@ slices), so a dask- or zarr-backed layer is never computed whole.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..outputs import OUTPUTS
 from ._display import display_maps, display_range
+from ._geometry import Geometry
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -51,33 +53,6 @@ DEFAULT_MAX_PIXELS = 4096 * 4096
 METADATA_KEY = "napari_colorize"
 
 LayerDataTuple = tuple[Any, dict[str, Any], str]
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Where a layer's data sits in the world (napari's data-to-world transform).
-
-    Attributes
-    ----------
-    scale, translate : tuple of float
-        Per data axis (world units per pixel, world offset of pixel 0).
-    axis_labels, units : tuple of str or None
-        Per data axis, copied from the source when it has them.
-    """
-
-    scale: tuple[float, ...]
-    translate: tuple[float, ...]
-    axis_labels: tuple[str, ...] | None = None
-    units: tuple[str, ...] | None = None
-
-    def as_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``viewer.add_image`` / ``Layer.__init__``."""
-        kwargs: dict[str, Any] = {"scale": self.scale, "translate": self.translate}
-        if self.axis_labels is not None:
-            kwargs["axis_labels"] = self.axis_labels
-        if self.units is not None:
-            kwargs["units"] = self.units
-        return kwargs
 
 
 @dataclass(frozen=True)
@@ -155,7 +130,7 @@ def plan_input(levels: Sequence[Any], geometry: Geometry, data_position: Sequenc
         The layer's data: one array, or the levels of a multiscale layer (finest first).
         Shapes are ``(..., Y, X)``; the last two axes are the image plane.
     geometry : Geometry
-        The source layer's scale, translate, axis labels and units (level 0).
+        The source layer's transform, axis labels and units (level 0).
     data_position : sequence of float
         The viewer's current position in the layer's level-0 data coordinates
         (``layer.world_to_data(viewer.dims.point)``); only its leading axes are used.
@@ -186,7 +161,6 @@ def plan_input(levels: Sequence[Any], geometry: Geometry, data_position: Sequenc
     array = levels[level]
     factors = _level_factors(shape0, array.shape)
     scale = np.asarray(geometry.scale, float) * factors
-    translate = np.asarray(geometry.translate, float).copy()
     index: tuple[int, ...] = ()
     pos0 = np.asarray(data_position, float)[-len(shape0):][:lead]
     idx0 = np.clip(np.round(pos0), 0, np.asarray(shape0[:lead]) - 1)
@@ -195,9 +169,8 @@ def plan_input(levels: Sequence[Any], geometry: Geometry, data_position: Sequenc
         index = shown
         array = array[tuple(slice(i, i + 1) for i in index)]
         shown = (0,) * lead
-        # The one plane keeps its world position along the leading axes.
-        translate[:lead] += np.asarray(index) * scale[:lead]
-    out_geometry = replace(geometry, scale=tuple(scale.tolist()), translate=tuple(translate.tolist()))
+    # The one plane keeps its world position (through the source's scale, shear and rotation).
+    out_geometry = geometry.shifted(scale, (*index, 0, 0) if index else np.zeros(len(shape0)))
     return InputPlan(array=array, geometry=out_geometry, level=level, index=index, displayed=shown,
                      notes=tuple(notes))
 
@@ -205,9 +178,7 @@ def plan_input(levels: Sequence[Any], geometry: Geometry, data_position: Sequenc
 def plan_for_layer(layer: Any, world_point: Sequence[float], scope: str, output: str = "in memory") -> InputPlan:
     """:func:`plan_input` for a napari Image layer at the viewer's position ``world_point``."""
     levels = list(layer.data) if layer.multiscale else [layer.data]
-    geometry = Geometry(scale=tuple(map(float, layer.scale)), translate=tuple(map(float, layer.translate)),
-                        axis_labels=tuple(layer.axis_labels), units=tuple(str(u) for u in layer.units))
-    return plan_input(levels, geometry, layer.world_to_data(world_point), scope, output)
+    return plan_input(levels, Geometry.of_layer(layer), layer.world_to_data(world_point), scope, output)
 
 
 def level_factors(layer: Any, level: int) -> np.ndarray:
@@ -390,7 +361,8 @@ def place_layer(layers: Any, data: Any, kwargs: dict[str, Any], hidden: bool = F
         if existing.name == output_names(old.get("source", "")).get(old.get("output")):
             existing.name = kwargs["name"]  # its source was renamed; a name the user gave stays
         existing.data = data
-        for attr in ("scale", "translate", "contrast_limits", "metadata", "axis_labels", "units"):
+        for attr in ("scale", "translate", "rotate", "shear", "affine", "contrast_limits", "metadata", "axis_labels",
+                     "units"):
             if attr in kwargs:
                 setattr(existing, attr, kwargs[attr])
         return existing, bool(existing.visible)

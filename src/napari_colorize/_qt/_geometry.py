@@ -1,0 +1,85 @@
+"""Where a layer's data sits in napari's world: what the output layers copy from their source.
+
+Pure logic, no Qt and no napari import.  napari places a layer's pixel ``x`` at
+``affine(rotate @ shear @ diag(scale) @ x + translate)``; outputs that copy all five
+overlay their source exactly, whether it is only scaled (most images) or also rotated,
+sheared (a deskewed light sheet) or registered with an affine matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Geometry"]
+
+Matrix = tuple[tuple[float, ...], ...]
+
+
+def _matrix(values: Any) -> Matrix:
+    return tuple(tuple(float(v) for v in row) for row in np.asarray(values, float))
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a layer's data sits in the world (napari's data-to-world transform).
+
+    Attributes
+    ----------
+    scale, translate : tuple of float
+        Per data axis (world units per pixel, world offset of pixel 0).
+    axis_labels, units : tuple of str or None
+        Per data axis, copied from the source when it has them.
+    rotate : (ndim, ndim) matrix, optional
+        The source's rotation (napari's ``layer.rotate``); None: none, or not known.
+    shear : tuple of float, optional
+        The source's shear, its upper-triangular values as napari keeps them (``layer.shear``).
+    affine : (ndim + 1, ndim + 1) matrix, optional
+        The source's affine transform, applied after the others (``layer.affine``).
+    """
+
+    scale: tuple[float, ...]
+    translate: tuple[float, ...]
+    axis_labels: tuple[str, ...] | None = None
+    units: tuple[str, ...] | None = None
+    rotate: Matrix | None = None
+    shear: tuple[float, ...] | None = None
+    affine: Matrix | None = None
+
+    @classmethod
+    def of_layer(cls, layer: Any) -> Geometry:
+        """A napari layer's geometry (level 0 of a multiscale layer)."""
+        return cls(scale=tuple(map(float, layer.scale)), translate=tuple(map(float, layer.translate)),
+                   axis_labels=tuple(layer.axis_labels), units=tuple(str(u) for u in layer.units),
+                   rotate=_matrix(layer.rotate), shear=tuple(map(float, layer.shear)),
+                   affine=_matrix(layer.affine.affine_matrix))
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``viewer.add_image`` / ``Layer.__init__`` (also set on a layer updated in place)."""
+        kwargs: dict[str, Any] = {"scale": self.scale, "translate": self.translate}
+        for name in ("axis_labels", "units", "rotate", "shear"):
+            if getattr(self, name) is not None:
+                kwargs[name] = getattr(self, name)
+        if self.affine is not None:
+            kwargs["affine"] = np.asarray(self.affine)
+        return kwargs
+
+    def linear(self, scale: Sequence[float] | None = None) -> np.ndarray:
+        """``rotate @ shear @ diag(scale)``: data pixels to world offsets, before ``translate`` and ``affine``."""
+        scale = np.asarray(self.scale if scale is None else scale, float)
+        n = len(scale)
+        matrix = np.eye(n)
+        if self.shear is not None:
+            matrix[np.triu_indices(n, 1)] = self.shear
+        if self.rotate is not None:
+            matrix = np.asarray(self.rotate, float) @ matrix
+        return matrix @ np.diag(scale)
+
+    def shifted(self, scale: Sequence[float], offset: Sequence[float]) -> Geometry:
+        """The geometry of this layer's data at another pixel size (``scale``: a multiscale
+        level), starting ``offset`` pixels of that size further along (one plane of a stack)."""
+        translate = np.asarray(self.translate, float) + self.linear(scale) @ np.asarray(offset, float)
+        return replace(self, scale=tuple(map(float, scale)), translate=tuple(translate.tolist()))
