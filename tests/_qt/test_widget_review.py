@@ -109,3 +109,31 @@ def test_outputs_overlay_a_rotated_sheared_affine_source(make_napari_viewer, qtb
     expected = np.array([source.data_to_world((first_plane, y, x)) for y in (0, ny - 1) for x in (0, nx - 1)])
     for layer in outputs(viewer):
         np.testing.assert_allclose(world_corners(layer), expected, atol=1e-6, err_msg=layer.name)
+
+
+def test_more_engine_advice_is_said_in_the_widgets_words(tmp_path):
+    # Shown under Run or as a notification, these still told the user to "pass 'default'",
+    # "overwrite=True (--overwrite)" or "Pass a colour image": arguments the widget does not have.
+    from napari_colorize import colorize_to_zarr
+    from napari_colorize._qt._validation import as_reason
+    from napari_colorize.guidance import check_references
+    from napari_colorize.model import read_config
+
+    def reason(call) -> str:
+        with pytest.raises((ValueError, FileNotFoundError, FileExistsError)) as info:
+            call()
+        return as_reason(info.value)
+
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "keep.txt").write_text("mine")
+    gray = np.repeat(np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64, 1), 3, axis=-1)
+    cases = {
+        "no model file": lambda: read_config(str(tmp_path / "none.safetensors")),
+        "model is a folder": lambda: read_config(str(tmp_path)),
+        "foreign folder": lambda: colorize_to_zarr(np.zeros((64, 64), np.float32), tmp_path / "photos"),
+        "gray reference": lambda: check_references(gray),
+    }
+    for name, call in cases.items():
+        text = reason(call)
+        assert not any(word in text for word in ("pass ", "Pass ", "--", "=")), (name, text)
+    assert "choose model: default" in reason(cases["no model file"])

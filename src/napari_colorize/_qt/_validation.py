@@ -192,6 +192,13 @@ _WIDGET_WORDS = (
     (re.compile(r"precision='(\w+)' \(--precision \w+\) needs a GPU; on the CPU use precision='fp32', the default"),
      r"precision \1 needs a GPU; choose fp32 on the CPU"),
     (re.compile(r" or pass hints=None"), " or choose hints: none"),
+    (re.compile(r"; it is never deleted, not even with overwrite=True \(--overwrite\): move it or choose another path"),
+     "; it is never deleted: move it or choose another zarr path"),
+    (re.compile(r"run again, or pass overwrite=True \(--overwrite\) to replace it"),
+     "run again, or delete that store yourself"),
+    (re.compile(r"pass 'default' or the path of a \.safetensors (model )?file"),
+     "choose model: default, or a .safetensors file"),
+    (re.compile(r"Pass a colour image \((.*?)\), or no reference"), r"Choose a colour layer (\1), or reference: none"),
     (re.compile(r"convert it first with napari_colorize\.rgb_to_gray\(image\[\.\.\., :3\]\) or pass a single channel"),
      "add it as an RGB layer (shown in colour, not offered here) or split its channels"),
 )
