@@ -137,3 +137,26 @@ def test_more_engine_advice_is_said_in_the_widgets_words(tmp_path):
         text = reason(call)
         assert not any(word in text for word in ("pass ", "Pass ", "--", "=")), (name, text)
     assert "choose model: default" in reason(cases["no model file"])
+
+
+def test_the_librarys_warnings_are_shown(make_napari_viewer, qtbot, strong_model):
+    # A 12-bit camera's uint16 image with intensities 'data type range' comes out nearly black;
+    # the engine warns why, but napari 0.9 never connects its worker-warning relay, so the
+    # warning was lost and the user saw a dark, colourless result without a word.
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(3).integers(100, 1600, (64, 80)).astype(np.uint16), name="camera")
+    widget = open_widget(viewer, strong_model)
+    widget.normalization.value = "data type range"
+    seen = []
+    notification_manager.notification_ready.connect(seen.append)
+    try:
+        run_and_wait(qtbot, widget)
+        qtbot.wait(100)
+    finally:
+        notification_manager.notification_ready.disconnect(seen.append)
+    warned = [n.message for n in seen if n.severity == NotificationSeverity.WARNING]
+    assert len(warned) == 1 and "uint16 image with values up to" in warned[0], warned
+    assert "choose intensities" in warned[0] and "normalize=" not in warned[0], warned[0]
+    assert len(outputs(viewer)) == 3  # a warning, not a failure

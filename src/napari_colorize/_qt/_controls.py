@@ -8,7 +8,7 @@ from typing import Any
 from magicgui.widgets import Label
 from qtpy.QtCore import QEvent, QObject
 
-__all__ = ["job_progress", "when_closed", "wrapping_label"]
+__all__ = ["job_progress", "show_library_warning", "when_closed", "wrapping_label"]
 
 
 def job_progress(desc: str, on_cancel: Any) -> Any:
@@ -21,6 +21,23 @@ def job_progress(desc: str, on_cancel: Any) -> Any:
             on_cancel()
 
     return JobProgress(total=0, desc=desc)
+
+
+def show_library_warning(args: tuple) -> None:
+    """A warning of napari-colorize's from the worker thread (superqt's ``warned`` signal, with
+    ``warnings.showwarning``'s arguments) as a napari notification, in the widget's words.
+
+    napari 0.9 means to relay worker warnings itself, but its mixin's ``__init__`` is never
+    called, so they were lost: e.g. why a 12-bit camera image comes out nearly black.
+    Other libraries' warnings stay in the log.
+    """
+    from napari.utils.notifications import show_warning
+
+    from ._validation import in_widget_words
+
+    message, category = args[0], args[1]
+    if getattr(category, "__module__", "").startswith("napari_colorize"):
+        show_warning(f"napari-colorize: {in_widget_words(str(message))}")
 
 
 def wrapping_label() -> Label:

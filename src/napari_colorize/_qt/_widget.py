@@ -306,14 +306,15 @@ class ColorizeWidget(Container):
         self._job = {"name": name, "clicked": time.perf_counter(), "live": live,
                      "key": (name, _guidance.guide_key(guide)), "source_id": self.image.value.unique_id,
                      "layer": self.image.value, "data": self.image.value.data}
+        self.worker = create_worker(_runner.work, plan, settings, name, self._cancel, self._report_progress, guide)
         if live:
             self._set_status(f"Re-colouring {name} with the hints…")
         else:
             self._progress = _controls.job_progress(f"Colorizing {name}", self.cancel)
+            self.worker.warned.connect(_controls.show_library_warning)  # live: not again at every edit
             self._set_status(f"Colorizing {name}: {plan.describe()}")
             for note in plan.notes:
                 self._set_status(note)
-        self.worker = create_worker(_runner.work, plan, settings, name, self._cancel, self._report_progress, guide)
         self.worker.returned.connect(self._finish)
         self.worker.finished.connect(self._cleanup)
         self.worker.start()
@@ -358,15 +359,14 @@ class ColorizeWidget(Container):
             what = "was removed" if source not in self._viewer.layers else "got new data"
             self._set_status(f"{name} {what} while it was being coloured: no layers were added")
             return
-        info = outcome.info
         self._job["computed_at"] = time.perf_counter()
         self._shown_key = self._job.get("key")
         for _, kwargs, _ in outcome.tuples:  # the input layer itself, whatever it is called later
             kwargs["metadata"][_layers.METADATA_KEY]["source_id"] = self._job["source_id"]
         self._adding = True
         done = "Re-coloured" if self._job.get("live") else "Colorized"
-        self._add_next(outcome.tuples, f"{done} {name} in {outcome.seconds:.1f} s ({info['device']}, "
-                                       f"{info['method']})")
+        info = outcome.info
+        self._add_next(outcome.tuples, f"{done} {name} in {outcome.seconds:.1f} s ({info['device']}, {info['method']})")
 
     def _add_next(self, tuples: list, done_message: str, reveal: tuple[Any, bool] | None = None) -> None:
         """Show the layer placed in the last event-loop turn, or place the next one (hidden).
