@@ -160,3 +160,17 @@ def test_the_librarys_warnings_are_shown(make_napari_viewer, qtbot, strong_model
     assert len(warned) == 1 and "uint16 image with values up to" in warned[0], warned
     assert "choose intensities" in warned[0] and "normalize=" not in warned[0], warned[0]
     assert len(outputs(viewer)) == 3  # a warning, not a failure
+
+
+def test_output_metadata_is_json(make_napari_viewer, qtbot, strong_model):
+    # The source layer's id (napari keeps a UUID) is stored as text: the metadata is meant
+    # to be saved with the layer, and json.dumps refused the UUID.
+    import json
+
+    viewer = make_napari_viewer()
+    source = viewer.add_image(np.random.default_rng(2).integers(0, 255, (64, 64), dtype=np.uint8), name="img")
+    run_and_wait(qtbot, open_widget(viewer, strong_model))
+    assert len(outputs(viewer)) == 3
+    for layer in outputs(viewer):
+        meta = json.loads(json.dumps(layer.metadata))[METADATA_KEY]
+        assert meta["source_id"] == str(source.unique_id)

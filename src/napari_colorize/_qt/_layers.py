@@ -33,6 +33,7 @@ __all__ = [
     "apply_layer_data",
     "choose_level",
     "layer_data_tuples",
+    "layer_id",
     "level_factors",
     "normalization_for",
     "offered_layers",
@@ -291,8 +292,14 @@ def _same_source(old: dict[str, Any], new: dict[str, Any], live: set[str]) -> bo
     return old.get("source") == new.get("source")
 
 
+def layer_id(layer: Any) -> str | None:
+    """A layer's unique id as text (napari's is a UUID), so output metadata stays JSON-friendly."""
+    unique_id = getattr(layer, "unique_id", None)
+    return str(unique_id) if unique_id else None
+
+
 def _live_ids(layers: Any) -> set[str]:
-    return {layer.unique_id for layer in layers if getattr(layer, "unique_id", None)}
+    return {layer_id(layer) for layer in layers if layer_id(layer)}
 
 
 def _find_output(layers: Any, meta: dict[str, Any]) -> Any:
@@ -309,7 +316,7 @@ def _find_output(layers: Any, meta: dict[str, Any]) -> Any:
 
 def outputs_of(layers: Any, source: Any) -> list[Any]:
     """This plugin's output layers of the layer ``source`` that are in ``layers``."""
-    key, live = {"source": source.name, "source_id": getattr(source, "unique_id", None)}, _live_ids(layers)
+    key, live = {"source": source.name, "source_id": layer_id(source)}, _live_ids(layers)
     return [layer for layer in layers if _ours(layer) and _same_source(layer.metadata[METADATA_KEY], key, live)]
 
 

@@ -304,7 +304,7 @@ class ColorizeWidget(Container):
         name = self.image.value.name
         self._cancel = threading.Event()
         self._job = {"name": name, "clicked": time.perf_counter(), "live": live,
-                     "key": (name, _guidance.guide_key(guide)), "source_id": self.image.value.unique_id,
+                     "key": (name, _guidance.guide_key(guide)), "source_id": _layers.layer_id(self.image.value),
                      "layer": self.image.value, "data": self.image.value.data}
         self.worker = create_worker(_runner.work, plan, settings, name, self._cancel, self._report_progress, guide)
         if live:

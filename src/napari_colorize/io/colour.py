@@ -206,7 +206,9 @@ def rgb_to_unit(arr: np.ndarray, name: str, camera_depth: bool = True) -> np.nda
     if not np.isfinite(arr).all():
         raise ValueError(f"{name}: the image contains NaN or infinite values; replace them (e.g. np.nan_to_num)")
     if arr.min() < 0 or arr.max() > 1:
-        raise ValueError(f"{name}: float RGB images must lie in [0, 1]")
+        lo, hi = float(arr.min()), float(arr.max())
+        hint = "; values up to 255 look like 8-bit colour: divide by 255" if hi <= 255 and lo >= 0 else ""
+        raise ValueError(f"{name}: float RGB images must lie in [0, 1], this one spans [{lo:g}, {hi:g}]{hint}")
     return arr
 
 
