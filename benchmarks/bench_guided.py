@@ -328,15 +328,15 @@ def main() -> None:
     ap.add_argument("--hint-range", type=float, default=None)
     args = ap.parse_args()
     model = nc.get_model("default", "cpu")
-    photos = held_out_photos(args.split, args.manifest, args.max_side, args.limit,
-                             with_sources="per_source" in args.parts)
+    photos = held_out_photos(args.split, args.manifest, args.max_side, args.limit, with_sources=True)
     kw = {"reference_strength": args.strength, "hint_range": args.hint_range}
     print(f"{len(photos)} photographs of the {args.split} sources, long side {args.max_side}; model {DEFAULT_MODEL}")
     parts = args.parts.split(",")
     for name, fn in (("quality", quality), ("hints", hints_curve), ("cost", cost), ("flicker", flicker),
                      ("ablation", ablation), ("per_source", per_source)):
-        if name in parts:
-            fn(photos, model, {k: v for k, v in kw.items() if v is not None})
+        if name in parts:  # per_source needs each photograph's source; the other parts take (name, rgb)
+            given = photos if name == "per_source" else [(n, rgb) for n, rgb, _ in photos]
+            fn(given, model, {k: v for k, v in kw.items() if v is not None})
 
 
 if __name__ == "__main__":
