@@ -299,3 +299,27 @@ def test_live_hints_recolour_in_place(make_napari_viewer, qtbot, strong_model, m
     points.add([30.0, 30.0])
     qtbot.waitUntil(lambda: _guidance.PRESS_RUN in widget.status.value, timeout=5000)
     assert not widget.is_running and np.array_equal(shown_rgb(viewer, "g"), after)
+
+
+def test_all_white_hints_are_used_and_noted_once(make_napari_viewer, qtbot, strong_model, monkeypatch):
+    # New points are white in napari: a user who never picked colours pushed the image to white
+    # without a word. White is still used as asked (it may be meant), with one note per layer.
+    import napari.utils.notifications as notifications
+
+    shown: list[str] = []
+    monkeypatch.setattr(notifications, "show_warning", shown.append)
+    viewer = make_napari_viewer()
+    viewer.add_image(two_regions(), name="g", contrast_limits=(0.0, 1.0))
+    widget = open_widget(viewer, strong_model)
+    points = viewer.add_points([[40.0, 30.0], [50.0, 30.0]], name="hints")
+    assert np.allclose(points.face_color[:, :3], 1.0)  # napari's colour for new points
+    widget.hints.value = points
+    run_and_wait(qtbot, widget)
+    assert delta_ab(shown_rgb(viewer, "g")[39:42, 29:32], (0.5, 0.5, 0.5)).max() < 3  # white at lightness 0.5: gray
+    notes = [m for m in shown if "hints of 'hints' are white" in m]
+    assert len(notes) == 1 and "all 2 hints" in notes[0]
+    run_and_wait(qtbot, widget)
+    assert len([m for m in shown if "are white" in m]) == 1  # not again for the same layer
+    points.face_color = [(*BLUE, 1.0), (*BLUE, 1.0)]
+    run_and_wait(qtbot, widget)
+    assert len([m for m in shown if "are white" in m]) == 1

@@ -204,6 +204,7 @@ class GuidanceFields:
         self._viewer = viewer
         self._on_change = on_change
         self._watched: list[tuple[Any, Callable[..., None]]] = []
+        self._white_noted: set[Any] = set()  # Points layers already told their hints are all white
         self.reference = ComboBox(label="reference", choices=self._reference_choices,
                                   tooltip="an RGB image layer of similar content: its colours guide the result")
         self.reference_strength = FloatSpinBox(
@@ -273,6 +274,16 @@ class GuidanceFields:
         for emitter, callback in self._watched:
             emitter.connect(callback)
 
+    def _note_white(self, layer: Any, colours: np.ndarray) -> None:
+        """Once per Points layer: every hint white, napari's colour for new points, is more often an
+        oversight than the colour wanted (white is used as asked; a user may mean it)."""
+        if len(colours) and np.allclose(colours[:, :3], 1.0) and layer.unique_id not in self._white_noted:
+            from napari.utils.notifications import show_warning
+
+            self._white_noted.add(layer.unique_id)
+            show_warning(f"napari-colorize: all {len(colours)} hints of {layer.name!r} are white, napari's colour "
+                         "for new points; if you meant other colours, select the points and set their face colour")
+
     def sync_visibility(self, image: Any) -> None:
         """Show a field only where it matters: the strength with a reference, hint options with hints."""
         self.reference_strength.visible = self.reference.value is not None
@@ -293,9 +304,9 @@ class GuidanceFields:
         all_planes = bool(self.all_planes.value) and image.ndim > 2
         hints = None
         if points_layer is not None:
-            points = hint_points(points_layer, image, point)
-            hints = plan_hints(points, np.asarray(points_layer.face_color, float), plan,
-                               level_factors(image, plan.level), all_planes)
+            points, colours = hint_points(points_layer, image, point), np.asarray(points_layer.face_color, float)
+            self._note_white(points_layer, colours)
+            hints = plan_hints(points, colours, plan, level_factors(image, plan.level), all_planes)
         strength = float(self.reference_strength.value)
         hint_range = float(self.hint_range.value)
         return Guide(reference=None if reference is None else reference_array(reference, point),
