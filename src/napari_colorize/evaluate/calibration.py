@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ..decode import check_gains, check_temperature
 from ..engine import decode_options_for, get_model
 from ..inference import grid_targets
+from .provenance import warn_if_trained_on
 from .runs import _colour_from_probabilities, _probabilities
 from .scoring import METRICS, NEUTRAL_RATIO_GOAL, ImageInput, load_images, prepared_truth, score
 from .table import EvaluationTable, summary_row
@@ -361,7 +362,8 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
     kwargs.pop("return_table", None)
     kwargs.pop("temperature", None)
     net = get_model(model, kwargs.pop("device", "auto"))
-    images = load_images(val_images, max_side=kwargs.pop("max_side", 256), limit=kwargs.pop("limit", 32))
+    images = load_images(val_images, max_side=kwargs.pop("max_side", 256), limit=kwargs.pop("limit", 32), paths=True)
+    warn_if_trained_on(net, [item[2] for item in images], "calibrated on")
     passes = _network_passes(net, images)  # one network pass per image serves both fits
     fixed = None if temperature is True else 1.0 if temperature is False else check_temperature(temperature)
     t, fit = _fit_temperature(net, passes, None if fixed is None else [fixed], return_details=True)

@@ -14,6 +14,7 @@ from ..engine import decode_options_for, get_model
 from ..inference import DecodeOptions, decode_histograms, histograms
 from ..model.hypercolumn import HypercolumnColorizer
 from .groups import group_key, parse_group_by
+from .provenance import warn_if_trained_on
 from .scoring import ImageInput, _order, load_images, score
 from .table import EvaluationTable
 
@@ -86,7 +87,9 @@ def evaluate(data: ImageInput | Iterable[ImageInput], model: Any = "default", me
     """
     key, label = _grouping(group_by, manifest)
     net = get_model(model, device)
-    images = images if images is not None else load_images(data, max_side=max_side, limit=limit, paths=True)
+    if images is None:  # given images are compare()'s, which says it once for all variants
+        images = load_images(data, max_side=max_side, limit=limit, paths=True)
+        warn_if_trained_on(net, [item[2] for item in images], "evaluated")
     images = [(item[0], item[1], item[2] if len(item) > 2 else None) for item in images]
     if key is not None:
         _place(images, key)
@@ -138,6 +141,9 @@ def compare(data: ImageInput | Iterable[ImageInput], variants: Sequence[dict[str
     images = load_images(data, max_side=max_side, limit=limit, paths=True)
     if key is not None:
         _place(images, key)
+    models = {id(m) if isinstance(m, torch.nn.Module) else m: m for m in (v.get("model", "default") for v in variants)}
+    for model in models.values():  # once per model, not per variant
+        warn_if_trained_on(get_model(model, device), [item[2] for item in images], "evaluated")
     rows, groups = [], []
     for i, variant in enumerate(variants):
         kwargs = dict(variant)

@@ -1,0 +1,94 @@
+"""evaluate and calibrate say when the images given trained the model (its metadata tells)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import warnings
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+import napari_colorize as nc
+from napari_colorize.cli import main
+from napari_colorize.evaluate import calibrate, compare, evaluate
+from napari_colorize.evaluate.provenance import TrainedOnWarning, trained_on
+
+
+def _photos(folder: Path, n: int, seed: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        rgb = np.zeros((48, 48, 3), np.uint8)
+        rgb[..., 0] = rng.integers(120, 255)
+        rgb[..., 2] = np.linspace(0, 255, 48).astype(np.uint8)
+        paths.append(folder / f"p{i}.png")
+        iio.imwrite(paths[-1], rgb)
+    return paths
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A corpus of two sources, a (train) and b (validation), and a composite of a's stamps on a b backdrop."""
+    root = tmp_path / "corpus"
+    a, b, comp = _photos(root / "a", 2, 0), _photos(root / "b", 2, 1), _photos(root / "comp", 1, 2)
+    with open(root / "manifest.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "source", "backdrop_source"])
+        w.writerows([[p.relative_to(root).as_posix(), "a", ""] for p in a]
+                    + [[p.relative_to(root).as_posix(), "b", ""] for p in b]
+                    + [[comp[0].relative_to(root).as_posix(), "a", "b"]])
+    return root
+
+
+def _model(make_model, path: Path, **training) -> Path:
+    model = copy.deepcopy(make_model())
+    model.config.training.clear()
+    return nc.save_model(model, path, **training)
+
+
+def test_plain_training_folder_is_recognised(tmp_path, make_model):
+    trained = _photos(tmp_path / "train", 2, 0)
+    other = _photos(tmp_path / "train_more", 1, 1)  # a sibling whose name starts the same: not inside
+    record = {"data": [str(tmp_path / "train")]}
+    assert trained_on(record, [*trained, *other, None]) == [p.resolve() for p in trained]
+    assert trained_on({"data": "unit test"}, trained) == []  # a record of another kind names no folder
+    assert trained_on({}, trained) == []
+
+
+def test_split_counts_only_training_sources(corpus, monkeypatch, make_model):
+    monkeypatch.chdir(corpus.parent)  # the record keeps the manifest as given on the command line
+    record = {"data": [str(corpus)], "held_out": {"manifest": "corpus/manifest.csv", "train_sources": ["a"],
+                                                  "val_sources": ["b"], "test_sources": []}}
+    files = sorted(corpus.rglob("*.png"))
+    assert trained_on(record, files) == sorted((corpus / "a").glob("*.png"))  # not b, not the b-backdrop composite
+    monkeypatch.chdir(corpus / "a")
+    assert trained_on(record, files) == []  # the manifest cannot be found from here: no claim
+
+
+def test_evaluate_and_calibrate_warn_on_training_images(tmp_path, make_model):
+    trained, fresh = _photos(tmp_path / "train", 2, 0), _photos(tmp_path / "new", 2, 1)
+    path = _model(make_model, tmp_path / "m.safetensors", data=[str(tmp_path / "train")])
+    with pytest.warns(TrainedOnWarning, match=r"2 of the 3 images evaluated were used to train this model"):
+        evaluate([*trained, fresh[0]], model=str(path), device="cpu")
+    with pytest.warns(TrainedOnWarning, match="calibrated on were used to train"):
+        calibrate(str(path), trained, device="cpu", temperature=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainedOnWarning)
+        evaluate(fresh, model=str(path), device="cpu")
+        calibrate(str(path), fresh, device="cpu", temperature=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        compare(trained, [{"model": str(path)}, {"model": str(path), "calibrated": False}], device="cpu")
+    assert sum(issubclass(w.category, TrainedOnWarning) for w in caught) == 1  # once per model, not per variant
+
+
+def test_cli_evaluate_prints_the_warning(tmp_path, make_model, capsys):
+    trained = _photos(tmp_path / "train", 2, 0)
+    path = _model(make_model, tmp_path / "m.safetensors", data=[str(tmp_path / "train")])
+    assert main(["evaluate", str(tmp_path / "train"), "--model", str(path), "--device", "cpu", "--summary"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 2 of the 2 images evaluated were used to train this model" in err and str(trained[0].name) in err
