@@ -19,6 +19,7 @@ import napari_colorize as nc
 from napari_colorize.engine import pyramid, store, stripes, zarr_io
 from napari_colorize.engine.cache import clear_caches
 from napari_colorize.engine.jobs import Cancelled
+from napari_colorize.engine.zarr_read import read_placement
 from napari_colorize.engine.zarr_io import (
     MARKERS,
     is_complete,
@@ -75,7 +76,9 @@ def test_zarr_layout_and_values(model_path, stack, tmp_path):
     # NGFF 0.4 orders axes time, channel, space: the colour channels come before z.
     assert [a["name"] for a in ms["axes"]] == ["c", "z", "y", "x"]
     assert [d["path"] for d in ms["datasets"]] == ["0", "1", "2"]
-    assert ms["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 1.0, 0.25, 0.5]
+    assert ms["datasets"][0]["coordinateTransformations"] == [  # no origin given: at the origin, as ever
+        {"type": "scale", "scale": [1.0, 1.0, 0.25, 0.5]}, {"type": "translation", "translation": [0.0] * 4}]
+    assert read_placement(out)[2] == [0.0, 0.0, 0.0]
     assert ms["datasets"][2]["coordinateTransformations"] == [
         {"type": "scale", "scale": [1.0, 1.0, 1.0, 2.0]},
         {"type": "translation", "translation": [0.0, 0.0, 0.375, 0.75]}]  # the centre of a 4 x 4 block
@@ -393,6 +396,41 @@ def test_pyramid_levels_are_mean_downsamplings_and_valid_ome_zarr(model_path, st
             inner = levels[n][..., :direct.shape[-2], :direct.shape[-1]].astype(np.float64)
             np.testing.assert_allclose(inner, direct, atol=0.5 * n + 1e-9 if levels[n].dtype == np.uint8 else 1e-5)
         assert not np.all(levels[2] == 0)
+
+
+def _world(transforms: list[dict], index) -> np.ndarray:
+    """World position of a level's pixel ``index`` by its NGFF transformations (scale, then translation)."""
+    scale, shift = (np.asarray(t[t["type"]], float) for t in transforms)
+    return scale * np.asarray(index, float) + shift
+
+
+def test_a_store_written_with_an_origin_reopens_there_and_its_levels_line_up(model_path, stack, tmp_path):
+    from ome_zarr_models.v04 import Image
+
+    out = nc.colorize_to_zarr(stack, tmp_path / "out.zarr", model_path, scale=(0.25, 0.5), unit="micrometer",
+                              origin=(3.0, 10.0, 20.0), rgb_dtype="float32", **TILING)
+    axes, scale, translate = read_placement(out)  # what the napari reader gives the layers
+    assert [a["name"] for a in axes] == ["z", "y", "x"] and scale == [1.0, 0.25, 0.5] and translate == [3.0, 10.0, 20.0]
+    root = zarr.open_group(str(out), mode="r")
+    for group in (root, root["confidence"], root["entropy"]):
+        Image.from_zarr(group)  # still valid OME-NGFF 0.4
+    levels = [d["coordinateTransformations"] for d in root["confidence"].attrs["multiscales"][0]["datasets"]]
+    assert levels[0] == [{"type": "scale", "scale": [1.0, 0.25, 0.5]},
+                         {"type": "translation", "translation": [3.0, 10.0, 20.0]}]
+    # The colour image's channel axis (first) has no position.
+    assert root.attrs["multiscales"][0]["datasets"][2]["coordinateTransformations"][1]["translation"][0] == 0.0
+    # By hand: level 1's pixel (z 1, y 3, x 5) is the mean of level-0 rows 6-7 (centres 10 + 0.25 * 6
+    # = 11.5 and 11.75) and columns 10-11 (20 + 0.5 * 10 = 25.0 and 25.5): it lies at (3 + 1, 11.625, 25.25).
+    np.testing.assert_allclose(_world(levels[1], (1, 3, 5)), (4.0, 11.625, 25.25))
+    # Level 2's pixel (z 1, y 1, x 2): rows 4-7 (11.0 ... 11.75) and columns 8-11 (24.0 ... 25.5).
+    np.testing.assert_allclose(_world(levels[2], (1, 1, 2)), (4.0, 11.375, 24.75))
+    # The same in general: a level pixel sits at the mean position of the level-0 pixels it averages.
+    conf = [np.asarray(root[f"confidence/{n}"]) for n in range(3)]
+    for n, (y, x) in ((1, (3, 5)), (2, (1, 2)), (2, (7, 9))):
+        f = 2 ** n
+        block = [(1, y * f + i, x * f + j) for i in range(f) for j in range(f)]
+        np.testing.assert_allclose(_world(levels[n], (1, y, x)), np.mean([_world(levels[0], b) for b in block], 0))
+        np.testing.assert_allclose(conf[n][1, y, x], np.mean([conf[0][b] for b in block]), rtol=1e-5, atol=1e-6)
 
 
 def test_open_zarr_levels(model_path, stack, tmp_path):

@@ -14,7 +14,7 @@ from skimage import data
 import napari_colorize as nc
 from napari_colorize.cli_plan import STORE, plan_jobs
 from napari_colorize.engine.zarr_io import open_zarr_result
-from napari_colorize.engine.zarr_read import read_geometry
+from napari_colorize.engine.zarr_read import read_geometry, read_placement
 from napari_colorize.io import ColourInputWarning, ReadWarning, read_image
 
 TILING = {"tile_size": 128, "overlap": 32, "device": "cpu"}
@@ -67,6 +67,32 @@ def test_ome_zarr_channels_are_coloured_each_unless_the_store_says_rgb(model_pat
     assert gray.axes is None and gray.data.shape == (96, 112) and gray.converted
 
 
+@pytest.mark.parametrize("unit,factor", [("micrometer", 1.0), ("nanometer", 1e-3)])
+def test_an_ome_zarr_inputs_position_is_carried_to_its_store(model_path, tmp_path, unit, factor):
+    """A translated OME-Zarr input (a tile of a larger acquisition) gives a store at its place."""
+    from napari_colorize import cli
+
+    zyx = np.stack([CAM, CAM[::-1]])
+    _ome_zarr(tmp_path / "tile.ome.zarr", zyx, "zyx")
+    g = zarr.open_group(str(tmp_path / "tile.ome.zarr"), mode="r+")
+    ms = g.attrs["multiscales"]
+    for a in ms[0]["axes"]:
+        a["unit"] = unit
+    ms[0]["datasets"][0]["coordinateTransformations"] = [
+        {"type": "scale", "scale": [2.0 / factor, 0.5 / factor, 0.5 / factor]},
+        {"type": "translation", "translation": [6.0 / factor, 1.5 / factor, -4.0 / factor]}]
+    g.attrs["multiscales"] = ms
+    image = read_image(tmp_path / "tile.ome.zarr")
+    assert image.unit == "micrometer" and image.translation() == pytest.approx([6.0, 1.5, -4.0])
+    assert cli.main(["colorize", str(tmp_path / "tile.ome.zarr"), "-o", str(tmp_path / "out"), "--format", "zarr",
+                     "--model", str(model_path), "--tile-size", "128", "--overlap", "32", "--device", "cpu",
+                     "--no-progress"]) == 0
+    out = tmp_path / "out" / "tile_colorized.zarr"
+    assert _valid(out) == [["c", "z", "y", "x"], ["z", "y", "x"], ["z", "y", "x"]]
+    _, scale, translate = read_placement(out)
+    assert scale == pytest.approx([2.0, 0.5, 0.5]) and translate == pytest.approx([6.0, 1.5, -4.0])
+
+
 def test_bioformats2raw_store_opens_its_first_series_and_names_outputs_after_the_store(tmp_path):
     root = zarr.open_group(str(tmp_path / "sample.ome.zarr"), mode="w", zarr_format=2)
     root.attrs["bioformats2raw.layout"] = 3
@@ -115,8 +141,9 @@ def test_imagej_channel_stacks_are_stored_in_ngff_order_and_read_back_in_theirs(
     image = read_image(tmp_path / "ij.tif")
     lead = ["z", "c"] if order == "ZCYX" else ["t", "z", "c"]
     assert image.axes == lead
+    origin = [0.0] * (len(lead) - 2) + [1.6, 0.0, 2.0, -1.0]  # (t,) z, c, y, x: plane 2 of a z-stack
     out = nc.colorize_to_zarr(image.data, tmp_path / "o.zarr", model_path, axes=image.axes, scale=image.scale(),
-                              unit=image.unit, **TILING)
+                              unit=image.unit, origin=origin, **TILING)
     names = _valid(out, rgb=order == "ZCYX")  # NGFF: time, channels, then space
     if order == "ZCYX":
         assert names == [["ch", "c", "z", "y", "x"], ["ch", "z", "y", "x"], ["ch", "z", "y", "x"]]
@@ -129,6 +156,7 @@ def test_imagej_channel_stacks_are_stored_in_ngff_order_and_read_back_in_theirs(
     axes, scale = read_geometry(out)
     assert [a["name"] for a in axes] == [{"c": "ch"}.get(n, n) for n in lead] + ["y", "x"]
     assert scale[lead.index("z")] == pytest.approx(0.8) and scale[-2:] == pytest.approx([0.2, 0.2])
+    assert read_placement(out)[2] == origin  # the position too, in the input's order
 
 
 def test_the_cli_says_an_ngff_warning_in_one_line_naming_the_input(capsys):

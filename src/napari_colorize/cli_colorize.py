@@ -347,8 +347,8 @@ def _colorize_source(job: Job, outputs, args, kwargs, client) -> float:
         with _tile_bar(args, src.name) as bar:
             # The same job's unfinished store is resumed; another job's is replaced only with --overwrite.
             colorize_to_zarr(image.data, job.targets[STORE], outputs=outputs, rgb_dtype=args.rgb_dtype,
-                             scale=image.scale(), unit=image.unit, axes=image.axes, source_id=source_id,
-                             progress=bar, client=client, overwrite=args.overwrite, **kwargs)
+                             scale=image.scale(), origin=image.translation(), unit=image.unit, axes=image.axes,
+                             source_id=source_id, progress=bar, client=client, overwrite=args.overwrite, **kwargs)
         return mp
     from .engine.pipeline import colorize_stacked
     with _tile_bar(args, src.name) as bar:

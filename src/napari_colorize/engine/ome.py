@@ -2,7 +2,7 @@
 
 The metadata is written with ``ome_zarr.writer`` (which validates the axes and the
 coordinate transformations); this module only decides what it says: axis names and
-types, the pixel size of each pyramid level and the colours of the RGB channels.
+types, the pixel size and position of each pyramid level and the colours of the RGB channels.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import warnings
 from collections.abc import Sequence
 
 __all__ = ["NGFF_VERSION", "NgffWarning", "ome_axes", "rgb_channel_index", "channel_index", "level_transforms",
-           "write_multiscales", "read_multiscales", "rgb_omero", "leading_names", "stored_axes", "input_geometry"]
+           "write_multiscales", "read_multiscales", "read_translation", "rgb_omero", "leading_names", "stored_axes",
+           "input_geometry", "full_axes"]
 
 NGFF_VERSION = "0.4"
 #: The name of an input's channel axis ("c") beside the RGB channel axis of a colour output.
@@ -71,14 +72,35 @@ def stored_axes(names: Sequence[str], sizes: Sequence[int], rgb: bool) -> list[i
     return order
 
 
-def input_geometry(axes: list[dict], scale: list[float], names: Sequence[str], stored: Sequence[int]
-                   ) -> tuple[list[dict], list[float]]:
-    """The maps' axes and scale in the input's order (:func:`stored_axes` undone), 1 for a left-out axis."""
+def input_geometry(axes: list[dict], scale: list[float], names: Sequence[str], stored: Sequence[int],
+                   translation: list[float] | None = None) -> tuple:
+    """The maps' axes and scale (and ``translation``, when given) in the input's order
+    (:func:`stored_axes` undone): scale 1 and translation 0 for a left-out axis."""
     lead = len(names)
     unit = axes[-1].get("unit")
     full = ome_axes(lead, False, unit, names)
     out_axes = [axes[stored.index(i)] if i in stored else full[i] for i in range(lead)] + axes[-2:]
-    return out_axes, [scale[stored.index(i)] if i in stored else 1.0 for i in range(lead)] + scale[-2:]
+
+    def reorder(values: list[float], fill: float) -> list[float]:
+        return [values[stored.index(i)] if i in stored else fill for i in range(lead)] + values[-2:]
+
+    if translation is None:
+        return out_axes, reorder(scale, 1.0)
+    return out_axes, reorder(scale, 1.0), reorder(translation, 0.0)
+
+
+def full_axes(values: Sequence[float] | None, ndim: int, fill: float, what: str = "scale") -> list[float]:
+    """Per-axis ``values`` given for (y, x) or for all ``ndim`` axes, as all ``ndim``
+    (``fill`` for the leading axes when only y, x are given or ``values`` is None)."""
+    if values is None:
+        return [fill] * ndim
+    values = [float(s) for s in values]
+    if len(values) == 2:
+        return [fill] * (ndim - 2) + values
+    if len(values) != ndim:
+        raise ValueError(f"{what} must give the {'pixel size' if what == 'scale' else 'position'} of (y, x) or "
+                         f"of all {ndim} axes, got {values}")
+    return values
 
 
 def leading_names(lead: int, names: Sequence[str] | None) -> list[str]:
@@ -146,7 +168,7 @@ def channel_index(axes: Sequence[dict]) -> int | None:
     return next((i for i, a in enumerate(axes) if a.get("type") == "channel"), None)
 
 
-def level_transforms(scale: Sequence[float], level: int) -> list[dict]:
+def level_transforms(scale: Sequence[float], level: int, origin: Sequence[float] | None = None) -> list[dict]:
     """NGFF coordinate transformations of pyramid ``level`` (downsampled by 2 per level in y, x).
 
     Parameters
@@ -155,18 +177,27 @@ def level_transforms(scale: Sequence[float], level: int) -> list[dict]:
         Pixel size of level 0 along every axis of the array.
     level : int
         0 for full resolution.
+    origin : sequence of float, optional
+        World position of level 0's first pixel (its centre) along every axis, in the
+        units of ``scale``; None: the origin (all zeros).
 
     Returns
     -------
     list of dict
         A scale (the level-0 pixel size times ``2 ** level`` in y and x) and a
-        translation: a level pixel is the mean of a ``2 ** level`` block whose centre
-        lies ``(2 ** level - 1) / 2`` level-0 pixels from the block's first pixel.
+        translation: ``origin`` plus, in y and x, the offset of a level pixel's centre.
     """
     factor = 2 ** level
     scale = [float(s) for s in scale]
+    origin = [0.0] * len(scale) if origin is None else [float(o) for o in origin]
     level_scale = scale[:-2] + [s * factor for s in scale[-2:]]
-    shift = [0.0] * (len(scale) - 2) + [s * (factor - 1) / 2 for s in scale[-2:]]
+    # The pyramid (.pyramid.downsample) averages 2 x 2 blocks of the level above, starting
+    # at pixel 0, so pixel j of level n is the mean of level-0 pixels 2**n * j ... 2**n * (j + 1) - 1:
+    # its centre is level-0 pixel 2**n * j + (2**n - 1) / 2, at world position
+    # origin + s * (2**n - 1) / 2 + (s * 2**n) * j.  The level's translation is therefore the
+    # world origin (that of level 0's pixel 0) plus half a level pixel less half a level-0 pixel,
+    # in y and x; leading axes are not downsampled and keep the origin.
+    shift = origin[:-2] + [o + s * (factor - 1) / 2 for o, s in zip(origin[-2:], scale[-2:])]
     return [{"type": "scale", "scale": level_scale}, {"type": "translation", "translation": shift}]
 
 
@@ -180,7 +211,7 @@ def rgb_omero(rgb_dtype: str) -> dict:
 
 
 def write_multiscales(group, name: str, axes: list[dict], scale: Sequence[float], paths: Sequence[str],
-                      omero: dict | None = None) -> None:
+                      omero: dict | None = None, origin: Sequence[float] | None = None) -> None:
     """Write the ``multiscales`` (and ``omero``) attributes of an image group with ``ome_zarr.writer``.
 
     Parameters
@@ -197,6 +228,8 @@ def write_multiscales(group, name: str, axes: list[dict], scale: Sequence[float]
         The level arrays, relative to ``group``, finest first.
     omero : dict, optional
         Channel rendering (:func:`rgb_omero`).
+    origin : sequence of float, optional
+        World position of level 0's pixel 0 along every axis (see :func:`level_transforms`).
 
     Notes
     -----
@@ -206,7 +239,7 @@ def write_multiscales(group, name: str, axes: list[dict], scale: Sequence[float]
     from ome_zarr.format import FormatV04
     from ome_zarr.writer import write_multiscales_metadata
 
-    datasets = [{"path": p, "coordinateTransformations": level_transforms(scale, n)} for n, p in enumerate(paths)]
+    datasets = [{"path": p, "coordinateTransformations": level_transforms(scale, n, origin)} for n, p in enumerate(paths)]
     metadata = dict(DOWNSAMPLING, **({"omero": omero} if omero else {}))
     try:
         write_multiscales_metadata(group, datasets, fmt=FormatV04(), axes=axes, name=name, metadata=metadata)
@@ -237,3 +270,12 @@ def read_multiscales(group) -> tuple[list[str], list[dict], list[float]]:
     scale = next((t["scale"] for t in datasets[0].get("coordinateTransformations", []) if t["type"] == "scale"),
                  [1.0] * len(axes))
     return [d["path"] for d in datasets], axes, [float(s) for s in scale]
+
+
+def read_translation(group) -> list[float]:
+    """Level 0's translation (the world position of its pixel 0) along every axis of the
+    first multiscale image of an NGFF 0.4 group; zeros where it has none."""
+    image = dict(group.attrs)["multiscales"][0]
+    transforms = image["datasets"][0].get("coordinateTransformations", [])
+    shift = next((t["translation"] for t in transforms if t["type"] == "translation"), [0.0] * len(image["axes"]))
+    return [float(s) for s in shift]

@@ -44,7 +44,7 @@ from dask.highlevelgraph import HighLevelGraph
 from ..outputs import channel_slices, check_output_keys, get_output, output_keys
 from . import stripes
 from .jobs import ModelRef, Monitor
-from .ome import leading_names, ome_axes, rgb_channel_index, rgb_omero, stored_axes, write_multiscales
+from .ome import full_axes, leading_names, ome_axes, rgb_channel_index, rgb_omero, stored_axes, write_multiscales
 from .pipeline import colorize_stacked
 from .pyramid import Pyramid, level_path, level_shapes, write_pyramid
 from .sources import check_source_outside, source_paths
@@ -58,16 +58,6 @@ from .zarr_read import open_zarr_levels, open_zarr_result
 __all__ = ["colorize_to_zarr", "open_zarr_result", "open_zarr_levels", "is_complete", "read_job",
            "check_source_outside", "source_paths", "open_group", "MARKERS",
            "ome_axes"]
-
-def _full_scale(scale: Sequence[float] | None, ndim: int) -> list[float]:
-    if scale is None:
-        return [1.0] * ndim
-    scale = [float(s) for s in scale]
-    if len(scale) == 2:
-        return [1.0] * (ndim - 2) + scale
-    if len(scale) != ndim:
-        raise ValueError(f"scale must give the pixel size of (y, x) or of all {ndim} axes, got {scale}")
-    return scale
 
 
 def read_job(path: str | os.PathLike) -> dict | None:
@@ -154,8 +144,10 @@ def _insert(values: Sequence, index: int | None, value) -> tuple:
 
 
 def _create_output(group, output, shape: tuple[int, ...], chunks: tuple[int, int], rgb_dtype: str,
-                   scale: list[float], unit: str | None, axes: Sequence[str] | None) -> None:
-    """Create every pyramid level of one output, empty, with its NGFF multiscales metadata.
+                   scale: list[float], unit: str | None, axes: Sequence[str] | None,
+                   origin: list[float] | None = None) -> None:
+    """Create every pyramid level of one output, empty, with its NGFF multiscales metadata
+    (``origin``: the world position of pixel 0 along every axis; None records none).
 
     Level n's (y, x) chunks are level 0's (cut to the level's size), so a level chunk
     is made from at most 2 x 2 chunks of the level above and writers never share one.
@@ -171,7 +163,8 @@ def _create_output(group, output, shape: tuple[int, ...], chunks: tuple[int, int
         _create_array(image, names[-1], _insert(shape[:lead] + plane, channel, 3), _insert(level_chunks, channel, 3),
                       rgb_dtype if output.is_rgb else "float32")
     write_multiscales(image, output.key, ome_axes(lead, output.is_rgb, unit, axes), _insert(scale, channel, 1.0),
-                      names, rgb_omero(rgb_dtype) if output.is_rgb else None)
+                      names, rgb_omero(rgb_dtype) if output.is_rgb else None,
+                      None if origin is None else _insert(origin, channel, 0.0))
 
 
 def _claim_path(path: str, fingerprint: str, overwrite: bool) -> bool | None:
@@ -234,7 +227,7 @@ def _is_empty_folder(path: str) -> bool:
 
 def _prepare_store(path: str, job: dict, fingerprint: str, shape: tuple[int, ...], chunks: tuple[int, int],
                    outputs: tuple[str, ...], rgb_dtype: str, scale: list[float], unit: str | None,
-                   axes: Sequence[str] | None, overwrite: bool) -> bool:
+                   axes: Sequence[str] | None, overwrite: bool, origin: list[float] | None = None) -> bool:
     """Create the store, or check that an existing one holds this same job.
 
     Returns True when the store is already complete.
@@ -249,7 +242,7 @@ def _prepare_store(path: str, job: dict, fingerprint: str, shape: tuple[int, ...
     # unfinished (redone by the next run), not a foreign folder refused even with overwrite.
     os.makedirs(os.path.join(path, MARKERS), exist_ok=True)
     for key in outputs:
-        _create_output(group, get_output(key), shape, chunks, rgb_dtype, scale, unit, axes)
+        _create_output(group, get_output(key), shape, chunks, rgb_dtype, scale, unit, axes, origin)
     # Written last: a store without it is not ours, one with complete=False is unfinished.
     group.attrs[_ATTR] = dict(job, fingerprint=fingerprint, complete=False)
     return False
@@ -257,7 +250,8 @@ def _prepare_store(path: str, job: dict, fingerprint: str, shape: tuple[int, ...
 
 def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
                      outputs: Sequence[str] | None = None, rgb_dtype: str = "uint8", scale: Sequence[float] | None = None,
-                     unit: str | None = None, axes: Sequence[str] | None = None, overwrite: bool = False,
+                     unit: str | None = None, axes: Sequence[str] | None = None,
+                     origin: Sequence[float] | None = None, overwrite: bool = False,
                      source_id: str | None = None, progress: Callable[[int, int], None] | None = None,
                      cancel: threading.Event | None = None, client=None, **colorize_kwargs: Any) -> Path:
     """Colorize ``image`` into an OME-Zarr store at ``path``, chunk by chunk, in bounded memory.
@@ -280,6 +274,11 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         Unit of the pixel size ("micrometer", ...).
     axes : sequence of str, optional
         Names of the leading axes (default "z" for stacks, "t", "z" for 4D).
+    origin : sequence of float, optional
+        World position of pixel 0 (its centre) along (y, x) or every axis, in the units
+        of ``scale`` (napari's ``layer.translate``), written as each level's NGFF
+        translation so that a reopened store overlays its source.  Not part of the job:
+        a finished store of the same job keeps the origin it was written with.
     overwrite : bool
         Replace a store of napari-colorize that holds a different job.  Without it
         such a store is refused (``FileExistsError``); an unfinished store of this
@@ -325,13 +324,17 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     if stored != list(range(len(names))):  # only then, so stores in the input's order still resume
         job["layout"] = {"axes": names, "stored": stored}
     fingerprint = _fingerprint(job)
-    full_scale = _full_scale(scale, len(shape))
+    full_scale = full_axes(scale, len(shape), 1.0)
     store_shape = tuple(shape[i] for i in stored) + tuple(shape[-2:])
     store_scale = [full_scale[i] for i in stored] + full_scale[-2:]
+    full_origin = full_axes(origin, len(shape), 0.0, "origin")
+    # An origin at zero is recorded as before (level 0's translation all zeros); a size-1 axis
+    # left out of the store (stored_axes) cannot keep its position.
+    store_origin = [full_origin[i] for i in stored] + full_origin[-2:] if any(full_origin) else None
     store_names = [names[i] for i in stored]
     chunks = (plan.ty.chunk, plan.tx.chunk)
     if _prepare_store(path, job, fingerprint, store_shape, chunks, outputs, rgb_dtype, store_scale, unit,
-                      store_names, overwrite):
+                      store_names, overwrite, store_origin):
         return Path(path)
     channel = rgb_channel_index(len(stored), store_names)
     _write_chunks(stacked, plan, path, fingerprint, outputs, rgb_dtype, channel, tuple(stored), str(info["device"]),

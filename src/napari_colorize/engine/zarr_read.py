@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from ..outputs import ColorizeResult, get_output
-from .ome import channel_index, input_geometry, read_multiscales
+from .ome import channel_index, input_geometry, read_multiscales, read_translation
 from .store import ATTR, open_group
 
-__all__ = ["open_zarr_levels", "open_zarr_result", "read_geometry"]
+__all__ = ["open_zarr_levels", "open_zarr_result", "read_geometry", "read_placement"]
 
 
 def _job_attrs(group, path: str, require_complete: bool) -> dict:
@@ -105,12 +105,30 @@ def read_geometry(path: str | os.PathLike) -> tuple[list[dict], list[float]]:
     scale : list of float
         Pixel size along each of those axes.
     """
+    axes, scale, _ = read_placement(path)
+    return axes, scale
+
+
+def read_placement(path: str | os.PathLike) -> tuple[list[dict], list[float], list[float]]:
+    """:func:`read_geometry` and where the store lies: what napari's ``scale`` and ``translate`` are.
+
+    Returns
+    -------
+    axes, scale
+        As :func:`read_geometry`.
+    translate : list of float
+        World position of level 0's pixel 0 along each axis (its NGFF translation; zeros
+        for a store written without an origin), so that the store overlays its source.
+    """
     path = os.fspath(path)
     group = open_group(path, "r")
     attrs = _job_attrs(group, path, require_complete=False)
-    _, axes, scale = read_multiscales(_image_group(group, get_output(attrs["outputs"][0])))
+    image = _image_group(group, get_output(attrs["outputs"][0]))
+    _, axes, scale = read_multiscales(image)
+    translate = read_translation(image)
     channel = channel_index(axes)
     keep = [i for i in range(len(axes)) if i != channel]
-    axes, scale = [axes[i] for i in keep], [scale[i] for i in keep]
+    axes, scale, translate = [axes[i] for i in keep], [scale[i] for i in keep], [translate[i] for i in keep]
     layout = attrs.get("layout")
-    return input_geometry(axes, scale, layout["axes"], layout["stored"]) if layout else (axes, scale)
+    return input_geometry(axes, scale, layout["axes"], layout["stored"], translate) if layout else (axes, scale,
+                                                                                                    translate)

@@ -43,6 +43,10 @@ class Image:
         file says (TIFF); None when unknown, so a last axis of 3 or 4 is taken as colour.
     z_step : float or None
         Distance between the planes of the ``z`` axis, in ``unit``, when the file says it.
+    origin : (float, float) or None
+        (y, x) position of pixel 0 in ``unit`` when the file gives one (an OME-Zarr translation).
+    z_origin : float or None
+        Position of the first plane of the ``z`` axis, in ``unit``, when the file gives it.
     """
 
     data: Any
@@ -53,6 +57,8 @@ class Image:
     colour_model: str | None = None
     samples: bool | None = None
     z_step: float | None = None
+    origin: tuple[float, float] | None = None
+    z_origin: float | None = None
 
     def scale(self) -> list[float] | None:
         """The pixel size along every axis of :attr:`data` (leading axes 1 but a known z
@@ -61,6 +67,14 @@ class Image:
             return None
         lead = [self.z_step if name == "z" and self.z_step else 1.0 for name in (self.axes or [])]
         return lead + list(self.pixel_size) if len(lead) == self.data.ndim - 2 else list(self.pixel_size)
+
+    def translation(self) -> list[float] | None:
+        """The position of pixel 0 along every axis of :attr:`data` (leading axes 0 but a
+        known z origin), like :meth:`scale`, or None when the file gives none."""
+        if self.origin is None:
+            return None
+        lead = [self.z_origin if name == "z" and self.z_origin else 0.0 for name in (self.axes or [])]
+        return lead + list(self.origin) if len(lead) == self.data.ndim - 2 else list(self.origin)
 
 
 def warn_if_transparent(alpha, name: str, opaque: float) -> None:

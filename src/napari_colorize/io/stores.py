@@ -92,12 +92,17 @@ def read_zarr(path: Path) -> Image:
     dataset = ms[0]["datasets"][0]
     data = da.from_zarr(node[dataset["path"]])
     axes = [a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", [])]
-    pixel_size = unit = z_step = None
+    pixel_size = unit = z_step = origin = z_origin = None
     for tr in dataset.get("coordinateTransformations", []):
-        if tr.get("type") == "scale" and len(tr["scale"]) >= 2:
-            pixel_size = (float(tr["scale"][-2]), float(tr["scale"][-1]))
-            if "z" in axes and len(tr["scale"]) == len(axes):
-                z_step = float(tr["scale"][axes.index("z")])
+        values = tr.get(tr.get("type"))
+        if tr.get("type") not in ("scale", "translation") or not isinstance(values, list) or len(values) < 2:
+            continue
+        yx = (float(values[-2]), float(values[-1]))
+        along_z = float(values[axes.index("z")]) if "z" in axes and len(values) == len(axes) else None
+        if tr["type"] == "scale":
+            pixel_size, z_step = yx, along_z
+        else:  # where pixel 0 lies: carried to the outputs like the pixel size
+            origin, z_origin = yx, along_z
     space = [a for a in ms[0].get("axes", []) if isinstance(a, dict) and a.get("name") == "x"]
     if space and space[0].get("unit"):
         factor = _UNITS_UM.get(space[0]["unit"])
@@ -105,9 +110,13 @@ def read_zarr(path: Path) -> Image:
         if factor and pixel_size:
             pixel_size = (pixel_size[0] * factor, pixel_size[1] * factor)
             z_step = z_step * factor if z_step else None
+        if factor and origin:
+            origin = (origin[0] * factor, origin[1] * factor)
+            z_origin = z_origin * factor if z_origin else None
     rgb = "c" in axes and _is_rgb(ome, data.shape[axes.index("c")])
     if rgb:
         data = da.moveaxis(data, axes.index("c"), -1)
         axes.remove("c")
     lead = axes[:-2] if len(axes) >= 2 else None
-    return Image(data, pixel_size, unit, lead_axis_names(lead), samples=rgb, z_step=z_step if pixel_size else None)
+    return Image(data, pixel_size, unit, lead_axis_names(lead), samples=rgb, z_step=z_step if pixel_size else None,
+                 origin=origin if any(origin or ()) or z_origin else None, z_origin=z_origin)
