@@ -62,6 +62,7 @@ def test_reader_opens_a_store_the_cli_wrote(make_napari_viewer, cli_store):
         assert all(isinstance(level, da.Array) for level in layer.data)  # lazy
         assert [tuple(level.shape[1:3]) for level in layer.data] == LEVELS
         np.testing.assert_allclose(layer.scale, (1.0, 0.5, 0.5))
+        np.testing.assert_allclose(layer.translate, (0.0, 0.0, 0.0))  # the TIFF gives no position
         assert tuple(layer.axis_labels) == ("z", "y", "x")
         assert [str(u) for u in layer.units[1:]] == ["micrometer", "micrometer"]
         meta = layer.metadata[METADATA_KEY]
@@ -95,13 +96,36 @@ def test_reader_gives_a_reordered_store_back_in_the_inputs_axis_order(tmp_path):
     plane = transform.resize(data.camera(), (96, 112), anti_aliasing=True).astype(np.float32)
     zc = np.stack([np.stack([plane, 1 - plane])] * 3)  # (z, c, y, x)
     store = nc.colorize_to_zarr(zc, tmp_path / "zc_colorized.zarr", nc.build_model("compact"), axes=["z", "c"],
-                                scale=[0.8, 1.0, 0.2, 0.2], device="cpu")
+                                scale=[0.8, 1.0, 0.2, 0.2], origin=[1.6, 0.0, 2.0, -1.0], device="cpu")
     assert zarr.open_group(str(store), mode="r")["confidence/0"].shape == (2, 3, 96, 112)
     layers = napari_get_reader(str(store))(str(store))
     for layer_data, kwargs, _ in layers:
         assert tuple(layer_data.shape[:4]) == (3, 2, 96, 112)
         assert tuple(kwargs["axis_labels"]) == ("z", "ch", "y", "x")
         np.testing.assert_allclose(kwargs["scale"], (0.8, 1.0, 0.2, 0.2))
+        np.testing.assert_allclose(kwargs["translate"], (1.6, 0.0, 2.0, -1.0))  # also in the input's order
+
+
+def test_a_store_written_with_an_origin_reopens_where_its_source_lies(make_napari_viewer, tmp_path):
+    torch.manual_seed(3)
+    cam = transform.resize(data.camera(), LEVELS[0], anti_aliasing=True).astype(np.float32)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pyramid, "MAX_PLANE", 64)  # a pyramid on a small image
+        store = nc.colorize_to_zarr(np.stack([cam, cam[::-1]]), tmp_path / "tile_colorized.zarr",
+                                    nc.build_model("compact"), scale=(2.0, 0.5, 0.25), origin=(6.0, 1.5, -4.0),
+                                    unit="micrometer", device="cpu")
+    from napari.layers import Image
+
+    source = Image(np.stack([cam, cam[::-1]]), scale=(2.0, 0.5, 0.25), translate=(6.0, 1.5, -4.0))
+    viewer = make_napari_viewer()
+    viewer.open(str(store), plugin=PLUGIN)
+    assert len(viewer.layers) == 3
+    for layer in viewer.layers:
+        assert layer.multiscale and len(layer.data) == len(LEVELS)
+        np.testing.assert_allclose(layer.scale, (2.0, 0.5, 0.25))
+        np.testing.assert_allclose(layer.translate, (6.0, 1.5, -4.0))
+        for pixel in ((0, 0, 0), (1, 37, 101)):  # each pixel overlays the source's
+            np.testing.assert_allclose(layer.data_to_world(pixel), source.data_to_world(pixel))
 
 
 def test_reader_declines_other_zarr_stores(tmp_path):

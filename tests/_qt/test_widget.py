@@ -509,6 +509,28 @@ def test_zarr_output_is_written_and_opened_lazily(make_napari_viewer, qtbot, str
     assert rgb.metadata[METADATA_KEY]["device"] == "cpu"  # resolved, as for an in-memory run (was "auto")
 
 
+def test_a_current_slice_store_reopens_at_its_planes_place(make_napari_viewer, qtbot, strong_model, tmp_path):
+    viewer = make_napari_viewer()
+    stack = np.random.default_rng(5).integers(0, 255, (4, 64, 64), dtype=np.uint8)
+    source = viewer.add_image(stack, name="stack", scale=(2.0, 0.5, 0.25), translate=(10.0, -3.0, 7.0))
+    viewer.dims.set_current_step(0, 2)
+    widget = open_widget(viewer, strong_model)
+    widget.scope.value = "current slice"
+    widget.output.value = "zarr file"
+    widget.zarr_path.value = str(tmp_path / "plane2.zarr")
+    run_and_wait(qtbot, widget)
+    shown = viewer.layers["stack colorized"]
+    reopened = viewer.open(str(tmp_path / "plane2.zarr"), plugin=PLUGIN)  # napari's File > Open
+    assert [layer.name for layer in reopened] == ["plane2 hue entropy", "plane2 chroma confidence", "plane2 colorized"]
+    for layer in reopened:
+        assert (layer.data[0] if layer.multiscale else layer.data).shape[:3] == (1, 64, 64)
+        np.testing.assert_allclose(layer.scale, source.scale)
+        np.testing.assert_allclose(layer.translate, (10.0 + 2 * 2.0, -3.0, 7.0))  # plane 2, not plane 0
+        for pixel in ((0, 0, 0), (0, 40, 9)):  # each pixel over the source's, and the widget's output's
+            np.testing.assert_allclose(layer.data_to_world(pixel), source.data_to_world((2, *pixel[1:])))
+            np.testing.assert_allclose(layer.data_to_world(pixel), shown.data_to_world(pixel))
+
+
 def test_zarr_output_never_replaces_another_jobs_store(make_napari_viewer, qtbot, strong_model, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(4).integers(0, 255, (64, 64), dtype=np.uint8), name="img")

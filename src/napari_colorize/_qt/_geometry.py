@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Geometry"]
+__all__ = ["Geometry", "store_origin"]
 
 Matrix = tuple[tuple[float, ...], ...]
 
@@ -83,3 +83,15 @@ class Geometry:
         level), starting ``offset`` pixels of that size further along (one plane of a stack)."""
         translate = np.asarray(self.translate, float) + self.linear(scale) @ np.asarray(offset, float)
         return replace(self, scale=tuple(map(float, scale)), translate=tuple(translate.tolist()))
+
+
+def store_origin(geometry: Any) -> list[float] | None:
+    """What a zarr store records as its position (its NGFF translation): ``geometry.translate``,
+    the world position of the data's pixel 0 (of the one plane of a "current slice" job).
+
+    OME-NGFF 0.4 has scale and translation only, so a source's rotation, shear and affine
+    transform are not stored: a store reopened from disk lies unrotated at that position.
+    None (no geometry) records none.
+    """
+    translate = getattr(geometry, "translate", None)
+    return None if translate is None else [float(t) for t in translate]

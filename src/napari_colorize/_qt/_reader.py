@@ -4,9 +4,9 @@
 store per input.  Dropped on the viewer or opened with File > Open, it becomes the
 layers the widget would have made (hue entropy, chroma confidence, then the colour
 image on top), each a lazy multiscale pyramid placed with the source's pixel size,
-axis names and units.  Nothing is computed up front: the contrast limits are given, so
-napari reads only the tiles it shows.  Any other zarr store gets None, so that
-napari-ome-zarr or another reader takes it.
+position (the store's NGFF translation), axis names and units.  Nothing is computed up
+front: the contrast limits are given, so napari reads only the tiles it shows.  Any
+other zarr store gets None, so that napari-ome-zarr or another reader takes it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.zarr_io import read_job
-from ..engine.zarr_read import open_zarr_levels, read_geometry
+from ..engine.zarr_read import open_zarr_levels, read_placement
 from ._layers import Geometry, layer_data_tuples
 
 __all__ = ["napari_get_reader", "read_stores", "source_name"]
@@ -59,10 +59,10 @@ def read_stores(path: str | Sequence[str]) -> list[LayerDataTuple]:
 
 
 def _geometry(path: str) -> Geometry:
-    """The source's scale, axis names and units (level 0), from the store's NGFF metadata."""
-    axes, scale = read_geometry(path)
+    """The source's scale, translate, axis names and units (level 0), from the store's NGFF metadata."""
+    axes, scale, translate = read_placement(path)
     units = tuple(a.get("unit") for a in axes)
-    return Geometry(scale=tuple(scale), translate=(0.0,) * len(scale), axis_labels=tuple(a["name"] for a in axes),
+    return Geometry(scale=tuple(scale), translate=tuple(translate), axis_labels=tuple(a["name"] for a in axes),
                     units=units if any(units) else None)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from ..api import ColorizeResult, colorize, colorize_to_zarr
 from ..decode import METHODS as DECODE_METHODS
 from ..engine import Cancelled
+from ._geometry import store_origin
 
 __all__ = ["METHODS", "OUTPUT_MODES", "USER_ERRORS", "Cancelled", "Guide", "Outcome", "Settings", "run", "work"]
 
@@ -178,6 +179,8 @@ def _run_zarr(array: Any, settings: Settings, progress: ProgressCallback | None,
 
     A store of the same job is resumed; one holding another job's result is refused with
     the engine's message rather than replaced (nothing of the user's is lost silently).
+    The store records the pixel size and the position (translate) of ``geometry``: of the
+    one plane of a "current slice" job, so that the reopened store overlays its source.
     """
     from ..engine.zarr_io import open_zarr_levels
 
@@ -186,6 +189,7 @@ def _run_zarr(array: Any, settings: Settings, progress: ProgressCallback | None,
     unit = str(units[-1]) if units and str(units[-1]) not in ("pixel", "px") else None
     path = colorize_to_zarr(array, settings.zarr_path, rgb_dtype="uint8", overwrite=False,
                             scale=list(geometry.scale) if geometry is not None else None, unit=unit,
+                            origin=store_origin(geometry),
                             axes=_ome_axes(getattr(geometry, "axis_labels", None), lead),
                             **_engine_kwargs(settings, progress, cancel, guide))
     result = open_zarr_levels(path)
