@@ -9,6 +9,16 @@ import napari_colorize as nc
 
 
 @pytest.fixture(autouse=True)
+def private_settings(tmp_path, monkeypatch):
+    """Keep the widget's persisted choices out of the user's cache folder; the path it uses instead."""
+    from napari_colorize._qt import _widget
+
+    path = tmp_path / "settings.json"
+    monkeypatch.setattr(_widget, "settings_path", lambda: path)
+    return path
+
+
+@pytest.fixture(autouse=True)
 def fresh_caches():
     """Tiles cached by one test would skip another's cancel checks (they are not computed)."""
     from napari_colorize.engine.cache import clear_caches

@@ -23,35 +23,11 @@ pytest.importorskip("pytestqt")
 
 from napari_colorize._qt import _display, _runner, _widget
 from napari_colorize._qt._layers import METADATA_KEY
+from widget_driver import PLUGIN, WAIT_MS, open_widget, run_and_wait
 
-PLUGIN = "napari-colorize"
-WAIT_MS = 60_000
 #: The colour layer is uint8, as a screen shows it: each channel, and so its gray, is within
 #: half a level of the float result; lightness checks allow one level.
 LEVEL = 1.0 / 255
-
-
-@pytest.fixture(autouse=True)
-def private_settings(tmp_path, monkeypatch):
-    """Keep the widget's persisted choices out of the user's cache folder."""
-    path = tmp_path / "settings.json"
-    monkeypatch.setattr(_widget, "settings_path", lambda: path)
-    return path
-
-
-def open_widget(viewer, model_path: str) -> _widget.ColorizeWidget:
-    """The widget as a user opens it (Plugins menu -> the manifest's command), set to ``model_path``."""
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Colorize")
-    assert isinstance(widget, _widget.ColorizeWidget)
-    widget.model_source.value = "from file"
-    widget.model_path.value = model_path
-    return widget
-
-
-def run_and_wait(qtbot, widget, timeout: int = WAIT_MS) -> None:
-    widget.run_button.clicked()  # what a click emits
-    assert widget.is_running
-    qtbot.waitUntil(lambda: not widget.is_running, timeout=timeout)
 
 
 def expected_gray(data: np.ndarray, limits) -> np.ndarray:

@@ -18,16 +18,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 import napari_colorize as nc
-from napari_colorize._qt import _widget
-
-PLUGIN = "napari-colorize"
-WAIT_MS = 60_000
-
-
-@pytest.fixture(autouse=True)
-def private_settings(tmp_path, monkeypatch):
-    """Keep the widget's persisted choices out of the user's cache folder."""
-    monkeypatch.setattr(_widget, "settings_path", lambda: tmp_path / "settings.json")
+from widget_driver import PLUGIN, WAIT_MS
 
 
 def test_widget_applies_the_stored_temperature(make_napari_viewer, qtbot, make_model, tmp_path):

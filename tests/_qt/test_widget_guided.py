@@ -20,11 +20,10 @@ pytest.importorskip("pytestqt")
 from skimage.color import rgb2lab
 
 import napari_colorize as nc
-from napari_colorize._qt import _guidance, _layers, _validation, _widget
+from napari_colorize._qt import _guidance, _layers, _validation
 from napari_colorize.color import rgb_to_gray
+from widget_driver import WAIT_MS, open_widget, run_and_wait
 
-PLUGIN = "napari-colorize"
-WAIT_MS = 60_000
 #: The colour layer is uint8: each channel within half a level of the float result.
 LEVEL = 1.0 / 255
 #: A blue of lightness 0.5 ((R + G + B) / 3), far from the strong model's orange.
@@ -34,25 +33,6 @@ BLUE = (0.3, 0.45, 0.75)
 @pytest.fixture
 def random_model(make_model, tmp_path):
     return str(nc.save_model(copy.deepcopy(make_model()), tmp_path / "random.safetensors"))
-
-
-@pytest.fixture(autouse=True)
-def private_settings(tmp_path, monkeypatch):
-    """Keep the widget's persisted choices out of the user's cache folder."""
-    monkeypatch.setattr(_widget, "settings_path", lambda: tmp_path / "settings.json")
-
-
-def open_widget(viewer, model_path: str) -> _widget.ColorizeWidget:
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Colorize")
-    widget.model_source.value = "from file"
-    widget.model_path.value = model_path
-    return widget
-
-
-def run_and_wait(qtbot, widget) -> None:
-    widget.run_button.clicked()
-    assert widget.is_running
-    qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
 
 
 def shown_rgb(viewer, name: str) -> np.ndarray:

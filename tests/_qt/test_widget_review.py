@@ -11,29 +11,9 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_colorize._qt import _guidance, _widget
+from napari_colorize._qt import _guidance
 from napari_colorize._qt._layers import METADATA_KEY
-
-PLUGIN = "napari-colorize"
-WAIT_MS = 60_000
-
-
-@pytest.fixture(autouse=True)
-def private_settings(tmp_path, monkeypatch):
-    """Keep the widget's persisted choices out of the user's cache folder."""
-    monkeypatch.setattr(_widget, "settings_path", lambda: tmp_path / "settings.json")
-
-
-def open_widget(viewer, model_path: str) -> _widget.ColorizeWidget:
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Colorize")
-    widget.model_source.value = "from file"
-    widget.model_path.value = model_path
-    return widget
-
-
-def run_and_wait(qtbot, widget) -> None:
-    widget.run_button.clicked()
-    qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
+from widget_driver import WAIT_MS, open_widget, run_and_wait
 
 
 def outputs(viewer) -> list:
