@@ -433,6 +433,16 @@ def test_a_store_written_with_an_origin_reopens_there_and_its_levels_line_up(mod
         np.testing.assert_allclose(conf[n][1, y, x], np.mean([conf[0][b] for b in block]), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("origin, message", [((np.nan, 0.0), r"origin must be finite numbers"),
+                                             ((0.0, np.inf), r"origin must be finite numbers"),
+                                             ((1.0, 2.0, 3.0, 4.0), r"position of \(y, x\) or of all 3 axes")])
+def test_a_bad_origin_is_refused_before_anything_is_written(model_path, stack, tmp_path, origin, message):
+    # NaN and inf would be written into .zattrs as NaN/Infinity, which is not JSON.
+    with pytest.raises(ValueError, match=message):
+        nc.colorize_to_zarr(stack, tmp_path / "out.zarr", model_path, origin=origin, **TILING)
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_open_zarr_levels(model_path, stack, tmp_path):
     out = nc.colorize_to_zarr(stack, tmp_path / "out.zarr", model_path, **TILING)
     levels = open_zarr_levels(out)

@@ -514,6 +514,7 @@ def _bad_guidance(reference):
         ({"reference": np.full((8, 8, 3), 2.0)}, r"must lie in \[0, 1\]"),
         ({"reference": np.full((8, 8, 3), 200.0)}, r"spans \[200, 200\]; values up to 255 look like 8-bit colour: divide by 255"),
         ({"reference": np.full((8, 8, 3), 300.0)}, r"spans \[300, 300\]$"),
+        ({"reference": np.full((8, 8, 3), 1.02)}, r"spans \[1.02, 1.02\]; clip it to \[0, 1\] \(np.clip\) if it only"),
         ({"reference": reference, "hints": _hints([[10, 96]], [ORANGE])}, "lies outside the image"),
         ({"hints": GOOD_HINTS, "hint_planes": "every"}, "hint_planes must be one of"),
         ({"hint_planes": "every"}, "hint_planes must be one of"),

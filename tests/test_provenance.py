@@ -65,8 +65,17 @@ def test_split_counts_only_training_sources(corpus, monkeypatch, make_model):
                                                   "val_sources": ["b"], "test_sources": []}}
     files = sorted(corpus.rglob("*.png"))
     assert trained_on(record, files) == sorted((corpus / "a").glob("*.png"))  # not b, not the b-backdrop composite
-    monkeypatch.chdir(corpus / "a")
-    assert trained_on(record, files) == []  # the manifest cannot be found from here: no claim
+    monkeypatch.chdir(corpus / "a")  # the recorded path does not lead there: the data folder's manifest is used
+    assert trained_on(record, files) == sorted((corpus / "a").glob("*.png"))
+    (corpus / "manifest.csv").rename(corpus.parent / "elsewhere.csv")
+    assert trained_on(record, files) == []  # no manifest to be found: no claim
+
+
+def test_fine_tuned_model_counts_its_base_models_images(tmp_path):
+    base, own, fresh = _photos(tmp_path / "base", 1, 0), _photos(tmp_path / "own", 1, 1), _photos(tmp_path / "new", 1, 2)
+    record = {"init": "base.safetensors", "data": [str(tmp_path / "own")],
+              "init_training": {"data": [str(tmp_path / "base")], "init_training": {"data": "unit test"}}}
+    assert trained_on(record, [*fresh, *base, *own]) == [base[0].resolve(), own[0].resolve()]
 
 
 def test_evaluate_and_calibrate_warn_on_training_images(tmp_path, make_model):

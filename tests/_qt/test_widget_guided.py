@@ -294,6 +294,10 @@ def test_all_white_hints_are_used_and_noted_once(make_napari_viewer, qtbot, stro
     points = viewer.add_points([[40.0, 30.0], [50.0, 30.0]], name="hints")
     assert np.allclose(points.face_color[:, :3], 1.0)  # napari's colour for new points
     widget.hints.value = points
+    points.add([[60.0, 30.0]])  # edits before any result is shown are checked, not coloured
+    qtbot.wait(400)
+    assert widget.run_blocker() is None and not [m for m in shown if "are white" in m]  # said when a job uses them
+    points.data = points.data[:2]
     run_and_wait(qtbot, widget)
     assert delta_ab(shown_rgb(viewer, "g")[39:42, 29:32], (0.5, 0.5, 0.5)).max() < 3  # white at lightness 0.5: gray
     notes = [m for m in shown if "hints of 'hints' are white" in m]

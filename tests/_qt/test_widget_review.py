@@ -154,3 +154,20 @@ def test_output_metadata_is_json(make_napari_viewer, qtbot, strong_model):
     for layer in outputs(viewer):
         meta = json.loads(json.dumps(layer.metadata))[METADATA_KEY]
         assert meta["source_id"] == str(source.unique_id)
+
+
+@pytest.mark.parametrize("shear", [[0.3, 0.0, 0.1], [[1.0, 0.0, 0.0], [0.4, 1.0, 0.0], [0.2, 0.1, 1.0]]],
+                         ids=["upper", "lower-triangular"])
+def test_current_slice_geometry_follows_either_shear(shear):
+    # napari keeps a lower-triangular shear as the whole matrix: reading it as values raised
+    # TypeError at every check of the choices, so the widget failed as soon as such a layer existed.
+    from napari.layers import Image
+
+    from napari_colorize._qt._layers import plan_for_layer
+
+    source = Image(np.zeros((3, 48, 64), np.uint8), scale=(2.0, 0.5, 0.7), translate=(3.0, 1.0, 2.0), rotate=25,
+                   shear=shear)
+    plan = plan_for_layer(source, source.data_to_world((2, 0, 0)), "current slice")
+    out = Image(np.zeros((1, 48, 64), np.uint8), **plan.geometry.as_kwargs())
+    for y, x in ((0, 0), (47, 0), (0, 63), (47, 63)):
+        np.testing.assert_allclose(out.data_to_world((0, y, x)), source.data_to_world((2, y, x)), atol=1e-6)

@@ -23,6 +23,13 @@ def _matrix(values: Any) -> Matrix:
     return tuple(tuple(float(v) for v in row) for row in np.asarray(values, float))
 
 
+def _shear(values: Any) -> tuple[float, ...] | Matrix:
+    """napari's ``layer.shear``: the upper-triangular values, or the whole matrix when the
+    shear is lower-triangular (napari keeps that form as given); either goes back to napari."""
+    values = np.asarray(values, float)
+    return _matrix(values) if values.ndim == 2 else tuple(values.tolist())
+
+
 @dataclass(frozen=True)
 class Geometry:
     """Where a layer's data sits in the world (napari's data-to-world transform).
@@ -35,8 +42,9 @@ class Geometry:
         Per data axis, copied from the source when it has them.
     rotate : (ndim, ndim) matrix, optional
         The source's rotation (napari's ``layer.rotate``); None: none, or not known.
-    shear : tuple of float, optional
-        The source's shear, its upper-triangular values as napari keeps them (``layer.shear``).
+    shear : tuple of float or (ndim, ndim) matrix, optional
+        The source's shear as napari keeps it (``layer.shear``): its upper-triangular values,
+        or the whole matrix of a lower-triangular shear.
     affine : (ndim + 1, ndim + 1) matrix, optional
         The source's affine transform, applied after the others (``layer.affine``).
     """
@@ -46,7 +54,7 @@ class Geometry:
     axis_labels: tuple[str, ...] | None = None
     units: tuple[str, ...] | None = None
     rotate: Matrix | None = None
-    shear: tuple[float, ...] | None = None
+    shear: tuple[float, ...] | Matrix | None = None
     affine: Matrix | None = None
 
     @classmethod
@@ -54,7 +62,7 @@ class Geometry:
         """A napari layer's geometry (level 0 of a multiscale layer)."""
         return cls(scale=tuple(map(float, layer.scale)), translate=tuple(map(float, layer.translate)),
                    axis_labels=tuple(layer.axis_labels), units=tuple(str(u) for u in layer.units),
-                   rotate=_matrix(layer.rotate), shear=tuple(map(float, layer.shear)),
+                   rotate=_matrix(layer.rotate), shear=_shear(layer.shear),
                    affine=_matrix(layer.affine.affine_matrix))
 
     def as_kwargs(self) -> dict[str, Any]:
@@ -72,7 +80,9 @@ class Geometry:
         scale = np.asarray(self.scale if scale is None else scale, float)
         n = len(scale)
         matrix = np.eye(n)
-        if self.shear is not None:
+        if self.shear is not None and np.ndim(self.shear) == 2:  # napari keeps a lower-triangular shear whole
+            matrix = np.asarray(self.shear, float).copy()
+        elif self.shear is not None:
             matrix[np.triu_indices(n, 1)] = self.shear
         if self.rotate is not None:
             matrix = np.asarray(self.rotate, float) @ matrix

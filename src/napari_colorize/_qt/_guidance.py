@@ -274,14 +274,17 @@ class GuidanceFields:
         for emitter, callback in self._watched:
             emitter.connect(callback)
 
-    def _note_white(self, layer: Any, colours: np.ndarray) -> None:
-        """Once per Points layer: every hint white, napari's colour for new points, is more often an
-        oversight than the colour wanted (white is used as asked; a user may mean it)."""
-        if len(colours) and np.allclose(colours[:, :3], 1.0) and layer.unique_id not in self._white_noted:
+    def note_white_hints(self, guide: Guide | None) -> None:
+        """When a job starts, once per Points layer: every hint white, napari's colour for new
+        points, is more often an oversight than the colour wanted (white is used as asked)."""
+        layer, hints = self.hints.value, getattr(guide, "hints", None)
+        if layer is None or hints is None or not len(hints[1]) or layer.unique_id in self._white_noted:
+            return
+        if np.allclose(np.asarray(hints[1], float)[:, :3], 1.0):
             from napari.utils.notifications import show_warning
 
             self._white_noted.add(layer.unique_id)
-            show_warning(f"napari-colorize: all {len(colours)} hints of {layer.name!r} are white, napari's colour "
+            show_warning(f"napari-colorize: all {len(hints[1])} hints of {layer.name!r} are white, napari's colour "
                          "for new points; if you meant other colours, select the points and set their face colour")
 
     def sync_visibility(self, image: Any) -> None:
@@ -304,9 +307,8 @@ class GuidanceFields:
         all_planes = bool(self.all_planes.value) and image.ndim > 2
         hints = None
         if points_layer is not None:
-            points, colours = hint_points(points_layer, image, point), np.asarray(points_layer.face_color, float)
-            self._note_white(points_layer, colours)
-            hints = plan_hints(points, colours, plan, level_factors(image, plan.level), all_planes)
+            hints = plan_hints(hint_points(points_layer, image, point), np.asarray(points_layer.face_color, float),
+                               plan, level_factors(image, plan.level), all_planes)
         strength = float(self.reference_strength.value)
         hint_range = float(self.hint_range.value)
         return Guide(reference=None if reference is None else reference_array(reference, point),

@@ -16,16 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from magicgui.widgets import (
-    CheckBox,
-    ComboBox,
-    Container,
-    FileEdit,
-    FloatSpinBox,
-    PushButton,
-    RadioButtons,
-    SpinBox,
-)
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, PushButton, RadioButtons, SpinBox
 from qtpy.QtCore import QTimer
 from superqt.utils import ensure_main_thread
 
@@ -307,6 +298,7 @@ class ColorizeWidget(Container):
                      "key": (name, _guidance.guide_key(guide)), "source_id": _layers.layer_id(self.image.value),
                      "layer": self.image.value, "data": self.image.value.data}
         self.worker = create_worker(_runner.work, plan, settings, name, self._cancel, self._report_progress, guide)
+        self.guidance.note_white_hints(guide)  # a job's hints, not each check of the choices
         if live:
             self._set_status(f"Re-colouring {name} with the hints…")
         else:

@@ -7,6 +7,7 @@ types, the pixel size and position of each pyramid level and the colours of the 
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 
@@ -95,6 +96,8 @@ def full_axes(values: Sequence[float] | None, ndim: int, fill: float, what: str 
     if values is None:
         return [fill] * ndim
     values = [float(s) for s in values]
+    if not all(math.isfinite(v) for v in values):  # NaN and inf are not JSON: the store's metadata would break
+        raise ValueError(f"{what} must be finite numbers, got {values}")
     if len(values) == 2:
         return [fill] * (ndim - 2) + values
     if len(values) != ndim:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..io.manifest import manifest_path_column, read_manifest_rows
+from ..io.manifest import find_manifest_above, manifest_path_column, read_manifest_rows
 
 __all__ = ["TrainedOnWarning", "trained_on", "warn_if_trained_on"]
 
@@ -28,11 +28,20 @@ def _inside(path: Path, folders: list[Path]) -> bool:
     return any(path == folder or folder in path.parents for folder in folders)
 
 
-def _training_files(record: dict[str, Any]) -> set[Path] | None:
-    """Images of the split's training sources (composites only if their backdrop trains too);
-    None when the manifest cannot be read from here."""
+def _find_manifest(record: dict[str, Any], folders: list[Path]) -> Path | None:
+    """The split's manifest: as recorded (relative to where training ran), else the nearest
+    ``manifest.csv`` at or above a data folder, as training itself looks for one."""
     manifest = Path(str(record.get("manifest") or ""))
-    if not manifest.is_file():
+    if manifest.is_file():
+        return manifest
+    return next((found for found in map(find_manifest_above, folders) if found is not None), None)
+
+
+def _training_files(record: dict[str, Any], folders: list[Path]) -> set[Path] | None:
+    """Images of the split's training sources (composites only if their backdrop trains too);
+    None when the manifest cannot be found from here."""
+    manifest = _find_manifest(record, folders)
+    if manifest is None:
         return None
     try:
         columns, rows = read_manifest_rows(manifest)
@@ -47,17 +56,32 @@ def _training_files(record: dict[str, Any]) -> set[Path] | None:
 def trained_on(training: dict[str, Any], paths: Iterable[str | os.PathLike | None]) -> list[Path]:
     """Those of ``paths`` that a model's training record (``model.config.training``) says it
     trained on: inside one of its data folders, and with a source-grouped split
-    (``held_out``) also listed under a training source in its manifest.  Empty when the
-    record cannot tell (no data folders; a split whose manifest is not found from here)."""
-    data = training.get("data") or ()
-    folders = [Path(str(d)).resolve() for d in ([data] if isinstance(data, (str, os.PathLike)) else data)]
+    (``held_out``) also listed under a training source in its manifest; for a fine-tuned
+    model also what its base model trained on (``init_training``, the same way).  Empty where
+    the record cannot tell (no data folders; a split whose manifest is not found)."""
+    paths = [Path(q).resolve() for q in paths if q is not None]
+    used: set[Path] = set()
+    record: dict[str, Any] | None = training
+    while record:  # a fine-tuned model (train --init) also learnt from its base model's images
+        used.update(_used(record, _folders(record.get("data")), paths))
+        record = record.get("init_training")
+    return [p for p in paths if p in used]
+
+
+def _folders(data: Any) -> list[Path]:
+    data = data or ()
+    return [Path(str(d)).resolve() for d in ([data] if isinstance(data, (str, os.PathLike)) else data)]
+
+
+def _used(training: dict[str, Any], folders: list[Path], paths: list[Path]) -> list[Path]:
+    """Those of ``paths`` that the run of one training record (not its base model's) trained on."""
     if not folders:
         return []
-    inside = [p for p in (Path(q).resolve() for q in paths if q is not None) if _inside(p, folders)]
+    inside = [p for p in paths if _inside(p, folders)]
     record = training.get("held_out")
     if not inside or not record:
         return inside
-    files = _training_files(record)
+    files = _training_files(record, folders)
     return [] if files is None else [p for p in inside if p in files]
 
 

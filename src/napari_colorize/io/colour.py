@@ -207,7 +207,10 @@ def rgb_to_unit(arr: np.ndarray, name: str, camera_depth: bool = True) -> np.nda
         raise ValueError(f"{name}: the image contains NaN or infinite values; replace them (e.g. np.nan_to_num)")
     if arr.min() < 0 or arr.max() > 1:
         lo, hi = float(arr.min()), float(arr.max())
-        hint = "; values up to 255 look like 8-bit colour: divide by 255" if hi <= 255 and lo >= 0 else ""
+        # Up to 255 well beyond 1 looks like 8-bit colour stored as floats; just beyond [0, 1], like a
+        # resampling overshoot, which dividing by 255 would turn black.
+        hint = ("; values up to 255 look like 8-bit colour: divide by 255" if 2 < hi <= 255 and lo >= 0 else
+                "; clip it to [0, 1] (np.clip) if it only overshoots" if hi <= 2 and lo >= -1 else "")
         raise ValueError(f"{name}: float RGB images must lie in [0, 1], this one spans [{lo:g}, {hi:g}]{hint}")
     return arr
 

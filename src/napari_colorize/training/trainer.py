@@ -67,7 +67,7 @@ def _make_model(cfg: TrainConfig) -> tuple[HypercolumnColorizer, str, str]:
         model = load_model(cfg.init, device="cpu")
         previous = dict(model.config.training)
         model.config.training = {"init": str(cfg.init), "init_training": {k: previous[k] for k in
-                                 ("data", "steps", "wall_time_s", "final_loss", "val") if k in previous}}
+                                 ("data", "held_out", "init_training", "steps", "wall_time_s", "final_loss", "val") if k in previous}}
         if model.config.decoding.get("calibration"):  # fitted to the --init weights, kept until recalibrated
             model.config.decoding["calibration"] = {**model.config.decoding["calibration"], "inherited_from": str(cfg.init)}
         return model, config.backbone, config.space
