@@ -73,9 +73,40 @@ def test_split_counts_only_training_sources(corpus, monkeypatch, make_model):
 
 def test_fine_tuned_model_counts_its_base_models_images(tmp_path):
     base, own, fresh = _photos(tmp_path / "base", 1, 0), _photos(tmp_path / "own", 1, 1), _photos(tmp_path / "new", 1, 2)
-    record = {"init": "base.safetensors", "data": [str(tmp_path / "own")],
-              "init_training": {"data": [str(tmp_path / "base")], "init_training": {"data": "unit test"}}}
+    record = {"init": "base.safetensors", "data": [str(tmp_path / "own")], "held_out": None,
+              "init_training": {"data": [str(tmp_path / "base")], "held_out": None, "init_training": "odd"}}
     assert trained_on(record, [*fresh, *base, *own]) == [base[0].resolve(), own[0].resolve()]
+    # A base record written before it kept the split (no held_out key) cannot tell which images trained.
+    del record["init_training"]["held_out"]
+    assert trained_on(record, [*fresh, *base, *own]) == [own[0].resolve()]
+
+
+def test_what_training_did_decides(tmp_path, corpus, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    # A composite whose backdrop source has no images of its own trains (split_by_sources): it counts.
+    rows = (corpus / "manifest.csv").read_text().replace("comp/p0.png,a,b", "comp/p0.png,a,z")
+    (corpus / "manifest.csv").write_text(rows)
+    record = {"data": [str(corpus)], "held_out": {"manifest": "corpus/manifest.csv", "train_sources": ["a"],
+                                                  "val_sources": ["b"], "test_sources": [], "train_images": 3}}
+    files = sorted(corpus.rglob("*.png"))
+    assert [p.name for p in trained_on(record, files)] == ["p0.png", "p1.png", "p0.png"]  # a/*, comp/p0
+    # A manifest that does not give the recorded number of training images is not the one it used.
+    assert trained_on(record | {"held_out": record["held_out"] | {"train_images": 7}}, files) == []
+    # An image named through a link to a folder outside the data folder, as training walks it.
+    outside = _photos(tmp_path / "store", 1, 3)[0]
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "linked").symlink_to(tmp_path / "store")
+    assert trained_on({"data": [str(tmp_path / "train")]}, [tmp_path / "train" / "linked" / "p0.png"]) == [outside]
+
+
+@pytest.mark.parametrize("record", [{"data": 3}, {"data": [None, 3]}, {"data": ["x"], "held_out": "odd"},
+                                    {"init_training": ["odd"]}, ["odd"], "odd", None,
+                                    {"data": ["x"], "held_out": {"manifest": 5, "val_sources": "b"}}])
+def test_odd_training_records_never_stop_an_evaluation(tmp_path, record):
+    image = _photos(tmp_path / "x", 1, 0)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trained_on(record, [image])
 
 
 def test_evaluate_and_calibrate_warn_on_training_images(tmp_path, make_model):

@@ -4,18 +4,22 @@ A network looks better, and better calibrated, on its training images than on ne
 (the first default model beat gray on its own packages and lost to it on new photographs).
 :func:`warn_if_trained_on` lets ``evaluate`` and ``calibrate`` say so when the images given
 were used for training, as far as the model's ``training`` record tells: its data folders
-and, for a source-grouped split, the training sources of its manifest.
+and, for a source-grouped split, the training side of its manifest; for a fine-tuned model
+also its base model's.  Where the record cannot tell, nothing is claimed: a false warning
+would steer users away from exactly the held-out images they should use.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..io.manifest import find_manifest_above, manifest_path_column, read_manifest_rows
+from ..io.files import as_written
+from ..training.splits import read_manifest_sources, split_by_sources
 
 __all__ = ["TrainedOnWarning", "trained_on", "warn_if_trained_on"]
 
@@ -24,72 +28,90 @@ class TrainedOnWarning(UserWarning):
     """Images given for evaluation or calibration were used to train the model."""
 
 
-def _inside(path: Path, folders: list[Path]) -> bool:
-    return any(path == folder or folder in path.parents for folder in folders)
+def _folders(data: Any) -> list[Path]:
+    """A record's data folders, each as written (links kept) and resolved; [] for anything else."""
+    items = [data] if isinstance(data, (str, os.PathLike)) else data if isinstance(data, (list, tuple)) else []
+    paths = [Path(str(d)).expanduser() for d in items if isinstance(d, (str, os.PathLike))]
+    return list(dict.fromkeys([*(as_written(p) for p in paths), *(p.resolve() for p in paths)]))
 
 
-def _find_manifest(record: dict[str, Any], folders: list[Path]) -> Path | None:
-    """The split's manifest: as recorded (relative to where training ran), else the nearest
-    ``manifest.csv`` at or above a data folder, as training itself looks for one."""
-    manifest = Path(str(record.get("manifest") or ""))
-    if manifest.is_file():
-        return manifest
-    return next((found for found in map(find_manifest_above, folders) if found is not None), None)
+def _inside(names: tuple[Path, Path], folders: list[Path]) -> bool:
+    """Whether an image, by either of its names (as given, resolved), lies in one of ``folders``:
+    training walks linked sub-folders, so an image may be named through a link."""
+    return any(name == folder or folder in name.parents for name in names for folder in folders)
+
+
+def _manifest_candidates(recorded: str, folders: list[Path]) -> list[Path]:
+    """Where a split's manifest may be: as recorded (absolute, or relative to where training ran,
+    the current folder if it is the same), else that relative path from a folder above a data folder."""
+    path = Path(recorded)
+    if path.is_absolute():
+        return [path]
+    return list(dict.fromkeys([path, *(up / path for folder in folders for up in folder.parents)]))
 
 
 def _training_files(record: dict[str, Any], folders: list[Path]) -> set[Path] | None:
-    """Images of the split's training sources (composites only if their backdrop trains too);
-    None when the manifest cannot be found from here."""
-    manifest = _find_manifest(record, folders)
-    if manifest is None:
-        return None
-    try:
-        columns, rows = read_manifest_rows(manifest)
-        column = manifest_path_column(manifest, columns)
-    except (OSError, ValueError):
-        return None
-    train, root = set(record.get("train_sources") or ()), manifest.resolve().parent
-    return {(root / row[column]).resolve() for row in rows
-            if row.get("source") in train and row.get("backdrop_source", "") in train | {""}}
+    """The training side of a split (:func:`napari_colorize.training.splits.split_by_sources`,
+    as training made it); None when its manifest is not found or is not the one it was made
+    from (another number of training images)."""
+    held = {str(s) for key in ("val_sources", "test_sources") if isinstance(record.get(key), (list, tuple))
+            for s in record[key]}
+    for manifest in _manifest_candidates(str(record.get("manifest") or ""), folders):
+        if not manifest.is_file():
+            continue
+        try:
+            files, sources, links = read_manifest_sources(manifest)
+            fold = split_by_sources(sources, held, links)
+        except (OSError, ValueError, csv.Error):
+            continue
+        if record.get("train_images") not in (None, len(fold.train)):
+            continue  # a manifest of another corpus, or rebuilt since
+        root = manifest.resolve().parent
+        return {(root / files[i]).resolve() for i in fold.train}
+    return None
 
 
-def trained_on(training: dict[str, Any], paths: Iterable[str | os.PathLike | None]) -> list[Path]:
-    """Those of ``paths`` that a model's training record (``model.config.training``) says it
-    trained on: inside one of its data folders, and with a source-grouped split
-    (``held_out``) also listed under a training source in its manifest; for a fine-tuned
-    model also what its base model trained on (``init_training``, the same way).  Empty where
-    the record cannot tell (no data folders; a split whose manifest is not found)."""
-    paths = [Path(q).resolve() for q in paths if q is not None]
-    used: set[Path] = set()
-    record: dict[str, Any] | None = training
-    while record:  # a fine-tuned model (train --init) also learnt from its base model's images
-        used.update(_used(record, _folders(record.get("data")), paths))
-        record = record.get("init_training")
-    return [p for p in paths if p in used]
+def _used(record: dict[str, Any], names: list[tuple[Path, Path]], base: bool) -> set[Path]:
+    """The resolved names of the images that the run of one training ``record`` trained on."""
+    folders = _folders(record.get("data"))
+    inside = {resolved for given, resolved in names if folders and _inside((given, resolved), folders)}
+    if not inside or (base and "held_out" not in record):
+        return set()  # until 2026-12 a fine-tuned model's record of its base left out the split: it cannot tell
+    held_out = record.get("held_out")
+    if not isinstance(held_out, dict):
+        return inside  # trained on every image of its folders
+    files = _training_files(held_out, folders)
+    return set() if files is None else inside & files
 
 
-def _folders(data: Any) -> list[Path]:
-    data = data or ()
-    return [Path(str(d)).resolve() for d in ([data] if isinstance(data, (str, os.PathLike)) else data)]
-
-
-def _used(training: dict[str, Any], folders: list[Path], paths: list[Path]) -> list[Path]:
-    """Those of ``paths`` that the run of one training record (not its base model's) trained on."""
-    if not folders:
+def trained_on(training: Any, paths: Iterable[str | os.PathLike | None]) -> list[Path]:
+    """Those of ``paths`` (resolved) that a model's training record (``model.config.training``)
+    says it trained on: inside one of its data folders and, with a source-grouped split
+    (``held_out``), on the split's training side; for a fine-tuned model also what its base
+    model trained on (``init_training``, the same way).  Empty where the record cannot tell."""
+    records, record, base = [], training, False
+    while isinstance(record, dict) and len(records) < 16:
+        records.append((record, base))
+        record, base = record.get("init_training"), True
+    if not any(_folders(r.get("data")) for r, _ in records):
         return []
-    inside = [p for p in paths if _inside(p, folders)]
-    record = training.get("held_out")
-    if not inside or not record:
-        return inside
-    files = _training_files(record, folders)
-    return [] if files is None else [p for p in inside if p in files]
+    names = [(as_written(Path(p).expanduser()), Path(p).expanduser().resolve()) for p in paths if p is not None]
+    used: set[Path] = set()
+    for record, base in records:
+        used |= _used(record, names, base)
+    return [resolved for _, resolved in names if resolved in used]
 
 
 def warn_if_trained_on(model: Any, paths: Iterable[str | os.PathLike | None], task: str) -> None:
-    """One :class:`TrainedOnWarning` when any of ``paths`` trained ``model`` (a loaded model)."""
-    config = getattr(model, "config", None)
+    """One :class:`TrainedOnWarning` when any of ``paths`` trained ``model`` (a loaded model).
+
+    Never raises: it only advises, and odd metadata must not stop an evaluation.
+    """
     paths = list(paths)
-    used = trained_on(getattr(config, "training", None) or {}, paths)
+    try:
+        used = trained_on(getattr(getattr(model, "config", None), "training", None), paths)
+    except Exception:  # noqa: BLE001 - see the docstring
+        return
     if used:
         warnings.warn(f"{len(used)} of the {len(paths)} images {task} were used to train this model (e.g. {used[0]}); "
                       "a model looks better and more certain on its training images than on new ones: use images "
