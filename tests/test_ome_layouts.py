@@ -166,3 +166,17 @@ def test_the_cli_says_an_ngff_warning_in_one_line_naming_the_input(capsys):
     with _warnings_as_lines("tczyx.ome.tif"):
         warnings.warn("the colour image has 6 axes", NgffWarning, stacklevel=1)
     assert capsys.readouterr().err == "warning: tczyx.ome.tif: the colour image has 6 axes\n"
+
+
+@pytest.mark.parametrize("broken", [float("nan"), float("inf"), "6"])
+def test_a_broken_ome_zarr_position_is_ignored_not_fatal(tmp_path, broken):
+    """A non-finite or non-numeric translation is no position: it used to stop the job (an output
+    store cannot record it); the pixel size next to it is still read."""
+    _ome_zarr(tmp_path / "tile.ome.zarr", np.stack([CAM, CAM[::-1]]), "zyx")
+    g = zarr.open_group(str(tmp_path / "tile.ome.zarr"), mode="r+")
+    ms = g.attrs["multiscales"]
+    ms[0]["datasets"][0]["coordinateTransformations"] = [
+        {"type": "scale", "scale": [2.0, 0.5, 0.5]}, {"type": "translation", "translation": [broken, 1.5, -4.0]}]
+    g.attrs["multiscales"] = ms
+    image = read_image(tmp_path / "tile.ome.zarr")
+    assert image.translation() is None and image.scale() == pytest.approx([2.0, 0.5, 0.5])

@@ -9,6 +9,7 @@ in groups ``0``, ``1``, ...) is read through its first series.
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -97,6 +98,8 @@ def read_zarr(path: Path) -> Image:
         values = tr.get(tr.get("type"))
         if tr.get("type") not in ("scale", "translation") or not isinstance(values, list) or len(values) < 2:
             continue
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            continue  # a broken size or position is no size or position (an output store could not record it)
         yx = (float(values[-2]), float(values[-1]))
         along_z = float(values[axes.index("z")]) if "z" in axes and len(values) == len(axes) else None
         if tr["type"] == "scale":
