@@ -19,6 +19,11 @@ sources (``training.held_out`` in its metadata; files from the corpus manifest):
    on the binding sources.
 
 The network runs once per image; every decoding reuses its histograms.
+
+``--ensemble A,B`` averages the histograms of ``--model`` and models A, B (trained on the same
+split) before decoding; ``--mc-dropout N`` averages N passes of ``--model`` with its dropout on.
+Both test whether the members' disagreement marks the scenes where the colour is not earned
+(it would fade them); decoding keeps ``--model``'s stored settings.
 """
 
 from __future__ import annotations
@@ -102,21 +107,44 @@ def expected_auc_colour(net, probs: dict, gray: np.ndarray, temperature: float, 
     return compose(colour, torch.from_numpy(gray)[None], space)[0].numpy()
 
 
+def averaged_passes(nets: list, images: list, mc_dropout: int) -> list[tuple]:
+    """``(rgb, gray, histograms)`` per image: the mean histogram of every net's pass, or of
+    ``mc_dropout`` passes of the first net with its dropout active (0: off)."""
+    if mc_dropout:
+        net = nets[0]
+        net.dropout.train()  # only the head's dropout: batch norm stays in evaluation mode
+        try:
+            runs = [_network_passes(net, images) for _ in range(mc_dropout)]
+        finally:
+            net.dropout.eval()
+    else:
+        runs = [_network_passes(net, images) for net in nets]
+    return [(rgb, gray, {k: torch.stack([run[i][2][k] for run in runs]).mean(0) for k in probs})
+            for i, (rgb, gray, probs) in enumerate(runs[0])]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="default")
     p.add_argument("--side", type=int, default=256, help="long side of the images (256: as calibrated)")
     p.add_argument("--gains", default="1,2,3", help="chroma gains of the fading family")
     p.add_argument("--margins", default="0,0.01,0.02", help="margins of the expected-AuC decoder")
+    p.add_argument("--ensemble", default="", help="more models (same split) whose histograms are averaged with --model's")
+    p.add_argument("--mc-dropout", type=int, default=0, help="average this many passes with dropout on (0: off)")
     args = p.parse_args()
     torch.set_grad_enabled(False)
-    split = split_of([str(resolve_model_path(args.model))])
+    members = [args.model, *filter(None, args.ensemble.split(","))]
+    split = split_of([str(resolve_model_path(m)) for m in members])
     files, source = source_images(Path(split["manifest"]), split["val_sources"])
     images = load_images(files, max_side=args.side, paths=True)
     groups = [source[Path(path).resolve()] for _, _, path in images]
-    net = get_model(args.model, "cpu")
-    print(f"{args.model}: {len(images)} images of {len(set(groups))} validation sources, long side {args.side}")
-    passes = _network_passes(net, images)
+    nets = [get_model(m, "cpu") for m in members]
+    net = nets[0]
+    averaged = f", mean of {args.mc_dropout} dropout passes" if args.mc_dropout else ""
+    print(f"{' + '.join(members)}: {len(images)} images of {len(set(groups))} validation sources, "
+          f"long side {args.side}{averaged}")
+    torch.manual_seed(0)
+    passes = averaged_passes(nets, images, args.mc_dropout)
     rows = fading_rows(net, passes, groups, check_gains(args.gains))
     print("\n**Confidence fading x chroma gain: the frontier** (per level, the candidate at least that "
           "colourful whose worst source loses least)\n")
@@ -128,12 +156,14 @@ def main() -> None:
             r = max(ok, key=lambda r: r["worst_group_d_auc"])
             print(f"| {level:.2f} | {r['name']} | {describe(r)} |")
 
-    t_fit = fit_temperature(net, images, device="cpu", max_side=None)
-    print(f"\n**Expected-AuC decoder** (fitted temperature {t_fit:.2f})\n")
+    temperatures = [1.0]
+    if len(nets) == 1 and not args.mc_dropout:  # the fit is one network's; averaged histograms have none
+        temperatures.append(fit_temperature(net, images, device="cpu", max_side=None))
+    print(f"\n**Expected-AuC decoder** (temperatures {', '.join(f'{t:.2f}' for t in temperatures)})\n")
     print("| T | margin | colour / truth | Δ AuC | Δ PSNR dB | worst source Δ AuC | near-neutral ratio |")
     print("|---|---|---|---|---|---|---|")
     cached = [(rgb, *prepared_truth(rgb), gray, probs) for rgb, gray, probs in passes]
-    for t in (1.0, t_fit):
+    for t in temperatures:
         for margin in (float(m) for m in args.margins.split(",")):
             scores = [score(expected_auc_colour(net, probs, gray, t, margin), rgb, lab, base)
                       for rgb, lab, base, gray, probs in cached]

@@ -8,7 +8,10 @@ The sources are those recorded in the model's metadata (``training.held_out``, w
 ``napari-colorize train --val-fold/--hold-out``) and the files are those of the corpus
 manifest (``scripts/build_corpus.py``).  Prints one table per decoding (uncalibrated, then
 with the model's stored temperature and fading), each source beside gray: which held-out
-sources gain from colour and which bind the calibration rule (docs/model-card.md).
+sources gain from colour and which bind the calibration rule (docs/model-card.md).  The
+uncalibrated table keeps the stored decoding method (the model card's "uncalibrated" is the
+same weights and method without temperature, fading or gain); ``calibrated=False`` alone
+would also drop the method and decode with the space's default.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from finalize_default import markdown, source_images, split_of
 
 from napari_colorize.evaluate import evaluate, load_images
-from napari_colorize.model import resolve_model_path
+from napari_colorize.model import read_config, resolve_model_path
 
 
 def main() -> None:
@@ -35,10 +38,12 @@ def main() -> None:
     files, source = source_images(Path(split["manifest"]), split[f"{args.split}_sources"])
     images = load_images(files, max_side=args.side, paths=True)
     print(f"{args.model}: {len(images)} images of the {args.split} sources, long side {args.side}")
+    method = read_config(args.model).decoding.get("method")
     for calibrated in (False, True):
-        table = evaluate(None, model=args.model, calibrated=calibrated, device="cpu", images=images,
+        table = evaluate(None, model=args.model, method=method, calibrated=calibrated, device="cpu", images=images,
                          group_by=lambda row: source[Path(row["path"]).resolve()])
-        print(f"\n**{'calibrated (as stored)' if calibrated else 'uncalibrated'}**\n")
+        name = "calibrated (as stored)" if calibrated else f"uncalibrated ({method or 'default'} method as stored)"
+        print(f"\n**{name}**\n")
         print(markdown([*table.groups, {**table.mean, "name": "**pooled**"}], "source"))
 
 
