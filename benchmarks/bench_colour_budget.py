@@ -134,12 +134,19 @@ def main() -> None:
     args = p.parse_args()
     torch.set_grad_enabled(False)
     members = [args.model, *filter(None, args.ensemble.split(","))]
+    if args.mc_dropout and len(members) > 1:
+        p.error("--mc-dropout averages passes of --model alone; give it without --ensemble")
     split = split_of([str(resolve_model_path(m)) for m in members])
     files, source = source_images(Path(split["manifest"]), split["val_sources"])
     images = load_images(files, max_side=args.side, paths=True)
     groups = [source[Path(path).resolve()] for _, _, path in images]
     nets = [get_model(m, "cpu") for m in members]
     net = nets[0]
+    if any(n.space.name != net.space.name for n in nets):
+        p.error(f"the members predict different histograms ({', '.join(n.space.name for n in nets)}); "
+                "average models of one colour space")
+    if args.mc_dropout and net.dropout.p == 0:
+        p.error(f"{args.model} has no dropout (p = 0): its dropout passes would all be the same")
     averaged = f", mean of {args.mc_dropout} dropout passes" if args.mc_dropout else ""
     print(f"{' + '.join(members)}: {len(images)} images of {len(set(groups))} validation sources, "
           f"long side {args.side}{averaged}")

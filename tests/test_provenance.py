@@ -132,3 +132,15 @@ def test_cli_evaluate_prints_the_warning(tmp_path, make_model, capsys):
     assert main(["evaluate", str(tmp_path / "train"), "--model", str(path), "--device", "cpu", "--summary"]) == 0
     err = capsys.readouterr().err
     assert "warning: 2 of the 2 images evaluated were used to train this model" in err and str(trained[0].name) in err
+
+
+def test_a_manifest_in_the_data_folder_and_repeated_rows(tmp_path, corpus, monkeypatch):
+    # Trained from inside the corpus with --manifest manifest.csv: found from elsewhere through the
+    # data folder itself. A row repeated under another spelling is one training file, as recorded.
+    with open(corpus / "manifest.csv", "a", newline="") as fh:
+        csv.writer(fh).writerow(["./a/p0.png", "a", ""])
+    record = {"data": [str(corpus)], "held_out": {"manifest": "manifest.csv", "train_sources": ["a"],
+                                                  "val_sources": ["b"], "test_sources": [], "train_images": 2}}
+    monkeypatch.chdir(tmp_path)
+    files = sorted(corpus.rglob("*.png"))
+    assert trained_on(record, files) == sorted((corpus / "a").glob("*.png"))

@@ -43,11 +43,11 @@ def _inside(names: tuple[Path, Path], folders: list[Path]) -> bool:
 
 def _manifest_candidates(recorded: str, folders: list[Path]) -> list[Path]:
     """Where a split's manifest may be: as recorded (absolute, or relative to where training ran,
-    the current folder if it is the same), else that relative path from a folder above a data folder."""
+    the current folder if it is the same), else that relative path from a data folder or one above it."""
     path = Path(recorded)
     if path.is_absolute():
         return [path]
-    return list(dict.fromkeys([path, *(up / path for folder in folders for up in folder.parents)]))
+    return list(dict.fromkeys([path, *(up / path for folder in folders for up in (folder, *folder.parents))]))
 
 
 def _training_files(record: dict[str, Any], folders: list[Path]) -> set[Path] | None:
@@ -64,10 +64,11 @@ def _training_files(record: dict[str, Any], folders: list[Path]) -> set[Path] | 
             fold = split_by_sources(sources, held, links)
         except (OSError, ValueError, csv.Error):
             continue
-        if record.get("train_images") not in (None, len(fold.train)):
-            continue  # a manifest of another corpus, or rebuilt since
         root = manifest.resolve().parent
-        return {(root / files[i]).resolve() for i in fold.train}
+        train = {(root / files[i]).resolve() for i in fold.train}  # as counted when recorded: distinct files
+        if record.get("train_images") not in (None, len(train)):
+            continue  # a manifest of another corpus, or rebuilt since
+        return train
     return None
 
 

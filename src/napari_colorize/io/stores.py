@@ -98,7 +98,8 @@ def read_zarr(path: Path) -> Image:
         values = tr.get(tr.get("type"))
         if tr.get("type") not in ("scale", "translation") or not isinstance(values, list) or len(values) < 2:
             continue
-        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        read = [values[-2], values[-1], *([values[axes.index("z")]] if "z" in axes and len(values) == len(axes) else [])]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in read):
             continue  # a broken size or position is no size or position (an output store could not record it)
         yx = (float(values[-2]), float(values[-1]))
         along_z = float(values[axes.index("z")]) if "z" in axes and len(values) == len(axes) else None
