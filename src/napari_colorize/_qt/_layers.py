@@ -299,7 +299,7 @@ def layer_id(layer: Any) -> str | None:
 
 
 def _live_ids(layers: Any) -> set[str]:
-    return {layer_id(layer) for layer in layers if layer_id(layer)}
+    return {unique for unique in map(layer_id, layers) if unique}
 
 
 def _find_output(layers: Any, meta: dict[str, Any]) -> Any:

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Sequence
 
 __all__ = ["NGFF_VERSION", "NgffWarning", "ome_axes", "rgb_channel_index", "channel_index", "level_transforms",
-           "write_multiscales", "read_multiscales", "read_translation", "rgb_omero", "leading_names", "stored_axes",
+           "write_multiscales", "read_multiscales", "rgb_omero", "leading_names", "stored_axes",
            "input_geometry", "full_axes"]
 
 NGFF_VERSION = "0.4"
@@ -73,10 +73,10 @@ def stored_axes(names: Sequence[str], sizes: Sequence[int], rgb: bool) -> list[i
     return order
 
 
-def input_geometry(axes: list[dict], scale: list[float], names: Sequence[str], stored: Sequence[int],
-                   translation: list[float] | None = None) -> tuple:
-    """The maps' axes and scale (and ``translation``, when given) in the input's order
-    (:func:`stored_axes` undone): scale 1 and translation 0 for a left-out axis."""
+def input_geometry(axes: list[dict], scale: list[float], translation: list[float], names: Sequence[str],
+                   stored: Sequence[int]) -> tuple[list[dict], list[float], list[float]]:
+    """The maps' axes, scale and translation in the input's order (:func:`stored_axes` undone):
+    scale 1 and translation 0 for a left-out axis."""
     lead = len(names)
     unit = axes[-1].get("unit")
     full = ome_axes(lead, False, unit, names)
@@ -85,8 +85,6 @@ def input_geometry(axes: list[dict], scale: list[float], names: Sequence[str], s
     def reorder(values: list[float], fill: float) -> list[float]:
         return [values[stored.index(i)] if i in stored else fill for i in range(lead)] + values[-2:]
 
-    if translation is None:
-        return out_axes, reorder(scale, 1.0)
     return out_axes, reorder(scale, 1.0), reorder(translation, 0.0)
 
 
@@ -255,7 +253,7 @@ def write_multiscales(group, name: str, axes: list[dict], scale: Sequence[float]
             group.attrs["omero"] = omero
 
 
-def read_multiscales(group) -> tuple[list[str], list[dict], list[float]]:
+def read_multiscales(group) -> tuple[list[str], list[dict], list[float], list[float]]:
     """The first multiscale image of an NGFF 0.4 group.
 
     Returns
@@ -266,19 +264,15 @@ def read_multiscales(group) -> tuple[list[str], list[dict], list[float]]:
         NGFF axes (name, type, unit).
     scale : list of float
         Level 0's pixel size along every axis (1 where it has no scale transform).
+    translation : list of float
+        Level 0's translation, the world position of its pixel 0 (0 where it has none).
     """
     image = dict(group.attrs)["multiscales"][0]
     datasets = image["datasets"]
     axes = [dict(a) for a in image["axes"]]
-    scale = next((t["scale"] for t in datasets[0].get("coordinateTransformations", []) if t["type"] == "scale"),
-                 [1.0] * len(axes))
-    return [d["path"] for d in datasets], axes, [float(s) for s in scale]
+    transforms = datasets[0].get("coordinateTransformations", [])
 
+    def level0(kind: str, fill: float) -> list[float]:
+        return [float(v) for v in next((t[kind] for t in transforms if t["type"] == kind), [fill] * len(axes))]
 
-def read_translation(group) -> list[float]:
-    """Level 0's translation (the world position of its pixel 0) along every axis of the
-    first multiscale image of an NGFF 0.4 group; zeros where it has none."""
-    image = dict(group.attrs)["multiscales"][0]
-    transforms = image["datasets"][0].get("coordinateTransformations", [])
-    shift = next((t["translation"] for t in transforms if t["type"] == "translation"), [0.0] * len(image["axes"]))
-    return [float(s) for s in shift]
+    return [d["path"] for d in datasets], axes, level0("scale", 1.0), level0("translation", 0.0)

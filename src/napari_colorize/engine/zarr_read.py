@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..outputs import ColorizeResult, get_output
-from .ome import channel_index, input_geometry, read_multiscales, read_translation
+from .ome import channel_index, input_geometry, read_multiscales
 from .store import ATTR, open_group
 
 __all__ = ["open_zarr_levels", "open_zarr_result", "read_geometry", "read_placement"]
@@ -70,7 +70,7 @@ def open_zarr_levels(path: str | os.PathLike, require_complete: bool = True) -> 
     for key in attrs["outputs"]:
         output = get_output(key)
         image = _image_group(group, output)
-        paths, axes, _ = read_multiscales(image)
+        paths, axes, _, _ = read_multiscales(image)
         levels = [da.from_zarr(image[p]) for p in paths]
         channel = channel_index(axes)
         levels = [da.moveaxis(lv, channel, -1) for lv in levels] if channel is not None else levels
@@ -123,12 +123,11 @@ def read_placement(path: str | os.PathLike) -> tuple[list[dict], list[float], li
     path = os.fspath(path)
     group = open_group(path, "r")
     attrs = _job_attrs(group, path, require_complete=False)
-    image = _image_group(group, get_output(attrs["outputs"][0]))
-    _, axes, scale = read_multiscales(image)
-    translate = read_translation(image)
+    _, axes, scale, translate = read_multiscales(_image_group(group, get_output(attrs["outputs"][0])))
     channel = channel_index(axes)
     keep = [i for i in range(len(axes)) if i != channel]
     axes, scale, translate = [axes[i] for i in keep], [scale[i] for i in keep], [translate[i] for i in keep]
     layout = attrs.get("layout")
-    return input_geometry(axes, scale, layout["axes"], layout["stored"], translate) if layout else (axes, scale,
-                                                                                                    translate)
+    if layout:
+        return input_geometry(axes, scale, translate, layout["axes"], layout["stored"])
+    return axes, scale, translate

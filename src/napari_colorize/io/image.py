@@ -63,18 +63,18 @@ class Image:
     def scale(self) -> list[float] | None:
         """The pixel size along every axis of :attr:`data` (leading axes 1 but a known z
         step), or None without a pixel size: what an OME-Zarr output records."""
-        if self.pixel_size is None:
-            return None
-        lead = [self.z_step if name == "z" and self.z_step else 1.0 for name in (self.axes or [])]
-        return lead + list(self.pixel_size) if len(lead) == self.data.ndim - 2 else list(self.pixel_size)
+        return None if self.pixel_size is None else self._along_axes(self.pixel_size, self.z_step, 1.0)
 
     def translation(self) -> list[float] | None:
         """The position of pixel 0 along every axis of :attr:`data` (leading axes 0 but a
         known z origin), like :meth:`scale`, or None when the file gives none."""
-        if self.origin is None:
-            return None
-        lead = [self.z_origin if name == "z" and self.z_origin else 0.0 for name in (self.axes or [])]
-        return lead + list(self.origin) if len(lead) == self.data.ndim - 2 else list(self.origin)
+        return None if self.origin is None else self._along_axes(self.origin, self.z_origin, 0.0)
+
+    def _along_axes(self, yx: tuple[float, float], z: float | None, fill: float) -> list[float]:
+        """(y, x) values and a ``z`` value (or ``fill``) per leading axis; only (y, x) when
+        the leading axes are not all named."""
+        lead = [z if name == "z" and z else fill for name in (self.axes or [])]
+        return lead + list(yx) if len(lead) == self.data.ndim - 2 else list(yx)
 
 
 def warn_if_transparent(alpha, name: str, opaque: float) -> None:

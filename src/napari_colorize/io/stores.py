@@ -98,11 +98,12 @@ def read_zarr(path: Path) -> Image:
         values = tr.get(tr.get("type"))
         if tr.get("type") not in ("scale", "translation") or not isinstance(values, list) or len(values) < 2:
             continue
-        read = [values[-2], values[-1], *([values[axes.index("z")]] if "z" in axes and len(values) == len(axes) else [])]
+        z = axes.index("z") if "z" in axes and len(values) == len(axes) else None
+        read = [values[-2], values[-1]] + ([] if z is None else [values[z]])
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in read):
             continue  # a broken size or position is no size or position (an output store could not record it)
         yx = (float(values[-2]), float(values[-1]))
-        along_z = float(values[axes.index("z")]) if "z" in axes and len(values) == len(axes) else None
+        along_z = None if z is None else float(values[z])
         if tr["type"] == "scale":
             pixel_size, z_step = yx, along_z
         else:  # where pixel 0 lies: carried to the outputs like the pixel size
