@@ -307,3 +307,31 @@ def test_all_white_hints_are_used_and_noted_once(make_napari_viewer, qtbot, stro
     points.face_color = [(*BLUE, 1.0), (*BLUE, 1.0)]
     run_and_wait(qtbot, widget)
     assert len([m for m in shown if "are white" in m]) == 1
+
+
+def test_transparent_or_hidden_points_are_not_hints(make_napari_viewer, qtbot, strong_model):
+    # napari does not draw a point with a fully transparent face, nor one with shown=False: such a
+    # point used to colour the image all the same, with a colour the user could not see.
+    viewer = make_napari_viewer()
+    viewer.add_image(two_regions(), name="g", contrast_limits=(0.0, 1.0))
+    widget = open_widget(viewer, strong_model)
+    run_and_wait(qtbot, widget)
+    plain = shown_rgb(viewer, "g")
+    points = viewer.add_points([[40.0, 30.0], [90.0, 10.0]], name="hints",
+                               face_color=[(*BLUE, 0.0), (*BLUE, 0.0)])
+    widget.hints.value = points
+    assert reason_shown(widget) == ("All 2 hint points are hidden or fully transparent: show them, or give them "
+                                    "a face colour that is not transparent, in the Points layer")
+    points.face_color = [(*BLUE, 0.5), (*BLUE, 0.0)]  # half-transparent counts: alpha is not a weight
+    points.data = np.array([[40.0, 30.0], [140.0, 10.0]])  # the transparent one outside: not refused
+    assert reason_shown(widget) is None
+    run_and_wait(qtbot, widget)
+    guided = shown_rgb(viewer, "g")
+    assert delta_ab(guided[38:43, 28:33], BLUE).max() < 3
+    points.shown = np.array([False, True])
+    points.data = np.array([[40.0, 30.0], [90.0, 10.0]])
+    points.face_color = [(*BLUE, 1.0), (*BLUE, 1.0)]  # the shown point at (90, 10) is on the same side
+    run_and_wait(qtbot, widget)
+    assert delta_ab(shown_rgb(viewer, "g")[38:43, 28:33], BLUE).max() > 3  # the hidden hint's colour is gone
+    assert delta_ab(shown_rgb(viewer, "g")[89:92, 9:12], BLUE).max() < 3
+    assert delta_ab(plain[38:43, 28:33], BLUE).min() > 40

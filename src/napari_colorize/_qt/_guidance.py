@@ -27,7 +27,7 @@ from ._layers import METADATA_KEY, level_factors
 from ._runner import Guide
 
 __all__ = ["LIVE_DELAY_MS", "LIVE_MAX_PIXELS", "PRESS_RUN", "REFERENCE_READ_PIXELS", "GuidanceFields", "guide_key",
-           "hint_points", "live_possible", "plan_hints", "points_layers", "reference_array", "reference_layers"]
+           "active_hints", "hint_points", "live_possible", "plan_hints", "points_layers", "reference_array", "reference_layers"]
 
 #: Live re-colour only when what would be coloured has at most this many pixels: a
 #: 1024 x 1024 plane is re-coloured in ~0.4 s on two CPU cores once the network's histograms
@@ -113,8 +113,16 @@ def hint_points(points_layer: Any, image_layer: Any, world_point: Sequence[float
     return data @ a.T + b
 
 
+def active_hints(points_layer: Any) -> np.ndarray:
+    """Which points are hints: those napari draws, i.e. shown (``layer.shown``) and with a
+    face colour that is not fully transparent.  A point hidden either way is not a hint."""
+    colours = np.asarray(points_layer.face_color, float)
+    opaque = colours[:, 3] > 0 if colours.ndim == 2 and colours.shape[1] == 4 else np.ones(len(colours), bool)
+    return np.asarray(points_layer.shown, bool).reshape(-1) & opaque
+
+
 def plan_hints(points: np.ndarray, colours: np.ndarray, plan: Any, factors: np.ndarray,
-               all_planes: bool) -> tuple[np.ndarray, np.ndarray]:
+               all_planes: bool, active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Hints in the coordinates of ``plan.array`` (what is coloured), as the engine takes them.
 
     Parameters
@@ -129,30 +137,36 @@ def plan_hints(points: np.ndarray, colours: np.ndarray, plan: Any, factors: np.n
         Level-0 pixels per pixel of ``plan.level`` (:func:`._layers.level_factors`).
     all_planes : bool
         Hints colour every plane ("all"): on one plane they count wherever they were placed.
+    active : array of bool (N,), optional
+        The points that are hints (:func:`active_hints`); default all.  The others are left
+        out, and the points keep their numbers in messages.
 
     Raises
     ------
     ValueError
-        When one plane of a stack is coloured and none of the points lies on it.
+        When points exist but none is active, or one plane of a stack is coloured and none
+        of the points lies on it.
     """
     points = np.asarray(points, float) / factors
     if not len(points):
         return points, colours
+    used = np.ones(len(points), bool) if active is None else np.asarray(active, bool)
+    if not used.any():
+        raise ValueError(f"all {len(points)} hint points are hidden or fully transparent: show them, or give them "
+                         "a face colour that is not transparent, in the Points layer")
     lead = len(plan.index or ())
-    used = np.ones(len(points), bool)
     if lead and not all_planes:
-        used = (np.floor(points[:, :lead] + 0.5) == np.asarray(plan.index)).all(axis=1)
+        used = used & (np.floor(points[:, :lead] + 0.5) == np.asarray(plan.index)).all(axis=1)
         if not used.any():
             raise ValueError(f"none of the {len(points)} hints lies on the plane on screen {plan.index}; add points "
                              "on this plane, tick 'hints on all planes', or colour the whole stack")
     _check_inside(points, used, tuple(plan.array.shape[-2:]))
-    if not lead:
-        return points, colours
-    if all_planes:
+    points, colours = points[used], np.asarray(colours)[used]
+    if lead and all_planes:
         return points[:, lead:], colours
-    points = points[used]
-    points[:, :lead] -= np.asarray(plan.index, float)  # the plan's array holds that one plane
-    return points, colours[used]
+    if lead:
+        points[:, :lead] -= np.asarray(plan.index, float)  # the plan's array holds that one plane
+    return points, colours
 
 
 def _check_inside(points: np.ndarray, used: np.ndarray, plane: tuple[int, int]) -> None:
@@ -308,7 +322,7 @@ class GuidanceFields:
         hints = None
         if points_layer is not None:
             hints = plan_hints(hint_points(points_layer, image, point), np.asarray(points_layer.face_color, float),
-                               plan, level_factors(image, plan.level), all_planes)
+                               plan, level_factors(image, plan.level), all_planes, active_hints(points_layer))
         strength = float(self.reference_strength.value)
         hint_range = float(self.hint_range.value)
         return Guide(reference=None if reference is None else reference_array(reference, point),

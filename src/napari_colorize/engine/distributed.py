@@ -58,6 +58,24 @@ def connect(address: str) -> Iterator:
         yield client
 
 
+def _follow(futures: list, total: int, done: int, progress: Callable[[int, int], None] | None,
+            cancel: threading.Event | None) -> None:
+    """Wait for ``futures`` as they finish, counting them into ``progress(done, total)``.
+
+    Raises the first task error, or :class:`Cancelled` when ``cancel`` is set; the caller
+    cancels what is left.
+    """
+    from distributed import as_completed
+
+    for future in as_completed(futures):
+        future.result()  # re-raises a task's exception here
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("colorization was cancelled")
+
+
 def run_on_client(client, dsk: dict, keys: list, total: int, done: int = 0,
                   progress: Callable[[int, int], None] | None = None, cancel: threading.Event | None = None) -> None:
     """Compute ``keys`` of ``dsk`` on ``client``, reporting finished keys to ``progress``.
@@ -65,17 +83,9 @@ def run_on_client(client, dsk: dict, keys: list, total: int, done: int = 0,
     Raises the first task error, or :class:`Cancelled` when ``cancel`` is set (the
     remaining tasks are cancelled; finished chunks stay written).
     """
-    from distributed import as_completed
-
     futures = client.get(dsk, keys, sync=False)
     try:
-        for future in as_completed(futures):
-            future.result()  # re-raises a task's exception here
-            done += 1
-            if progress is not None:
-                progress(done, total)
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("colorization was cancelled")
+        _follow(futures, total, done, progress, cancel)
     finally:
         client.cancel(futures)
 
@@ -91,7 +101,7 @@ def compute_on_client(client, array, progress: Callable[[int, int], None] | None
     import uuid
 
     import numpy as np
-    from distributed import as_completed, futures_of
+    from distributed import futures_of
 
     # Keys of this call only: the client shares one state per key, so cancelling a call's
     # futures would also cancel an identical call's made right after it (same graph, same keys).
@@ -99,12 +109,7 @@ def compute_on_client(client, array, progress: Callable[[int, int], None] | None
     persisted = client.persist(own)
     futures = futures_of(persisted)
     try:
-        for done, future in enumerate(as_completed(futures), 1):
-            future.result()  # re-raises a task's exception here
-            if progress is not None:
-                progress(done, len(futures))
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("colorization was cancelled")
+        _follow(futures, len(futures), 0, progress, cancel)
         return client.compute(persisted, sync=True)
     except BaseException:
         client.cancel(futures)

@@ -44,8 +44,9 @@ from dask.highlevelgraph import HighLevelGraph
 from ..outputs import channel_slices, check_output_keys, get_output, output_keys
 from . import stripes
 from .jobs import ModelRef, Monitor
-from .ome import full_axes, leading_names, ome_axes, rgb_channel_index, rgb_omero, stored_axes, write_multiscales
+from .ome import full_axes, leading_names, ome_axes, rgb_channel_index, stored_axes
 from .pipeline import colorize_stacked
+from .placement import Placement, insert_at, left_out, refresh_placement, store_has_layout, write_placement
 from .pyramid import Pyramid, level_path, level_shapes, write_pyramid
 from .sources import check_source_outside, source_paths
 from .store import ATTR as _ATTR
@@ -135,44 +136,31 @@ def _write_block(block: np.ndarray, path: str, job: str, index: tuple[int, ...],
     return index
 
 
-def _insert(values: Sequence, index: int | None, value) -> tuple:
-    """``values`` with ``value`` inserted at ``index`` (unchanged when index is None)."""
-    values = list(values)
-    if index is not None:
-        values.insert(index, value)
-    return tuple(values)
-
-
-def _create_output(group, output, shape: tuple[int, ...], chunks: tuple[int, int], rgb_dtype: str,
-                   scale: list[float], unit: str | None, axes: Sequence[str] | None,
-                   origin: list[float] | None = None) -> None:
-    """Create every pyramid level of one output, empty, with its NGFF multiscales metadata
-    (``origin``: the world position of pixel 0 along every axis; None records none).
+def _create_output(group, output, shape: tuple[int, ...], chunks: tuple[int, int], placement: Placement) -> None:
+    """Create every pyramid level of one output, empty, with its NGFF multiscales metadata.
 
     Level n's (y, x) chunks are level 0's (cut to the level's size), so a level chunk
     is made from at most 2 x 2 chunks of the level above and writers never share one.
     """
     lead = len(shape) - 2
-    channel = rgb_channel_index(lead, axes) if output.is_rgb else None
+    channel = rgb_channel_index(lead, placement.names) if output.is_rgb else None
     parent, _, _ = output.zarr_path.rpartition("/")
     image = group.require_group(parent) if parent else group
     names = []
     for level, plane in enumerate(level_shapes(shape[lead:])):
         names.append(str(level))  # the arrays of an output's levels are siblings named 0, 1, ...
         level_chunks = (1,) * lead + tuple(min(c, n) for c, n in zip(chunks, plane))
-        _create_array(image, names[-1], _insert(shape[:lead] + plane, channel, 3), _insert(level_chunks, channel, 3),
-                      rgb_dtype if output.is_rgb else "float32")
-    write_multiscales(image, output.key, ome_axes(lead, output.is_rgb, unit, axes), _insert(scale, channel, 1.0),
-                      names, rgb_omero(rgb_dtype) if output.is_rgb else None,
-                      None if origin is None else _insert(origin, channel, 0.0))
+        _create_array(image, names[-1], insert_at(shape[:lead] + plane, channel, 3), insert_at(level_chunks, channel, 3),
+                      placement.rgb_dtype if output.is_rgb else "float32")
+    write_placement(image, output, names, placement, warn=True)
 
 
-def _claim_path(path: str, fingerprint: str, overwrite: bool) -> bool | None:
+def _claim_path(path: str, fingerprint: str, overwrite: bool, same_layout: Callable[[], bool]) -> bool | None:
     """Decide what to do with whatever is at ``path`` before a store is written there.
 
     Returns None when a new store is to be created (nothing there, an empty folder, or
     a store of another job that ``overwrite`` replaces), and otherwise whether the
-    store of this same job is complete (an unfinished one is resumed: that is not an
+    store of this same job (and, ``same_layout()``, under the same axis names) is complete (an unfinished one is resumed: that is not an
     overwrite, and recomputing it would give the identical result).
 
     Raises
@@ -190,7 +178,7 @@ def _claim_path(path: str, fingerprint: str, overwrite: bool) -> bool | None:
     if job is None:
         raise FileExistsError(f"{path} holds something that was not written by napari-colorize; it is never "
                               "deleted, not even with overwrite=True (--overwrite): move it or choose another path")
-    if job.get("fingerprint") == fingerprint:
+    if job.get("fingerprint") == fingerprint and same_layout():
         return bool(job.get("complete"))
     if "fingerprint" not in job and not os.path.islink(path):
         if _created_only(path):
@@ -202,7 +190,7 @@ def _claim_path(path: str, fingerprint: str, overwrite: bool) -> bool | None:
     if not overwrite:
         state = "a finished" if job.get("complete") else "an unfinished"
         raise FileExistsError(f"{path} already holds {state} result of a different colorization job (another "
-                              "input, model or options); pass overwrite=True (--overwrite) to replace it, or "
+                              "input, model, options or axis names); pass overwrite=True (--overwrite) to replace it, or "
                               "choose another output path")
     if os.path.islink(path):
         raise FileExistsError(f"{path} is a link to a store; replace the store it points to, or choose another path")
@@ -226,23 +214,25 @@ def _is_empty_folder(path: str) -> bool:
 
 
 def _prepare_store(path: str, job: dict, fingerprint: str, shape: tuple[int, ...], chunks: tuple[int, int],
-                   outputs: tuple[str, ...], rgb_dtype: str, scale: list[float], unit: str | None,
-                   axes: Sequence[str] | None, overwrite: bool, origin: list[float] | None = None) -> bool:
-    """Create the store, or check that an existing one holds this same job.
+                   outputs: tuple[str, ...], placement: Placement, overwrite: bool) -> bool:
+    """Create the store, or check that an existing one holds this same job (and bring its
+    placement up to date: :mod:`.placement`).  ``job`` may hold ``placement``, which is
+    not part of the fingerprint.
 
     Returns True when the store is already complete.
     """
-    existing = _claim_path(path, fingerprint, overwrite)
+    existing = _claim_path(path, fingerprint, overwrite, lambda: store_has_layout(path, outputs, placement))
     if existing is not None:
         if not existing:  # resumed: its (maybe empty) markers folder may have been tidied away
             os.makedirs(os.path.join(path, MARKERS), exist_ok=True)
+        refresh_placement(path, outputs, placement, job.get("placement"))
         return existing
     group = open_group(path, "w")
     # At once: a run killed while the arrays are created leaves a store that is ours and
     # unfinished (redone by the next run), not a foreign folder refused even with overwrite.
     os.makedirs(os.path.join(path, MARKERS), exist_ok=True)
     for key in outputs:
-        _create_output(group, get_output(key), shape, chunks, rgb_dtype, scale, unit, axes, origin)
+        _create_output(group, get_output(key), shape, chunks, placement)
     # Written last: a store without it is not ours, one with complete=False is unfinished.
     group.attrs[_ATTR] = dict(job, fingerprint=fingerprint, complete=False)
     return False
@@ -277,8 +267,8 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     origin : sequence of float, optional
         World position of pixel 0 (its centre) along (y, x) or every axis, in the units
         of ``scale`` (napari's ``layer.translate``), written as each level's NGFF
-        translation so that a reopened store overlays its source.  Not part of the job:
-        a finished store of the same job keeps the origin it was written with.
+        translation so that a reopened store overlays its source.  ``scale``, ``unit`` and
+        ``origin`` are not part of the job: the same job run again gives its store these.
     overwrite : bool
         Replace a store of napari-colorize that holds a different job.  Without it
         such a store is refused (``FileExistsError``); an unfinished store of this
@@ -325,18 +315,18 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         job["layout"] = {"axes": names, "stored": stored}
     fingerprint = _fingerprint(job)
     full_scale = full_axes(scale, len(shape), 1.0)
-    store_shape = tuple(shape[i] for i in stored) + tuple(shape[-2:])
-    store_scale = [full_scale[i] for i in stored] + full_scale[-2:]
     full_origin = full_axes(origin, len(shape), 0.0, "origin")
-    # An origin at zero is recorded as before (level 0's translation all zeros); a size-1 axis
-    # left out of the store (stored_axes) cannot keep its position.
-    store_origin = [full_origin[i] for i in stored] + full_origin[-2:] if any(full_origin) else None
-    store_names = [names[i] for i in stored]
+    keep = list(stored) + [len(shape) - 2, len(shape) - 1]
+    store_shape = tuple(shape[i] for i in keep)
+    # An origin at zero is recorded as before (level 0's translation all zeros).
+    placement = Placement(tuple(names[i] for i in stored), tuple(full_scale[i] for i in keep), unit,
+                          tuple(full_origin[i] for i in keep) if any(full_origin) else None, rgb_dtype)
+    extra = left_out(full_scale, full_origin, stored)  # recorded, not fingerprinted: where, not what
+    job = job if extra is None else dict(job, placement=extra)
     chunks = (plan.ty.chunk, plan.tx.chunk)
-    if _prepare_store(path, job, fingerprint, store_shape, chunks, outputs, rgb_dtype, store_scale, unit,
-                      store_names, overwrite, store_origin):
+    if _prepare_store(path, job, fingerprint, store_shape, chunks, outputs, placement, overwrite):
         return Path(path)
-    channel = rgb_channel_index(len(stored), store_names)
+    channel = rgb_channel_index(len(stored), placement.names)
     _write_chunks(stacked, plan, path, fingerprint, outputs, rgb_dtype, channel, tuple(stored), str(info["device"]),
                   client, progress, cancel)
     write_pyramid(_pyramids(path, outputs, job["levels"], channel), chunks, os.path.join(path, MARKERS),

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..outputs import ColorizeResult, get_output
 from .ome import channel_index, input_geometry, read_multiscales
+from .placement import image_group
 from .store import ATTR, open_group
 
 __all__ = ["open_zarr_levels", "open_zarr_result", "read_geometry", "read_placement"]
@@ -22,11 +23,6 @@ def _job_attrs(group, path: str, require_complete: bool) -> dict:
     if require_complete and not attrs.get("complete"):
         raise ValueError(f"{path} is unfinished (the run was interrupted); run the same command again to finish it")
     return attrs
-
-
-def _image_group(group, output):
-    parent, _, _ = output.zarr_path.rpartition("/")
-    return group[parent] if parent else group
 
 
 def _input_order(level, layout: dict | None):
@@ -69,7 +65,7 @@ def open_zarr_levels(path: str | os.PathLike, require_complete: bool = True) -> 
     out: dict[str, Any] = {}
     for key in attrs["outputs"]:
         output = get_output(key)
-        image = _image_group(group, output)
+        image = image_group(group, output)
         paths, axes, _, _ = read_multiscales(image)
         levels = [da.from_zarr(image[p]) for p in paths]
         channel = channel_index(axes)
@@ -123,11 +119,25 @@ def read_placement(path: str | os.PathLike) -> tuple[list[dict], list[float], li
     path = os.fspath(path)
     group = open_group(path, "r")
     attrs = _job_attrs(group, path, require_complete=False)
-    _, axes, scale, translate = read_multiscales(_image_group(group, get_output(attrs["outputs"][0])))
+    _, axes, scale, translate = read_multiscales(image_group(group, get_output(attrs["outputs"][0])))
     channel = channel_index(axes)
     keep = [i for i in range(len(axes)) if i != channel]
     axes, scale, translate = [axes[i] for i in keep], [scale[i] for i in keep], [translate[i] for i in keep]
     layout = attrs.get("layout")
-    if layout:
-        return input_geometry(axes, scale, translate, layout["axes"], layout["stored"])
+    if not layout:
+        return axes, scale, translate
+    axes, scale, translate = input_geometry(axes, scale, translate, layout["axes"], layout["stored"])
+    # A left-out size-1 axis keeps the pixel size and position recorded beside the layout.
+    placement = attrs.get("placement") or {}
+    for i in set(range(len(layout["axes"]))) - set(layout["stored"]):
+        scale[i] = _recorded(placement.get("scale"), i, scale[i])
+        translate[i] = _recorded(placement.get("origin"), i, translate[i])
     return axes, scale, translate
+
+
+def _recorded(values: Any, index: int, fill: float) -> float:
+    """``values[index]`` as a float when the job record holds it, else ``fill``."""
+    try:
+        return float(values[index])
+    except (TypeError, IndexError, ValueError):
+        return fill

@@ -1,0 +1,91 @@
+"""Where a store lies (engine/placement.py): pixel size, unit and position are not part of the
+job, so the same job run again brings them up to date; axis names are part of the layout."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from skimage import data
+
+import napari_colorize as nc
+from napari_colorize.engine.zarr_io import open_zarr_result, read_job
+from napari_colorize.engine.zarr_read import read_placement
+
+TILING = {"tile_size": 64, "overlap": 16, "device": "cpu"}
+STACK = np.stack([data.camera()[:64, :80], data.camera()[64:128, :80]]).astype(np.float32) / 255.0
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    torch.manual_seed(3)
+    return nc.save_model(nc.build_model("compact"), tmp_path_factory.mktemp("model") / "compact.safetensors")
+
+
+def _transforms(store, image: str = "") -> list[dict]:
+    group = zarr.open_group(os.path.join(str(store), image), mode="r")
+    return dict(group.attrs)["multiscales"][0]["datasets"][0]["coordinateTransformations"]
+
+
+def test_the_same_job_with_another_pixel_size_and_position_updates_them_without_recomputing(model_path, tmp_path):
+    out = tmp_path / "o.zarr"
+    nc.colorize_to_zarr(STACK, out, model_path, scale=[2.0, 0.5, 0.5], unit="micrometer", origin=[4, 1, 2], **TILING)
+    chunks = [os.path.join(root, f) for root, _, files in os.walk(out / "0") for f in files if f[0] != "."]
+    stamps = {f: os.stat(f).st_mtime_ns for f in chunks}
+    nc.colorize_to_zarr(STACK, out, model_path, scale=[3.0, 0.25, 0.25], unit="nanometer", origin=[6, 8, -2],
+                        **TILING)
+    axes, scale, translate = read_placement(out)
+    assert scale == [3.0, 0.25, 0.25] and translate == [6.0, 8.0, -2.0]
+    assert [a.get("unit") for a in axes] == ["nanometer"] * 3  # z, y, x are space axes
+    # The colour image's transforms have the channel axis (scale 1, position 0), the maps not.
+    assert _transforms(out) == [{"type": "scale", "scale": [1.0, 3.0, 0.25, 0.25]},
+                                {"type": "translation", "translation": [0.0, 6.0, 8.0, -2.0]}]
+    assert _transforms(out, "entropy")[0] == {"type": "scale", "scale": [3.0, 0.25, 0.25]}
+    assert chunks and {f: os.stat(f).st_mtime_ns for f in chunks} == stamps  # no pixel written again
+    assert read_job(out)["complete"]
+
+
+def test_an_identical_run_writes_nothing_into_a_finished_store(model_path, tmp_path):
+    out = tmp_path / "o.zarr"
+    nc.colorize_to_zarr(STACK, out, model_path, scale=[2.0, 0.5, 0.5], origin=[4, 1, 2], **TILING)
+    attrs = [os.path.join(root, f) for root, _, files in os.walk(out) for f in files if f == ".zattrs"]
+    stamps = {f: os.stat(f).st_mtime_ns for f in attrs}
+    for f in attrs:  # a read-only store (a finished one on read-only media) must still be accepted
+        os.chmod(f, 0o444)
+    try:
+        nc.colorize_to_zarr(STACK, out, model_path, scale=[2.0, 0.5, 0.5], origin=[4, 1, 2], **TILING)
+    finally:
+        for f in attrs:
+            os.chmod(f, 0o644)
+    assert {f: os.stat(f).st_mtime_ns for f in attrs} == stamps
+
+
+def test_the_same_job_under_other_axis_names_is_another_layout(model_path, tmp_path):
+    """z puts the colour axis first (c, z, y, x), t after time (t, c, y, x): resuming one store
+    under the other names would write the colour channels along the wrong axis."""
+    out = tmp_path / "o.zarr"
+    nc.colorize_to_zarr(STACK, out, model_path, axes=["z"], **TILING)
+    assert zarr.open_group(str(out), mode="r")["0"].shape == (3, 2, 64, 80)
+    with pytest.raises(FileExistsError, match="axis names"):
+        nc.colorize_to_zarr(STACK, out, model_path, axes=["t"], **TILING)
+    nc.colorize_to_zarr(STACK, out, model_path, axes=["t"], overwrite=True, **TILING)
+    assert zarr.open_group(str(out), mode="r")["0"].shape == (2, 3, 64, 80)
+    assert [a["name"] for a in read_placement(out)[0]] == ["t", "y", "x"]
+
+
+def test_a_left_out_size_1_axis_keeps_its_pixel_size_and_position(model_path, tmp_path):
+    """One plane of a (t, c, z) series needs 6 axes with colour: size-1 axes are left out of the
+    NGFF metadata, and their place is kept in the job record, so the store reopens at time 7."""
+    plane = STACK[:1, None, None]  # (t, c, z, y, x) = (1, 1, 1, 64, 80)
+    out = tmp_path / "o.zarr"
+    scale, origin = [5.0, 1.0, 4.0, 0.5, 0.5], [7.0, 2.0, 12.0, 1.0, -1.0]
+    nc.colorize_to_zarr(plane, out, model_path, axes=["t", "c", "z"], scale=scale, origin=origin, **TILING)
+    assert read_job(out)["layout"]["stored"] != [0, 1, 2]  # something was left out
+    assert read_placement(out)[1:] == (scale, origin)
+    moved = [8.0] + origin[1:]  # the next time point's position, same job: updated in the record
+    nc.colorize_to_zarr(plane, out, model_path, axes=["t", "c", "z"], scale=scale, origin=moved, **TILING)
+    assert read_placement(out)[2] == moved
+    assert open_zarr_result(out).rgb.shape == plane.shape + (3,)
