@@ -222,3 +222,28 @@ def test_a_file_name_or_zarr_group_says_how_to_get_the_pixels(tmp_path):
     group.create_array("0", shape=(64, 64), dtype="u1")
     with pytest.raises(TypeError, match=r"not a zarr group; pass one of its arrays, e.g. group\['0'\]"):
         colorize(group)
+
+
+def test_limits_without_a_normalisation_are_the_range_used_for_every_dtype(make_model):
+    """limits=(lo, hi) used to be ignored for uint8, uint16 and floats (a 12-bit camera image in
+    uint16 came out nearly black) while info reported them as used."""
+    camera = (np.arange(64 * 80).reshape(64, 80) % 256).astype(np.float64) / 255.0
+    for data, limits in [((camera * 4095).astype(np.uint16), (0, 4095)), (camera.astype(np.float32) * 10, (0, 10))]:
+        result = colorize(data, make_model(), device="cpu", limits=limits)
+        np.testing.assert_allclose(rgb_to_gray(np.asarray(result.rgb)), data / limits[1], atol=1e-5)
+        assert result.info["normalize"] == "minmax" and result.info["limits"] == tuple(map(float, limits))
+    with pytest.raises(ValueError, match="pass one or the other"):
+        colorize((camera * 255).astype(np.uint8), make_model(), device="cpu", limits=(0, 255), normalize="dtype")
+
+
+def test_tiled_outputs_stay_within_0_and_1():
+    """The blend of tiles is a float32 sum: it passed 1 by 1e-7 on three pixels of the camera,
+    and skimage.util.img_as_ubyte refused the result."""
+    from skimage import data
+    from skimage.util import img_as_ubyte
+
+    result = colorize(data.camera()[:256, :256], device="cpu", tile_size=128, overlap=32)
+    for name in ("rgb", "chroma_confidence", "hue_entropy"):
+        values = np.asarray(getattr(result, name))
+        assert values.min() >= 0.0 and values.max() <= 1.0, name
+    img_as_ubyte(np.asarray(result.rgb))

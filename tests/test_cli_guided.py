@@ -208,7 +208,7 @@ def test_a_hint_outside_one_input_fails_that_input_only(tmp_path, model_path, ca
                 *TILES) == 1
     err = capsys.readouterr().err
     assert "FAILED" in err and "small.png" in err and "lies outside the image of shape (40, 40)" in err
-    assert "(axis-0 is the row)" in err  # says what to check
+    assert "give points as (row, column)" in err  # says what to check
     assert f"--hints {hints}" in err
     written = _files(out)
     assert written and all(name.startswith("big_colorized") for name in written)  # nothing of small, no temp/lock

@@ -554,3 +554,23 @@ def test_axes_outside_ngff_are_kept_with_a_warning(tmp_path):
         write_multiscales(group, "odd", axes, [1.0] * 4, ["0"])
     ms = group.attrs["multiscales"][0]
     assert [a["name"] for a in ms["axes"]] == ["angle", "phase", "y", "x"] and ms["datasets"][0]["path"] == "0"
+
+
+def test_a_zarr_input_rewritten_at_the_same_path_is_coloured_anew(make_model, tmp_path):
+    """dask names a zarr array after its path: the second call used to get the first image's
+    tiles from this process's cache (its colours and its lightness), and a store of it resumed."""
+    first = (np.arange(96 * 112, dtype=np.uint32).reshape(96, 112) % 251).astype(np.uint8)
+    model = make_model()
+    results, stores = [], []
+    for n, pixels in enumerate([first, 255 - first, first[::-1]]):
+        if n < 2:  # rewritten as a new array at the same path, then in place
+            z = zarr.open_array(str(tmp_path / "in.zarr"), mode="w", shape=first.shape, chunks=(64, 64), dtype="uint8")
+        z[:] = pixels
+        src = zarr.open_array(str(tmp_path / "in.zarr"), mode="r")
+        results.append(nc.colorize(src, model, device="cpu", tile_size=64, overlap=16))
+        np.testing.assert_allclose(nc.rgb_to_gray(np.asarray(results[-1].rgb)), pixels / 255.0, atol=1e-5)
+        stores.append(nc.colorize_to_zarr(src, tmp_path / f"out{n}.zarr", model, device="cpu", tile_size=64,
+                                          overlap=16))
+    with pytest.raises(FileExistsError, match="different colorization job"):  # the input changed since
+        nc.colorize_to_zarr(zarr.open_array(str(tmp_path / "in.zarr"), mode="r"), stores[0], model, device="cpu",
+                            tile_size=64, overlap=16)

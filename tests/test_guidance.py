@@ -687,3 +687,17 @@ def test_the_guidance_is_one_graph_node_that_every_batch_task_shares(make_model)
     batches = [task for key, task in tasks.items() if isinstance(key, tuple) and str(key[0]).startswith(graph.BATCH_PREFIX)]
     assert len(nodes) == 1 and tasks[nodes[0]].guidance is not None and len(batches) >= 8
     assert all(nodes[0] in task and not any(isinstance(arg, TileOptions) for arg in task) for task in batches)
+
+
+@pytest.mark.parametrize("hints, hint_planes, message", [
+    (([50, 50], [[0.2, 0.4, 0.9]]), "own", r"one row per point; one point is \[\[50.0, 50.0\]\]"),
+    (([[60, 60]], [[0.2, 0.4, 0.9]]), "own", "or, with hint_planes='all'"),
+    (([[2.7, 60, 60]], [[0.2, 0.4, 0.9]]), "own", r"give points as \(plane, row, column\)"),
+])
+def test_hint_mistakes_on_a_stack_say_what_to_change(hints, hint_planes, message):
+    """A single point given flat was called "no points"; a point beyond the last plane was told
+    that axis-0 is the row; 2-D points on a stack were not pointed to hint_planes='all'."""
+    from napari_colorize.guidance.hints import check_hints
+
+    with pytest.raises(ValueError, match=message):
+        check_hints(hints, (3, 128, 128), hint_planes)

@@ -89,3 +89,18 @@ def test_a_left_out_size_1_axis_keeps_its_pixel_size_and_position(model_path, tm
     nc.colorize_to_zarr(plane, out, model_path, axes=["t", "c", "z"], scale=scale, origin=moved, **TILING)
     assert read_placement(out)[2] == moved
     assert open_zarr_result(out).rgb.shape == plane.shape + (3,)
+
+
+@pytest.mark.parametrize("axes", [("z", "z"), ("q", "y"), ("t", "")])
+def test_axis_names_that_make_invalid_ngff_are_refused_before_anything_is_written(model_path, tmp_path, axes):
+    with pytest.raises(ValueError, match="must be distinct, not empty and neither 'y' nor 'x'"):
+        nc.colorize_to_zarr(np.stack([STACK, STACK]), tmp_path / "o.zarr", model_path, axes=axes, **TILING)
+    assert not (tmp_path / "o.zarr").exists()
+
+
+def test_tifffile_upper_case_axis_names_make_valid_ngff(model_path, tmp_path):
+    from ome_zarr_models.v04 import Image
+
+    out = nc.colorize_to_zarr(np.stack([STACK, STACK]), tmp_path / "o.zarr", model_path, axes=("T", "Z"), **TILING)
+    assert [a.name for a in Image.from_zarr(zarr.open_group(str(out), mode="r")).attributes.multiscales[0].axes] == [
+        "t", "c", "z", "y", "x"]

@@ -75,7 +75,9 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
         between planes of an in-memory result); it then raises
         :class:`napari_colorize.engine.Cancelled`.
     limits : (float, float), optional
-        Precomputed normalisation limits for "percentile"/"minmax".
+        The gray range mapped to [0, 1]: precomputed limits for "percentile"/"minmax", and
+        without ``normalize`` the range to use ("minmax" with these limits; a 12-bit camera
+        image in uint16: ``limits=(0, 4095)``).  Not with ``normalize="dtype"``.
     reference : array_like or list of array_like, optional
         Guidance by a colour image of similar content (a photograph of the same place
         or era, a colour slide of the same stain): ``(H, W, 3)`` RGB (or RGBA), uint8

@@ -141,7 +141,9 @@ def _ome_axes(labels: Sequence[str] | None, lead: int) -> list[str] | None:
     if not labels or not lead:
         return None
     names = [str(n) for n in labels[:lead]]
-    return names if all(n.isidentifier() for n in names) and len(set(names)) == lead else None
+    lowered = {n.lower() for n in names}  # as the store writes them (engine.ome.leading_names)
+    valid = all(n.isidentifier() for n in names) and len(lowered) == lead and not lowered & {"y", "x"}
+    return names if valid else None
 
 
 def _run_lazy(array: Any, settings: Settings, progress: ProgressCallback | None, cancel: threading.Event | None,

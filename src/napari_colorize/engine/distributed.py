@@ -185,14 +185,14 @@ def worker_device_kind(client, device: str, precision: str, model_file: str | No
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT_S)
     except TimeoutError:
-        raise RuntimeError(f"no dask worker joined the cluster within {WORKER_WAIT_S} s; start workers "
-                           "(docs/engine.md) or run without a cluster") from None
+        raise RuntimeError(f"no dask worker joined (and stayed in) the cluster within {WORKER_WAIT_S} s; start "
+                           f"workers (docs/engine.md), or run without a cluster. {_RESTARTS}") from None
     # A folder of thousands of files asks once, not once per file: one scheduler round trip
     # instead of one to every worker, and a worker that joins later is checked then.
     workers = tuple(sorted(client.ncores()))
     key = (client.id, workers, device, precision, model_file)
     if key not in _CHECKED:
-        results = client.run(_probe_worker, device, precision, model_file, workers=list(workers))
+        results = _run_probe(client, workers, device, precision, model_file)
         problems = [(worker, result[1]) for worker, result in results.items() if result[0] == "error"]
         if problems:
             worker, message = problems[0]
@@ -200,6 +200,28 @@ def worker_device_kind(client, device: str, precision: str, model_file: str | No
         kinds = {result[1] for result in results.values()}
         _CHECKED[key] = "cuda" if "cuda" in kinds else kinds.pop()
     return _CHECKED[key]
+
+
+#: Why workers vanish while they are checked or while they work, and what to do.
+_RESTARTS = ("Workers that keep restarting are usually out of memory: give each more (dask worker --memory-limit, "
+             "LocalCluster(memory_limit=...)) or use a smaller tile size.")
+
+
+def _run_probe(client, workers: tuple[str, ...], device: str, precision: str,
+               model_file: str | None) -> dict[str, tuple[str, str]]:
+    """:func:`_probe_worker` on every one of ``workers``; RuntimeError saying what to do when
+    it cannot run there (the package missing, workers restarting) or no worker answers."""
+    try:
+        results = client.run(_probe_worker, device, precision, model_file, workers=list(workers))
+    except Exception as err:  # whatever the cluster raises, say what to check
+        reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        missing = "napari_colorize" in reason or "ModuleNotFoundError" in reason
+        hint = ("Every worker needs napari-colorize installed, the same version as here (pip install "
+                "napari-colorize in the workers' environment)." if missing else _RESTARTS)
+        raise RuntimeError(f"could not check the dask workers {list(workers)} ({reason}). {hint}") from err
+    if not results:
+        raise RuntimeError(f"the dask workers {list(workers)} left the cluster while they were checked. {_RESTARTS}")
+    return results
 
 
 def _probe_worker(device: str, precision: str, model_file: str | None) -> tuple[str, str]:

@@ -165,7 +165,8 @@ def as_dask(image, chunks: tuple[tuple[int, ...], ...], client=None) -> da.Array
 def colorize_array(image, model_ref: ModelRef, options: TileOptions, tile_size: int, overlap: int,
                    batch_size: int = 1, monitor: Monitor | None = None,
                    progress: Callable[[int, int], None] | None = None,
-                   cancel: threading.Event | None = None, client=None) -> tuple[da.Array, TilePlan]:
+                   cancel: threading.Event | None = None, client=None,
+                   stamp: str | None = None) -> tuple[da.Array, TilePlan]:
     """Build the lazy ``(..., Y, X, 5)`` result for a gray array.
 
     Parameters
@@ -185,6 +186,9 @@ def colorize_array(image, model_ref: ModelRef, options: TileOptions, tile_size: 
         Set it to stop between batches; the computation raises :class:`Cancelled`.
     client : dask.distributed.Client, optional
         The cluster that will compute the result: a numpy input is scattered to its workers.
+    stamp : str, optional
+        The state of the files the input is read from (:func:`.sources.source_stamp`): part
+        of every key, so a rewritten zarr store is not served its old tiles from the caches.
 
     Returns
     -------
@@ -202,10 +206,10 @@ def colorize_array(image, model_ref: ModelRef, options: TileOptions, tile_size: 
     lead = len(plan.lead_shape)
     if monitor is None and (progress is not None or cancel is not None):
         monitor = Monitor(plan.n_tiles, progress, cancel)
-    token = dask.base.tokenize(src.name, model_ref.token(), options, plan, batch_size)
+    token = dask.base.tokenize(src.name, stamp, model_ref.token(), options, plan, batch_size)
     bname, pname, oname = f"{BATCH_PREFIX}{token}", f"{PIECE_PREFIX}{token}", f"colorize-{token}"
     # The network's part of a batch depends on neither decoding nor guidance: its own key.
-    htoken = dask.base.tokenize(src.name, model_ref.token(), options.precision, options.normalize, options.limits,
+    htoken = dask.base.tokenize(src.name, stamp, model_ref.token(), options.precision, options.normalize, options.limits,
                                 options.context, plan, batch_size)
     chunk = plan.ty.chunk, plan.tx.chunk
     # The options (with the guidance: hint fields, a reference's prior) are one node of the

@@ -105,12 +105,22 @@ def full_axes(values: Sequence[float] | None, ndim: int, fill: float, what: str 
 
 
 def leading_names(lead: int, names: Sequence[str] | None) -> list[str]:
-    """The names of an image's ``lead`` leading axes: ``names``, or "z" / "t", "z" / "dim<i>" by their number."""
+    """The names of an image's ``lead`` leading axes: ``names`` (lower case, as NGFF and napari
+    write them; tifffile's are upper case), or "z" / "t", "z" / "dim<i>" by their number.
+
+    Raises ValueError for names that are not distinct, are empty, or name the image plane
+    ("y", "x": always the last two axes): the store's axes would not be valid OME-NGFF.
+    """
     if names is None:
         names = {0: [], 1: ["z"], 2: ["t", "z"]}.get(lead, [f"dim{i}" for i in range(lead)])
-    if len(names) != lead:
-        raise ValueError(f"axes names {list(names)} do not match the {lead} leading axes of the image")
-    return list(names)
+    if isinstance(names, str) or len(names) != lead:
+        raise ValueError(f"axes names {names!r} do not match the {lead} leading axes of the image; give one "
+                         "name per axis before (y, x), e.g. ['t', 'z']")
+    lowered = [str(n).strip().lower() for n in names]
+    if len(set(lowered)) != lead or not all(lowered) or {"y", "x"} & set(lowered):
+        raise ValueError(f"axes names {list(names)} must be distinct, not empty and neither 'y' nor 'x' (the "
+                         "image plane is always the last two axes), e.g. ['t', 'z']")
+    return lowered
 
 
 def ome_axes(lead: int, channel: bool, unit: str | None = None, names: Sequence[str] | None = None) -> list[dict]:

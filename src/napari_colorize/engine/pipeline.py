@@ -12,6 +12,7 @@ import dataclasses
 import os
 from typing import Any
 
+import dask
 import numpy as np
 import torch
 
@@ -26,6 +27,7 @@ from .graph import as_dask, colorize_array, global_limits
 from .guided import build_guidance
 from .jobs import ModelRef, TileOptions
 from .models import get_model
+from .sources import source_stamp
 
 __all__ = ["colorize_stacked", "decode_options_for", "FADE_WITH_REFERENCE"]
 
@@ -87,6 +89,7 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
     _check_not_a_path_or_group(image)
     if not hasattr(image, "shape") or not hasattr(image, "dtype"):
         image = np.asarray(image)
+    normalize = _normalization(normalize, limits)
     meta, source, dev = _model_meta(model, device, client)
     backbone = meta.config.backbone
     min_size = get_backbone(backbone).min_size
@@ -129,28 +132,41 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
     if client is None:
         with autocast(torch.device(dev), precision):  # checks precision against the device now, not in a task
             pass
+    stamp = source_stamp(image)
     stacked, plan = colorize_array(image, ModelRef(source, dev), tile_options, tile_size, overlap, batch_size,
                                    progress=None if client is not None else progress,
-                                   cancel=None if client is not None else cancel, client=client)
+                                   cancel=None if client is not None else cancel, client=client, stamp=stamp)
     info = {"model": getattr(meta, "source", str(source) if not isinstance(source, torch.nn.Module) else "in-memory"),
             "device": dev, "method": options.method, "space": meta.config.space, "backbone": backbone,
             "tile_size": tile_size, "overlap": overlap, "batch_size": batch_size, "n_tiles": plan.n_tiles,
             "limits": tile_options.limits, "normalize": normalize, "precision": precision,
             "decode": dataclasses.asdict(options),
             "guidance": None if guidance is None else guidance.summary,
-            "input_token": _input_token(image, stacked, plan, client)}
+            "input_token": _input_token(image, stacked, plan, client, stamp)}
     return stacked, plan, info
 
 
-def _input_token(image, stacked, plan, client) -> str:
-    """The input's dask name, which fingerprints a resumable store (as the caller gave no source id).
+def _normalization(normalize: str | None, limits) -> str | None:
+    """The normalisation that ``limits`` given by the caller ask for: ``(lo, hi)`` mapped to
+    [0, 1] ("minmax" with them).  Without a normalisation they used to be ignored for uint8,
+    uint16 and floats (a 12-bit image in uint16 came out nearly black), yet reported as used."""
+    if limits is not None and normalize == "dtype":
+        raise ValueError("limits=(lo, hi) map that range to [0, 1], normalize='dtype' the data type's range: "
+                         "pass one or the other")
+    return "minmax" if limits is not None and normalize is None else normalize
+
+
+def _input_token(image, stacked, plan, client, stamp: str | None) -> str:
+    """The input's dask name, which fingerprints a resumable store (as the caller gave no source id),
+    with the state of the files it is read from (``stamp``): a zarr input's dask name is its path.
 
     A numpy input scattered to a cluster gets a fresh name per call; its fingerprint is
     the one it has without a cluster, so an interrupted store resumes either way.
     """
     if client is not None and isinstance(image, np.ndarray):
         return as_dask(image, plan.chunks).name
-    return next(iter(stacked.dask.dependencies[stacked.name]), stacked.name)
+    name = next(iter(stacked.dask.dependencies[stacked.name]), stacked.name)
+    return name if stamp is None else f"{name}|{dask.base.tokenize(stamp)}"
 
 
 def _check_not_a_path_or_group(image) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-__all__ = ["source_paths", "check_source_outside"]
+__all__ = ["source_paths", "source_stamp", "check_source_outside"]
 
 #: How deep into a dask task's arguments arrays are looked for (a task, its argument
 #: tuple, a data node, its value).
@@ -68,6 +68,27 @@ def source_paths(image: Any) -> list[tuple[str, str]]:
             nodes.extend(_graph_nodes(value))
     found = {paths for paths in map(_storage_paths, nodes) if paths is not None}
     return sorted(found)
+
+
+def source_stamp(image: Any) -> str | None:
+    """What the files ``image`` is read from look like now: path, file count, bytes and newest
+    time of each zarr array or memmap it reads (:func:`napari_colorize.io.source_fingerprint`);
+    None for an input held in memory.
+
+    dask names a zarr array after its path, not its pixels, so two calls on one store path
+    share their dask keys (and this process's caches of tiles and histograms) even when the
+    store was rewritten in between; the stamp tells them apart.  A location that cannot be
+    read gives a stamp of its own every time (nothing is reused).
+    """
+    from ..io.files import source_fingerprint
+
+    stamps = []
+    for _, location in source_paths(image):
+        try:
+            stamps.append(source_fingerprint(location))
+        except OSError:
+            stamps.append(f"{location}|unreadable|{os.urandom(8).hex()}")
+    return "\n".join(stamps) or None
 
 
 def _inside(path: str, folder: str) -> bool:

@@ -278,9 +278,8 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     source_id : str, optional
         Identifies the input in the job fingerprint (the CLI passes
         :func:`napari_colorize.io.source_fingerprint`: path, size and time of the file, or
-        of every file in a zarr store).  By default it is the dask token of the input,
-        which for a zarr array is its path, not its pixels: pass ``source_id`` when a zarr
-        input can change in place, or a changed input resumes an earlier result.
+        of every file in a zarr store).  By default it is the dask token of the input and,
+        for a zarr array or memmap (whose dask token is its path), the same of its files.
     progress : callable(done, total), optional
         Chunks written so far (finished ones of an earlier run included) and total.
     cancel : threading.Event, optional

@@ -86,12 +86,17 @@ def check_hints(hints, shape: tuple[int, ...], hint_planes: str = "own") -> Hint
                          "napari Points layer's .data, colours (N, 3) or (N, 4) RGB(A) in [0, 1]")
     points = np.asarray(hints[0], dtype=np.float64) if np.size(hints[0]) else np.zeros((0, len(shape)))
     colours = np.asarray(hints[1], dtype=np.float64) if np.size(hints[1]) else np.zeros((0, 3))
+    if points.ndim == 1 and len(points) in (2, len(shape)):
+        raise ValueError(f"hint points must be an (N, {len(shape)}) array, one row per point; one point is "
+                         f"[{points.tolist()}], not {points.tolist()}")
     if points.ndim != 2 or len(points) == 0:
         raise ValueError("the hints have no points; add points (e.g. to a napari Points layer) or pass hints=None")
     ndims = {len(shape), 2} if hint_planes == "all" else {len(shape)}
     if points.shape[1] not in ndims:
+        planes = (" (or, with hint_planes='all' (--hint-planes all), 2 for (row, column) on every plane)"
+                  if len(shape) > 2 and points.shape[1] == 2 else "")
         raise ValueError(f"hint points must have {len(shape)} coordinates each (one per image axis, "
-                         f"image shape {shape}), got shape {points.shape}")
+                         f"image shape {shape}){planes}, got shape {points.shape}")
     if colours.ndim != 2 or colours.shape[1] not in (3, 4) or len(colours) != len(points):
         raise ValueError(f"hint colours must be ({len(points)}, 3) or ({len(points)}, 4) RGB(A), one per point, "
                          f"got shape {colours.shape}")
@@ -106,9 +111,10 @@ def check_hints(hints, shape: tuple[int, ...], hint_planes: str = "own") -> Hint
     outside = ((index < 0) | (index >= dims)).any(axis=1)
     if outside.any():
         bad = int(np.flatnonzero(outside)[0])
+        order = "(row, column)" if points.shape[1] == 2 else f"({', '.join(['plane'] * (points.shape[1] - 2))}, row, column)"
         raise ValueError(f"hint {bad} at {points[bad].tolist()} lies outside the image of shape {shape}; "
-                         f"{int(outside.sum())} of {len(points)} hints do: give points as (row, column) in this "
-                         "image's pixels (axis-0 is the row), or drop the ones outside")
+                         f"{int(outside.sum())} of {len(points)} hints do: give points as {order} in this "
+                         "image's pixels, in the image's axis order, or drop the ones outside")
     return Hints(points.copy(), colours[:, :3].astype(np.float32))
 
 
