@@ -311,7 +311,7 @@ def test_a_cluster_without_workers_is_one_clear_error(monkeypatch):
         def wait_for_workers(self, n, timeout):
             raise TimeoutError
 
-    with pytest.raises(RuntimeError, match=r"no dask worker joined the cluster within \d+ s"):
+    with pytest.raises(RuntimeError, match=r"no dask worker joined \(and stayed in\) the cluster within \d+ s"):
         distributed.worker_device_kind(NoWorkers(), "auto", "fp32", None)
 
 

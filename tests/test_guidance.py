@@ -701,3 +701,13 @@ def test_hint_mistakes_on_a_stack_say_what_to_change(hints, hint_planes, message
 
     with pytest.raises(ValueError, match=message):
         check_hints(hints, (3, 128, 128), hint_planes)
+
+
+def test_tuning_options_without_their_guidance_are_said_to_have_no_effect(make_model):
+    from napari_colorize import colorize
+
+    gray = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    with pytest.warns(UserWarning, match=r"reference_strength= without reference= and hint_range=/hint_planes= "
+                                         r"without hints= have no effect") as caught:
+        colorize(gray, make_model(), device="cpu", reference_strength=0.5, hint_range=10.0)
+    assert caught[0].filename == __file__  # points at the caller's line

@@ -261,3 +261,18 @@ def test_check_gray_values_accepts_what_to_unit_float_accepts():
     check_gray_values(da.full((4, 4), np.nan, chunks=2))
     with pytest.raises(ValueError, match="dtype complex"):
         check_gray_values(da.zeros((4, 4), dtype=complex, chunks=2))
+
+
+def test_the_data_range_warning_of_signed_data_says_where_0_goes():
+    """It said "0 stays black" for int8 data in [-127, 127], where 0 becomes mid-gray."""
+    import warnings
+
+    from napari_colorize.inputs import InputScalingWarning, data_range_limits
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert data_range_limits(np.array([[-127, 0, 127]], np.int8)) == (-127.0, 127.0)
+        data_range_limits(np.array([[0, 9, 4000]], np.int32))
+    said = [str(w.message) for w in caught if issubclass(w.category, InputScalingWarning)]
+    assert "the minimum -127 becomes black, 0 a gray of 0.50" in said[0] and "0 stays black" not in said[0]
+    assert "0 stays black" in said[1]

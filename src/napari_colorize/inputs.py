@@ -115,8 +115,9 @@ def data_range_limits(image, warn: bool = True) -> tuple[float, float] | None:
         lo, hi = dask.compute(lazy.min(), lazy.max(), scheduler="threads")
     lo, hi = min(0.0, float(lo)), max(0.0, float(hi))
     if warn:
-        warnings.warn(f"{np.dtype(image.dtype)} image: scaling its data range [{lo:g}, {hi:g}] to [0, 1] (0 stays "
-                      "black, the maximum becomes white); pass normalize='percentile' or 'minmax' (--normalize), or "
+        zero = ("0 stays black" if lo == 0.0 else f"the minimum {lo:g} becomes black, 0 a gray of {-lo / (hi - lo):.2f}")
+        warnings.warn(f"{np.dtype(image.dtype)} image: scaling its data range [{lo:g}, {hi:g}] to [0, 1] ({zero}, "
+                      "the maximum becomes white); pass normalize='percentile' or 'minmax' (--normalize), or "
                       "convert it to uint8/uint16, to choose otherwise", InputScalingWarning, stacklevel=2)
     return lo, hi
 

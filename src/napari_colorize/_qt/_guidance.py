@@ -325,7 +325,9 @@ class GuidanceFields:
                                plan, level_factors(image, plan.level), all_planes, active_hints(points_layer))
         strength = float(self.reference_strength.value)
         hint_range = float(self.hint_range.value)
+        # Only what acts: the engine says so when a tuning option comes without its guidance.
         return Guide(reference=None if reference is None else reference_array(reference, point),
-                     reference_strength=None if strength == DEFAULT_REFERENCE_STRENGTH else strength,
-                     hints=hints, hint_range=None if hint_range == AUTO_RANGE else hint_range,
-                     hint_planes="all" if all_planes else "own")
+                     reference_strength=None if reference is None or strength == DEFAULT_REFERENCE_STRENGTH
+                     else strength,
+                     hints=hints, hint_range=None if hints is None or hint_range == AUTO_RANGE else hint_range,
+                     hint_planes="all" if all_planes and hints is not None else "own")

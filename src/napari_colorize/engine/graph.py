@@ -123,8 +123,11 @@ def _piece(batch: list[dict], pos: int, chunk: tuple[int, int]) -> np.ndarray:
 
 def _blend_block(plan: TilePlan, cy: int, cx: int, tiles: list[tuple[int, int]], lead: int,
                  *pieces: np.ndarray) -> np.ndarray:
-    """Block task: the sum of the pieces of output chunk (cy, cx) of one plane."""
+    """Block task: the sum of the pieces of output chunk (cy, cx) of one plane, within [0, 1]
+    like every output (the float32 sum may pass 1 by 1e-7, which ``skimage.util.img_as_ubyte``
+    and a float32 store's promise do not allow)."""
     out = assemble_chunk(plan, cy, cx, [(jy, jx, p) for (jy, jx), p in zip(tiles, pieces)])
+    np.clip(out, 0.0, 1.0, out=out)
     return out.reshape((1,) * lead + out.shape)
 
 

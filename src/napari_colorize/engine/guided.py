@@ -4,6 +4,7 @@ window (:mod:`napari_colorize.guidance`)."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -119,6 +120,16 @@ def _hint_fields(image, hints: Hints, space, normalize: str | None, limits: tupl
     return tuple(fields)
 
 
+def _warn_idle_options(reference: bool, hints: bool, reference_strength, hint_range_given: bool,
+                       hint_planes: str) -> None:
+    """Say when an option that only tunes guidance is given without that guidance (it used to be
+    ignored without a word: a typo'd ``reference=`` looked like a weak reference)."""
+    idle = ([] if reference or reference_strength is None else ["reference_strength= without reference="]) + (
+        [] if hints or not (hint_range_given or hint_planes != "own") else ["hint_range=/hint_planes= without hints="])
+    if idle:
+        warnings.warn(f"{' and '.join(idle)} have no effect", UserWarning, stacklevel=5)
+
+
 def build_guidance(image, model: HypercolumnColorizer | Callable[[], HypercolumnColorizer], decode: DecodeOptions, normalize: str | None, limits: tuple[float, float] | None,
                    *, reference=None, reference_strength: float | None = None, hints=None,
                    hint_range: float | None = None, hint_planes: str = "own",
@@ -134,8 +145,10 @@ def build_guidance(image, model: HypercolumnColorizer | Callable[[], Hypercolumn
     references = check_references(reference)
     strength = check_reference_strength(reference_strength)
     hint_planes = check_hint_planes(hint_planes)
+    hint_range_given = hint_range is not None
     hint_range = check_hint_range(hint_range, shape[-2:])
     checked = check_hints(hints, shape, hint_planes)
+    _warn_idle_options(bool(references), checked is not None, reference_strength, hint_range_given, hint_planes)
     if not references and checked is None:
         return None
     model = loaded(model)

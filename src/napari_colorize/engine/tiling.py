@@ -329,9 +329,7 @@ def assemble_chunk(plan: TilePlan, cy: int, cx: int, pieces: list[tuple[int, int
     """Sum the pieces of chunk (cy, cx): ``[(jy, jx, piece), ...]`` from :func:`cut_pieces`.
 
     Returns a new ``(h, w, C)`` float32 array: the feathered blend of every tile that
-    covers the chunk (the pieces carry normalised weights, so this is a plain sum), within
-    [0, 1] like every output (float32 rounding of the sum may pass 1 by 1e-7, which
-    ``skimage.util.img_as_ubyte`` and a float32 store's promise do not allow).
+    covers the chunk (the pieces carry normalised weights, so this is a plain sum).
     """
     (y0, y1), (x0, x1) = plan.ty.chunk_range(cy), plan.tx.chunk_range(cx)
     shape = (y1 - y0, x1 - x0, pieces[0][2].shape[-1])
@@ -343,7 +341,7 @@ def assemble_chunk(plan: TilePlan, cy: int, cx: int, pieces: list[tuple[int, int
     for i, (oy, ox, piece) in enumerate(placed):
         if i != full:
             out[oy:oy + piece.shape[0], ox:ox + piece.shape[1]] += piece
-    return np.clip(out, 0.0, 1.0, out=out)
+    return out
 
 
 def blend_tiles(plan: TilePlan, results: dict[tuple[int, int], np.ndarray]) -> np.ndarray:
