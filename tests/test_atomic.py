@@ -198,3 +198,18 @@ def test_temporary_names_add_at_most_temp_name_extra_bytes(tmp_path):
         assert len(os.fsencode(tmp.name)) - len(os.fsencode(target.name)) <= TEMP_NAME_EXTRA
         tmp.write_bytes(b"ok")
     assert target.read_bytes() == b"ok"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="stale temporary files are recognised by process id on POSIX")
+def test_a_temp_file_with_this_process_s_id_that_it_did_not_make_is_stale(tmp_path):
+    # A restarted container gives its command the pid of the killed run (often 1): that run's
+    # temporary file carries this very process's id, yet it is not being written by anyone.
+    from napari_colorize._atomic import HOST
+
+    left = tmp_path / f".result.0123abcd.tmp-{HOST}-{os.getpid()}.tif"
+    left.write_bytes(b"torn")
+    with atomic_path(tmp_path / "x.tif") as mine:  # the first write into the folder sweeps it
+        mine.write_bytes(b"new")
+        assert not left.exists() and mine.exists()
+        assert remove_stale_temps(tmp_path) == []  # the one this process is writing stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.tif"]

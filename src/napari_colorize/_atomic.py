@@ -6,7 +6,8 @@ or the new one, never a torn file.  A full disk gives one :class:`DiskFullError`
 the file (:class:`FileTooLargeError` for a file beyond the file system's limit), and the
 temporary file is always removed.  A run killed with SIGKILL cannot
 remove its temporary files; their names carry the host and process id, so the next
-write into the same folder removes those whose process is gone.
+write into the same folder removes those whose process is gone (or whose process id is
+this very process's, which did not make them: a restarted container reuses pids).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ TEMP_NAME_EXTRA = 1 + 9 + 5 + 24 + 1 + 7
 _TEMP_RE = re.compile(r"^\..*\.[0-9a-f]{8}\.tmp-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)(\.[^.]*)?$")
 _swept: set[Path] = set()
 _swept_lock = threading.Lock()
+#: Names of the temporary files this process is writing: one with our pid not in here is
+#: an earlier process's that had the same pid.
+_own_temps: set[str] = set()
 
 
 class DiskFullError(OSError):
@@ -117,8 +121,9 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
 
     Only names made by :func:`atomic_path` whose host is this machine and whose process
     no longer exists are removed (a temporary file of a run still going, or of another
-    machine sharing the folder, is kept).  Does nothing on Windows, where a process
-    cannot be probed without side effects.
+    machine sharing the folder, is kept); so are those with this process's id that it is
+    not writing (left by an earlier process with the same id).  Does nothing on Windows,
+    where a process cannot be probed without side effects.
 
     Returns
     -------
@@ -134,7 +139,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
         return []
     for name in names:
         match = _TEMP_RE.match(name)
-        if match is None or match["host"] != HOST or pid_alive(int(match["pid"])):
+        if match is None or match["host"] != HOST or not _stale_pid(int(match["pid"]), name):
             continue
         stale = Path(folder) / name
         try:
@@ -143,6 +148,14 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
             continue
         removed.append(stale)
     return removed
+
+
+def _stale_pid(pid: int, name: str) -> bool:
+    """Whether the process that named a temporary file ``name`` with ``pid`` (on this host) is gone."""
+    if pid == os.getpid():
+        with _swept_lock:
+            return name not in _own_temps
+    return not pid_alive(pid)
 
 
 def _sweep_once(folder: Path) -> None:
@@ -167,11 +180,15 @@ def _create_temp(path: Path) -> Path:
     _sweep_once(path.parent)
     for _ in range(100):
         tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp-{HOST}-{os.getpid()}{path.suffix}")
+        with _swept_lock:  # named ours before it exists, so that no sweep takes it for an earlier process's
+            _own_temps.add(tmp.name)
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
+            _forget_temp(tmp)
             continue
         except OSError as err:
+            _forget_temp(tmp)
             clear = space_error(err, path)
             if clear is not None:
                 raise clear from err
@@ -179,6 +196,11 @@ def _create_temp(path: Path) -> Path:
         return tmp
     raise FileExistsError(f"could not create a temporary file beside {path}; "
                           f"remove stale '.{path.stem}.*.tmp*' files there")
+
+
+def _forget_temp(tmp: Path) -> None:
+    with _swept_lock:
+        _own_temps.discard(tmp.name)
 
 
 @contextmanager
@@ -215,6 +237,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+        _forget_temp(tmp)
 
 
 def preallocate(tmp: Path, size: int, final: Path) -> None:

@@ -7,19 +7,22 @@ zarr store.  Before an input is coloured, each of its outputs gets a lock file
 and holding ``pid host``.  A second run finds it and reports the input as being
 written by that process.  A lock whose process has died on this host (a killed run)
 is taken over; a lock of another host is never judged stale, since its process
-cannot be probed from here: the message names the file to delete.
+cannot be probed from here: the message names the file to delete.  A lock recorded
+with this very process's id and host that this process did not make is stale too: a
+container restarted gives its command the same pid (often 1) as the killed run had.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._atomic import HOST, pid_alive
-import contextlib
 
 __all__ = ["OutputBusyError", "OutputLocks", "lock_path"]
 
@@ -29,6 +32,10 @@ __all__ = ["OutputBusyError", "OutputLocks", "lock_path"]
 STALE_AFTER_S = 60.0
 #: Tries to create a lock while stale ones are being taken over by other runs.
 _ATTEMPTS = 20
+#: The locks this process holds (absolute path -> inode): a lock with our pid but not in
+#: here was left by an earlier process that had the same pid.
+_HELD: dict[str, int] = {}
+_HELD_LOCK = threading.Lock()
 
 
 class OutputBusyError(RuntimeError):
@@ -58,9 +65,15 @@ class _Owner:
     inode: int
     age: float
 
-    @property
-    def stale(self) -> bool:
-        return self.host == HOST and not pid_alive(self.pid)
+    def stale(self, lock: Path) -> bool:
+        """Whether the run that made ``lock`` is gone: a dead process of this host, or
+        this process's pid on a lock it does not hold (an earlier process's, pid reused)."""
+        if self.host != HOST:
+            return False
+        if self.pid == os.getpid():
+            with _HELD_LOCK:
+                return _HELD.get(os.path.abspath(lock)) != self.inode
+        return not pid_alive(self.pid)
 
 
 def lock_path(target: Path) -> Path:
@@ -90,9 +103,12 @@ def _try_create(lock: Path) -> bool:
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(f"{os.getpid()} {HOST}\n")
+            inode = os.fstat(fh.fileno()).st_ino
     except BaseException:  # a full disk: no empty lock may stay behind to block the next run
         lock.unlink(missing_ok=True)
         raise
+    with _HELD_LOCK:
+        _HELD[os.path.abspath(lock)] = inode
     return True
 
 
@@ -116,7 +132,7 @@ def _take_over(lock: Path, stale: _Owner) -> None:
         return
     try:
         current = _read_owner(lock)
-        if isinstance(current, _Owner) and current.inode == stale.inode and current.stale:
+        if isinstance(current, _Owner) and current.inode == stale.inode and current.stale(lock):
             lock.unlink()
     finally:
         breaker.unlink()
@@ -130,7 +146,7 @@ def _acquire(target: Path) -> Path:
         owner = _read_owner(lock)
         if owner is None:  # released meanwhile
             continue
-        if owner == "unreadable" or not owner.stale:
+        if owner == "unreadable" or not owner.stale(lock):
             raise OutputBusyError(target, owner if isinstance(owner, _Owner) else None)
         _take_over(lock, owner)
         time.sleep(0.01 * attempt)  # another run may be mid-takeover
@@ -139,8 +155,10 @@ def _acquire(target: Path) -> Path:
 
 def _release(lock: Path) -> None:
     owner = _read_owner(lock)
+    with _HELD_LOCK:
+        inode = _HELD.pop(os.path.abspath(lock), None)
     # Only our own lock: had ours been judged stale and taken over, the file is another run's now.
-    if isinstance(owner, _Owner) and owner.pid == os.getpid() and owner.host == HOST:
+    if isinstance(owner, _Owner) and owner.inode == inode and owner.pid == os.getpid() and owner.host == HOST:
         with contextlib.suppress(FileNotFoundError):
             lock.unlink()
 

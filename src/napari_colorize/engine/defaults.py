@@ -55,7 +55,8 @@ def resolve_tiling(backbone: str, plane: tuple[int, int] | None, device_type: st
         # caller's overlap (meant for larger planes of the same run) is not an error here.
         return _one_pass(plane), 0
     if overlap is None and tile_size is not None:
-        overlap = min(default_overlap, int(tile_size) // 4)
+        # Never below 0: a bad tile size (-5) is then reported as such, not as a derived overlap (-2).
+        overlap = max(0, min(default_overlap, int(tile_size) // 4))
         overlap -= overlap % 32 if overlap >= 32 else 0
     tile_size = default_tile if tile_size is None else int(tile_size)
     overlap = int(default_overlap if overlap is None else overlap)
