@@ -319,3 +319,75 @@ def test_a_scans_dpi_reaches_png_and_tiff_outputs(tmp_path, model_path, cam):
         x_num, x_den = tags["XResolution"].value
         dpi = x_num / x_den * (2.54 if tags["ResolutionUnit"].value == 3 else 1)  # 3: per centimetre
     assert abs(dpi - 600) < 0.01
+
+
+@pytest.fixture
+def small8(cam):
+    return (cam[:48, :56] * 255).astype(np.uint8)
+
+
+def test_a_broken_link_in_a_glob_fails_alone(tmp_path, model_path, small8, capsys, monkeypatch):
+    # broken.png sorts first: the glob used to be reported as matching nothing, x.png never coloured.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "real").mkdir()
+    iio.imwrite(tmp_path / "real" / "x.png", small8)
+    (tmp_path / "real" / "broken.png").symlink_to("/nonexistent/gone.png")
+    assert _run("real/*.png", "-o", "out", "--model", model_path, "--outputs", "rgb", *TILES) == 1
+    assert (tmp_path / "out" / "x_colorized.png").exists()
+    failed = [line for line in capsys.readouterr().err.splitlines() if "FAILED" in line]
+    assert failed == ["  FAILED real/broken.png: a broken link (it points to /nonexistent/gone.png, which does not "
+                      "exist); fix or remove the link"]
+
+
+def test_failures_and_warnings_name_a_linked_input_as_written(tmp_path, model_path, small8, capsys):
+    # A git-annex tree: messages named the object (.git/annex/objects/.../SHA256E-...), not the user's file.
+    objects = tmp_path / "annex" / ".git" / "annex" / "objects"
+    objects.mkdir(parents=True)
+    scans = tmp_path / "annex" / "scans"
+    scans.mkdir()
+    (objects / "SHA256E-s2--bad.png").write_bytes(b"xx")
+    iio.imwrite(objects / "SHA256E-s3--colour.png", data.astronaut()[:48, :56])
+    (scans / "bad.png").symlink_to(objects / "SHA256E-s2--bad.png")
+    (scans / "harbour.png").symlink_to(objects / "SHA256E-s3--colour.png")
+    assert _run(scans, "-o", tmp_path / "out", "--model", model_path, "--outputs", "rgb", *TILES) == 1
+    err = capsys.readouterr().err
+    assert "SHA256E" not in err and ".git" not in err
+    assert f"FAILED {scans / 'bad.png'}: cannot read bad.png:" in err
+    assert "warning: harbour.png is a colour image" in err
+
+
+def test_earlier_results_in_an_input_folder_are_passed_over(tmp_path, model_path, small8, capsys):
+    # `colorize small -o small/out`, then `-o small/out2`: small/out's results were coloured again.
+    small = tmp_path / "small"
+    small.mkdir()
+    iio.imwrite(small / "a.png", small8)
+    assert _run(small, "-o", small / "out", "--model", model_path, *TILES) == 0
+    capsys.readouterr()
+    assert _run(small, "-o", small / "out2", "--model", model_path, *TILES) == 0
+    assert sorted(p.name for p in (small / "out2").iterdir()) == ["a_colorized.png", "a_confidence.png",
+                                                                  "a_entropy.png"]
+    err = capsys.readouterr().err
+    assert "note: passed over 3 file(s) in the input folders that napari-colorize wrote" in err
+    assert "name one on the command line to colour it anyway" in err
+    # Named on the command line, an output is coloured (the user asked for it), even when its folder is an input too.
+    confidence = small / "out" / "a_confidence.png"
+    assert _run(small, confidence, "-o", tmp_path / "again", "--model", model_path, "--outputs", "rgb", *TILES) == 0
+    assert sorted(p.relative_to(tmp_path / "again").as_posix() for p in (tmp_path / "again").rglob("*.png")) == [
+        "a_colorized.png", "out/a_confidence_colorized.png"]
+    assert "note: passed over 5 file(s)" in capsys.readouterr().err  # out/ and out2/, but the one named
+
+
+def test_gif_and_netpbm_inputs_are_coloured_and_other_files_noted(tmp_path, model_path, small8, capsys):
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    from PIL import Image as PILImage
+    PILImage.fromarray(small8).save(scans / "g.gif")
+    PILImage.fromarray(small8).save(scans / "p.pgm")
+    (scans / "notes.txt").write_text("x")
+    (scans / "list.csv").write_text("x")
+    (scans / ".hidden").write_text("x")
+    assert _run(scans, "-o", tmp_path / "out", "--model", model_path, "--outputs", "rgb", *TILES) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["g_colorized.png", "p_colorized.png"]
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert notes == ["note: passed over 2 other file(s) in the input folders, not images by their name (.csv 1, "
+                     ".txt 1); name a file on the command line to try it anyway"]

@@ -398,7 +398,7 @@ def test_a_real_sub_folder_is_named_before_a_link_to_it(tmp_path, cam):
     ("x.tif", None, "x_colorized.tif"), (".ome.tif", None, ".ome_colorized.tif"),
     ("home.tif", None, "home_colorized.tif")])
 def test_ome_inputs_lose_the_double_suffix_in_output_names(tmp_path, name, fmt, expected):
-    from napari_colorize.cli_plan import _targets
+    from napari_colorize.cli_inputs import _targets
 
     assert _targets(Path(name), fmt or ("zarr" if "zarr" in name else "tiff"), ["rgb"], tmp_path) \
         in ({"rgb": tmp_path / expected}, {"store": tmp_path / expected})
@@ -476,3 +476,53 @@ def test_a_scans_resolution_becomes_its_pixel_size(tmp_path):
     exif[0x0128] = 1  # "no absolute unit": no pixel size
     PILImage.fromarray(gray).save(tmp_path / "camera.jpg", exif=exif)
     assert read_image(tmp_path / "camera.jpg").pixel_size is None
+
+
+# ----------------------------------------------------------------------------- broken links and other formats
+
+def test_a_broken_link_fails_alone_and_says_where_it_points(tmp_path, cam, monkeypatch):
+    # A glob whose first match is a broken link (a git-annex file never fetched) used to
+    # lose every other match ("the pattern matched nothing").
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    iio.imwrite(tmp_path / "d" / "x.png", cam)
+    (tmp_path / "d" / "broken.png").symlink_to("/nonexistent/gone.png")
+    found, missing = find_inputs(["d/*.png"])
+    assert found == [tmp_path / "d" / "x.png"]
+    assert missing == [("d/broken.png", "a broken link (it points to /nonexistent/gone.png, which does not exist); "
+                                        "fix or remove the link")]
+    assert find_inputs(["d/broken.png"])[1][0][1].startswith("a broken link")  # named, not "no such file"
+    assert find_inputs(["d"])[1] == missing  # and found by walking the folder
+    (tmp_path / "annex.png").symlink_to(".git/annex/objects/Xx/SHA256E-s1--ab.png")
+    assert "git annex get" in find_inputs(["annex.png"])[1][0][1]
+    with pytest.raises(FileNotFoundError, match="broken.png is a broken link"):
+        read_image("d/broken.png")
+
+
+def _formats(folder: Path, cam: np.ndarray) -> dict[str, np.ndarray]:
+    """GIF, Netpbm and JPEG 2000 files of ``cam`` (lossless), by name."""
+    from PIL import features
+
+    files = {"g.gif": cam, "p.pgm": cam, "p16.pgm": cam.astype(np.uint16) * 257, "b.pbm": cam > 127}
+    if features.check("jpg_2000"):  # Pillow built with OpenJPEG
+        files.update({"j.jp2": cam, "j.j2k": cam})
+    for name, values in files.items():
+        PILImage.fromarray(values).save(folder / name)
+    PILImage.fromarray(np.dstack([cam] * 3)).save(folder / "c.ppm")
+    return files
+
+
+def test_gif_netpbm_and_jpeg2000_are_read_and_found(tmp_path, cam):
+    # Pillow reads them; a folder walk used to pass them over without a word.
+    files = _formats(tmp_path, cam)
+    for name, values in files.items():
+        image = _quiet_read(tmp_path / name)
+        np.testing.assert_array_equal(np.asarray(image.data), values)
+        assert image.data.dtype == values.dtype  # a 16-bit PGM stays uint16 (Pillow holds it as int32)
+    np.testing.assert_array_equal(np.asarray(_quiet_read(tmp_path / "c.ppm").data), cam)
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / ".hidden.txt").write_text("x")
+    others: list[Path] = []
+    found, _ = find_inputs([str(tmp_path)], others)
+    assert sorted(p.name for p in found) == sorted([*files, "c.ppm"])
+    assert others == [tmp_path / "notes.txt"]  # hidden files are not counted

@@ -635,3 +635,115 @@ def test_output_folder_inside_an_input_store_is_refused(tmp_path, model_path, za
     assert _run(zarr_input, "-o", zarr_input / "results", "--model", model_path, *TILES) == 2
     assert "is inside the input" in capsys.readouterr().err
     assert _tree(zarr_input) == before and not (zarr_input / "results").exists()
+
+
+# --- 7. found by a user test: output folders, locks, interrupts and messages in the CLI's words ----
+
+
+def test_an_unwritable_folder_inside_the_output_folder_is_one_error_before_starting(tmp_path, model_path, cam8,
+                                                                                   capsys, monkeypatch):
+    # A read-only (or another user's) existing sub-folder of -o used to give one PermissionError per
+    # input, naming a hidden lock file.
+    scans = tmp_path / "scans"
+    (scans / "sub").mkdir(parents=True)
+    for name in ("x.png", "y.png"):
+        iio.imwrite(scans / "sub" / name, cam8)
+    out = tmp_path / "out"
+    locked = out / "sub"
+    locked.mkdir(parents=True, mode=0o555)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # root may write anywhere: be an ordinary user
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == locked else real(p, mode))
+    try:
+        assert _run(scans, "-o", out, "--model", model_path, *TILES) == 2
+        assert _error_lines(capsys.readouterr().err) == [
+            f"napari-colorize colorize: error: cannot write in {locked} (where x_colorized.png goes, inside the output "
+            "folder): permission denied; make it writable or choose another -o"]
+        assert not list(locked.iterdir())
+    finally:
+        locked.chmod(0o755)
+
+
+def test_a_lock_left_with_this_process_s_pid_is_stale(tmp_path, model_path, cam8):
+    # A restarted container runs its command with the pid the killed run had (often 1): a lock of
+    # this very pid and host that this process did not make is that run's, not a live one's.
+    from napari_colorize._atomic import HOST
+    from napari_colorize.cli_lock import OutputBusyError, OutputLocks
+
+    iio.imwrite(tmp_path / "x.png", cam8)
+    out = tmp_path / "out"
+    out.mkdir()
+    lock_path(out / "x_colorized.png").write_text(f"{os.getpid()} {HOST}\n")
+    assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, *TILES) == 0
+    assert (out / "x_colorized.png").exists() and not list(out.glob(".*.lock"))
+    # A lock this process holds is still busy for it.
+    with OutputLocks([out / "y.png"]), pytest.raises(OutputBusyError), OutputLocks([out / "y.png"]):
+        pass
+    assert not list(out.glob(".*.lock"))
+
+
+def test_ctrl_c_reports_what_finished_and_how_to_continue(tmp_path, model_path, cam8, monkeypatch, capsys):
+    # It said only "interrupted", unlike SIGTERM, which said how to carry on.
+    from napari_colorize import cli_colorize
+
+    for name in ("a.png", "b.png", "c.png"):
+        iio.imwrite(tmp_path / name, cam8)
+    real = cli_colorize._colorize_one
+
+    def second_is_interrupted(job, *args, **kwargs):
+        if job.written.name == "b.png":
+            raise KeyboardInterrupt  # Ctrl-C while colouring the second input
+        return real(job, *args, **kwargs)
+
+    monkeypatch.setattr(cli_colorize, "_colorize_one", second_is_interrupted)
+    inputs = [tmp_path / n for n in ("a.png", "b.png", "c.png")]
+    assert _run(*inputs, "-o", tmp_path / "out", "--model", model_path, *TILES) == 130
+    err = capsys.readouterr().err
+    assert "colorized 1 file(s)" in err and "not started 2" in err
+    assert ("interrupted (Ctrl-C); run the same command again to continue, with --skip-existing if it colours "
+            "several inputs") in err
+
+
+def test_another_jobs_store_with_skip_existing_says_what_to_do_in_cli_words(tmp_path, model_path, zarr_input, capsys):
+    # "pass overwrite=True (--overwrite)" is the API's advice, and --overwrite cannot go with --skip-existing.
+    out = tmp_path / "out"
+    store = out / "z_colorized.zarr"
+    assert _run(zarr_input, "-o", out, "--model", model_path, *TILES) == 0
+    open_group(str(store), "r+").attrs["napari_colorize"] = dict(read_job(store), complete=False)
+    capsys.readouterr()
+    argv = ["--model", model_path, "--saturation", "2", *TILES]
+    assert _run(zarr_input, "-o", out, "--skip-existing", *argv) == 1
+    err = capsys.readouterr().err
+    assert ("different colorization job (another input, model, options or axis names); delete that store, or colour "
+            "that input alone with --overwrite instead of --skip-existing, or choose another -o") in err
+    assert _run(zarr_input, "-o", out, *argv) == 1
+    assert "; pass --overwrite to replace it, or choose another -o" in capsys.readouterr().err
+
+
+def test_an_empty_or_dangling_output_folder_is_refused(tmp_path, model_path, cam8, capsys, monkeypatch):
+    # -o '' wrote into the current folder; a dangling link said "a file is in the way".
+    iio.imwrite(tmp_path / "x.png", cam8)
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert _run(tmp_path / "x.png", "-o", "", "--model", model_path, *TILES) == 2
+    assert _error_lines(capsys.readouterr().err) == [
+        "napari-colorize colorize: error: -o is empty; give the folder to write the results into (-o . for the "
+        "current folder)"]
+    (tmp_path / "dangling").symlink_to("/nonexistent/dir")
+    for out in (tmp_path / "dangling", tmp_path / "dangling" / "sub"):
+        assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, *TILES) == 2
+        assert _error_lines(capsys.readouterr().err) == [
+            f"napari-colorize colorize: error: cannot create the output folder {out}: {tmp_path / 'dangling'} is a "
+            "broken link (it points to /nonexistent/dir, which does not exist); fix or remove the link, or choose "
+            "another -o"]
+    assert not list(here.iterdir())
+
+
+def test_a_negative_tile_size_is_named_as_such(tmp_path, model_path, cam8, capsys):
+    # Its derived overlap (-5 // 4 = -2) was checked first: "overlap must be >= 0 pixels, got -2".
+    iio.imwrite(tmp_path / "x.png", cam8)
+    assert _run(tmp_path / "x.png", "-o", tmp_path / "out", "--model", model_path, "--tile-size", "-5",
+                "--device", "cpu") == 2
+    err = capsys.readouterr().err
+    assert "tile size -5 is smaller than the model's minimum input" in err and "overlap" not in err

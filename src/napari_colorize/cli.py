@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print(f"napari-colorize {args.command}: terminated (SIGTERM){_to_continue(args)}", file=sys.stderr)
         return 128 + signal.SIGTERM
-    except KeyboardInterrupt:
-        print(f"napari-colorize {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # the same words as SIGTERM: how to carry on matters as much after Ctrl-C
+        print(f"napari-colorize {args.command}: interrupted (Ctrl-C){_to_continue(args)}", file=sys.stderr)
         return 130
 
 

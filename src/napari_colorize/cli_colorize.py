@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
 import sys
-import time
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ._atomic import remove_empty_folders
 from .cli_guidance import add_guidance_arguments, check_hints_fit, guidance_kwargs
-from .cli_lock import OutputBusyError, OutputLocks
-from .cli_plan import (FORMATS, STORE, Job, check_output_folder, check_output_location, check_output_writable,
-                       make_folder, no_inputs_error, outputs_to_write, plan_jobs, preflight)
+from .cli_inputs import other_files_note, pass_over_our_outputs, passed_over_note
+from .cli_lock import OutputLocks
+from .cli_plan import (FORMATS, STORE, Job, check_output_folder, check_output_writable, make_folder, no_inputs_error,
+                       output_folder, outputs_to_write, plan_jobs, preflight)
+from .cli_report import Summary, failure_message
 from .decode import METHODS
 from .devices import PRECISIONS
 from .outputs import channel_slices, check_output_keys, get_output, output_keys
@@ -86,23 +85,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_guidance_arguments(p)
     p.set_defaults(func=run)
     return p
-
-
-@dataclass
-class Summary:
-    done: list[tuple[Path, float]] = field(default_factory=list)  # (input, megapixels)
-    skipped: list[Path] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    start: float = field(default_factory=time.perf_counter)
-
-    def report(self, stream=None) -> None:
-        stream = stream or sys.stderr
-        elapsed = time.perf_counter() - self.start
-        mp = sum(m for _, m in self.done)
-        print(f"colorized {len(self.done)} file(s), {mp:.1f} MP in {elapsed:.1f} s ({mp / max(elapsed, 1e-9):.2f} MP/s); "
-              f"skipped {len(self.skipped)}; failed {len(self.failed)}", file=stream)
-        for name, reason in self.failed:
-            print(f"  FAILED {name}: {reason}", file=stream)
 
 
 def _outputs(text: str) -> tuple[str, ...]:
@@ -172,37 +154,59 @@ def run(args) -> int:
     guidance = guidance_kwargs(args)  # read and checked once, before anything is planned or written
     policy = _policy(args)
     config = _check_model(args.model)
-    out_dir = Path(args.output)
-    check_output_location(out_dir)
-    jobs, missing = plan_jobs(args.inputs, out_dir, args.format, outputs)
-    jobs, dropped = check_output_folder(out_dir, args.inputs, jobs)
-    if dropped:
-        print(f"note: {len(dropped)} file(s) inside the output folder {out_dir} were not taken as inputs "
-              "(results of an earlier run)", file=sys.stderr)
-    if not jobs:
-        raise no_inputs_error(args.inputs, missing)
+    out_dir = output_folder(args.output)
+    jobs, missing = _plan(args, out_dir, outputs)
     if args.rgb_dtype != "uint8" and any(job.fmt == "png" for job in jobs):
         print(f"note: --rgb-dtype {args.rgb_dtype} applies to tiff and zarr outputs; PNG files hold 8-bit RGB "
               "(add --format tiff to keep float32)", file=sys.stderr)
     to_run, skipped = preflight(jobs, policy)
-    summary = Summary(failed=list(missing), skipped=[j.source for j in skipped])
+    summary = Summary(failed=list(missing), skipped=[j.written for j in skipped])
     kwargs = dict(model=args.model, method=args.method, device=args.device, saturation=args.saturation,
                   calibrated=args.calibrated,
                   normalize=None if args.normalize == "none" else args.normalize, precision=args.precision,
                   tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size, **guidance)
     if to_run:
-        check_output_writable(out_dir)
+        check_output_writable(out_dir, to_run)
         with _client(args) as client:
             _check_engine(args, config, client)
             made: list[Path] = []
             make_folder(out_dir, made)
+            finished = 0
             try:
                 for job in _bar(to_run, args, desc="files", unit="file"):
                     _run_job(job, policy, outputs, args, kwargs, client, summary, made)
+                    finished += 1
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what finished is said before the stop
+                summary.report(not_started=len(to_run) - finished)
+                raise
             finally:  # inputs that failed (or Ctrl-C) leave no empty folders behind
                 remove_empty_folders(made)
     summary.report()
     return 1 if summary.failed else 0
+
+
+def _plan(args, out_dir: Path, outputs: tuple[str, ...]) -> tuple[list[Job], list[tuple[str, str]]]:
+    """The jobs and the inputs not found, with one note per kind of file passed over.
+
+    Raises
+    ------
+    FileNotFoundError
+        If no input is left to colour.
+    """
+    others: list[Path] = []
+    jobs, missing = plan_jobs(args.inputs, out_dir, args.format, outputs, others)
+    jobs, dropped = check_output_folder(out_dir, args.inputs, jobs)
+    if dropped:
+        print(f"note: {len(dropped)} file(s) inside the output folder {out_dir} were not taken as inputs "
+              "(results of an earlier run)", file=sys.stderr)
+    jobs, ours = pass_over_our_outputs(jobs)
+    if ours:
+        print(passed_over_note(ours), file=sys.stderr)
+    if others:
+        print(other_files_note(others), file=sys.stderr)
+    if not jobs:
+        raise no_inputs_error(args.inputs, missing)
+    return jobs, missing
 
 
 def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summary, made: list[Path]) -> None:
@@ -216,45 +220,20 @@ def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summ
             if problems:
                 raise FileExistsError(f"{problems[0]} (found after this run started)")
             if narrowed is None:
-                summary.skipped.append(job.source)
+                summary.skipped.append(job.written)
                 return
             mp = _colorize_one(narrowed, outputs, args, kwargs, client)
     except KeyboardInterrupt:
         raise
     except Exception as err:  # noqa: BLE001 -- one bad file must not stop a folder
-        summary.failed.append((str(job.source), _message(err, job)))
+        summary.failed.append((str(job.written), failure_message(err, job, policy)))
         return
     finally:
         # A batch job never colours an input twice: its cached tiles and histograms (up to
         # ~900 MB) would only crowd out the next input's.
         from .engine.cache import clear_caches
         clear_caches()
-    summary.done.append((job.source, mp))
-
-
-def _message(err: Exception, job: Job) -> str:
-    """Our own errors say what to do; a full disk is named as such; anything else also names its type."""
-    from ._atomic import DiskFullError, FileTooLargeError, space_error
-
-    target = next(iter(job.targets.values()))
-    err = space_error(err, target) or (DiskFullError(target) if _out_of_space(err, target) else err)
-    if isinstance(err, (DiskFullError, FileTooLargeError)) and job.fmt == "zarr":
-        return (f"{err} (the chunks already written are kept: run the same command again, with --skip-existing "
-                "if other outputs are finished, to finish the store)")
-    if isinstance(err, (ValueError, FileExistsError, OutputBusyError, DiskFullError, FileTooLargeError)):
-        return str(err)
-    return f"{type(err).__name__}: {err}"
-
-
-def _out_of_space(err: Exception, target: Path) -> bool:
-    """An OSError without an errno (zarr's short writes) on a disk with under 1 MB left."""
-    if not isinstance(err, OSError) or err.errno is not None:
-        return False
-    folder = next((p for p in target.parents if p.is_dir()), None)
-    try:
-        return folder is not None and shutil.disk_usage(folder).free < 2**20
-    except OSError:
-        return False
+    summary.done.append((job.written, mp))
 
 
 @contextlib.contextmanager
@@ -329,21 +308,23 @@ def _warnings_as_lines(name: str):
 
 def _colorize_one(job: Job, outputs, args, kwargs, client) -> float:
     """Colorize one input into its targets; returns its megapixels."""
-    with _warnings_as_lines(job.source.name):
+    with _warnings_as_lines(job.written.name):
         return _colorize_source(job, outputs, args, kwargs, client)
 
 
 def _colorize_source(job: Job, outputs, args, kwargs, client) -> float:
     from .io import read_image, source_fingerprint
 
-    src = job.source
+    # Read through the path as written (the same file): read errors and warnings name what the user sees,
+    # not a link's target (.git/annex/objects/SHA256E-...).
+    src = job.written
     image = read_image(src, strict=args.strict)
     shape = tuple(image.data.shape)
     check_hints_fit(kwargs, shape, args.hints)  # before this input's outputs are opened
     mp = float(np.prod(shape, dtype=np.int64)) / 1e6
     if job.fmt == "zarr":
         from .engine.zarr_io import colorize_to_zarr
-        source_id = source_fingerprint(src)
+        source_id = source_fingerprint(job.source)
         with _tile_bar(args, src.name) as bar:
             # The same job's unfinished store is resumed; another job's is replaced only with --overwrite.
             colorize_to_zarr(image.data, job.targets[STORE], outputs=outputs, rgb_dtype=args.rgb_dtype,

@@ -1,8 +1,6 @@
 """What ``napari-colorize colorize`` will write, decided and checked before anything is computed.
 
-* Output names keep each input's path relative to its input argument: ``scans/a/y.png``
-  from the argument ``scans`` goes to ``OUT/a/y_colorized.png`` (a file argument keeps
-  its name only, a glob the path below its fixed part).
+* The inputs and their output names are :mod:`.cli_inputs`'s (re-exported here).
 * Refused before starting, all problems in one message and nothing written: two inputs
   that would write one output (``x.png`` and ``x.jpg``), an output that would land on
   or in an input (or an input's store), anything in the way that is not ours (a folder
@@ -19,121 +17,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from ._atomic import TEMP_NAME_EXTRA
-
-from .outputs import get_output
+from .cli_inputs import FORMATS, STORE, Job, argument_root, plan_jobs
 
 __all__ = ["POLICIES", "FORMATS", "STORE", "Job", "plan_jobs", "check_output_folder", "preflight", "outputs_to_write",
-           "check_output_location", "check_output_writable", "no_inputs_error", "make_folder"]
+           "output_folder", "check_output_writable", "no_inputs_error", "make_folder"]
 
 #: What to do with existing outputs: the default, --skip-existing, --overwrite.
 POLICIES = ("refuse", "skip", "overwrite")
-#: Output format -> file-name suffix ("zarr": one store per input).
-FORMATS = {"png": ".png", "tiff": ".tif", "zarr": ".zarr"}
 #: Problems listed per kind in the refusal before the rest are counted.
 _MAX_LISTED = 20
-#: The store of a zarr job, in :attr:`Job.targets`.
-STORE = "store"
 #: Bytes that temporary and lock names add to an output's name (``.NAME.<8 hex>.tmp-<host>-<pid>``).
 _NAME_MARGIN = TEMP_NAME_EXTRA
 
 #: What to do about an existing output, in the refusal.
 _EXISTING_FIX = "pass --skip-existing to keep it and colour only what is missing, or --overwrite to replace it"
-
-
-@dataclass(frozen=True)
-class Job:
-    """One input and the files (or store) it writes.
-
-    Attributes
-    ----------
-    source : Path
-        The input, resolved.
-    relative : Path
-        Its path relative to its input argument (names the outputs).
-    fmt : {"png", "tiff", "zarr"}
-    targets : dict of str -> Path
-        Output key -> file, or ``{"store": path}`` for zarr.
-    from_folder : bool
-        Found by walking a folder or glob (not named on the command line).
-    outputs : tuple of str
-        The output keys asked for (a store holds them all).
-    """
-
-    source: Path
-    relative: Path
-    fmt: str
-    targets: dict[str, Path]
-    from_folder: bool
-    outputs: tuple[str, ...]
-
-
-def _format_for(src: Path, chosen: str | None) -> str:
-    if chosen:
-        return chosen
-    from .io import is_zarr
-    if is_zarr(src):
-        return "zarr"
-    return "tiff" if src.suffix.lower() in (".tif", ".tiff") else "png"
-
-
-def _targets(relative: Path, fmt: str, outputs: Sequence[str], out_dir: Path) -> dict[str, Path]:
-    from .io import image_stem
-    stem = image_stem(relative.name)
-    folder = out_dir / relative.parent
-    if fmt == "zarr":
-        return {STORE: folder / f"{stem}_colorized{FORMATS['zarr']}"}
-    return {key: folder / f"{stem}_{get_output(key).suffix}{FORMATS[fmt]}" for key in outputs}
-
-
-def _argument_root(pattern: str) -> tuple[Path, bool]:
-    """(the folder an argument's inputs are named relative to, whether it is a folder or glob).
-
-    Absolute, with links kept as written: outputs are named after the paths the user sees.
-    """
-    from .io import as_written, is_glob, is_zarr, split_glob
-
-    path = Path(pattern)
-    if is_glob(pattern):
-        return as_written(split_glob(pattern)[0]), True
-    if path.is_dir() and not is_zarr(path):
-        return as_written(path), True
-    return as_written(path).parent, False
-
-
-def _relative(source: Path, root: Path) -> Path:
-    try:
-        return source.relative_to(root)
-    except ValueError:  # reached through a link out of the folder: its name only (clashes are caught)
-        return Path(source.name)
-
-
-def plan_jobs(patterns: Sequence[str], out_dir: Path, fmt: str | None,
-              outputs: Sequence[str]) -> tuple[list[Job], list[tuple[str, str]]]:
-    """The jobs for the command-line inputs, and the arguments that matched nothing.
-
-    An input reached from two arguments is coloured once, named after the first.
-    """
-    from .io import find_inputs, series_output_path
-
-    jobs: dict[Path, Job] = {}
-    missing: list[tuple[str, str]] = []
-    out_dir = out_dir.resolve()
-    for pattern in patterns:
-        found, not_found = find_inputs([pattern])
-        missing += not_found
-        root, walked = _argument_root(pattern)
-        for written in found:
-            source = written.resolve()  # what is read, and what every safety check compares
-            if source not in jobs:
-                relative = series_output_path(written, _relative(written, root))  # s.ome.zarr/0: s.ome_0
-                chosen = _format_for(written, fmt)
-                targets = _targets(relative, chosen, outputs, out_dir)
-                jobs[source] = Job(source, relative, chosen, targets, walked, tuple(outputs))
-    return list(jobs.values()), missing
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -154,7 +55,7 @@ def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job])
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"-o {out_dir} is a file; -o takes a folder (created if needed) to write the results into")
     out = out_dir.resolve()
-    roots = [(root.resolve(), walked) for root, walked in map(_argument_root, patterns)]
+    roots = [(root.resolve(), walked) for root, walked in map(argument_root, patterns)]
     if any(walked and root == out for root, walked in roots):
         raise ValueError(f"the output folder {out_dir} is also an input folder; choose a separate -o folder so that "
                          "outputs never mix with (or get picked up as) inputs")
@@ -166,7 +67,7 @@ def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job])
                          "outputs never mix with (or get picked up as) inputs")
     for job in jobs:
         if job.source.is_dir() and _inside(out, job.source):
-            raise ValueError(f"the output folder {out_dir} is inside the input {job.source}; choose another -o folder")
+            raise ValueError(f"the output folder {out_dir} is inside the input {job.written}; choose another -o folder")
     return jobs, dropped
 
 
@@ -184,7 +85,8 @@ def _clashes(jobs: list[Job]) -> list[str]:
             seen.add(sources)
             target = next(t for t in group[0].targets.values() if str(t).casefold() == key)
             each = "both" if len(sources) == 2 else "all"
-            lines.append(f"{' and '.join(map(str, sources))} would {each} write {target}: rename one of them, or "
+            names = sorted(str(j.written) for j in group)
+            lines.append(f"{' and '.join(names)} would {each} write {target}: rename one of them, or "
                          "colour them into separate -o folders")
     return lines
 
@@ -195,19 +97,19 @@ def _overlaps(jobs: list[Job]) -> list[str]:
     Paths are looked up with their parents in sets, so that ten thousand inputs take
     milliseconds, not every target against every input.
     """
-    sources = {str(j.source) for j in jobs}
-    owner = {str(t): j.source for j in jobs for t in j.targets.values()}
+    sources = {str(j.source): j for j in jobs}  # compared resolved; named as written
+    owner = {str(t): j for j in jobs for t in j.targets.values()}
     lines = []
-    for target, source in owner.items():
+    for target, job in owner.items():
         hit = next((p for p in _self_and_parents(target) if p in sources), None)  # on or in an input
         if hit is not None:
-            lines.append(f"{target} (the output of {source}) would be written over the input {hit}; "
-                         "choose another -o folder")
-    for source in sources:
+            lines.append(f"{target} (the output of {job.written}) would be written over the input "
+                         f"{sources[hit].written}; choose another -o folder")
+    for source, job in sources.items():
         target = next((p for p in _self_and_parents(source)[1:] if p in owner), None)  # an input in a store
         if target is not None:
-            lines.append(f"{target} (the output of {owner[target]}) would be written over the input {source}; "
-                         "choose another -o folder")
+            lines.append(f"{target} (the output of {owner[target].written}) would be written over the input "
+                         f"{job.written}; choose another -o folder")
     return lines
 
 
@@ -246,7 +148,7 @@ def _long_names(jobs: list[Job]) -> list[str]:
                 limits[target.parent] = _name_max(target.parent)
             size, limit = len(os.fsencode(target.name)), limits[target.parent]
             if size + _NAME_MARGIN > limit:
-                lines.append(f"{target.name} ({size} bytes, the output of {job.source.name}) is too long a file "
+                lines.append(f"{target.name} ({size} bytes, the output of {job.written.name}) is too long a file "
                              f"name: this file system takes {limit} bytes, with {_NAME_MARGIN} needed for temporary "
                              "names; shorten the input's name")
     return lines
@@ -364,26 +266,64 @@ def _nearest_existing(folder: Path) -> Path | None:
     return next((p for p in (folder, *folder.parents) if p.exists()), None)
 
 
-def check_output_location(folder: Path) -> None:
-    """Refuse an output folder below a file, before anything is planned (otherwise every
-    input would fail alike, each with a less telling message; -o naming a file itself is
-    :func:`check_output_folder`'s to report)."""
+def output_folder(text: str) -> Path:
+    """The ``-o`` folder, refused before anything is planned if it cannot become one.
+
+    Refused: an empty ``-o`` (``Path("")`` is the current folder: a script's unset
+    variable would scatter results there), a broken link on its path (creating it
+    would fail as "a file is in the way"), and a file above it (every input would
+    fail alike); ``-o`` naming a file itself is :func:`check_output_folder`'s to report.
+    """
+    if not text:
+        raise ValueError("-o is empty; give the folder to write the results into (-o . for the current folder)")
+    folder = Path(text)
+    link = next((p for p in (folder, *folder.parents) if os.path.islink(p) and not p.exists()), None)
+    if link is not None:
+        from .io.files import broken_link_reason
+        raise ValueError(f"cannot create the output folder {folder}: {link} is {broken_link_reason(link)}, or "
+                         "choose another -o")
     existing = _nearest_existing(folder)
     if existing is not None and not existing.is_dir() and existing != folder:
         raise ValueError(f"cannot create the output folder {folder}: {existing} is a file; move it or choose "
                          "another -o")
+    return folder
 
 
-def check_output_writable(folder: Path) -> None:
-    """Refuse an output folder this user cannot make or write in, before anything is written.
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK | os.X_OK)
+
+
+def check_output_writable(folder: Path, jobs: Sequence[Job] = ()) -> None:
+    """Refuse an output folder, or an existing folder in it that ``jobs`` write to, that this
+    user cannot make or write in, before anything is written (otherwise every input there
+    fails alike, naming a hidden lock file).  Each folder is checked once.
 
     Checked only when something is to be written: re-running with ``--skip-existing`` over
     a finished, read-only results folder writes nothing and must not fail.
     """
     existing = _nearest_existing(folder)
-    if existing is not None and existing.is_dir() and not os.access(existing, os.W_OK | os.X_OK):
+    if existing is not None and existing.is_dir() and not _writable(existing):
         what = "write in the output folder" if existing == folder else f"create the output folder {folder} in"
         raise ValueError(f"cannot {what} {existing}: permission denied; choose another -o or make it writable")
+    nearest: dict[Path, Path | None] = {}  # an output's folder -> what creating it would meet
+    writable: dict[Path, bool] = {}
+    refused: dict[Path, Path] = {}  # an existing folder -> an output that goes there
+    for target in (t for job in jobs for t in job.targets.values()):
+        if target.parent in nearest:
+            continue
+        found = nearest[target.parent] = _nearest_existing(target.parent)
+        if found is not None and found not in writable and found.is_dir():
+            writable[found] = _writable(found)
+            if not writable[found]:
+                refused[found] = target
+    if len(refused) == 1:
+        where, target = next(iter(refused.items()))
+        raise ValueError(f"cannot write in {where} (where {target.name} goes, inside the output folder): permission "
+                         "denied; make it writable or choose another -o")
+    if refused:
+        lines = _listed([f"{where} (where {target.name} goes)" for where, target in refused.items()])
+        raise ValueError(f"cannot write in {len(refused)} folders inside the output folder: permission denied; "
+                         "make them writable or choose another -o:\n  " + "\n  ".join(lines))
 
 
 def no_inputs_error(inputs: list[str], missing: list[tuple[str, str]]) -> FileNotFoundError:
@@ -391,7 +331,7 @@ def no_inputs_error(inputs: list[str], missing: list[tuple[str, str]]) -> FileNo
     if missing:
         return FileNotFoundError("; ".join(f"{name}: {reason}" for name, reason in missing))
     return FileNotFoundError("no input images found in " + ", ".join(repr(a) for a in inputs)
-                             + " (PNG, JPEG, TIFF or zarr)")
+                             + " (PNG, JPEG, TIFF, GIF, PGM/PPM, JPEG 2000 or zarr)")
 
 
 def make_folder(folder: Path, made: list[Path] | None = None) -> None:

@@ -12,11 +12,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 __all__ = ["IMAGE_SUFFIXES", "is_zarr", "is_glob", "split_glob", "image_stem", "find_inputs", "walk_images", "scan_images",
-           "source_fingerprint"]
+           "source_fingerprint", "broken_link_reason"]
 
 #: File name endings read as images (case-insensitive).  Files are decoded by their
-#: content, so a PNG named ``.jpg`` is still read as a PNG.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+#: content, so a PNG named ``.jpg`` is still read as a PNG.  GIF, the Netpbm family
+#: (PGM/PPM/PBM/PNM) and JPEG 2000 are read by Pillow like the others.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".pgm", ".ppm", ".pbm", ".pnm",
+                  ".jp2", ".j2k")
 
 
 def is_zarr(path: Path) -> bool:
@@ -91,12 +93,13 @@ def _is_image_name(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")
 
 
-def walk_images(folder: Path, stores: bool = True) -> list[Path]:
+def walk_images(folder: Path, stores: bool = True, others: list[Path] | None = None) -> list[Path]:
     """Image files (and zarr stores, if ``stores``) under ``folder``, recursively.
 
     Hidden files and folders (names starting with ".": editor backups, macOS
     ``._`` resource forks, our own temporary files) are skipped; a zarr store is one
     input, never walked into.  Folders and files are visited in sorted order.
+    The other files met (not hidden, not images by their name) are added to ``others``.
 
     Linked folders are followed, as linked files are (a data set assembled from links),
     and named through the link.  A folder already walked (by its resolved path: a link
@@ -116,6 +119,8 @@ def walk_images(folder: Path, stores: bool = True) -> list[Path]:
             real = _real_folders(folder)
         dirs[:] = _unseen_folders(rootp, names, walked, real or set())
         out += [rootp / f for f in sorted(files) if _is_image_name(f)]
+        if others is not None:
+            others += [rootp / f for f in sorted(files) if not f.startswith(".") and not _is_image_name(f)]
     return out
 
 
@@ -144,39 +149,68 @@ def _unseen_folders(root: Path, names: list[str], walked: set[str], real: set[st
     return keep
 
 
-def find_inputs(patterns: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+def find_inputs(patterns: Iterable[str],
+                others: list[Path] | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files, folders (recursively) and globs into input paths.
+
+    Parameters
+    ----------
+    patterns : iterable of str
+        Files, folders and globs, as given on the command line.
+    others : list of Path, optional
+        Gets the files that walked folders and globs hold besides images (not hidden
+        ones), for the caller to say that they were passed over.
 
     Returns
     -------
     inputs : list of Path
         Unique files (by their resolved path), in the order given (folders sorted),
         absolute but with links kept as written.
-    missing : list of (pattern, reason)
-        Patterns that matched nothing.
+    missing : list of (name, reason)
+        Patterns that matched nothing, and broken links (named or found), each on its own.
     """
     found: list[Path] = []
     missing: list[tuple[str, str]] = []
     for pattern in patterns:
         magic = is_glob(pattern)
         matches = [Path(p) for p in sorted(_glob(pattern))] if magic else [Path(pattern)]
-        if not matches or not matches[0].exists():
+        if not matches or not os.path.lexists(matches[0]):  # a glob's matches exist, at least as links
             missing.append((pattern, "the pattern matched nothing" if magic else "no such file or folder"))
             continue
         for path in matches:
             if path.is_dir() and not is_zarr(path):
-                found += walk_images(path)
-            elif is_zarr(path) or path.suffix.lower() in IMAGE_SUFFIXES:
+                found += walk_images(path, others=others)
+            elif is_zarr(path) or path.suffix.lower() in IMAGE_SUFFIXES or (not magic and os.path.islink(path)):
                 found.append(path)
             elif path.is_file() and not magic:
                 found.append(path)  # named explicitly: try it, and report why it fails
+            elif path.is_file() and others is not None and not path.name.startswith("."):
+                others.append(path)
     # One entry per file (two links to one file are one input), named as the user wrote it:
     # a link's own name and folder (scans/1931/harbour.png in a git-annex or DataLad tree),
     # not its target's (.git/annex/objects/...).
     unique: dict[Path, Path] = {}
     for p in found:
-        unique.setdefault(p.resolve(), as_written(p))
+        if _is_broken_link(p):  # a git-annex file never fetched: it fails alone, named as such
+            missing.append((str(p), broken_link_reason(p)))
+        else:
+            unique.setdefault(p.resolve(), as_written(p))
     return list(unique.values()), missing
+
+
+def _is_broken_link(path: Path) -> bool:
+    return os.path.islink(path) and not os.path.exists(path)
+
+
+def broken_link_reason(path: str | os.PathLike) -> str:
+    """Why a broken link cannot be read, with where it points and what to do."""
+    try:
+        target = os.readlink(path)
+    except OSError:  # removed meanwhile, or not a link after all
+        target = "?"
+    fix = ("get its content first (git annex get, datalad get)" if "annex/objects" in target
+           else "fix or remove the link")
+    return f"a broken link (it points to {target}, which does not exist); {fix}"
 
 
 def _glob(pattern: str) -> list[str]:

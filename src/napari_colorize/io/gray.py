@@ -23,7 +23,8 @@ __all__ = ["read_image"]
 
 
 def read_image(path: str | os.PathLike, strict: bool = False) -> Image:
-    """Read a gray image or stack from PNG, JPEG, BMP, WebP, TIFF (multi-page, multi-series, BigTIFF, 16-bit) or zarr.
+    """Read a gray image or stack from PNG, JPEG, BMP, WebP, GIF, PGM/PPM, JPEG 2000, TIFF (multi-page, multi-series,
+    BigTIFF, 16-bit) or zarr.
 
     Raises
     ------
@@ -55,6 +56,9 @@ def _decode(path: Path) -> Image:
     from .tiff import is_tiff, read_tiff
 
     if not path.exists():
+        if path.is_symlink():  # the link is there, its target is not (a git-annex file not fetched)
+            from .files import broken_link_reason
+            raise FileNotFoundError(f"{path} is {broken_link_reason(path)}")
         raise FileNotFoundError(f"{path} does not exist")
     if path.is_dir() and not is_zarr(path):
         raise ImageReadError(f"{path.name}/ is a folder, not an image file or zarr store; give the image files in it")
@@ -81,8 +85,8 @@ def _unreadable(path: Path, err: Exception) -> str:
     if isinstance(err, PermissionError):
         return f"cannot read {path.name}: permission denied; make it readable (chmod) or copy it somewhere you may read"
     if isinstance(err, UnidentifiedImageError):
-        return (f"cannot read {path.name}: not a PNG, JPEG, TIFF, BMP or WebP image (or damaged beyond recognition); "
-                "check the file, or convert it to PNG or TIFF")
+        return (f"cannot read {path.name}: not a PNG, JPEG, TIFF, BMP, WebP, GIF, PGM/PPM or JPEG 2000 image (or "
+                "damaged beyond recognition); check the file, or convert it to PNG or TIFF")
     if isinstance(err, PILImage.DecompressionBombError):
         return (f"cannot read {path.name}: {first}; save such large images as TIFF, which is read in tiles at "
                 "any size")

@@ -1,4 +1,5 @@
-"""Reading PNG, JPEG, BMP and WebP files through Pillow, by the colour mode each file declares.
+"""Reading PNG, JPEG, BMP, WebP, GIF, Netpbm (PGM/PPM/PBM) and JPEG 2000 files through Pillow, by the colour mode each
+file declares.
 
 Gray modes keep their values and type (8-bit, 16-bit, 1-bit, 32-bit).  Gray + alpha
 loses its alpha (the stored gray values are kept; a warning says so when some pixel
@@ -87,6 +88,8 @@ def _pixel_size_um(dpi) -> tuple[float, float] | None:
 def _frame(im, path: Path) -> tuple[np.ndarray, str | None]:
     """The current frame as a gray or RGB array, and the colour model it was converted from."""
     mode = im.mode
+    if mode == "I" and im.format == "PPM":  # a 16-bit PGM, which Pillow holds as int32: its values fit uint16
+        return np.asarray(im).astype(np.uint16), None
     if mode in _GRAY_MODES:
         return np.asarray(im), None
     if mode in ("LA", "La"):

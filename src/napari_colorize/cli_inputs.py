@@ -1,0 +1,177 @@
+"""Which inputs ``napari-colorize colorize`` colours, and what each is named in messages and outputs.
+
+* Output names keep each input's path relative to its input argument: ``scans/a/y.png``
+  from the argument ``scans`` goes to ``OUT/a/y_colorized.png`` (a file argument keeps
+  its name only, a glob the path below its fixed part).
+* Every message names an input as the user wrote it (:attr:`Job.written`, links kept:
+  ``scans/1931/harbour.png`` in a git-annex tree), while reading's safety checks compare
+  the resolved file (:attr:`Job.source`).
+* Files found by walking a folder or glob that napari-colorize wrote (its outputs carry
+  its mark) are results of an earlier run, not inputs: they are passed over with one note.
+  A file named on the command line is coloured whatever it is: the user asked for it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .outputs import get_output
+
+__all__ = ["FORMATS", "STORE", "Job", "plan_jobs", "argument_root", "pass_over_our_outputs", "passed_over_note",
+           "other_files_note"]
+
+#: Output format -> file-name suffix ("zarr": one store per input).
+FORMATS = {"png": ".png", "tiff": ".tif", "zarr": ".zarr"}
+#: The store of a zarr job, in :attr:`Job.targets`.
+STORE = "store"
+#: Kinds of other files named in the note about them (the most common first).
+_MAX_KINDS = 5
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input and the files (or store) it writes.
+
+    Attributes
+    ----------
+    source : Path
+        The input, resolved: what safety checks compare and duplicates are found by.
+    relative : Path
+        Its path relative to its input argument (names the outputs).
+    fmt : {"png", "tiff", "zarr"}
+    targets : dict of str -> Path
+        Output key -> file, or ``{"store": path}`` for zarr.
+    from_folder : bool
+        Found by walking a folder or glob (not named on the command line).
+    outputs : tuple of str
+        The output keys asked for (a store holds them all).
+    written : Path
+        The input as the user named it (absolute, links kept): what it is read through
+        and what every message names.
+    """
+
+    source: Path
+    relative: Path
+    fmt: str
+    targets: dict[str, Path]
+    from_folder: bool
+    outputs: tuple[str, ...]
+    written: Path
+
+
+def _format_for(src: Path, chosen: str | None) -> str:
+    if chosen:
+        return chosen
+    from .io import is_zarr
+    if is_zarr(src):
+        return "zarr"
+    return "tiff" if src.suffix.lower() in (".tif", ".tiff") else "png"
+
+
+def _targets(relative: Path, fmt: str, outputs: Sequence[str], out_dir: Path) -> dict[str, Path]:
+    from .io import image_stem
+    stem = image_stem(relative.name)
+    folder = out_dir / relative.parent
+    if fmt == "zarr":
+        return {STORE: folder / f"{stem}_colorized{FORMATS['zarr']}"}
+    return {key: folder / f"{stem}_{get_output(key).suffix}{FORMATS[fmt]}" for key in outputs}
+
+
+def argument_root(pattern: str) -> tuple[Path, bool]:
+    """(the folder an argument's inputs are named relative to, whether it is a folder or glob).
+
+    Absolute, with links kept as written: outputs are named after the paths the user sees.
+    """
+    from .io import as_written, is_glob, is_zarr, split_glob
+
+    path = Path(pattern)
+    if is_glob(pattern):
+        return as_written(split_glob(pattern)[0]), True
+    if path.is_dir() and not is_zarr(path):
+        return as_written(path), True
+    return as_written(path).parent, False
+
+
+def _relative(source: Path, root: Path) -> Path:
+    try:
+        return source.relative_to(root)
+    except ValueError:  # reached through a link out of the folder: its name only (clashes are caught)
+        return Path(source.name)
+
+
+def plan_jobs(patterns: Sequence[str], out_dir: Path, fmt: str | None, outputs: Sequence[str],
+              others: list[Path] | None = None) -> tuple[list[Job], list[tuple[str, str]]]:
+    """The jobs for the command-line inputs, and the arguments (or broken links) that matched nothing.
+
+    An input reached from two arguments is coloured once, named after the first; it counts
+    as named on the command line if either argument names it.  ``others`` gets the files in
+    walked folders and globs that are not images by their name.
+    """
+    from .io import find_inputs, series_output_path
+
+    jobs: dict[Path, Job] = {}
+    missing: list[tuple[str, str]] = []
+    out_dir = out_dir.resolve()
+    for pattern in patterns:
+        found, not_found = find_inputs([pattern], others)
+        missing += not_found
+        root, walked = argument_root(pattern)
+        for written in found:
+            source = written.resolve()  # what every safety check compares
+            if source in jobs:
+                if not walked:  # also named on its own: asked for, whatever a folder walk would pass over
+                    jobs[source] = replace(jobs[source], from_folder=False)
+                continue
+            relative = series_output_path(written, _relative(written, root))  # s.ome.zarr/0: s.ome_0
+            chosen = _format_for(written, fmt)
+            targets = _targets(relative, chosen, outputs, out_dir)
+            jobs[source] = Job(source, relative, chosen, targets, walked, tuple(outputs), written)
+    return list(jobs.values()), missing
+
+
+def _output_names() -> tuple[str, ...]:
+    """The endings of the names napari-colorize gives its outputs (``_colorized.png``, ``_entropy.tif`` ...)."""
+    from .outputs import output_keys
+    return tuple(f"_{get_output(key).suffix}{suffix}" for key in output_keys() for suffix in FORMATS.values())
+
+
+def _is_ours(path: Path) -> bool:
+    """Whether napari-colorize wrote ``path``: a PNG/TIFF with its mark (headers only, no
+    pixels decoded), or a store with its job record."""
+    if path.is_dir():
+        from .engine.zarr_io import read_job
+        return read_job(path) is not None
+    from .io import has_our_mark
+    return has_our_mark(path)
+
+
+def pass_over_our_outputs(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
+    """(the jobs to run, those passed over): inputs found in folders and globs that are our outputs.
+
+    A rerun with another ``-o`` would otherwise colour the earlier results lying in an
+    input folder again.  Only files named as outputs are opened (a folder of scans costs
+    nothing; a TIFF's header takes about a millisecond), and only their headers are read.
+    """
+    endings = _output_names()
+    kept, passed = [], []
+    for job in jobs:
+        ours = job.from_folder and job.written.name.endswith(endings) and _is_ours(job.source)
+        (passed if ours else kept).append(job)
+    return kept, passed
+
+
+def passed_over_note(passed: list[Job]) -> str:
+    return (f"note: passed over {len(passed)} file(s) in the input folders that napari-colorize wrote (results of an "
+            f"earlier run, such as {passed[0].written}); name one on the command line to colour it anyway")
+
+
+def other_files_note(others: list[Path]) -> str:
+    """One line counting the files in input folders that are not read, by kind (``.txt 3, .gif 1``)."""
+    kinds = Counter(p.suffix.lower() or "no suffix" for p in others)
+    listed = ", ".join(f"{kind} {n}" for kind, n in kinds.most_common(_MAX_KINDS))
+    more = ", ..." if len(kinds) > _MAX_KINDS else ""
+    return (f"note: passed over {len(others)} other file(s) in the input folders, not images by their name "
+            f"({listed}{more}); name a file on the command line to try it anyway")
