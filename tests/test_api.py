@@ -247,3 +247,11 @@ def test_tiled_outputs_stay_within_0_and_1():
         values = np.asarray(getattr(result, name))
         assert values.min() >= 0.0 and values.max() <= 1.0, name
     img_as_ubyte(np.asarray(result.rgb))
+
+
+@pytest.mark.parametrize("tiling, message", [({"tile_size": 64.5}, "tile size must be a whole number of pixels, got 64.5"),
+                                             ({"tile_size": 128, "overlap": 16.5}, "overlap must be a whole number"),
+                                             ({"tile_size": float("nan")}, "tile size must be a whole number")])
+def test_a_fractional_tile_size_is_refused_not_truncated(make_model, tiling, message):
+    with pytest.raises(ValueError, match=message):
+        colorize(np.zeros((200, 200), np.float32), make_model(), device="cpu", **tiling)

@@ -6,6 +6,8 @@ turns them into the (tile size, overlap) and tiles-per-call of one run.
 
 from __future__ import annotations
 
+import math
+
 from ..model.backbones import get_backbone
 
 __all__ = ["DEFAULT_BATCH", "GPU_BATCH_PIXELS", "default_tiling", "default_batch", "resolve_tiling"]
@@ -38,6 +40,18 @@ def default_batch(device_type: str, tile_size: int) -> int:
     return DEFAULT_BATCH.get(device_type, 1)
 
 
+def _check_whole(name: str, value) -> None:
+    """A caller's tile size or overlap: None, or a whole number of pixels."""
+    if value is None:
+        return
+    try:
+        whole = math.isfinite(float(value)) and float(value) == int(value)
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
+        raise ValueError(f"{name} must be a whole number of pixels, got {value!r}")
+
+
 def resolve_tiling(backbone: str, plane: tuple[int, int] | None, device_type: str, tile_size: int | None = None,
                    overlap: int | None = None, min_size: int = 32) -> tuple[int, int]:
     """The (tile size, overlap) of one run: the caller's choices over the defaults, validated.
@@ -49,6 +63,8 @@ def resolve_tiling(backbone: str, plane: tuple[int, int] | None, device_type: st
     """
     from .tiling import check_tiling
 
+    _check_whole("tile size", tile_size)  # before int() below, which would truncate 64.5 to 64
+    _check_whole("overlap", overlap)
     default_tile, default_overlap, single = get_backbone(backbone).tiling(device_type)
     if tile_size is None and plane is not None and max(plane) <= single:
         # One tile covers the plane: an overlap would only be recomputed for nothing, so a
