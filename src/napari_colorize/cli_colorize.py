@@ -49,7 +49,7 @@ def _positive_int(text: str) -> int:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("colorize", help="colorize gray images (files, folders, globs; PNG/JPEG/TIFF/zarr)",
+    p = subparsers.add_parser("colorize", help="colorize gray images (files, folders, globs; PNG/JPEG/TIFF/zarr and more)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (searched recursively) or globs")
     p.add_argument("-o", "--output", required=True,
