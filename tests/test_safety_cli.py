@@ -682,6 +682,22 @@ def test_a_lock_left_with_this_process_s_pid_is_stale(tmp_path, model_path, cam8
     assert not list(out.glob(".*.lock"))
 
 
+def test_a_lock_of_another_pid_namespace_with_this_hostname_is_never_taken_over(tmp_path, model_path, cam8):
+    # Containers sharing a hostname (host networking) each have their own pids, often 1 in every one
+    # of them: a lock recorded in another pid namespace is a live run's for all this process can tell.
+    from napari_colorize._atomic import HOST
+
+    assert "_" in HOST  # the hostname, then this process's pid namespace
+    other = HOST.rsplit("_", 1)[0] + "_1"
+    iio.imwrite(tmp_path / "x.png", cam8)
+    out = tmp_path / "out"
+    out.mkdir()
+    for pid in (os.getpid(), 999_999_999):  # as this process, and as a pid that is dead here
+        lock_path(out / "x_colorized.png").write_text(f"{pid} {other}\n")
+        assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, *TILES) == 1
+        assert not (out / "x_colorized.png").exists() and lock_path(out / "x_colorized.png").exists()
+
+
 def test_ctrl_c_reports_what_finished_and_how_to_continue(tmp_path, model_path, cam8, monkeypatch, capsys):
     # It said only "interrupted", unlike SIGTERM, which said how to carry on.
     from napari_colorize import cli_colorize

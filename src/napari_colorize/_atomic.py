@@ -30,11 +30,34 @@ __all__ = ["atomic_path", "no_new_empty_folders", "remove_empty_folders", "preal
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: errno values of file systems that cannot preallocate (then free space is checked instead).
 _NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.ENODEV})
-#: This host's name as temporary and lock files record it (safe in a file name).
-HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:24] or "host"
+def _host_name() -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:24] or "host"
+
+
+def _host_id() -> str:
+    """This host's name and pid namespace, as temporary and lock files record them (safe in a
+    file name).  Containers that share a hostname (host networking, Kubernetes hostNetwork)
+    each number their processes: a file recorded in another pid namespace is another
+    host's, never judged by this one's pids (its live writer could look dead, or like us)."""
+    name = _host_name()
+    try:
+        namespace = re.sub(r"\D", "", os.readlink("/proc/self/ns/pid"))[:10]
+    except OSError:  # not Linux, or /proc hidden: the hostname alone, as before
+        return name
+    return f"{name}_{namespace}" if namespace else name
+
+
+#: This host (and pid namespace) as temporary and lock files record it: :func:`_host_id`.
+HOST = _host_id()
+def is_this_host(recorded: str) -> bool:
+    """Whether a lock or temporary file was recorded here: by :data:`HOST`, or by the bare
+    hostname that versions before the pid namespace wrote (judged by this host's pids, as then)."""
+    return recorded in (HOST, _host_name())
+
+
 #: The most bytes a temporary name adds to its file's name: ``.`` + ``.<8 hex>.tmp-<host>-<pid>``
-#: (host at most 24 characters, pid at most 7 digits); check output names against it.
-TEMP_NAME_EXTRA = 1 + 9 + 5 + 24 + 1 + 7
+#: (host at most 24 + 11 characters, pid at most 7 digits); check output names against it.
+TEMP_NAME_EXTRA = 1 + 9 + 5 + 35 + 1 + 7
 #: ``.<stem>.<8 hex>.tmp-<host>-<pid><suffix>``: recognisable, and says whose it is.
 _TEMP_RE = re.compile(r"^\..*\.[0-9a-f]{8}\.tmp-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)(\.[^.]*)?$")
 _swept: set[Path] = set()
@@ -139,7 +162,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
         return []
     for name in names:
         match = _TEMP_RE.match(name)
-        if match is None or match["host"] != HOST or not _stale_pid(int(match["pid"]), name):
+        if match is None or not is_this_host(match["host"]) or not _stale_pid(int(match["pid"]), name):
             continue
         stale = Path(folder) / name
         try:

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._atomic import HOST, pid_alive
+from ._atomic import HOST, is_this_host, pid_alive
 
 __all__ = ["OutputBusyError", "OutputLocks", "lock_path"]
 
@@ -53,7 +53,7 @@ class OutputBusyError(RuntimeError):
         self.target = target
         self.owner = owner
         who = "another run" if owner is None else f"another run (pid {owner.pid}" + (
-            f" on {owner.host})" if owner.host != HOST else ")")
+            f" on {owner.host})" if not is_this_host(owner.host) else ")")
         super().__init__(f"{target} is being written by {who}; let it finish, then run again with --skip-existing "
                          f"to colour what is left (if no such run is active, delete {lock_path(target)})")
 
@@ -68,7 +68,7 @@ class _Owner:
     def stale(self, lock: Path) -> bool:
         """Whether the run that made ``lock`` is gone: a dead process of this host, or
         this process's pid on a lock it does not hold (an earlier process's, pid reused)."""
-        if self.host != HOST:
+        if not is_this_host(self.host):
             return False
         if self.pid == os.getpid():
             with _HELD_LOCK:
