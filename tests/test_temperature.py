@@ -323,6 +323,60 @@ def test_calibration_takes_a_chroma_gain_only_where_the_truth_is_that_colourful(
         np.testing.assert_allclose(np.asarray(out), images[0][1], atol=2e-3)
 
 
+def _sets(root: Path) -> Path:
+    """Colour images in two folders, a (2, plus a gray one that is skipped) and b (1)."""
+    for source, seeds in (("a", (60, 61)), ("b", (62,))):
+        (root / source).mkdir(parents=True)
+        for seed in seeds:
+            iio.imwrite(root / source / f"{source}{seed}.png", np.round(_scene(seed) * 255).astype(np.uint8))
+    iio.imwrite(root / "a" / "gray.png", np.full((64, 64, 3), 128, np.uint8))
+    return root
+
+
+def test_calibrating_a_model_file_leaves_the_model_colorize_uses_alone(tmp_path, model):
+    # The process caches a file's model for colorize: calibrating the file works on a copy, so
+    # colorize(model=path) decodes as the file says until a calibrated file is written and used.
+    source = nc.save_model(_overconfident(model), tmp_path / "m.safetensors")
+    images = [(f"c{i}", _scene(i)) for i in range(2)]
+    cached = nc.get_model(str(source), "cpu")
+    calibrate(str(source), images, output=tmp_path / "cal.safetensors", device="cpu", grid=[(0.0, 0.05)])
+    assert nc.get_model(str(source), "cpu") is cached and cached.config.decoding == {}
+    assert read_config(tmp_path / "cal.safetensors").decoding["temperature"] > 1.0
+    # A model object is calibrated itself, as documented; one in training mode is colorized through
+    # a copy, which must follow the object's decoding.
+    obj = copy.deepcopy(model).train()
+    calibrate(obj, images, device="cpu", temperature=False, grid=[(0.0, 0.05)])
+    assert obj.config.decoding["confidence_fading"] == [0.0, 0.05]
+    assert nc.get_model(obj, "cpu") is not obj and decode_options_for(nc.get_model(obj, "cpu")).confidence_fading == (0.0, 0.05)
+
+
+def test_calibrate_finds_groups_from_files_and_checks_its_arguments_first(tmp_path, model, monkeypatch):
+    from napari_colorize.evaluate import store
+
+    root = _sets(tmp_path / "sets")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        calibrate(model, root, device="cpu", max_side=64, grid=[(0.0, 0.05)], group_by="level:1")
+    info = model.config.decoding["calibration"]
+    assert (info["groups"], info["group_by"], info["images"]) == (2, "level:1", 3)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network ran before the arguments were checked")
+
+    monkeypatch.setattr(store, "_network_passes", refuse)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
+        calibrate(model, root, device="cpu", bogus=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # 4 files, 3 images used (the gray one is skipped): groups must follow the images used.
+        with pytest.raises(ValueError, match=r"groups has 4 entries for the 3 images used .*give group_by"):
+            calibrate(model, root, device="cpu", max_side=64, groups=["a", "a", "a", "b"])
+        with pytest.raises(ValueError, match="not both"):
+            calibrate(model, root, device="cpu", groups=["a", "a", "b"], group_by="level:1")
+        with pytest.raises(ValueError, match="no manifest.csv"):
+            calibrate(model, root, device="cpu", max_side=64, group_by="source")
+
+
 # ----------------------------------------------------------------------------- command line
 
 
@@ -388,16 +442,13 @@ def test_cli_calibrate(tmp_path, model, held_out, capsys):
 
 def test_cli_calibrate_by_source(tmp_path, model, capsys):
     """--group-by: each source's images are a group; the record says how many."""
-    root = tmp_path / "sets"
-    for source, seeds in (("a", (60, 61)), ("b", (62,))):
-        (root / source).mkdir(parents=True)
-        for s in seeds:
-            iio.imwrite(root / source / f"{source}{s}.png", np.round(_scene(s) * 255).astype(np.uint8))
+    root = _sets(tmp_path / "sets")
     src = nc.save_model(_overconfident(model), tmp_path / "m.safetensors")
     out = tmp_path / "cal.safetensors"
     assert main(["calibrate", str(src), str(root), "-o", str(out), "--device", "cpu", "--max-side", "64",
                  "--group-by", "level:1"]) == 0
     info = read_config(out).decoding["calibration"]
     assert info["groups"] == 2 and info["max_group_loss"] == 0.003 and info["images"] == 3
+    assert info["group_by"] == "level:1"
     assert main(["calibrate", str(src), str(root), "-o", str(out), "--force", "--manifest", "m.csv"]) == 2
     assert "--group-by" in capsys.readouterr().err

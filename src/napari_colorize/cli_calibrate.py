@@ -62,7 +62,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--gains", default="1", metavar="G,G,...",
                    help="chroma gains to try with every fading (default 1: none), e.g. 1,1.25,1.5: the median of an "
                         "uncertain histogram is fainter than the colour; a gain > 1 is kept only under the same rule")
-    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--force", action="store_true",
+                   help="replace OUT if it is a model of ours (never the installed default model)")
     p.set_defaults(func=run)
     return p
 
@@ -78,6 +79,12 @@ def _check_args(args: argparse.Namespace) -> Path:
     for item in args.data:
         if Path(item).expanduser().resolve() == resolved:
             raise ValueError(f"-o {args.output} is one of the image inputs; choose another output file")
+    from .model import is_default_model
+
+    if is_default_model(out):  # before --force is considered: the shipped model is never replaced
+        raise FileExistsError(f"-o {args.output} is the installed default model, or a link to it; calibrate never replaces it, even "
+                              f"with --force: choose another -o (e.g. -o {out.stem}_calibrated.safetensors) and use "
+                              "that model with --model")
     if out.exists():
         from .model import is_model_file
         from .training.checkpoint import is_training_state
@@ -121,10 +128,11 @@ def _run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
-        images, groups = _images_and_groups(args)
+        images = _images(args)
         lo, hi = calibrate(model, images, temperature=not args.no_temperature, method=args.method,
                            objective=args.objective, min_colourfulness=args.min_colourfulness,
-                           max_side=None, limit=None, device=args.device, groups=groups, gains=gains)
+                           max_side=None, limit=None, device=args.device, group_by=args.group_by,
+                           manifest=args.manifest, gains=gains)
     decoding = model.config.decoding
     info = decoding["calibration"]
     t = decoding.get("temperature", 1.0)
@@ -144,17 +152,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _images_and_groups(args: argparse.Namespace) -> tuple[list[tuple], list[str] | None]:
-    """The images (loaded once) and, with ``--group-by``, the group of each."""
-    from .evaluate import group_key, load_images
+def _images(args: argparse.Namespace) -> list[tuple]:
+    """The images, loaded once, with their paths (for --group-by)."""
+    from .evaluate import load_images
 
     if args.manifest and not args.group_by:
         raise ValueError("--manifest is read for --group-by; give --group-by COLUMN too")
-    images = load_images(args.data, max_side=args.max_side, limit=args.limit, paths=True)
-    if not args.group_by:
-        return images, None
-    key = group_key(args.group_by, args.manifest)
-    return images, [key({"name": name, "path": path}) for name, _, path in images]
+    return load_images(args.data, max_side=args.max_side, limit=args.limit, paths=True)
 
 
 def _num(value, digits: int = 4) -> str:

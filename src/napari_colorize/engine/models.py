@@ -88,4 +88,7 @@ def _inference_copy(model: torch.nn.Module, dev: torch.device) -> HypercolumnCol
         if cached is None or cached[0] != state:
             cached = (state, _for_inference(copy.deepcopy(model).to(dev)))
             _OBJECT_COPIES[model] = cached
+        # The caller's metadata, not a snapshot of it: a decoding calibrated or edited on the
+        # object since the copy was made changes no weight, and must still be used.
+        cached[1].config = getattr(model, "config", cached[1].config)
         return cached[1]

@@ -18,10 +18,11 @@ the gray baseline (the output is the gray input itself).
 
 from __future__ import annotations
 
-from .calibration import calibrate, fit_confidence_fading, fit_temperature
+from .calibration import fit_confidence_fading, fit_temperature
 from .groups import group_key
 from .runs import compare, evaluate
 from .scoring import METRICS, gray_baseline, load_images, score
+from .store import calibrate
 from .table import EvaluationTable
 
 __all__ = [

@@ -1,12 +1,12 @@
 """Fitting the calibrated decoding on validation images, stored in the model.
 
-Two steps, in this order (:func:`calibrate`):
+Two steps, in this order (:func:`napari_colorize.evaluate.calibrate`, in :mod:`.store`):
 
 1. :func:`fit_temperature` -- one histogram temperature T, the minimiser of the
    held-out negative log-likelihood of the true colour bins (the training loss with
    one-hot targets) at the grid cell centres;
 2. :func:`fit_confidence_fading` -- the fading thresholds, scored with T applied;
-   :func:`calibrate` may also choose a chroma gain with them (``gains``).
+   :func:`~napari_colorize.evaluate.calibrate` may also choose a chroma gain with them (``gains``).
 
 Why a gain: the median or expectation of an uncertain histogram is pulled toward gray
 (the mass on both sides of neutral cancels), so where the fading keeps colour it is
@@ -17,7 +17,6 @@ held-out sources decides whether it may.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -29,9 +28,8 @@ import torch.nn.functional as F
 from ..decode import check_gains, check_temperature
 from ..engine import decode_options_for, get_model
 from ..inference import grid_targets
-from .provenance import warn_if_trained_on
 from .runs import _colour_from_probabilities, _probabilities
-from .scoring import METRICS, NEUTRAL_RATIO_GOAL, ImageInput, load_images, prepared_truth, score
+from .scoring import NEUTRAL_RATIO_GOAL, ImageInput, load_images, prepared_truth, score
 from .table import EvaluationTable, summary_row
 
 #: Default largest AuC loss (0.3 points) to gray of any one group (source) that fading may leave.
@@ -326,85 +324,3 @@ def _select_fading(rows: list[dict[str, Any]], objective: str, min_colourfulness
                   + f"; chose {best.get('name', (best['lo'], best['hi']))} (colourfulness {best['colourfulness']:.1f}, AuC {best['auc']:.4f} "
                   f"vs gray {best['auc_gray']:.4f}, PSNR {best['psnr']:.2f} vs gray {best['psnr_gray']:.2f} dB)", stacklevel=3)
     return best
-
-
-def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output: str | os.PathLike | None = None,
-              temperature: bool | float = True, **kwargs: Any) -> tuple[float, float]:
-    """Fit the temperature, then the confidence fading at that temperature, and store both in the model.
-
-    1. ``temperature=True``: :func:`fit_temperature` sets
-       ``model.config.decoding["temperature"] = T``; a number stores that T instead;
-       ``False`` removes any stored temperature (T = 1).
-    2. :func:`fit_confidence_fading` (``kwargs``: method, objective, min_colourfulness,
-       grid, device, max_side, limit, not_worse_than_gray) with T applied sets
-       ``decoding["confidence_fading"] = [lo, hi]``.  With ``gains`` (chroma
-       multipliers, e.g. ``(1, 1.25, 1.5)``) every fading is tried at every gain under
-       the same rule, and a chosen gain other than 1 is stored as ``decoding["chroma_gain"]``.
-
-    Both are applied by default by every front end
-    (:func:`napari_colorize.engine.decode_options_for`).  ``decoding["calibration"]``
-    records how: the objective and rule, the number of images, the NLL at T = 1 and at
-    T (``nll_before``, ``nll_after``) and the mean scores of the chosen decoding beside
-    the gray baseline.  Both steps use the same images (``max_side`` 256 and
-    ``limit`` 32 unless given).  If ``output`` is given, the model is saved there
-    atomically (a path may equal the model's own).  A model object is changed in
-    place; for a path, the copy cached by :func:`napari_colorize.api.get_model` is, so
-    later calls in this process use it too.
-
-    Returns
-    -------
-    (lo, hi) : tuple of float
-        The fading thresholds (the temperature is ``decoding["temperature"]``).
-    """
-    from ..model import save_model
-
-    kwargs = dict(kwargs)
-    kwargs.pop("return_table", None)
-    kwargs.pop("temperature", None)
-    net = get_model(model, kwargs.pop("device", "auto"))
-    images = load_images(val_images, max_side=kwargs.pop("max_side", 256), limit=kwargs.pop("limit", 32), paths=True)
-    warn_if_trained_on(net, [item[2] for item in images], "calibrated on")
-    passes = _network_passes(net, images)  # one network pass per image serves both fits
-    fixed = None if temperature is True else 1.0 if temperature is False else check_temperature(temperature)
-    t, fit = _fit_temperature(net, passes, None if fixed is None else [fixed], return_details=True)
-    chosen, _ = _fit_fading(net, passes, temperature=t, **kwargs)
-    lo, hi, gain = float(chosen["lo"]), float(chosen["hi"]), float(chosen["gain"])
-    # A model object is calibrated itself (get_model works on a copy of it).
-    target = model if isinstance(model, torch.nn.Module) else net
-    decoding = target.config.decoding
-    if temperature is False:
-        decoding.pop("temperature", None)
-    else:
-        decoding["temperature"] = t
-    decoding["confidence_fading"] = [lo, hi]
-    if kwargs.get("method") is not None:
-        decoding["method"] = kwargs["method"]  # the method the fading was fitted for
-    if gain == 1.0:
-        decoding.pop("chroma_gain", None)
-    else:
-        decoding["chroma_gain"] = gain
-    columns = [*METRICS, *(f"{m}_gray" for m in METRICS), "colourfulness_truth", "neutral_ratio", "worst_group_d_auc"]
-    decoding["calibration"] = {"objective": kwargs.get("objective", "auc"),
-                               "min_colourfulness": kwargs.get("min_colourfulness", 0.5),
-                               "not_worse_than_gray": kwargs.get("not_worse_than_gray", True),
-                               "method": kwargs.get("method"), "gains": [float(g) for g in kwargs.get("gains", (1.0,))],
-                               "max_group_loss": kwargs.get("max_group_loss", MAX_GROUP_LOSS) if kwargs.get("groups") else None,
-                               "groups": len(set(kwargs["groups"])) if kwargs.get("groups") else None,
-                               "max_neutral_ratio": kwargs.get("max_neutral_ratio", NEUTRAL_RATIO_GOAL),
-                               "images": fit["images"], "temperature_fitted": fixed is None,
-                               "nll_before": _finite(fit["nll_before"]), "nll_after": _finite(fit["nll_after"]),
-                               "nll": f"training loss, one-hot targets at the grid cell centres (lambda_hue {LAMBDA_HUE:g})",
-                               "scores": {k: _finite(chosen[k]) for k in columns if chosen.get(k) is not None},
-                               # False when no fading met the rule and the best unsafe one was taken.
-                               "safe": is_safe(chosen, kwargs.get("not_worse_than_gray", True),
-                                               kwargs.get("max_group_loss", MAX_GROUP_LOSS),
-                                               kwargs.get("max_neutral_ratio", NEUTRAL_RATIO_GOAL))}
-    if output is not None:
-        save_model(target, output)
-    return lo, hi
-
-
-def _finite(value: Any) -> float | None:
-    """A JSON-safe number (None for inf / NaN)."""
-    value = float(value)
-    return value if math.isfinite(value) else None

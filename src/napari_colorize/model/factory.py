@@ -27,7 +27,7 @@ from .imagenet import load_imagenet_vgg16, vgg16_state_from_torchvision
 from .metadata import FORMAT_VERSION, METADATA_KEY, TRAINING_STATE_KEY, check_metadata, parse_metadata
 
 __all__ = ["ModelConfig", "build_model", "save_model", "load_model", "read_config", "resolve_model_path",
-           "is_model_file", "load_imagenet_vgg16", "vgg16_state_from_torchvision", "DEFAULT_MODEL",
+           "is_model_file", "is_default_model", "load_imagenet_vgg16", "vgg16_state_from_torchvision", "DEFAULT_MODEL",
            "FORMAT_VERSION", "METADATA_KEY"]
 
 INPUT_CONVENTION = "gray = (R + G + B) / 3, float in [0, 1], shape (B, 1, H, W)"
@@ -162,7 +162,7 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
         If the path is a folder.
     """
     if str(name_or_path) == DEFAULT_MODEL:
-        path = Path(str(resources.files("napari_colorize") / "weights" / "default.safetensors"))
+        path = _default_model_file()
         if not path.exists():
             raise FileNotFoundError(f"the default model is missing from the installation ({path}); reinstall napari-colorize")
         return path
@@ -172,6 +172,25 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
     if path.is_dir():
         raise ValueError(f"{path} is a folder; pass 'default' or the path of a .safetensors model file inside it")
     return path
+
+
+def _default_model_file() -> Path:
+    """Where the shipped model lives in this installation (whether or not it is there)."""
+    return Path(str(resources.files("napari_colorize") / "weights" / "default.safetensors"))
+
+
+def is_default_model(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is the installed default model's file: the same path once links are
+    resolved, or the same file through a hard link.  Front ends that write models never
+    write there: replacing it would change what ``"default"`` means for every user of
+    this installation."""
+    shipped, target = _default_model_file(), Path(path).expanduser()
+    if target.resolve() == shipped.resolve():
+        return True
+    try:
+        return os.path.samefile(target, shipped)
+    except OSError:  # either file missing: not the same file
+        return False
 
 
 def _read_metadata_text(path: Path) -> str:
