@@ -144,3 +144,62 @@ def test_a_manifest_in_the_data_folder_and_repeated_rows(tmp_path, corpus, monke
     monkeypatch.chdir(tmp_path)
     files = sorted(corpus.rglob("*.png"))
     assert trained_on(record, files) == sorted((corpus / "a").glob("*.png"))
+
+
+# ----------------------------------------------------------------------------- the files a run recorded
+
+def test_the_files_a_run_trained_on_decide_not_its_folder(tmp_path):
+    from napari_colorize.training import TrainConfig, train
+
+    folder = tmp_path / "train"
+    trained = _photos(folder, 2, 0)
+    iio.imwrite(folder / "tiny.png", iio.imread(trained[0])[:24, :24])  # too small for the crop: skipped
+    out = tmp_path / "m.safetensors"
+    train(TrainConfig(data=[str(folder)], output=str(out), steps=1, batch_size=2, crop=32, max_side=48, points=16,
+                      workers=0, progress=False, log="", weights="none"))
+    added = _photos(tmp_path / "later", 1, 5)[0].rename(folder / "added_later.png")  # after training
+    record = nc.load_model(out).config.training
+    assert record["trained_files"]["count"] == 2
+    assert trained_on(record, sorted(folder.iterdir())) == [p.resolve() for p in trained]
+    replaced = trained[1]
+    iio.imwrite(replaced, np.zeros((60, 60, 3), np.uint8) + 200)  # another image under a trained name
+    assert trained_on(record, [*trained, added]) == [trained[0].resolve()]
+    with warnings.catch_warnings():  # neither the new nor the skipped image is claimed
+        warnings.simplefilter("error", TrainedOnWarning)
+        evaluate([added], model=str(out), device="cpu")
+
+
+def test_a_fine_tuned_models_base_record_of_files_counts(tmp_path):
+    from napari_colorize.training.trained_files import trained_files_record
+
+    base, own = _photos(tmp_path / "base", 2, 0), _photos(tmp_path / "own", 1, 1)
+    record = {"data": [str(tmp_path / "own")], "trained_files": trained_files_record(own),
+              "init_training": {"data": [str(tmp_path / "base")], "trained_files": trained_files_record(base[:1])}}
+    # The base record has no split (held_out) key: without its file list it could not tell at all.
+    assert trained_on(record, [*base, *own]) == [base[0].resolve(), own[0].resolve()]
+
+
+@pytest.mark.parametrize("damage", [{"scheme": "other"}, {"digests": "not base64!"}, {"count": 7}, {"digests": 3}])
+def test_a_damaged_file_record_falls_back_to_the_folders(tmp_path, damage):
+    from napari_colorize.training.trained_files import trained_files_record
+
+    files = _photos(tmp_path / "train", 2, 0)
+    record = {"data": [str(tmp_path / "train")], "trained_files": trained_files_record(files[:1]) | damage}
+    assert trained_on(record, files) == [p.resolve() for p in files]
+
+
+def test_the_file_record_is_compact_and_the_shipped_model_keeps_its_split_record():
+    import json
+
+    from napari_colorize.model import read_config
+    from napari_colorize.training.trained_files import trained_files_record
+
+    record = trained_files_record([__file__, Path(__file__).parent / "conftest.py", __file__])  # one file twice
+    assert record["count"] == 2 and len(record["digests"]) == 24  # 8 bytes a file, base64
+    # The default model was trained before the record existed, with a manifest split: it is read
+    # by the fallback (its data folders and split), unchanged.
+    training = read_config("default").training
+    assert "trained_files" not in training and isinstance(training["held_out"], dict)
+    assert {"manifest", "val_sources", "test_sources", "train_images"} <= set(training["held_out"])
+    assert trained_on(training, [__file__]) == []
+    assert len(json.dumps(trained_files_record([]))) < 200

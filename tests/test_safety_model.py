@@ -305,6 +305,90 @@ def test_fine_tuning_in_place_is_refused_before_anything_is_written(tmp_path, ca
     assert _snapshot(tmp_path) == before  # no checkpoint, log or write probe left behind
 
 
+@pytest.fixture
+def installed_default(tmp_path: Path, monkeypatch, model_file) -> Path:
+    """A stand-in for the installed default model: a test must never put the real one at risk."""
+    shipped = tmp_path / "site-packages" / "weights" / "default.safetensors"
+    shipped.parent.mkdir(parents=True)
+    shipped.write_bytes(model_file.read_bytes())
+    monkeypatch.setattr(factory, "_default_model_file", lambda: shipped)
+    return shipped
+
+
+@pytest.mark.parametrize("how", ["itself", "symlink", "hardlink"])
+def test_the_installed_default_model_is_never_an_output(tmp_path, capsys, images, installed_default, how):
+    from napari_colorize.evaluate import calibrate
+
+    out = installed_default
+    if how != "itself":
+        out = tmp_path / "alias.safetensors"
+        (out.symlink_to if how == "symlink" else out.hardlink_to)(installed_default)
+    before = _snapshot(tmp_path)
+    for extra in ((), ("--force",), ("--resume",)):
+        code, err = _train(capsys, images, out, *extra)
+        assert code == 2 and "is the installed default model" in err and "even with --force" in err, err
+        assert "choose another -o" in err and "--model" in err and "add --force" not in err
+    for extra in ((), ("--force",)):
+        code, err = _run(capsys, "calibrate", "default", images, "-o", out, "--device", "cpu", *extra)
+        assert code == 2 and "is the installed default model" in err and "add --force" not in err
+    with pytest.raises(ValueError, match="is the installed default model.*colorize with model="):
+        calibrate("default", images, output=out, device="cpu")
+    assert _snapshot(tmp_path) == before  # nothing replaced, no checkpoint or log laid beside it
+
+
+def _damage(ckpt: Path, how: str) -> None:
+    """Damage a training checkpoint as a full disk, a bad copy or an editor does."""
+    from safetensors import safe_open
+
+    from napari_colorize.model.metadata import TRAINING_STATE_KEY
+
+    if how.startswith("cut"):
+        data = ckpt.read_bytes()
+        ckpt.write_bytes(data[:5000] if how == "cut in its header" else data[: len(data) // 2])
+        return
+    with safe_open(str(ckpt), framework="pt") as f:
+        doc = json.loads(f.metadata()[TRAINING_STATE_KEY])
+    if how == "no settings":
+        del doc["info"]["settings"]
+    else:
+        doc["step"] = "ten"
+    save_file(load_file(str(ckpt)), str(ckpt), metadata={TRAINING_STATE_KEY: json.dumps(doc)})
+
+
+@pytest.mark.parametrize(("how", "problem"), [("cut in its header", "cut short or corrupted"),
+                                              ("cut in its tensors", "cut short or corrupted"),
+                                              ("no settings", r"lacks the run's settings \(info.settings\)"),
+                                              ("step", "its step is 'ten', not a whole number of steps")])
+def test_a_damaged_checkpoint_says_what_to_do_and_force_starts_over(tmp_path, capsys, images, how, problem):
+    out, ckpt = tmp_path / "m.safetensors", tmp_path / "m.ckpt.safetensors"
+    assert _train(capsys, images, out, "--log", "")[0] == 0
+    _damage(ckpt, how)
+    before = ckpt.read_bytes()
+    code, err = _train(capsys, images, out, "--log", "", "--steps", "3", "--resume")
+    assert code == 2 and f"the training checkpoint {ckpt} is damaged" in err and re.search(problem, err), err
+    assert "restore the file from a backup, or start over with --force instead of --resume" in err
+    out.unlink()  # the model is gone: the checkpoint alone is in the way of a new run
+    code, err = _train(capsys, images, out, "--log", "", "--steps", "3")
+    expected = "damaged resumable state of an earlier run" if how.startswith("cut") else "holds the resumable state"
+    assert code == 2 and str(ckpt) in err and expected in err and "--force" in err, err
+    assert ckpt.read_bytes() == before
+    code, err = _train(capsys, images, out, "--log", "", "--steps", "3", "--force")
+    assert code == 0 and read_config(out).training["steps"] == 3 and load_file(str(ckpt))
+
+
+def test_a_damaged_model_of_ours_is_replaced_with_force_and_a_foreign_one_never(tmp_path, capsys, images, model_file):
+    data = model_file.read_bytes()
+    model_file.write_bytes(data[: len(data) // 2])
+    code, err = _train(capsys, images, model_file, "--log", "")
+    assert code == 2 and "is a damaged napari-colorize model" in err and "add --force" in err
+    assert _train(capsys, images, model_file, "--log", "", "--force")[0] == 0 and read_config(model_file)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(1000)}, str(foreign), metadata={"napari_colorize_notes": "x"})
+    foreign.write_bytes(foreign.read_bytes()[:-100])  # cut short, and not ours
+    code, err = _train(capsys, images, foreign, "--force")
+    assert code == 2 and "exists and is not a napari-colorize model" in err
+
+
 def _events(log: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
 

@@ -5,6 +5,7 @@ Everything runs on the CPU on tiny generated images (96 x 96, crops of 64).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -184,14 +185,14 @@ def test_training_lowers_the_loss_and_writes_a_usable_model(tmp_path, image_dir,
 
 
 @pytest.mark.parametrize("extra", [{}, {"dropout": 0.3, "val_every": 2, "early_stop": 5}])
-def test_resume_reproduces_an_uninterrupted_run(tmp_path, image_dir, extra):
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, image_dir, val_dir, extra):
     # With early stopping the resumed run also reloads the best weights so far: that load must
     # not draw from the restored random state (dropout masks would differ from there on).
     full = tmp_path / "full.safetensors"
     part = tmp_path / "part.safetensors"
     kw = dict(steps=6, lr=3e-3, **extra)
     if extra:
-        kw["val"] = str(image_dir)
+        kw["val"] = str(val_dir)
     train(_config(image_dir, full, **kw))
     train(_config(image_dir, part, stop_after=3, **kw))
     assert read_config(part).training["steps"] == 3 and read_config(part).training["complete"] is False
@@ -264,7 +265,65 @@ def test_a_calibration_inherited_by_fine_tuning_is_marked_and_named(tmp_path, im
     assert "calibrate" not in capsys.readouterr().err  # nothing inherited, nothing to say
 
 
+def test_fine_tuning_records_the_dropout_and_weight_decay_it_trained_with(tmp_path, image_dir):
+    # The CLI's --dropout default (0) is not what a fine-tuned model trained with: its --init model's is.
+    base = save_model(build_model("compact", "lab", dropout=0.2, context=32), tmp_path / "base.safetensors")
+    out = tmp_path / "tuned.safetensors"
+    train(_config(image_dir, out, init=str(base), steps=1))
+    training = read_config(out).training
+    assert (training["dropout"], training["context"], training["weight_decay"]) == (0.2, 32, 1e-2)
+    assert read_config(out).dropout == 0.2
+
+
+def test_a_single_data_folder_may_be_given_as_a_string_or_path(tmp_path, image_dir):
+    # A string is one folder, not a sequence of one-letter folders; paths are kept as strings.
+    out = tmp_path / "m.safetensors"
+    cfg = _config(image_dir, out)
+    for data in (str(image_dir), image_dir):
+        one = TrainConfig(**{**vars(cfg), "data": data, "output": out, "val_sources": "src1"})
+        assert one.data == [str(image_dir)] and one.output == str(out) and one.val_sources == ["src1"]
+    assert train(dataclasses.replace(cfg, data=image_dir))["images"] == 6
+    assert read_config(out).training["data"] == [str(image_dir.resolve())]
+
+
 # ----------------------------------------------------------------------------- errors
+
+def _no_decoding(monkeypatch) -> None:
+    """Fail the test if any training image is decoded: the checks must come first."""
+    from napari_colorize.training import inputs
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training images were decoded before the check")
+
+    monkeypatch.setattr(inputs, "load_image_set", refuse)
+
+
+def test_a_bad_validation_folder_is_named_before_any_image_is_decoded(tmp_path, image_dir, monkeypatch):
+    _no_decoding(monkeypatch)
+    with pytest.raises(FileNotFoundError, match=r"the validation folder .*nope \(--val\) does not exist; give --val"):
+        train(_config(image_dir, tmp_path / "m.safetensors", val=str(tmp_path / "nope")))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"the validation folder .*empty \(--val\) holds no images"):
+        train(_config(image_dir, tmp_path / "m.safetensors", val=str(tmp_path / "empty")))
+
+
+def test_validation_images_that_also_train_are_warned_of_and_refused_for_early_stopping(tmp_path, image_dir, capsys,
+                                                                                        monkeypatch):
+    # --val a parent of the training folder: its 8 files are those of training (broken and gray ones included).
+    (tmp_path / "more").mkdir()
+    iio.imwrite(tmp_path / "more" / "other.png", _u8(synthetic_image(50)))
+    out = tmp_path / "m.safetensors"
+    with monkeypatch.context() as m:
+        _no_decoding(m)
+        with pytest.raises(ValueError, match=r"8 of the 9 images in the validation folder .* are also in the training "
+                                             r"folders .*--early-stop would keep the weights that fit the training"):
+            train(_config(image_dir, out, val=str(tmp_path), early_stop=2))
+    train(_config(image_dir, out, val=str(image_dir), steps=1))
+    assert "warning: 8 of the 8 images in the validation folder" in capsys.readouterr().err
+    train(_config(image_dir, out, val=str(tmp_path / "more"), steps=1, force=True))
+    assert "are also in the training folders" not in capsys.readouterr().err
+
+
 
 def test_clear_errors_for_bad_folders(tmp_path, image_dir):
     with pytest.raises(FileNotFoundError, match="does not exist"):

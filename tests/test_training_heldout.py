@@ -194,6 +194,23 @@ def test_training_on_a_split_uses_only_training_sources_and_records_them(corpus,
     assert held["train_images"] == 16 and held["val_images"] == 3
 
 
+def test_the_split_summary_and_record_tell_what_trained_not_the_manifest(corpus, tmp_path, capsys):
+    # Only part of the corpus is given (src0, src1 in their own folder); src1 validates. The
+    # manifest's training side also holds src2..src5 and the stamps, which were never scanned;
+    # one src0 image is too small for the crop and is skipped.
+    part = tmp_path / "part"
+    part.mkdir()
+    for name in ("s0_0", "s0_1", "s0_2", "s1_0"):
+        (part / f"{name}.png").symlink_to(corpus / "train" / f"{name}.png")
+    iio.imwrite(corpus / "train" / "s0_2.png", _u8(synthetic_image(3))[:40, :40])
+    out = tmp_path / "m.safetensors"
+    train(_cfg(corpus, out, data=[str(part)], manifest=str(corpus / "manifest.csv"), val_sources=["src1"]))
+    err = capsys.readouterr().err
+    assert "2 training images from 1 source (src0); validation 3 images from src1" in err and "used 2 images" in err
+    held = read_config(out).training["held_out"]
+    assert held["train_images"] == 2 and held["train_sources"] == ["src0"]
+
+
 # ----------------------------------------------------------------------------- early stopping
 
 def test_best_weights_keeps_the_lowest_loss_and_stops_after_patience():

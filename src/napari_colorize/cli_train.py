@@ -49,7 +49,8 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="model file to write, ending in .safetensors (rewritten at every checkpoint; metadata says "
                         "if complete); an existing model is replaced only with --force, any other file never")
     p.add_argument("--force", action="store_true",
-                   help="replace an existing model at --output (and the resumable state of its earlier run)")
+                   help="replace an existing model at --output (and the resumable state of its earlier run), also a "
+                        "damaged one of ours; never the installed default model")
     g = p.add_argument_group("model")
     g.add_argument("--backbone", choices=tuple(BACKBONES), default=None,
                    help=f"network (default: {ModelConfig.backbone}, or that of --init)")

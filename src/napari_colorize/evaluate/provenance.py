@@ -3,10 +3,16 @@
 A network looks better, and better calibrated, on its training images than on new ones
 (the first default model beat gray on its own packages and lost to it on new photographs).
 :func:`warn_if_trained_on` lets ``evaluate`` and ``calibrate`` say so when the images given
-were used for training, as far as the model's ``training`` record tells: its data folders
-and, for a source-grouped split, the training side of its manifest; for a fine-tuned model
-also its base model's.  Where the record cannot tell, nothing is claimed: a false warning
-would steer users away from exactly the held-out images they should use.
+were used for training, as far as the model's ``training`` record tells.  A run records the
+files it trained on (``trained_files``, :mod:`napari_colorize.training.trained_files`):
+then exactly those count, not images added to its folders later nor those it skipped.
+
+Fallback, for models written before that record (the shipped default model among them):
+every image inside one of its data folders counts and, for a source-grouped split, only
+those on the training side of its manifest (rebuilt from the manifest, if it still gives
+the recorded number of training images).  For a fine-tuned model its base model's record
+counts too.  Where the record cannot tell, nothing is claimed: a false warning would steer
+users away from exactly the held-out images they should use.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 
 from ..io.files import as_written
 from ..training.splits import read_manifest_sources, split_by_sources
+from ..training.trained_files import file_digest, trained_digests
 
 __all__ = ["TrainedOnWarning", "trained_on", "warn_if_trained_on"]
 
@@ -74,6 +81,10 @@ def _training_files(record: dict[str, Any], folders: list[Path]) -> set[Path] | 
 
 def _used(record: dict[str, Any], names: list[tuple[Path, Path]], base: bool) -> set[Path]:
     """The resolved names of the images that the run of one training ``record`` trained on."""
+    digests = trained_digests(record.get("trained_files"))
+    if digests is not None:  # the files the run trained on, as it recorded them
+        return {resolved for _, resolved in names if file_digest(resolved) in digests}
+    # A record of an earlier version (see the module docstring): what its folders and split tell.
     folders = _folders(record.get("data"))
     inside = {resolved for given, resolved in names if folders and _inside((given, resolved), folders)}
     if not inside or (base and "held_out" not in record):
@@ -87,14 +98,15 @@ def _used(record: dict[str, Any], names: list[tuple[Path, Path]], base: bool) ->
 
 def trained_on(training: Any, paths: Iterable[str | os.PathLike | None]) -> list[Path]:
     """Those of ``paths`` (resolved) that a model's training record (``model.config.training``)
-    says it trained on: inside one of its data folders and, with a source-grouped split
-    (``held_out``), on the split's training side; for a fine-tuned model also what its base
-    model trained on (``init_training``, the same way).  Empty where the record cannot tell."""
+    says it trained on: the files it recorded (``trained_files``); for records without
+    them, inside one of its data folders and, with a source-grouped split (``held_out``),
+    on the split's training side; for a fine-tuned model also what its base model trained
+    on (``init_training``, the same way).  Empty where the record cannot tell."""
     records, record, base = [], training, False
     while isinstance(record, dict) and len(records) < 16:
         records.append((record, base))
         record, base = record.get("init_training"), True
-    if not any(_folders(r.get("data")) for r, _ in records):
+    if not any(_folders(r.get("data")) or "trained_files" in r for r, _ in records):
         return []
     names = [(as_written(Path(p).expanduser()), Path(p).expanduser().resolve()) for p in paths if p is not None]
     used: set[Path] = set()

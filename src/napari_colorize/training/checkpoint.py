@@ -21,8 +21,8 @@ import torch
 from .._atomic import has_safetensors_key, read_safetensors_metadata, write_safetensors
 from ..model.metadata import TRAINING_STATE_KEY
 
-__all__ = ["save_training_state", "load_training_state", "read_state_info", "is_training_state", "capture_rng",
-           "restore_rng", "STATE_KEY"]
+__all__ = ["save_training_state", "load_training_state", "read_state_info", "is_training_state", "is_damaged_file_of",
+           "capture_rng", "restore_rng", "STATE_KEY"]
 
 STATE_KEY = TRAINING_STATE_KEY
 STATE_VERSION = 1
@@ -132,30 +132,84 @@ def save_training_state(path: str | os.PathLike, model: torch.nn.Module, optimiz
     return path
 
 
+def _damaged(path: Path, problem: str) -> ValueError:
+    return ValueError(f"the training checkpoint {path} is damaged ({problem}), so its run cannot be resumed: restore "
+                      "the file from a backup, or start over with --force instead of --resume (that replaces it)")
+
+
 def read_state_info(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON document of a training state (step, info, ...) without its tensors."""
+    """The JSON document of a training state (step, info, ...) without its tensors.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        No file; a file that is not a training state, or one of ours that is damaged
+        (truncated, edited): naming the file and what to do.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no training checkpoint at {path}; run without --resume to start a new run")
+    if is_damaged_file_of(path, STATE_KEY):
+        raise _damaged(path, "it is cut short or corrupted")
+    advice = ("give --checkpoint the resumable state of the run to continue, or start a new run without --resume "
+              "(training never replaces other files: move this one away, or give --checkpoint another name)")
     text = read_safetensors_metadata(
-        path, STATE_KEY, not_safetensors=lambda err: f"{path} is not a training checkpoint ({err})",
-        no_key=f"{path} is not a napari-colorize training checkpoint (no {STATE_KEY} metadata)")
+        path, STATE_KEY, not_safetensors=lambda err: f"{path} is not a napari-colorize training checkpoint ({err}); {advice}",
+        no_key=f"{path} is not a napari-colorize training checkpoint (no {STATE_KEY} metadata); {advice}")
     try:
         doc = json.loads(text)
     except ValueError as err:
-        doc, problem = None, f"its metadata is not valid JSON ({err})"
-    else:
-        missing = [k for k in ("step", "rng", "optimizer", "info") if not isinstance(doc, dict) or k not in doc]
-        problem = f"its metadata lacks {', '.join(missing)}" if missing else ""
+        raise _damaged(path, f"its metadata is not valid JSON: {err}") from None
+    problem = _state_problem(doc)
     if problem:
-        raise ValueError(f"{path} is a damaged training checkpoint: {problem}; start a new run without --resume "
-                         "(add --force to replace it)")
+        raise _damaged(path, problem)
     return doc
+
+
+def _state_problem(doc: Any) -> str:
+    """What is wrong with a training state's JSON document (an edited or foreign one); "" if nothing."""
+    if not isinstance(doc, dict):
+        return "its metadata is not a JSON object"
+    missing = [k for k in ("step", "rng", "optimizer", "info") if k not in doc]
+    if missing:
+        return f"its metadata lacks {', '.join(missing)}"
+    step, info = doc["step"], doc["info"]
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        return f"its step is {step!r}, not a whole number of steps"
+    if not isinstance(info, dict) or not isinstance(info.get("settings"), dict):
+        return "its metadata lacks the run's settings (info.settings)"
+    if not isinstance(info.get("history", {}), dict) or not isinstance(info.get("wall_time_s", 0.0), (int, float)):
+        return "its progress record (info.history, info.wall_time_s) is malformed"
+    optimizer, rng = doc["optimizer"], doc["rng"]
+    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("param_groups"), list)
+            and isinstance(optimizer.get("scalars"), dict)):
+        return "its optimizer state is malformed"
+    if not (isinstance(rng, dict) and "python" in rng and "numpy" in rng):
+        return "its random-number states are malformed"
+    return ""
 
 
 def is_training_state(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a safetensors file with a training state's metadata key (header only)."""
     return has_safetensors_key(path, STATE_KEY)
+
+
+def is_damaged_file_of(path: str | os.PathLike, key: str) -> bool:
+    """Whether ``path`` is a file of ours that cannot be read: a safetensors file cut short or
+    corrupted whose header still begins with our metadata ``key`` (as :func:`save_training_state`
+    and ``save_model`` write it).  Such a file may be replaced with ``--force``; one that does
+    not show our key is never taken for ours."""
+    path = Path(path)
+    if not path.is_file() or has_safetensors_key(path, key):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    # Unescaped, these quotes are the header's own structure, never text inside a value; a
+    # readable header with it would carry the key (has_safetensors_key above).
+    return head[8:9] == b"{" and f'"__metadata__":{{"{key}":'.encode() in head[8:]
 
 
 def load_training_state(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

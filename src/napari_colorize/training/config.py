@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
@@ -30,8 +31,9 @@ class TrainConfig:
 
     Attributes
     ----------
-    data : list of str
-        Folders (searched recursively) or files of colour images.
+    data : list of str, or one str / path
+        Folders (searched recursively) or files of colour images.  Paths may be
+        :class:`pathlib.Path` objects; they are stored as strings.
     output : str
         The model file to write (a name ending in ``.safetensors``), rewritten at every
         checkpoint.  An existing file is replaced only if it is a model of this
@@ -95,7 +97,7 @@ class TrainConfig:
     manifest : str or None
         A corpus ``manifest.csv`` (``file`` and ``source`` columns) for the source-grouped
         split (None: found next to the first data folder, as for ``weights``).
-    val_sources : list of str or None
+    val_sources : list of str, one str, or None
         Validate on these sources of the manifest; none of their images (nor composites
         on their photographs) trains the model.
     val_fold : str or None
@@ -198,6 +200,24 @@ class TrainConfig:
     command: str = ""
     stop_after: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # One folder given as a string would otherwise be iterated letter by letter.
+        if isinstance(self.data, (str, os.PathLike)):
+            self.data = [self.data]
+        self.data = [os.fspath(d) if isinstance(d, os.PathLike) else d for d in self.data]
+        for name in _PATH_FIELDS:  # stored as strings: the settings are written as JSON
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                setattr(self, name, os.fspath(value))
+        if isinstance(self.val_sources, str):
+            self.val_sources = [self.val_sources]
+        if isinstance(self.hold_out, int):
+            self.hold_out = [self.hold_out]
+
+
+#: The settings that name one file or folder.
+_PATH_FIELDS = ("output", "init", "weights", "val", "manifest", "checkpoint", "log")
 
 
 def _choice(name: str, value: Any, choices) -> None:

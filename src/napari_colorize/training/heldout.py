@@ -10,7 +10,8 @@ tested on contributes a training image.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .config import TrainConfig, parse_fold
@@ -22,7 +23,14 @@ __all__ = ["HeldOut", "resolve_split", "keep_training_paths"]
 
 @dataclass(frozen=True)
 class HeldOut:
-    """The outcome of a source-grouped split (paths are absolute)."""
+    """The outcome of a source-grouped split (paths are absolute).
+
+    ``train`` and ``train_sources`` are the manifest's training side, ``source_of`` the
+    source of each of its files (resolved).  Only some of them may train: the data
+    folders given may hold only part of the corpus, and files are skipped (too small,
+    gray, broken).  :meth:`trained` records those that did (``used``), and then
+    :meth:`describe` and :meth:`record` tell of them alone.
+    """
 
     train: frozenset[Path]
     val: tuple[Path, ...]
@@ -32,17 +40,39 @@ class HeldOut:
     manifest: str
     dropped: int
     listed: frozenset[Path]
+    source_of: Mapping[Path, str] = field(default_factory=dict, compare=False)
+    used: frozenset[Path] | None = None
+
+    def trained(self, paths: Iterable[Path]) -> HeldOut:
+        """This split, recording that ``paths`` (the images decoded for training) trained."""
+        return replace(self, used=frozenset(Path(p).resolve() for p in paths))
+
+    def _trained_images_and_sources(self) -> tuple[int, tuple[str, ...]]:
+        if self.used is None:
+            return len(self.train), self.train_sources
+        return len(self.used), tuple(sorted({self.source_of[p] for p in self.used if p in self.source_of}))
 
     def describe(self) -> str:
-        return (f"source-grouped split of {self.manifest}: {len(self.train)} training images from "
-                f"{len(self.train_sources)} sources; validation {len(self.val)} images from {', '.join(self.val_sources)}"
+        images, sources = self._trained_images_and_sources()
+        return (f"source-grouped split of {self.manifest}: {images} training images from "
+                f"{len(sources)} source{'' if len(sources) == 1 else 's'} ({_names(sources)}); validation {len(self.val)} images from "
+                f"{', '.join(self.val_sources)}"
                 + (f"; held out for testing: {', '.join(self.test_sources)}" if self.test_sources else "")
                 + (f"; {self.dropped} composites straddling the split unused" if self.dropped else ""))
 
     def record(self) -> dict[str, object]:
-        """What the model's metadata keeps, so its scores can be read against its split."""
+        """What the model's metadata keeps, so its scores can be read against its split: the images
+        and sources that trained (once :meth:`trained` has been told them; the manifest's training
+        side before, as models of earlier versions recorded)."""
+        images, sources = self._trained_images_and_sources()
         return {"manifest": self.manifest, "val_sources": list(self.val_sources), "test_sources": list(self.test_sources),
-                "train_sources": list(self.train_sources), "train_images": len(self.train), "val_images": len(self.val)}
+                "train_sources": list(sources), "train_images": images, "val_images": len(self.val)}
+
+
+def _names(sources: tuple[str, ...], most: int = 8) -> str:
+    """Source names for a summary line: all of a few, the first ``most`` of many."""
+    shown = ", ".join(sources[:most])
+    return shown + (f", ... ({len(sources) - most} more)" if len(sources) > most else "")
 
 
 def _manifest_path(cfg: TrainConfig) -> Path:
@@ -80,12 +110,13 @@ def resolve_split(cfg: TrainConfig) -> HeldOut | None:
     # would otherwise be made on held-out test pixels.
     val = tuple(root / files[i] for i in fold.val
                 if sources[i] in val_set and not (links and links[i] in test_set))
-    train = frozenset((root / files[i]).resolve() for i in fold.train)
-    train_sources = tuple(sorted({sources[i] for i in fold.train}))
+    source_of = {(root / files[i]).resolve(): sources[i] for i in fold.train}
+    train_sources = tuple(sorted(set(source_of.values())))
     if not val:
         raise ValueError(f"the validation sources {', '.join(val_sources)} have no images in {manifest}")
     listed = frozenset((root / f).resolve() for f in files)
-    return HeldOut(train, val, val_sources, test_sources, train_sources, str(manifest), len(fold.dropped), listed)
+    return HeldOut(frozenset(source_of), val, val_sources, test_sources, train_sources, str(manifest),
+                   len(fold.dropped), listed, source_of)
 
 
 def keep_training_paths(paths: list[Path], split: HeldOut | None) -> list[Path]:

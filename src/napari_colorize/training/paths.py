@@ -4,7 +4,9 @@ A run writes three files: the model (``-o NAME.safetensors``), its resumable sta
 (``NAME.ckpt.safetensors``) and a JSON-lines log (``NAME.log.jsonl``).  None of them may
 replace a file that is not this package's own: a model, a training checkpoint or a
 training log.  An existing model or checkpoint of ours is replaced only with ``force``
-(or continued with ``resume``).  All of this is checked before any data is loaded.
+(or continued with ``resume``); so is one cut short or corrupted, recognised as ours by
+the start of its header.  The installed default model is never replaced, not even with
+``force``.  All of this is checked before any data is loaded.
 A resumed run appends to its log; a new one with ``force`` replaces an earlier run's log
 (that run is being replaced), so a log holds one run and its resumptions.
 """
@@ -19,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_path
-from ..model import is_model_file, read_config, resolve_model_path
-from .checkpoint import is_training_state
+from ..model import is_default_model, is_model_file, read_config, resolve_model_path
+from ..model.metadata import METADATA_KEY
+from .checkpoint import STATE_KEY, is_damaged_file_of, is_training_state
 
 __all__ = ["RunFiles", "MODEL_SUFFIX", "check_writable", "default_checkpoint_path", "default_log_path", "plan_files",
            "JsonLog"]
@@ -127,9 +130,24 @@ def _check_init(init: str | None, output: Path) -> None:
                          f"from; write to another file (e.g. -o {output.with_name(_stem(output) + '-tuned' + MODEL_SUFFIX)})")
 
 
+def _check_not_default(output: Path) -> None:
+    """The installed default model is never an output, not even with ``force``: every user of
+    this installation gets it as "default"."""
+    if is_default_model(output):
+        raise FileExistsError(f"-o {output} is the installed default model, or a link to it; training never replaces it, even with "
+                              f"--force: choose another -o (e.g. -o {_stem(output)}-tuned{MODEL_SUFFIX}) and use that "
+                              "model with --model")
+
+
 def _check_output_model(output: Path, resume: bool, force: bool) -> None:
     """An existing file at ``output`` is replaced only if it is our model and the user agreed."""
+    _check_not_default(output)
     if not output.exists():
+        return
+    if is_damaged_file_of(output, METADATA_KEY):
+        if not force:
+            raise FileExistsError(f"{output} is a damaged napari-colorize model (cut short or corrupted); add --force "
+                                  "to replace it, or choose another -o name")
         return
     if not is_model_file(output):
         raise FileExistsError(f"{output} exists and is not a napari-colorize model; training never replaces other "
@@ -142,6 +160,13 @@ def _check_output_model(output: Path, resume: bool, force: bool) -> None:
 def _check_checkpoint(path: Path, resume: bool, force: bool) -> None:
     if resume or not path.exists():
         return  # resuming reads it (and says so if it is not a checkpoint)
+    if is_damaged_file_of(path, STATE_KEY):  # ours, cut short or corrupted: replaced only on request
+        if not force:
+            raise FileExistsError(f"{path} is the damaged resumable state of an earlier run (cut short or corrupted); "
+                                  "add --force to start a new run and replace it, or restore it from a backup and "
+                                  "--resume")
+        print(f"note: starting a new run; the damaged checkpoint at {path} will be replaced", file=sys.stderr)
+        return
     if not is_training_state(path):
         raise FileExistsError(f"the checkpoint path {path} holds a file that is not a napari-colorize training "
                               "checkpoint; training never replaces other files: give --checkpoint another name, "

@@ -36,9 +36,9 @@ from ..model.hypercolumn import HypercolumnColorizer
 from .best import BestWeights
 from .checkpoint import load_training_state, read_state_info, save_training_state
 from .config import TrainConfig, check_config, check_resume, settings_record
-from .data import (ColorCropDataset, ImageSet, StepBatchSampler, load_image_set,
-                   scan_images, skipped_counts, weight_summary)
-from .heldout import HeldOut, keep_training_paths, resolve_split
+from .data import ColorCropDataset, ImageSet, StepBatchSampler, skipped_counts, weight_summary
+from .heldout import HeldOut
+from .inputs import load_inputs
 from .manifest import resolve_weights
 from .optim import learning_rate, make_optimizer
 from .paths import JsonLog, RunFiles, default_checkpoint_path, plan_files
@@ -66,8 +66,8 @@ def _make_model(cfg: TrainConfig) -> tuple[HypercolumnColorizer, str, str]:
                                  "from scratch")
         model = load_model(cfg.init, device="cpu")
         previous = dict(model.config.training)
-        model.config.training = {"init": str(cfg.init), "init_training": {k: previous[k] for k in
-                                 ("data", "held_out", "init_training", "steps", "wall_time_s", "final_loss", "val") if k in previous}}
+        kept = ("data", "held_out", "trained_files", "init_training", "steps", "wall_time_s", "final_loss", "val")
+        model.config.training = {"init": str(cfg.init), "init_training": {k: previous[k] for k in kept if k in previous}}
         if model.config.decoding.get("calibration"):  # fitted to the --init weights, kept until recalibrated
             model.config.decoding["calibration"] = {**model.config.decoding["calibration"], "inherited_from": str(cfg.init)}
         return model, config.backbone, config.space
@@ -111,22 +111,6 @@ def _default_workers() -> int:
     return 1 if cores <= 2 else min(4, cores - 1)
 
 
-def _load_training_images(cfg: TrainConfig, split: HeldOut | None) -> ImageSet:
-    paths = keep_training_paths(scan_images(cfg.data), split)
-    images = load_image_set(paths, max_side=cfg.max_side, min_side=cfg.crop, progress=cfg.progress,
-                            report=lambda message: print(f"warning: {message}", file=sys.stderr))
-    counts = skipped_counts(images)
-    if len(images) == 0 and counts.get("too small") and counts["too small"] + counts.get("gray", 0) + counts.get("broken", 0) == len(paths):
-        sizes = [int(m.split()[2]) for _, m in images.skipped["too small"]]
-        raise ValueError(f"crop {cfg.crop} is larger than every image (largest short side {max(sizes)} px after "
-                         f"reduction to a long side of at most {cfg.max_side} px); use --crop {max(32, max(sizes) // 32 * 32)} "
-                         "or less, or larger images" + (" (or raise --max-side)" if max(sizes) >= cfg.max_side * 0.5 else ""))
-    if len(images) < cfg.min_images:
-        raise ValueError(f"too few usable colour images: found {len(images)} of {len(paths)} files "
-                         f"({images.summary()}), need at least {cfg.min_images}")
-    return images
-
-
 def _hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -150,6 +134,7 @@ class _Run:
     images: ImageSet
     weights_source: str | None
     val_images: list[np.ndarray]
+    trained_files: dict[str, Any]
     val_every: int
     settings: dict[str, Any]
     start: int
@@ -229,11 +214,9 @@ def _setup(cfg: TrainConfig) -> _Run:
     device, precision = _device_and_precision(cfg)
     _seed_everything(cfg.seed)
     model, backbone, space = _make_model(cfg)
-    split = resolve_split(cfg)
-    images = _load_training_images(cfg, split)
+    inputs = load_inputs(cfg)
+    images, split = inputs.images, inputs.split
     weights, weights_source, matched = resolve_weights(cfg.weights, cfg.data, images.paths)
-    val_source = list(split.val) if split is not None else cfg.val
-    val_images = load_validation_images(val_source, cfg.val_images) if val_source else []
     settings = {**settings_record(cfg, backbone, space), "data_fingerprint": images.fingerprint()}
     model = model.to(device).train()
     optimizer, base_lr = make_optimizer(cfg, model)
@@ -243,7 +226,7 @@ def _setup(cfg: TrainConfig) -> _Run:
     batches, workers = _batches(cfg, images, model, weights, device, start)
     run = _Run(cfg, files, device, precision, model, optimizer, base_lr,
                warmup=cfg.warmup if cfg.warmup is not None else min(500, cfg.steps // 20), images=images,
-               weights_source=weights_source, val_images=val_images,
+               weights_source=weights_source, val_images=inputs.val_images, trained_files=inputs.trained_files,
                val_every=cfg.val_every or max(50, math.ceil(len(images) / cfg.batch_size)), settings=settings,
                start=start, batches=batches, log=JsonLog(files.log, files.replace_log), split=split,
                best=BestWeights(cfg.early_stop))
@@ -322,10 +305,12 @@ def _save(run: _Run, step: int, complete: bool) -> None:
 
 def _save_model(run: _Run, step: int, complete: bool) -> None:
     """Write the model file: the last weights, or with early stopping the best held-out ones."""
-    cfg = run.cfg
+    cfg, config = run.cfg, run.model.config
+    # What the run used: a fine-tuned model keeps its --init model's dropout and context, and
+    # the weight decay left to its default (None) is the optimizer's.
     extra = {"held_out": run.split.record() if run.split is not None else None, "degrade": cfg.degrade,
-             "weight_decay": cfg.weight_decay, "dropout": cfg.dropout, "context": cfg.context,
-             "context_dropout": cfg.context_dropout,
+             "weight_decay": run.optimizer.param_groups[0]["weight_decay"], "dropout": config.dropout,
+             "context": config.context, "context_dropout": config.context_dropout, "trained_files": run.trained_files,
              "best_val": run.best.history(), "early_stop": cfg.early_stop,
              "stopped_early": run.stopped_early, "weights_step": run.best.weights_step(step)}
     save_model(run.best.model_to_save(run.model), run.files.output, data=[str(Path(d).resolve()) for d in cfg.data], steps=step,

@@ -20,12 +20,13 @@ __all__ = ["load_validation_images", "validate"]
 
 
 def load_validation_images(source: str | os.PathLike | Sequence[Path], count: int = 16,
-                           max_side: int = 256) -> list[np.ndarray]:
+                           max_side: int = 256, label: str | None = None) -> list[np.ndarray]:
     """Up to ``count`` colour images from a folder or a list of files, spread evenly over them (sorted).
 
-    Returns float32 RGB arrays in [0, 1] with the long side <= ``max_side``.
+    Returns float32 RGB arrays in [0, 1] with the long side <= ``max_side``; ``label``
+    names the images in an error (default: the folder, or "N held-out files").
     """
-    folder = source if isinstance(source, (str, os.PathLike)) else f"{len(source)} held-out files"
+    folder = label or (source if isinstance(source, (str, os.PathLike)) else f"{len(source)} held-out files")
     paths = scan_images([source]) if isinstance(source, (str, os.PathLike)) else sorted(Path(p) for p in source)
     picks = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, min(count, len(paths))).round().astype(int))]
     with warnings.catch_warnings():
