@@ -574,3 +574,37 @@ def test_a_zarr_input_rewritten_at_the_same_path_is_coloured_anew(make_model, tm
     with pytest.raises(FileExistsError, match="different colorization job"):  # the input changed since
         nc.colorize_to_zarr(zarr.open_array(str(tmp_path / "in.zarr"), mode="r"), stores[0], model, device="cpu",
                             tile_size=64, overlap=16)
+
+
+def test_an_unfinished_store_of_a_zarr_input_written_before_its_files_were_stamped_resumes(make_model, tmp_path):
+    """Before the stamp, a zarr input was known by its dask name alone: such a store still resumes."""
+    from napari_colorize.engine import zarr_io
+
+    z = zarr.open_array(str(tmp_path / "in.zarr"), mode="w", shape=(96, 112), chunks=(64, 64), dtype="uint8")
+    z[:] = (np.arange(96 * 112).reshape(96, 112) % 251).astype(np.uint8)
+    src = zarr.open_array(str(tmp_path / "in.zarr"), mode="r")
+    out = tmp_path / "out.zarr"
+    kwargs = dict(device="cpu", tile_size=64, overlap=16)
+    nc.colorize_to_zarr(src, out, make_model(), **kwargs)
+    group = zarr.open_group(str(out), mode="r+")
+    record = dict(group.attrs)["napari_colorize"]
+    _, _, info = zarr_io.colorize_stacked(src, make_model(), cache=False, **kwargs)
+    old = dict({k: v for k, v in record.items() if k not in ("fingerprint", "complete")}, source=info["input_tokens"][1])
+    group.attrs["napari_colorize"] = dict(old, fingerprint=zarr_io._fingerprint(old), complete=False)  # as then
+    os.makedirs(out / ".napari_colorize_done")  # no chunk marked done: every one is redone
+    nc.colorize_to_zarr(src, out, make_model(), **kwargs)  # resumed, not refused as another job
+    assert zarr_io.read_job(out)["complete"] and zarr_io.read_job(out)["source"] == info["input_token"]
+
+
+def test_a_memmap_input_has_one_token_with_or_without_a_cluster(make_model, tmp_path):
+    """The cluster branch dropped the files' stamp, so a store of a memmap begun without a
+    cluster was refused as another job when resumed on one."""
+    from napari_colorize.engine.pipeline import _input_token
+
+    mm = np.lib.format.open_memmap(str(tmp_path / "in.npy"), mode="w+", dtype=np.uint8, shape=(96, 112))
+    mm[:] = 7
+    mm.flush()
+    src = np.load(str(tmp_path / "in.npy"), mmap_mode="r")
+    stacked, plan, info = nc.engine.pipeline.colorize_stacked(src, make_model(), device="cpu", cache=False)
+    assert "|" in info["input_token"]  # stamped
+    assert _input_token(src, stacked, plan, object(), "stamp") == _input_token(src, stacked, plan, None, "stamp")

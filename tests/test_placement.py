@@ -104,3 +104,14 @@ def test_tifffile_upper_case_axis_names_make_valid_ngff(model_path, tmp_path):
     out = nc.colorize_to_zarr(np.stack([STACK, STACK]), tmp_path / "o.zarr", model_path, axes=("T", "Z"), **TILING)
     assert [a.name for a in Image.from_zarr(zarr.open_group(str(out), mode="r")).attributes.multiscales[0].axes] == [
         "t", "c", "z", "y", "x"]
+
+
+@pytest.mark.parametrize("record", ["x", ["a"], {"scale": {"0": 1}}, {"origin": [None] * 6}])
+def test_an_odd_placement_record_falls_back_to_the_ngff_metadata(model_path, tmp_path, record):
+    plane = STACK[:1, None, None]
+    out = tmp_path / "o.zarr"
+    nc.colorize_to_zarr(plane, out, model_path, axes=["t", "c", "z"], origin=[7.0, 2.0, 12.0, 1.0, -1.0], **TILING)
+    group = zarr.open_group(str(out), mode="r+")
+    group.attrs["napari_colorize"] = dict(dict(group.attrs)["napari_colorize"], placement=record)
+    _, scale, translate = read_placement(out)
+    assert len(scale) == len(translate) == 5 and translate[-2:] == [1.0, -1.0]

@@ -715,7 +715,7 @@ def test_ctrl_c_reports_what_finished_and_how_to_continue(tmp_path, model_path, 
     inputs = [tmp_path / n for n in ("a.png", "b.png", "c.png")]
     assert _run(*inputs, "-o", tmp_path / "out", "--model", model_path, *TILES) == 130
     err = capsys.readouterr().err
-    assert "colorized 1 file(s)" in err and "not started 2" in err
+    assert "colorized 1 file(s)" in err and "not finished 2" in err
     assert ("interrupted (Ctrl-C); run the same command again to continue, with --skip-existing if it colours "
             "several inputs") in err
 

@@ -27,11 +27,11 @@ class Summary:
     start: float = field(default_factory=time.perf_counter)
 
     def report(self, stream=None, not_started: int = 0) -> None:
-        """The counts and each failure; ``not_started``: inputs left by an interrupted run."""
+        """The counts and each failure; ``not_started``: inputs an interrupted run left unfinished (the one it was colouring among them)."""
         stream = stream or sys.stderr
         elapsed = time.perf_counter() - self.start
         mp = sum(m for _, m in self.done)
-        left = f"; not started {not_started}" if not_started else ""
+        left = f"; not finished {not_started}" if not_started else ""
         rate = mp / max(elapsed, 1e-9)
         print(f"colorized {len(self.done)} file(s), {mp:.1f} MP in {elapsed:.1f} s ({rate:.2f} MP/s); "
               f"skipped {len(self.skipped)}; failed {len(self.failed)}{left}", file=stream)

@@ -4,6 +4,8 @@ window (:mod:`napari_colorize.guidance`)."""
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -127,7 +129,18 @@ def _warn_idle_options(reference: bool, hints: bool, reference_strength, hint_ra
     idle = ([] if reference or reference_strength is None else ["reference_strength= without reference="]) + (
         [] if hints or not (hint_range_given or hint_planes != "own") else ["hint_range=/hint_planes= without hints="])
     if idle:
-        warnings.warn(f"{' and '.join(idle)} have no effect", UserWarning, stacklevel=5)
+        warnings.warn(f"{' and '.join(idle)} {'have' if len(idle) > 1 else 'has'} no effect", UserWarning,
+                      stacklevel=_caller_level())
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside this package, for :func:`warnings.warn`
+    called by the function that calls this (the API has several entry points, of different depths)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(2), 2
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def build_guidance(image, model: HypercolumnColorizer | Callable[[], HypercolumnColorizer], decode: DecodeOptions, normalize: str | None, limits: tuple[float, float] | None,

@@ -81,10 +81,12 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
                      tile_size: int | None = None, overlap: int | None = None, batch_size: int | None = None,
                      client=None, progress=None, cancel=None, limits: tuple[float, float] | None = None,
                      cache: bool = True, reference=None, reference_strength: float | None = None, hints=None,
-                     hint_range: float | None = None, hint_planes: str = "own"):
+                     hint_range: float | None = None, hint_planes: str = "own", source_id: str | None = None):
     """The lazy ``(..., Y, X, 5)`` result behind :func:`colorize` and :func:`colorize_to_zarr`.
 
-    Returns ``(stacked dask array, TilePlan, info dict)``; parameters as :func:`napari_colorize.colorize`.
+    Returns ``(stacked dask array, TilePlan, info dict)``; parameters as :func:`napari_colorize.colorize`
+    (``source_id``: :func:`colorize_to_zarr`'s).  ``info["input_tokens"]`` also holds the
+    token that versions before the files' stamp gave (to resume their unfinished stores).
     """
     _check_not_a_path_or_group(image)
     if not hasattr(image, "shape") or not hasattr(image, "dtype"):
@@ -132,7 +134,8 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
     if client is None:
         with autocast(torch.device(dev), precision):  # checks precision against the device now, not in a task
             pass
-    stamp = source_stamp(image)
+    # The caller's own id of the input (the CLI's fingerprint of the file) replaces the walk.
+    stamp = source_id if source_id is not None else source_stamp(image)
     stacked, plan = colorize_array(image, ModelRef(source, dev), tile_options, tile_size, overlap, batch_size,
                                    progress=None if client is not None else progress,
                                    cancel=None if client is not None else cancel, client=client, stamp=stamp)
@@ -142,7 +145,9 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
             "limits": tile_options.limits, "normalize": normalize, "precision": precision,
             "decode": dataclasses.asdict(options),
             "guidance": None if guidance is None else guidance.summary,
-            "input_token": _input_token(image, stacked, plan, client, stamp)}
+            "input_token": _input_token(image, stacked, plan, client, stamp),
+            "input_tokens": (_input_token(image, stacked, plan, client, stamp),
+                             _input_token(image, stacked, plan, client, None))}
     return stacked, plan, info
 
 
@@ -164,8 +169,9 @@ def _input_token(image, stacked, plan, client, stamp: str | None) -> str:
     the one it has without a cluster, so an interrupted store resumes either way.
     """
     if client is not None and isinstance(image, np.ndarray):
-        return as_dask(image, plan.chunks).name
-    name = next(iter(stacked.dask.dependencies[stacked.name]), stacked.name)
+        name = as_dask(image, plan.chunks).name
+    else:
+        name = next(iter(stacked.dask.dependencies[stacked.name]), stacked.name)
     return name if stamp is None else f"{name}|{dask.base.tokenize(stamp)}"
 
 

@@ -155,7 +155,8 @@ def _create_output(group, output, shape: tuple[int, ...], chunks: tuple[int, int
     write_placement(image, output, names, placement, warn=True)
 
 
-def _claim_path(path: str, fingerprint: str, overwrite: bool, same_layout: Callable[[], bool]) -> bool | None:
+def _claim_path(path: str, fingerprints: tuple[str, ...], overwrite: bool,
+                same_layout: Callable[[], bool]) -> bool | None:
     """Decide what to do with whatever is at ``path`` before a store is written there.
 
     Returns None when a new store is to be created (nothing there, an empty folder, or
@@ -178,7 +179,7 @@ def _claim_path(path: str, fingerprint: str, overwrite: bool, same_layout: Calla
     if job is None:
         raise FileExistsError(f"{path} holds something that was not written by napari-colorize; it is never "
                               "deleted, not even with overwrite=True (--overwrite): move it or choose another path")
-    if job.get("fingerprint") == fingerprint and same_layout():
+    if job.get("fingerprint") in fingerprints and same_layout():
         return bool(job.get("complete"))
     if "fingerprint" not in job and not os.path.islink(path):
         if _created_only(path):
@@ -213,15 +214,16 @@ def _is_empty_folder(path: str) -> bool:
         return next(entries, None) is None
 
 
-def _prepare_store(path: str, job: dict, fingerprint: str, shape: tuple[int, ...], chunks: tuple[int, int],
-                   outputs: tuple[str, ...], placement: Placement, overwrite: bool) -> bool:
+def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: tuple[int, ...],
+                   chunks: tuple[int, int], outputs: tuple[str, ...], placement: Placement, overwrite: bool) -> bool:
     """Create the store, or check that an existing one holds this same job (and bring its
     placement up to date: :mod:`.placement`).  ``job`` may hold ``placement``, which is
-    not part of the fingerprint.
+    not part of the fingerprint; ``fingerprints``: the job's, then those it had in earlier
+    versions (accepted for a store found there, never written).
 
     Returns True when the store is already complete.
     """
-    existing = _claim_path(path, fingerprint, overwrite, lambda: store_has_layout(path, outputs, placement))
+    existing = _claim_path(path, fingerprints, overwrite, lambda: store_has_layout(path, outputs, placement))
     if existing is not None:
         if not existing:  # resumed: its (maybe empty) markers folder may have been tidied away
             os.makedirs(os.path.join(path, MARKERS), exist_ok=True)
@@ -234,7 +236,7 @@ def _prepare_store(path: str, job: dict, fingerprint: str, shape: tuple[int, ...
     for key in outputs:
         _create_output(group, get_output(key), shape, chunks, placement)
     # Written last: a store without it is not ours, one with complete=False is unfinished.
-    group.attrs[_ATTR] = dict(job, fingerprint=fingerprint, complete=False)
+    group.attrs[_ATTR] = dict(job, fingerprint=fingerprints[0], complete=False)
     return False
 
 
@@ -300,7 +302,8 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         raise ValueError(f"rgb_dtype must be 'uint8' or 'float32', got {rgb_dtype!r}")
     path = os.path.abspath(os.fspath(path))
     check_source_outside(image, path)
-    stacked, plan, info = colorize_stacked(image, model, client=client, cache=False, **colorize_kwargs)
+    stacked, plan, info = colorize_stacked(image, model, client=client, cache=False, source_id=source_id,
+                                           **colorize_kwargs)
     shape = plan.shape
     source = source_id if source_id is not None else info["input_token"]
     job = {"source": source, "shape": list(shape), "model": info["model"], "model_token": _model_token(model),
@@ -313,6 +316,9 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     if stored != list(range(len(names))):  # only then, so stores in the input's order still resume
         job["layout"] = {"axes": names, "stored": stored}
     fingerprint = _fingerprint(job)
+    # A store written before the input's files were stamped (a zarr or memmap input) resumes
+    # under the fingerprint it has: its input is known by its path alone, as it was then.
+    legacy = {_fingerprint(dict(job, source=token)) for token in info["input_tokens"][1:] if source_id is None}
     full_scale = full_axes(scale, len(shape), 1.0)
     full_origin = full_axes(origin, len(shape), 0.0, "origin")
     keep = list(stored) + [len(shape) - 2, len(shape) - 1]
@@ -323,7 +329,8 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     extra = left_out(full_scale, full_origin, stored)  # recorded, not fingerprinted: where, not what
     job = job if extra is None else dict(job, placement=extra)
     chunks = (plan.ty.chunk, plan.tx.chunk)
-    if _prepare_store(path, job, fingerprint, store_shape, chunks, outputs, placement, overwrite):
+    if _prepare_store(path, job, (fingerprint, *sorted(legacy - {fingerprint})), store_shape, chunks, outputs,
+                      placement, overwrite):
         return Path(path)
     channel = rgb_channel_index(len(stored), placement.names)
     _write_chunks(stacked, plan, path, fingerprint, outputs, rgb_dtype, channel, tuple(stored), str(info["device"]),

@@ -128,7 +128,7 @@ def read_placement(path: str | os.PathLike) -> tuple[list[dict], list[float], li
         return axes, scale, translate
     axes, scale, translate = input_geometry(axes, scale, translate, layout["axes"], layout["stored"])
     # A left-out size-1 axis keeps the pixel size and position recorded beside the layout.
-    placement = attrs.get("placement") or {}
+    placement = attrs.get("placement") if isinstance(attrs.get("placement"), dict) else {}
     for i in set(range(len(layout["axes"]))) - set(layout["stored"]):
         scale[i] = _recorded(placement.get("scale"), i, scale[i])
         translate[i] = _recorded(placement.get("origin"), i, translate[i])
@@ -139,5 +139,5 @@ def _recorded(values: Any, index: int, fill: float) -> float:
     """``values[index]`` as a float when the job record holds it, else ``fill``."""
     try:
         return float(values[index])
-    except (TypeError, IndexError, ValueError):
+    except (TypeError, IndexError, KeyError, ValueError):
         return fill
