@@ -92,6 +92,11 @@ def test_what_training_did_decides(tmp_path, corpus, monkeypatch):
     assert [p.name for p in trained_on(record, files)] == ["p0.png", "p1.png", "p0.png"]  # a/*, comp/p0
     # A manifest that does not give the recorded number of training images is not the one it used.
     assert trained_on(record | {"held_out": record["held_out"] | {"train_images": 7}}, files) == []
+    # A run that skipped one of the 3 (train_images 2) records its split's 3 as split_images: the
+    # split is still recognised (the fallback gave up when the two counts differed).
+    skipped = record | {"held_out": record["held_out"] | {"train_images": 2, "split_images": 3},
+                        "trained_files": {"scheme": "damaged"}}
+    assert [p.name for p in trained_on(skipped, files)] == ["p0.png", "p1.png", "p0.png"]
     # An image named through a link to a folder outside the data folder, as training walks it.
     outside = _photos(tmp_path / "store", 1, 3)[0]
     (tmp_path / "train").mkdir()
@@ -162,7 +167,7 @@ def test_the_files_a_run_trained_on_decide_not_its_folder(tmp_path):
     assert record["trained_files"]["count"] == 2
     assert trained_on(record, sorted(folder.iterdir())) == [p.resolve() for p in trained]
     replaced = trained[1]
-    iio.imwrite(replaced, np.zeros((60, 60, 3), np.uint8) + 200)  # another image under a trained name
+    iio.imwrite(replaced, 255 - iio.imread(replaced))  # another image of the same size under a trained name
     assert trained_on(record, [*trained, added]) == [trained[0].resolve()]
     with warnings.catch_warnings():  # neither the new nor the skipped image is claimed
         warnings.simplefilter("error", TrainedOnWarning)
@@ -203,3 +208,18 @@ def test_the_file_record_is_compact_and_the_shipped_model_keeps_its_split_record
     assert {"manifest", "val_sources", "test_sources", "train_images"} <= set(training["held_out"])
     assert trained_on(training, [__file__]) == []
     assert len(json.dumps(trained_files_record([]))) < 200
+
+
+def test_images_of_sampling_weight_0_are_not_recorded_as_trained(tmp_path):
+    from napari_colorize.training import TrainConfig, train
+
+    folder = tmp_path / "train"
+    photos = _photos(folder, 3, 0)
+    with open(folder / "weights.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["file", "weight"], ["p0.png", 1], ["p1.png", 1], ["p2.png", 0]])
+    out = tmp_path / "m.safetensors"
+    train(TrainConfig(data=[str(folder)], output=str(out), steps=1, batch_size=2, crop=32, max_side=48, points=16,
+                      workers=0, progress=False, log="", weights=str(folder / "weights.csv")))
+    record = nc.load_model(out).config.training
+    assert record["trained_files"]["count"] == 2  # never drawn, never trained
+    assert trained_on(record, photos) == [p.resolve() for p in photos[:2]]

@@ -375,6 +375,11 @@ def test_calibrate_finds_groups_from_files_and_checks_its_arguments_first(tmp_pa
             calibrate(model, root, device="cpu", groups=["a", "a", "b"], group_by="level:1")
         with pytest.raises(ValueError, match="no manifest.csv"):
             calibrate(model, root, device="cpu", max_side=64, group_by="source")
+    # The fit's own choices too (they were checked only after the network had run on every image).
+    for bad, message in [({"method": "bogus"}, "unknown decoding method"), ({"objective": "bogus"}, "unknown objective"),
+                         ({"gains": (-1,)}, "gain"), ({"grid": []}, "grid of .* is empty")]:
+        with pytest.raises(ValueError, match=message):
+            calibrate(model, root, device="cpu", **bad)
 
 
 # ----------------------------------------------------------------------------- command line

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..decode import check_gains, check_temperature
+from ..decode import METHODS, check_gains, check_temperature
 from ..engine import decode_options_for, get_model
 from ..inference import grid_targets
 from .runs import _colour_from_probabilities, _probabilities
@@ -234,6 +234,19 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
     return chosen
 
 
+def check_fading_choices(method: str | None, objective: str, grid: Sequence[tuple[float, float]] | None,
+                         gains: Sequence[float]) -> tuple[list[tuple[float, float]], tuple[float, ...]]:
+    """The fit's choices checked (before any image is read): ``(grid, gains)`` as the fit uses them."""
+    if method is not None and method not in METHODS:
+        raise ValueError(f"unknown decoding method {method!r}; choose one of {METHODS} or None (the model's own)")
+    if objective not in ("auc", "psnr", "blend"):
+        raise ValueError(f"unknown objective {objective!r}; choose 'auc', 'psnr' or 'blend'")
+    grid = list(grid) if grid is not None else _default_grid()
+    if not grid:
+        raise ValueError("the grid of (lo, hi) candidates is empty")
+    return grid, check_gains(gains)
+
+
 def _fit_fading(net: Any, passes: list[tuple], method: str | None = None, objective: str = "auc",
                 min_colourfulness: float = 0.5, grid: Sequence[tuple[float, float]] | None = None,
                 not_worse_than_gray: bool = True, temperature: float = 1.0, groups: Sequence[str] | None = None,
@@ -243,14 +256,9 @@ def _fit_fading(net: Any, passes: list[tuple], method: str | None = None, object
 
     Every ``(lo, hi)`` of ``grid`` is tried at every chroma gain of ``gains`` (rows carry
     ``lo``, ``hi`` and ``gain``)."""
-    if objective not in ("auc", "psnr", "blend"):
-        raise ValueError(f"unknown objective {objective!r}; choose 'auc', 'psnr' or 'blend'")
+    grid, gains = check_fading_choices(method, objective, grid, gains)
     if groups is not None and len(groups) != len(passes):
         raise ValueError(f"groups has {len(groups)} entries for {len(passes)} images; give one group per image")
-    gains = check_gains(gains)
-    grid = list(grid) if grid is not None else _default_grid()
-    if not grid:
-        raise ValueError("the grid of (lo, hi) candidates is empty")
     cached = [(rgb, *prepared_truth(rgb), gray, probs) for rgb, gray, probs in passes]  # once for every decoding
     rows = []
     for gain in gains:

@@ -73,7 +73,8 @@ def _training_files(record: dict[str, Any], folders: list[Path]) -> set[Path] | 
             continue
         root = manifest.resolve().parent
         train = {(root / files[i]).resolve() for i in fold.train}  # as counted when recorded: distinct files
-        if record.get("train_images") not in (None, len(train)):
+        # Models of earlier versions recorded the manifest's training side as train_images.
+        if record.get("split_images", record.get("train_images")) not in (None, len(train)):
             continue  # a manifest of another corpus, or rebuilt since
         return train
     return None

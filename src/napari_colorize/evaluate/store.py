@@ -19,7 +19,8 @@ import torch
 from ..decode import check_temperature
 from ..engine import get_model
 from ..model import is_default_model
-from .calibration import (LAMBDA_HUE, MAX_GROUP_LOSS, _fit_fading, _fit_temperature, _network_passes, is_safe)
+from .calibration import (LAMBDA_HUE, MAX_GROUP_LOSS, _fit_fading, _fit_temperature, _network_passes,
+                          check_fading_choices, is_safe)
 from .provenance import warn_if_trained_on
 from .runs import _grouping
 from .scoring import METRICS, NEUTRAL_RATIO_GOAL, ImageInput, load_images
@@ -86,13 +87,14 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
     Raises
     ------
     ValueError
-        Before any network runs: ``output`` is the default model, ``groups`` and
+        Before any network runs: a bad method, objective, grid or gain, ``output`` is the default model, ``groups`` and
         ``group_by`` both given, a group cannot be found, or ``groups`` does not give
         one group per image used.
     """
     from ..model import save_model
 
     _check_output(output)
+    check_fading_choices(method, objective, grid, gains)  # before any image is read or network run
     key, label = _grouping(group_by, manifest)  # a bad spec fails before any image is read
     if key is not None and groups is not None:
         raise ValueError("give either groups (one per image) or group_by (found from each file), not both")

@@ -65,8 +65,11 @@ class HeldOut:
         and sources that trained (once :meth:`trained` has been told them; the manifest's training
         side before, as models of earlier versions recorded)."""
         images, sources = self._trained_images_and_sources()
+        # split_images: the manifest's whole training side, by which a reader rebuilding the
+        # split checks that it found the same manifest (train_images may be fewer).
         return {"manifest": self.manifest, "val_sources": list(self.val_sources), "test_sources": list(self.test_sources),
-                "train_sources": list(sources), "train_images": images, "val_images": len(self.val)}
+                "train_sources": list(sources), "train_images": images, "split_images": len(self.train),
+                "val_images": len(self.val)}
 
 
 def _names(sources: tuple[str, ...], most: int = 8) -> str:

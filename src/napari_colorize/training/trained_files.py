@@ -4,11 +4,13 @@
 (:mod:`napari_colorize.evaluate.provenance`).  A training folder alone cannot tell: files
 are added to it after training, and training skips some (too small for the crop, gray,
 broken).  So a run records the files it decoded and trained on: per file an 8-byte
-BLAKE2b digest of its resolved path and its size in bytes, the digests sorted and
-stored as one base64 string: about 11 bytes of metadata per file (10,000 files: about
-110 kB), where a list of paths would take several times that.  The size makes a file
-replaced by another under the same name count as new.  A file counted here may be
-missed only if it was moved, or rewritten to a new size, since training.
+BLAKE2b digest of its resolved path, its size in bytes and its modification time, the
+digests sorted and stored as one base64 string: about 11 bytes of metadata per file
+(10,000 files: about 110 kB), where a list of paths would take several times that.  Size
+and time make a file replaced by another under the same name count as new (an
+uncompressed image of the same dimensions has the same size).  A training file is missed
+if it was moved, rewritten or touched since training: where the record cannot tell,
+nothing is claimed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 __all__ = ["SCHEME", "file_digest", "trained_files_record", "trained_digests"]
 
 #: How the digests are made; a record of another scheme is not read.
-SCHEME = "blake2b-8 of resolved path + NUL + size in bytes; sorted; base64"
+SCHEME = "blake2b-8 of resolved path + NUL + size in bytes + NUL + mtime in ns; sorted; base64"
 _SIZE = 8
 
 
@@ -31,10 +33,11 @@ def file_digest(path: str | os.PathLike) -> bytes | None:
     """The digest of a file as :func:`trained_files_record` keeps it; None if it cannot be read."""
     resolved = Path(path).resolve()
     try:
-        size = resolved.stat().st_size
+        stat = resolved.stat()
     except OSError:
         return None
-    return hashlib.blake2b(os.fsencode(resolved) + b"\0" + str(size).encode(), digest_size=_SIZE).digest()
+    key = os.fsencode(resolved) + b"\0" + str(stat.st_size).encode() + b"\0" + str(stat.st_mtime_ns).encode()
+    return hashlib.blake2b(key, digest_size=_SIZE).digest()
 
 
 def trained_files_record(paths: Iterable[str | os.PathLike]) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from .inputs import load_inputs
 from .manifest import resolve_weights
 from .optim import learning_rate, make_optimizer
 from .paths import JsonLog, RunFiles, default_checkpoint_path, plan_files
+from .trained_files import trained_files_record
 from .validation import load_validation_images, validate
 
 __all__ = ["TrainConfig", "train", "compute_loss", "validate", "learning_rate", "default_checkpoint_path",
@@ -226,7 +227,9 @@ def _setup(cfg: TrainConfig) -> _Run:
     batches, workers = _batches(cfg, images, model, weights, device, start)
     run = _Run(cfg, files, device, precision, model, optimizer, base_lr,
                warmup=cfg.warmup if cfg.warmup is not None else min(500, cfg.steps // 20), images=images,
-               weights_source=weights_source, val_images=inputs.val_images, trained_files=inputs.trained_files,
+               weights_source=weights_source, val_images=inputs.val_images,
+               trained_files=inputs.trained_files if weights is None else  # weight 0: never drawn, never trained
+               trained_files_record([p for p, w in zip(images.paths, weights) if w > 0]),
                val_every=cfg.val_every or max(50, math.ceil(len(images) / cfg.batch_size)), settings=settings,
                start=start, batches=batches, log=JsonLog(files.log, files.replace_log), split=split,
                best=BestWeights(cfg.early_stop))
