@@ -115,3 +115,16 @@ def test_an_odd_placement_record_falls_back_to_the_ngff_metadata(model_path, tmp
     group.attrs["napari_colorize"] = dict(dict(group.attrs)["napari_colorize"], placement=record)
     _, scale, translate = read_placement(out)
     assert len(scale) == len(translate) == 5 and translate[-2:] == [1.0, -1.0]
+
+
+def test_an_ngff_axes_problem_is_said_once_per_store(model_path, tmp_path):
+    """Custom axes NGFF 0.4 does not allow were said once per output: three notifications in the widget."""
+    import warnings
+
+    from napari_colorize.engine.ome import NgffWarning
+
+    stack = np.stack([np.stack([STACK, STACK])] * 2)  # (2, 2, 2, y, x), no names: dim0, dim1, dim2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nc.colorize_to_zarr(stack, tmp_path / "o.zarr", model_path, **TILING)
+    assert len([w for w in caught if issubclass(w.category, NgffWarning)]) == 1

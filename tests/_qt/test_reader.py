@@ -184,3 +184,41 @@ def test_manifest_declares_the_reader():
     assert reader.filename_patterns == ["*.zarr"] and reader.accepts_directories
     command = next(c for c in manifest.contributions.commands if c.id == reader.command)
     assert command.python_name == "napari_colorize._qt._reader:napari_get_reader"
+
+
+def test_a_run_of_the_source_leaves_a_reopened_store_alone(make_napari_viewer, qtbot, cli_store):
+    """The reader's layers carry the store, not a source id: a run of a layer of the source's name
+    used to take them over by name (new pixels in place, the store's metadata gone)."""
+    from widget_driver import open_widget, run_and_wait
+
+    viewer = make_napari_viewer()
+    viewer.open(str(cli_store), plugin=PLUGIN)
+    stored = {layer.name: np.asarray(layer.data[0]) for layer in viewer.layers}
+    viewer.add_image(np.linspace(0, 1, 64 * 80, dtype=np.float32).reshape(64, 80), name="stack")
+    widget = open_widget(viewer, str(cli_store.parent.parent / "m.safetensors"))
+    run_and_wait(qtbot, widget)
+    for name, pixels in stored.items():
+        (layer,) = [lay for lay in viewer.layers if lay.name == name and "store" in lay.metadata[METADATA_KEY]]
+        np.testing.assert_array_equal(np.asarray(layer.data[0]), pixels)
+    assert len(viewer.layers) == 3 + 1 + 3  # the store's, the source, the run's
+
+
+def test_a_widget_store_keeps_time_units_and_one_space_unit(make_napari_viewer, qtbot, cli_store, tmp_path):
+    """Only x's unit was stored: a time axis lost "second" (the reopened layers then clashed with
+    their source's units), and z in micrometres over y, x in nanometres was stored 1000x too small."""
+    from widget_driver import open_widget, run_and_wait
+
+    from napari_colorize.engine.zarr_read import read_placement
+
+    viewer = make_napari_viewer()
+    stack = np.linspace(0, 1, 2 * 2 * 64 * 64, dtype=np.float32).reshape(2, 2, 64, 64)
+    viewer.add_image(stack, name="series", scale=(30.0, 2.0, 100.0, 100.0), axis_labels=("t", "z", "y", "x"),
+                     units=("second", "micrometer", "nanometer", "nanometer"))
+    widget = open_widget(viewer, str(cli_store.parent.parent / "m.safetensors"))
+    widget.scope.value = "whole stack"
+    widget.output.value = "zarr file"
+    widget.zarr_path.value = str(tmp_path / "series.zarr")
+    run_and_wait(qtbot, widget)
+    axes, scale, _ = read_placement(tmp_path / "series.zarr")
+    assert [a.get("unit") for a in axes] == ["second", "nanometer", "nanometer", "nanometer"]
+    np.testing.assert_allclose(scale, [30.0, 2000.0, 100.0, 100.0])

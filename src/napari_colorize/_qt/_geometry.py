@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Geometry", "store_origin"]
+__all__ = ["Geometry", "store_origin", "store_units"]
 
 Matrix = tuple[tuple[float, ...], ...]
 
@@ -105,3 +105,34 @@ def store_origin(geometry: Any) -> list[float] | None:
     """
     translate = getattr(geometry, "translate", None)
     return None if translate is None else [float(t) for t in translate]
+
+
+def store_units(geometry: Any, names: Sequence[str]) -> tuple[list[float] | None, str | None, str | None]:
+    """What a zarr store records of ``geometry``'s pixel size and units: ``(scale, unit of the
+    space axes, unit of the time axis)``; ``names`` are the store's leading axis names.
+
+    NGFF gives the space axes one unit, that of x here, so a leading space axis ("z") in
+    another length unit has its pixel size converted (z in micrometres over y, x in
+    nanometres was stored 1000 times too small).  A time axis ("t") keeps its own unit;
+    napari's "pixel" is no unit.
+    """
+    if geometry is None:
+        return None, None, None
+    scale = [float(s) for s in geometry.scale]
+    units = [None if u is None or str(u) in ("pixel", "px") else str(u) for u in (geometry.units or [None] * len(scale))]
+    space, lead = units[-1], len(scale) - 2
+    time = next((units[i] for i, n in enumerate(names) if n == "t" and i < len(units)), None)
+    for i, name in enumerate(names[:lead]):
+        if name == "z" and units[i] and space and units[i] != space:
+            scale[i] *= _length_factor(units[i], space)
+    return scale, space, time
+
+
+def _length_factor(unit: str, target: str) -> float:
+    """How many ``target`` one ``unit`` is (1 where pint cannot tell: not lengths, unknown names)."""
+    import pint
+
+    try:
+        return float(pint.get_application_registry().Quantity(1.0, unit).to(target).magnitude)
+    except (pint.errors.PintError, ValueError, AttributeError, TypeError):
+        return 1.0

@@ -152,13 +152,15 @@ def plan_hints(points: np.ndarray, colours: np.ndarray, plan: Any, factors: np.n
         return points, colours
     used = np.ones(len(points), bool) if active is None else np.asarray(active, bool)
     if not used.any():
-        raise ValueError(f"all {len(points)} hint points are hidden or fully transparent: show them, or give them "
+        which, them = ("the hint point is", "it") if len(points) == 1 else (f"all {len(points)} hint points are", "them")
+        raise ValueError(f"{which} hidden or fully transparent: show {them}, or give {them} "
                          "a face colour that is not transparent, in the Points layer")
     lead = len(plan.index or ())
     if lead and not all_planes:
         used = used & (np.floor(points[:, :lead] + 0.5) == np.asarray(plan.index)).all(axis=1)
         if not used.any():
-            raise ValueError(f"none of the {len(points)} hints lies on the plane on screen {plan.index}; add points "
+            which = "the hint does not lie" if len(points) == 1 else f"none of the {len(points)} hints lies"
+            raise ValueError(f"{which} on the plane on screen {plan.index}; add points "
                              "on this plane, tick 'hints on all planes', or colour the whole stack")
     _check_inside(points, used, tuple(plan.array.shape[-2:]))
     points, colours = points[used], np.asarray(colours)[used]

@@ -286,7 +286,11 @@ def _ours(layer: Any) -> bool:
 def _same_source(old: dict[str, Any], new: dict[str, Any], live: set[str]) -> bool:
     """Whether an output's metadata ``old`` names the source ``new`` names: by the source
     layer's unique id while that layer is in the viewer (``live``; the id survives renaming
-    it), else by name (outputs made before ids were kept, or of a layer since removed)."""
+    it), else by name (outputs made before ids were kept, or of a layer since removed).
+    Layers the reader opened from a store (``store`` in their metadata) are that store's,
+    never a run's: a run of their source layer adds its own beside them."""
+    if old.get("store") != new.get("store"):
+        return False
     if old.get("source_id") in live and new.get("source_id"):
         return old["source_id"] == new["source_id"]
     return old.get("source") == new.get("source")

@@ -23,7 +23,7 @@ import numpy as np
 from ..api import ColorizeResult, colorize, colorize_to_zarr
 from ..decode import METHODS as DECODE_METHODS
 from ..engine import Cancelled
-from ._geometry import store_origin
+from ._geometry import store_origin, store_units
 
 __all__ = ["METHODS", "OUTPUT_MODES", "USER_ERRORS", "Cancelled", "Guide", "Outcome", "Settings", "run", "work"]
 
@@ -186,13 +186,13 @@ def _run_zarr(array: Any, settings: Settings, progress: ProgressCallback | None,
     """
     from ..engine.zarr_io import open_zarr_levels
 
+    from ..engine.ome import leading_names
+
     lead = array.ndim - 2
-    units = getattr(geometry, "units", None)
-    unit = str(units[-1]) if units and str(units[-1]) not in ("pixel", "px") else None
+    names = _ome_axes(getattr(geometry, "axis_labels", None), lead)
+    scale, unit, time_unit = store_units(geometry, leading_names(lead, names))
     path = colorize_to_zarr(array, settings.zarr_path, rgb_dtype="uint8", overwrite=False,
-                            scale=list(geometry.scale) if geometry is not None else None, unit=unit,
-                            origin=store_origin(geometry),
-                            axes=_ome_axes(getattr(geometry, "axis_labels", None), lead),
+                            scale=scale, unit=unit, time_unit=time_unit, origin=store_origin(geometry), axes=names,
                             **_engine_kwargs(settings, progress, cancel, guide))
     result = open_zarr_levels(path)
     # What the in-memory result's info says: the decoding method and the device, resolved.

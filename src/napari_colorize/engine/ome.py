@@ -123,7 +123,8 @@ def leading_names(lead: int, names: Sequence[str] | None) -> list[str]:
     return lowered
 
 
-def ome_axes(lead: int, channel: bool, unit: str | None = None, names: Sequence[str] | None = None) -> list[dict]:
+def ome_axes(lead: int, channel: bool, unit: str | None = None, names: Sequence[str] | None = None,
+             time_unit: str | None = None) -> list[dict]:
     """NGFF axes of an output array: ``lead`` leading axes, an optional channel axis, then y, x.
 
     Parameters
@@ -138,11 +139,13 @@ def ome_axes(lead: int, channel: bool, unit: str | None = None, names: Sequence[
     names : sequence of str, optional
         Names of the leading axes (default "z" for stacks, "t", "z" for 4D, "dim<i>"
         beyond); "t" is time, "z" space, any other name a custom axis.
+    time_unit : str, optional
+        Unit of the time axis ("second", ...).
 
     Returns
     -------
     list of dict
-        The axes, each with name, type where known, and unit for space axes.
+        The axes, each with name, type where known, and unit for space (and time) axes.
     """
     # The input's own (gray) channel axis is a custom axis in every output: the RGB output
     # has its channel axis, NGFF allows one, and readers move a channel-typed axis last.
@@ -152,6 +155,8 @@ def ome_axes(lead: int, channel: bool, unit: str | None = None, names: Sequence[
     for a in axes:
         if a.get("type") == "space" and unit:
             a["unit"] = unit
+        elif a.get("type") == "time" and time_unit:
+            a["unit"] = time_unit
     if channel:
         axes.insert(rgb_channel_index(lead, names), {"name": "c", "type": "channel"})
     if len(axes) > MAX_AXES:

@@ -46,13 +46,14 @@ def image_group(group, output):
 class Placement:
     """The placement of a store's maps (no colour axis): the stored leading axes' names,
     then per axis (leading ones and y, x) the pixel size and the world position of pixel 0
-    (None: none recorded, all zeros), and the unit of the space axes."""
+    (None: none recorded, all zeros), and the units of the space axes and of a time axis."""
 
     names: tuple[str, ...]
     scale: tuple[float, ...]
     unit: str | None = None
     origin: tuple[float, ...] | None = None
     rgb_dtype: str = "uint8"
+    time_unit: str | None = None
 
     def multiscales(self, output, warn: bool = False) -> tuple[list[dict], tuple[float, ...], dict | None,
                                                               tuple[float, ...] | None]:
@@ -63,7 +64,7 @@ class Placement:
         with warnings.catch_warnings():
             if not warn:
                 warnings.simplefilter("ignore")
-            axes = ome_axes(lead, output.is_rgb, self.unit, self.names)
+            axes = ome_axes(lead, output.is_rgb, self.unit, self.names, self.time_unit)
         return (axes, insert_at(self.scale, channel, 1.0), rgb_omero(self.rgb_dtype) if output.is_rgb else None,
                 None if self.origin is None else insert_at(self.origin, channel, 0.0))
 

@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from dask.highlevelgraph import HighLevelGraph
 from ..outputs import channel_slices, check_output_keys, get_output, output_keys
 from . import stripes
 from .jobs import ModelRef, Monitor
-from .ome import full_axes, leading_names, ome_axes, rgb_channel_index, stored_axes
+from .ome import NgffWarning, full_axes, leading_names, ome_axes, rgb_channel_index, stored_axes
 from .pipeline import colorize_stacked
 from .placement import Placement, insert_at, left_out, refresh_placement, store_has_layout, write_placement
 from .pyramid import Pyramid, level_path, level_shapes, write_pyramid
@@ -155,6 +156,19 @@ def _create_output(group, output, shape: tuple[int, ...], chunks: tuple[int, int
     write_placement(image, output, names, placement, warn=True)
 
 
+def _create_outputs(group, outputs: tuple[str, ...], shape: tuple[int, ...], chunks: tuple[int, int],
+                    placement: Placement) -> None:
+    """:func:`_create_output` for every output, saying an axes problem of NGFF once per store
+    (each output would say it again: the widget showed three notifications for one run)."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        for key in outputs:
+            _create_output(group, get_output(key), shape, chunks, placement)
+    ngff = [w for w in said if issubclass(w.category, NgffWarning)]
+    for w in [w for w in said if not issubclass(w.category, NgffWarning)] + ngff[:1]:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def _claim_path(path: str, fingerprints: tuple[str, ...], overwrite: bool,
                 same_layout: Callable[[], bool]) -> bool | None:
     """Decide what to do with whatever is at ``path`` before a store is written there.
@@ -233,8 +247,7 @@ def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: t
     # At once: a run killed while the arrays are created leaves a store that is ours and
     # unfinished (redone by the next run), not a foreign folder refused even with overwrite.
     os.makedirs(os.path.join(path, MARKERS), exist_ok=True)
-    for key in outputs:
-        _create_output(group, get_output(key), shape, chunks, placement)
+    _create_outputs(group, outputs, shape, chunks, placement)
     # Written last: a store without it is not ours, one with complete=False is unfinished.
     group.attrs[_ATTR] = dict(job, fingerprint=fingerprints[0], complete=False)
     return False
@@ -242,7 +255,7 @@ def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: t
 
 def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
                      outputs: Sequence[str] | None = None, rgb_dtype: str = "uint8", scale: Sequence[float] | None = None,
-                     unit: str | None = None, axes: Sequence[str] | None = None,
+                     unit: str | None = None, time_unit: str | None = None, axes: Sequence[str] | None = None,
                      origin: Sequence[float] | None = None, overwrite: bool = False,
                      source_id: str | None = None, progress: Callable[[int, int], None] | None = None,
                      cancel: threading.Event | None = None, client=None, **colorize_kwargs: Any) -> Path:
@@ -262,8 +275,8 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         uint8 (0-255, rounded) or float32 in [0, 1].
     scale : sequence of float, optional
         Pixel size of (y, x) or of every axis, e.g. from the source's metadata.
-    unit : str, optional
-        Unit of the pixel size ("micrometer", ...).
+    unit, time_unit : str, optional
+        Unit of the space axes' pixel size ("micrometer", ...; NGFF gives them one), of a time axis's ("second").
     axes : sequence of str, optional
         Names of the leading axes (default "z" for stacks, "t", "z" for 4D).
     origin : sequence of float, optional
@@ -325,7 +338,7 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     store_shape = tuple(shape[i] for i in keep)
     # An origin at zero is recorded as before (level 0's translation all zeros).
     placement = Placement(tuple(names[i] for i in stored), tuple(full_scale[i] for i in keep), unit,
-                          tuple(full_origin[i] for i in keep) if any(full_origin) else None, rgb_dtype)
+                          tuple(full_origin[i] for i in keep) if any(full_origin) else None, rgb_dtype, time_unit)
     extra = left_out(full_scale, full_origin, stored)  # recorded, not fingerprinted: where, not what
     job = job if extra is None else dict(job, placement=extra)
     chunks = (plan.ty.chunk, plan.tx.chunk)
