@@ -589,7 +589,7 @@ def test_an_unfinished_store_of_a_zarr_input_written_before_its_files_were_stamp
     group = zarr.open_group(str(out), mode="r+")
     record = dict(group.attrs)["napari_colorize"]
     _, _, info = zarr_io.colorize_stacked(src, make_model(), cache=False, **kwargs)
-    old = dict({k: v for k, v in record.items() if k not in ("fingerprint", "complete")}, source=info["input_tokens"][1])
+    old = dict({k: v for k, v in record.items() if k not in ("fingerprint", "complete")}, source=info["unstamped_input_token"])
     group.attrs["napari_colorize"] = dict(old, fingerprint=zarr_io._fingerprint(old), complete=False)  # as then
     os.makedirs(out / ".napari_colorize_done")  # no chunk marked done: every one is redone
     nc.colorize_to_zarr(src, out, make_model(), **kwargs)  # resumed, not refused as another job
@@ -599,7 +599,7 @@ def test_an_unfinished_store_of_a_zarr_input_written_before_its_files_were_stamp
 def test_a_memmap_input_has_one_token_with_or_without_a_cluster(make_model, tmp_path):
     """The cluster branch dropped the files' stamp, so a store of a memmap begun without a
     cluster was refused as another job when resumed on one."""
-    from napari_colorize.engine.pipeline import _input_token
+    from napari_colorize.engine.pipeline import _input_name, _stamped
 
     mm = np.lib.format.open_memmap(str(tmp_path / "in.npy"), mode="w+", dtype=np.uint8, shape=(96, 112))
     mm[:] = 7
@@ -607,4 +607,5 @@ def test_a_memmap_input_has_one_token_with_or_without_a_cluster(make_model, tmp_
     src = np.load(str(tmp_path / "in.npy"), mmap_mode="r")
     stacked, plan, info = nc.engine.pipeline.colorize_stacked(src, make_model(), device="cpu", cache=False)
     assert "|" in info["input_token"]  # stamped
-    assert _input_token(src, stacked, plan, object(), "stamp") == _input_token(src, stacked, plan, None, "stamp")
+    on_cluster, here = _input_name(src, stacked, plan, object()), _input_name(src, stacked, plan, None)
+    assert _stamped(on_cluster, "stamp") == _stamped(here, "stamp")

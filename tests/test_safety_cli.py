@@ -24,6 +24,7 @@ from skimage import data, transform
 
 import napari_colorize as nc
 from napari_colorize import cli
+from napari_colorize._atomic import HOST
 from napari_colorize.cli_lock import lock_path
 from napari_colorize.engine.cache import clear_caches
 from napari_colorize.engine import zarr_io
@@ -439,7 +440,7 @@ def test_output_locked_by_a_live_run_is_reported_not_written(tmp_path, model_pat
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         lock = lock_path(out / "x_confidence.png")
-        lock.write_text(f"{other.pid} {os.uname().nodename}\n")
+        lock.write_text(f"{other.pid} {HOST}\n")
         assert _run(tmp_path / "x.png", tmp_path / "y.png", "-o", out, "--model", model_path, *TILES) == 1
         err = capsys.readouterr().err
         assert f"being written by another run (pid {other.pid})" in err and "--skip-existing" in err
@@ -459,7 +460,7 @@ def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path, model_path, cam8):
     iio.imwrite(tmp_path / "x.png", cam8)
     out = tmp_path / "out"
     out.mkdir()
-    lock_path(out / "x_colorized.png").write_text(f"{_dead_pid()} {os.uname().nodename}\n")
+    lock_path(out / "x_colorized.png").write_text(f"{_dead_pid()} {HOST}\n")
     assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, *TILES) == 0
     assert (out / "x_colorized.png").exists() and not list(out.glob(".*.lock"))
 

@@ -13,6 +13,7 @@ this very process's, which did not make them: a restarted container reuses pids)
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import secrets
@@ -49,10 +50,12 @@ def _host_id() -> str:
 
 #: This host (and pid namespace) as temporary and lock files record it: :func:`_host_id`.
 HOST = _host_id()
+#: The bare hostname, as versions before the pid namespace recorded it.
+_BARE_HOST = _host_name()
 def is_this_host(recorded: str) -> bool:
     """Whether a lock or temporary file was recorded here: by :data:`HOST`, or by the bare
     hostname that versions before the pid namespace wrote (judged by this host's pids, as then)."""
-    return recorded in (HOST, _host_name())
+    return recorded in (HOST, _BARE_HOST)
 
 
 #: The most bytes a temporary name adds to its file's name: ``.`` + ``.<8 hex>.tmp-<host>-<pid>``
@@ -162,7 +165,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
         return []
     for name in names:
         match = _TEMP_RE.match(name)
-        if match is None or not is_this_host(match["host"]) or not _stale_pid(int(match["pid"]), name):
+        if match is None or not owner_gone(match["host"], int(match["pid"]), functools.partial(_made_here, name)):
             continue
         stale = Path(folder) / name
         try:
@@ -173,12 +176,18 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def _stale_pid(pid: int, name: str) -> bool:
-    """Whether the process that named a temporary file ``name`` with ``pid`` (on this host) is gone."""
-    if pid == os.getpid():
-        with _swept_lock:
-            return name not in _own_temps
-    return not pid_alive(pid)
+def owner_gone(host: str, pid: int, made_here: Callable[[], bool]) -> bool:
+    """Whether the process that recorded ``host`` and ``pid`` on a lock or temporary file is gone:
+    one of this host whose pid is dead, or this very process's pid on a file it did not make
+    (``made_here``): an earlier process's, its pid reused.  Another host's is never judged."""
+    if not is_this_host(host):
+        return False
+    return not made_here() if pid == os.getpid() else not pid_alive(pid)
+
+
+def _made_here(name: str) -> bool:
+    with _swept_lock:
+        return name in _own_temps
 
 
 def _sweep_once(folder: Path) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._atomic import HOST, is_this_host, pid_alive
+from ._atomic import HOST, is_this_host, owner_gone
 
 __all__ = ["OutputBusyError", "OutputLocks", "lock_path"]
 
@@ -68,12 +68,11 @@ class _Owner:
     def stale(self, lock: Path) -> bool:
         """Whether the run that made ``lock`` is gone: a dead process of this host, or
         this process's pid on a lock it does not hold (an earlier process's, pid reused)."""
-        if not is_this_host(self.host):
-            return False
-        if self.pid == os.getpid():
-            with _HELD_LOCK:
-                return _HELD.get(os.path.abspath(lock)) != self.inode
-        return not pid_alive(self.pid)
+        return owner_gone(self.host, self.pid, lambda: self._held_here(lock))
+
+    def _held_here(self, lock: Path) -> bool:
+        with _HELD_LOCK:
+            return _HELD.get(os.path.abspath(lock)) == self.inode
 
 
 def lock_path(target: Path) -> Path:

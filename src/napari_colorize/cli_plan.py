@@ -277,9 +277,10 @@ def output_folder(text: str) -> Path:
     if not text:
         raise ValueError("-o is empty; give the folder to write the results into (-o . for the current folder)")
     folder = Path(text)
-    link = next((p for p in (folder, *folder.parents) if os.path.islink(p) and not p.exists()), None)
+    from .io.files import broken_link_reason, is_broken_link
+
+    link = next((p for p in (folder, *folder.parents) if is_broken_link(p)), None)
     if link is not None:
-        from .io.files import broken_link_reason
         raise ValueError(f"cannot create the output folder {folder}: {link} is {broken_link_reason(link)}, or "
                          "choose another -o")
     existing = _nearest_existing(folder)

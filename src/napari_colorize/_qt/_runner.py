@@ -140,10 +140,15 @@ def _ome_axes(labels: Sequence[str] | None, lead: int) -> list[str] | None:
     """Leading axis names for the OME-Zarr store, if the layer has meaningful ones."""
     if not labels or not lead:
         return None
+    from ..engine.ome import leading_names
+
     names = [str(n) for n in labels[:lead]]
-    lowered = {n.lower() for n in names}  # as the store writes them (engine.ome.leading_names)
-    valid = all(n.isidentifier() for n in names) and len(lowered) == lead and not lowered & {"y", "x"}
-    return names if valid else None
+    if not all(n.isidentifier() for n in names):
+        return None
+    try:
+        return leading_names(lead, names)  # the store's own check: distinct, not y or x; lower case
+    except ValueError:
+        return None
 
 
 def _run_lazy(array: Any, settings: Settings, progress: ProgressCallback | None, cancel: threading.Event | None,

@@ -85,7 +85,7 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
     """The lazy ``(..., Y, X, 5)`` result behind :func:`colorize` and :func:`colorize_to_zarr`.
 
     Returns ``(stacked dask array, TilePlan, info dict)``; parameters as :func:`napari_colorize.colorize`
-    (``source_id``: :func:`colorize_to_zarr`'s).  ``info["input_tokens"]`` also holds the
+    (``source_id``: :func:`colorize_to_zarr`'s).  ``info["unstamped_input_token"]`` is the
     token that versions before the files' stamp gave (to resume their unfinished stores).
     """
     _check_not_a_path_or_group(image)
@@ -145,9 +145,8 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
             "limits": tile_options.limits, "normalize": normalize, "precision": precision,
             "decode": dataclasses.asdict(options),
             "guidance": None if guidance is None else guidance.summary,
-            "input_token": _input_token(image, stacked, plan, client, stamp),
-            "input_tokens": (_input_token(image, stacked, plan, client, stamp),
-                             _input_token(image, stacked, plan, client, None))}
+            "unstamped_input_token": _input_name(image, stacked, plan, client)}
+    info["input_token"] = _stamped(info["unstamped_input_token"], stamp)
     return stacked, plan, info
 
 
@@ -161,17 +160,21 @@ def _normalization(normalize: str | None, limits) -> str | None:
     return "minmax" if limits is not None and normalize is None else normalize
 
 
-def _input_token(image, stacked, plan, client, stamp: str | None) -> str:
-    """The input's dask name, which fingerprints a resumable store (as the caller gave no source id),
-    with the state of the files it is read from (``stamp``): a zarr input's dask name is its path.
+def _input_name(image, stacked, plan, client) -> str:
+    """The input's dask name, which (:func:`_stamped`) fingerprints a resumable store when the
+    caller gave no source id.
 
     A numpy input scattered to a cluster gets a fresh name per call; its fingerprint is
     the one it has without a cluster, so an interrupted store resumes either way.
     """
     if client is not None and isinstance(image, np.ndarray):
-        name = as_dask(image, plan.chunks).name
-    else:
-        name = next(iter(stacked.dask.dependencies[stacked.name]), stacked.name)
+        return as_dask(image, plan.chunks).name
+    return next(iter(stacked.dask.dependencies[stacked.name]), stacked.name)
+
+
+def _stamped(name: str, stamp: str | None) -> str:
+    """The input's dask name with the state of the files it is read from (``stamp``): a zarr
+    input's dask name is only its path."""
     return name if stamp is None else f"{name}|{dask.base.tokenize(stamp)}"
 
 

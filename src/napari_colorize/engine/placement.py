@@ -16,15 +16,16 @@ so that a reopened store still overlays its source (one plane of a time series, 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ..outputs import get_output
-from .ome import ome_axes, read_multiscales, rgb_channel_index, rgb_omero, write_multiscales
+from .ome import NgffWarning, ome_axes, read_multiscales, rgb_channel_index, rgb_omero, write_multiscales
 from .store import ATTR, open_group
 
-__all__ = ["Placement", "image_group", "insert_at", "has_placement", "same_layout", "write_placement", "left_out",
+__all__ = ["Placement", "image_group", "insert_at", "ngff_once", "same_layout", "write_placement", "left_out",
            "store_has_layout", "refresh_placement"]
 
 
@@ -69,6 +70,18 @@ class Placement:
                 None if self.origin is None else insert_at(self.origin, channel, 0.0))
 
 
+@contextlib.contextmanager
+def ngff_once() -> Iterator[None]:
+    """Say an axes problem of NGFF once for the outputs written inside (each output's
+    metadata would say it again: the widget showed three notifications for one run)."""
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        yield
+    ngff = [w for w in said if issubclass(w.category, NgffWarning)]
+    for w in [w for w in said if not issubclass(w.category, NgffWarning)] + ngff[:1]:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
 def write_placement(image, output, paths: Sequence[str], placement: Placement, warn: bool = False) -> None:
     """Write ``output``'s multiscales metadata (levels ``paths``) into its image group."""
     axes, scale, omero, origin = placement.multiscales(output, warn)
@@ -82,13 +95,14 @@ def same_layout(image, output, placement: Placement) -> bool:
     return [a["name"] for a in stored] == [a["name"] for a in axes]
 
 
-def has_placement(image, output, placement: Placement) -> bool:
-    """Whether ``output``'s multiscales metadata already say what ``placement`` says
-    (axes with their unit, pixel size, position of pixel 0)."""
-    _, stored, scale, translation = read_multiscales(image)
+def _stale_levels(image, output, placement: Placement) -> list[str] | None:
+    """``output``'s level paths when its multiscales metadata do not yet say what ``placement``
+    says (axes with their unit, pixel size, position of pixel 0); None when they do."""
+    paths, stored, scale, translation = read_multiscales(image)
     axes, want_scale, _, origin = placement.multiscales(output)
     want_translation = [0.0] * len(axes) if origin is None else [float(o) for o in origin]
-    return stored == axes and scale == [float(s) for s in want_scale] and translation == want_translation
+    same = stored == axes and scale == [float(s) for s in want_scale] and translation == want_translation
+    return None if same else paths
 
 
 def left_out(scale: Sequence[float], origin: Sequence[float], stored: Sequence[int]) -> dict | None:
@@ -114,13 +128,14 @@ def refresh_placement(path: str, outputs: Sequence[str], placement: Placement, r
     job record's ``placement`` (``recorded``: :func:`left_out`'s).  Metadata only, and
     nothing is written when the store already says the same."""
     group = open_group(path, "r")
-    stale = [k for k in outputs if not has_placement(image_group(group, get_output(k)), get_output(k), placement)]
+    levels = {k: _stale_levels(image_group(group, get_output(k)), get_output(k), placement) for k in outputs}
+    stale = {k: paths for k, paths in levels.items() if paths is not None}
     record = dict(group.attrs)[ATTR]
     if not stale and record.get("placement") == recorded:
         return
     group = open_group(path, "r+")
-    for key in stale:
-        image = image_group(group, get_output(key))
-        write_placement(image, get_output(key), read_multiscales(image)[0], placement)
+    with ngff_once():
+        for key, paths in stale.items():
+            write_placement(image_group(group, get_output(key)), get_output(key), paths, placement)
     record = {k: v for k, v in record.items() if k != "placement"}
     group.attrs[ATTR] = record if recorded is None else dict(record, placement=recorded)

@@ -9,7 +9,7 @@ store (:func:`check_source_outside`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -62,25 +62,33 @@ def source_paths(image: Any) -> list[tuple[str, str]]:
 
     Looks at ``image`` itself and, for a dask array, at the arrays its graph reads.
     """
-    name = getattr(image, "name", None) if hasattr(image, "__dask_graph__") else None
-    if isinstance(name, str) and name in _PATHS:  # a dask name stands for one graph: walked once
-        return list(_PATHS[name])
-    nodes: list = [image]
+    found = {paths for paths in [_storage_paths(image)] if paths is not None}
     if hasattr(image, "__dask_graph__"):
-        for value in dict(image.__dask_graph__()).values():
-            nodes.extend(_graph_nodes(value))
-    found = sorted({paths for paths in map(_storage_paths, nodes) if paths is not None})
-    if isinstance(name, str):
+        graph = image.__dask_graph__()
+        layers = getattr(graph, "layers", None)
+        for name, layer in (layers.items() if isinstance(layers, Mapping) else [(None, graph)]):
+            found.update(_layer_paths(name, layer))
+    return sorted(found)
+
+
+def _layer_paths(name: str | None, layer: Any) -> tuple[tuple[str, str], ...]:
+    """The storage paths one layer of a dask graph reads, kept by its name (a dask name stands
+    for one content): every slice of a store shares the store's layer, walked once."""
+    if name is not None and name in _PATHS:
+        return _PATHS[name]
+    nodes = [node for value in dict(layer).values() for node in _graph_nodes(value)]
+    found = tuple(sorted({paths for paths in map(_storage_paths, nodes) if paths is not None}))
+    if name is not None:
         if len(_PATHS) >= _PATHS_KEPT:
             _PATHS.pop(next(iter(_PATHS)))
-        _PATHS[name] = tuple(found)
+        _PATHS[name] = found
     return found
 
 
-#: :func:`source_paths` of recent dask arrays by name: walking the graph of a store of 10,000
-#: chunks takes ~0.1 s, and the widget asks again at every re-colour of the same layer.
+#: :func:`_layer_paths` of recent dask graph layers by name: walking the layer of a store of
+#: 10,000 chunks takes ~0.1 s, and the widget asks again at every re-colour, of every plane.
 _PATHS: dict[str, tuple[tuple[str, str], ...]] = {}
-_PATHS_KEPT = 64
+_PATHS_KEPT = 256
 
 
 def source_stamp(image: Any) -> str | None:

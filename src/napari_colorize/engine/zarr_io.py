@@ -33,7 +33,6 @@ import json
 import os
 import shutil
 import threading
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,9 +44,10 @@ from dask.highlevelgraph import HighLevelGraph
 from ..outputs import channel_slices, check_output_keys, get_output, output_keys
 from . import stripes
 from .jobs import ModelRef, Monitor
-from .ome import NgffWarning, full_axes, leading_names, ome_axes, rgb_channel_index, stored_axes
+from .ome import full_axes, leading_names, ome_axes, rgb_channel_index, stored_axes
 from .pipeline import colorize_stacked
-from .placement import Placement, insert_at, left_out, refresh_placement, store_has_layout, write_placement
+from .placement import (Placement, insert_at, left_out, ngff_once, refresh_placement, store_has_layout,
+                        write_placement)
 from .pyramid import Pyramid, level_path, level_shapes, write_pyramid
 from .sources import check_source_outside, source_paths
 from .store import ATTR as _ATTR
@@ -158,15 +158,10 @@ def _create_output(group, output, shape: tuple[int, ...], chunks: tuple[int, int
 
 def _create_outputs(group, outputs: tuple[str, ...], shape: tuple[int, ...], chunks: tuple[int, int],
                     placement: Placement) -> None:
-    """:func:`_create_output` for every output, saying an axes problem of NGFF once per store
-    (each output would say it again: the widget showed three notifications for one run)."""
-    with warnings.catch_warnings(record=True) as said:
-        warnings.simplefilter("always")
+    """:func:`_create_output` for every output, an axes problem of NGFF said once (:func:`.placement.ngff_once`)."""
+    with ngff_once():
         for key in outputs:
             _create_output(group, get_output(key), shape, chunks, placement)
-    ngff = [w for w in said if issubclass(w.category, NgffWarning)]
-    for w in [w for w in said if not issubclass(w.category, NgffWarning)] + ngff[:1]:
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def _claim_path(path: str, fingerprints: tuple[str, ...], overwrite: bool,
@@ -331,7 +326,8 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     fingerprint = _fingerprint(job)
     # A store written before the input's files were stamped (a zarr or memmap input) resumes
     # under the fingerprint it has: its input is known by its path alone, as it was then.
-    legacy = {_fingerprint(dict(job, source=token)) for token in info["input_tokens"][1:] if source_id is None}
+    unstamped = info["unstamped_input_token"]
+    legacy = () if source_id is not None or unstamped == source else (_fingerprint(dict(job, source=unstamped)),)
     full_scale = full_axes(scale, len(shape), 1.0)
     full_origin = full_axes(origin, len(shape), 0.0, "origin")
     keep = list(stored) + [len(shape) - 2, len(shape) - 1]
@@ -342,7 +338,7 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     extra = left_out(full_scale, full_origin, stored)  # recorded, not fingerprinted: where, not what
     job = job if extra is None else dict(job, placement=extra)
     chunks = (plan.ty.chunk, plan.tx.chunk)
-    if _prepare_store(path, job, (fingerprint, *sorted(legacy - {fingerprint})), store_shape, chunks, outputs,
+    if _prepare_store(path, job, (fingerprint, *legacy), store_shape, chunks, outputs,
                       placement, overwrite):
         return Path(path)
     channel = rgb_channel_index(len(stored), placement.names)

@@ -100,7 +100,7 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
         raise ValueError("give either groups (one per image) or group_by (found from each file), not both")
     fixed = None if temperature is True else 1.0 if temperature is False else check_temperature(temperature)
     net = get_model(model, device)
-    target = model if isinstance(model, torch.nn.Module) else copy.deepcopy(net)  # never the process cache's
+    target = model if isinstance(model, torch.nn.Module) else _own_config(net)  # never the process cache's
     images = load_images(val_images, max_side=max_side, limit=limit, paths=True)
     groups = _groups_of(images, groups, key)
     warn_if_trained_on(net, [item[2] for item in images], "calibrated on")
@@ -125,6 +125,14 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
     if output is not None:
         save_model(target, output)
     return lo, hi
+
+
+def _own_config(net: torch.nn.Module) -> torch.nn.Module:
+    """``net`` with a config of its own and the same weights: calibrate changes only the decoding
+    (a deep copy doubled the model's memory, on the GPU too)."""
+    target = copy.copy(net)
+    target.config = copy.deepcopy(net.config)
+    return target
 
 
 def _check_output(output: str | os.PathLike | None) -> None:

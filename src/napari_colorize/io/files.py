@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["IMAGE_SUFFIXES", "is_zarr", "is_glob", "split_glob", "image_stem", "find_inputs", "walk_images", "scan_images",
+__all__ = ["IMAGE_SUFFIXES", "is_broken_link", "is_zarr", "is_glob", "split_glob", "image_stem", "find_inputs", "walk_images", "scan_images",
            "source_fingerprint", "broken_link_reason"]
 
 #: File name endings read as images (case-insensitive).  Files are decoded by their
@@ -196,14 +196,15 @@ def find_inputs(patterns: Iterable[str],
     # not its target's (.git/annex/objects/...).
     unique: dict[Path, Path] = {}
     for p in found:
-        if _is_broken_link(p):  # a git-annex file never fetched: it fails alone, named as such
+        if is_broken_link(p):  # a git-annex file never fetched: it fails alone, named as such
             missing.append((str(p), broken_link_reason(p)))
         else:
             unique.setdefault(p.resolve(), as_written(p))
     return list(unique.values()), missing
 
 
-def _is_broken_link(path: Path) -> bool:
+def is_broken_link(path: str | os.PathLike) -> bool:
+    """A link whose target does not exist (a git-annex file never fetched, an unmounted share)."""
     return os.path.islink(path) and not os.path.exists(path)
 
 

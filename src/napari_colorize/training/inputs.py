@@ -4,8 +4,8 @@ Every folder is scanned, and every check that needs only file names is made (a
 validation folder that does not exist, or one that shares images with the training
 folders), before the training images are decoded: that can take minutes, and a mistake
 in ``--val`` should not cost them.  What trained is then recorded as it was, not as the
-manifest planned it: the split's images and sources (:meth:`.heldout.HeldOut.trained`)
-and the files themselves (:mod:`.trained_files`).
+manifest planned it: the split's images and sources (:meth:`.heldout.HeldOut.trained`);
+the trainer records the files themselves (:mod:`.trained_files`, without those of weight 0).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -21,7 +20,6 @@ from ..io import IMAGE_SUFFIXES
 from .config import TrainConfig
 from .data import ImageSet, load_image_set, scan_images, skipped_counts
 from .heldout import HeldOut, keep_training_paths, resolve_split
-from .trained_files import trained_files_record
 from .validation import load_validation_images
 
 __all__ = ["RunInputs", "load_inputs"]
@@ -29,13 +27,11 @@ __all__ = ["RunInputs", "load_inputs"]
 
 @dataclass
 class RunInputs:
-    """The decoded training images, the split (told what trained), the validation images and the
-    ``trained_files`` record of the model's metadata."""
+    """The decoded training images, the split (told what trained) and the validation images."""
 
     images: ImageSet
     split: HeldOut | None
     val_images: list[np.ndarray]
-    trained_files: dict[str, Any]
 
 
 def load_inputs(cfg: TrainConfig) -> RunInputs:
@@ -55,7 +51,7 @@ def load_inputs(cfg: TrainConfig) -> RunInputs:
     if split is not None:
         split = split.trained(images.paths)
     val_images = load_validation_images(val_paths, cfg.val_images, label=val_label) if val_paths else []
-    return RunInputs(images, split, val_images, trained_files_record(images.paths))
+    return RunInputs(images, split, val_images)
 
 
 def _validation_files(cfg: TrainConfig, split: HeldOut | None) -> tuple[list[Path], str]:

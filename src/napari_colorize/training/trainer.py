@@ -228,8 +228,8 @@ def _setup(cfg: TrainConfig) -> _Run:
     run = _Run(cfg, files, device, precision, model, optimizer, base_lr,
                warmup=cfg.warmup if cfg.warmup is not None else min(500, cfg.steps // 20), images=images,
                weights_source=weights_source, val_images=inputs.val_images,
-               trained_files=inputs.trained_files if weights is None else  # weight 0: never drawn, never trained
-               trained_files_record([p for p, w in zip(images.paths, weights) if w > 0]),
+               trained_files=trained_files_record(images.paths if weights is None else  # weight 0: never drawn
+                                                  [p for p, w in zip(images.paths, weights) if w > 0]),
                val_every=cfg.val_every or max(50, math.ceil(len(images) / cfg.batch_size)), settings=settings,
                start=start, batches=batches, log=JsonLog(files.log, files.replace_log), split=split,
                best=BestWeights(cfg.early_stop))
