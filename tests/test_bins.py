@@ -149,3 +149,17 @@ def test_softmax_over_bins_is_a_softmax_over_axis_1_in_either_layout(log, layout
     ref = e / e.sum(1, keepdim=True)
     np.testing.assert_allclose(out.double().numpy(), (ref.log() if log else ref).numpy(), rtol=0, atol=1e-6)
     assert out.stride(1) == x.stride(1)  # the layout is kept: nothing downstream reads it strided
+
+
+@pytest.mark.parametrize("layout", ["planar", "channels_last"])
+def test_bin_group_sums_are_the_masses_of_each_group_in_either_layout(layout):
+    from napari_colorize.spaces import _bin_sums
+    p = torch.rand(2, 6, 4, 3, generator=torch.Generator().manual_seed(1))
+    if layout == "channels_last":
+        p = p.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    groups = torch.tensor([[1, 0], [1, 0], [0, 1], [0, 1], [0, 1], [0, 0]], dtype=torch.float32)
+    out = _bin_sums(p, groups)
+    # By hand: bins 0-1 are the first group, 2-4 the second, bin 5 belongs to none.
+    np.testing.assert_allclose(out[:, 0].numpy(), p[:, :2].sum(1).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(out[:, 1].numpy(), p[:, 2:5].sum(1).numpy(), rtol=1e-6)
+    assert out.shape == (2, 2, 4, 3)

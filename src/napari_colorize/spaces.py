@@ -315,8 +315,15 @@ def target_indices(rgb: torch.Tensor, space: SpaceSpec) -> tuple[Histograms, tor
 def _bin_sums(joint: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """``(B, K, h, w)`` histograms -> ``(B, N, h, w)``: the mass of each of N groups of
     bins, ``groups`` a ``(K, N)`` 0/1 matrix.  One matrix product, which reads the
-    network's channels-last histograms in order (:func:`~napari_colorize.bins.softmax_over_bins`)."""
-    return torch.einsum("bkhw,kn->bnhw", joint, groups.to(joint.dtype))
+    network's channels-last histograms in order (:func:`~napari_colorize.bins.softmax_over_bins`):
+    on that layout a plain ``(pixels, K) @ (K, N)`` product, 1.5-2x faster on a CPU than
+    ``einsum``, which copies the histograms to another layout first."""
+    groups = groups.to(joint.dtype)
+    b, k, h, w = joint.shape
+    if joint.stride(1) != 1:  # planar histograms (a caller's own): einsum reads them as they are
+        return torch.einsum("bkhw,kn->bnhw", joint, groups)
+    pixels = joint.permute(0, 2, 3, 1).reshape(b * h * w, k)  # a view: bins are contiguous
+    return (pixels @ groups).view(b, h, w, -1).permute(0, 3, 1, 2)
 
 
 @lru_cache(maxsize=8)
