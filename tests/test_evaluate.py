@@ -115,6 +115,23 @@ def test_fit_confidence_fading_follows_the_selection_rule(val_dir, model):
         assert r["auc"] == pytest.approx(scores[(r["lo"], r["hi"])]["auc"], rel=1e-6)
 
 
+def test_fit_confidence_fading_scores_the_stored_chroma_gain(val_dir, model):
+    # A model calibrated with a chroma gain: its thresholds are judged on the colour the
+    # front ends give it (evaluate decodes with the stored settings), not at gain 1.
+    model.config.decoding["chroma_gain"] = 2.0
+    grid = [(0.0, 0.5)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, table = fit_confidence_fading(model, val_dir, grid=grid, device="cpu", return_table=True)
+        _, at_one = fit_confidence_fading(model, val_dir, grid=grid, device="cpu", return_table=True, chroma_gain=1.0)
+    stored = evaluate(val_dir, model=model, device="cpu", max_side=256, confidence_fading=grid[0]).mean
+    plain = evaluate(val_dir, model=model, device="cpu", max_side=256, confidence_fading=grid[0], chroma_gain=1.0).mean
+    assert table.rows[0]["colourfulness"] == pytest.approx(stored["colourfulness"], rel=1e-6)
+    assert at_one.rows[0]["colourfulness"] == pytest.approx(plain["colourfulness"], rel=1e-6)
+    assert stored["colourfulness"] > 1.3 * plain["colourfulness"]  # the gain matters here
+    assert table.info["chroma_gain"] == 2.0
+
+
 def _row(lo, auc, psnr, colour, auc_gray=0.9, psnr_gray=22.0, truth=40.0):
     return {"lo": lo, "hi": 1.0, "auc": auc, "psnr": psnr, "colourfulness": colour, "auc_gray": auc_gray,
             "psnr_gray": psnr_gray, "colourfulness_truth": truth}

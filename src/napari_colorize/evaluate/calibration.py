@@ -179,7 +179,8 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
                           max_side: int | None = 256, limit: int | None = 32,
                           not_worse_than_gray: bool = True, return_table: bool = False,
                           temperature: float | None = None, groups: Sequence[str] | None = None,
-                          max_group_loss: float = MAX_GROUP_LOSS, max_neutral_ratio: float | None = NEUTRAL_RATIO_GOAL):
+                          max_group_loss: float = MAX_GROUP_LOSS, max_neutral_ratio: float | None = NEUTRAL_RATIO_GOAL,
+                          chroma_gain: float | None = None):
     """Choose the calibrated decoder's fading thresholds on validation images.
 
     Colour is faded by ``clip((confidence - lo) / (hi - lo), 0, 1)`` (the chroma
@@ -214,6 +215,9 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
     temperature : float, optional
         Histogram temperature applied while scoring (default: the model's stored one,
         1 if it has none); the thresholds are fitted for decoding at this T.
+    chroma_gain : float, optional
+        Chroma multiplier applied while scoring (default: the model's stored one, 1 if it
+        has none): the thresholds are judged on the colour the front ends will give.
 
     Returns
     -------
@@ -221,15 +225,18 @@ def fit_confidence_fading(model: Any, val_images: ImageInput | Iterable[ImageInp
         (and the table if ``return_table``).
     """
     net = get_model(model, device)
-    temperature = decode_options_for(net).temperature if temperature is None else check_temperature(temperature)
+    stored = decode_options_for(net)
+    temperature = stored.temperature if temperature is None else check_temperature(temperature)
+    gain = stored.chroma_gain if chroma_gain is None else chroma_gain  # checked with the grid, before any image is read
+    check_fading_choices(method, objective, grid, (gain,))
     images = load_images(val_images, max_side=max_side, limit=limit)
     best, rows = _fit_fading(net, _network_passes(net, images), method, objective, min_colourfulness, grid,
-                             not_worse_than_gray, temperature, groups, max_group_loss, max_neutral_ratio)
+                             not_worse_than_gray, temperature, groups, max_group_loss, max_neutral_ratio, (gain,))
     chosen = (float(best["lo"]), float(best["hi"]))
     if return_table:
         table = EvaluationTable(rows, mean={}, info={"kind": "calibration", "objective": objective, "chosen": list(chosen),
                                                      "images": len(images), "method": method,
-                                                     "temperature": temperature})
+                                                     "temperature": temperature, "chroma_gain": gain})
         return chosen, table
     return chosen
 
