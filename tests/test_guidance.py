@@ -643,12 +643,29 @@ def test_band_weights_interpolate_between_band_centres():
     table = np.log(np.arange(1, 8 * 3 + 1, dtype=np.float32)).reshape(8, 3)  # weights row b = (3b+1, 3b+2, 3b+3)
     weights = np.exp(table)
     gray = torch.tensor([[0.5 / 8, 2.5 / 8, 3.0 / 8, 0.0, 1.0]])
-    out = band_weights(table, gray)[:, 0].numpy()  # (K, 5)
-    np.testing.assert_allclose(out[:, 0], weights[0], rtol=1e-5)
-    np.testing.assert_allclose(out[:, 1], weights[2], rtol=1e-5)
-    np.testing.assert_allclose(out[:, 2], (weights[2] + weights[3]) / 2, rtol=1e-5)
-    np.testing.assert_allclose(out[:, 3], weights[0], rtol=1e-5)  # below the first centre: the first band
-    np.testing.assert_allclose(out[:, 4], weights[7], rtol=1e-5)
+    out = band_weights(table, gray)[:, 0].numpy()  # (K, 5), up to a factor per cell
+    out = out / out.sum(0)
+    for cell, expected in enumerate([weights[0], weights[2], (weights[2] + weights[3]) / 2,
+                                     weights[0],  # below the first centre: the first band
+                                     weights[7]]):
+        np.testing.assert_allclose(out[:, cell], expected / expected.sum(), rtol=1e-5)
+
+
+def test_band_weights_stay_finite_for_a_strong_reference():
+    # Strength 20 on log weights clipped to +-8: up to +-160, beyond float32's exp (88.7).
+    rng = np.random.default_rng(0)
+    table = (20 * rng.uniform(-8, 8, (8, 5))).astype(np.float32)
+    table[3] += 200  # a band peaking far above its neighbours (unused by cells at the centre below it)
+    gray = torch.tensor([[0.5 / 8, 2.5 / 8, 2.7 / 8, 0.0, 1.0, 5.1 / 8]])
+    out = band_weights(table, gray)[:, 0].double().numpy()
+    assert np.isfinite(out).all() and (out.max(0) > 0.1).all()
+    # Reference in float64: the interpolated weights, normalised per cell.
+    pos = np.clip(gray[0].numpy().astype(np.float64) * 8 - 0.5, 0, 7)
+    lo = np.floor(pos).astype(int)
+    hi, frac = np.minimum(lo + 1, 7), pos - lo
+    w = np.exp(table.astype(np.float64) - table.max())
+    ref = (1 - frac) * w[lo].T + frac * w[hi].T
+    np.testing.assert_allclose(out / out.sum(0), ref / ref.sum(0), rtol=1e-4, atol=1e-12)
 
 
 def test_reference_histograms_follow_the_reference(make_model):
@@ -711,3 +728,13 @@ def test_tuning_options_without_their_guidance_are_said_to_have_no_effect(make_m
                                          r"without hints= have no effect") as caught:
         colorize(gray, make_model(), device="cpu", reference_strength=0.5, hint_range=10.0)
     assert caught[0].filename == __file__  # points at the caller's line
+
+
+def test_a_very_strong_reference_gives_finite_colour_that_keeps_the_gray(cam):
+    # Strength 20 overflowed exp to inf and the whole result to NaN (saved as black).
+    gray = cam[:96, :128]
+    reference = data.astronaut()[::8, ::8]
+    for strength in (20, 1e4):
+        rgb = np.asarray(nc.colorize(gray, reference=reference, reference_strength=strength, device="cpu").rgb)
+        assert np.isfinite(rgb).all()
+        np.testing.assert_allclose(rgb_to_gray(rgb), gray, atol=1e-5)

@@ -239,3 +239,12 @@ def test_a_registered_space_is_used_through_its_own_methods(tmp_path):
         assert torch.isfinite(compute_loss(model.train(), batch))
     finally:
         del SPACES["hue_chroma16"]
+
+
+def test_predict_refuses_non_finite_colours(make_model):
+    import copy
+    model = copy.deepcopy(make_model("compact", "lab"))
+    with torch.no_grad():
+        model.heads["ab"].bias[3] = float("inf")  # one bin: softmax gives NaN at every pixel
+    with pytest.raises(FloatingPointError, match="non-finite colours"):
+        predict(model, torch.rand(1, 64, 64))

@@ -764,3 +764,21 @@ def test_a_negative_tile_size_is_named_as_such(tmp_path, model_path, cam8, capsy
                 "--device", "cpu") == 2
     err = capsys.readouterr().err
     assert "tile size -5 is smaller than the model's minimum input" in err and "overlap" not in err
+
+
+def test_a_model_giving_nan_is_a_failure_not_a_black_image(tmp_path, cam8, capsys):
+    # A diverged training run saves NaN weights; NaN cast to integers wrote black images
+    # under "colorized 1 file(s)", and a store marked complete.
+    torch.manual_seed(3)
+    model = nc.build_model("compact")
+    with torch.no_grad():
+        next(iter(model.heads.values())).bias.fill_(float("nan"))
+    broken = nc.save_model(model, tmp_path / "nan.safetensors")
+    iio.imwrite(tmp_path / "cam.png", cam8)
+    out = tmp_path / "out"
+    assert _run(tmp_path / "cam.png", "-o", out, "--model", broken, *TILES) == 1
+    assert "non-finite colours" in capsys.readouterr().err
+    assert not (out.exists() and list(out.glob("*.png")))
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        nc.colorize_to_zarr(cam8, tmp_path / "r.zarr", model=broken, device="cpu", tile_size=128, overlap=32)
+    assert not is_complete(tmp_path / "r.zarr")

@@ -177,6 +177,7 @@ def decode_histograms(model: HypercolumnColorizer, probs: dict[str, torch.Tensor
     h, w = gray.shape[-2:]
     gray = gray.float()
     maps = decode_grid(probs, model.space, options, guides, gray)
+    _check_finite(maps)
     if free:
         probs.clear()
     maps = F.interpolate(maps, scale_factor=GRID_STRIDE, mode="bilinear", align_corners=False)[..., :h, :w]
@@ -184,6 +185,15 @@ def decode_histograms(model: HypercolumnColorizer, probs: dict[str, torch.Tensor
     scalar = [o.name for o in OUTPUTS if not o.is_rgb]
     out.update({name: maps[:, 2 + i].clamp(0, 1) for i, name in enumerate(scalar)})
     return out
+
+
+def _check_finite(maps: torch.Tensor) -> None:
+    """Refuse NaN or infinite colours before they are written: they would be saved as black
+    (NaN cast to integers) under a success message.  On the 1/4 grid, so it costs little."""
+    if not bool(torch.isfinite(maps).all()):
+        raise FloatingPointError(
+            "the model gave non-finite colours (NaN or inf): its weights may be damaged (e.g. a training run "
+            "that diverged; check its loss curve), or a decoding option is extreme; nothing of this image was written")
 
 
 def predict(model: HypercolumnColorizer, gray: torch.Tensor, options: DecodeOptions = DecodeOptions(),

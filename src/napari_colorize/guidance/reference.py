@@ -202,20 +202,30 @@ def fit_log_prior(overview: dict[str, torch.Tensor], gray_cells: torch.Tensor, t
 
 
 def band_weights(log_prior: np.ndarray, gray_cells: torch.Tensor) -> torch.Tensor:
-    """The prior's weights ``exp(phi)`` at each cell's gray level: ``(h, w)`` -> ``(K, h, w)``.
+    """The prior's weights ``exp(phi)`` at each cell's gray level, up to a factor per cell:
+    ``(h, w)`` -> ``(K, h, w)``.
 
     Linear between band centres (in weight), clamped beyond the outer centres.  One small
     matrix product (bands x cells), not a gather per bin: a 1024^2 tile's 256-bin
-    weights take ~20 ms on two cores.
+    weights take ~20 ms on two cores.  The factor, which the posterior's normalisation
+    removes, keeps them finite: a strong reference (strength 20 makes ``phi`` reach
+    +-160) would overflow ``exp`` to inf, and inf / inf to NaN.  Each band is taken
+    relative to its own largest weight and each cell to the largest band it mixes, so a
+    cell's largest weight is close to 1 whatever the strength.
     """
-    table = torch.exp(torch.from_numpy(log_prior).to(gray_cells))
+    log_table = torch.from_numpy(log_prior).to(gray_cells)
+    peak = log_table.amax(dim=1)  # (bands,)
+    table = torch.exp(log_table - peak[:, None])  # every row's largest weight is 1
     bands = table.shape[0]
     pos = (gray_cells.reshape(-1) * bands - 0.5).clamp(0, bands - 1)
     lo = pos.floor().long().clamp(max=bands - 1)
     hi = (lo + 1).clamp(max=bands - 1)
     frac = pos - lo
+    # The cell's scale: the larger peak of the bands it mixes (only lo when frac is 0).
+    top = torch.where(frac > 0, torch.maximum(peak[lo], peak[hi]), peak[lo])
     cell = torch.arange(pos.numel(), device=pos.device)
     mix = torch.zeros(bands, pos.numel(), dtype=table.dtype, device=table.device)
-    mix.index_put_((lo, cell), 1 - frac, accumulate=True)
-    mix.index_put_((hi, cell), frac, accumulate=True)
+    mix.index_put_((lo, cell), (1 - frac) * torch.exp(peak[lo] - top), accumulate=True)
+    # Clamped: with frac 0 the hi band is unused and may peak far above top (0 x inf is NaN).
+    mix.index_put_((hi, cell), frac * torch.exp((peak[hi] - top).clamp(max=0)), accumulate=True)
     return (table.T @ mix).view(-1, *gray_cells.shape)
