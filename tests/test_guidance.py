@@ -222,6 +222,21 @@ def test_influence_field_by_hand():
     assert stepped[20, 28] < 1e-3 and stepped[20, 18] == pytest.approx(field[20, 18], abs=1e-6)
 
 
+def test_a_long_reach_applies_the_gray_gate_once():
+    # 200 x 200 cells (a window larger than MAX_FIELD_CELLS: the coarse path), gray 0.5 then
+    # 0.8 with a smooth ramp, no edge cost: only distance and the gray gate act.
+    from napari_colorize.guidance.hints import GRAY_SIMILARITY, influence_field
+    x = np.arange(200)
+    cells = np.tile(0.5 + 0.3 * np.clip((x - 90) / 20, 0, 1), (200, 1)).astype(np.float32)
+    centre, reach = (100, 40), 760.0
+    field = influence_field(cells, centre, reach, edge_scale=1e9)
+    ungated = influence_field(cells, centre, reach, edge_scale=1e9, similarity=np.inf)
+    for cx in (130, 160, 190):  # 0.3 brighter than the hint: the documented gate exp(-0.5 (0.3 / s)^2)
+        gate = math.exp(-0.5 * (0.3 / GRAY_SIMILARITY) ** 2)
+        assert field[100, cx] == pytest.approx(ungated[100, cx] * gate, rel=1e-4)
+
+
+
 @pytest.mark.parametrize("col", [98, 100, 102])
 def test_a_long_reach_keeps_weight_1_at_the_hint_beside_an_edge(col):
     # A reach beyond MAX_FIELD_CELLS is computed on a coarser grid and interpolated back; the

@@ -178,7 +178,9 @@ def influence_field(cells: np.ndarray, centre: tuple[int, int], hint_range: floa
     """
     factor = math.ceil(max(cells.shape) / MAX_FIELD_CELLS)
     if factor > 1:  # a coarser grid for long reaches, then back to the cells by interpolation
-        coarse = _coarse_field(cells, centre, hint_range, factor, edge_scale, similarity)
+        # Without the gray gate: it is applied once below, on the cells' own gray levels
+        # (gated here too, it was squared).
+        coarse = _coarse_field(cells, centre, hint_range, factor, edge_scale, math.inf)
         fine = F.interpolate(torch.from_numpy(coarse)[None, None], scale_factor=factor, mode="bilinear",
                              align_corners=False)[0, 0, :cells.shape[0], :cells.shape[1]].numpy()
         fine = fine * _gray_gate(cells, centre, similarity)
