@@ -41,7 +41,7 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
         The shipped default model, a ``.safetensors`` file from ``napari-colorize
         train``, or a model object.
     method : {None, "expectation", "median", "mode", "sample"}
-        Histogram decoding (None: the paper's best for the model's colour space).
+        Histogram decoding (None: the model's stored method, else the paper's best for its colour space).
     device : str
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
     saturation : float

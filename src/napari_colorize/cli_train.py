@@ -104,7 +104,7 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="decode each image once, reduced to this long side (default 512)")
     g.add_argument("--min-images", type=_positive_int, default=2, help="fewer usable images is an error (default 2)")
     g.add_argument("--weights", default=None, metavar="MANIFEST.csv",
-                   help="per-image sampling weights: CSV with 'path' and 'weight' columns (default: manifest.csv in "
+                   help="per-image sampling weights: CSV with 'file' (or 'path') and 'weight' columns (default: manifest.csv in "
                         "the first DATA_DIR or its parent, if any; 'none' to sample uniformly)")
     g = p.add_argument_group("validation, checkpoints, logging")
     g.add_argument("--val", metavar="DIR", default=None, help="folder of validation images, scored during training")

@@ -97,7 +97,7 @@ class ColorizeWidget(Container):
                                      tooltip="the shipped model, or a .safetensors file from napari-colorize train")
         self.model_path = FileEdit(label="model file", mode="r", filter="*.safetensors", visible=False)
         self.method = ComboBox(label="decoding", choices=_runner.METHODS, value="auto",
-                               tooltip="how per-pixel colour histograms become colour (auto: the paper's best)")
+                               tooltip="how per-pixel colour histograms become colour (auto: the model's stored method, else the paper's best)")
         self.saturation = FloatSpinBox(label="saturation", value=1.0, min=0.0, max=5.0, step=0.1,
                                        tooltip="chroma multiplier; colours stay inside the RGB gamut")
         self.device = ComboBox(label="device", choices=("auto", *available_devices()), value="auto")
