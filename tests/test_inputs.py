@@ -65,7 +65,9 @@ def test_percentile_normalisation_uses_0_1_and_99_9(rng):
 def test_minmax_and_constant_images():
     image = np.array([[10, 20], [30, 50]], np.uint16)
     np.testing.assert_allclose(to_unit_float(image, "minmax"), [[0, 0.25], [0.5, 1]])
-    np.testing.assert_array_equal(to_unit_float(np.full((4, 4), 7.0), "minmax"), 0.0)
+    with pytest.warns(InputScalingWarning, match=r"constant \(7\).*\[0, 1\].*gray 1\)"):
+        # It was 0.0: a constant image came out black whatever its value.
+        np.testing.assert_array_equal(to_unit_float(np.full((4, 4), 7.0), "minmax"), 1.0)
     with pytest.raises(ValueError, match="choose one of"):
         to_unit_float(image, normalize="zscore")
 
@@ -197,7 +199,8 @@ def test_data_range_keeps_zero_black_and_negative_values():
     with pytest.warns(InputScalingWarning, match=r"\[-1024, 3072\]"):  # CT numbers
         np.testing.assert_allclose(to_unit_float(np.array([[-1024, 0], [1024, 3072]], np.int16)),
                                    [[0, 0.25], [0.5, 1.0]])
-    np.testing.assert_array_equal(to_unit_float(np.zeros((4, 4), np.int64)), 0.0)  # nothing to scale
+    with pytest.warns(InputScalingWarning, match=r"\[0, 1\]"):  # all zeros: a range that is not empty
+        np.testing.assert_array_equal(to_unit_float(np.zeros((4, 4), np.int64)), 0.0)
 
 
 def test_given_limits_are_shared_by_tiles_of_a_wide_integer_image():
@@ -242,7 +245,8 @@ def test_which_types_need_data_limits(dtype, expected):
     (np.array([["a"]]), None, None, "dtype <U1"),
     (np.zeros((4, 4)), "zscore", None, "choose one of"),
     (np.zeros((4, 4)), "minmax", (1.0, np.nan), "two finite numbers"),
-    (np.zeros((4, 4)), "minmax", (5.0, 1.0), "lo <= hi"),
+    (np.zeros((4, 4)), "minmax", (5.0, 1.0), "lo < hi"),
+    (np.zeros((4, 4)), "minmax", (0.7, 0.7), r"lo < hi.*got \(0.7, 0.7\)"),
     (np.zeros((4, 4)), "minmax", "ab", "two numbers"),
 ])
 def test_check_gray_values_refuses_with_one_message(image, normalize, limits, words):
@@ -276,3 +280,44 @@ def test_the_data_range_warning_of_signed_data_says_where_0_goes():
     said = [str(w.message) for w in caught if issubclass(w.category, InputScalingWarning)]
     assert "the minimum -127 becomes black, 0 a gray of 0.50" in said[0] and "0 stays black" not in said[0]
     assert "0 stays black" in said[1]
+
+
+# ----------------------------------------------------------------------------- limits that collapse
+
+def _beads() -> np.ndarray:
+    """A dark uint16 field with 40 bright beads: 40 of 65,536 pixels, under the 0.1 % above the 99.9th percentile."""
+    image = np.zeros((256, 256), np.uint16)
+    image.flat[np.random.default_rng(1).choice(image.size, 40, replace=False)] = 3000
+    return image
+
+
+def test_collapsed_percentiles_fall_back_to_the_data_range():
+    image = _beads()
+    assert percentile_limits(image) == (0.0, 0.0)  # what turned the whole image black
+    with pytest.warns(InputScalingWarning, match=r"percentiles of the image are both 0.*\[0, 3000\]"):
+        out = to_unit_float(image, "percentile")
+    np.testing.assert_array_equal(out, image / np.float32(3000))  # beads white, background black
+    assert out.max() == 1.0
+
+
+@pytest.mark.parametrize("image, normalize, expected, words", [
+    (np.ones((8, 8), np.float32), "minmax", 1.0, r"constant \(1\).*\[0, 1\]"),
+    (np.full((8, 8), 0.25, np.float64), "percentile", 0.25, r"constant \(0.25\).*\[0, 1\]"),
+    (np.full((8, 8), 65535, np.uint16), "percentile", 1.0, r"constant \(65535\).*\[0, 65535\]"),
+    (np.full((8, 8), 51, np.uint8), "minmax", 0.2, r"constant \(51\).*\[0, 255\]"),
+    (np.full((8, 8), 300, np.int32), "minmax", 1.0, r"constant \(300\).*\[0, 300\]"),
+    (np.full((8, 8), -300, np.int32), "percentile", 0.0, r"constant \(-300\).*\[-300, 0\]"),
+    (np.zeros((8, 8), np.int16), "minmax", 0.0, r"constant \(0\).*\[0, 1\]"),
+    (np.ones((8, 8), bool), "percentile", 1.0, r"constant \(1\).*\[0, 1\]"),
+])
+def test_a_constant_image_is_scaled_by_its_type_as_normalize_dtype_does(image, normalize, expected, words):
+    with pytest.warns(InputScalingWarning, match=words):
+        out = to_unit_float(image, normalize)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-7)
+
+
+def test_an_empty_range_is_never_scaled_to_black():
+    from napari_colorize.inputs import scale_to_unit
+
+    with pytest.raises(ValueError, match=r"empty range \[5, 5\]"):
+        scale_to_unit(np.full((2, 2), 5.0), 5.0, 5.0)

@@ -109,3 +109,53 @@ def test_cli_colours_awkward_files_right_and_refuses_the_rest_one_line_each(tmp_
     np.testing.assert_allclose(lightness("faded"), cam / 255.0, atol=2e-3)
     truth = rgb.astype(np.float32).mean(-1) / 255.0
     assert np.abs(lightness("print") - truth).mean() < 0.02  # averaged C, M, Y would give 1 - truth
+
+
+# ----------------------------------------------------------------------------- normalisation ranges that collapse
+
+def _beads() -> np.ndarray:
+    """Sparse bright beads on black: 40 of 65,536 pixels, so the 0.1/99.9 percentiles are both 0."""
+    image = np.zeros((256, 256), np.uint16)
+    image.flat[np.random.default_rng(1).choice(image.size, 40, replace=False)] = 3000
+    return image
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["numpy", "dask"])
+def test_sparse_beads_with_percentile_normalisation_keep_their_content(model, lazy):
+    import dask.array as da
+
+    beads = _beads()
+    image = da.from_array(beads, chunks=64) if lazy else beads
+    with pytest.warns(InputScalingWarning, match="percentiles of the image are both 0"):
+        result = colorize(image, model=model, device="cpu", normalize="percentile")
+    assert result.info["limits"] == (0.0, 3000.0)  # was (0.0, 0.0): an all-black result
+    np.testing.assert_allclose(_lightness(result.rgb), beads / 3000.0, atol=2e-6)
+
+
+@pytest.mark.parametrize("image, normalize, gray", [
+    (np.ones((64, 64), np.float32), "minmax", 1.0),
+    (np.full((64, 64), 65535, np.uint16), "percentile", 1.0),
+    (np.full((64, 64), 13107, np.uint16), "minmax", 0.2),
+])
+def test_a_constant_image_is_not_turned_black(model, image, normalize, gray):
+    with pytest.warns(InputScalingWarning, match="constant"):
+        result = colorize(image, model=model, device="cpu", normalize=normalize)
+    np.testing.assert_allclose(_lightness(result.rgb), gray, atol=2e-6)
+
+
+def test_empty_limits_are_refused_before_any_work(model, monkeypatch):
+    from napari_colorize.engine import pipeline
+
+    monkeypatch.setattr(pipeline, "_model_meta", lambda *a: pytest.fail("the model was loaded"))
+    with pytest.raises(ValueError, match=r"lo < hi.*got \(0.7, 0.7\)"):
+        colorize(np.full((64, 64), 0.5, np.float32), model=model, device="cpu", limits=(0.7, 0.7))
+
+
+def test_cli_percentile_normalisation_of_sparse_beads_is_not_black(tmp_path, model_path, only_colorize, capsys):
+    beads = _beads()
+    tifffile.imwrite(tmp_path / "beads.tif", beads)
+    code = cli.main(["colorize", str(tmp_path / "beads.tif"), "-o", str(tmp_path / "out"), "--model", model_path,
+                     "--device", "cpu", "--normalize", "percentile", "--rgb-dtype", "float32", "--no-progress"])
+    assert code == 0 and "percentiles of the image are both 0" in capsys.readouterr().err
+    np.testing.assert_allclose(_lightness(tifffile.imread(tmp_path / "out" / "beads_colorized.tif")),
+                               beads / 3000.0, atol=2e-6)

@@ -20,11 +20,13 @@ How integers become gray (``normalize=None``):
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
 __all__ = ["NORMALIZATIONS", "InputScalingWarning", "check_gray_shape", "check_gray_values", "to_unit_float",
-           "percentile_limits", "scale_to_unit", "dtype_range", "needs_data_limits", "data_range_limits", "warn_if_dim"]
+           "percentile_limits", "scale_to_unit", "dtype_range", "needs_data_limits", "data_range_limits", "warn_if_dim",
+           "usable_limits", "check_limits"]
 
 NORMALIZATIONS = (None, "dtype", "percentile", "minmax")
 PERCENTILES = (0.1, 99.9)
@@ -61,9 +63,14 @@ def percentile_limits(values: np.ndarray, percentiles: tuple[float, float] = PER
 
 
 def scale_to_unit(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Linearly map [lo, hi] to [0, 1] and clip, as float32 (a new array)."""
+    """Linearly map [lo, hi] to [0, 1] and clip, as float32 (a new array); ``lo < hi``.
+
+    An empty range is refused rather than mapped to black: it silently blackened whole
+    images (a sparse-bead percentile range, a constant image); :func:`usable_limits`
+    turns such limits into a range that keeps the image's gray.
+    """
     if not hi > lo:
-        return np.zeros(values.shape, np.float32)
+        raise ValueError(f"cannot scale gray values by the empty range [{lo:g}, {hi:g}]; give limits with lo < hi")
     out = (values.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo)
     return np.clip(out, 0.0, 1.0, out=out)
 
@@ -114,6 +121,8 @@ def data_range_limits(image, warn: bool = True) -> tuple[float, float] | None:
         lazy = image if isinstance(image, da.Array) else da.from_array(image, chunks="auto")
         lo, hi = dask.compute(lazy.min(), lazy.max(), scheduler="threads")
     lo, hi = min(0.0, float(lo)), max(0.0, float(hi))
+    if lo == hi:  # all zeros: any range starting at 0 keeps them black; this one is not empty
+        hi = 1.0
     if warn:
         zero = ("0 stays black" if lo == 0.0 else f"the minimum {lo:g} becomes black, 0 a gray of {-lo / (hi - lo):.2f}")
         warnings.warn(f"{np.dtype(image.dtype)} image: scaling its data range [{lo:g}, {hi:g}] to [0, 1] ({zero}, "
@@ -157,7 +166,7 @@ def check_gray_values(image, normalize: str | None = None, limits: tuple[float, 
     image : array_like, dask or zarr array
     normalize : {None, "dtype", "percentile", "minmax"}
     limits : (float, float), optional
-        Caller-given normalisation limits: two finite numbers, ``lo <= hi``.
+        Caller-given normalisation limits: two finite numbers, ``lo < hi``.
     """
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"unknown normalize={normalize!r}; choose one of {NORMALIZATIONS}")
@@ -167,7 +176,7 @@ def check_gray_values(image, normalize: str | None = None, limits: tuple[float, 
     if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or np.issubdtype(dtype, np.complexfloating):
         raise ValueError(f"cannot colorize data of dtype {dtype}; pass a real-valued gray image")
     if limits is not None:
-        _check_limits(limits)
+        check_limits(limits)
     if not (isinstance(image, np.ndarray) and np.issubdtype(dtype, np.floating)) or image.size == 0:
         return
     lo, hi = float(np.min(image)), float(np.max(image))
@@ -180,13 +189,62 @@ def check_gray_values(image, normalize: str | None = None, limits: tuple[float, 
                          "or rescale it first")
 
 
-def _check_limits(limits) -> None:
+def check_limits(limits) -> None:
+    """Raise ``ValueError`` unless caller-given ``limits`` are two finite numbers ``lo < hi``."""
     try:
         lo, hi = (float(v) for v in limits)
     except (TypeError, ValueError):
         raise ValueError(f"limits must be two numbers (lo, hi), got {limits!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
-        raise ValueError(f"limits must be two finite numbers with lo <= hi, got {limits!r}")
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        # lo == hi used to pass and turn the whole image black.
+        raise ValueError(f"limits must be two finite numbers with lo < hi (the gray values that become black and "
+                         f"white), got {limits!r}; widen the range, or pass normalize='minmax' without limits")
+
+
+def usable_limits(lo: float, hi: float, normalize: str, dtype, data_range: Callable[[], tuple[float, float]]
+                  ) -> tuple[float, float]:
+    """Normalisation limits ``(lo, hi)`` computed from an image, made usable when empty.
+
+    ``hi <= lo`` would map the whole image to black (bright beads included), so:
+    percentile limits that collapse (at least 99.8 % of the pixels share one value:
+    sparse spots on a dark background) fall back to the data's minimum and maximum;
+    a constant image, which has no range to stretch, is scaled by its data type's range
+    as with ``normalize="dtype"`` (floats as they are, clipped to [0, 1]).  Each fallback
+    warns once (:class:`InputScalingWarning`).  ``data_range()`` gives the data's
+    ``(min, max)``; it is called only when needed (a lazy image is read once more then).
+    """
+    if hi > lo:
+        return lo, hi
+    if normalize == "percentile":
+        dmin, dmax = (float(v) for v in data_range())
+        if dmax > dmin:
+            warnings.warn(f"the 0.1 and 99.9 percentiles of the image are both {lo:g} (almost all its pixels "
+                          f"share it: sparse spots on an even background?); scaling its minimum and maximum "
+                          f"[{dmin:g}, {dmax:g}] to [0, 1] instead, as normalize='minmax' does; pass limits=(lo, hi) "
+                          "to choose", InputScalingWarning, stacklevel=3)
+            return dmin, dmax
+        lo = dmin
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        limits = (0.0, 1.0)
+    elif needs_data_limits(dtype):
+        limits = (min(0.0, lo), max(0.0, lo)) if lo != 0 else (0.0, 1.0)
+    else:
+        limits = dtype_range(dtype)
+    gray = float(np.clip((lo - limits[0]) / (limits[1] - limits[0]), 0.0, 1.0))
+    warnings.warn(f"the image is constant ({lo:g}): normalize={normalize!r} has no range to stretch; scaling it by its "
+                  f"data type's range [{limits[0]:g}, {limits[1]:g}] as normalize='dtype' does (gray {gray:.3g})",
+                  InputScalingWarning, stacklevel=3)
+    return limits
+
+
+def _own_limits(arr: np.ndarray, normalize: str) -> tuple[float, float]:
+    """The "percentile" or "minmax" limits of a whole in-memory image, made usable."""
+    def data_range() -> tuple[float, float]:
+        return float(arr.min()), float(arr.max())
+
+    lo, hi = percentile_limits(arr) if normalize == "percentile" else data_range()
+    return usable_limits(lo, hi, normalize, arr.dtype, data_range)
 
 
 def to_unit_float(image, normalize: str | None = None, limits: tuple[float, float] | None = None) -> np.ndarray:
@@ -202,6 +260,7 @@ def to_unit_float(image, normalize: str | None = None, limits: tuple[float, floa
         None/"dtype": integers as above, floats as they are.
         "percentile": map the 0.1-99.9 percentiles to [0, 1] (microscopy data).
         "minmax": map the minimum and maximum to [0, 1].
+        Limits that collapse fall back as :func:`usable_limits` says (with a warning).
     limits : (float, float), optional
         Precomputed (lo, hi) for "percentile"/"minmax", and for the data range of
         wide integers (so that tiles of one image share them).  Without them they
@@ -216,9 +275,7 @@ def to_unit_float(image, normalize: str | None = None, limits: tuple[float, floa
     arr = np.asarray(image)
     check_gray_values(arr, normalize)
     if normalize in ("percentile", "minmax"):
-        if limits is None:
-            limits = percentile_limits(arr) if normalize == "percentile" else (float(arr.min()), float(arr.max()))
-        return scale_to_unit(arr, *limits)
+        return scale_to_unit(arr, *(_own_limits(arr, normalize) if limits is None else limits))
     if np.issubdtype(arr.dtype, np.floating):
         return arr.astype(np.float32, copy=True)
     if needs_data_limits(arr.dtype):

@@ -33,7 +33,7 @@ import dask.array as da
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph
 
-from ..inputs import check_gray_shape, percentile_limits, to_unit_float
+from ..inputs import check_gray_shape, percentile_limits, to_unit_float, usable_limits
 from ..outputs import n_channels
 from .cache import tile_cache
 from .device_batch import predict_tiles
@@ -136,15 +136,21 @@ def global_limits(src: da.Array, normalize: str | None) -> tuple[float, float] |
 
     "percentile" uses every pixel up to :data:`PERCENTILE_SAMPLE` pixels and a
     regular spatial subsample beyond (the 0.1/99.9 percentiles of a 16 M pixel sample
-    are within a fraction of a grey level of the exact ones); "minmax" is exact.
+    are within a fraction of a grey level of the exact ones); "minmax" is exact.  Limits
+    that collapse fall back (:func:`napari_colorize.inputs.usable_limits`): percentiles to
+    the exact minimum and maximum (one more pass, only then; a sample could miss the
+    sparse spots that made them collapse), a constant image to its type's range.
     """
+    def data_range() -> tuple[float, float]:
+        lo, hi = dask.compute(src.min(), src.max(), scheduler="threads")
+        return float(lo), float(hi)
+
     if normalize == "percentile":
         step = max(1, int(np.ceil(np.sqrt(src.size / PERCENTILE_SAMPLE))))
         sample = np.asarray(src[..., ::step, ::step].compute(scheduler="threads"))
-        return percentile_limits(sample)
+        return usable_limits(*percentile_limits(sample), normalize, src.dtype, data_range)
     if normalize == "minmax":
-        lo, hi = dask.compute(src.min(), src.max(), scheduler="threads")
-        return float(lo), float(hi)
+        return usable_limits(*data_range(), normalize, src.dtype, data_range)
     return None
 
 

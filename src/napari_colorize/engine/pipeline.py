@@ -18,7 +18,7 @@ import torch
 
 from ..devices import autocast
 from ..inference import DecodeOptions
-from ..inputs import check_gray_shape, check_gray_values, data_range_limits, warn_if_dim
+from ..inputs import check_gray_shape, check_gray_values, check_limits, data_range_limits, warn_if_dim
 from ..model import DEFAULT_MODEL, HypercolumnColorizer, get_backbone
 from .defaults import default_batch, resolve_tiling
 from .distributed import worker_device_kind, worker_model_path
@@ -157,6 +157,8 @@ def _normalization(normalize: str | None, limits) -> str | None:
     if limits is not None and normalize == "dtype":
         raise ValueError("limits=(lo, hi) map that range to [0, 1], normalize='dtype' the data type's range: "
                          "pass one or the other")
+    if limits is not None:  # before any work: (0.7, 0.7) turned the image black
+        check_limits(limits)
     return "minmax" if limits is not None and normalize is None else normalize
 
 
