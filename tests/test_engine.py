@@ -94,6 +94,35 @@ def test_tiles_start_on_the_decoded_grid_whatever_the_sizes(tile, overlap):
         assert all(e - s <= tile + 31 for s, e in zip(ax.starts, ax.stops))
 
 
+@pytest.mark.parametrize("length", [256, 100, 33])
+def test_every_tile_is_at_least_the_networks_minimum_for_every_valid_small_tiling(length):
+    # 150 tilings the docs allow (tile >= 32, tile > 2 * overlap) cut a 31-pixel first tile,
+    # refused by the network only when it ran ("at least 32 x 32 pixels, got 32 x 31").
+    for tile in range(32, 49):
+        for overlap in range((tile + 1) // 2):
+            ax = axis_tiles(length, tile, overlap, min_width=32)
+            widths = [e - s for s, e in zip(ax.starts, ax.stops)]
+            assert min(widths) >= min(32, length), (tile, overlap, ax.starts, ax.stops)
+            covered = np.zeros(length, bool)
+            for s, e in zip(ax.starts, ax.stops):
+                covered[s:e] = True
+            assert covered.all() and ax.starts[0] == 0 and ax.stops[-1] == length
+
+
+def test_the_first_tile_cut_by_the_edge_reaches_forward_to_the_minimum():
+    ax = axis_tiles(256, 32, 2, min_width=32)  # chunks of 30; tile k starts at 30 k - 1
+    assert (ax.starts[0], ax.stops[0]) == (0, 32)  # was (0, 31)
+    assert (ax.starts[1], ax.stops[1]) == (28, 61)  # 29 aligned down to the 4-pixel grid, unchanged
+
+
+@pytest.mark.parametrize("tile,overlap", [(32, 2), (33, 16)])
+def test_small_tiles_colour_an_image_end_to_end(model, camera, tile, overlap):
+    gray = camera[:100, :68]
+    rgb = nc.colorize(gray, model, device="cpu", tile_size=tile, overlap=overlap).rgb.compute()
+    assert rgb.shape == (100, 68, 3)
+    np.testing.assert_allclose(rgb.mean(-1), gray, atol=1e-6)
+
+
 def test_feather_weights_of_neighbours_sum_to_one():
     ax = axis_tiles(1000, 256, 64)
     total = np.zeros(1000)

@@ -156,7 +156,7 @@ def axis_tiles(length: int, tile_size: int, overlap: int, align: int = 32, min_w
     keeps at least ``tile_size - overlap // 2`` pixels (and ``min_width``, the network's
     smallest input), as the first one has: a short last chunk would otherwise be
     predicted from a sliver with little context, so that tile reaches back, its start
-    aligned down to a multiple of ``align``.  Every start is a multiple of
+    aligned down to a multiple of ``align``; the first tile, if shorter, reaches forward.  Every start is a multiple of
     :data:`~napari_colorize.model.hypercolumn.GRID_STRIDE` (aligned down, keeping its
     stop).  An axis no longer than ``tile_size`` is one tile.  A tile inside another one
     is dropped.
@@ -170,7 +170,11 @@ def axis_tiles(length: int, tile_size: int, overlap: int, align: int = 32, min_w
     for k in range(-(-length // chunk)):
         start = k * chunk - overlap // 2
         start, stop = max(0, start), min(length, start + tile_size)
-        if stop - start < min_width:
+        if stop - start < min_width and start == 0:
+            # Cut by the image's first edge: lengthened inward, so it is never below the
+            # network's minimum input (32 / 2 gave a 31-pixel first tile).
+            stop = min(length, min_width)
+        elif stop - start < min_width:
             start = max(0, stop - min_width)
             start -= start % align if align > 1 else 0
         # On the decoded grid whatever the tile size and overlap (guidance maps grid cells to
