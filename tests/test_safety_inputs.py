@@ -159,3 +159,28 @@ def test_cli_percentile_normalisation_of_sparse_beads_is_not_black(tmp_path, mod
     assert code == 0 and "percentiles of the image are both 0" in capsys.readouterr().err
     np.testing.assert_allclose(_lightness(tifffile.imread(tmp_path / "out" / "beads_colorized.tif")),
                                beads / 3000.0, atol=2e-6)
+
+
+# ----------------------------------------------------------------------------- torch tensors
+
+@pytest.mark.parametrize("to_tensor", [lambda a: torch.from_numpy(a.copy()),
+                                       lambda a: torch.from_numpy(a / np.float32(255)).requires_grad_(True)],
+                         ids=["uint8", "float32 with grad"])
+def test_a_torch_tensor_is_coloured_like_the_numpy_array(model, cam, to_tensor):
+    tensor = to_tensor(cam)
+    before = tensor.detach().clone()
+    result = colorize(tensor, model=model, device="cpu")  # was "Cannot interpret 'torch.uint8' as a data type"
+    expected = colorize(tensor.detach().numpy(), model=model, device="cpu")
+    assert isinstance(result.rgb, np.ndarray)  # in memory, like the array: not a lazy result
+    np.testing.assert_array_equal(result.rgb, expected.rgb)
+    np.testing.assert_allclose(_lightness(result.rgb), cam / 255.0, atol=2e-6)
+    assert torch.equal(tensor.detach(), before)
+
+
+def test_a_torch_tensor_is_coloured_into_a_zarr_store(model, cam, tmp_path):
+    path = nc.colorize_to_zarr(torch.from_numpy(cam.copy()), tmp_path / "t.zarr", model, device="cpu",
+                               rgb_dtype="float32")
+    from napari_colorize.engine.zarr_io import open_zarr_result
+
+    stored = np.asarray(open_zarr_result(path).rgb)
+    np.testing.assert_array_equal(stored, colorize(cam, model=model, device="cpu").rgb)

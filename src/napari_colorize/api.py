@@ -16,6 +16,7 @@ import numpy as np
 from .engine.distributed import compute_on_client
 from .engine.models import get_model
 from .engine.pipeline import colorize_stacked, decode_options_for
+from .inputs import tensor_as_array
 from .model import DEFAULT_MODEL, HypercolumnColorizer
 from .outputs import ColorizeResult
 
@@ -34,9 +35,10 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
 
     Parameters
     ----------
-    image : array_like, dask or zarr array, shape (..., Y, X)
+    image : array_like, dask or zarr array, or torch tensor, shape (..., Y, X)
         Gray image or stack (any leading axes): integers (scaled by their dtype
-        range) or floats in [0, 1].  Never modified.
+        range) or floats in [0, 1].  Never modified.  A tensor is read as
+        ``tensor.detach().cpu().numpy()``.
     model : "default", path or HypercolumnColorizer
         The shipped default model, a ``.safetensors`` file from ``napari-colorize
         train``, or a model object.
@@ -109,6 +111,7 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
         the input is lazy (dask, zarr) or a plane needs more than one tile; numpy
         arrays otherwise.
     """
+    image = tensor_as_array(image)  # in memory like a numpy array, so its result is too
     stacked, plan, info = colorize_stacked(image, model, method, device, saturation, normalize, precision, calibrated,
                                            seed, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
                                            client=client, progress=progress, cancel=cancel, limits=limits,

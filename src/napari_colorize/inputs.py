@@ -19,6 +19,7 @@ How integers become gray (``normalize=None``):
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Callable
 
@@ -26,7 +27,7 @@ import numpy as np
 
 __all__ = ["NORMALIZATIONS", "InputScalingWarning", "check_gray_shape", "check_gray_values", "to_unit_float",
            "percentile_limits", "scale_to_unit", "dtype_range", "needs_data_limits", "data_range_limits", "warn_if_dim",
-           "usable_limits", "check_limits"]
+           "usable_limits", "check_limits", "tensor_as_array"]
 
 NORMALIZATIONS = (None, "dtype", "percentile", "minmax")
 PERCENTILES = (0.1, 99.9)
@@ -34,6 +35,23 @@ PERCENTILES = (0.1, 99.9)
 
 class InputScalingWarning(UserWarning):
     """An integer image was scaled by its data range rather than its type's range."""
+
+
+def tensor_as_array(image):
+    """A torch tensor as a numpy array, anything else as it is.
+
+    ``image.detach().cpu().numpy()``: a CPU tensor's memory is shared (only read, never
+    written), another device's is copied; bfloat16, which numpy lacks, becomes float32.
+    A tensor went on as an array-like and failed on its dtype ("Cannot interpret
+    'torch.uint8' as a data type").  torch is imported only if the caller has.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(image, torch.Tensor):
+        return image
+    tensor = image.detach()
+    if tensor.dtype == torch.bfloat16:
+        tensor = tensor.float()
+    return tensor.cpu().numpy()
 
 
 def check_gray_shape(shape: tuple[int, ...], min_size: int) -> None:

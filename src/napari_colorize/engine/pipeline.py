@@ -18,7 +18,8 @@ import torch
 
 from ..devices import autocast
 from ..inference import DecodeOptions
-from ..inputs import check_gray_shape, check_gray_values, check_limits, data_range_limits, warn_if_dim
+from ..inputs import (check_gray_shape, check_gray_values, check_limits, data_range_limits, tensor_as_array,
+                      warn_if_dim)
 from ..model import DEFAULT_MODEL, HypercolumnColorizer, get_backbone
 from .defaults import default_batch, resolve_tiling
 from .distributed import worker_device_kind, worker_model_path
@@ -89,6 +90,7 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
     token that versions before the files' stamp gave (to resume their unfinished stores).
     """
     _check_not_a_path_or_group(image)
+    image = tensor_as_array(image)
     if not hasattr(image, "shape") or not hasattr(image, "dtype"):
         image = np.asarray(image)
     normalize = _normalization(normalize, limits)

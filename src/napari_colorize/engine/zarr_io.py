@@ -258,7 +258,7 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
 
     Parameters
     ----------
-    image : numpy, dask or zarr array, shape (..., Y, X)
+    image : numpy, dask or zarr array, or torch tensor, shape (..., Y, X)
         The gray image or stack (see :func:`napari_colorize.colorize`).
     path : path
         The store (a folder, conventionally ``*.zarr``).
