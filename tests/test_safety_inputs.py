@@ -7,6 +7,8 @@ an input whose content was lost (flat gray, inverted) cannot pass.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tifffile
@@ -184,3 +186,47 @@ def test_a_torch_tensor_is_coloured_into_a_zarr_store(model, cam, tmp_path):
 
     stored = np.asarray(open_zarr_result(path).rgb)
     np.testing.assert_array_equal(stored, colorize(cam, model=model, device="cpu").rgb)
+
+
+# ----------------------------------------------------------------------------- clear errors for odd arguments
+
+def test_timedelta_data_is_refused_like_datetime_data(model):
+    # timedelta64 counts as an integer to numpy: it failed with "Invalid integer data type 'm'."
+    for dtype in ("timedelta64[s]", "datetime64[s]"):
+        with pytest.raises(ValueError, match=rf"cannot colorize data of dtype {dtype[:-3]}\[s\]; pass a real-valued"):
+            colorize(np.zeros((64, 64), dtype), model=model, device="cpu")
+
+
+def test_a_dask_array_of_unknown_chunk_sizes_says_to_compute_them(model, tmp_path):
+    import dask.array as da
+
+    lazy = da.from_array(np.full((64, 64), 0.5, np.float32), chunks=32)
+    filtered = lazy[lazy[:, 0] >= 0]  # boolean indexing: shape (nan, 64)
+    words = r"shape \(nan, 64\) is unknown.*compute_chunk_sizes\(\) first"
+    with pytest.raises(ValueError, match=words):  # was TypeError: 'float' object cannot be interpreted as an integer
+        colorize(filtered, model=model, device="cpu")
+    with pytest.raises(ValueError, match=words):
+        nc.colorize_to_zarr(filtered, tmp_path / "x.zarr", model, device="cpu")
+    assert not (tmp_path / "x.zarr").exists()
+    filtered.compute_chunk_sizes()  # what the message says to do
+    np.testing.assert_allclose(_lightness(colorize(filtered, model=model, device="cpu").rgb), 0.5, atol=2e-6)
+
+
+@pytest.mark.parametrize("seed", [1.5, "1", float("inf")])
+def test_a_seed_that_is_not_a_whole_number_is_a_value_error(model, seed):
+    with pytest.raises(ValueError, match=rf"seed must be a whole number.*got {re.escape(repr(seed))}"):
+        colorize(np.full((64, 64), 0.5, np.float32), model=model, device="cpu", method="sample", seed=seed)
+
+
+def test_a_whole_float_seed_samples_as_its_integer(model, cam):
+    kwargs = dict(model=model, device="cpu", method="sample")
+    result = colorize(cam, seed=2.0, **kwargs)
+    assert result.info["decode"]["seed"] == 2
+    np.testing.assert_array_equal(result.rgb, colorize(cam, seed=2, **kwargs).rgb)
+
+
+@pytest.mark.parametrize("saturation", ["2", None, 2 + 0j, True, float("nan"), -1.0])
+def test_a_saturation_that_is_not_a_number_is_a_value_error(model, saturation):
+    # A string, None or a complex number failed with a bare TypeError.
+    with pytest.raises(ValueError, match=rf"saturation must be a finite number >= 0.*got {re.escape(repr(saturation))}"):
+        colorize(np.full((64, 64), 0.5, np.float32), model=model, device="cpu", saturation=saturation)

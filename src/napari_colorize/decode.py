@@ -134,6 +134,24 @@ def check_temperature(temperature: float) -> float:
     return value
 
 
+def check_saturation(saturation: float) -> float:
+    """``saturation`` as a float; a ``ValueError`` unless it is a finite number >= 0 (a string,
+    None or a complex number used to fail with a bare ``TypeError``)."""
+    value = finite_number(saturation)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"saturation must be a finite number >= 0 (1 = the model's own colour), got {saturation!r}")
+    return value
+
+
+def check_seed(seed: int) -> int:
+    """``seed`` as an int; a ``ValueError`` unless it is a whole number (torch's generator
+    refused 1.5 with "manual_seed expected a long" only when sampling began)."""
+    value = finite_number(seed)
+    if not (math.isfinite(value) and value == int(value)):
+        raise ValueError(f"seed must be a whole number (the seed of method='sample'), got {seed!r}")
+    return int(seed)
+
+
 def temper(p: torch.Tensor, temperature: float) -> torch.Tensor:
     """Histograms (bins on axis 1) at ``temperature``: ``softmax(log p / T)``.
 
@@ -214,8 +232,8 @@ class DecodeOptions:
         """These options checked, ``confidence_fading`` and ``temperature`` as floats; a ``ValueError`` says what to change."""
         if self.method is not None and self.method not in METHODS:
             raise ValueError(f"unknown decoding method {self.method!r}; choose one of {METHODS} or None")
-        if not (self.saturation >= 0 and math.isfinite(self.saturation)):
-            raise ValueError(f"saturation must be a finite number >= 0, got {self.saturation}")
+        saturation = check_saturation(self.saturation)
+        seed = check_seed(self.seed)
         if not (self.chroma_gain > 0 and math.isfinite(self.chroma_gain)):
             raise ValueError(f"chroma_gain must be a finite number > 0 (1 = none), got {self.chroma_gain}")
         temperature = check_temperature(self.temperature)
@@ -225,7 +243,7 @@ class DecodeOptions:
             if not 0 <= lo < hi <= 1:
                 raise ValueError(f"confidence_fading must be (lo, hi) with 0 <= lo < hi <= 1, got {self.confidence_fading}")
             fading = (float(lo), float(hi))
-        return replace(self, confidence_fading=fading, temperature=temperature)
+        return replace(self, saturation=saturation, seed=seed, confidence_fading=fading, temperature=temperature)
 
 
 def check_gains(gains: str | Iterable[float]) -> tuple[float, ...]:

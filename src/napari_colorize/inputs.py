@@ -56,6 +56,9 @@ def tensor_as_array(image):
 
 def check_gray_shape(shape: tuple[int, ...], min_size: int) -> None:
     """Raise ``ValueError`` unless ``shape`` is a gray image or stack ``(..., Y, X)``."""
+    if any(s != s for s in shape):  # NaN: a dask array whose chunk sizes are unknown
+        raise ValueError(f"the image's shape {shape} is unknown: its dask chunk sizes are unknown (after boolean "
+                         "indexing such as d[d[:, 0] >= 0]); call image.compute_chunk_sizes() first")
     if len(shape) < 2:
         raise ValueError(f"expected a gray image of shape (..., Y, X), got shape {shape}; "
                          "pass a 2D array (or a stack of them)")
@@ -191,7 +194,8 @@ def check_gray_values(image, normalize: str | None = None, limits: tuple[float, 
     if not hasattr(image, "dtype"):
         image = np.asarray(image)
     dtype = np.dtype(image.dtype)
-    if not (np.issubdtype(dtype, np.number) or dtype == np.bool_) or np.issubdtype(dtype, np.complexfloating):
+    # By kind: timedelta64 counts as a signed integer to numpy and failed later, on its range.
+    if dtype.kind not in "biuf":
         raise ValueError(f"cannot colorize data of dtype {dtype}; pass a real-valued gray image")
     if limits is not None:
         check_limits(limits)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..devices import autocast
+from ..decode import check_saturation
 from ..inference import DecodeOptions
 from ..inputs import (check_gray_shape, check_gray_values, check_limits, data_range_limits, tensor_as_array,
                       warn_if_dim)
@@ -55,7 +56,7 @@ def decode_options_for(model: HypercolumnColorizer, method: str | None = None, s
         stored["method"] = method
     # Multiplied, not replaced: the call's default of 1 used to override the stored value
     # silently, so a model's own saturation never took effect.
-    stored["saturation"] = saturation * float(stored.get("saturation", 1.0))
+    stored["saturation"] = check_saturation(saturation) * float(stored.get("saturation", 1.0))
     return DecodeOptions(**stored).validated()
 
 
