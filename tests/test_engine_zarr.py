@@ -609,3 +609,138 @@ def test_a_memmap_input_has_one_token_with_or_without_a_cluster(make_model, tmp_
     assert "|" in info["input_token"]  # stamped
     on_cluster, here = _input_name(src, stacked, plan, object()), _input_name(src, stacked, plan, None)
     assert _stamped(on_cluster, "stamp") == _stamped(here, "stamp")
+
+
+def test_a_second_writer_of_one_store_is_refused_while_the_first_finishes(model_path, stack, tmp_path):
+    # Two threads on one path met each other's half-made store: ContainsGroupError at
+    # 'confidence', or FileNotFoundError on a chunk marker.  The lock is the CLI's.
+    from napari_colorize._locks import OutputBusyError, lock_path
+
+    path = tmp_path / "same.zarr"
+    writing, refused = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def progress(done, total):
+        writing.set()
+        refused.wait(60)  # hold the first writer inside its store until the second has tried
+
+    def first():
+        try:
+            nc.colorize_to_zarr(stack, path, model_path, progress=progress, **TILING)
+        except BaseException as err:  # noqa: BLE001 -- reported by the main thread
+            errors.append(err)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert writing.wait(120)
+        assert lock_path(path).exists()
+        with pytest.raises(OutputBusyError, match=rf"same.zarr is being written by another run \(pid {os.getpid()}\); "
+                                                  "wait for it, or write to another path"):
+            nc.colorize_to_zarr(stack, path, model_path, **TILING)
+    finally:
+        refused.set()
+        thread.join()
+    assert not errors and is_complete(path) and not lock_path(path).exists()
+    # Called again afterwards, it returns the finished store, as the message says.
+    assert nc.colorize_to_zarr(stack, path, model_path, **TILING) == path
+
+
+def test_the_api_and_the_command_line_exclude_each_other_by_one_lock(model_path, stack, tmp_path):
+    from napari_colorize._locks import OutputBusyError, OutputLocks, lock_path
+
+    path = tmp_path / "out.zarr"
+    held, done = threading.Event(), threading.Event()
+
+    def command_line():  # another thread of this process stands for another run
+        with OutputLocks([path]):
+            held.set()
+            done.wait(60)
+
+    thread = threading.Thread(target=command_line)
+    thread.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(OutputBusyError, match="is being written by another run"):
+            nc.colorize_to_zarr(stack, path, model_path, **TILING)
+        assert not path.exists()  # refused before the store is made
+    finally:
+        done.set()
+        thread.join()
+    # The command line's own thread goes on under the lock it holds.
+    with OutputLocks([path]):
+        nc.colorize_to_zarr(stack, path, model_path, **TILING)
+    assert is_complete(path) and not lock_path(path).exists()
+
+
+def test_a_thread_reading_a_lock_another_thread_is_making_finds_it_held(tmp_path, monkeypatch):
+    # The lock used to be recorded as held only after its file named our pid: a thread reading
+    # it in between took it for a lock left by an earlier process of this pid and took it over.
+    from napari_colorize import _locks
+
+    target, seen, tried, real_fdopen = tmp_path / "out.zarr", [], [], os.fdopen
+
+    def another_thread_tries():
+        try:
+            _locks._release(_locks._acquire(target))
+            seen.append("taken over")
+        except _locks.OutputBusyError:
+            seen.append("busy")
+
+    class LockFile:  # the new lock's handle: another thread looks right after our pid is written
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.handle.__exit__(*exc)
+
+        def fileno(self):
+            return self.handle.fileno()
+
+        def write(self, text):
+            self.handle.write(text)
+            self.handle.flush()
+            if not tried:  # once: the other thread's own lock file must not start a third
+                tried.append(True)
+                other = threading.Thread(target=another_thread_tries)
+                other.start()
+                other.join()
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *args, **kwargs: LockFile(real_fdopen(fd, *args, **kwargs)))
+    lock = _locks._acquire(target)
+    monkeypatch.undo()
+    assert seen == ["busy"] and lock.exists()
+    _locks._release(lock)
+    assert not lock.exists()
+
+
+def test_two_threads_never_prepare_one_model_object_at_once(monkeypatch):
+    # Two colorize_to_zarr calls with one in-memory model re-laid out its weights in both
+    # threads at once: a segmentation fault.
+    from napari_colorize.engine import models
+
+    model = nc.build_model("compact").eval()
+    inside, most, real = [0], [0], models._for_inference
+    count = threading.Lock()
+
+    def slow_preparation(net):
+        with count:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.2)
+        try:
+            return real(net)
+        finally:
+            with count:
+                inside[0] -= 1
+
+    monkeypatch.setattr(models, "_for_inference", slow_preparation)
+    threads = [threading.Thread(target=models.get_model, args=(model, "cpu")) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1

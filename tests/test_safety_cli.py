@@ -25,7 +25,7 @@ from skimage import data, transform
 import napari_colorize as nc
 from napari_colorize import cli
 from napari_colorize._atomic import HOST
-from napari_colorize.cli_lock import lock_path
+from napari_colorize._locks import lock_path
 from napari_colorize.engine.cache import clear_caches
 from napari_colorize.engine import zarr_io
 from napari_colorize.engine.zarr_io import (
@@ -669,7 +669,7 @@ def test_a_lock_left_with_this_process_s_pid_is_stale(tmp_path, model_path, cam8
     # A restarted container runs its command with the pid the killed run had (often 1): a lock of
     # this very pid and host that this process did not make is that run's, not a live one's.
     from napari_colorize._atomic import HOST
-    from napari_colorize.cli_lock import OutputBusyError, OutputLocks
+    from napari_colorize._locks import OutputBusyError, OutputLocks
 
     iio.imwrite(tmp_path / "x.png", cam8)
     out = tmp_path / "out"

@@ -27,7 +27,7 @@ import numpy as np
 from ._atomic import remove_empty_folders
 from .cli_guidance import add_guidance_arguments, check_hints_fit, guidance_kwargs
 from .cli_inputs import other_files_note, pass_over_our_outputs, passed_over_note
-from .cli_lock import OutputLocks
+from ._locks import OutputLocks
 from .cli_plan import (FORMATS, STORE, Job, check_output_folder, check_output_writable, make_folder, no_inputs_error,
                        output_folder, outputs_to_write, plan_jobs, preflight)
 from .cli_report import Summary, failure_message

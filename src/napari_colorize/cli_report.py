@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cli_inputs import Job
-from .cli_lock import OutputBusyError
+from ._locks import OutputBusyError
 
 __all__ = ["Summary", "failure_message"]
 

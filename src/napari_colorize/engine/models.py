@@ -80,10 +80,12 @@ def _inference_copy(model: torch.nn.Module, dev: torch.device) -> HypercolumnCol
     a VGG-16).
     """
     params = next(model.parameters(), None)
-    if not model.training and (params is None or params.device == dev):
-        return _for_inference(model)
     state = (str(dev), weights_version(model))
     with _MODEL_LOCK:
+        if not model.training and (params is None or params.device == dev):
+            # Under the lock: two threads re-laying out one object's weights at once (two
+            # colorize_to_zarr calls) crashed the process with a segmentation fault.
+            return _for_inference(model)
         cached = _OBJECT_COPIES.get(model)
         if cached is None or cached[0] != state:
             cached = (state, _for_inference(copy.deepcopy(model).to(dev)))

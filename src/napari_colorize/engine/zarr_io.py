@@ -41,6 +41,7 @@ import dask
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph
 
+from .._locks import store_lock
 from ..outputs import channel_slices, check_output_keys, get_output, output_keys
 from . import stripes
 from .jobs import ModelRef, Monitor
@@ -60,6 +61,10 @@ from .zarr_read import open_zarr_levels, open_zarr_result
 __all__ = ["colorize_to_zarr", "open_zarr_result", "open_zarr_levels", "is_complete", "read_job",
            "check_source_outside", "source_paths", "open_group", "MARKERS",
            "ome_axes"]
+
+#: What a second writer of one store is told (its lock is the command line's, ``.NAME.lock``).
+BUSY_ADVICE = ("wait for it, or write to another path; call colorize_to_zarr again afterwards "
+               "to get the finished store (or resume an unfinished one)")
 
 
 def read_job(path: str | os.PathLike) -> dict | None:
@@ -284,7 +289,10 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         such a store is refused (``FileExistsError``); an unfinished store of this
         same job is resumed either way; an empty folder is used; a file, or a folder
         written by something else, is never deleted.  A destination holding the
-        input (or inside the input's store) is refused (``ValueError``).
+        input (or inside the input's store) is refused (``ValueError``).  A store being
+        written by another thread, process or ``napari-colorize colorize`` run (its lock
+        file ``.NAME.lock`` beside it) is refused with
+        :class:`napari_colorize._locks.OutputBusyError`.
     source_id : str, optional
         Identifies the input in the job fingerprint (the CLI passes
         :func:`napari_colorize.io.source_fingerprint`: path, size and time of the file, or
@@ -338,17 +346,19 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     extra = left_out(full_scale, full_origin, stored)  # recorded, not fingerprinted: where, not what
     job = job if extra is None else dict(job, placement=extra)
     chunks = (plan.ty.chunk, plan.tx.chunk)
-    if _prepare_store(path, job, (fingerprint, *legacy), store_shape, chunks, outputs,
-                      placement, overwrite):
-        return Path(path)
-    channel = rgb_channel_index(len(stored), placement.names)
-    _write_chunks(stacked, plan, path, fingerprint, outputs, rgb_dtype, channel, tuple(stored), str(info["device"]),
-                  client, progress, cancel)
-    write_pyramid(_pyramids(path, outputs, job["levels"], channel), chunks, os.path.join(path, MARKERS),
-                  check=Monitor(0, cancel=cancel).check)
-    group = open_group(path, "r+")
-    group.attrs[_ATTR] = dict(job, fingerprint=fingerprint, complete=True)
-    shutil.rmtree(os.path.join(path, MARKERS), ignore_errors=True)
+    # The command line's lock file (one writer per store, across threads, processes and front ends).
+    with store_lock(Path(path), BUSY_ADVICE):
+        if _prepare_store(path, job, (fingerprint, *legacy), store_shape, chunks, outputs,
+                          placement, overwrite):
+            return Path(path)
+        channel = rgb_channel_index(len(stored), placement.names)
+        _write_chunks(stacked, plan, path, fingerprint, outputs, rgb_dtype, channel, tuple(stored),
+                      str(info["device"]), client, progress, cancel)
+        write_pyramid(_pyramids(path, outputs, job["levels"], channel), chunks, os.path.join(path, MARKERS),
+                      check=Monitor(0, cancel=cancel).check)
+        group = open_group(path, "r+")
+        group.attrs[_ATTR] = dict(job, fingerprint=fingerprint, complete=True)
+        shutil.rmtree(os.path.join(path, MARKERS), ignore_errors=True)
     return Path(path)
 
 

@@ -1,7 +1,8 @@
-"""One writer per output file or store: lock files beside the outputs of ``napari-colorize colorize``.
+"""One writer per output file or store: lock files beside the outputs of ``napari-colorize colorize``
+and the stores of ``colorize_to_zarr``.
 
-Two runs on one output folder (two terminals, two queue jobs) would otherwise write
-the same files at once: renamed PNGs replacing each other, two processes filling one
+Two runs on one output folder (two terminals, two queue jobs, two threads) would otherwise
+write the same files at once: renamed PNGs replacing each other, two processes filling one
 zarr store.  Before an input is coloured, each of its outputs gets a lock file
 ``.NAME.lock`` beside it, created with ``O_CREAT | O_EXCL`` (atomic, also on NFS)
 and holding ``pid host``.  A second run finds it and reports the input as being
@@ -10,6 +11,9 @@ is taken over; a lock of another host is never judged stale, since its process
 cannot be probed from here: the message names the file to delete.  A lock recorded
 with this very process's id and host that this process did not make is stale too: a
 container restarted gives its command the same pid (often 1) as the killed run had.
+``colorize_to_zarr`` takes the same lock of its store (:func:`store_lock`), so the
+command line and the API exclude each other; the command line, which holds it already
+when it calls ``colorize_to_zarr`` in the same thread, is not refused by its own lock.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._atomic import HOST, is_this_host, owner_gone
 
-__all__ = ["OutputBusyError", "OutputLocks", "lock_path"]
+__all__ = ["OutputBusyError", "OutputLocks", "lock_path", "store_lock", "CLI_ADVICE"]
 
 #: A lock file without a readable owner (its writer was killed between creating and
 #: filling it, a window of microseconds) is stale after this many seconds; so is a
@@ -32,9 +36,11 @@ __all__ = ["OutputBusyError", "OutputLocks", "lock_path"]
 STALE_AFTER_S = 60.0
 #: Tries to create a lock while stale ones are being taken over by other runs.
 _ATTEMPTS = 20
-#: The locks this process holds (absolute path -> inode): a lock with our pid but not in
-#: here was left by an earlier process that had the same pid.
-_HELD: dict[str, int] = {}
+#: The locks this process holds (absolute path -> (inode, holding thread)): a lock with our
+#: pid but not in here was left by an earlier process that had the same pid.
+_HELD: dict[str, tuple[int, int]] = {}
+#: What a run of the command line that finds an output locked is told to do.
+CLI_ADVICE = "let it finish, then run again with --skip-existing to colour what is left"
 _HELD_LOCK = threading.Lock()
 
 
@@ -47,15 +53,17 @@ class OutputBusyError(RuntimeError):
         The output file or store.
     owner : _Owner or None
         The process holding its lock, when the lock file could be read.
+    advice : str
+        What to do, in the words of the front end that met the lock.
     """
 
-    def __init__(self, target: Path, owner: _Owner | None) -> None:
+    def __init__(self, target: Path, owner: _Owner | None, advice: str = CLI_ADVICE) -> None:
         self.target = target
         self.owner = owner
         who = "another run" if owner is None else f"another run (pid {owner.pid}" + (
             f" on {owner.host})" if not is_this_host(owner.host) else ")")
-        super().__init__(f"{target} is being written by {who}; let it finish, then run again with --skip-existing "
-                         f"to colour what is left (if no such run is active, delete {lock_path(target)})")
+        super().__init__(f"{target} is being written by {who}; {advice} "
+                         f"(if no such run is active, delete {lock_path(target)})")
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,7 @@ class _Owner:
 
     def _held_here(self, lock: Path) -> bool:
         with _HELD_LOCK:
-            return _HELD.get(os.path.abspath(lock)) == self.inode
+            return _HELD.get(os.path.abspath(lock), (None,))[0] == self.inode
 
 
 def lock_path(target: Path) -> Path:
@@ -99,15 +107,19 @@ def _try_create(lock: Path) -> bool:
         fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
+    key = os.path.abspath(lock)
+    # Held before the file names our pid: another thread of this process that read it
+    # earlier would judge it a lock left by an earlier process of this pid, and take it over.
+    with _HELD_LOCK:
+        _HELD[key] = (os.fstat(fd).st_ino, threading.get_ident())
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(f"{os.getpid()} {HOST}\n")
-            inode = os.fstat(fh.fileno()).st_ino
     except BaseException:  # a full disk: no empty lock may stay behind to block the next run
+        with _HELD_LOCK:
+            _HELD.pop(key, None)
         lock.unlink(missing_ok=True)
         raise
-    with _HELD_LOCK:
-        _HELD[os.path.abspath(lock)] = inode
     return True
 
 
@@ -137,7 +149,7 @@ def _take_over(lock: Path, stale: _Owner) -> None:
         breaker.unlink()
 
 
-def _acquire(target: Path) -> Path:
+def _acquire(target: Path, advice: str = CLI_ADVICE) -> Path:
     lock = lock_path(target)
     for attempt in range(_ATTEMPTS):
         if _try_create(lock):
@@ -146,16 +158,16 @@ def _acquire(target: Path) -> Path:
         if owner is None:  # released meanwhile
             continue
         if owner == "unreadable" or not owner.stale(lock):
-            raise OutputBusyError(target, owner if isinstance(owner, _Owner) else None)
+            raise OutputBusyError(target, owner if isinstance(owner, _Owner) else None, advice)
         _take_over(lock, owner)
         time.sleep(0.01 * attempt)  # another run may be mid-takeover
-    raise OutputBusyError(target, None)
+    raise OutputBusyError(target, None, advice)
 
 
 def _release(lock: Path) -> None:
     owner = _read_owner(lock)
     with _HELD_LOCK:
-        inode = _HELD.pop(os.path.abspath(lock), None)
+        inode = _HELD.pop(os.path.abspath(lock), (None,))[0]
     # Only our own lock: had ours been judged stale and taken over, the file is another run's now.
     if isinstance(owner, _Owner) and owner.inode == inode and owner.pid == os.getpid() and owner.host == HOST:
         with contextlib.suppress(FileNotFoundError):
@@ -186,3 +198,27 @@ class OutputLocks:
         locks, self.locks = self.locks, []
         for lock in locks:
             _release(lock)
+
+
+@contextlib.contextmanager
+def store_lock(target: Path, advice: str) -> Iterator[None]:
+    """Hold ``target``'s lock for a ``with`` block, unless this thread holds it already.
+
+    ``colorize_to_zarr``'s lock: two threads or processes filling one store met each
+    other's half-made arrays (``ContainsGroupError``, a vanished chunk marker); the second
+    now gets :class:`OutputBusyError` with ``advice``.  The command line locks its outputs
+    (:class:`OutputLocks`) and then calls ``colorize_to_zarr`` in the same thread, which
+    goes on under that lock.  The store's folder is made first, as the store would be.
+    """
+    lock = lock_path(target)
+    with _HELD_LOCK:
+        holder = _HELD.get(os.path.abspath(lock), (None, None))[1]
+    if holder == threading.get_ident():
+        yield
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    taken = _acquire(target, advice)
+    try:
+        yield
+    finally:
+        _release(taken)
