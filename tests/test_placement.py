@@ -63,6 +63,23 @@ def test_an_identical_run_writes_nothing_into_a_finished_store(model_path, tmp_p
     assert {f: os.stat(f).st_mtime_ns for f in attrs} == stamps
 
 
+def test_a_finished_store_in_a_read_only_folder_is_accepted_without_a_lock(model_path, tmp_path, monkeypatch):
+    # No lock file can be made beside a store on read-only media (EROFS even for root);
+    # nobody can write there, so the finished store is returned as it is.
+    import errno
+
+    from napari_colorize import _locks
+    out = tmp_path / "o.zarr"
+    nc.colorize_to_zarr(STACK, out, model_path, **TILING)
+
+    def read_only(lock):
+        raise OSError(errno.EROFS, "Read-only file system", str(lock))
+    monkeypatch.setattr(_locks, "_try_create", read_only)
+    assert nc.colorize_to_zarr(STACK, out, model_path, **TILING) == out
+    with pytest.raises(OSError, match="Read-only"):  # a new store there fails as it would anyway
+        nc.colorize_to_zarr(STACK, tmp_path / "new.zarr", model_path, **TILING)
+
+
 def test_the_same_job_under_other_axis_names_is_another_layout(model_path, tmp_path):
     """z puts the colour axis first (c, z, y, x), t after time (t, c, y, x): resuming one store
     under the other names would write the colour channels along the wrong axis."""

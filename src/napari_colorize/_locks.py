@@ -19,6 +19,7 @@ when it calls ``colorize_to_zarr`` in the same thread, is not refused by its own
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 import time
@@ -200,6 +201,10 @@ class OutputLocks:
             _release(lock)
 
 
+#: Why a lock file cannot be made where the store is: the folder is not ours to write.
+_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
 @contextlib.contextmanager
 def store_lock(target: Path, advice: str) -> Iterator[None]:
     """Hold ``target``'s lock for a ``with`` block, unless this thread holds it already.
@@ -217,7 +222,15 @@ def store_lock(target: Path, advice: str) -> Iterator[None]:
         yield
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    taken = _acquire(target, advice)
+    try:
+        taken = _acquire(target, advice)
+    except OSError as err:
+        if err.errno not in _READ_ONLY or not target.exists():
+            raise
+        # A finished store on read-only media (or another user's folder): no run can write
+        # there, so there is no writer to exclude; a re-run that must write fails on its own.
+        yield
+        return
     try:
         yield
     finally:
