@@ -230,3 +230,10 @@ def test_a_saturation_that_is_not_a_number_is_a_value_error(model, saturation):
     # A string, None or a complex number failed with a bare TypeError.
     with pytest.raises(ValueError, match=rf"saturation must be a finite number >= 0.*got {re.escape(repr(saturation))}"):
         colorize(np.full((64, 64), 0.5, np.float32), model=model, device="cpu", saturation=saturation)
+
+
+def test_normalize_none_is_the_command_line_word_for_none():
+    img = (np.arange(64 * 64).reshape(64, 64) % 251).astype(np.uint8)
+    a = nc.colorize(img, normalize="none", device="cpu")
+    b = nc.colorize(img, device="cpu")
+    np.testing.assert_array_equal(np.asarray(a.rgb), np.asarray(b.rgb))

@@ -48,10 +48,12 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
         "auto" (CUDA, then MPS, then CPU), "cpu", "cuda", "cuda:1", "mps".
     saturation : float
         Chroma multiplier (kept inside the RGB gamut).
-    normalize : {None, "percentile", "minmax"}
-        "percentile" maps the 0.1-99.9 percentiles to [0, 1] (microscopy data).  The
-        limits are computed once for the whole image or stack, so tiles and planes
-        agree.
+    normalize : {None, "dtype", "percentile", "minmax"}
+        None (or "none", the command line's word) and "dtype": uint8, uint16 and bool by
+        their type's range, wider integers by their data range, floats as they are (in
+        [0, 1]); "percentile" maps the 0.1-99.9 percentiles to [0, 1] (microscopy data);
+        "minmax" the data's own range.  The limits are computed once for the whole image or stack, so tiles and
+        planes agree.
     precision : {"fp32", "bf16", "fp16"}
         Network precision on a GPU (autocast).
     calibrated : bool

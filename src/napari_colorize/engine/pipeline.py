@@ -156,7 +156,10 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
 def _normalization(normalize: str | None, limits) -> str | None:
     """The normalisation that ``limits`` given by the caller ask for: ``(lo, hi)`` mapped to
     [0, 1] ("minmax" with them).  Without a normalisation they used to be ignored for uint8,
-    uint16 and floats (a 12-bit image in uint16 came out nearly black), yet reported as used."""
+    uint16 and floats (a 12-bit image in uint16 came out nearly black), yet reported as used.
+    ``"none"`` (the command line's word) is None."""
+    if isinstance(normalize, str) and normalize.lower() == "none":
+        normalize = None
     if limits is not None and normalize == "dtype":
         raise ValueError("limits=(lo, hi) map that range to [0, 1], normalize='dtype' the data type's range: "
                          "pass one or the other")
