@@ -7,8 +7,9 @@ can be checked is checked once before the first input: the model and options, na
 clashes, outputs over inputs, and existing outputs (refused unless --skip-existing
 or --overwrite).  Files are written under a temporary name and renamed when
 complete; zarr stores resume chunk by chunk.  Each output is locked while written,
-so two runs on one folder never write the same file.  A bad file is reported and
-skipped; the exit code is 1 if any input failed, 2 if nothing was started.
+so two runs on one folder never write the same file: an input another run is
+writing is left to it.  A bad file is reported and skipped; the exit code is 1 if any
+input failed, 2 if nothing was started.
 
 Colour can be guided by reference images (--reference) and colour hints (--hints);
 bad guidance is refused before anything is written.
@@ -27,7 +28,7 @@ import numpy as np
 from ._atomic import remove_empty_folders
 from .cli_guidance import add_guidance_arguments, check_hints_fit, guidance_kwargs
 from .cli_inputs import other_files_note, pass_over_our_outputs, passed_over_note
-from ._locks import OutputLocks
+from ._locks import OutputBusyError, OutputLocks
 from .cli_plan import (FORMATS, STORE, Job, check_output_folder, check_output_writable, make_folder, no_inputs_error,
                        output_folder, outputs_to_write, plan_jobs, preflight)
 from .cli_report import Summary, failure_message
@@ -182,7 +183,7 @@ def run(args) -> int:
             finally:  # inputs that failed (or Ctrl-C) leave no empty folders behind
                 remove_empty_folders(made)
     summary.report()
-    return 1 if summary.failed else 0
+    return summary.exit_code()
 
 
 def _plan(args, out_dir: Path, outputs: tuple[str, ...]) -> tuple[list[Job], list[tuple[str, str]]]:
@@ -210,7 +211,11 @@ def _plan(args, out_dir: Path, outputs: tuple[str, ...]) -> tuple[list[Job], lis
 
 
 def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summary, made: list[Path]) -> None:
-    """Colour one input with its outputs locked; its failure is recorded, not raised."""
+    """Colour one input with its outputs locked; its failure is recorded, not raised.
+
+    An output locked by another live run is that run's to write: the input is recorded as
+    left to it, not as failed (two runs sharing a folder with --skip-existing each meet the
+    file the other is colouring)."""
     try:
         for target in job.targets.values():
             make_folder(target.parent, made)
@@ -225,6 +230,9 @@ def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summ
             mp = _colorize_one(narrowed, outputs, args, kwargs, client)
     except KeyboardInterrupt:
         raise
+    except OutputBusyError as err:
+        summary.left.append((str(job.written), failure_message(err, job, policy)))
+        return
     except Exception as err:  # noqa: BLE001 -- one bad file must not stop a folder
         summary.failed.append((str(job.written), failure_message(err, job, policy)))
         return

@@ -24,6 +24,9 @@ class Summary:
     done: list[tuple[Path, float]] = field(default_factory=list)  # (input as written, megapixels)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    # Inputs whose outputs another live run holds locked: that run colours them, so they are
+    # not failures (two runs on one folder with --skip-existing are meant to share the work).
+    left: list[tuple[str, str]] = field(default_factory=list)
     start: float = field(default_factory=time.perf_counter)
 
     def report(self, stream=None, not_started: int = 0) -> None:
@@ -31,12 +34,19 @@ class Summary:
         stream = stream or sys.stderr
         elapsed = time.perf_counter() - self.start
         mp = sum(m for _, m in self.done)
-        left = f"; not finished {not_started}" if not_started else ""
+        others = f"; left to another run {len(self.left)}" if self.left else ""
+        unfinished = f"; not finished {not_started}" if not_started else ""
         rate = mp / max(elapsed, 1e-9)
         print(f"colorized {len(self.done)} file(s), {mp:.1f} MP in {elapsed:.1f} s ({rate:.2f} MP/s); "
-              f"skipped {len(self.skipped)}; failed {len(self.failed)}{left}", file=stream)
+              f"skipped {len(self.skipped)}; failed {len(self.failed)}{others}{unfinished}", file=stream)
         for name, reason in self.failed:
             print(f"  FAILED {name}: {reason}", file=stream)
+        for name, reason in self.left:
+            print(f"  LEFT {name}: {reason}", file=stream)
+
+    def exit_code(self) -> int:
+        """1 if any input failed, else 0: inputs left to another run are that run's to colour."""
+        return 1 if self.failed else 0
 
 
 def _replace_advice(policy: str) -> str:
