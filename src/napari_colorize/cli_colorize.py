@@ -31,7 +31,7 @@ from .cli_inputs import other_files_note, pass_over_our_outputs, passed_over_not
 from ._locks import OutputBusyError, OutputLocks
 from .cli_plan import (FORMATS, STORE, Job, check_output_folder, check_output_writable, make_folder, no_inputs_error,
                        output_folder, outputs_to_write, plan_jobs, preflight)
-from .cli_report import Summary, failure_message
+from .cli_report import Summary, failure_message, warning_in_cli_words
 from .decode import METHODS
 from .devices import PRECISIONS
 from .outputs import channel_slices, check_output_keys, get_output, output_keys
@@ -309,7 +309,7 @@ def _warnings_as_lines(name: str):
             if issubclass(w.category, ReadWarning):  # its message names the file
                 print(f"warning: {w.message}", file=sys.stderr)
             elif issubclass(w.category, (InputScalingWarning, NgffWarning)):
-                print(f"warning: {name}: {w.message}", file=sys.stderr)
+                print(f"warning: {name}: {warning_in_cli_words(str(w.message))}", file=sys.stderr)
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 

@@ -7,6 +7,7 @@ command's options, as this run can follow it.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from .cli_inputs import Job
 from ._locks import OutputBusyError
 
-__all__ = ["Summary", "failure_message"]
+__all__ = ["Summary", "failure_message", "in_cli_words", "warning_in_cli_words"]
 
 
 @dataclass
@@ -67,6 +68,14 @@ def in_cli_words(text: str, policy: str) -> str:
              "not even with --overwrite: move it or choose another -o")):
         text = text.replace(engine, cli)
     return text
+
+
+def warning_in_cli_words(text: str) -> str:
+    """A scaling warning's advice, given in API terms (``normalize='percentile' (--normalize
+    percentile, microscopy)``), said with this command's option only (``--normalize percentile``)."""
+    text = re.sub(r" \(--normalize(?: \w+)?(?:, ([^)]*))?\)", lambda m: f" ({m.group(1)})" if m.group(1) else "", text)
+    text = re.sub(r"normalize='(\w+)'", r"--normalize \1", text)
+    return re.sub(r"(--normalize \w+[^']*?) or '(\w+)'", r"\1 or --normalize \2", text)
 
 
 def failure_message(err: Exception, job: Job, policy: str) -> str:
