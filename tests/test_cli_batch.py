@@ -1,7 +1,11 @@
-"""`napari-colorize colorize` on a batch, as a user running it over a tree of scans meets it: warnings in the
-command's words."""
+"""`napari-colorize colorize` on a batch, as a user running it over a tree of scans meets it.
+
+Warnings in the command's words, and a quiet cluster shutdown.
+"""
 
 from __future__ import annotations
+
+import logging
 
 import imageio.v3 as iio
 import numpy as np
@@ -54,3 +58,50 @@ def test_scaling_advice_in_cli_words():
                                 "it to uint8/uint16, to choose otherwise") == (
         "int32 image: ...; pass --normalize percentile or --normalize minmax, or convert it to uint8/uint16, to "
         "choose otherwise")
+
+
+# --- the local cluster's shutdown -------------------------------------------------------------------
+
+
+def test_local_cluster_quiets_the_nanny_at_shutdown_only(monkeypatch):
+    # At exit it printed "distributed.nanny - WARNING - Worker process still alive after 4.0 seconds, killing".
+    import distributed
+
+    from napari_colorize.engine.distributed import local_cluster
+
+    nanny = logging.getLogger("distributed.nanny")
+
+    class FakeCluster:
+        def __init__(self, **kwargs) -> None:
+            pass
+
+        def close(self) -> None:
+            nanny.warning("Worker process still alive after 4.0 seconds, killing")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.close()
+
+    class FakeClient(FakeCluster):
+        def __init__(self, cluster) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(distributed, "LocalCluster", FakeCluster)
+    monkeypatch.setattr(distributed, "Client", FakeClient)
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    level = nanny.level
+    nanny.addHandler(handler)
+    try:
+        with local_cluster(2):
+            nanny.warning("Worker exceeded 95% memory budget. Restarting")  # during the run: shown
+    finally:
+        nanny.removeHandler(handler)
+    assert seen == ["Worker exceeded 95% memory budget. Restarting"]
+    assert nanny.level == level

@@ -75,7 +75,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--normalize", choices=["none", "percentile", "minmax"], default="none",
                    help="percentile: map the 0.1-99.9 percentiles of each image to [0, 1] (microscopy)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS", help="dask.distributed scheduler to run on")
-    p.add_argument("--workers", type=_positive_int, default=None, metavar="N", help="start N local worker processes")
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="start N local worker processes. Each input costs a cluster job (with 2 workers on 2 cores, "
+                        "40 files of 400x400 took 74 s, one process 21 s): it pays off with many cores or GPUs and "
+                        "large images; for many small files on few cores, leave it out")
     existing = p.add_mutually_exclusive_group()
     existing.add_argument("--skip-existing", action="store_true",
                           help="keep existing outputs: colour only the outputs that are missing")

@@ -11,6 +11,7 @@ docs/engine.md for dask-cuda and dask-jobqueue recipes; neither is a dependency.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -38,10 +39,37 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1, memory_limit: str
 
     if n_workers < 1:
         raise ValueError(f"--workers must be >= 1, got {n_workers}")
-    with LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                      host="127.0.0.1", dashboard_address=None, memory_limit=memory_limit) as cluster, \
-            Client(cluster) as client:
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
+                           host="127.0.0.1", dashboard_address=None, memory_limit=memory_limit)
+    try:
+        client = Client(cluster)
+    except BaseException:
+        cluster.close()
+        raise
+    try:
         yield client
+    finally:
+        with _quiet_logger("distributed.nanny"):
+            client.close()
+            cluster.close()
+
+
+@contextlib.contextmanager
+def _quiet_logger(name: str, level: int = logging.ERROR) -> Iterator[None]:
+    """Only ``level`` and above from logger ``name`` while inside.
+
+    Closing a LocalCluster, the nannies warn "Worker process still alive after 4.0
+    seconds, killing" when a worker is slow to stop; the run's work is done and saved by
+    then, so the warning only alarms.  Quieted for the shutdown alone: the same logger's
+    warnings during the run (a worker killed for memory) still show.
+    """
+    logger = logging.getLogger(name)
+    previous = logger.level
+    logger.setLevel(max(level, logger.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 @contextlib.contextmanager
