@@ -1,11 +1,14 @@
 """`napari-colorize colorize` on a batch, as a user running it over a tree of scans meets it.
 
-Warnings in the command's words, and a quiet cluster shutdown.
+Progress in megapixels, a clean log when stderr is redirected, warnings in the command's
+words, and a quiet cluster shutdown.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import sys
 
 import imageio.v3 as iio
 import numpy as np
@@ -40,11 +43,65 @@ def _run(*argv) -> int:
     return cli.main(["colorize", *map(str, argv)])
 
 
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal: bars are drawn into it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+# --- progress: megapixels, only on a terminal -------------------------------------------------------
+
+
+def test_the_run_bar_counts_megapixels_and_shows_the_file_count(tmp_path, model_path, monkeypatch):
+    # It counted files: a tree of small scans with two 12 MP files said 99% with most of the work left.
+    iio.imwrite(tmp_path / "big.png", _gray(128))
+    iio.imwrite(tmp_path / "small.png", _gray(64))
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    assert _run(tmp_path / "big.png", tmp_path / "small.png", "-o", tmp_path / "out", "--model", model_path,
+                "--tile-size", "128", "--overlap", "32", *FAST) == 0
+    text = term.getvalue()
+    # 128² + 64² = 0.016384 + 0.004096 MP: after the big file 80% of the run is done, not 50%.
+    assert "files 0/2:   0%|" in text and "0.000/0.020 MP" in text
+    assert "files 1/2:  80%|" in text and "0.016/0.020 MP" in text
+    assert "files 2/2: 100%|" in text and "0.020/0.020 MP" in text
+    assert "file/s" not in text and "s/file" not in text
+    assert "colorized 2 file(s)" in text
+
+
+def test_an_input_of_one_tile_draws_no_tile_bar(tmp_path, model_path, monkeypatch):
+    iio.imwrite(tmp_path / "one.png", _gray(64))
+    iio.imwrite(tmp_path / "many.png", _gray(128))
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    args = ["-o", tmp_path / "out", "--model", model_path, "--tile-size", "64", "--overlap", "16", *FAST]
+    assert _run(tmp_path / "one.png", *args) == 0
+    assert "tile" not in term.getvalue() and "one.png" not in term.getvalue()
+    assert _run(tmp_path / "many.png", *args) == 0
+    assert "many.png:" in term.getvalue() and "/9 [" in term.getvalue()  # 128² in 64-px tiles, 16 overlap: 3 x 3
+
+
+def test_a_redirected_log_gets_clean_lines_only(tmp_path, model_path, capsys):
+    # With `2> full.log` a run wrote 540 KB of bar redraws, warnings cut into bar fragments.
+    iio.imwrite(tmp_path / "a.png", _gray(128))
+    dim = (_gray(64).astype(np.uint16) * 8)  # 12-bit camera data, dimmer: max 2016
+    iio.imwrite(tmp_path / "dim.png", dim)
+    assert _run(tmp_path / "a.png", tmp_path / "dim.png", "-o", tmp_path / "out", "--model", model_path,
+                "--tile-size", "64", "--overlap", "16", *FAST) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "\x1b" not in err
+    lines = err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"warning: dim.png: uint16 image with values up to {int(dim.max())} only")
+    assert lines[1].startswith("colorized 2 file(s), 0.0 MP in ") and lines[1].endswith("skipped 0; failed 0")
+
+
 def test_the_dim_16_bit_warning_names_only_the_cli_option(tmp_path, model_path, capsys):
     # It said "pass normalize='percentile' (--normalize percentile, microscopy)": the API's words.
     dim = (_gray(64).astype(np.uint16) * 8)
     iio.imwrite(tmp_path / "dim.png", dim)
-    assert _run(tmp_path / "dim.png", "-o", tmp_path / "out", "--model", model_path, *FAST, "--no-progress") == 0
+    assert _run(tmp_path / "dim.png", "-o", tmp_path / "out", "--model", model_path, *FAST) == 0
     warning = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:"))
     assert warning == (f"warning: dim.png: uint16 image with values up to {int(dim.max())} only (3.1% of the uint16 "
                        "range): scaled by that range it is nearly black and gets little colour; pass --normalize "

@@ -160,10 +160,10 @@ def test_imagej_channel_stacks_are_stored_in_ngff_order_and_read_back_in_theirs(
 
 
 def test_the_cli_says_an_ngff_warning_in_one_line_naming_the_input(capsys):
-    from napari_colorize.cli_colorize import _warnings_as_lines
+    from napari_colorize.cli_progress import warnings_as_lines
     from napari_colorize.engine.ome import NgffWarning
 
-    with _warnings_as_lines("tczyx.ome.tif"):
+    with warnings_as_lines("tczyx.ome.tif"):
         warnings.warn("the colour image has 6 axes", NgffWarning, stacklevel=1)
     assert capsys.readouterr().err == "warning: tczyx.ome.tif: the colour image has 6 axes\n"
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,8 @@ from .cli_inputs import other_files_note, pass_over_our_outputs, passed_over_not
 from ._locks import OutputBusyError, OutputLocks
 from .cli_plan import (FORMATS, STORE, Job, check_output_folder, check_output_writable, make_folder, no_inputs_error,
                        output_folder, outputs_to_write, plan_jobs, preflight)
-from .cli_report import Summary, failure_message, warning_in_cli_words
+from .cli_progress import RunProgress, TileCallback, header_megapixels, shows_progress, warnings_as_lines
+from .cli_report import Summary, failure_message
 from .decode import METHODS
 from .devices import PRECISIONS
 from .outputs import channel_slices, check_output_keys, get_output, output_keys
@@ -85,7 +85,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     existing.add_argument("--overwrite", action="store_true",
                           help="replace existing outputs of napari-colorize (never anything else)")
     p.add_argument("--strict", action="store_true", help="fail colour inputs instead of converting them to gray")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (they are drawn only when stderr is a terminal)")
     add_guidance_arguments(p)
     p.set_defaults(func=run)
     return p
@@ -173,20 +174,30 @@ def run(args) -> int:
         check_output_writable(out_dir, to_run)
         with _client(args) as client:
             _check_engine(args, config, client)
-            made: list[Path] = []
-            make_folder(out_dir, made)
-            finished = 0
-            try:
-                for job in _bar(to_run, args, desc="files", unit="file"):
-                    _run_job(job, policy, outputs, args, kwargs, client, summary, made)
-                    finished += 1
-            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what finished is said before the stop
-                summary.report(not_started=len(to_run) - finished)
-                raise
-            finally:  # inputs that failed (or Ctrl-C) leave no empty folders behind
-                remove_empty_folders(made)
+            _run_jobs(to_run, policy, outputs, args, kwargs, client, summary, out_dir)
     summary.report()
     return summary.exit_code()
+
+
+def _run_jobs(to_run: list[Job], policy: str, outputs, args, kwargs, client, summary: Summary,
+              out_dir: Path) -> None:
+    """Colour the jobs in turn under the run's progress bar (closed before any summary is printed)."""
+    made: list[Path] = []
+    make_folder(out_dir, made)
+    finished = 0
+    show = shows_progress(args.no_progress)
+    megapixels = [header_megapixels(job.written) for job in to_run] if show else [0.0] * len(to_run)
+    try:
+        with RunProgress(megapixels, show) as bars:
+            for index, job in enumerate(to_run):
+                with bars.file(index, job.written.name) as tiles:
+                    _run_job(job, policy, outputs, args, kwargs, client, summary, made, tiles)
+                finished += 1
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: what finished is said before the stop
+        summary.report(not_started=len(to_run) - finished)
+        raise
+    finally:  # inputs that failed (or Ctrl-C) leave no empty folders behind
+        remove_empty_folders(made)
 
 
 def _plan(args, out_dir: Path, outputs: tuple[str, ...]) -> tuple[list[Job], list[tuple[str, str]]]:
@@ -213,7 +224,8 @@ def _plan(args, out_dir: Path, outputs: tuple[str, ...]) -> tuple[list[Job], lis
     return jobs, missing
 
 
-def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summary, made: list[Path]) -> None:
+def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summary, made: list[Path],
+             tiles: TileCallback | None = None) -> None:
     """Colour one input with its outputs locked; its failure is recorded, not raised.
 
     An output locked by another live run is that run's to write: the input is recorded as
@@ -230,7 +242,7 @@ def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summ
             if narrowed is None:
                 summary.skipped.append(job.written)
                 return
-            mp = _colorize_one(narrowed, outputs, args, kwargs, client)
+            mp = _colorize_one(narrowed, outputs, args, kwargs, client, tiles)
     except KeyboardInterrupt:
         raise
     except OutputBusyError as err:
@@ -261,69 +273,13 @@ def _client(args):
         yield None
 
 
-def _bar(items, args, **kwargs):
-    if args.no_progress:
-        return items
-    from tqdm.auto import tqdm
-    return tqdm(items, file=sys.stderr, leave=False, **kwargs)
+def _colorize_one(job: Job, outputs, args, kwargs, client, tiles: TileCallback | None = None) -> float:
+    """Colorize one input into its targets, reporting tiles to ``tiles``; returns its megapixels."""
+    with warnings_as_lines(job.written.name):
+        return _colorize_source(job, outputs, args, kwargs, client, tiles)
 
 
-def _tile_bar(args, desc: str):
-    """A tqdm bar driven by the engine's progress(done, total) callback."""
-    if args.no_progress:
-        return contextlib.nullcontext(None)
-    from tqdm.auto import tqdm
-    bar = tqdm(total=0, desc=desc, unit="tile", file=sys.stderr, leave=False)
-
-    def update(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-        bar.n = done
-        bar.refresh()
-
-    @contextlib.contextmanager
-    def ctx():
-        try:
-            yield update
-        finally:
-            bar.close()
-    return ctx()
-
-
-@contextlib.contextmanager
-def _warnings_as_lines(name: str):
-    """Reading, scaling and OME-NGFF warnings as ``warning: ...`` lines (naming the input), others as usual."""
-    from .engine.ome import NgffWarning
-    from .inputs import InputScalingWarning
-    from .io import ReadWarning
-
-    pending: list[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ReadWarning)
-            warnings.simplefilter("always", InputScalingWarning)
-            warnings.simplefilter("once", NgffWarning)
-            try:
-                yield
-            finally:
-                pending = list(caught)
-    finally:  # outside the recording, which would take back what is shown here
-        for w in pending:
-            if issubclass(w.category, ReadWarning):  # its message names the file
-                print(f"warning: {w.message}", file=sys.stderr)
-            elif issubclass(w.category, (InputScalingWarning, NgffWarning)):
-                print(f"warning: {name}: {warning_in_cli_words(str(w.message))}", file=sys.stderr)
-            else:
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-
-
-def _colorize_one(job: Job, outputs, args, kwargs, client) -> float:
-    """Colorize one input into its targets; returns its megapixels."""
-    with _warnings_as_lines(job.written.name):
-        return _colorize_source(job, outputs, args, kwargs, client)
-
-
-def _colorize_source(job: Job, outputs, args, kwargs, client) -> float:
+def _colorize_source(job: Job, outputs, args, kwargs, client, bar: TileCallback | None) -> float:
     from .io import read_image, source_fingerprint
 
     # Read through the path as written (the same file): read errors and warnings name what the user sees,
@@ -336,22 +292,20 @@ def _colorize_source(job: Job, outputs, args, kwargs, client) -> float:
     if job.fmt == "zarr":
         from .engine.zarr_io import colorize_to_zarr
         source_id = source_fingerprint(job.source)
-        with _tile_bar(args, src.name) as bar:
-            # The same job's unfinished store is resumed; another job's is replaced only with --overwrite.
-            colorize_to_zarr(image.data, job.targets[STORE], outputs=outputs, rgb_dtype=args.rgb_dtype,
-                             scale=image.scale(), origin=image.translation(), unit=image.unit, axes=image.axes,
-                             source_id=source_id, progress=bar, client=client, overwrite=args.overwrite, **kwargs)
+        # The same job's unfinished store is resumed; another job's is replaced only with --overwrite.
+        colorize_to_zarr(image.data, job.targets[STORE], outputs=outputs, rgb_dtype=args.rgb_dtype,
+                         scale=image.scale(), origin=image.translation(), unit=image.unit, axes=image.axes,
+                         source_id=source_id, progress=bar, client=client, overwrite=args.overwrite, **kwargs)
         return mp
     from .engine.pipeline import colorize_stacked
-    with _tile_bar(args, src.name) as bar:
-        stacked, plan, _ = colorize_stacked(image.data, client=client, progress=bar, **kwargs)
-        um = image.unit == "micrometer"  # the outputs record sizes in micrometers only
-        if job.fmt == "png":
-            _write_pngs(stacked, job.targets, src, image.pixel_size if um else None)
-        else:
-            _write_tiffs(stacked, plan, job.targets, args.rgb_dtype, axes=image.axes,
-                         pixel_size=image.pixel_size if um else None, z_step=image.z_step if um else None,
-                         client=client, progress=bar)
+    stacked, plan, _ = colorize_stacked(image.data, client=client, progress=bar, **kwargs)
+    um = image.unit == "micrometer"  # the outputs record sizes in micrometers only
+    if job.fmt == "png":
+        _write_pngs(stacked, job.targets, src, image.pixel_size if um else None)
+    else:
+        _write_tiffs(stacked, plan, job.targets, args.rgb_dtype, axes=image.axes,
+                     pixel_size=image.pixel_size if um else None, z_step=image.z_step if um else None,
+                     client=client, progress=bar)
     return mp
 
 
