@@ -1,7 +1,7 @@
 """`napari-colorize colorize` on a batch, as a user running it over a tree of scans meets it.
 
-Progress in megapixels, a clean log when stderr is redirected, warnings in the command's
-words, and a quiet cluster shutdown.
+Progress in megapixels, a clean log when stderr is redirected, lists of files
+(``--files-from``), warnings in the command's words, and a quiet cluster shutdown.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import sys
+from types import SimpleNamespace
 
 import imageio.v3 as iio
 import numpy as np
@@ -115,6 +116,86 @@ def test_scaling_advice_in_cli_words():
                                 "it to uint8/uint16, to choose otherwise") == (
         "int32 image: ...; pass --normalize percentile or --normalize minmax, or convert it to uint8/uint16, to "
         "choose otherwise")
+
+
+# --- --files-from ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_folders(tmp_path, monkeypatch):
+    """``a/x.png`` and ``b/x.png`` (one name in two folders) and ``b/y.png``, the current folder their parent."""
+    for i, name in enumerate(("a/x.png", "b/x.png", "b/y.png")):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        iio.imwrite(tmp_path / name, _gray(64, seed=7 * i))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _stdin(monkeypatch, text: str) -> None:
+    monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=io.BytesIO(text.encode())))
+
+
+def _written(out) -> list[str]:
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
+
+
+def test_files_from_stdin_with_base_keeps_sub_folders(two_folders, model_path, monkeypatch):
+    # `find ... | napari-colorize colorize - -o out` said "-: no such file or folder".
+    _stdin(monkeypatch, "a/x.png\n\nb/x.png\r\n")
+    out = two_folders / "out"
+    assert _run("--files-from", "-", "--base", ".", "-o", out, "--model", model_path, *FAST) == 0
+    assert _written(out) == [f"{d}/x_{k}.png" for d in "ab" for k in ("colorized", "confidence", "entropy")]
+
+
+def test_files_from_a_list_without_base_writes_into_the_output_folder(two_folders, model_path, capsys):
+    (two_folders / "list.txt").write_text("a/x.png\nb/y.png\n")
+    out = two_folders / "out"
+    assert _run("--files-from", "list.txt", "-o", out, "--model", model_path, *FAST) == 0
+    assert _written(out) == [f"{n}_{k}.png" for n in "xy" for k in ("colorized", "confidence", "entropy")]
+    assert "colorized 2 file(s)" in capsys.readouterr().err
+
+
+def test_files_from_adds_to_input_arguments_and_names_missing_files(two_folders, model_path, capsys):
+    (two_folders / "list.txt").write_text("b/y.png\nb/gone.png\n")
+    out = two_folders / "out"
+    assert _run("a/x.png", "--files-from", "list.txt", "-o", out, "--model", model_path, *FAST) == 1
+    assert _written(out) == [f"{n}_{k}.png" for n in "xy" for k in ("colorized", "confidence", "entropy")]
+    err = capsys.readouterr().err
+    assert "failed 1" in err and "  FAILED b/gone.png: no such file or folder" in err
+
+
+def test_files_from_one_name_in_two_folders_without_base_is_refused(two_folders, model_path, capsys):
+    (two_folders / "list.txt").write_text("a/x.png\nb/x.png\n")
+    out = two_folders / "out"
+    assert _run("--files-from", "list.txt", "-o", out, "--model", model_path, *FAST) == 2
+    err = capsys.readouterr().err
+    assert (f"{two_folders / 'a/x.png'} and {two_folders / 'b/x.png'} would both write {out / 'x_colorized.png'}: "
+            "rename one of them, or colour them into separate -o folders, or give --base DIR to keep the listed "
+            "files' sub-folders under -o") in err
+    assert not out.exists()
+
+
+def test_files_from_a_file_outside_base_is_a_usage_error(two_folders, model_path, capsys):
+    (two_folders / "list.txt").write_text("a/x.png\nb/y.png\n")
+    assert _run("--files-from", "list.txt", "--base", "a", "-o", two_folders / "out", "--model", model_path,
+                *FAST) == 2
+    assert ("error: 1 listed file(s) are outside --base a (b/y.png); nothing was written: choose a --base that holds "
+            "them all, or leave --base out to write every output straight into -o") in capsys.readouterr().err
+    assert not (two_folders / "out").exists()
+
+
+def test_a_dash_input_says_to_use_files_from(two_folders, model_path, capsys):
+    assert _run("-", "-o", two_folders / "out", "--model", model_path, *FAST) == 2
+    assert ("error: -: no such file or folder (to read the inputs' paths from standard input, use --files-from -)"
+            in capsys.readouterr().err)
+
+
+def test_no_inputs_and_no_list_is_a_usage_error(two_folders, model_path, capsys, monkeypatch):
+    assert _run("-o", two_folders / "out", "--model", model_path, *FAST) == 2
+    assert "error: give the inputs to colour" in capsys.readouterr().err
+    _stdin(monkeypatch, "\n")  # `find` that found nothing
+    assert _run("--files-from", "-", "-o", two_folders / "out", "--model", model_path, *FAST) == 2
+    assert "error: --files-from - lists no files; nothing to colour" in capsys.readouterr().err
 
 
 # --- the local cluster's shutdown -------------------------------------------------------------------

@@ -9,7 +9,8 @@ or --overwrite).  Files are written under a temporary name and renamed when
 complete; zarr stores resume chunk by chunk.  Each output is locked while written,
 so two runs on one folder never write the same file: an input another run is
 writing is left to it.  A bad file is reported and skipped; the exit code is 1 if any
-input failed, 2 if nothing was started.
+input failed, 2 if nothing was started.  A list of files can be read with
+--files-from (find scans -name '*.tif' | napari-colorize colorize --files-from - -o OUT).
 
 Colour can be guided by reference images (--reference) and colour hints (--hints);
 bad guidance is refused before anything is written.
@@ -26,10 +27,11 @@ import numpy as np
 
 from ._atomic import remove_empty_folders
 from .cli_guidance import add_guidance_arguments, check_hints_fit, guidance_kwargs
-from .cli_inputs import other_files_note, pass_over_our_outputs, passed_over_note
 from ._locks import OutputBusyError, OutputLocks
-from .cli_plan import (FORMATS, STORE, Job, check_output_folder, check_output_writable, make_folder, no_inputs_error,
-                       output_folder, outputs_to_write, plan_jobs, preflight)
+from .cli_inputs import (check_listed_under_base, other_files_note, pass_over_our_outputs, passed_over_note,
+                         read_file_list)
+from .cli_plan import (CLASH_FIX, FORMATS, STORE, Job, check_output_folder, check_output_writable, make_folder,
+                       no_inputs_error, output_folder, outputs_to_write, plan_jobs, preflight)
 from .cli_progress import RunProgress, TileCallback, header_megapixels, shows_progress, warnings_as_lines
 from .cli_report import Summary, failure_message
 from .decode import METHODS
@@ -52,7 +54,13 @@ def _positive_int(text: str) -> int:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("colorize", help="colorize gray images (files, folders, globs; PNG/JPEG/TIFF/zarr and more)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders (searched recursively) or globs")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="files, folders (searched recursively) or globs")
+    p.add_argument("--files-from", metavar="LIST", default=None,
+                   help="also colour the files listed in LIST, one path per line (- reads standard input; blank "
+                        "lines ignored; paths relative to the current folder)")
+    p.add_argument("--base", metavar="DIR", default=None,
+                   help="keep the listed files' sub-folders below DIR under -o (a/x.png -> OUT/a/x_colorized.png); "
+                        "without it their outputs go straight into -o, as for a file argument")
     p.add_argument("-o", "--output", required=True,
                    help="output folder (created if needed; not an input folder); sub-folders of inputs are kept")
     p.add_argument("--model", default="default", help="'default' or a .safetensors file from `napari-colorize train`")
@@ -107,6 +115,12 @@ def _policy(args) -> str:
 def _check_args(args) -> None:
     if args.workers is not None and args.scheduler:
         raise ValueError("give either --scheduler (an existing cluster) or --workers (a local one), not both")
+    if not args.inputs and args.files_from is None:
+        raise ValueError("give the inputs to colour: files, folders or globs, or --files-from LIST (- for standard "
+                         "input)")
+    if args.base is not None and args.files_from is None:
+        raise ValueError("--base applies to the files of --files-from; input folders keep their sub-folders "
+                         "under -o without it")
 
 
 def _check_model(model: str):
@@ -164,7 +178,7 @@ def run(args) -> int:
     if args.rgb_dtype != "uint8" and any(job.fmt == "png" for job in jobs):
         print(f"note: --rgb-dtype {args.rgb_dtype} applies to tiff and zarr outputs; PNG files hold 8-bit RGB "
               "(add --format tiff to keep float32)", file=sys.stderr)
-    to_run, skipped = preflight(jobs, policy)
+    to_run, skipped = preflight(jobs, policy, _clash_fix(args))
     summary = Summary(failed=list(missing), skipped=[j.written for j in skipped])
     kwargs = dict(model=args.model, method=args.method, device=args.device, saturation=args.saturation,
                   calibrated=args.calibrated,
@@ -209,8 +223,13 @@ def _plan(args, out_dir: Path, outputs: tuple[str, ...]) -> tuple[list[Job], lis
         If no input is left to colour.
     """
     others: list[Path] = []
-    jobs, missing = plan_jobs(args.inputs, out_dir, args.format, outputs, others)
-    jobs, dropped = check_output_folder(out_dir, args.inputs, jobs)
+    listed = read_file_list(args.files_from) if args.files_from is not None else []
+    if args.files_from is not None and not listed and not args.inputs:  # an empty find: say so, not "no images in "
+        raise FileNotFoundError(f"--files-from {args.files_from} lists no files; nothing to colour")
+    base = check_listed_under_base(listed, args.base) if args.base is not None else None
+    jobs, missing = plan_jobs(args.inputs, out_dir, args.format, outputs, others, listed, base)
+    missing = [(name, _stdin_hint(name, reason)) for name, reason in missing]
+    jobs, dropped = check_output_folder(out_dir, [*args.inputs, *listed], jobs)
     if dropped:
         print(f"note: {len(dropped)} file(s) inside the output folder {out_dir} were not taken as inputs "
               "(results of an earlier run)", file=sys.stderr)
@@ -220,8 +239,20 @@ def _plan(args, out_dir: Path, outputs: tuple[str, ...]) -> tuple[list[Job], lis
     if others:
         print(other_files_note(others), file=sys.stderr)
     if not jobs:
-        raise no_inputs_error(args.inputs, missing)
+        raise no_inputs_error([*args.inputs, *listed], missing)
     return jobs, missing
+
+
+def _stdin_hint(name: str, reason: str) -> str:
+    """``-`` as an INPUT is a missing file, not standard input: say how to read a list from there."""
+    return f"{reason} (to read the inputs' paths from standard input, use --files-from -)" if name == "-" else reason
+
+
+def _clash_fix(args) -> str:
+    """What to do about a name clash: listed files from several folders keep them apart with --base."""
+    if args.files_from is not None and args.base is None:
+        return f"{CLASH_FIX}, or give --base DIR to keep the listed files' sub-folders under -o"
+    return CLASH_FIX
 
 
 def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summary, made: list[Path],

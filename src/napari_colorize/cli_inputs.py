@@ -9,10 +9,15 @@
 * Files found by walking a folder or glob that napari-colorize wrote (its outputs carry
   its mark) are results of an earlier run, not inputs: they are passed over with one note.
   A file named on the command line is coloured whatever it is: the user asked for it.
+* ``--files-from LIST`` adds one path per line (``-``: standard input), each as a file
+  argument.  Their outputs keep the path below ``--base DIR`` if given (``a/x.png`` and
+  ``b/x.png`` listed with ``--base .`` go to ``OUT/a/`` and ``OUT/b/``), else their name only.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -21,7 +26,7 @@ from pathlib import Path
 from .outputs import get_output
 
 __all__ = ["FORMATS", "STORE", "Job", "plan_jobs", "argument_root", "pass_over_our_outputs", "passed_over_note",
-           "other_files_note"]
+           "other_files_note", "read_file_list", "check_listed_under_base"]
 
 #: Output format -> file-name suffix ("zarr": one store per input).
 FORMATS = {"png": ".png", "tiff": ".tif", "zarr": ".zarr"}
@@ -29,6 +34,8 @@ FORMATS = {"png": ".png", "tiff": ".tif", "zarr": ".zarr"}
 STORE = "store"
 #: Kinds of other files named in the note about them (the most common first).
 _MAX_KINDS = 5
+#: Listed files outside --base named in the refusal.
+_MAX_OUTSIDE = 5
 
 
 @dataclass(frozen=True)
@@ -102,23 +109,89 @@ def _relative(source: Path, root: Path) -> Path:
         return Path(source.name)
 
 
+def read_file_list(source: str) -> list[str]:
+    """The paths listed one per line in ``source`` (``-``: standard input); blank lines are ignored.
+
+    Read as bytes and decoded as the file system does, so any name ``find`` prints is
+    kept; only the line ending is stripped (a name may begin or end with a space).
+    """
+    try:
+        if source == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(source, "rb") as fh:
+                data = fh.read()
+    except OSError as err:
+        raise ValueError(f"--files-from {source}: {err.strerror}; give a file listing one input per line, "
+                         "or - to read the list from standard input") from None
+    lines = (os.fsdecode(line.rstrip(b"\r")) for line in data.split(b"\n"))
+    return [line for line in lines if line.strip()]
+
+
+def check_listed_under_base(listed: Sequence[str], base: str) -> Path:
+    """``--base`` as a folder holding every listed path (names compared as written, links kept).
+
+    Raises
+    ------
+    ValueError
+        If ``base`` is not a folder, or some listed paths lie outside it.
+    """
+    from .io import as_written
+
+    folder = as_written(base)
+    if not folder.is_dir():
+        raise ValueError(f"--base {base} is not a folder; give the folder that the listed files' sub-folders are "
+                         "kept below")
+    outside = [p for p in listed if not _below(as_written(p), folder)]
+    if outside:
+        names = ", ".join(outside[:_MAX_OUTSIDE]) + (", ..." if len(outside) > _MAX_OUTSIDE else "")
+        raise ValueError(f"{len(outside)} listed file(s) are outside --base {base} ({names}); nothing was written: "
+                         "choose a --base that holds them all, or leave --base out to write every output straight "
+                         "into -o")
+    return folder
+
+
+def _below(path: Path, folder: Path) -> bool:
+    return path != folder and folder in path.parents
+
+
+def _sources(patterns: Sequence[str], listed: Sequence[str],
+             base: Path | None) -> list[tuple[str, Path | None, bool]]:
+    """(argument, the folder its inputs are named relative to or None if missing, walked) for every argument."""
+    out = []
+    for pattern in patterns:
+        root, walked = argument_root(pattern)
+        out.append((pattern, root, walked))
+    for path in listed:
+        if not os.path.lexists(path):  # a listed line is a path, never a glob: missing is missing
+            out.append((path, None, False))
+            continue
+        root, walked = argument_root(path)
+        out.append((path, base or root, walked))
+    return out
+
+
 def plan_jobs(patterns: Sequence[str], out_dir: Path, fmt: str | None, outputs: Sequence[str],
-              others: list[Path] | None = None) -> tuple[list[Job], list[tuple[str, str]]]:
+              others: list[Path] | None = None, listed: Sequence[str] = (),
+              base: Path | None = None) -> tuple[list[Job], list[tuple[str, str]]]:
     """The jobs for the command-line inputs, and the arguments (or broken links) that matched nothing.
 
     An input reached from two arguments is coloured once, named after the first; it counts
     as named on the command line if either argument names it.  ``others`` gets the files in
-    walked folders and globs that are not images by their name.
+    walked folders and globs that are not images by their name.  ``listed`` are the paths
+    of ``--files-from``, named relative to ``base`` if given (see :func:`check_listed_under_base`).
     """
     from .io import find_inputs, series_output_path
 
     jobs: dict[Path, Job] = {}
     missing: list[tuple[str, str]] = []
     out_dir = out_dir.resolve()
-    for pattern in patterns:
+    for pattern, root, walked in _sources(patterns, listed, base):
+        if root is None:
+            missing.append((pattern, "no such file or folder"))
+            continue
         found, not_found = find_inputs([pattern], others)
         missing += not_found
-        root, walked = argument_root(pattern)
         for written in found:
             source = written.resolve()  # what every safety check compares
             if source in jobs:

@@ -23,7 +23,7 @@ from pathlib import Path
 from ._atomic import TEMP_NAME_EXTRA
 from .cli_inputs import FORMATS, STORE, Job, argument_root, plan_jobs
 
-__all__ = ["POLICIES", "FORMATS", "STORE", "Job", "plan_jobs", "check_output_folder", "preflight", "outputs_to_write",
+__all__ = ["CLASH_FIX", "POLICIES", "FORMATS", "STORE", "Job", "plan_jobs", "check_output_folder", "preflight", "outputs_to_write",
            "output_folder", "check_output_writable", "no_inputs_error", "make_folder"]
 
 #: What to do with existing outputs: the default, --skip-existing, --overwrite.
@@ -71,7 +71,7 @@ def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job])
     return jobs, dropped
 
 
-def _clashes(jobs: list[Job]) -> list[str]:
+def _clashes(jobs: list[Job], fix: str) -> list[str]:
     """Inputs that would write the same output (compared without case: macOS and Windows ignore it)."""
     by_target: dict[str, list[Job]] = {}
     for job in jobs:
@@ -86,8 +86,7 @@ def _clashes(jobs: list[Job]) -> list[str]:
             target = next(t for t in group[0].targets.values() if str(t).casefold() == key)
             each = "both" if len(sources) == 2 else "all"
             names = sorted(str(j.written) for j in group)
-            lines.append(f"{' and '.join(names)} would {each} write {target}: rename one of them, or "
-                         "colour them into separate -o folders")
+            lines.append(f"{' and '.join(names)} would {each} write {target}: {fix}")
     return lines
 
 
@@ -226,8 +225,12 @@ def _listed(lines: list[str]) -> list[str]:
     return lines[:_MAX_LISTED] + ([f"... and {more} more like these"] if more > 0 else [])
 
 
-def preflight(jobs: list[Job], policy: str) -> tuple[list[Job], list[Job]]:
-    """Check every job before anything is computed.
+#: What to do about two inputs writing one output, in the refusal.
+CLASH_FIX = "rename one of them, or colour them into separate -o folders"
+
+
+def preflight(jobs: list[Job], policy: str, clash_fix: str = CLASH_FIX) -> tuple[list[Job], list[Job]]:
+    """Check every job before anything is computed; ``clash_fix`` says what to do about a name clash.
 
     Returns
     -------
@@ -244,7 +247,7 @@ def preflight(jobs: list[Job], policy: str) -> tuple[list[Job], list[Job]]:
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose one of {POLICIES}")
-    kinds = [_clashes(jobs), _overlaps(jobs), _long_names(jobs)]
+    kinds = [_clashes(jobs, clash_fix), _overlaps(jobs), _long_names(jobs)]
     to_run, skipped, existing = [], [], []
     for job in jobs:
         narrowed, issues = outputs_to_write(job, policy)
