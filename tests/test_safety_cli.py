@@ -699,11 +699,12 @@ def test_a_lock_of_another_pid_namespace_with_this_hostname_is_never_taken_over(
     out.mkdir()
     for pid in (os.getpid(), 999_999_999):  # as this process, and as a pid that is dead here
         lock_path(out / "x_colorized.png").write_text(f"{pid} {other}\n")
-        # Left to that run, and the line says which lock to delete if it is not running.
-        assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, *TILES) == 0
+        # Not taken over, and not "left" either: a lock that cannot be checked may be a killed
+        # run's, so the input fails (exit 1) and the line says which lock to delete.
+        assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, *TILES) == 1
         assert not (out / "x_colorized.png").exists() and lock_path(out / "x_colorized.png").exists()
         err = capsys.readouterr().err
-        assert "left to another run 1" in err and f"on {other}); " in err
+        assert "failed 1" in err and "left to another run" not in err and f"on {other}); " in err
         assert f"(if no such run is active, delete {lock_path(out / 'x_colorized.png')})" in err
 
 
