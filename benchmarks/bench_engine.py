@@ -6,7 +6,7 @@ Usage::
     python benchmarks/bench_engine.py seams 3072 1280/256 1280/384   # a larger image, chosen tilings
     python benchmarks/bench_engine.py throughput [SIDE]   # tiled vs single pass on SIDE x SIDE (2048)
     python benchmarks/bench_engine.py memory 16 64   # peak RSS of zarr -> zarr at 16 and 64 MP
-    python benchmarks/bench_engine.py cli [SIDE [FORMAT ...]]   # MP/s through the CLI, in-process and --workers 2
+    python benchmarks/bench_engine.py cli [SIDE [FORMAT ...]]   # MP/s and peak RSS through the CLI, in-process and --workers 2
     python benchmarks/bench_engine.py overhead       # the engine alone (a null model): how fast it can feed a GPU
     python benchmarks/bench_engine.py gpu            # only with CUDA: compact/vgg16, fp32/bf16, pipeline ratio
 
@@ -157,14 +157,18 @@ def cli(size: int = 4096, formats=("png", "tiff", "zarr")) -> None:
             for fmt in formats:
                 out = Path(work) / f"out-{fmt}-{len(extra)}"
                 t = time.perf_counter()
-                r = subprocess.run([sys.executable, "-m", "napari_colorize.cli", "colorize", str(src), "-o", str(out),
-                                    "--model", model_arg, "--device", "cpu", "--format", fmt, "--no-progress", *extra],
-                                   capture_output=True, text=True, check=False)
+                child = subprocess.Popen([sys.executable, "-m", "napari_colorize.cli", "colorize", str(src), "-o",
+                                          str(out), "--model", model_arg, "--device", "cpu", "--format", fmt,
+                                          "--no-progress", *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         text=True)
+                err = child.stderr.read()
+                _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS (kB on Linux)
                 wall = time.perf_counter() - t
-                summary = [line for line in r.stderr.splitlines() if line.startswith("colorized")]
-                print(f"[cli] {size}x{size} {fmt} {' '.join(extra) or 'in-process'} model={name}: rc={r.returncode} "
-                      f"wall {wall:.1f}s incl. start-up = {size * size / 1e6 / wall:.2f} MP/s; "
-                      f"{summary[0] if summary else r.stderr[-500:]}")
+                summary = [line for line in err.splitlines() if line.startswith("colorized")]
+                print(f"[cli] {size}x{size} {fmt} {' '.join(extra) or 'in-process'} model={name}: "
+                      f"rc={os.waitstatus_to_exitcode(status)} wall {wall:.1f}s incl. start-up = "
+                      f"{size * size / 1e6 / wall:.2f} MP/s; peak RSS {usage.ru_maxrss / 1024:.0f} MB "
+                      f"(the main process; cluster workers not counted); {summary[0] if summary else err[-500:]}")
 
 
 def _null_predict(model, gray, options=None, precision="fp32"):

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_colorize"
 
 #: Modules (dotted, below napari_colorize) and the front ends they must never import.
 FRONT_ENDS = ("api", "cli", "cli_colorize", "cli_guidance", "cli_inputs", "cli_plan", "cli_progress", "cli_report",
-              "cli_train", "cli_evaluate", "cli_calibrate", "_qt")
+              "cli_write", "cli_train", "cli_evaluate", "cli_calibrate", "_qt")
 LOWER_LAYERS = ("color", "bins", "spaces", "decode", "losses", "metrics", "outputs", "inputs", "io", "devices",
                 "model", "guidance", "inference", "engine", "_atomic", "_locks")
 

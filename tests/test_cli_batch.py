@@ -243,3 +243,26 @@ def test_local_cluster_quiets_the_nanny_at_shutdown_only(monkeypatch):
         nanny.removeHandler(handler)
     assert seen == ["Worker exceeded 95% memory budget. Restarting"]
     assert nanny.level == level
+
+
+def test_png_outputs_are_filled_band_by_band_and_equal_the_whole_result(tmp_path):
+    # PNG files used to be made from the float32 result of the whole image (20 bytes a pixel,
+    # twice while dask joined it); now each band of chunk rows is converted in turn.
+    import imageio.v3 as iio
+    import numpy as np
+
+    from napari_colorize.cli_write import to_uint8, write_pngs
+    from napari_colorize.engine.pipeline import colorize_stacked
+    from napari_colorize.outputs import channel_slices, output_keys
+
+    gray = np.random.default_rng(0).random((300, 200), dtype=np.float32)
+    stacked, plan, _ = colorize_stacked(gray, device="cpu", tile_size=128, overlap=32)
+    assert plan.ty.n_chunks > 2  # several bands
+    targets = {key: tmp_path / f"{key}.png" for key in output_keys()}
+    write_pngs(stacked, plan, targets, tmp_path / "in.png", None)
+    whole = np.asarray(stacked.compute())
+    channels = channel_slices()
+    from napari_colorize.outputs import get_output
+    for key, path in targets.items():
+        expected = to_uint8(whole[..., channels[get_output(key).name]])
+        np.testing.assert_allclose(iio.imread(path).astype(int), expected.astype(int), atol=1)

@@ -34,9 +34,10 @@ from .cli_plan import (CLASH_FIX, FORMATS, STORE, Job, check_output_folder, chec
                        no_inputs_error, output_folder, outputs_to_write, plan_jobs, preflight)
 from .cli_progress import RunProgress, TileCallback, header_megapixels, shows_progress, warnings_as_lines
 from .cli_report import Summary, failure_message
+from .cli_write import write_pngs, write_tiffs
 from .decode import METHODS
 from .devices import PRECISIONS
-from .outputs import channel_slices, check_output_keys, get_output, output_keys
+from .outputs import check_output_keys, output_keys
 
 __all__ = ["add_parser", "run"]
 
@@ -336,54 +337,9 @@ def _colorize_source(job: Job, outputs, args, kwargs, client, bar: TileCallback 
     stacked, plan, _ = colorize_stacked(image.data, client=client, progress=bar, **kwargs)
     um = image.unit == "micrometer"  # the outputs record sizes in micrometers only
     if job.fmt == "png":
-        _write_pngs(stacked, job.targets, src, image.pixel_size if um else None)
+        write_pngs(stacked, plan, job.targets, src, image.pixel_size if um else None, client=client, progress=bar)
     else:
-        _write_tiffs(stacked, plan, job.targets, args.rgb_dtype, axes=image.axes,
-                     pixel_size=image.pixel_size if um else None, z_step=image.z_step if um else None,
-                     client=client, progress=bar)
+        write_tiffs(stacked, plan, job.targets, args.rgb_dtype, axes=image.axes,
+                    pixel_size=image.pixel_size if um else None, z_step=image.z_step if um else None,
+                    client=client, progress=bar)
     return mp
-
-
-def _to_uint8(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
-
-
-def _write_pngs(stacked, targets: dict[str, Path], src: Path, pixel_size: tuple[float, float] | None) -> None:
-    if stacked.ndim != 3:
-        raise ValueError(f"{src.name} is a stack of shape {stacked.shape[:-1]}; PNG holds one plane: use --format tiff or zarr")
-    from .io import write_png
-    values = np.asarray(stacked.compute())
-    channels = channel_slices()
-    for key, path in targets.items():
-        write_png(path, _to_uint8(values[..., channels[get_output(key).name]]), pixel_size)
-
-
-def _write_tiffs(stacked, plan, targets: dict[str, Path], rgb_dtype: str, *, axes: list[str] | None,
-                 pixel_size: tuple[float, float] | None, z_step: float | None, client=None, progress=None) -> None:
-    """Fill memory-mapped TIFFs one band of chunk rows at a time (bounded memory).
-
-    The input's axis names, pixel size and z step (micrometers) go into every file
-    (:class:`~napari_colorize.io.tiff_memmaps`), so a z-stack is not shown squashed."""
-    from .io import tiff_memmaps
-    shape = tuple(stacked.shape[:-1])
-    specs = {}
-    for key, path in targets.items():
-        if get_output(key).is_rgb:
-            specs[key] = (path, shape + (3,), rgb_dtype, "rgb")
-        else:
-            specs[key] = (path, shape, "float32", "minisblack")
-    channels = channel_slices()
-    bands = [plane + (slice(*plan.ty.chunk_range(cy)),) for plane in plan.planes for cy in range(plan.ty.n_chunks)]
-    if client is None:  # here: one band at a time; the tile cache keeps the tiles two bands share
-        done = ((i, np.asarray(stacked[band].compute())) for i, band in enumerate(bands))
-    else:  # on a cluster: one job, so a tile two bands share runs once; the bar counts bands as tiles
-        from .engine.distributed import compute_as_completed
-        bar = None if progress is None else (lambda n, total: progress(round(plan.n_tiles * n / total), plan.n_tiles))
-        done = compute_as_completed(client, [stacked[band] for band in bands], bar)
-    with tiff_memmaps(specs, pixel_size, axes=axes, z_step=z_step) as maps, contextlib.closing(done):
-        for i, values in done:
-            for key, target in maps.items():
-                output = get_output(key)
-                band = values[..., channels[output.name]]
-                rgb8 = output.is_rgb and rgb_dtype == "uint8"
-                target[bands[i]] = _to_uint8(band) if rgb8 else band
