@@ -16,9 +16,9 @@ memory for all methods.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -49,7 +49,8 @@ def _scalar_maps(probs: dict[str, torch.Tensor], space: SpaceSpec) -> dict[str, 
 
 
 def decode_grid(probs: dict[str, torch.Tensor], space: SpaceSpec, opts: DecodeOptions,
-                guides: list[TileGuide | None] | None = None, gray: torch.Tensor | None = None) -> torch.Tensor:
+                guides: list[TileGuide | None] | None = None, gray: torch.Tensor | None = None,
+                origins: Sequence[tuple[int, ...]] | None = None) -> torch.Tensor:
     """Histograms on the grid -> ``(B, 2 + M, h, w)``: colour (2 channels), then the scalar maps.
 
     The maps are those of :data:`napari_colorize.outputs.OUTPUTS` after the colour
@@ -68,13 +69,14 @@ def decode_grid(probs: dict[str, torch.Tensor], space: SpaceSpec, opts: DecodeOp
     (:func:`~napari_colorize.guidance.guide_colour`), and the maps are those of the
     updated histograms, so confidence rises where guidance decides.  ``gray``
     ``(B, H, W)``, the input tiles, is needed with a reference prior (it depends on the
-    gray level).
+    gray level).  ``origins`` (per batch item, the tile's place) seed the ``sample``
+    method's draws per tile (:func:`_sampled`).
     """
     if opts.temperature != 1.0:
         probs = {k: temper(v, opts.temperature) for k, v in probs.items()}
     if guides is not None:
         probs = guide_histograms(probs, guides, gray)
-    u, v = _sampled(probs, space, opts, gray) if opts.method == "sample" else space.decode(probs, opts)
+    u, v = _sampled(probs, space, opts, origins) if opts.method == "sample" else space.decode(probs, opts)
     if opts.chroma_gain != 1.0:  # before the hints: their colours stay exact
         u, v = u * opts.chroma_gain, v * opts.chroma_gain
     maps = _scalar_maps(probs, space)
@@ -88,21 +90,22 @@ def decode_grid(probs: dict[str, torch.Tensor], space: SpaceSpec, opts: DecodeOp
 
 
 def _sampled(probs: dict[str, torch.Tensor], space: SpaceSpec, opts: DecodeOptions,
-             gray: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``sample`` decoding, each image of the batch drawn with its own generator.
+             origins: Sequence[tuple[int, ...]] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``sample`` decoding, each tile drawn with a generator of its own.
 
-    Seeded by ``opts.seed`` and the image's own gray values: one generator per batch
-    repeated the same draws at the same place in every tile (a periodic pattern on a
-    tiled image), and the draws changed with the batch size.  Now a tile's draws depend
-    only on the seed and what it shows.
+    ``origins``: per batch item, where the tile lies (plane indices, then its first row
+    and column in the plane).  Its generator is seeded by ``opts.seed`` and that place,
+    so tiles draw independently (one generator per batch repeated the same draws at the
+    same offsets in every tile), whatever they show and whatever the batch size.  None
+    (whole images): one generator for the batch, seeded by ``opts.seed``.
     """
     device = next(iter(probs.values())).device
-    if gray is None:  # no image to tell the items apart: one stream for the batch
+    if origins is None:
         return space.decode(probs, opts, torch.Generator(device=device).manual_seed(opts.seed))
     draws = []
-    for i in range(gray.shape[0]):
-        content = zlib.crc32(gray[i].detach().float().cpu().numpy().tobytes())
-        gen = torch.Generator(device=device).manual_seed((opts.seed * 0x9E3779B1 + content) % (1 << 63))
+    for i, origin in enumerate(origins):
+        seed = int(np.random.SeedSequence([opts.seed % (1 << 64), *origin]).generate_state(1, np.uint64)[0] >> 1)
+        gen = torch.Generator(device=device).manual_seed(seed)
         draws.append(space.decode({k: p[i:i + 1] for k, p in probs.items()}, opts, gen))
     return torch.cat([u for u, _ in draws]), torch.cat([v for _, v in draws])
 
@@ -187,7 +190,8 @@ def histograms(model: HypercolumnColorizer, gray: torch.Tensor, precision: str =
 @torch.no_grad()
 def decode_histograms(model: HypercolumnColorizer, probs: dict[str, torch.Tensor], gray: torch.Tensor,
                       options: DecodeOptions = DecodeOptions(), free: bool = False,
-                      guides: list[TileGuide | None] | None = None) -> dict[str, torch.Tensor]:
+                      guides: list[TileGuide | None] | None = None,
+                      origins: Sequence[tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
     """Grid histograms -> every output map at full resolution (the second half of :func:`predict_maps`).
 
     ``free=True`` empties ``probs`` once decoded: histograms are the largest tensors
@@ -195,7 +199,7 @@ def decode_histograms(model: HypercolumnColorizer, probs: dict[str, torch.Tensor
     """
     h, w = gray.shape[-2:]
     gray = gray.float()
-    maps = decode_grid(probs, model.space, options, guides, gray)
+    maps = decode_grid(probs, model.space, options, guides, gray, origins)
     _check_finite(maps)
     if free:
         probs.clear()

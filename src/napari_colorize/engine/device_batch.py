@@ -49,7 +49,7 @@ def reset_memory_limits() -> None:
 
 def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 64,
                   weights: list[tuple[np.ndarray, np.ndarray]] | None = None, guides: list | None = None,
-                  hist_key=None) -> np.ndarray:
+                  hist_key=None, origins: list[tuple[int, ...]] | None = None) -> np.ndarray:
     """Run the model on a batch of gray tiles, shrinking the work on out-of-memory.
 
     Parameters
@@ -67,6 +67,9 @@ def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 
     hist_key : hashable, optional
         Key of this batch's network histograms in :data:`.cache.histogram_cache` (CPU
         only): a batch seen before is only decoded again.
+    origins : list of tuple, optional
+        Per tile, its place (plane indices, first row, first column): the ``sample``
+        decoding draws each tile from a generator seeded by it.
 
     Returns
     -------
@@ -85,7 +88,7 @@ def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 
     if gray.size < _OOM_PIXELS.get(str(device), gray.size + 1):
         try:
             with _model_lock(model):
-                maps = _maps(model, torch.from_numpy(gray).to(device), options, guides, hist_key)
+                maps = _maps(model, torch.from_numpy(gray).to(device), options, guides, hist_key, origins)
                 out = _stack_outputs(maps)
                 del maps
                 if weights is not None:
@@ -105,9 +108,9 @@ def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 
     if b > 1:
         half = b // 2
         return np.concatenate([predict_tiles(model, gray[:half], options, overlap, weights and weights[:half],
-                                             guides and guides[:half]),
+                                             guides and guides[:half], origins=origins and origins[:half]),
                                predict_tiles(model, gray[half:], options, overlap, weights and weights[half:],
-                                             guides and guides[half:])])
+                                             guides and guides[half:], origins=origins and origins[half:])])
     side = max(h, w)
     sub = -(-(side // 2 + overlap) // 32) * 32
     if sub >= side or sub < 2 * options.min_size:
@@ -122,15 +125,18 @@ def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 
             sub_guides = None
             if guides and guides[0] is not None:
                 sub_guides = [guides[0].crop(sy.start, sx.start, sy.stop - sy.start, sx.stop - sx.start)]
+            sub_origins = None if origins is None else [(*origins[0][:-2], origins[0][-2] + sy.start,
+                                                          origins[0][-1] + sx.start)]
             results[jy, jx] = predict_tiles(model, np.ascontiguousarray(gray[:, sy, sx]), options, sub_overlap,
-                                            guides=sub_guides)[0]
+                                            guides=sub_guides, origins=sub_origins)[0]
     out = blend_tiles(plan, results)
     if weights is not None:
         scale_in_place(out, *weights[0])
     return out[None]
 
 
-def _maps(model, gray: torch.Tensor, options: TileOptions, guides: list | None, hist_key) -> dict[str, torch.Tensor]:
+def _maps(model, gray: torch.Tensor, options: TileOptions, guides: list | None, hist_key,
+          origins: list[tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
     """The batch's output maps; its histograms from the cache when ``hist_key`` has them."""
     cached = hist_key is not None and gray.device.type == "cpu"
     probs = histogram_cache.get(hist_key) if cached else None
@@ -139,7 +145,8 @@ def _maps(model, gray: torch.Tensor, options: TileOptions, guides: list | None, 
         if cached:
             histogram_cache.put(hist_key, dict(probs))
     # A copy of the dict: decoding frees its entries as it goes, the cache keeps them.
-    return inference.decode_histograms(model, dict(probs), gray, options.decode, free=True, guides=guides)
+    return inference.decode_histograms(model, dict(probs), gray, options.decode, free=True, guides=guides,
+                                       origins=origins)
 
 
 def _stack_outputs(maps: dict[str, torch.Tensor]) -> torch.Tensor:

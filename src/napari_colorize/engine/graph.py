@@ -99,7 +99,8 @@ def _run_batch(key: str, model_ref: ModelRef, options: TileOptions, plan: TilePl
     if options.guidance is not None:
         guides = [options.guidance.for_tile(plan.tile(index)[0], *_tile_box(plan, jy, jx)) for index, (jy, jx)
                   in zip(tiles, places)]
-    out = predict_tiles(model, gray, options, overlap, weights, guides, hist_key if options.cache else None)
+    origins = [plan.tile(index)[0] + _tile_box(plan, jy, jx)[:2] for index, (jy, jx) in zip(tiles, places)]
+    out = predict_tiles(model, gray, options, overlap, weights, guides, hist_key if options.cache else None, origins)
     del gray
     pieces = [cut_pieces(out[pos], plan, jy, jx, scaled=on_gpu) for pos, (jy, jx) in enumerate(places)]
     del out
