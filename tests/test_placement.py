@@ -12,6 +12,7 @@ import zarr
 from skimage import data
 
 import napari_colorize as nc
+from napari_colorize._atomic import HOST
 from napari_colorize.engine.zarr_io import open_zarr_result, read_job
 from napari_colorize.engine.zarr_read import read_placement
 
@@ -78,6 +79,25 @@ def test_a_finished_store_in_a_read_only_folder_is_accepted_without_a_lock(model
     assert nc.colorize_to_zarr(STACK, out, model_path, **TILING) == out
     with pytest.raises(OSError, match="Read-only"):  # a new store there fails as it would anyway
         nc.colorize_to_zarr(STACK, tmp_path / "new.zarr", model_path, **TILING)
+    # An empty folder, or the finished store asked with another pixel size (a write), is never
+    # written without the lock: the lock's error says why.
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(OSError, match="Read-only"):
+        nc.colorize_to_zarr(STACK, tmp_path / "empty.zarr", model_path, **TILING)
+    with pytest.raises(OSError, match="Read-only"):
+        nc.colorize_to_zarr(STACK, out, model_path, scale=[2.0, 0.5, 0.5], **TILING)
+
+
+def test_a_finished_store_is_returned_while_another_run_holds_its_lock(model_path, tmp_path):
+    # Callers that only want the finished store (as the busy message advises) refused each
+    # other: the lock was taken before the store was found finished.
+    from napari_colorize._locks import OutputBusyError, lock_path
+    out = tmp_path / "o.zarr"
+    nc.colorize_to_zarr(STACK, out, model_path, **TILING)
+    lock_path(out).write_text(f"{os.getppid()} {HOST}\n")  # a live run of this host holds it
+    assert nc.colorize_to_zarr(STACK, out, model_path, **TILING) == out
+    with pytest.raises(OutputBusyError):  # a write (another placement) still waits for that run
+        nc.colorize_to_zarr(STACK, out, model_path, scale=[2.0, 0.5, 0.5], **TILING)
 
 
 def test_the_same_job_under_other_axis_names_is_another_layout(model_path, tmp_path):

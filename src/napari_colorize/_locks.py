@@ -23,7 +23,7 @@ import errno
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,32 +206,43 @@ _READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 @contextlib.contextmanager
-def store_lock(target: Path, advice: str) -> Iterator[None]:
-    """Hold ``target``'s lock for a ``with`` block, unless this thread holds it already.
+def store_lock(target: Path, advice: str, finished: Callable[[], bool] | None = None) -> Iterator[bool]:
+    """Hold ``target``'s lock for a ``with`` block, unless this thread holds it already; the
+    block gets True, or False when it runs without the lock (below).
 
     ``colorize_to_zarr``'s lock: two threads or processes filling one store met each
     other's half-made arrays (``ContainsGroupError``, a vanished chunk marker); the second
     now gets :class:`OutputBusyError` with ``advice``.  The command line locks its outputs
     (:class:`OutputLocks`) and then calls ``colorize_to_zarr`` in the same thread, which
     goes on under that lock.  The store's folder is made first, as the store would be.
+
+    ``finished()``: whether the store is already what the caller asks for, so that it needs
+    no writer.  Then a lock held by another run, or one that cannot be made (read-only
+    media), is no obstacle: the block runs without it (False) and must write nothing.
     """
     lock = lock_path(target)
     with _HELD_LOCK:
         holder = _HELD.get(os.path.abspath(lock), (None, None))[1]
     if holder == threading.get_ident():
-        yield
+        yield True
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         taken = _acquire(target, advice)
-    except OSError as err:
-        if err.errno not in _READ_ONLY or not target.exists():
+    except OutputBusyError:
+        if finished is None or not finished():
             raise
-        # A finished store on read-only media (or another user's folder): no run can write
-        # there, so there is no writer to exclude; a re-run that must write fails on its own.
-        yield
+        taken = None
+    except OSError as err:
+        # The folder is not ours to write (read-only media, another user's): a finished store
+        # can still be read; anything else would fail to write, so the lock's error says why.
+        if err.errno not in _READ_ONLY or finished is None or not finished():
+            raise
+        taken = None
+    if taken is None:
+        yield False
         return
     try:
-        yield
+        yield True
     finally:
         _release(taken)

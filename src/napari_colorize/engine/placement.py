@@ -123,13 +123,24 @@ def store_has_layout(path: str, outputs: Sequence[str], placement: Placement) ->
         return False
 
 
+def _stale(group, outputs: Sequence[str], placement: Placement) -> dict[str, list[str]]:
+    """Per output whose multiscales say another placement, the paths of its levels."""
+    levels = {k: _stale_levels(image_group(group, get_output(k)), get_output(k), placement) for k in outputs}
+    return {k: paths for k, paths in levels.items() if paths is not None}
+
+
+def placement_current(path: str, outputs: Sequence[str], placement: Placement, recorded: dict | None) -> bool:
+    """Whether a store of the same job already says this run's placement (read only)."""
+    group = open_group(path, "r")
+    return not _stale(group, outputs, placement) and dict(group.attrs)[ATTR].get("placement") == recorded
+
+
 def refresh_placement(path: str, outputs: Sequence[str], placement: Placement, recorded: dict | None) -> None:
     """Give a store of the same job this run's placement: each output's multiscales, and the
     job record's ``placement`` (``recorded``: :func:`left_out`'s).  Metadata only, and
     nothing is written when the store already says the same."""
     group = open_group(path, "r")
-    levels = {k: _stale_levels(image_group(group, get_output(k)), get_output(k), placement) for k in outputs}
-    stale = {k: paths for k, paths in levels.items() if paths is not None}
+    stale = _stale(group, outputs, placement)
     record = dict(group.attrs)[ATTR]
     if not stale and record.get("placement") == recorded:
         return

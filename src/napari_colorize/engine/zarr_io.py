@@ -44,6 +44,7 @@ from dask.highlevelgraph import HighLevelGraph
 from .._locks import store_lock
 from ..outputs import channel_slices, check_output_keys, get_output, output_keys
 from . import stripes
+from .claim import claim_path, done_as_asked, is_complete, read_job
 from .jobs import ModelRef, Monitor
 from .ome import full_axes, leading_names, ome_axes, rgb_channel_index, stored_axes
 from .pipeline import colorize_stacked
@@ -65,31 +66,6 @@ __all__ = ["colorize_to_zarr", "open_zarr_result", "open_zarr_levels", "is_compl
 #: What a second writer of one store is told (its lock is the command line's, ``.NAME.lock``).
 BUSY_ADVICE = ("wait for it, or write to another path; call colorize_to_zarr again afterwards "
                "to get the finished store (or resume an unfinished one)")
-
-
-def read_job(path: str | os.PathLike) -> dict | None:
-    """The job record of a store written by :func:`colorize_to_zarr`, or None.
-
-    None means ``path`` is not such a store (missing, a file, a folder or zarr store of
-    something else).  The record holds ``fingerprint`` and ``complete`` besides the
-    job's input, model and options.  A store killed while being created (its markers
-    folder made, its record not yet written, no results in it) gives
-    ``{"complete": False}``: ours, unfinished, of no known job.
-    """
-    if not os.path.isdir(path):
-        return None
-    try:
-        job = dict(open_group(str(path), "r").attrs).get(_ATTR)
-    except Exception:  # noqa: BLE001 -- unreadable or not zarr: not ours, unless killed while being created
-        job = None
-    if job is None and os.path.isdir(os.path.join(path, MARKERS)):
-        return {"complete": False}
-    return job if isinstance(job, dict) else None
-
-
-def is_complete(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a store written completely by :func:`colorize_to_zarr`."""
-    return bool((read_job(path) or {}).get("complete"))
 
 
 def _fingerprint(job: dict) -> str:
@@ -169,65 +145,6 @@ def _create_outputs(group, outputs: tuple[str, ...], shape: tuple[int, ...], chu
             _create_output(group, get_output(key), shape, chunks, placement)
 
 
-def _claim_path(path: str, fingerprints: tuple[str, ...], overwrite: bool,
-                same_layout: Callable[[], bool]) -> bool | None:
-    """Decide what to do with whatever is at ``path`` before a store is written there.
-
-    Returns None when a new store is to be created (nothing there, an empty folder, or
-    a store of another job that ``overwrite`` replaces), and otherwise whether the
-    store of this same job (and, ``same_layout()``, under the same axis names) is complete (an unfinished one is resumed: that is not an
-    overwrite, and recomputing it would give the identical result).
-
-    Raises
-    ------
-    FileExistsError
-        For a file, for anything not written by napari-colorize (never deleted, even
-        with ``overwrite``), and for a store of another job without ``overwrite``.
-    """
-    if os.path.lexists(path) and not os.path.isdir(path):
-        raise FileExistsError(f"{path} is a file, not a zarr store; it is never replaced: choose a folder path "
-                              "such as out.zarr")
-    if not os.path.exists(path) or _is_empty_folder(path):
-        return None
-    job = read_job(path)
-    if job is None:
-        raise FileExistsError(f"{path} holds something that was not written by napari-colorize; it is never "
-                              "deleted, not even with overwrite=True (--overwrite): move it or choose another path")
-    if job.get("fingerprint") in fingerprints and same_layout():
-        return bool(job.get("complete"))
-    if "fingerprint" not in job and not os.path.islink(path):
-        if _created_only(path):
-            shutil.rmtree(path)  # killed while being created: no result in it to lose
-            return None
-        if not overwrite:  # its job is unknown: maybe this one, after a passing file-system error
-            raise FileExistsError(f"{path} is a napari-colorize store whose job record cannot be read (torn, or a "
-                                  "file-system error); run again, or pass overwrite=True (--overwrite) to replace it")
-    if not overwrite:
-        state = "a finished" if job.get("complete") else "an unfinished"
-        raise FileExistsError(f"{path} already holds {state} result of a different colorization job (another "
-                              "input, model, options or axis names); pass overwrite=True (--overwrite) to replace it, or "
-                              "choose another output path")
-    if os.path.islink(path):
-        raise FileExistsError(f"{path} is a link to a store; replace the store it points to, or choose another path")
-    shutil.rmtree(path)
-    return None
-
-
-def _created_only(path: str) -> bool:
-    """A store whose attributes were read and hold no job record: killed between its creation
-    and its record, which comes before any chunk.  Unreadable attributes (torn, a permission
-    or network error) prove nothing: such a store is never deleted without overwrite."""
-    try:
-        return _ATTR not in dict(open_group(path, "r").attrs)
-    except Exception:  # noqa: BLE001 -- any failure to read: not provably empty
-        return False
-
-
-def _is_empty_folder(path: str) -> bool:
-    with os.scandir(path) as entries:
-        return next(entries, None) is None
-
-
 def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: tuple[int, ...],
                    chunks: tuple[int, int], outputs: tuple[str, ...], placement: Placement, overwrite: bool) -> bool:
     """Create the store, or check that an existing one holds this same job (and bring its
@@ -237,7 +154,7 @@ def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: t
 
     Returns True when the store is already complete.
     """
-    existing = _claim_path(path, fingerprints, overwrite, lambda: store_has_layout(path, outputs, placement))
+    existing = claim_path(path, fingerprints, overwrite, lambda: store_has_layout(path, outputs, placement))
     if existing is not None:
         if not existing:  # resumed: its (maybe empty) markers folder may have been tidied away
             os.makedirs(os.path.join(path, MARKERS), exist_ok=True)
@@ -347,7 +264,12 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     job = job if extra is None else dict(job, placement=extra)
     chunks = (plan.ty.chunk, plan.tx.chunk)
     # The command line's lock file (one writer per store, across threads, processes and front ends).
-    with store_lock(Path(path), BUSY_ADVICE):
+    # A finished store of this job that already says this placement needs no writer, so it is
+    # returned as it is while another run holds the lock, or where no lock file can be made.
+    finished = lambda: done_as_asked(path, (fingerprint, *legacy), outputs, placement, extra)  # noqa: E731
+    with store_lock(Path(path), BUSY_ADVICE, finished) as locked:
+        if not locked:
+            return Path(path)
         if _prepare_store(path, job, (fingerprint, *legacy), store_shape, chunks, outputs,
                           placement, overwrite):
             return Path(path)

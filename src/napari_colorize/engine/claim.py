@@ -1,0 +1,111 @@
+"""What is at a store's path before :func:`~.zarr_io.colorize_to_zarr` writes there: nothing,
+a store of this job (finished or not), another job's, or something that is not ours.
+
+Read without a lock: :func:`done_as_asked` lets a finished store of the same job be
+returned while another run holds its lock, or where no lock file can be made.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Sequence
+
+from .placement import Placement, placement_current, store_has_layout
+from .store import ATTR as _ATTR
+from .store import MARKERS, open_group
+
+__all__ = ["read_job", "is_complete", "claim_path", "done_as_asked"]
+
+
+def read_job(path: str | os.PathLike) -> dict | None:
+    """The job record of a store written by :func:`colorize_to_zarr`, or None.
+
+    None means ``path`` is not such a store (missing, a file, a folder or zarr store of
+    something else).  The record holds ``fingerprint`` and ``complete`` besides the
+    job's input, model and options.  A store killed while being created (its markers
+    folder made, its record not yet written, no results in it) gives
+    ``{"complete": False}``: ours, unfinished, of no known job.
+    """
+    if not os.path.isdir(path):
+        return None
+    try:
+        job = dict(open_group(str(path), "r").attrs).get(_ATTR)
+    except Exception:  # noqa: BLE001 -- unreadable or not zarr: not ours, unless killed while being created
+        job = None
+    if job is None and os.path.isdir(os.path.join(path, MARKERS)):
+        return {"complete": False}
+    return job if isinstance(job, dict) else None
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a store written completely by :func:`colorize_to_zarr`."""
+    return bool((read_job(path) or {}).get("complete"))
+
+
+def done_as_asked(path: str, fingerprints: tuple[str, ...], outputs: Sequence[str], placement: Placement,
+                  recorded: dict | None) -> bool:
+    """Whether ``path`` is a finished store of this job, under these axis names, that already
+    says this run's placement: nothing would be written, so it needs no lock."""
+    job = read_job(path) or {}
+    return (bool(job.get("complete")) and job.get("fingerprint") in fingerprints
+            and store_has_layout(path, outputs, placement) and placement_current(path, outputs, placement, recorded))
+
+
+def claim_path(path: str, fingerprints: tuple[str, ...], overwrite: bool,
+                same_layout: Callable[[], bool]) -> bool | None:
+    """Decide what to do with whatever is at ``path`` before a store is written there.
+
+    Returns None when a new store is to be created (nothing there, an empty folder, or
+    a store of another job that ``overwrite`` replaces), and otherwise whether the
+    store of this same job (and, ``same_layout()``, under the same axis names) is complete (an unfinished one is resumed: that is not an
+    overwrite, and recomputing it would give the identical result).
+
+    Raises
+    ------
+    FileExistsError
+        For a file, for anything not written by napari-colorize (never deleted, even
+        with ``overwrite``), and for a store of another job without ``overwrite``.
+    """
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise FileExistsError(f"{path} is a file, not a zarr store; it is never replaced: choose a folder path "
+                              "such as out.zarr")
+    if not os.path.exists(path) or _is_empty_folder(path):
+        return None
+    job = read_job(path)
+    if job is None:
+        raise FileExistsError(f"{path} holds something that was not written by napari-colorize; it is never "
+                              "deleted, not even with overwrite=True (--overwrite): move it or choose another path")
+    if job.get("fingerprint") in fingerprints and same_layout():
+        return bool(job.get("complete"))
+    if "fingerprint" not in job and not os.path.islink(path):
+        if _created_only(path):
+            shutil.rmtree(path)  # killed while being created: no result in it to lose
+            return None
+        if not overwrite:  # its job is unknown: maybe this one, after a passing file-system error
+            raise FileExistsError(f"{path} is a napari-colorize store whose job record cannot be read (torn, or a "
+                                  "file-system error); run again, or pass overwrite=True (--overwrite) to replace it")
+    if not overwrite:
+        state = "a finished" if job.get("complete") else "an unfinished"
+        raise FileExistsError(f"{path} already holds {state} result of a different colorization job (another "
+                              "input, model, options or axis names); pass overwrite=True (--overwrite) to replace it, or "
+                              "choose another output path")
+    if os.path.islink(path):
+        raise FileExistsError(f"{path} is a link to a store; replace the store it points to, or choose another path")
+    shutil.rmtree(path)
+    return None
+
+
+def _created_only(path: str) -> bool:
+    """A store whose attributes were read and hold no job record: killed between its creation
+    and its record, which comes before any chunk.  Unreadable attributes (torn, a permission
+    or network error) prove nothing: such a store is never deleted without overwrite."""
+    try:
+        return _ATTR not in dict(open_group(path, "r").attrs)
+    except Exception:  # noqa: BLE001 -- any failure to read: not provably empty
+        return False
+
+
+def _is_empty_folder(path: str) -> bool:
+    with os.scandir(path) as entries:
+        return next(entries, None) is None
