@@ -118,6 +118,20 @@ def test_scaling_advice_in_cli_words():
         "choose otherwise")
 
 
+def test_normalisation_fallbacks_name_no_option_the_cli_lacks(tmp_path, model_path, capsys):
+    # They said "as --normalize dtype does" and "pass limits=(lo, hi) to choose": an API value and
+    # an API argument that this command does not have.
+    beads = np.zeros((64, 64), np.uint16)
+    beads.flat[::2000] = 3000  # 3 of 4096 pixels: both percentiles are 0
+    iio.imwrite(tmp_path / "beads.png", beads)
+    iio.imwrite(tmp_path / "flat.png", np.full((64, 64), 7, np.uint16))
+    for name, normalize in (("beads", "percentile"), ("flat", "minmax")):
+        _run(tmp_path / f"{name}.png", "-o", tmp_path / name, "--model", model_path, "--normalize", normalize, *FAST)
+        warning = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:"))
+        assert "limits=" not in warning and "dtype" not in warning and "normalize=" not in warning
+    assert warning.endswith("as without --normalize (gray 0.000107)")
+
+
 # --- --files-from ----------------------------------------------------------------------------------
 
 

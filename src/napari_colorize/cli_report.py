@@ -72,7 +72,9 @@ def in_cli_words(text: str, policy: str) -> str:
 
 def warning_in_cli_words(text: str) -> str:
     """A scaling warning's advice, given in API terms (``normalize='percentile' (--normalize
-    percentile, microscopy)``), said with this command's option only (``--normalize percentile``)."""
+    percentile, microscopy)``), said with this command's option only (``--normalize percentile``).
+    The API's ``normalize='dtype'`` is this command's default, and its ``limits=`` has no option here."""
+    text = text.replace("as normalize='dtype' does", "as without --normalize").replace("; pass limits=(lo, hi) to choose", "")
     text = re.sub(r" \(--normalize(?: \w+)?(?:, ([^)]*))?\)", lambda m: f" ({m.group(1)})" if m.group(1) else "", text)
     text = re.sub(r"normalize='(\w+)'", r"--normalize \1", text)
     return re.sub(r"(--normalize \w+[^']*?) or '(\w+)'", r"\1 or --normalize \2", text)
