@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -457,6 +458,27 @@ def test_output_locked_by_a_live_run_is_reported_not_written(tmp_path, model_pat
     assert _run(tmp_path / "x.png", tmp_path / "y.png", "-o", out, "--skip-existing", "--model", model_path,
                 *TILES) == 0
     assert (out / "x_confidence.png").exists() and not list(out.glob(".*.lock"))
+
+
+def test_a_lock_whose_pid_a_later_process_reuses_is_a_failure_not_left(tmp_path, model_path, cam8, capsys):
+    # A run killed by SIGKILL (or a reboot) leaves its lock; a process started later reuses its
+    # pid.  That lock looks alive, but its input would never be coloured: it must not exit 0.
+    iio.imwrite(tmp_path / "x.png", cam8)
+    out = tmp_path / "out"
+    out.mkdir()
+    later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = lock_path(out / "x_colorized.png")
+        lock.write_text(f"{later.pid} {HOST}\n")
+        hour_ago = time.time() - 3600
+        os.utime(lock, (hour_ago, hour_ago))  # written an hour before that process started
+        assert _run(tmp_path / "x.png", "-o", out, "--model", model_path, *TILES) == 1
+        err = capsys.readouterr().err
+        assert "failed 1" in err and "left to another run" not in err
+        assert f"(if no such run is active, delete {lock})" in err
+    finally:
+        later.kill()
+        later.wait()
 
 
 def test_stale_lock_of_a_dead_run_is_taken_over(tmp_path, model_path, cam8):

@@ -129,6 +129,21 @@ def space_error(err: BaseException, path: Path, needed: int | None = None) -> OS
     return None
 
 
+def process_start_time(pid: int) -> float | None:
+    """When process ``pid`` of this host started (seconds since the epoch), from /proc; None
+    where there is no /proc (not Linux) or the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            # Field 22 (start time, clock ticks after boot) counts after the ')' that ends
+            # the command name, which may itself hold spaces and parentheses.
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat", encoding="ascii") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
 def pid_alive(pid: int) -> bool:
     """Whether a process of this host with this id runs (for stale temporary and lock files)."""
     if pid <= 0:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._atomic import HOST, is_this_host, owner_gone
+from ._atomic import HOST, is_this_host, owner_gone, pid_alive, process_start_time
 
 __all__ = ["OutputBusyError", "OutputLocks", "lock_path", "store_lock", "CLI_ADVICE"]
 
@@ -82,6 +82,16 @@ class _Owner:
     def _held_here(self, lock: Path) -> bool:
         with _HELD_LOCK:
             return _HELD.get(os.path.abspath(lock), (None,))[0] == self.inode
+
+    def known_alive(self) -> bool:
+        """Whether a live run of this host is known to own the lock: its pid runs, and that
+        process started before the lock was written (give or take a minute of clock and file
+        system time).  A killed run's pid is often reused (after a reboot, almost surely) by
+        a process that started later; without /proc, nothing is known."""
+        if not is_this_host(self.host) or not pid_alive(self.pid):
+            return False
+        started = process_start_time(self.pid)
+        return started is not None and started <= time.time() - self.age + 60.0
 
 
 def lock_path(target: Path) -> Path:

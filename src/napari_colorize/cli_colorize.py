@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._atomic import is_this_host, remove_empty_folders
+from ._atomic import remove_empty_folders
 from .cli_guidance import add_guidance_arguments, check_hints_fit, guidance_kwargs
 from ._locks import OutputBusyError, OutputLocks
 from .cli_inputs import (check_listed_under_base, other_files_note, pass_over_our_outputs, passed_over_note,
@@ -278,11 +278,11 @@ def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summ
     except KeyboardInterrupt:
         raise
     except OutputBusyError as err:
-        # Left only to a run known to be alive (this host's live pid); a lock from another
-        # host or container cannot be checked, and may be a killed run's: the input then
-        # counts as failed, so that a batch job's exit code does not hide it.
-        verified = err.owner is not None and is_this_host(err.owner.host)
-        (summary.left if verified else summary.failed).append((str(job.written), failure_message(err, job, policy)))
+        # Left only to a run known to be alive (this host's, started before its lock); a lock
+        # from another host or container, or whose pid a later process reuses, may be a killed
+        # run's: the input then counts as failed, so that a batch job's exit code shows it.
+        alive = err.owner is not None and err.owner.known_alive()
+        (summary.left if alive else summary.failed).append((str(job.written), failure_message(err, job, policy)))
         return
     except Exception as err:  # noqa: BLE001 -- one bad file must not stop a folder
         summary.failed.append((str(job.written), failure_message(err, job, policy)))
