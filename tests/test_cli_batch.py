@@ -212,6 +212,92 @@ def test_no_inputs_and_no_list_is_a_usage_error(two_folders, model_path, capsys,
     assert "error: --files-from - lists no files; nothing to colour" in capsys.readouterr().err
 
 
+
+def _find(top: str = ".", png_only: bool = True) -> str:
+    """What ``find TOP -name '*.png'`` (or ``find TOP``, folders first) prints, one path a line."""
+    import os
+
+    lines = []
+    for folder, dirs, files in os.walk(top):
+        dirs.sort()
+        lines += [] if png_only else [folder]
+        lines += [os.path.join(folder, f) for f in sorted(files) if f.endswith(".png") or not png_only]
+    return "".join(f"{line}\n" for line in lines)
+
+
+_OUTS = ("colorized", "confidence", "entropy")
+_TREE = [f"{d}/{n}_{k}.png" for d, n in (("a", "x"), ("b", "x"), ("b", "y")) for k in _OUTS]
+
+
+def test_files_from_a_find_rerun_passes_over_earlier_outputs(two_folders, model_path, monkeypatch, capsys):
+    # A rerun with another -o coloured out1's results again (out2/out1/a/x_colorized_colorized.png ...).
+    for out in ("out1", "out2"):
+        _stdin(monkeypatch, _find())
+        assert _run("--files-from", "-", "--base", ".", "-o", out, "--model", model_path, *FAST) == 0
+    assert _written(two_folders / "out2") == _TREE
+    assert "note: passed over 9 file(s) in the input folders that napari-colorize wrote" in capsys.readouterr().err
+    _stdin(monkeypatch, _find())  # the same pipeline again: out2's own results are not inputs either
+    assert _run("--files-from", "-", "--base", ".", "-o", "out2", "--skip-existing", "--model", model_path,
+                *FAST) == 0
+    err = capsys.readouterr().err
+    assert "note: 9 file(s) inside the output folder out2 were not taken as inputs" in err
+    assert "colorized 0 file(s)" in err and "skipped 3; failed 0" in err
+    assert _written(two_folders / "out2") == _TREE
+
+
+def test_files_from_with_the_output_folder_inside_the_listed_tree(two_folders, model_path, monkeypatch, capsys):
+    # A --skip-existing rerun failed, exit 2: "... would be written over the input ..." with --base,
+    # "the output folder out is also an input folder" without.
+    for _ in range(2):
+        _stdin(monkeypatch, _find(png_only=False))  # `find .`: folders too, the base folder first
+        assert _run("--files-from", "-", "--base", ".", "-o", "out", "--skip-existing", "--model", model_path,
+                    *FAST) == 0
+    assert _written(two_folders / "out") == _TREE
+    assert "skipped 3; failed 0" in capsys.readouterr().err
+    for _ in range(2):  # without --base: `find a b/y.png` style, the flat results lying in -o
+        _stdin(monkeypatch, "a/x.png\nb/y.png\n" + (_find("flat") if (two_folders / "flat").exists() else ""))
+        assert _run("--files-from", "-", "-o", "flat", "--skip-existing", "--model", model_path, *FAST) == 0
+    assert _written(two_folders / "flat") == [f"{n}_{k}.png" for n in "xy" for k in _OUTS]
+    assert "note: 6 file(s) inside the output folder flat were not taken as inputs" in capsys.readouterr().err
+
+
+def test_files_from_a_link_and_dotdot_under_base(two_folders, model_path, monkeypatch):
+    # `linkscans/a/../b/x.png` (resolved) was "outside --base linkscans" (kept as a link).
+    (two_folders / "linkscans").symlink_to(two_folders, target_is_directory=True)
+    _stdin(monkeypatch, "linkscans/a/x.png\nlinkscans/a/../b/x.png\n")
+    assert _run("--files-from", "-", "--base", "linkscans", "-o", "o16", "--model", model_path, *FAST) == 0
+    assert _written(two_folders / "o16") == [f"{d}/x_{k}.png" for d in "ab" for k in _OUTS]
+
+
+def test_files_from_a_list_with_a_byte_order_mark(two_folders, model_path, monkeypatch, capsys):
+    # Windows Notepad's list failed: "FAILED \ufeffa/x.png: no such file or folder".
+    _stdin(monkeypatch, "\ufeffa/x.png\r\nb/y.png\r\n")
+    assert _run("--files-from", "-", "-o", "out", "--model", model_path, *FAST) == 0
+    assert _written(two_folders / "out") == [f"{n}_{k}.png" for n in "xy" for k in _OUTS]
+
+
+def test_files_from_a_missing_file_listed_twice_fails_once(two_folders, model_path, monkeypatch, capsys):
+    _stdin(monkeypatch, "b/gone.png\nb/y.png\n./b/gone.png\nb/y.png\n")
+    assert _run("--files-from", "-", "-o", "out", "--model", model_path, *FAST) == 1
+    err = capsys.readouterr().err
+    assert "colorized 1 file(s)" in err and "failed 1" in err and err.count("FAILED") == 1
+
+
+def test_ctrl_c_while_headers_are_read_leaves_no_folders_and_says_what_is_left(two_folders, model_path, capsys,
+                                                                               monkeypatch):
+    # The output folder was made, and headers read, before the run's try: Ctrl-C left an empty -o, no summary.
+    from napari_colorize import cli_colorize
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_colorize, "shows_progress", lambda no_progress: True)
+    monkeypatch.setattr(cli_colorize, "header_megapixels", interrupted)
+    assert _run(".", "-o", "deep/out", "--model", model_path, *FAST) == 130
+    err = capsys.readouterr().err
+    assert "colorized 0 file(s), 0.0 MP" in err and "skipped 0; failed 0; not finished 3" in err
+    assert not (two_folders / "deep").exists()
+
 # --- the local cluster's shutdown -------------------------------------------------------------------
 
 

@@ -198,11 +198,11 @@ def _run_jobs(to_run: list[Job], policy: str, outputs, args, kwargs, client, sum
               out_dir: Path) -> None:
     """Colour the jobs in turn under the run's progress bar (closed before any summary is printed)."""
     made: list[Path] = []
-    make_folder(out_dir, made)
     finished = 0
     show = shows_progress(args.no_progress)
-    megapixels = [header_megapixels(job.written) for job in to_run] if show else [0.0] * len(to_run)
-    try:
+    try:  # from the first folder made and header read: a Ctrl-C there also removes the folders and says what is left
+        make_folder(out_dir, made)
+        megapixels = [header_megapixels(job.written) for job in to_run] if show else [0.0] * len(to_run)
         with RunProgress(megapixels, show) as bars:
             for index, job in enumerate(to_run):
                 with bars.file(index, job.written.name) as tiles:
@@ -230,7 +230,7 @@ def _plan(args, out_dir: Path, outputs: tuple[str, ...]) -> tuple[list[Job], lis
     base = check_listed_under_base(listed, args.base) if args.base is not None else None
     jobs, missing = plan_jobs(args.inputs, out_dir, args.format, outputs, others, listed, base)
     missing = [(name, _stdin_hint(name, reason)) for name, reason in missing]
-    jobs, dropped = check_output_folder(out_dir, [*args.inputs, *listed], jobs)
+    jobs, dropped = check_output_folder(out_dir, args.inputs, jobs, base)  # a list's root is its --base
     if dropped:
         print(f"note: {len(dropped)} file(s) inside the output folder {out_dir} were not taken as inputs "
               "(results of an earlier run)", file=sys.stderr)

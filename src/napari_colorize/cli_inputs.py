@@ -9,13 +9,16 @@
 * Files found by walking a folder or glob that napari-colorize wrote (its outputs carry
   its mark) are results of an earlier run, not inputs: they are passed over with one note.
   A file named on the command line is coloured whatever it is: the user asked for it.
-* ``--files-from LIST`` adds one path per line (``-``: standard input), each as a file
-  argument.  Their outputs keep the path below ``--base DIR`` if given (``a/x.png`` and
-  ``b/x.png`` listed with ``--base .`` go to ``OUT/a/`` and ``OUT/b/``), else their name only.
+* ``--files-from LIST`` adds one path per line (``-``: standard input).  A list is a folder
+  walk done by ``find``: its files are taken like walked ones (our earlier outputs in it are
+  passed over), so rerunning the same ``find`` pipeline colours nothing twice.  Their outputs
+  keep the path below ``--base DIR`` if given (``a/x.png`` and ``b/x.png`` listed with
+  ``--base .`` go to ``OUT/a/`` and ``OUT/b/``), else their name only.
 """
 
 from __future__ import annotations
 
+import codecs
 import os
 import sys
 from collections import Counter
@@ -52,7 +55,7 @@ class Job:
     targets : dict of str -> Path
         Output key -> file, or ``{"store": path}`` for zarr.
     from_folder : bool
-        Found by walking a folder or glob (not named on the command line).
+        Found by walking a folder or glob, or listed by ``--files-from`` (not named on the command line).
     outputs : tuple of str
         The output keys asked for (a store holds them all).
     written : Path
@@ -105,6 +108,10 @@ def argument_root(pattern: str) -> tuple[Path, bool]:
 def _relative(source: Path, root: Path) -> Path:
     try:
         return source.relative_to(root)
+    except ValueError:
+        pass
+    try:  # one side resolved (``..`` in a listed path), the other with its links: compare both resolved
+        return source.resolve().relative_to(root.resolve())
     except ValueError:  # reached through a link out of the folder: its name only (clashes are caught)
         return Path(source.name)
 
@@ -113,7 +120,8 @@ def read_file_list(source: str) -> list[str]:
     """The paths listed one per line in ``source`` (``-``: standard input); blank lines are ignored.
 
     Read as bytes and decoded as the file system does, so any name ``find`` prints is
-    kept; only the line ending is stripped (a name may begin or end with a space).
+    kept; only the line ending is stripped (a name may begin or end with a space), and a
+    leading UTF-8 byte-order mark (Windows Notepad writes one), which no path begins with.
     """
     try:
         if source == "-":
@@ -124,12 +132,16 @@ def read_file_list(source: str) -> list[str]:
     except OSError as err:
         raise ValueError(f"--files-from {source}: {err.strerror}; give a file listing one input per line, "
                          "or - to read the list from standard input") from None
+    data = data.removeprefix(codecs.BOM_UTF8)
     lines = (os.fsdecode(line.rstrip(b"\r")) for line in data.split(b"\n"))
     return [line for line in lines if line.strip()]
 
 
 def check_listed_under_base(listed: Sequence[str], base: str) -> Path:
-    """``--base`` as a folder holding every listed path (names compared as written, links kept).
+    """``--base`` as a folder holding every listed path, or being one (``find DIR`` prints DIR first).
+
+    Compared as written (links kept), else both resolved: a listed ``..`` is resolved, so
+    ``scans/a/../b/x.png`` is below ``--base scans`` even where ``scans`` is a link.
 
     Raises
     ------
@@ -142,7 +154,7 @@ def check_listed_under_base(listed: Sequence[str], base: str) -> Path:
     if not folder.is_dir():
         raise ValueError(f"--base {base} is not a folder; give the folder that the listed files' sub-folders are "
                          "kept below")
-    outside = [p for p in listed if not _below(as_written(p), folder)]
+    outside = [p for p in listed if not _under(as_written(p), folder)]
     if outside:
         names = ", ".join(outside[:_MAX_OUTSIDE]) + (", ..." if len(outside) > _MAX_OUTSIDE else "")
         raise ValueError(f"{len(outside)} listed file(s) are outside --base {base} ({names}); nothing was written: "
@@ -151,23 +163,31 @@ def check_listed_under_base(listed: Sequence[str], base: str) -> Path:
     return folder
 
 
-def _below(path: Path, folder: Path) -> bool:
-    return path != folder and folder in path.parents
+def _under(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or lies in it, as written or else with both resolved."""
+    return any(p == f or f in p.parents for p, f in ((path, folder), (path.resolve(), folder.resolve())))
 
 
 def _sources(patterns: Sequence[str], listed: Sequence[str],
              base: Path | None) -> list[tuple[str, Path | None, bool]]:
-    """(argument, the folder its inputs are named relative to or None if missing, walked) for every argument."""
+    """(argument, the folder its inputs are named relative to or None if missing, walked) for every argument.
+
+    Listed paths count as walked: a list is ``find``'s folder walk.  A missing one listed
+    twice is reported once, as a file listed twice is coloured once.
+    """
     out = []
     for pattern in patterns:
         root, walked = argument_root(pattern)
         out.append((pattern, root, walked))
+    missing: set[str] = set()
     for path in listed:
         if not os.path.lexists(path):  # a listed line is a path, never a glob: missing is missing
-            out.append((path, None, False))
+            if os.path.abspath(path) not in missing:
+                missing.add(os.path.abspath(path))
+                out.append((path, None, False))
             continue
-        root, walked = argument_root(path)
-        out.append((path, base or root, walked))
+        root = argument_root(path)[0]
+        out.append((path, base or root, True))
     return out
 
 

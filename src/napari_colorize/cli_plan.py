@@ -41,11 +41,15 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job]) -> tuple[list[Job], list[Job]]:
+def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job],
+                        base: Path | None = None) -> tuple[list[Job], list[Job]]:
     """Check ``-o`` against the inputs; returns the jobs to keep and those dropped.
 
-    Inputs found by walking a folder that holds the output folder are dropped when
-    they lie in the output folder: they are results of an earlier run, not inputs.
+    Inputs found by walking a folder that holds the output folder, or listed by
+    ``--files-from``, are dropped when they lie in the output folder: they are results of
+    an earlier run, not inputs.  ``patterns`` are the input arguments; a list's own root is
+    its ``base`` (``-o`` equal to it is refused like an input folder), and without one its
+    files go straight into ``-o`` wherever they lie, so no folder of it is refused.
 
     Raises
     ------
@@ -56,6 +60,8 @@ def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job])
         raise ValueError(f"-o {out_dir} is a file; -o takes a folder (created if needed) to write the results into")
     out = out_dir.resolve()
     roots = [(root.resolve(), walked) for root, walked in map(argument_root, patterns)]
+    if base is not None:
+        roots.append((base.resolve(), True))
     if any(walked and root == out for root, walked in roots):
         raise ValueError(f"the output folder {out_dir} is also an input folder; choose a separate -o folder so that "
                          "outputs never mix with (or get picked up as) inputs")
