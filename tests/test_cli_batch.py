@@ -351,7 +351,8 @@ def test_png_outputs_are_filled_band_by_band_and_equal_the_whole_result(tmp_path
     import imageio.v3 as iio
     import numpy as np
 
-    from napari_colorize.cli_write import to_uint8, write_pngs
+    from napari_colorize.cli_write import write_pngs
+    from napari_colorize.io.write import to_uint8
     from napari_colorize.engine.pipeline import colorize_stacked
     from napari_colorize.outputs import channel_slices, output_keys
 

@@ -16,17 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .io.write import to_uint8
 from .outputs import channel_slices, get_output
 
-__all__ = ["write_pngs", "write_tiffs", "to_uint8"]
+__all__ = ["write_pngs", "write_tiffs"]
 
 
-def to_uint8(values: np.ndarray) -> np.ndarray:
-    """[0, 1] -> 0..255, rounded."""
-    return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
-
-
-def _bands(stacked, plan) -> list[tuple]:
+def _bands(plan) -> list[tuple]:
     """Each band's index into the result: its plane, then its rows (one row of chunks)."""
     return [plane + (slice(*plan.ty.chunk_range(cy)),) for plane in plan.planes for cy in range(plan.ty.n_chunks)]
 
@@ -51,7 +47,7 @@ def write_pngs(stacked, plan, targets: dict[str, Path], src: Path, pixel_size: t
     shape = tuple(stacked.shape[:-1])
     images = {key: np.empty(shape + ((3,) if get_output(key).is_rgb else ()), np.uint8) for key in targets}
     channels = channel_slices()
-    bands = _bands(stacked, plan)
+    bands = _bands(plan)
     with contextlib.closing(_computed(stacked, plan, bands, client, progress)) as done:
         for i, values in done:
             for key, image in images.items():
@@ -75,7 +71,7 @@ def write_tiffs(stacked, plan, targets: dict[str, Path], rgb_dtype: str, *, axes
         else:
             specs[key] = (path, shape, "float32", "minisblack")
     channels = channel_slices()
-    bands = _bands(stacked, plan)
+    bands = _bands(plan)
     done = _computed(stacked, plan, bands, client, progress)
     with tiff_memmaps(specs, pixel_size, axes=axes, z_step=z_step) as maps, contextlib.closing(done):
         for i, values in done:

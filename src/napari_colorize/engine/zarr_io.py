@@ -42,6 +42,7 @@ import numpy as np
 from dask.highlevelgraph import HighLevelGraph
 
 from .._locks import store_lock
+from ..io.write import to_uint8
 from ..outputs import channel_slices, check_output_keys, get_output, output_keys
 from . import stripes
 from .claim import claim_path, done_as_asked, is_complete, read_job
@@ -105,7 +106,7 @@ def _write_block(block: np.ndarray, path: str, job: str, index: tuple[int, ...],
         if output.is_rgb:
             data = data.transpose(2, 0, 1)
             if rgb_dtype == "uint8":
-                data = np.clip(np.rint(data * 255.0), 0, 255).astype(np.uint8)
+                data = to_uint8(data)
             rgb_region = plane[:channel] + (slice(None),) + plane[channel:] + region[lead:]
             _array(path, key, job)[rgb_region] = np.moveaxis(data.reshape((1,) * len(plane) + data.shape),
                                                              len(plane), channel)

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..inputs import InputScalingWarning, data_range_limits
 from .image import ImageReadError
+from .write import to_uint8
 
 __all__ = ["CAMERA_BITS", "GRAY_CHROMA", "camera_bits", "is_gray", "read_rgb", "read_rgb_noted", "rgb_to_unit"]
 
@@ -105,7 +106,7 @@ def _resize_uint8(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
         t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None]
         rgb = F.interpolate(t, size=size, mode="bilinear", antialias=True, align_corners=False)
         rgb = rgb[0].permute(1, 2, 0).numpy()
-    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+    return to_uint8(rgb)
 
 
 def _first_plane(image) -> np.ndarray:

@@ -19,13 +19,18 @@ import numpy as np
 from .._atomic import atomic_path, preallocate, space_error
 from .image import lead_axis_names
 
-__all__ = ["write_png", "tiff_memmaps", "has_our_mark", "SOFTWARE"]
+__all__ = ["write_png", "tiff_memmaps", "has_our_mark", "to_uint8", "SOFTWARE"]
 
 #: The mark every PNG and TIFF output carries (PNG ``Software`` text chunk, TIFF ``Software``
 #: tag): ``--overwrite`` replaces only files that carry it, never another program's file.
 SOFTWARE = "napari-colorize"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """[0, 1] -> 0..255, rounded to the nearest level (the one rule for every 8-bit output)."""
+    return np.clip(np.rint(values * 255.0), 0, 255).astype(np.uint8)
 
 
 def has_our_mark(path: str | os.PathLike) -> bool:
