@@ -76,9 +76,10 @@ def _tiff_megapixels(path: Path) -> float:
 
 def _raster_megapixels(path: Path) -> float:
     from PIL import Image as PILImage
+
+    from .io.raster import frame_count
     with PILImage.open(path) as im:
-        frames = 1 if im.format in ("JPEG", "MPO") else int(getattr(im, "n_frames", 1))
-        return im.width * im.height * frames / 1e6
+        return im.width * im.height * frame_count(im) / 1e6
 
 
 def _decimals(total: float) -> int:

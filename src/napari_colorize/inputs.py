@@ -27,7 +27,7 @@ import numpy as np
 
 __all__ = ["NORMALIZATIONS", "InputScalingWarning", "check_gray_shape", "check_gray_values", "to_unit_float",
            "percentile_limits", "scale_to_unit", "dtype_range", "needs_data_limits", "data_range_limits", "warn_if_dim",
-           "usable_limits", "check_limits", "tensor_as_array"]
+           "usable_limits", "normalisation_limits", "zero_anchored", "check_limits", "tensor_as_array"]
 
 NORMALIZATIONS = (None, "dtype", "percentile", "minmax")
 PERCENTILES = (0.1, 99.9)
@@ -116,6 +116,13 @@ def needs_data_limits(dtype) -> bool:
     return dtype.kind == "i" or (dtype.kind == "u" and dtype.itemsize > 2)
 
 
+def zero_anchored(lo: float, hi: float) -> tuple[float, float]:
+    """A wide integer type's range from its data's: ``(min(0, lo), max(0, hi))``, and
+    ``(0, 1)`` for all zeros (any range starting at 0 keeps them black; this one is not empty)."""
+    lo, hi = min(0.0, lo), max(0.0, hi)
+    return (lo, hi) if hi > lo else (0.0, 1.0)
+
+
 def data_range_limits(image, warn: bool = True) -> tuple[float, float] | None:
     """The ``(lo, hi)`` an integer image of a wide or signed type is scaled from, or None.
 
@@ -141,9 +148,7 @@ def data_range_limits(image, warn: bool = True) -> tuple[float, float] | None:
         import dask.array as da
         lazy = image if isinstance(image, da.Array) else da.from_array(image, chunks="auto")
         lo, hi = dask.compute(lazy.min(), lazy.max(), scheduler="threads")
-    lo, hi = min(0.0, float(lo)), max(0.0, float(hi))
-    if lo == hi:  # all zeros: any range starting at 0 keeps them black; this one is not empty
-        hi = 1.0
+    lo, hi = zero_anchored(float(lo), float(hi))
     if warn:
         zero = ("0 stays black" if lo == 0.0 else f"the minimum {lo:g} becomes black, 0 a gray of {-lo / (hi - lo):.2f}")
         warnings.warn(f"{np.dtype(image.dtype)} image: scaling its data range [{lo:g}, {hi:g}] to [0, 1] ({zero}, "
@@ -243,30 +248,34 @@ def usable_limits(lo: float, hi: float, normalize: str, dtype, data_range: Calla
             warnings.warn(f"the 0.1 and 99.9 percentiles of the image are both {lo:g} (almost all its pixels "
                           f"share it: sparse spots on an even background?); scaling its minimum and maximum "
                           f"[{dmin:g}, {dmax:g}] to [0, 1] instead, as normalize='minmax' does; pass limits=(lo, hi) "
-                          "to choose", InputScalingWarning, stacklevel=3)
+                          "to choose", InputScalingWarning, stacklevel=4)
             return dmin, dmax
         lo = dmin
     dtype = np.dtype(dtype)
     if dtype.kind == "f":
         limits = (0.0, 1.0)
     elif needs_data_limits(dtype):
-        limits = (min(0.0, lo), max(0.0, lo)) if lo != 0 else (0.0, 1.0)
+        limits = zero_anchored(lo, lo)
     else:
         limits = dtype_range(dtype)
     gray = float(np.clip((lo - limits[0]) / (limits[1] - limits[0]), 0.0, 1.0))
     warnings.warn(f"the image is constant ({lo:g}): normalize={normalize!r} has no range to stretch; scaling it by its "
                   f"data type's range [{limits[0]:g}, {limits[1]:g}] as normalize='dtype' does (gray {gray:.3g})",
-                  InputScalingWarning, stacklevel=3)
+                  InputScalingWarning, stacklevel=4)
     return limits
 
 
-def _own_limits(arr: np.ndarray, normalize: str) -> tuple[float, float]:
-    """The "percentile" or "minmax" limits of a whole in-memory image, made usable."""
-    def data_range() -> tuple[float, float]:
-        return float(arr.min()), float(arr.max())
+def normalisation_limits(normalize: str, dtype, sample: Callable[[], np.ndarray],
+                         data_range: Callable[[], tuple[float, float]]) -> tuple[float, float]:
+    """The "percentile" limits of ``sample()`` or the "minmax" ``data_range()``, made usable
+    (:func:`usable_limits`): the one rule for a whole in-memory image and a lazy one."""
+    lo, hi = percentile_limits(sample()) if normalize == "percentile" else data_range()
+    return usable_limits(lo, hi, normalize, dtype, data_range)
 
-    lo, hi = percentile_limits(arr) if normalize == "percentile" else data_range()
-    return usable_limits(lo, hi, normalize, arr.dtype, data_range)
+
+def _own_limits(arr: np.ndarray, normalize: str) -> tuple[float, float]:
+    """The "percentile" or "minmax" limits of a whole in-memory image."""
+    return normalisation_limits(normalize, arr.dtype, lambda: arr, lambda: (float(arr.min()), float(arr.max())))
 
 
 def to_unit_float(image, normalize: str | None = None, limits: tuple[float, float] | None = None) -> np.ndarray:

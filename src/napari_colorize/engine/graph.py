@@ -33,7 +33,7 @@ import dask.array as da
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph
 
-from ..inputs import check_gray_shape, percentile_limits, to_unit_float, usable_limits
+from ..inputs import check_gray_shape, normalisation_limits, to_unit_float
 from ..outputs import n_channels
 from .cache import tile_cache
 from .device_batch import predict_tiles
@@ -146,12 +146,12 @@ def global_limits(src: da.Array, normalize: str | None) -> tuple[float, float] |
         lo, hi = dask.compute(src.min(), src.max(), scheduler="threads")
         return float(lo), float(hi)
 
-    if normalize == "percentile":
+    def sample() -> np.ndarray:
         step = max(1, int(np.ceil(np.sqrt(src.size / PERCENTILE_SAMPLE))))
-        sample = np.asarray(src[..., ::step, ::step].compute(scheduler="threads"))
-        return usable_limits(*percentile_limits(sample), normalize, src.dtype, data_range)
-    if normalize == "minmax":
-        return usable_limits(*data_range(), normalize, src.dtype, data_range)
+        return np.asarray(src[..., ::step, ::step].compute(scheduler="threads"))
+
+    if normalize in ("percentile", "minmax"):
+        return normalisation_limits(normalize, src.dtype, sample, data_range)
     return None
 
 

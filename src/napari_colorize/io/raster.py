@@ -19,13 +19,19 @@ import numpy as np
 
 from .image import Image, ImageReadError, warn_if_transparent
 
-__all__ = ["read_raster"]
+__all__ = ["read_raster", "frame_count"]
 
 _GRAY_MODES = ("1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 _RGB_MODES = ("RGB", "RGBA", "RGBX", "RGBa")
 _ORIENTATION = 0x0112  # the EXIF orientation tag
 _X_RESOLUTION = 0x011A  # the EXIF resolution tags (YResolution is the next one)
 _RESOLUTION_UNIT = 0x0128  # 1 none, 2 inch (the default), 3 centimetre
+
+
+def frame_count(im) -> int:
+    """The frames of an open Pillow image that are read as planes: every frame of an animated
+    PNG, GIF or WebP, only the first of a JPEG (an MPO's others are previews)."""
+    return 1 if im.format in ("JPEG", "MPO") else int(getattr(im, "n_frames", 1))
 
 
 def read_raster(path: Path) -> Image:
@@ -36,7 +42,7 @@ def read_raster(path: Path) -> Image:
 
     with PILImage.open(path) as im:
         pixel_size = _pixel_size_um(_stated_dpi(im))
-        count = 1 if im.format in ("JPEG", "MPO") else int(getattr(im, "n_frames", 1))
+        count = frame_count(im)
         planes, model = [], None
         for i in range(count):
             im.seek(i)
