@@ -105,15 +105,21 @@ def argument_root(pattern: str) -> tuple[Path, bool]:
     return as_written(path).parent, False
 
 
+def _below(source: Path, root: Path) -> Path | None:
+    """``source``'s path below ``root`` (``.`` for root itself), as written or else with both
+    resolved (one side may be resolved: ``..`` in a listed path, the other with its links); None
+    if it lies outside."""
+    for path, folder in ((source, root), (source.resolve(), root.resolve())):
+        try:
+            return path.relative_to(folder)
+        except ValueError:
+            pass
+    return None
+
+
 def _relative(source: Path, root: Path) -> Path:
-    try:
-        return source.relative_to(root)
-    except ValueError:
-        pass
-    try:  # one side resolved (``..`` in a listed path), the other with its links: compare both resolved
-        return source.resolve().relative_to(root.resolve())
-    except ValueError:  # reached through a link out of the folder: its name only (clashes are caught)
-        return Path(source.name)
+    # Reached through a link out of the folder: its name only (clashes are caught).
+    return _below(source, root) or Path(source.name)
 
 
 def read_file_list(source: str) -> list[str]:
@@ -154,18 +160,13 @@ def check_listed_under_base(listed: Sequence[str], base: str) -> Path:
     if not folder.is_dir():
         raise ValueError(f"--base {base} is not a folder; give the folder that the listed files' sub-folders are "
                          "kept below")
-    outside = [p for p in listed if not _under(as_written(p), folder)]
+    outside = [p for p in listed if _below(as_written(p), folder) is None]
     if outside:
         names = ", ".join(outside[:_MAX_OUTSIDE]) + (", ..." if len(outside) > _MAX_OUTSIDE else "")
         raise ValueError(f"{len(outside)} listed file(s) are outside --base {base} ({names}); nothing was written: "
                          "choose a --base that holds them all, or leave --base out to write every output straight "
                          "into -o")
     return folder
-
-
-def _under(path: Path, folder: Path) -> bool:
-    """``path`` is ``folder`` or lies in it, as written or else with both resolved."""
-    return any(p == f or f in p.parents for p, f in ((path, folder), (path.resolve(), folder.resolve())))
 
 
 def _sources(patterns: Sequence[str], listed: Sequence[str],
