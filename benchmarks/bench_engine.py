@@ -7,6 +7,7 @@ Usage::
     python benchmarks/bench_engine.py throughput [SIDE]   # tiled vs single pass on SIDE x SIDE (2048)
     python benchmarks/bench_engine.py memory 16 64   # peak RSS of zarr -> zarr at 16 and 64 MP
     python benchmarks/bench_engine.py cli [SIDE [FORMAT ...]]   # MP/s and peak RSS through the CLI, in-process and --workers 2
+    python benchmarks/bench_engine.py cli 16000x2600 tiff png --no-cluster   # a wide scan, in-process only
     python benchmarks/bench_engine.py overhead       # the engine alone (a null model): how fast it can feed a GPU
     python benchmarks/bench_engine.py gpu            # only with CUDA: compact/vgg16, fp32/bf16, pipeline ratio
 
@@ -47,13 +48,14 @@ def _model(backbone: str = "compact"):
     return nc.build_model(backbone).eval(), f"random-init {backbone}"
 
 
-def _scene(size: int) -> np.ndarray:
+def _scene(size: int, width: int | None = None) -> np.ndarray:
+    """A ``size`` x ``width`` (default square) gray scene tiled from skimage's samples."""
     from skimage import data, transform
+    width = size if width is None else width
     tiles = [data.camera(), data.moon(), data.coins()[:, :300], data.text()]
     tiles = [transform.resize(t, (512, 512), anti_aliasing=True) for t in tiles]
     block = np.block([[tiles[0], tiles[1]], [tiles[2], tiles[3]]])
-    reps = -(-size // 1024)
-    return np.tile(block, (reps, reps))[:size, :size].astype(np.float32)
+    return np.tile(block, (-(-size // 1024), -(-width // 1024)))[:size, :width].astype(np.float32)
 
 
 def seams(size: int = 1536, tilings=None) -> None:
@@ -145,15 +147,16 @@ def memory(sizes=(16, 64)) -> None:
                 shutil.rmtree(os.path.join(work, stale), ignore_errors=True)
 
 
-def cli(size: int = 4096, formats=("png", "tiff", "zarr")) -> None:
+def cli(size: int = 4096, formats=("png", "tiff", "zarr"), width: int | None = None, cluster: bool = True) -> None:
     import imageio.v3 as iio
     model, name = _model()
+    width = size if width is None else width
     with tempfile.TemporaryDirectory() as work:
         src = Path(work) / "in"
         src.mkdir()
-        iio.imwrite(src / "big.png", (_scene(size) * 255).astype(np.uint8))
+        iio.imwrite(src / "big.png", (_scene(size, width) * 255).astype(np.uint8))
         model_arg = model if isinstance(model, str) else str(nc.save_model(model, Path(work) / "m.safetensors"))
-        for extra in ([], ["--workers", "2"]):
+        for extra in ([], ["--workers", "2"]) if cluster else ([],):
             for fmt in formats:
                 out = Path(work) / f"out-{fmt}-{len(extra)}"
                 t = time.perf_counter()
@@ -165,9 +168,9 @@ def cli(size: int = 4096, formats=("png", "tiff", "zarr")) -> None:
                 _, status, usage = os.wait4(child.pid, 0)  # this child's own peak RSS (kB on Linux)
                 wall = time.perf_counter() - t
                 summary = [line for line in err.splitlines() if line.startswith("colorized")]
-                print(f"[cli] {size}x{size} {fmt} {' '.join(extra) or 'in-process'} model={name}: "
+                print(f"[cli] {width}x{size} {fmt} {' '.join(extra) or 'in-process'} model={name}: "
                       f"rc={os.waitstatus_to_exitcode(status)} wall {wall:.1f}s incl. start-up = "
-                      f"{size * size / 1e6 / wall:.2f} MP/s; peak RSS {usage.ru_maxrss / 1024:.0f} MB "
+                      f"{size * width / 1e6 / wall:.2f} MP/s; peak RSS {usage.ru_maxrss / 1024:.0f} MB "
                       f"(the main process; cluster workers not counted); {summary[0] if summary else err[-500:]}")
 
 
@@ -287,8 +290,11 @@ if __name__ == "__main__":
         throughput(int(sys.argv[2]) if len(sys.argv) > 2 else 2048)
     elif what == "memory":
         memory(tuple(int(a) for a in sys.argv[2:]) or (16, 64))
-    elif what == "cli":  # cli [SIDE [FORMAT ...]], e.g. cli 2048 tiff
-        cli(int(sys.argv[2]) if len(sys.argv) > 2 else 4096, tuple(sys.argv[3:]) or ("png", "tiff", "zarr"))
+    elif what == "cli":  # cli [SIDE|WIDTHxHEIGHT [FORMAT ...] [--no-cluster]], e.g. cli 16000x2600 tiff --no-cluster
+        args = [a for a in sys.argv[2:] if a != "--no-cluster"]
+        width, _, height = (args[0] if args else "4096").partition("x")
+        cli(int(height or width), tuple(args[1:]) or ("png", "tiff", "zarr"), int(width),
+            cluster="--no-cluster" not in sys.argv)
     elif what == "overhead":
         overhead()
     elif what == "gpu":

@@ -334,12 +334,14 @@ def _colorize_source(job: Job, outputs, args, kwargs, client, bar: TileCallback 
                          source_id=source_id, progress=bar, client=client, overwrite=args.overwrite, **kwargs)
         return mp
     from .engine.pipeline import colorize_stacked
-    stacked, plan, _ = colorize_stacked(image.data, client=client, progress=bar, **kwargs)
+    # No tile cache: the writers compute each tile once (stripes here, one job on a cluster).
+    stacked, plan, info = colorize_stacked(image.data, client=client, progress=bar, cache=False, **kwargs)
     um = image.unit == "micrometer"  # the outputs record sizes in micrometers only
     if job.fmt == "png":
-        write_pngs(stacked, plan, job.targets, src, image.pixel_size if um else None, client=client, progress=bar)
+        write_pngs(stacked, plan, job.targets, src, image.pixel_size if um else None, device=info["device"],
+                   client=client, progress=bar)
     else:
         write_tiffs(stacked, plan, job.targets, args.rgb_dtype, axes=image.axes,
                     pixel_size=image.pixel_size if um else None, z_step=image.z_step if um else None,
-                    client=client, progress=bar)
+                    device=info["device"], client=client, progress=bar)
     return mp

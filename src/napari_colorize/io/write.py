@@ -104,7 +104,7 @@ def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
 
 
 class tiff_memmaps:
-    """Create TIFFs as memory maps, fill them band by band, then rename them into place.
+    """Create TIFFs as memory maps, fill them chunk by chunk, then rename them into place.
 
     Bounded memory for any image size (pages stream to disk through the OS); BigTIFF
     is used above 2 GB.  Each file's disk space is reserved when it is created, so a
