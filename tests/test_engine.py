@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import dask
 import dask.array as da
@@ -437,6 +438,53 @@ def test_cancel_stops_between_tiles(model, camera, count_calls):
     with pytest.raises(Cancelled):
         res.rgb.compute(scheduler="synchronous")
     assert len(count_calls) == 2
+
+
+def test_cancel_stops_batches_that_waited_for_the_network(model, camera, count_calls, monkeypatch):
+    # Batches start together (one per thread), pass their cancel check, then queue for the one
+    # network pass: each used to run once it got the network, however long ago Cancel was pressed.
+    cancel = threading.Event()
+    real = inference.histograms
+
+    def cancel_during_the_first_pass(*args, **kwargs):
+        if not count_calls:  # the first pass (counted once it starts)
+            time.sleep(0.5)  # the other threads' batches start and wait for the network meanwhile
+            cancel.set()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "histograms", cancel_during_the_first_pass)
+    res = nc.colorize(da.from_array(camera), model, device="cpu", tile_size=64, overlap=16, cancel=cancel)
+    with pytest.raises(Cancelled):
+        res.rgb.compute(scheduler="threads", num_workers=4)
+    assert len(count_calls) == 1
+
+
+def test_a_job_from_another_thread_runs_as_many_batches_as_the_main_thread(model, monkeypatch):
+    # dask gives a computation started outside the main thread (the napari widget's worker)
+    # min(32, cores + 4) threads unless told: on 2 cores, 6 batches queued for the network,
+    # 40 % more memory for no speed.
+    from napari_colorize.engine import graph
+    in_flight, most = [0], [0]
+    lock = threading.Lock()
+    real = graph.predict_tiles
+
+    def counted(*args, **kwargs):
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            time.sleep(0.05)
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(graph, "predict_tiles", counted)
+    stack = np.random.default_rng(0).random((12, 64, 64), dtype=np.float32)  # one tile a plane: computed inside
+    worker = threading.Thread(target=lambda: nc.colorize(stack, model, device="cpu"))
+    worker.start()
+    worker.join()
+    assert 1 <= most[0] <= dask.system.CPU_COUNT
 
 
 def test_input_is_not_modified(model, camera):

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from .engine.defaults import local_threads
 from .engine.distributed import compute_on_client
 from .engine.models import get_model
 from .engine.pipeline import colorize_stacked, decode_options_for
@@ -122,7 +123,7 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
     lazy = (not isinstance(image, np.ndarray) and hasattr(image, "shape")) or plan.tiles_per_plane > 1
     if not lazy:
         stacked = (compute_on_client(client, stacked, progress, cancel) if client is not None
-                   else stacked.compute(scheduler="threads"))
+                   else stacked.compute(scheduler="threads", num_workers=local_threads()))
     info["lazy"] = bool(lazy)
     return ColorizeResult.from_stacked(stacked, info)
 

@@ -275,6 +275,22 @@ def test_cancel_leaves_no_half_layers(make_napari_viewer, qtbot, strong_model, h
     assert widget.run_button.enabled and not widget.cancel_button.enabled
 
 
+def test_cancel_during_the_last_tile_adds_no_layers(make_napari_viewer, qtbot, strong_model, held_job):
+    # The job cannot stop inside a tile's network pass, so it finishes; its layers used to be
+    # added although the user had pressed Cancel.
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(1).integers(0, 255, (128, 128), dtype=np.uint8), name="one tile")
+    widget = open_widget(viewer, strong_model)
+    widget.run_button.clicked()
+    qtbot.waitUntil(lambda: bool(held_job.reports), timeout=WAIT_MS)  # its only tile is done
+    widget.cancel_button.clicked()
+    held_job.release()
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
+    assert held_job.reports[-1] == (1, 1)  # it ran to the end
+    assert [layer.name for layer in viewer.layers] == ["one tile"]
+    assert "Cancelled" in widget.status.value
+
+
 @contextmanager
 def error_notifications():
     """The error notifications shown while the ``with`` block runs (a list, filled at its end)."""

@@ -23,6 +23,7 @@ import numpy as np
 from ..api import ColorizeResult, colorize, colorize_to_zarr
 from ..decode import METHODS as DECODE_METHODS
 from ..engine import Cancelled
+from ..engine.defaults import local_threads
 from ._geometry import store_origin, store_units
 
 __all__ = ["METHODS", "OUTPUT_MODES", "USER_ERRORS", "Cancelled", "Guide", "Outcome", "Settings", "run", "work"]
@@ -174,7 +175,8 @@ def _run_lazy(array: Any, settings: Settings, progress: ProgressCallback | None,
 
         index = tuple(displayed)
         try:
-            dask.compute(*(m[index] for m in result.maps.values() if m is not None), scheduler="threads")
+            dask.compute(*(m[index] for m in result.maps.values() if m is not None), scheduler="threads",
+                         num_workers=local_threads())
         finally:
             forwarding.clear()
     return result
@@ -215,7 +217,7 @@ def _run_in_memory(array: Any, settings: Settings, progress: ProgressCallback | 
     import dask
 
     # One compute for every output: they are slices of one graph, so each tile runs once.
-    values = dask.compute(*result.maps.values(), scheduler="threads")
+    values = dask.compute(*result.maps.values(), scheduler="threads", num_workers=local_threads())
     return ColorizeResult(result.info, **dict(zip(result.maps, values)))
 
 

@@ -338,7 +338,8 @@ class ColorizeWidget(Container):
         name = self._job.get("name", "")
         if self._closed:  # closed while it ran: its layers would land in a viewer nobody is using
             return
-        if outcome.status == "cancelled":
+        # Cancel pressed while the last tile ran: the job finished, but the user asked for nothing.
+        if outcome.status == "cancelled" or (outcome.status == "done" and self._cancel.is_set()):
             self._set_status(f"Cancelled: {name} was not changed")
             show_info(f"napari-colorize: colorizing {name} was cancelled; no layers were added")
             return

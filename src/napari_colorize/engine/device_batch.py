@@ -4,6 +4,7 @@ out-of-memory recovery, and (on a GPU) copies back that overlap the next batch."
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -49,7 +50,8 @@ def reset_memory_limits() -> None:
 
 def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 64,
                   weights: list[tuple[np.ndarray, np.ndarray]] | None = None, guides: list | None = None,
-                  hist_key=None, origins: list[tuple[int, ...]] | None = None) -> np.ndarray:
+                  hist_key=None, origins: list[tuple[int, ...]] | None = None,
+                  check: Callable[[], None] | None = None) -> np.ndarray:
     """Run the model on a batch of gray tiles, shrinking the work on out-of-memory.
 
     Parameters
@@ -70,6 +72,9 @@ def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 
     origins : list of tuple, optional
         Per tile, its place (plane indices, first row, first column): the ``sample``
         decoding draws each tile from a generator seeded by it.
+    check : callable, optional
+        Called once the model is free, before its pass (e.g. a job's cancel check, which
+        raises): a batch that waited for another's pass must not then run a cancelled job.
 
     Returns
     -------
@@ -88,6 +93,8 @@ def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 
     if gray.size < _OOM_PIXELS.get(str(device), gray.size + 1):
         try:
             with _model_lock(model):
+                if check is not None:
+                    check()
                 maps = _maps(model, torch.from_numpy(gray).to(device), options, guides, hist_key, origins)
                 out = _stack_outputs(maps)
                 del maps
@@ -108,9 +115,9 @@ def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 
     if b > 1:
         half = b // 2
         return np.concatenate([predict_tiles(model, gray[:half], options, overlap, weights and weights[:half],
-                                             guides and guides[:half], origins=origins and origins[:half]),
+                                             guides and guides[:half], origins=origins and origins[:half], check=check),
                                predict_tiles(model, gray[half:], options, overlap, weights and weights[half:],
-                                             guides and guides[half:], origins=origins and origins[half:])])
+                                             guides and guides[half:], origins=origins and origins[half:], check=check)])
     side = max(h, w)
     sub = -(-(side // 2 + overlap) // 32) * 32
     if sub >= side or sub < 2 * options.min_size:
@@ -128,7 +135,7 @@ def predict_tiles(model, gray: np.ndarray, options: TileOptions, overlap: int = 
             sub_origins = None if origins is None else [(*origins[0][:-2], origins[0][-2] + sy.start,
                                                           origins[0][-1] + sx.start)]
             results[jy, jx] = predict_tiles(model, np.ascontiguousarray(gray[:, sy, sx]), options, sub_overlap,
-                                            guides=sub_guides, origins=sub_origins)[0]
+                                            guides=sub_guides, origins=sub_origins, check=check)[0]
     out = blend_tiles(plan, results)
     if weights is not None:
         scale_in_place(out, *weights[0])

@@ -36,6 +36,7 @@ from dask.highlevelgraph import HighLevelGraph
 from ..inputs import check_gray_shape, normalisation_limits, to_unit_float
 from ..outputs import n_channels
 from .cache import tile_cache
+from .defaults import local_threads
 from .device_batch import predict_tiles
 from .jobs import ModelRef, Monitor, TileOptions
 from .tiling import TilePlan, assemble_chunk, check_tiling, cut_pieces
@@ -100,7 +101,8 @@ def _run_batch(key: str, model_ref: ModelRef, options: TileOptions, plan: TilePl
         guides = [options.guidance.for_tile(plan.tile(index)[0], *_tile_box(plan, jy, jx)) for index, (jy, jx)
                   in zip(tiles, places)]
     origins = [plan.tile(index)[0] + _tile_box(plan, jy, jx)[:2] for index, (jy, jx) in zip(tiles, places)]
-    out = predict_tiles(model, gray, options, overlap, weights, guides, hist_key if options.cache else None, origins)
+    out = predict_tiles(model, gray, options, overlap, weights, guides, hist_key if options.cache else None, origins,
+                        check=None if monitor is None else monitor.check)
     del gray
     pieces = [cut_pieces(out[pos], plan, jy, jx, scaled=on_gpu) for pos, (jy, jx) in enumerate(places)]
     del out
@@ -143,12 +145,12 @@ def global_limits(src: da.Array, normalize: str | None) -> tuple[float, float] |
     sparse spots that made them collapse), a constant image to its type's range.
     """
     def data_range() -> tuple[float, float]:
-        lo, hi = dask.compute(src.min(), src.max(), scheduler="threads")
+        lo, hi = dask.compute(src.min(), src.max(), scheduler="threads", num_workers=local_threads())
         return float(lo), float(hi)
 
     def sample() -> np.ndarray:
         step = max(1, int(np.ceil(np.sqrt(src.size / PERCENTILE_SAMPLE))))
-        return np.asarray(src[..., ::step, ::step].compute(scheduler="threads"))
+        return np.asarray(src[..., ::step, ::step].compute(scheduler="threads", num_workers=local_threads()))
 
     if normalize in ("percentile", "minmax"):
         return normalisation_limits(normalize, src.dtype, sample, data_range)
