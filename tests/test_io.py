@@ -526,3 +526,18 @@ def test_gif_netpbm_and_jpeg2000_are_read_and_found(tmp_path, cam):
     found, _ = find_inputs([str(tmp_path)], others)
     assert sorted(p.name for p in found) == sorted([*files, "c.ppm"])
     assert others == [tmp_path / "notes.txt"]  # hidden files are not counted
+
+
+@pytest.mark.parametrize("compression", ["tiff_lzw", "jpeg"])
+def test_compressed_tiffs_of_scanners_and_slides_are_read(tmp_path, compression):
+    # LZW (scanners, Photoshop) and JPEG (whole-slide images) need tifffile's codecs (imagecodecs):
+    # without them every such file failed as "damaged, incomplete or of a variant not supported".
+    rgb = data.astronaut()[::4, ::4]
+    PILImage.fromarray(rgb).save(tmp_path / "scan.tif", compression=compression)  # an independent writer
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ColourInputWarning)
+        gray = read_image(tmp_path / "scan.tif").data
+    expected = rgb.astype(np.float64).mean(axis=-1) / 255  # colour files come back as gray in [0, 1]
+    tolerance = 1e-4 if compression == "tiff_lzw" else 0.05  # lossless, or JPEG's own loss
+    assert gray.shape == rgb.shape[:2]
+    assert np.abs(np.asarray(gray, np.float64) - expected).mean() < tolerance

@@ -107,3 +107,52 @@ def test_imagej_composite_of_12bit_channels_and_of_two_channels(tmp_path, astron
     tifffile.imwrite(tmp_path / "c2.tif", np.moveaxis(astronaut, -1, 0)[:2], imagej=True,
                      metadata={"axes": "CYX", "mode": "composite"})
     np.testing.assert_array_equal(read_rgb(tmp_path / "c2.tif"), np.dstack([astronaut[..., 0]] * 3))
+
+
+def _png16(path, values: np.ndarray) -> None:
+    """A 16-bit PNG written by hand (signature, IHDR, one IDAT, IEND), independent of any reader."""
+    import struct
+    import zlib
+
+    arr = np.asarray(values, ">u2")
+    h, w, c = arr.shape
+    kind = {2: 4, 3: 2, 4: 6}[c]  # PNG colour types: gray + alpha, RGB, RGBA
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    rows = b"".join(b"\0" + arr[y].tobytes() for y in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, kind, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_a_16_bit_colour_png_is_read_at_full_depth_like_the_same_tiff(tmp_path):
+    # Pillow keeps only the high byte of a 48-bit PNG: 12-bit values up to 4095 came back as 0-15,
+    # a black image, with no warning.
+    rgb = data.astronaut()[::4, ::4].astype(np.uint16) * 16  # 12-bit camera data
+    _png16(tmp_path / "a.png", rgb)
+    tifffile.imwrite(tmp_path / "a.tif", rgb)
+    with pytest.warns(InputScalingWarning, match="12-bit"):
+        png = read_rgb(tmp_path / "a.png")
+    with pytest.warns(InputScalingWarning, match="12-bit"):
+        tif = read_rgb(tmp_path / "a.tif")
+    np.testing.assert_array_equal(png, tif)
+    assert png.max() > 240
+
+
+def test_a_16_bit_colour_png_is_read_as_gray_at_full_depth(tmp_path):
+    from napari_colorize.io import ReadWarning, read_image
+
+    rgb = np.random.default_rng(0).integers(0, 65536, (20, 30, 3)).astype(np.uint16)
+    _png16(tmp_path / "rgb.png", rgb)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_array_equal(read_image(tmp_path / "rgb.png").data, read_image(tmp_path / "rgb.tif").data)
+    gray_alpha = np.stack([rgb[..., 0], np.full((20, 30), 65535, np.uint16)], axis=-1)
+    gray_alpha[0, 0, 1] = 0  # one transparent pixel: the alpha is dropped with a warning
+    _png16(tmp_path / "la.png", gray_alpha)
+    with pytest.warns(ReadWarning, match="transparen"):
+        image = read_image(tmp_path / "la.png")
+    assert image.data.dtype == np.uint16
+    np.testing.assert_array_equal(image.data, rgb[..., 0])

@@ -166,7 +166,13 @@ def read_rgb_noted(path: str | os.PathLike, max_side: int | None = None) -> tupl
         return _read_tiff_rgb(path, max_side)
     from PIL import Image
 
+    from .raster import wide_png
+
     with Image.open(path) as im:
+        wide = wide_png(im, path)  # Pillow would keep only the high byte of each sample
+        if wide is not None:
+            unit, note = _scale_rgb(_to_rgb(wide), str(path))
+            return _resize_uint8(unit, max_side), note
         if max_side and im.format == "JPEG":
             im.draft("RGB", (max_side, max_side))  # DCT-domain downscale, never below max_side
         if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):

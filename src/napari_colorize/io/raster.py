@@ -9,6 +9,11 @@ into gray.  A camera's EXIF orientation is applied (the picture is read upright,
 viewers show it, so the result is too).  Animated PNG/WebP frames are read as a stack; a JPEG's extra frames (MPO
 previews, the second view of a stereo pair) are not images of their own and are
 skipped.
+
+Pillow holds colour at 8 bits a sample, so a 16-bit colour PNG (48-bit RGB, 64-bit RGBA,
+32-bit gray + alpha) came back as its high bytes only: a 12-bit camera's values up to
+4095 became 0-15, a black image.  Such files are decoded by imagecodecs (libpng) instead
+(:func:`wide_png`), at their full depth.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 
 from .image import Image, ImageReadError, warn_if_transparent
 
-__all__ = ["read_raster", "frame_count"]
+__all__ = ["read_raster", "frame_count", "wide_png"]
 
 _GRAY_MODES = ("1", "L", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 _RGB_MODES = ("RGB", "RGBA", "RGBX", "RGBa")
@@ -34,6 +39,32 @@ def frame_count(im) -> int:
     return 1 if im.format in ("JPEG", "MPO") else int(getattr(im, "n_frames", 1))
 
 
+#: PNG colour types whose 16-bit samples Pillow cuts to 8 bits: RGB, gray + alpha, RGBA.
+_WIDE_PNG_TYPES = (2, 4, 6)
+
+
+def wide_png(im, path: Path) -> np.ndarray | None:
+    """The full-depth samples ``(Y, X, C)`` uint16 of ``im`` (open in Pillow, from ``path``) when it is a
+    one-frame 16-bit colour PNG; None for any other file.
+
+    Gray PNGs of 16 bits are left to Pillow, which keeps them (mode ``I;16``); so are
+    animated ones (imagecodecs reads the first frame only).
+    """
+    if im.format != "PNG" or getattr(im, "n_frames", 1) != 1:
+        return None
+    with open(path, "rb") as f:
+        head = f.read(26)
+    # After the signature, the IHDR chunk: length, type, width, height, bit depth (byte 24), colour type (25).
+    if len(head) < 26 or head[12:16] != b"IHDR" or head[24] != 16 or head[25] not in _WIDE_PNG_TYPES:
+        return None
+    import imagecodecs
+
+    try:
+        return np.asarray(imagecodecs.png_decode(Path(path).read_bytes()))
+    except imagecodecs.PngError as err:
+        raise ImageReadError(f"cannot read {path.name}: {err}; the file is damaged or incomplete") from None
+
+
 def read_raster(path: Path) -> Image:
     """Read every frame of a Pillow-readable file: gray ``(Y, X)`` or RGB ``(Y, X, 3)`` (stacked if animated)."""
     from PIL import Image as PILImage
@@ -42,6 +73,9 @@ def read_raster(path: Path) -> Image:
 
     with PILImage.open(path) as im:
         pixel_size = _pixel_size_um(_stated_dpi(im))
+        wide = wide_png(im, path) if im.getexif().get(_ORIENTATION, 1) == 1 else None
+        if wide is not None:
+            return Image(_wide_frame(wide, path), pixel_size=pixel_size, unit="micrometer" if pixel_size else None)
         count = frame_count(im)
         planes, model = [], None
         for i in range(count):
@@ -89,6 +123,13 @@ def _pixel_size_um(dpi) -> tuple[float, float] | None:
     except (TypeError, ValueError):
         return None
     return (25400.0 / y, 25400.0 / x) if x > 0 and y > 0 and np.isfinite(x) and np.isfinite(y) else None
+
+
+def _wide_frame(values: np.ndarray, path: Path) -> np.ndarray:
+    """A 16-bit PNG's gray (from gray + alpha) or RGB samples; the alpha only warns, as in :func:`_frame`."""
+    if values.shape[-1] in (2, 4):
+        warn_if_transparent(values[..., -1], path.name, 65535)
+    return values[..., 0] if values.shape[-1] == 2 else values[..., :3]
 
 
 def _frame(im, path: Path) -> tuple[np.ndarray, str | None]:
