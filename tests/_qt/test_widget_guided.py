@@ -183,7 +183,7 @@ def test_current_slice_takes_hints_on_its_plane_or_all_planes(make_napari_viewer
     widget = open_widget(viewer, strong_model)
     widget.scope.value = "current slice"
     widget.hints.value = points
-    assert reason_shown(widget).startswith("The hint does not lie on the plane on screen (1,)")
+    assert reason_shown(widget).startswith("The hint does not lie on plane 1, the plane on screen")
     assert not widget.hints_all_planes.native.isHidden()
     widget.hints_all_planes.value = True
     assert reason_shown(widget) is None
@@ -205,7 +205,7 @@ def test_scrolling_a_stack_rechecks_whether_run_can_start(make_napari_viewer, qt
     assert reason_shown(widget) is None and widget.run_button.enabled
     viewer.dims.set_current_step(0, 0)
     qtbot.waitUntil(lambda: reason_shown(widget) is not None, timeout=WAIT_MS)
-    assert reason_shown(widget).startswith("The hint does not lie on the plane on screen (0,)")
+    assert reason_shown(widget).startswith("The hint does not lie on plane 0, the plane on screen")
     assert not widget.run_button.enabled
     viewer.dims.set_current_step(0, 2)
     qtbot.waitUntil(lambda: reason_shown(widget) is None, timeout=WAIT_MS)

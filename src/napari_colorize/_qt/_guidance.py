@@ -24,6 +24,7 @@ from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox
 
 from ..guidance import DEFAULT_HINT_RANGE, DEFAULT_REFERENCE_STRENGTH
 from ._layers import METADATA_KEY, level_factors
+from ._planes import nearest_plane, plane_on_screen
 from ._runner import Guide
 
 __all__ = ["LIVE_DELAY_MS", "LIVE_MAX_PIXELS", "PRESS_RUN", "REFERENCE_READ_PIXELS", "GuidanceFields", "guide_key",
@@ -67,8 +68,7 @@ def _plane_index(layer: Any, level: int, world_point: Sequence[float]) -> tuple[
     if lead <= 0:
         return ()
     pos = np.asarray(layer.world_to_data(world_point), float)[:lead] / level_factors(layer, level)[:lead]
-    shape = (layer.data[level] if layer.multiscale else layer.data).shape[:lead]
-    return tuple(int(np.clip(np.floor(p + 0.5), 0, n - 1)) for p, n in zip(pos, shape))
+    return plane_on_screen(pos, (layer.data[level] if layer.multiscale else layer.data).shape[:lead])
 
 
 def reference_array(layer: Any, world_point: Sequence[float]) -> Any:
@@ -125,6 +125,9 @@ def plan_hints(points: np.ndarray, colours: np.ndarray, plan: Any, factors: np.n
                all_planes: bool, active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Hints in the coordinates of ``plan.array`` (what is coloured), as the engine takes them.
 
+    Each point's plane is the one napari shows it on (:func:`._planes.nearest_plane`), so
+    the engine's own rounding of it never disagrees.
+
     Parameters
     ----------
     points : array (N, ndim)
@@ -155,18 +158,20 @@ def plan_hints(points: np.ndarray, colours: np.ndarray, plan: Any, factors: np.n
         which, them = ("the hint point is", "it") if len(points) == 1 else (f"all {len(points)} hint points are", "them")
         raise ValueError(f"{which} hidden or fully transparent: show {them}, or give {them} "
                          "a face colour that is not transparent, in the Points layer")
-    lead = len(plan.index or ())
-    if lead and not all_planes:
-        used = used & (np.floor(points[:, :lead] + 0.5) == np.asarray(plan.index)).all(axis=1)
+    lead = points.shape[1] - 2
+    points[:, :lead] = nearest_plane(points[:, :lead])
+    one_plane = bool(plan.index) and not all_planes
+    if one_plane:
+        used = used & (points[:, :lead] == np.asarray(plan.index)).all(axis=1)
         if not used.any():
             which = "the hint does not lie" if len(points) == 1 else f"none of the {len(points)} hints lies"
-            raise ValueError(f"{which} on the plane on screen {plan.index}; add points "
+            raise ValueError(f"{which} on {plan.plane_words()}, the plane on screen; add points "
                              "on this plane, tick 'hints on all planes', or colour the whole stack")
     _check_inside(points, used, tuple(plan.array.shape[-2:]))
     points, colours = points[used], np.asarray(colours)[used]
-    if lead and all_planes:
+    if plan.index and all_planes:
         return points[:, lead:], colours
-    if lead:
+    if one_plane:
         points[:, :lead] -= np.asarray(plan.index, float)  # the plan's array holds that one plane
     return points, colours
 

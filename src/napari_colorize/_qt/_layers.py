@@ -22,6 +22,7 @@ import numpy as np
 from ..outputs import OUTPUTS
 from ._display import display_maps, display_range
 from ._geometry import Geometry
+from ._planes import plane_on_screen, plane_words
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -85,9 +86,13 @@ class InputPlan:
 
     def describe(self) -> str:
         """A one-line summary for the status bar."""
-        where = f" at {self.index}" if self.index else ""
+        where = f" of {self.plane_words()}" if self.index else ""
         level = f", multiscale level {self.level}" if self.level else ""
         return f"{'x'.join(map(str, self.array.shape))} pixels{where}{level}"
+
+    def plane_words(self) -> str:
+        """The plane coloured, as a person reads it ("plane 3", "plane z 3"; :func:`._planes.plane_words`)."""
+        return plane_words(self.index, self.geometry.axis_labels)
 
 
 def output_names(source_name: str) -> dict[str, str]:
@@ -163,9 +168,9 @@ def plan_input(levels: Sequence[Any], geometry: Geometry, data_position: Sequenc
     factors = _level_factors(shape0, array.shape)
     scale = np.asarray(geometry.scale, float) * factors
     index: tuple[int, ...] = ()
-    pos0 = np.asarray(data_position, float)[-len(shape0):][:lead]
-    idx0 = np.clip(np.round(pos0), 0, np.asarray(shape0[:lead]) - 1)
-    shown = tuple(int(min(i // f, n - 1)) for i, f, n in zip(idx0, factors[:lead], array.shape[:lead]))
+    # The plane napari shows at this level (its rule, also half-way between two planes).
+    shown = plane_on_screen(np.asarray(data_position, float)[-len(shape0):][:lead] / factors[:lead],
+                            array.shape[:lead])
     if scope == "current slice" and lead:
         index = shown
         array = array[tuple(slice(i, i + 1) for i in index)]

@@ -1,0 +1,87 @@
+"""Which plane of a stack the widget colours, takes hints on and reads a reference from.
+
+Run: ``xvfb-run -a pytest tests/_qt/test_widget_planes.py -q``.  The widget's plane must
+be the one napari shows, also when the viewer stands half-way between two of the
+stack's planes (another layer with a finer step), and a plane coloured alone with hints
+on all planes must get that plane's colours of the whole stack's run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_colorize._qt import _guidance
+from widget_driver import open_widget, run_and_wait
+
+BLUE = (0.3, 0.45, 0.75)
+
+
+def napari_plane(layer) -> int:
+    """The plane napari shows of a 3D layer (its own slicing of the viewer's position)."""
+    return int(np.round(layer._data_slice.point[0]))
+
+
+def reason_shown(widget) -> str | None:
+    shown = not widget.reason.native.isHidden()
+    return widget.reason.value if shown else None
+
+
+def half_way_viewer(make_napari_viewer, **stack_kwargs):
+    """A 4-plane stack of z step 2 beside a layer of step 1: world z 1 is its data z 0.5."""
+    viewer = make_napari_viewer()
+    stack = viewer.add_image(np.zeros((4, 64, 80), np.float32), name="s", scale=(2, 1, 1),
+                             contrast_limits=(0.0, 1.0), **stack_kwargs)
+    viewer.add_image(np.zeros((7, 64, 80), np.float32), name="finer", visible=False)
+    return viewer, stack
+
+
+@pytest.mark.parametrize("world_z, shown", [(1.0, 0), (5.0, 2)])  # data z 0.5 and 2.5: halves to even
+def test_a_hint_half_way_between_planes_lies_on_the_plane_napari_shows(make_napari_viewer, strong_model,
+                                                                       world_z, shown):
+    viewer, stack = half_way_viewer(make_napari_viewer)
+    viewer.dims.set_point(0, world_z)
+    assert stack.world_to_data(viewer.dims.point)[0] == world_z / 2 and napari_plane(stack) == shown
+    points = viewer.add_points([[world_z, 30.0, 20.0]], ndim=3, name="hints", face_color=[(*BLUE, 1.0)])
+    flat = viewer.add_points([[30.0, 20.0]], ndim=2, name="flat", face_color=[(*BLUE, 1.0)])
+    widget = open_widget(viewer, strong_model)
+    widget.image.value = stack
+    widget.scope.value = "current slice"
+    assert widget.plan().index == (shown,)
+    for layer in (points, flat):  # clicked on the canvas, or a 2D layer over the stack
+        widget.hints.value = layer
+        assert reason_shown(widget) is None, layer.name
+        assert widget.run_button.enabled
+
+
+def test_a_hint_on_another_plane_is_refused_naming_the_plane_as_a_person_reads_it(make_napari_viewer, strong_model):
+    viewer, stack = half_way_viewer(make_napari_viewer, axis_labels=("z", "y", "x"))
+    viewer.dims.set_point(0, 1.0)
+    points = viewer.add_points([[4.0, 30.0, 20.0]], ndim=3, name="hints", face_color=[(*BLUE, 1.0)])
+    widget = open_widget(viewer, strong_model)
+    widget.image.value = stack
+    widget.scope.value = "current slice"
+    widget.hints.value = points
+    assert reason_shown(widget).startswith("The hint does not lie on plane z 0, the plane on screen;")
+
+
+def test_plane_words():
+    from napari_colorize._qt import _planes
+
+    assert _planes.plane_words((3,), ("-3", "-2", "-1")) == "plane 3"  # napari's default labels name no axis
+    assert _planes.plane_words((3,), ("z", "y", "x")) == "plane z 3"
+    assert _planes.plane_words((2, 0), ("t", "z", "y", "x")) == "plane t 2, z 0"
+    assert _planes.plane_words((2, 0), None) == "plane 2, 0"
+
+
+def test_the_reference_is_read_on_the_plane_napari_shows(make_napari_viewer):
+    viewer = make_napari_viewer()
+    planes = np.stack([np.full((40, 50, 3), 60 * z, np.uint8) for z in range(4)])
+    reference = viewer.add_image(planes, name="ref", rgb=True, scale=(2, 1, 1))
+    viewer.add_image(np.zeros((7, 40, 50), np.float32), name="finer")
+    viewer.dims.set_point(0, 1.0)
+    assert napari_plane(reference) == 0
+    np.testing.assert_array_equal(_guidance.reference_array(reference, viewer.dims.point), planes[0])
