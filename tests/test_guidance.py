@@ -376,6 +376,22 @@ def test_hint_planes_all_colours_every_plane(make_model, stack, ndim):
                        hint_planes="all").info["guidance"]["hint_planes"] == "all"
 
 
+def test_one_plane_coloured_with_its_stacks_hints_gets_that_plane_of_the_whole_stack(make_model, stack):
+    # Hints on planes 0 and 2 for every plane: plane 1 coloured alone computes their fields on
+    # their own planes of hint_stack, as the whole stack's run does (the widget's "current slice").
+    model = make_model()
+    hints = _hints([[0, 30, 30], [2, 60, 50]], [ORANGE, BROWN])
+    whole = np.asarray(nc.colorize(stack, model=model, **CPU, hints=hints, hint_planes="all").rgb)
+    alone = np.asarray(nc.colorize(stack[1:2], model=model, **CPU, hints=hints, hint_planes="all",
+                                   hint_stack=stack).rgb)
+    np.testing.assert_allclose(alone[0], whole[1], atol=1e-5)
+    assert _ab_delta(alone[0], nc.colorize(stack[1], model=model, **CPU).rgb)[26:34, 26:34].mean() > 10.0
+    with pytest.raises(ValueError, match="hint_stack= is for hint_planes='all'"):
+        nc.colorize(stack[1], model=model, **CPU, hints=hints, hint_stack=stack)
+    with pytest.raises(ValueError, match=r"hint_stack must be a stack \(\.\.\., Y, X\) with the image's planes"):
+        nc.colorize(stack[1], model=model, **CPU, hints=hints, hint_planes="all", hint_stack=stack[:, :50])
+
+
 def test_identical_planes_stay_identical(make_model, cam, reference):
     model = make_model()
     plane = cam[:96, :96]

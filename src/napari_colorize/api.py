@@ -31,7 +31,7 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
              client=None, progress: Callable[[int, int], None] | None = None,
              cancel: threading.Event | None = None, limits: tuple[float, float] | None = None,
              reference=None, reference_strength: float | None = None, hints=None, hint_range: float | None = None,
-             hint_planes: str = "own") -> ColorizeResult:
+             hint_planes: str = "own", hint_stack=None) -> ColorizeResult:
     """Colorize a gray image or stack, keeping its lightness, at any size.
 
     Parameters
@@ -100,8 +100,15 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
         How far (pixels, along similar content) a hint reaches; default
         :data:`napari_colorize.guidance.DEFAULT_HINT_RANGE`.
     hint_planes : {"own", "all"}
-        In a stack, each hint colours its own plane, or every plane ("all"; points may
-        then be ``(N, 2)``).
+        In a stack, each hint colours its own plane, or every plane ("all"; its field is
+        computed once on its own plane and shared).  With "all", points may be ``(N, 2)``:
+        they have no plane, and their fields are computed on the first plane of ``image``.
+    hint_stack : array_like, dask or zarr array, optional
+        With ``hint_planes="all"``, the stack ``(..., Y, X)`` that ``image`` is one plane
+        of: ``points`` are then in its coordinates and each hint's field is computed on its
+        own plane of it (only the windows the hints reach are read): the hints act on
+        the one plane coloured alone as on that plane of the whole stack (given the same
+        ``limits``), as napari-colorize's widget needs for "current slice".
 
     Guidance changes colour only: the result's lightness is still the input's.  Tiles
     are guided alike (seam-free), and the chroma confidence rises where it decides.
@@ -119,7 +126,7 @@ def colorize(image, model: str | os.PathLike | HypercolumnColorizer = DEFAULT_MO
                                            seed, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
                                            client=client, progress=progress, cancel=cancel, limits=limits,
                                            reference=reference, reference_strength=reference_strength, hints=hints,
-                                           hint_range=hint_range, hint_planes=hint_planes)
+                                           hint_range=hint_range, hint_planes=hint_planes, hint_stack=hint_stack)
     lazy = (not isinstance(image, np.ndarray) and hasattr(image, "shape")) or plan.tiles_per_plane > 1
     if not lazy:
         stacked = (compute_on_client(client, stacked, progress, cancel) if client is not None

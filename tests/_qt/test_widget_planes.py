@@ -85,3 +85,33 @@ def test_the_reference_is_read_on_the_plane_napari_shows(make_napari_viewer):
     viewer.dims.set_point(0, 1.0)
     assert napari_plane(reference) == 0
     np.testing.assert_array_equal(_guidance.reference_array(reference, viewer.dims.point), planes[0])
+
+
+def textured_stack(planes: int = 4) -> np.ndarray:
+    """Mid gray left of an edge that moves right plane by plane, dark beyond: a hint's reach
+    differs from plane to plane."""
+    stack = np.full((planes, 64, 96), 0.2, np.float32)
+    for z in range(planes):
+        stack[z, :, :30 + 15 * z] = 0.5
+    return stack
+
+
+def test_current_slice_with_hints_on_all_planes_matches_the_whole_stack(make_napari_viewer, qtbot, strong_model):
+    # The hints lie on planes 2 and 3; plane 1 coloured alone got fields computed on plane 1.
+    viewer = make_napari_viewer()
+    viewer.add_image(textured_stack(), name="s", contrast_limits=(0.0, 1.0))
+    points = viewer.add_points([[2.0, 30.0, 40.0], [3.0, 20.0, 60.0]], name="hints",
+                               face_color=[(*BLUE, 1.0), (0.2, 0.6, 0.3, 1.0)])
+    widget = open_widget(viewer, strong_model)
+    widget.hints.value = points
+    widget.hints_all_planes.value = True
+    widget.live_hints.value = False
+    viewer.dims.set_current_step(0, 1)
+    widget.scope.value = "current slice"
+    run_and_wait(qtbot, widget)
+    alone = np.asarray(viewer.layers["s colorized"].data, np.int16)
+    assert alone.shape == (1, 64, 96, 3)
+    widget.scope.value = "whole stack"
+    run_and_wait(qtbot, widget)
+    whole = np.asarray(viewer.layers["s colorized"].data, np.int16)
+    assert np.abs(alone[0] - whole[1]).max() <= 1

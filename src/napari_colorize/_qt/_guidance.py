@@ -123,10 +123,14 @@ def active_hints(points_layer: Any) -> np.ndarray:
 
 def plan_hints(points: np.ndarray, colours: np.ndarray, plan: Any, factors: np.ndarray,
                all_planes: bool, active: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Hints in the coordinates of ``plan.array`` (what is coloured), as the engine takes them.
+    """Hints as the engine takes them for ``plan``.
 
     Each point's plane is the one napari shows it on (:func:`._planes.nearest_plane`), so
-    the engine's own rounding of it never disagrees.
+    the engine's own rounding of it never disagrees.  Points are in the coordinates of
+    ``plan.array`` (what is coloured), except for one plane of a stack with hints on all
+    planes: they keep their planes, in ``plan.stack``'s coordinates, for each field to be
+    computed on its own plane as in a run of the whole stack (:class:`._runner.Guide`'s
+    ``hint_stack``).
 
     Parameters
     ----------
@@ -147,8 +151,8 @@ def plan_hints(points: np.ndarray, colours: np.ndarray, plan: Any, factors: np.n
     Raises
     ------
     ValueError
-        When points exist but none is active, or one plane of a stack is coloured and none
-        of the points lies on it.
+        When points exist but none is active, one plane of a stack is coloured and none
+        of the points lies on it, or a point used lies outside the image.
     """
     points = np.asarray(points, float) / factors
     if not len(points):
@@ -167,23 +171,21 @@ def plan_hints(points: np.ndarray, colours: np.ndarray, plan: Any, factors: np.n
             which = "the hint does not lie" if len(points) == 1 else f"none of the {len(points)} hints lies"
             raise ValueError(f"{which} on {plan.plane_words()}, the plane on screen; add points "
                              "on this plane, tick 'hints on all planes', or colour the whole stack")
-    _check_inside(points, used, tuple(plan.array.shape[-2:]))
+    _check_inside(points, used, tuple((plan.array if plan.stack is None else plan.stack).shape))
     points, colours = points[used], np.asarray(colours)[used]
-    if plan.index and all_planes:
-        return points[:, lead:], colours
     if one_plane:
         points[:, :lead] -= np.asarray(plan.index, float)  # the plan's array holds that one plane
     return points, colours
 
 
-def _check_inside(points: np.ndarray, used: np.ndarray, plane: tuple[int, int]) -> None:
+def _check_inside(points: np.ndarray, used: np.ndarray, shape: tuple[int, ...]) -> None:
     """Say which point of the layer lies outside the image, counted as napari lists them (from 1).
 
     The engine would refuse it too, but by its index among the points it was given and
     in the pixels of what is coloured, neither of which the user can find in the viewer.
     """
-    index = np.floor(points[:, -2:] + 0.5)
-    outside = used & ((index < 0) | (index >= np.asarray(plane))).any(axis=1)
+    index = np.floor(points + 0.5)  # the engine's pixel of a point (its planes are whole already)
+    outside = used & ((index < 0) | (index >= np.asarray(shape))).any(axis=1)
     if outside.any():
         first = int(np.flatnonzero(outside)[0])
         raise ValueError(f"hint point {first + 1} of {len(points)} lies outside the image "
@@ -330,6 +332,8 @@ class GuidanceFields:
         if points_layer is not None:
             hints = plan_hints(hint_points(points_layer, image, point), np.asarray(points_layer.face_color, float),
                                plan, level_factors(image, plan.level), all_planes, active_hints(points_layer))
+        # One plane of a stack, hints on all planes: each field on its own plane of the stack.
+        hint_stack = plan.stack if all_planes and hints is not None and plan.index else None
         strength = float(self.reference_strength.value)
         hint_range = float(self.hint_range.value)
         # Only what acts: the engine says so when a tuning option comes without its guidance.
@@ -337,4 +341,4 @@ class GuidanceFields:
                      reference_strength=None if reference is None or strength == DEFAULT_REFERENCE_STRENGTH
                      else strength,
                      hints=hints, hint_range=None if hints is None or hint_range == AUTO_RANGE else hint_range,
-                     hint_planes="all" if all_planes and hints is not None else "own")
+                     hint_planes="all" if all_planes and hints is not None else "own", hint_stack=hint_stack)

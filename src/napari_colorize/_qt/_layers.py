@@ -75,6 +75,9 @@ class InputPlan:
     displayed : tuple of int
         Leading-axis indices, into ``array``, of the plane the viewer shows now (a lazy
         output computes it first, so napari finds it ready).
+    stack : array-like, shape (..., Y, X)
+        The whole layer at ``level`` (lazy), which ``array`` is cut from: hints on all
+        planes have their fields computed on their own planes of it.
     """
 
     array: Any
@@ -83,6 +86,7 @@ class InputPlan:
     index: tuple[int, ...] = ()
     displayed: tuple[int, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    stack: Any = None
 
     def describe(self) -> str:
         """A one-line summary for the status bar."""
@@ -178,7 +182,7 @@ def plan_input(levels: Sequence[Any], geometry: Geometry, data_position: Sequenc
     # The one plane keeps its world position (through the source's scale, shear and rotation).
     out_geometry = geometry.shifted(scale, (*index, 0, 0) if index else np.zeros(len(shape0)))
     return InputPlan(array=array, geometry=out_geometry, level=level, index=index, displayed=shown,
-                     notes=tuple(notes))
+                     notes=tuple(notes), stack=levels[level])
 
 
 def plan_for_layer(layer: Any, world_point: Sequence[float], scope: str, output: str = "in memory") -> InputPlan:

@@ -95,10 +95,14 @@ class Guide:
         None: the guidance module's calibrated default.
     hints : (points, colours) or None
         ``points`` in the coordinates of the array that is coloured (the plan's, not
-        the layer's), ``colours`` RGB(A) in [0, 1].
+        the layer's; ``hint_stack``'s when it is given), ``colours`` RGB(A) in [0, 1].
     hint_range : float or None
         Pixels; None: the guidance module's default.
     hint_planes : {"own", "all"}
+    hint_stack : array-like or None
+        For one plane of a stack with hints on all planes: the whole stack (lazy), with
+        the hint points in its coordinates, so that each hint's field is computed on its
+        own plane, as in a run of the whole stack (the engine's ``hint_stack``).
     """
 
     reference: Any = None
@@ -106,10 +110,11 @@ class Guide:
     hints: tuple[np.ndarray, np.ndarray] | None = None
     hint_range: float | None = None
     hint_planes: str = "own"
+    hint_stack: Any = None
 
     def engine_kwargs(self) -> dict[str, Any]:
         return {"reference": self.reference, "reference_strength": self.reference_strength, "hints": self.hints,
-                "hint_range": self.hint_range, "hint_planes": self.hint_planes}
+                "hint_range": self.hint_range, "hint_planes": self.hint_planes, "hint_stack": self.hint_stack}
 
     def as_info(self) -> dict[str, Any]:
         """What the output layers record about the guidance (JSON-friendly)."""

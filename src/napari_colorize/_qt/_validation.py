@@ -135,7 +135,7 @@ def check_guide(guide: Any, plan: Any) -> None:
     Parameters
     ----------
     guide : napari_colorize._qt._runner.Guide or None
-        Hint points already in the coordinates of ``plan.array``.
+        Hint points already in the coordinates of ``plan.array`` (of ``guide.hint_stack`` when given).
     plan : napari_colorize._qt._layers.InputPlan
     """
     if guide is None:
@@ -143,7 +143,7 @@ def check_guide(guide: Any, plan: Any) -> None:
     if guide.reference is not None:
         check_references(_reference_sample(guide.reference))
     check_reference_strength(guide.reference_strength)
-    shape = tuple(int(n) for n in plan.array.shape)
+    shape = tuple(int(n) for n in (plan.array if guide.hint_stack is None else guide.hint_stack).shape)
     check_hint_range(guide.hint_range, shape[-2:])
     check_hints(guide.hints, shape, check_hint_planes(guide.hint_planes))
 

@@ -35,7 +35,7 @@ from ..model.hypercolumn import GRID_STRIDE
 from .context import sample_planes, small_plane
 from .models import loaded
 
-__all__ = ["OVERVIEW_PLANES", "OVERVIEW_SIDE", "build_guidance", "overview_histograms"]
+__all__ = ["OVERVIEW_PLANES", "OVERVIEW_SIDE", "build_guidance", "check_hint_stack", "overview_histograms"]
 
 #: Long side (pixels) of the overview the reference prior is fitted on: the colour
 #: distribution of the whole image, not its detail (1/16 of a 1024^2 image's work).
@@ -143,9 +143,32 @@ def _caller_level() -> int:
     return level
 
 
+def check_hint_stack(hint_stack, image_shape: tuple[int, ...], hint_planes: str):
+    """The array the hints' fields are computed on: ``hint_stack`` (checked), else the image.
+
+    ``hint_stack`` is a stack that the image coloured is one plane of, with hints placed on
+    its planes: with ``hint_planes="all"`` each field is computed on its hint's own plane of
+    it, as a run of the whole stack computes it, so that one plane coloured alone matches
+    that plane of the whole stack's result.  Without hints it is idle, as ``hint_planes``
+    (which it needs) is said to be.
+    """
+    if hint_stack is None:
+        return None
+    if hint_planes != "all":
+        raise ValueError("hint_stack= is for hint_planes='all' (each hint colours every plane, its field computed "
+                         "on its own plane of the stack); with 'own', colour the stack itself")
+    if not hasattr(hint_stack, "shape"):
+        hint_stack = np.asarray(hint_stack)
+    shape = tuple(hint_stack.shape)
+    if len(shape) < 3 or shape[-2:] != tuple(image_shape[-2:]):
+        raise ValueError(f"hint_stack must be a stack (..., Y, X) with the image's planes {tuple(image_shape[-2:])}, "
+                         f"got shape {shape}")
+    return hint_stack
+
+
 def build_guidance(image, model: HypercolumnColorizer | Callable[[], HypercolumnColorizer], decode: DecodeOptions, normalize: str | None, limits: tuple[float, float] | None,
                    *, reference=None, reference_strength: float | None = None, hints=None,
-                   hint_range: float | None = None, hint_planes: str = "own",
+                   hint_range: float | None = None, hint_planes: str = "own", hint_stack=None,
                    precision: str = "fp32", context: tuple[float, ...] | None = None) -> Guidance | None:
     """Check the guidance a caller asked for and prepare it for the tiles; None when there is none.
 
@@ -160,7 +183,9 @@ def build_guidance(image, model: HypercolumnColorizer | Callable[[], Hypercolumn
     hint_planes = check_hint_planes(hint_planes)
     hint_range_given = hint_range is not None
     hint_range = check_hint_range(hint_range, shape[-2:])
-    checked = check_hints(hints, shape, hint_planes)
+    hint_stack = check_hint_stack(hint_stack, shape, hint_planes)
+    fields_on = image if hint_stack is None else hint_stack
+    checked = check_hints(hints, tuple(fields_on.shape), hint_planes)
     _warn_idle_options(bool(references), checked is not None, reference_strength, hint_range_given, hint_planes)
     if not references and checked is None:
         return None
@@ -171,7 +196,8 @@ def build_guidance(image, model: HypercolumnColorizer | Callable[[], Hypercolumn
         overview, cells = overview_histograms(image, model, decode, normalize, limits, precision, context)
         phi = fit_log_prior(overview, cells, reference_histograms(references, space))
         log_prior = {head: (strength * p).astype(np.float32) for head, p in phi.items()}
-    fields = () if checked is None else _hint_fields(image, checked, space, normalize, limits, hint_range, hint_planes)
+    fields = () if checked is None else _hint_fields(fields_on, checked, space, normalize, limits, hint_range,
+                                                     hint_planes)
     summary = {"references": len(references), "reference_strength": strength if references else None,
                "hints": 0 if checked is None else len(checked), "hint_range": hint_range if checked else None,
                "hint_planes": hint_planes if checked else None}

@@ -83,7 +83,8 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
                      tile_size: int | None = None, overlap: int | None = None, batch_size: int | None = None,
                      client=None, progress=None, cancel=None, limits: tuple[float, float] | None = None,
                      cache: bool = True, reference=None, reference_strength: float | None = None, hints=None,
-                     hint_range: float | None = None, hint_planes: str = "own", source_id: str | None = None):
+                     hint_range: float | None = None, hint_planes: str = "own", hint_stack=None,
+                     source_id: str | None = None):
     """The lazy ``(..., Y, X, 5)`` result behind :func:`colorize` and :func:`colorize_to_zarr`.
 
     Returns ``(stacked dask array, TilePlan, info dict)``; parameters as :func:`napari_colorize.colorize`
@@ -125,7 +126,7 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
     # Checked whether or not guidance is given, so a typo in an option fails either way.
     guidance = build_guidance(image, loader, options, normalize,
                               limits, reference=reference, reference_strength=reference_strength, hints=hints,
-                              hint_range=hint_range, hint_planes=hint_planes,
+                              hint_range=hint_range, hint_planes=hint_planes, hint_stack=hint_stack,
                               precision=precision if local else "fp32", context=context)
     if guidance is not None and guidance.log_prior is not None and not FADE_WITH_REFERENCE:
         # The stored fading is calibrated for unguided colour (fade where the network is
