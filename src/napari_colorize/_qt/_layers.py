@@ -94,6 +94,10 @@ class InputPlan:
         level = f", multiscale level {self.level}" if self.level else ""
         return f"{'x'.join(map(str, self.array.shape))} pixels{where}{level}"
 
+    def level_words(self) -> str:
+        """The multiscale level coloured, for a person: "multiscale level 1 (2100 x 2100 pixels)"; "" at level 0."""
+        return f"multiscale level {self.level} ({' x '.join(map(str, self.array.shape[-2:]))} pixels)" if self.level else ""
+
     def plane_words(self) -> str:
         """The plane coloured, as a person reads it ("plane 3", "plane z 3"; :func:`._planes.plane_words`)."""
         return plane_words(self.index, self.geometry.axis_labels)
@@ -167,7 +171,8 @@ def plan_input(levels: Sequence[Any], geometry: Geometry, data_position: Sequenc
     if len(levels) > 1 and output != "zarr file":
         level = choose_level([tuple(lv.shape[-2:]) for lv in levels], max_pixels)
         if level:
-            notes.append(f"multiscale: level 0 planes exceed {max_pixels} pixels, using level {level}")
+            y, x = levels[level].shape[-2:]
+            notes.append(f"level 0 is over {max_pixels / 1e6:.3g} MP a plane; colouring level {level} ({y} x {x} pixels)")
     array = levels[level]
     factors = _level_factors(shape0, array.shape)
     scale = np.asarray(geometry.scale, float) * factors

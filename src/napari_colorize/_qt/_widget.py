@@ -21,7 +21,7 @@ from qtpy.QtCore import QTimer
 from superqt.utils import ensure_main_thread
 
 from ..devices import PRECISIONS
-from . import _controls, _guidance, _layers, _persist, _runner, _validation
+from . import _controls, _guidance, _layers, _persist, _runner, _status, _validation
 
 if TYPE_CHECKING:
     import napari
@@ -296,7 +296,7 @@ class ColorizeWidget(Container):
         self._cancel = threading.Event()
         self._job = {"name": name, "clicked": time.perf_counter(), "live": live,
                      "key": (name, _guidance.guide_key(guide)), "source_id": _layers.layer_id(self.image.value),
-                     "layer": self.image.value, "data": self.image.value.data}
+                     "layer": self.image.value, "data": self.image.value.data, "level": plan.level_words()}
         self.worker = create_worker(_runner.work, plan, settings, name, self._cancel, self._report_progress, guide)
         self.guidance.note_white_hints(guide)  # a job's hints, not each check of the choices
         if live:
@@ -324,7 +324,7 @@ class ColorizeWidget(Container):
         pbar = self._progress
         if pbar is None or self._cancel.is_set() or self._closed:
             return
-        self._set_status(f"Colorizing {self._job.get('name', '')}: {done}/{total}")
+        self._set_status(_status.progress_words(self._job, done, total))
         # napari's bar processes events while it redraws, so the job's end (its status, its
         # bar closed) can run inside these calls: nothing may follow them.
         if pbar.total != total:
@@ -383,7 +383,7 @@ class ColorizeWidget(Container):
         else:
             self._adding = False
             self._job["layers_at"] = time.perf_counter()
-            self._set_status(done_message)
+            self._set_status(_status.finished(done_message, self._job))
             self._sync_buttons()
             return
         QTimer.singleShot(STEP_MS, lambda: self._add_next(tuples, done_message, next_reveal))

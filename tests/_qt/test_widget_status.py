@@ -1,0 +1,43 @@
+"""What the Colorize widget tells while a job runs and once it is done, in its own words.
+
+Run: ``xvfb-run -a pytest tests/_qt/test_widget_status.py -q``: the multiscale level
+coloured, engine messages said in the widget's terms, and a change of the contrast
+limits while a job ran.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_colorize._qt import _layers
+from widget_driver import open_widget, run_and_wait
+
+
+def ramp(shape=(128, 128)) -> np.ndarray:
+    return np.tile(np.linspace(0.0, 1.0, shape[1], dtype=np.float32), (shape[0], 1))
+
+
+def test_the_multiscale_level_coloured_is_named_until_the_end(make_napari_viewer, qtbot, strong_model, monkeypatch):
+    # A 64 x 64 plane budget stands for the 4096 x 4096 one: level 0 (128 x 128) is over it.
+    monkeypatch.setattr(_layers, "plan_input", functools.partial(_layers.plan_input, max_pixels=64 * 64))
+    viewer = make_napari_viewer()
+    gray = ramp()
+    viewer.add_image([gray, gray[::2, ::2]], name="slide", multiscale=True, contrast_limits=(0.0, 1.0))
+    widget = open_widget(viewer, strong_model)
+    seen: list[str] = []  # what the viewer's status bar showed of ours
+    viewer.events.status.connect(lambda event: seen.append(str(viewer.status).removeprefix("napari-colorize: ")))
+    run_and_wait(qtbot, widget)
+    level = "multiscale level 1 (64 x 64 pixels)"
+    assert "level 0 is over 0.0041 MP a plane; colouring level 1 (64 x 64 pixels)" in seen
+    progress = [text for text in seen if re.search(r": \d+/\d+$", text)]
+    assert progress and all(text.startswith(f"Colorizing slide at {level}: ") for text in progress)
+    assert widget.status.value.startswith("Colorized slide in ")
+    assert widget.status.value.endswith(f", at {level}")
+    assert viewer.layers["slide colorized"].metadata["napari_colorize"]["level"] == 1
