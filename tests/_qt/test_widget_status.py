@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -41,3 +42,44 @@ def test_the_multiscale_level_coloured_is_named_until_the_end(make_napari_viewer
     assert widget.status.value.startswith("Colorized slide in ")
     assert widget.status.value.endswith(f", at {level}")
     assert viewer.layers["slide colorized"].metadata["napari_colorize"]["level"] == 1
+
+
+@contextmanager
+def notifications():
+    """The notifications shown while the ``with`` block runs, as ``(severity, message)`` (filled at its end)."""
+    from napari.utils.notifications import notification_manager
+
+    seen, shown = [], []
+    notification_manager.notification_ready.connect(seen.append)
+    try:
+        yield shown
+    finally:
+        notification_manager.notification_ready.disconnect(seen.append)
+        shown.extend((str(n.severity), n.message) for n in seen)
+
+
+#: What the API and command line say that this widget has no field for.
+API_WORDS = ("normalize=", "np.", "limits=(", "--normalize")
+
+
+def test_what_only_the_data_can_tell_is_said_in_the_widgets_words(make_napari_viewer, qtbot, strong_model):
+    viewer = make_napari_viewer()
+    constant = viewer.add_image(np.full((64, 64), 7, np.uint8), name="constant")
+    holes = ramp((64, 64))
+    holes[10:20, 10:20] = np.nan
+    nan = viewer.add_image(holes, name="nan", contrast_limits=(0.0, 1.0))
+    bright = viewer.add_image(ramp((64, 64)) * 3, name="bright", contrast_limits=(0.0, 3.0))
+    widget = open_widget(viewer, strong_model)
+    said = {}
+    for layer, intensities in ((constant, "min-max"), (nan, "contrast limits"), (bright, "data type range")):
+        widget.image.value = layer
+        widget.normalization.value = intensities
+        with notifications() as shown:
+            run_and_wait(qtbot, widget)
+        said[layer.name] = " ".join(message for _, message in shown)
+    for name, text in said.items():
+        assert text and not any(word in text for word in API_WORDS), (name, text)
+    assert "intensities 'min-max' has no range to stretch" in said["constant"]
+    assert "as intensities 'data type range' does" in said["constant"]
+    assert "replace them before colorizing (e.g. with numpy's nan_to_num in napari's console)" in said["nan"]
+    assert "choose intensities 'contrast limits' (the layer's displayed range)" in said["bright"]

@@ -188,7 +188,8 @@ _WIDGET_WORDS = (
     (re.compile(r"; pass overwrite=True \(--overwrite\) to replace it, or choose another output path"),
      "; delete that store yourself, or choose another zarr path"),
     (re.compile(r"pass normalize='percentile' \(microscopy\) or 'minmax' \(--normalize percentile\|minmax\), "
-                r"or rescale it first"), "choose intensities 'percentile' (microscopy) or 'min-max'"),
+                r"or rescale it first"),
+     "choose intensities 'contrast limits' (the layer's displayed range), 'percentile' (microscopy) or 'min-max'"),
     (re.compile(r"precision='(\w+)' \(--precision \w+\) needs a GPU; on the CPU use precision='fp32', the default"),
      r"precision \1 needs a GPU; choose fp32 on the CPU"),
     (re.compile(r" or pass hints=None"), " or choose hints: none"),
@@ -205,6 +206,15 @@ _WIDGET_WORDS = (
     (re.compile(r"Pass a colour image \((.*?)\), or no reference"), r"Choose a colour layer (\1), or reference: none"),
     (re.compile(r"convert it first with napari_colorize\.rgb_to_gray\(image\[\.\.\., :3\]\) or pass a single channel"),
      "add it as an RGB layer (shown in colour, not offered here) or split its channels"),
+    (re.compile(r"replace them \(e\.g\. np\.nan_to_num\) before colorizing"),
+     "replace them before colorizing (e.g. with numpy's nan_to_num in napari's console), or choose another layer"),
+    (re.compile(r"; pass limits=\(lo, hi\) to choose"), "; choose intensities 'contrast limits' to set the range yourself"),
+    (re.compile(r"widen the range, or pass normalize='minmax' without limits"),
+     "widen the layer's contrast limits, or choose intensities 'min-max'"),
+    # Last: the normalisations the engine names that no rule above has said in the widget's terms.
+    (re.compile(r"normalize='minmax'"), "intensities 'min-max'"),
+    (re.compile(r"normalize='percentile'"), "intensities 'percentile'"),
+    (re.compile(r"normalize='dtype'"), "intensities 'data type range'"),
 )
 
 
