@@ -18,7 +18,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 from napari_colorize._qt import _layers
-from widget_driver import open_widget, run_and_wait
+from widget_driver import WAIT_MS, open_widget, run_and_wait
 
 
 def ramp(shape=(128, 128)) -> np.ndarray:
@@ -83,3 +83,28 @@ def test_what_only_the_data_can_tell_is_said_in_the_widgets_words(make_napari_vi
     assert "as intensities 'data type range' does" in said["constant"]
     assert "replace them before colorizing (e.g. with numpy's nan_to_num in napari's console)" in said["nan"]
     assert "choose intensities 'contrast limits' (the layer's displayed range)" in said["bright"]
+
+
+def test_contrast_limits_changed_while_a_job_runs_are_said_and_the_result_kept(make_napari_viewer, qtbot,
+                                                                               strong_model):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image((ramp((96, 96)) * 255).astype(np.uint8), name="img", contrast_limits=(0, 255))
+    widget = open_widget(viewer, strong_model)
+    with notifications() as shown:
+        widget.run_button.clicked()
+        layer.contrast_limits = (100, 150)  # before the job can end: its result arrives through the event loop
+        qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
+    said = ("img was coloured with the contrast limits it had at Run [0, 255]; they are now [100, 150]: "
+            "press Run to colour it with them")
+    assert widget.status.value.startswith("Colorized img in ") and widget.status.value.endswith(f"; {said}")
+    assert ("info", f"napari-colorize: {said}") in shown
+    assert viewer.layers["img colorized"].metadata["napari_colorize"]["settings"]["limits"] == [0.0, 255.0]
+    with notifications() as shown:
+        run_and_wait(qtbot, widget)  # again: the new limits, nothing to say
+    assert "contrast limits" not in widget.status.value and shown == []
+    assert viewer.layers["img colorized"].metadata["napari_colorize"]["settings"]["limits"] == [100.0, 150.0]
+    widget.normalization.value = "min-max"  # the colours do not depend on the contrast limits
+    widget.run_button.clicked()
+    layer.contrast_limits = (0, 255)
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
+    assert "contrast limits" not in widget.status.value

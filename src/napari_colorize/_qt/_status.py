@@ -1,16 +1,26 @@
 """What the widget's status line says while a job runs and once its layers are in.
 
-Pure wording from the job's record (the dict the widget keeps while a job runs; no Qt):
-the multiscale level coloured, when it is not level 0, is named in every progress update
-and in the final status, since the note saying why (:func:`._layers.plan_input`) is
-shown only until the first update.
+Wording from the job's record (the dict the widget keeps while a job runs): the
+multiscale level coloured, when it is not level 0, is named in every progress update and
+in the final status, since the note saying why (:func:`._layers.plan_input`) is shown only
+until the first update.  With intensities "contrast limits", a change of the input's
+contrast limits while the job ran is said in the final status and a notification: the
+layers are still added (the data did not change and the work is not lost), coloured with
+the limits at Run, and pressing Run again uses the new ones.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
-__all__ = ["finished", "progress_words"]
+import numpy as np
+
+__all__ = ["finished", "limits_at_run", "notify", "progress_words"]
+
+#: A job's contrast limits and a weak reference to its input layer (which the job must not
+#: keep alive, data and all, once it is deleted).
+LimitsRecord = tuple[tuple[float, float], "weakref.ReferenceType[Any]"]
 
 
 def progress_words(job: dict[str, Any], done: int, total: int) -> str:
@@ -22,8 +32,42 @@ def progress_words(job: dict[str, Any], done: int, total: int) -> str:
     return f"Colorizing {job.get('name', '')}{f' at {level}' if level else ''}: {done}/{total}"
 
 
-def finished(done_message: str, job: dict[str, Any]) -> str:
-    """The status once the layers are in: ``done_message`` (what the job did and how, "Colorized
-    slide in 13.5 s (cpu, median)"), and the multiscale level it coloured."""
-    level = job.get("level")
-    return f"{done_message}, at {level}" if level else done_message
+def limits_at_run(intensities: str, limits: Any, layer: Any) -> LimitsRecord | None:
+    """What a job keeps to tell at its end whether its input's contrast limits changed meanwhile;
+    None when its colours do not depend on them (``intensities`` other than "contrast limits")."""
+    if intensities != "contrast limits" or limits is None:
+        return None
+    lo, hi = (float(v) for v in limits)
+    return (lo, hi), weakref.ref(layer)
+
+
+def _limits_changed(job: dict[str, Any]) -> str | None:
+    """What to say when the input's contrast limits are not those the job used; None when they are."""
+    record: LimitsRecord | None = job.get("limits")
+    layer = None if record is None else record[1]()
+    if layer is None:
+        return None
+    (lo, hi), now = record[0], tuple(float(v) for v in layer.contrast_limits)
+    if np.allclose(now, (lo, hi)):
+        return None
+    return (f"{job.get('name', '')} was coloured with the contrast limits it had at Run [{lo:g}, {hi:g}]; "
+            f"they are now [{now[0]:g}, {now[1]:g}]: press Run to colour it with them")
+
+
+def finished(done_message: str, job: dict[str, Any]) -> tuple[str, str | None]:
+    """The status once the layers are in, and what to tell in a notification too (None: nothing).
+
+    ``done_message``: what the job did and how ("Colorized slide in 13.5 s (cpu, median)"); the
+    multiscale level it coloured and a change of the contrast limits meanwhile are added.
+    """
+    level, changed = job.get("level"), _limits_changed(job)
+    status = f"{done_message}, at {level}" if level else done_message
+    return (f"{status}; {changed}" if changed else status), changed
+
+
+def notify(notice: str | None) -> None:
+    """Show ``notice`` as a napari notification (the status line is easily missed), if there is one."""
+    if notice:
+        from napari.utils.notifications import show_info
+
+        show_info(f"napari-colorize: {notice}")

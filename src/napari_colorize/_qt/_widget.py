@@ -297,6 +297,7 @@ class ColorizeWidget(Container):
         self._job = {"name": name, "clicked": time.perf_counter(), "live": live,
                      "key": (name, _guidance.guide_key(guide)), "source_id": _layers.layer_id(self.image.value),
                      "layer": self.image.value, "data": self.image.value.data, "level": plan.level_words()}
+        self._job["limits"] = _status.limits_at_run(self.normalization.value, settings.limits, self.image.value)
         self.worker = create_worker(_runner.work, plan, settings, name, self._cancel, self._report_progress, guide)
         self.guidance.note_white_hints(guide)  # a job's hints, not each check of the choices
         if live:
@@ -383,7 +384,9 @@ class ColorizeWidget(Container):
         else:
             self._adding = False
             self._job["layers_at"] = time.perf_counter()
-            self._set_status(_status.finished(done_message, self._job))
+            status, notice = _status.finished(done_message, self._job)
+            self._set_status(status)
+            _status.notify(notice)
             self._sync_buttons()
             return
         QTimer.singleShot(STEP_MS, lambda: self._add_next(tuples, done_message, next_reveal))
