@@ -213,3 +213,21 @@ def test_a_temp_file_with_this_process_s_id_that_it_did_not_make_is_stale(tmp_pa
         assert not left.exists() and mine.exists()
         assert remove_stale_temps(tmp_path) == []  # the one this process is writing stays
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.tif"]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="stale temporary files are recognised by process id on POSIX")
+def test_a_spill_folder_of_a_killed_run_is_removed_by_the_next_run(tmp_path):
+    # The PNG/TIFF writers' spill folder (pieces handed between stripes) was a random
+    # TemporaryDirectory name: one left by a SIGKILL stayed in the output folder for good.
+    from napari_colorize._atomic import HOST, temp_folder
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = tmp_path / f".napari_colorize_spill.0badcafe.tmp-{HOST}-{gone.pid}"
+    stale.mkdir()
+    (stale / "0-0.npy").write_bytes(b"piece")
+    with temp_folder(tmp_path / "napari_colorize_spill") as spill:
+        assert spill.is_dir() and spill.name.endswith(f"-{os.getpid()}")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [spill.name]  # the dead run's folder is swept
+        (spill / "piece.npy").write_bytes(b"x")
+    assert list(tmp_path.iterdir()) == []  # removed with its contents

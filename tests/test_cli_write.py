@@ -66,3 +66,33 @@ def test_pngs_are_written_in_stripes_equal_to_the_whole_result(tmp_path, monkeyp
     whole = np.asarray(stacked.compute())
     for key, path in targets.items():
         np.testing.assert_array_equal(iio.imread(path), _expected(whole, key, True))
+
+
+def test_a_failed_tile_waits_for_the_copies_in_flight(tmp_path):
+    # dask returns the first error while other tasks still run: a copy into a TIFF's memory map
+    # then ran on after the caller closed the map (a segfault on a GPU or on Ctrl-C).
+    import threading
+    import time
+
+    from napari_colorize.engine import stripes
+
+    copied = threading.Event()
+
+    def slow_copy():
+        time.sleep(0.5)
+        copied.set()
+
+    def failing_tile():
+        time.sleep(0.05)
+        raise RuntimeError("a tile failed")
+
+    dsk = {("w", 0, 0): (slow_copy,), ("w", 0, 1): (failing_tile,)}
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    try:
+        stripes.write_in_order(dsk, list(dsk), None, str(spill))  # several threads, as on a GPU
+    except RuntimeError as err:
+        assert "a tile failed" in str(err)
+    else:
+        raise AssertionError("the failed tile was not reported")
+    assert copied.is_set()  # the copy in flight had finished before the error reached the caller

@@ -487,6 +487,14 @@ def test_a_job_from_another_thread_runs_as_many_batches_as_the_main_thread(model
     assert 1 <= most[0] <= dask.system.CPU_COUNT
 
 
+def test_local_threads_follow_the_dask_config():
+    from napari_colorize.engine.defaults import local_threads
+
+    assert local_threads() == dask.system.CPU_COUNT
+    with dask.config.set(num_workers=1):  # a user capping threads (memory) is obeyed, as dask obeys it
+        assert local_threads() == 1
+
+
 def test_input_is_not_modified(model, camera):
     img = (camera * 255).astype(np.uint8)
     before = img.copy()

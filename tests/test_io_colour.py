@@ -109,8 +109,8 @@ def test_imagej_composite_of_12bit_channels_and_of_two_channels(tmp_path, astron
     np.testing.assert_array_equal(read_rgb(tmp_path / "c2.tif"), np.dstack([astronaut[..., 0]] * 3))
 
 
-def _png16(path, values: np.ndarray) -> None:
-    """A 16-bit PNG written by hand (signature, IHDR, one IDAT, IEND), independent of any reader."""
+def _png16(path, values: np.ndarray, orientation: int | None = None) -> None:
+    """A 16-bit PNG written by hand (signature, IHDR, [eXIf,] one IDAT, IEND), independent of any reader."""
     import struct
     import zlib
 
@@ -122,8 +122,11 @@ def _png16(path, values: np.ndarray) -> None:
         return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
 
     rows = b"".join(b"\0" + arr[y].tobytes() for y in range(h))
+    # eXIf: a big-endian TIFF header and one IFD holding the orientation tag (0x0112, SHORT, 1 value).
+    exif = b"" if orientation is None else chunk(b"eXIf", b"MM\0*" + struct.pack(">IHHHIHHI", 8, 1, 0x0112, 3, 1,
+                                                                                 orientation, 0, 0))
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, kind, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+                     + exif + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 def test_a_16_bit_colour_png_is_read_at_full_depth_like_the_same_tiff(tmp_path):
@@ -156,3 +159,15 @@ def test_a_16_bit_colour_png_is_read_as_gray_at_full_depth(tmp_path):
         image = read_image(tmp_path / "la.png")
     assert image.data.dtype == np.uint16
     np.testing.assert_array_equal(image.data, rgb[..., 0])
+
+
+def test_a_16_bit_colour_png_is_turned_upright_at_full_depth(tmp_path):
+    from napari_colorize.io import read_image
+
+    rgb = np.random.default_rng(1).integers(0, 65536, (20, 30, 3)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "up.tif", rgb, photometric="rgb")  # full depth, no orientation
+    _png16(tmp_path / "turned.png", rgb, orientation=6)  # shown turned a quarter clockwise
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        up, turned = read_image(tmp_path / "up.tif").data, read_image(tmp_path / "turned.png").data
+    np.testing.assert_array_equal(turned, np.rot90(up, -1))  # Pillow's 8 bits a sample differ

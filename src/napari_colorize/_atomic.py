@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-__all__ = ["atomic_path", "no_new_empty_folders", "remove_empty_folders", "preallocate", "remove_stale_temps", "DiskFullError", "FileTooLargeError", "space_error",
+__all__ = ["atomic_path", "temp_folder", "no_new_empty_folders", "remove_empty_folders", "preallocate", "remove_stale_temps", "DiskFullError", "FileTooLargeError", "space_error",
            "TEMP_NAME_EXTRA", "read_safetensors_metadata", "write_safetensors"]
 
 #: errno values meaning "no room left" (a full disk, or the user's quota).
@@ -184,7 +184,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
             continue
         stale = Path(folder) / name
         try:
-            stale.unlink()
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()  # a folder: temp_folder's
         except FileNotFoundError:  # another run removed it first
             continue
         removed.append(stale)
@@ -215,8 +215,12 @@ def _sweep_once(folder: Path) -> None:
     remove_stale_temps(key)
 
 
-def _create_temp(path: Path) -> Path:
-    """Create an empty, new temporary file beside ``path`` and return its name.
+def _new_file(tmp: Path) -> None:
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+def _create_temp(path: Path, make: Callable[[Path], None] = _new_file) -> Path:
+    """Create an empty, new temporary file (or with ``make=os.mkdir`` a folder) beside ``path``; return its name.
 
     ``os.open`` with mode 0o666 lets the kernel apply the umask (and a folder's default
     ACL), so the final file gets the same permissions as one made by ``open(path, "w")``
@@ -230,7 +234,7 @@ def _create_temp(path: Path) -> Path:
         with _swept_lock:  # named ours before it exists, so that no sweep takes it for an earlier process's
             _own_temps.add(tmp.name)
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            make(tmp)
         except FileExistsError:
             _forget_temp(tmp)
             continue
@@ -284,6 +288,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+        _forget_temp(tmp)
+
+
+@contextmanager
+def temp_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """A new hidden folder beside ``path``, named as :func:`atomic_path`'s files (so a killed
+    run's is swept by the next run here), removed with its contents on exit."""
+    tmp = _create_temp(Path(path), os.mkdir)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
         _forget_temp(tmp)
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import dask
 import numpy as np
 from dask.highlevelgraph import HighLevelGraph
 
+from ._atomic import temp_folder
 from .engine import stripes
 from .io.write import to_uint8
 from .outputs import channel_slices, get_output
@@ -51,7 +51,8 @@ def _write_here(stacked, plan, put: Callable[[tuple, np.ndarray], None], spill_b
 
     ``region`` indexes the outputs (the plane's indices, then rows and columns); ``values``
     is the chunk's ``(h, w, 5)`` result.  The spill folder is a hidden temporary folder in
-    ``spill_beside`` (the output folder, which has room for the outputs themselves).
+    ``spill_beside`` (the output folder, which has room for the outputs themselves),
+    ``.napari_colorize_spill.*.tmp-HOST-PID``.
     """
     name = f"colorize-put-{dask.base.tokenize(stacked.name, id(put))}"
     layer = {}
@@ -65,8 +66,8 @@ def _write_here(stacked, plan, put: Callable[[tuple, np.ndarray], None], spill_b
     keys = list(layer)
     # One chunk at a time on a CPU, as the zarr writer: torch already uses every core inside a tile.
     workers = 1 if device.startswith("cpu") else None
-    with tempfile.TemporaryDirectory(prefix=".napari_colorize_spill-", dir=spill_beside) as spill:
-        stripes.write_in_order(stripes.culled(graph, keys), keys, workers, spill)
+    with temp_folder(spill_beside / "napari_colorize_spill") as spill:  # a killed run's is swept by the next
+        stripes.write_in_order(stripes.culled(graph, keys), keys, workers, str(spill))
 
 
 def _put_block(put: Callable[[tuple, np.ndarray], None], region: tuple, block: np.ndarray) -> None:

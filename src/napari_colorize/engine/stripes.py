@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import dask
 import numpy as np
@@ -56,13 +57,23 @@ def write_in_order(dsk: dict, keys: list, num_workers: int | None, spill: str) -
         return (write_key[-1] // STRIPE_CHUNKS, *write_key[1:-1])
 
     order, groups, consumer, handed = plan_groups(dsk, keys, group)
+    pool = ThreadPoolExecutor(num_workers or dask.system.CPU_COUNT)
+    try:
+        _run_groups(dsk, order, groups, consumer, handed, spill, pool)
+    finally:
+        _wait_for(pool)
+
+
+def _run_groups(dsk: dict, order: list, groups: dict, consumer: dict, handed: dict, spill: str,
+                pool: ThreadPoolExecutor) -> None:
+    """:func:`write_in_order`'s loop: each group's tasks on ``pool``, pieces carried on as planned."""
     carried: dict = {}  # piece -> its value, or a task loading it from the spill folder
     for i, g in enumerate(order):
         keep = [p for p in handed.get(i, []) if order[consumer[p]][0] == g[0]]
         spills = {("colorize-spill", i, n): (_spill_piece, p, os.path.join(spill, f"{i}-{n}.npy"))
                   for n, p in enumerate(p for p in handed.get(i, []) if order[consumer[p]][0] != g[0])}
         wanted = groups[g] + keep + list(spills)
-        values = dask.threaded.get(_cull({**dsk, **carried, **spills}, wanted), wanted, num_workers=num_workers)
+        values = dask.threaded.get(_cull({**dsk, **carried, **spills}, wanted), wanted, pool=pool)
         for piece in [p for p in carried if consumer[p] == i]:  # read by this group
             value = carried.pop(piece)
             if isinstance(value, tuple):
@@ -70,6 +81,25 @@ def write_in_order(dsk: dict, keys: list, num_workers: int | None, spill: str) -
         carried.update(zip(keep, values[len(groups[g]):len(groups[g]) + len(keep)]))
         carried.update({task[1]: (_load_piece, path)
                         for task, path in zip(spills.values(), values[len(groups[g]) + len(keep):])})
+
+
+def _wait_for(pool: ThreadPoolExecutor) -> None:
+    """Let the tasks still running finish before the caller goes on, even on a second Ctrl-C.
+
+    dask returns the first error (a failed tile, a Ctrl-C in this thread) while other tasks
+    still run; a write task then copying into a TIFF's memory map that the caller closes
+    next crashed the process (SIGSEGV).  Queued tasks are dropped; a running one ends
+    within a tile's time.
+    """
+    interrupted = False
+    while True:
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 def plan_groups(dsk: dict, keys: list, group: Callable) -> tuple[list, dict, dict, dict]:

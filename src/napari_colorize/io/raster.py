@@ -73,9 +73,11 @@ def read_raster(path: Path) -> Image:
 
     with PILImage.open(path) as im:
         pixel_size = _pixel_size_um(_stated_dpi(im))
-        wide = wide_png(im, path) if im.getexif().get(_ORIENTATION, 1) == 1 else None
+        wide = wide_png(im, path)
         if wide is not None:
-            return Image(_wide_frame(wide, path), pixel_size=pixel_size, unit="micrometer" if pixel_size else None)
+            plane, turned = _upright(_wide_frame(wide, path), im)
+            pixel_size = pixel_size[::-1] if turned and pixel_size else pixel_size
+            return Image(plane, pixel_size=pixel_size, unit="micrometer" if pixel_size else None)
         count = frame_count(im)
         planes, model = [], None
         for i in range(count):
@@ -123,6 +125,24 @@ def _pixel_size_um(dpi) -> tuple[float, float] | None:
     except (TypeError, ValueError):
         return None
     return (25400.0 / y, 25400.0 / x) if x > 0 and y > 0 and np.isfinite(x) and np.isfinite(y) else None
+
+
+#: EXIF orientation -> (quarter turns counter-clockwise after a left-right flip?, flip first), as
+#: Pillow's ImageOps.exif_transpose turns a picture upright.
+_UPRIGHT = {2: (0, True), 3: (2, False), 4: (2, True), 5: (1, True), 6: (3, False), 7: (3, True), 8: (1, False)}
+
+
+def _upright(values: np.ndarray, im) -> tuple[np.ndarray, bool]:
+    """``values`` of a 16-bit PNG turned as its EXIF orientation says; whether it turned a quarter.
+
+    Only an eXIf chunk before the image data is read: Pillow finds a later one by decoding
+    the whole image (8 bits a sample), which libpng has already done at full depth.
+    """
+    if "exif" not in im.info:
+        return values, False
+    turns, flip = _UPRIGHT.get(im.getexif().get(_ORIENTATION, 1), (0, False))
+    values = values[:, ::-1] if flip else values
+    return np.ascontiguousarray(np.rot90(values, turns)), turns % 2 == 1
 
 
 def _wide_frame(values: np.ndarray, path: Path) -> np.ndarray:
