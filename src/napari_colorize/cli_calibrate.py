@@ -117,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import warnings
 
+    from .cli_evaluate import print_warning
     from .devices import resolve_device
     from .evaluate import calibrate
     from .model import load_model, save_model
@@ -127,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=resolve_device(args.device))
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
+        warnings.showwarning = print_warning
         images = _images(args)
         lo, hi = calibrate(model, images, temperature=not args.no_temperature, method=args.method,
                            objective=args.objective, min_colourfulness=args.min_colourfulness,

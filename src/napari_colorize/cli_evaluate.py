@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .decode import METHODS
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "print_warning"]
 
 _EPILOG = """examples:
   napari-colorize evaluate photos/val
@@ -66,6 +66,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="the manifest.csv for --group-by COLUMN (default: next to or above the images)")
     p.set_defaults(func=run)
     return p
+
+
+def print_warning(message, category, *rest, **kw) -> None:
+    """``warnings.showwarning`` for evaluate and calibrate: one line on stderr, ``note:`` for what
+    was left out on purpose (results of ours in the folders), ``warning:`` for the rest."""
+    from .io import OwnOutputsNote
+
+    kind = "note" if issubclass(category, OwnOutputsNote) else "warning"
+    print(f"{kind}: {message}", file=sys.stderr)
 
 
 def _is_table_json(path: Path) -> bool:
@@ -117,7 +126,7 @@ def _evaluate(args: argparse.Namespace, methods: list, calibrations: list, json_
     grouping = {"group_by": args.group_by, "manifest": args.manifest}
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
+        warnings.showwarning = print_warning
         if len(methods) == 1 and len(calibrations) == 1:
             table = evaluate(args.data, model=args.model, method=methods[0], calibrated=calibrations[0],
                              device=args.device, saturation=args.saturation, max_side=args.max_side,

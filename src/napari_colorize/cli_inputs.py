@@ -228,8 +228,8 @@ def plan_jobs(patterns: Sequence[str], out_dir: Path, fmt: str | None, outputs: 
 
 def _output_names() -> tuple[str, ...]:
     """The endings of the names napari-colorize gives its outputs (``_colorized.png``, ``_entropy.tif`` ...)."""
-    from .outputs import output_keys
-    return tuple(f"_{get_output(key).suffix}{suffix}" for key in output_keys() for suffix in FORMATS.values())
+    from .outputs import output_name_endings
+    return output_name_endings(FORMATS.values())
 
 
 def _is_ours(path: Path) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Output", "OUTPUTS", "ColorizeResult", "register_output", "unregister_output", "get_output",
-           "output_keys", "channel_slices", "n_channels", "check_output_keys"]
+           "output_keys", "output_name_endings", "channel_slices", "n_channels", "check_output_keys"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,12 @@ def get_output(name_or_key: str) -> Output:
 
 def output_keys() -> tuple[str, ...]:
     return tuple(o.key for o in OUTPUTS)
+
+
+def output_name_endings(extensions) -> tuple[str, ...]:
+    """The endings of the names the CLI gives its output files, for each file extension
+    (``_colorized.png``, ``_entropy.tif`` ...): how earlier results are told from inputs."""
+    return tuple(f"_{o.suffix}{extension}" for o in OUTPUTS for extension in extensions)
 
 
 def check_output_keys(keys) -> tuple[str, ...]:

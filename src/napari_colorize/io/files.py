@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 __all__ = ["IMAGE_SUFFIXES", "is_broken_link", "is_zarr", "is_glob", "split_glob", "image_stem", "find_inputs", "walk_images", "scan_images",
-           "source_fingerprint", "broken_link_reason"]
+           "source_fingerprint", "broken_link_reason", "is_our_output", "own_outputs_note"]
+
+#: The file extensions of colorize's PNG and TIFF outputs (its zarr stores are never walked as images).
+_OUTPUT_EXTENSIONS = (".png", ".tif")
 
 #: File name endings read as images (case-insensitive).  Files are decoded by their
 #: content, so a PNG named ``.jpg`` is still read as a PNG.  GIF, the Netpbm family
@@ -225,7 +229,24 @@ def _glob(pattern: str) -> list[str]:
     return glob.glob(os.path.join(glob.escape(str(root)), rest), recursive=True)
 
 
-def scan_images(folders: Sequence[str | os.PathLike], keep_links: bool = False) -> list[Path]:
+def is_our_output(path: Path) -> bool:
+    """Whether ``path`` is a result of ``napari-colorize colorize``: named as one (``x_colorized.png``)
+    and carrying its mark.  Only such names are opened, and only their headers read."""
+    from ..outputs import output_name_endings
+    from .write import has_our_mark
+
+    return path.name.endswith(output_name_endings(_OUTPUT_EXTENSIONS)) and has_our_mark(path)
+
+
+def own_outputs_note(passed: Sequence[Path]) -> str:
+    """Why files of ours found in data folders were left out (the words of colorize's note)."""
+    return (f"passed over {len(passed)} file(s) in the data folders that napari-colorize wrote (results of an "
+            f"earlier run, such as {passed[0]}): their colours are a model's guess, not the truth to train on or "
+            "score against; name one on the command line to use it anyway")
+
+
+def scan_images(folders: Sequence[str | os.PathLike], keep_links: bool = False,
+                report: Callable[[str], None] | None = None) -> list[Path]:
     """All image files under ``folders`` (recursively), sorted, without duplicates.
 
     For training and evaluation: files only (zarr stores are not colour training
@@ -233,25 +254,45 @@ def scan_images(folders: Sequence[str | os.PathLike], keep_links: bool = False) 
     ``keep_links`` absolute with links kept as written (evaluation groups images by the
     folders the user sees); duplicates are found by the resolved path either way.
 
+    Results of ``colorize`` found in a folder (:func:`is_our_output`) are passed over, as
+    ``colorize`` passes over them: kept inside a collection, a model's own output would
+    be taken for a true colour photograph, trained on, or scored against its own guess.
+    ``report`` gets one note counting them (default: a :class:`~.image.OwnOutputsNote`
+    warning).  A file named in ``folders`` is used whatever it is.
+
     Raises
     ------
     FileNotFoundError
         If a folder does not exist.
     ValueError
-        If a folder holds no image file.
+        If a folder holds no image file (besides results of ours).
     """
     found: dict[Path, Path] = {}
+    passed: list[Path] = []
     for folder in folders:
         root = Path(folder).expanduser()
         if not root.exists():
             raise FileNotFoundError(f"data folder {root} does not exist")
+        ours: list[Path] = []
         if root.is_file():
             files = [root] if root.suffix.lower() in IMAGE_SUFFIXES else []
         else:
-            files = [p for p in walk_images(root, stores=False) if p.is_file()]
+            walked = [p for p in walk_images(root, stores=False) if p.is_file()]
+            ours = [p for p in walked if is_our_output(p)]
+            files = [p for p in walked if p not in ours]
+            passed += ours
         if not files:
-            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}; "
+            besides = f" besides {len(ours)} that napari-colorize wrote (results, not true colours)" if ours else ""
+            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}{besides}; "
                              "give folders holding colour photographs")
         for p in files:
             found.setdefault(p.resolve(), as_written(p) if keep_links else p.resolve())
+    if passed:
+        (report or _note)(own_outputs_note(passed))
     return sorted(found.values())
+
+
+def _note(message: str) -> None:
+    from .image import OwnOutputsNote
+
+    warnings.warn(message, OwnOutputsNote, stacklevel=3)  # the caller of scan_images

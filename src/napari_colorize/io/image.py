@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Image", "ImageReadError", "ReadWarning", "ColourInputWarning", "LEAD_AXES", "lead_axis_names"]
+__all__ = ["Image", "ImageReadError", "ReadWarning", "ColourInputWarning", "OwnOutputsNote", "LEAD_AXES",
+           "lead_axis_names"]
 
 
 class ImageReadError(ValueError):
@@ -18,6 +19,11 @@ class ReadWarning(UserWarning):
 
 class ColourInputWarning(ReadWarning):
     """A colour file was converted to gray."""
+
+
+class OwnOutputsNote(UserWarning):
+    """Files that napari-colorize wrote were passed over in a folder walk: a note (the command
+    line says ``note:``), since leaving them out is what the user wants."""
 
 
 @dataclass

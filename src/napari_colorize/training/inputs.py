@@ -44,7 +44,7 @@ def load_inputs(cfg: TrainConfig) -> RunInputs:
         images with the training folders while early stopping chooses on it.
     """
     split = resolve_split(cfg)
-    paths = keep_training_paths(scan_images(cfg.data), split)
+    paths = keep_training_paths(scan_images(cfg.data, report=_note), split)
     val_paths, val_label = _validation_files(cfg, split)
     _check_overlap(cfg, val_paths, paths)
     images = _load_training_images(cfg, paths)
@@ -65,10 +65,14 @@ def _validation_files(cfg: TrainConfig, split: HeldOut | None) -> tuple[list[Pat
     if not folder.exists():
         raise FileNotFoundError(f"the validation folder {cfg.val} (--val) does not exist; {advice}")
     try:
-        return scan_images([folder]), f"the validation folder {cfg.val}"
+        return scan_images([folder], report=_note), f"the validation folder {cfg.val}"
     except ValueError:  # scan_images' words are about training data
         raise ValueError(f"the validation folder {cfg.val} (--val) holds no images ({', '.join(IMAGE_SUFFIXES)}); "
                          f"{advice}") from None
+
+
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
 
 
 def _check_overlap(cfg: TrainConfig, val_paths: list[Path], train_paths: list[Path]) -> None:
