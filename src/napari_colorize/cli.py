@@ -15,6 +15,8 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from ._signals import StoppedAfterStep
+
 __all__ = ["main", "build_parser"]
 
 _SUBCOMMANDS = ("cli_colorize", "cli_train", "cli_evaluate", "cli_calibrate")
@@ -48,17 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as err:  # OSError: a full disk or read-only file system too
         print(f"napari-colorize {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except Terminated:
-        print(f"napari-colorize {args.command}: terminated (SIGTERM){_to_continue(args)}", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:  # the same words as SIGTERM: how to carry on matters as much after Ctrl-C
-        print(f"napari-colorize {args.command}: interrupted (Ctrl-C){_to_continue(args)}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # the same words for both: how to carry on matters as much after Ctrl-C
+        terminated = isinstance(stop, Terminated) or getattr(stop, "signum", None) == signal.SIGTERM
+        how = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
+        print(f"napari-colorize {args.command}: {how}{_to_continue(args, stop)}", file=sys.stderr)
+        return 128 + signal.SIGTERM if terminated else 130
 
 
-def _to_continue(args: argparse.Namespace) -> str:
+def _to_continue(args: argparse.Namespace, stop: KeyboardInterrupt) -> str:
     """How a stopped command carries on (evaluate and calibrate start again)."""
-    if args.command == "train":
+    if isinstance(stop, StoppedAfterStep):  # a training run that saved its last step
+        return f"; {stop}"
+    if args.command == "train":  # stopped before its first step, or by a second signal while saving
         return "; continue it with the same command and --resume (without it if no checkpoint was written yet)"
     if args.command != "colorize":
         return ""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._signals import StoppedAfterStep, ignore_stop_signals, stop_requests
 from ..devices import autocast, resolve_device
 from ..losses import lightness_weight
 from ..model import ModelConfig, build_model, load_model, read_config, save_model
@@ -179,6 +181,7 @@ def _batches(cfg: TrainConfig, images: ImageSet, model: HypercolumnColorizer, we
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=workers, pin_memory=device.type == "cuda",
         prefetch_factor=4 if workers > 0 else None, persistent_workers=False,
+        worker_init_fn=ignore_stop_signals if workers > 0 else None,  # the main process stops them, after its step
     )
     return iter(loader), workers
 
@@ -338,28 +341,41 @@ def _loop(run: _Run) -> int:
     run.t0 = run.window_t = time.perf_counter()
     step = run.start
     try:
-        for step in range(run.start, cfg.steps):
-            value, lr = _train_step(run, step)
-            done = step + 1
-            _log_step(run, done, value, lr)
-            _validate(run, done, bar)
-            if _checkpoint_due(run, done):
-                _save(run, done, complete=False)
-            bar.set_postfix(loss=f"{run.loss_mean:.4f}", img_s=f"{run.images_per_s:.1f}", lr=f"{lr:.2g}", refresh=False)
-            bar.update(1)
-            if run.stopped_early:
-                bar.write(f"step {done}: stopping early, no lower held-out loss in {cfg.early_stop} validations "
-                          f"(best {run.best.loss:.4f} at step {run.best.step})")
-                _save(run, done, complete=True)
-                break
-            if done - run.start == cfg.stop_after and done != cfg.steps:
-                break
-        else:
-            _save(run, cfg.steps, complete=True)
+        with stop_requests() as stop:  # Ctrl-C and SIGTERM stop the run between steps, saved
+            for step in range(run.start, cfg.steps):
+                value, lr = _train_step(run, step)
+                done = step + 1
+                _log_step(run, done, value, lr)
+                _validate(run, done, bar)
+                saved = _checkpoint_due(run, done)
+                if saved:
+                    _save(run, done, complete=False)
+                bar.set_postfix(loss=f"{run.loss_mean:.4f}", img_s=f"{run.images_per_s:.1f}", lr=f"{lr:.2g}",
+                                refresh=False)
+                bar.update(1)
+                if run.stopped_early:
+                    bar.write(f"step {done}: stopping early, no lower held-out loss in {cfg.early_stop} validations "
+                              f"(best {run.best.loss:.4f} at step {run.best.step})")
+                    _save(run, done, complete=True)
+                    break
+                if done - run.start == cfg.stop_after and done != cfg.steps:
+                    break
+                if stop.requested and done != cfg.steps:
+                    _stop(run, done, stop.signum, saved)
+            else:
+                _save(run, cfg.steps, complete=True)
     finally:
         bar.close()
         run.batches = None  # shuts the loader's worker processes down
     return step
+
+
+def _stop(run: _Run, done: int, signum: int, saved: bool) -> None:
+    """Save the whole steps done so far (unless just saved) and stop on the signal received."""
+    if not saved:
+        _save(run, done, complete=False)
+    run.log.write(event="stopped", step=done, signal=signal.Signals(signum).name)
+    raise StoppedAfterStep(signum, done)
 
 
 def _finish(run: _Run, step: int) -> dict[str, Any]:

@@ -1,0 +1,91 @@
+"""Ctrl-C and SIGTERM during work that must stop at a clean point: a training step.
+
+Raised where the program happens to be, ``KeyboardInterrupt`` (or the CLI's SIGTERM,
+raised the same way) leaves an optimizer step half done, so a training run could only
+fall back to its last periodic checkpoint and lose every step since.  Inside
+:func:`stop_requests` the first SIGINT or SIGTERM is only recorded: the run finishes its
+step, saves, and raises :class:`StoppedAfterStep`.  The handlers that were there before
+come back at that first signal, so a second Ctrl-C acts at once as usual (an atomic write
+in progress then leaves the previous file whole).
+
+Only the main thread may handle signals; elsewhere nothing changes.  A signal that was
+ignored before (``SIG_IGN``: a background job of a non-interactive shell ignores SIGINT)
+stays ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
+__all__ = ["STOP_SIGNALS", "StopRequest", "StoppedAfterStep", "stop_requests", "ignore_stop_signals"]
+
+#: The signals that ask a run to stop.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StoppedAfterStep(KeyboardInterrupt):
+    """A run stopped on a signal after ``step`` whole steps, all of them saved.
+
+    A ``KeyboardInterrupt``, so that code catching Ctrl-C (a notebook, the CLI) still does;
+    ``signum`` says which signal it was.
+    """
+
+    def __init__(self, signum: int, step: int) -> None:
+        super().__init__(f"stopped at step {step}; the checkpoint holds step {step}: continue with the same "
+                         "command and --resume")
+        self.signum = signum
+        self.step = step
+
+
+class StopRequest:
+    """The first stop signal received inside :func:`stop_requests` (``signum``; None: none yet)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _record(self, signum: int, frame) -> None:
+        self.signum = signum
+        self._restore()  # a second signal: the usual handling, at once
+
+    def _install(self) -> None:
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                self._previous[signum] = signal.signal(signum, self._record)
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            # None: a handler set outside Python, which cannot be put back; the default is closest.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._previous.clear()
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[StopRequest]:
+    """Record the first SIGINT or SIGTERM instead of acting on it; check ``.requested`` at clean points."""
+    request = StopRequest()
+    if threading.current_thread() is threading.main_thread():
+        request._install()
+    try:
+        yield request
+    finally:
+        request._restore()
+
+
+def ignore_stop_signals(*_) -> None:
+    """For helper processes (data loader workers): leave SIGINT and SIGTERM to the main process.
+
+    Ctrl-C reaches every process of the terminal's group and a batch system's SIGTERM every
+    process of the job; a worker that died of it would fail the main process's step in
+    progress (torch reports a worker killed by a signal as an error) before it could save.
+    The main process shuts its workers down when it stops.
+    """
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)

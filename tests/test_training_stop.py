@@ -1,0 +1,103 @@
+"""Ctrl-C and SIGTERM during training: the step in progress finishes, is saved, and --resume
+continues from it to the weights of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+import torch
+from _scenes import synthetic_image
+from _scenes import to_u8 as _u8
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from napari_colorize.training import TrainConfig, train
+
+_OPTIONS = dict(steps=6, batch_size=2, crop=64, max_side=96, points=32, workers=0, lr=3e-3, checkpoint_every=2)
+
+
+@pytest.fixture
+def image_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "train"
+    root.mkdir()
+    for i in range(4):
+        iio.imwrite(root / f"img{i}.png", _u8(synthetic_image(i)))
+    return root
+
+
+def _checkpoint_step(path: Path) -> int:
+    with safe_open(str(path), "np") as f:
+        return json.loads(f.metadata()["napari_colorize_state"])["step"]
+
+
+def _signal_during_step(monkeypatch, step: int, signum: int) -> None:
+    """Send ``signum`` to this process in the middle of step ``step`` (0-based): after its loss,
+    before its backward pass and optimizer update."""
+    from napari_colorize.training import trainer
+
+    calls = {"n": 0}
+    real = trainer.compute_loss
+
+    def loss_then_signal(*args, **kwargs):
+        loss = real(*args, **kwargs)
+        if calls["n"] == step:
+            signal.raise_signal(signum)
+        calls["n"] += 1
+        return loss
+
+    monkeypatch.setattr(trainer, "compute_loss", loss_then_signal)
+
+
+def _cli_args(data: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", str(data), "-o", str(out), "--steps", "6", "--batch-size", "2", "--crop", "64", "--max-side", "96",
+            "--points", "32", "--workers", "0", "--lr", "3e-3", "--checkpoint-every", "2", "--no-progress", *extra]
+
+
+@pytest.mark.parametrize("signum, code, words", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+                                                 (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_a_signal_between_checkpoints_saves_the_step_and_resume_is_exact(tmp_path, image_dir, monkeypatch, capsys,
+                                                                          signum, code, words):
+    from napari_colorize.cli import main
+
+    full = tmp_path / "full.safetensors"
+    train(TrainConfig(data=[str(image_dir)], output=str(full), progress=False, **_OPTIONS))
+    part = tmp_path / "part.safetensors"
+    _signal_during_step(monkeypatch, 2, signum)  # the third step, between the checkpoints of steps 2 and 4
+    assert main(_cli_args(image_dir, part)) == code
+    err = capsys.readouterr().err
+    assert (f"napari-colorize train: {words}; stopped at step 3; the checkpoint holds step 3: continue with the "
+            "same command and --resume") in err
+    assert _checkpoint_step(tmp_path / "part.ckpt.safetensors") == 3
+    assert '"event": "stopped", "step": 3' in (tmp_path / "part.log.jsonl").read_text()
+    monkeypatch.undo()
+    assert main(_cli_args(image_dir, part, "--resume")) == 0
+    for pair in ((full, part), (tmp_path / "full.ckpt.safetensors", tmp_path / "part.ckpt.safetensors")):
+        a, b = (load_file(str(p)) for p in pair)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), (pair[0].name, key)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are given back
+
+
+def test_a_second_signal_while_saving_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, image_dir, monkeypatch):
+    from napari_colorize.training import trainer
+
+    out = tmp_path / "m.safetensors"
+    _signal_during_step(monkeypatch, 2, signal.SIGINT)
+    real_save = trainer.save_training_state
+
+    def save_with_second_ctrl_c(path, model, optimizer, step, info):
+        if step == 3:  # the save the first Ctrl-C asked for: Ctrl-C again
+            signal.raise_signal(signal.SIGINT)
+        return real_save(path, model, optimizer, step, info)
+
+    monkeypatch.setattr(trainer, "save_training_state", save_with_second_ctrl_c)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        train(TrainConfig(data=[str(image_dir)], output=str(out), progress=False, **_OPTIONS))
+    assert not hasattr(stopped.value, "step")  # not saved: a plain Ctrl-C
+    assert _checkpoint_step(tmp_path / "m.ckpt.safetensors") == 2  # the periodic one, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt.safetensors", "m.log.jsonl", "m.safetensors", "train"]
