@@ -15,7 +15,7 @@ __all__ = ["add_parser", "run", "main"]
 
 _EPILOG = """examples:
   napari-colorize train photos/ -o mymodel.safetensors --steps 3000
-  napari-colorize train slides/ -o slides.safetensors --init default --steps 1000 --lr 5e-4
+  napari-colorize train slides/ -o slides.safetensors --init default --steps 1000   # fine-tunes at lr 5e-4
   napari-colorize train photos/ -o mymodel.safetensors --steps 3000 --resume   # after an interruption
   napari-colorize train photos/ -o mymodel.safetensors --steps 3000 --force    # start over, replacing mymodel
 
@@ -74,7 +74,9 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="down-weight the chroma loss near black and white (the released code's min(3L, 1, 3(1-L)))")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=OPTIMIZERS[0],
                    help="adamw (default; much faster from scratch) or sgd (the paper's: momentum 0.9, wd 5e-4)")
-    g.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-3 adamw, 1e-3 sgd)")
+    g.add_argument("--lr", type=float, default=None,
+                   help="peak learning rate (default: adamw 2e-3 from scratch, 5e-4 with --init, the shipped model's; "
+                        "sgd 1e-3)")
     g.add_argument("--weight-decay", type=float, default=None, help="default 1e-2 adamw, 5e-4 sgd")
     g.add_argument("--warmup", type=int, default=None, help="linear warm-up steps (default 5%% of --steps, <= 500)")
     g.add_argument("--schedule", choices=SCHEDULES, default=SCHEDULES[0],

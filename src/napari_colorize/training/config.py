@@ -65,7 +65,8 @@ class TrainConfig:
     optimizer : {"adamw", "sgd"}
         See :data:`OPTIMIZERS`.
     lr, weight_decay : float or None
-        None: 2e-3 / 1e-2 for AdamW, the paper's 1e-3 / 5e-4 for SGD.
+        None: 2e-3 / 1e-2 for AdamW (lr 5e-4 with ``init``, the shipped model's), the
+        paper's 1e-3 / 5e-4 for SGD.
     momentum : float
         SGD momentum (0.9 in the paper).
     warmup : int or None
