@@ -1,6 +1,7 @@
 """Training colorizers on folders of colour images (``napari-colorize train``).
 
 * :mod:`.data` -- finding and decoding images, random crops, sparse targets.
+* :mod:`.setup` -- every check, then the model, data and optimizer of a run.
 * :mod:`.trainer` -- the loop (:func:`train`), learning-rate schedule, validation.
 * :mod:`.checkpoint` -- resumable state in safetensors + JSON, no pickle.
 """
