@@ -41,3 +41,39 @@ def test_fine_tuning_defaults_to_the_shipped_models_learning_rate(tmp_path, imag
         train(_config(image_dir, out, **kw))
         lrs[name] = read_config(out).training["lr"]
     assert lrs == {"tuned": 5e-4, "scratch": 2e-3, "chosen": 1e-3, "sgd": 1e-3}
+
+
+@pytest.mark.parametrize("option, words", [
+    (["--lambda-hue", "-1"], "argument --lambda-hue: must be 0 or a positive number, got -1"),
+    (["--warmup", "-5"], "argument --warmup: must be 0 or a positive integer, got -5"),
+    (["--lr", "0"], "argument --lr: must be a positive number, got 0"),
+    (["--lr", "-1"], "argument --lr: must be a positive number, got -1"),
+    (["--lr", "nan"], "argument --lr: must be a finite number, got nan"),
+    (["--weight-decay", "-0.1"], "argument --weight-decay: must be 0 or a positive number, got -0.1"),
+    (["--workers", "-1"], "argument --workers: must be 0 or a positive integer, got -1"),
+    (["--context-dropout", "0.5"], "--context-dropout 0.5 drops the image-level context, but the new model has none: "
+                                   "give --context SIDE too"),
+])
+def test_options_that_cannot_train_are_refused_before_any_image_is_read(tmp_path, image_dir, monkeypatch, capsys,
+                                                                       option, words):
+    from napari_colorize.cli import main
+    from napari_colorize.training import inputs
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training images were read before the check")
+
+    monkeypatch.setattr(inputs, "load_image_set", refuse)
+    out = tmp_path / "m.safetensors"
+    assert main(["train", str(image_dir), "-o", str(out), "--steps", "2", "--no-progress", *option]) == 2
+    assert words in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("settings, words", [
+    (dict(lr=0.0), "--lr must be a positive number, got 0.0"), (dict(lambda_hue=-1.0), "--lambda-hue must be a number >= 0"),
+    (dict(warmup=-5), "--warmup must be 0 or a positive integer, got -5"),
+    (dict(context_dropout=0.5), "--context-dropout 0.5 drops the image-level context"),
+])
+def test_the_api_refuses_the_same_settings(tmp_path, image_dir, settings, words):
+    with pytest.raises(ValueError, match=words.replace("(", r"\(")):
+        train(_config(image_dir, tmp_path / "m.safetensors", **settings))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 
@@ -29,6 +30,38 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
+    return value
+
+
+def _number(text: str) -> float:
+    """A finite float: nan and inf pass every comparison below, and would train on garbage."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text)
+    if value <= 0:  # a learning rate of 0 trains nothing; a negative one climbs the loss
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive number, got {text}")
     return value
 
 
@@ -69,16 +102,16 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="random scale range of crops relative to the decoded image (default 0.5 1.0)")
     g.add_argument("--target-window", type=_positive_int, default=1, metavar="R",
                    help="odd window of the target colour histograms (1 = one-hot; the released code used 7)")
-    g.add_argument("--lambda-hue", type=float, default=5.0, help="weight of the hue loss (default 5, the paper's)")
+    g.add_argument("--lambda-hue", type=_non_negative_float, default=5.0, help="weight of the hue loss (default 5, the paper's)")
     g.add_argument("--lightness-weight", action="store_true",
                    help="down-weight the chroma loss near black and white (the released code's min(3L, 1, 3(1-L)))")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=OPTIMIZERS[0],
                    help="adamw (default; much faster from scratch) or sgd (the paper's: momentum 0.9, wd 5e-4)")
-    g.add_argument("--lr", type=float, default=None,
+    g.add_argument("--lr", type=_positive_float, default=None,
                    help="peak learning rate (default: adamw 2e-3 from scratch, 5e-4 with --init, the shipped model's; "
                         "sgd 1e-3)")
-    g.add_argument("--weight-decay", type=float, default=None, help="default 1e-2 adamw, 5e-4 sgd")
-    g.add_argument("--warmup", type=int, default=None, help="linear warm-up steps (default 5%% of --steps, <= 500)")
+    g.add_argument("--weight-decay", type=_non_negative_float, default=None, help="default 1e-2 adamw, 5e-4 sgd")
+    g.add_argument("--warmup", type=_non_negative_int, default=None, help="linear warm-up steps (default 5%% of --steps, <= 500)")
     g.add_argument("--schedule", choices=SCHEDULES, default=SCHEDULES[0],
                    help="learning-rate decay after warm-up (default cosine)")
     g.add_argument("--degrade", type=float, default=0.0, metavar="P",
@@ -92,7 +125,7 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         "(new models; e.g. 128; default 0 = none)")
     g.add_argument("--context-dropout", type=float, default=0.0, metavar="P",
                    help="drop a crop's whole context vector with probability P while training (default 0)")
-    g.add_argument("--clip-grad", type=float, default=10.0, help="gradient norm clipping, 0 to disable (default 10)")
+    g.add_argument("--clip-grad", type=_non_negative_float, default=10.0, help="gradient norm clipping, 0 to disable (default 10)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g = p.add_argument_group("data and device")
     g.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:1, mps")
@@ -100,7 +133,7 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="CPU threads (default: one per core); use 1 when other jobs share the CPU (several times faster)")
     g.add_argument("--precision", choices=PRECISIONS, default=None,
                    help="autocast precision (default bf16 on CUDA, fp32 elsewhere)")
-    g.add_argument("--workers", type=int, default=None,
+    g.add_argument("--workers", type=_non_negative_int, default=None,
                    help="data loader processes (default 1 on <= 2 CPU cores, else min(4, cores - 1))")
     g.add_argument("--max-side", type=_positive_int, default=512,
                    help="decode each image once, reduced to this long side (default 512)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
@@ -283,10 +284,32 @@ def check_config(cfg: TrainConfig) -> None:
                          f"got {cfg.context}; try 128")
     if not 0 <= cfg.context_dropout < 1:
         raise ValueError(f"context-dropout must be in [0, 1), got {cfg.context_dropout}")
+    _check_optimisation(cfg)
+    if cfg.context_dropout and not cfg.context and cfg.init is None:  # an --init model's is checked against it
+        raise ValueError(f"--context-dropout {cfg.context_dropout} drops the image-level context, but the new model "
+                         "has none: give --context SIDE too (e.g. 128), or leave --context-dropout out")
     if cfg.early_stop < 0:
         raise ValueError(f"early-stop must be >= 0 validations, got {cfg.early_stop}")
     if not 0 < cfg.scale[0] <= cfg.scale[1]:
         raise ValueError(f"scale range must satisfy 0 < lo <= hi, got {cfg.scale}")
+
+
+def _check_optimisation(cfg: TrainConfig) -> None:
+    """The optimizer's numbers (the CLI refuses the same values as it parses them).
+
+    A negative ``lambda_hue`` trains away from the true hue, ``lr`` 0 trains nothing and a
+    negative one climbs the loss; torch refused only some, after every image was decoded.
+    """
+    if cfg.lr is not None and not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise ValueError(f"--lr must be a positive number, got {cfg.lr}")
+    for name in ("lambda_hue", "weight_decay", "clip_grad", "momentum"):
+        value = getattr(cfg, name)
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"--{name.replace('_', '-')} must be a number >= 0, got {value}")
+    for name in ("warmup", "workers"):
+        value = getattr(cfg, name)
+        if value is not None and value < 0:
+            raise ValueError(f"--{name} must be 0 or a positive integer, got {value}")
 
 
 def parse_fold(text: str) -> tuple[int, int]:
