@@ -43,6 +43,19 @@ def test_fine_tuning_defaults_to_the_shipped_models_learning_rate(tmp_path, imag
     assert lrs == {"tuned": 5e-4, "scratch": 2e-3, "chosen": 1e-3, "sgd": 1e-3}
 
 
+def test_resume_says_when_lr_changes_and_otherwise_keeps_the_runs_own(tmp_path, image_dir, capsys):
+    # lr is not refused on resume (a lower one is how a run whose loss became NaN goes on), but
+    # the run then differs from an uninterrupted one: a note says so.
+    out = tmp_path / "m.safetensors"
+    train(_config(image_dir, out, steps=3, lr=1e-3, stop_after=1))
+    train(_config(image_dir, out, steps=3, stop_after=1, resume=True))  # no --lr: the run's own, said nothing
+    assert read_config(out).training["lr"] == 1e-3 and "note: --lr" not in capsys.readouterr().err
+    train(_config(image_dir, out, steps=3, lr=1e-2, resume=True))
+    assert ("note: --lr 0.01 differs from the checkpoint's 1e-3: the run continues at 0.01 from step 2, so it will "
+            "not equal an uninterrupted run") in capsys.readouterr().err
+    assert read_config(out).training["lr"] == 1e-2
+
+
 @pytest.mark.parametrize("option, words", [
     (["--lambda-hue", "-1"], "argument --lambda-hue: must be 0 or a positive number, got -1"),
     (["--warmup", "-5"], "argument --warmup: must be 0 or a positive integer, got -5"),

@@ -22,7 +22,8 @@ SCHEDULES = ("cosine", "step", "constant")
 RESUME_KEYS = ("backbone", "space", "batch_size", "crop", "points", "scale", "target_window", "seed",
                "optimizer", "max_side", "lambda_hue", "lightness_weight", "degrade", "dropout", "context", "context_dropout",
                "hidden", "val_sources", "val_fold", "hold_out",
-               # the optimisation path and the sampling (steps, lr and early stopping may change)
+               # the optimisation path and the sampling (steps, early stopping and lr may change: a lower
+               # lr is how a run whose loss became NaN goes on; optim.peak_lr notes the change)
                "weight_decay", "momentum", "warmup", "schedule", "clip_grad", "precision", "weights")
 
 

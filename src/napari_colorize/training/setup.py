@@ -29,7 +29,7 @@ from .data import ColorCropDataset, ImageSet, StepBatchSampler, weight_summary
 from .heldout import HeldOut
 from .inputs import load_inputs
 from .manifest import resolve_weights
-from .optim import make_optimizer
+from .optim import make_optimizer, peak_lr
 from .paths import JsonLog, RunFiles, plan_files
 from .trained_files import trained_files_record
 
@@ -185,9 +185,12 @@ def setup_run(cfg: TrainConfig) -> Run:
     inputs = load_inputs(cfg)
     images, split = inputs.images, inputs.split
     weights, weights_source, matched = resolve_weights(cfg.weights, cfg.data, images.paths)
-    settings = {**settings_record(cfg, backbone, space), "data_fingerprint": images.fingerprint()}
+    saved = resume_doc["info"]["settings"] if resume_doc is not None else None
+    lr, lr_note = peak_lr(cfg, saved, int(resume_doc["step"]) if resume_doc is not None else 0)
+    # The rate in use, not None for a default: a resumed run goes on at it (see peak_lr).
+    settings = {**settings_record(cfg, backbone, space), "lr": lr, "data_fingerprint": images.fingerprint()}
     model = model.to(device).train()
-    optimizer, base_lr = make_optimizer(cfg, model)
+    optimizer, base_lr = make_optimizer(cfg, model, lr)
     if resume_doc is not None:
         check_resume(resume_doc["info"]["settings"], settings, settings["data_fingerprint"], images.legacy_fingerprint())
     start = _start_step(cfg, resume_doc)
@@ -200,9 +203,11 @@ def setup_run(cfg: TrainConfig) -> Run:
                val_every=cfg.val_every or max(50, math.ceil(len(images) / cfg.batch_size)), settings=settings,
                start=start, batches=batches, log=JsonLog(files.log, files.replace_log), split=split,
                best=BestWeights(cfg.early_stop))
-    note = _restore(run) if resume_doc is not None else None
+    # Said only now that every check has passed.
+    notes = [lr_note, _restore(run) if resume_doc is not None else None]
     run.summary = (f"training {backbone}/{space} on {images.summary()} from {len(cfg.data)} folder(s); "
                    f"{weight_summary(weights)}" + (f" from {weights_source} ({matched} listed)" if weights_source else "")
                    + f"; device {device} ({precision}); {workers} loader worker(s); steps {start}..{cfg.steps}"
-                   + (f"\n{split.describe()}" if split is not None else "") + (f"\nnote: {note}" if note else ""))
+                   + (f"\n{split.describe()}" if split is not None else "")
+                   + "".join(f"\nnote: {note}" for note in notes if note))
     return run
