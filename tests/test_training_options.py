@@ -56,6 +56,24 @@ def test_resume_says_when_lr_changes_and_otherwise_keeps_the_runs_own(tmp_path, 
     assert read_config(out).training["lr"] == 1e-2
 
 
+def test_a_calibration_fitted_in_place_is_not_dropped_unsaid(tmp_path, image_dir, capsys):
+    from napari_colorize.model import load_model
+
+    out = tmp_path / "m.safetensors"
+    train(_config(image_dir, out, steps=3, stop_after=2))
+    calibrated = load_model(out)  # what `calibrate m -o m --force` leaves
+    calibrated.config.decoding = {"temperature": 1.5, "confidence_fading": [0.1, 0.3], "calibration": {"images": 4}}
+    save_model(calibrated, out)
+    capsys.readouterr()
+    train(_config(image_dir, out, steps=3, resume=True))
+    err = capsys.readouterr().err
+    assert (f"note: {out} carries a calibration that calibrate fitted to its step-2 weights; this run rewrites the "
+            "file without it") in err
+    assert "calibration" not in read_config(out).decoding
+    train(_config(image_dir, out, steps=3, force=True))  # nothing fitted to it any more: nothing to say
+    assert "carries a calibration" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("option, words", [
     (["--lambda-hue", "-1"], "argument --lambda-hue: must be 0 or a positive number, got -1"),
     (["--warmup", "-5"], "argument --warmup: must be 0 or a positive integer, got -5"),
@@ -90,3 +108,15 @@ def test_options_that_cannot_train_are_refused_before_any_image_is_read(tmp_path
 def test_the_api_refuses_the_same_settings(tmp_path, image_dir, settings, words):
     with pytest.raises(ValueError, match=words.replace("(", r"\(")):
         train(_config(image_dir, tmp_path / "m.safetensors", **settings))
+
+
+def test_notes_about_what_force_replaces_come_only_once_the_run_may_start(tmp_path, image_dir, capsys):
+    out = tmp_path / "m.safetensors"
+    train(_config(image_dir, out, log=str(tmp_path / "m.log.jsonl")))
+    capsys.readouterr()
+    with pytest.raises(FileNotFoundError, match="--val"):
+        train(_config(image_dir, out, log=str(tmp_path / "m.log.jsonl"), force=True, val=str(tmp_path / "nowhere")))
+    assert "note:" not in capsys.readouterr().err  # refused: nothing will be replaced
+    train(_config(image_dir, out, log=str(tmp_path / "m.log.jsonl"), force=True))
+    err = capsys.readouterr().err
+    assert "the checkpoint of an earlier run at" in err and "the log of an earlier run at" in err

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,12 +36,15 @@ class RunFiles:
     """Where a run writes: the model, the resumable state, and the log (None: no log).
 
     ``replace_log``: the log holds an earlier run that this new one replaces (``force``).
+    ``notes``: what the run will replace, said once every check has passed (not before a
+    refusal for another reason).
     """
 
     output: Path
     checkpoint: Path
     log: Path | None
     replace_log: bool = False
+    notes: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """One line for the user: which file is which."""
@@ -157,16 +159,16 @@ def _check_output_model(output: Path, resume: bool, force: bool) -> None:
                               "to continue its interrupted run, or choose another -o name")
 
 
-def _check_checkpoint(path: Path, resume: bool, force: bool) -> None:
+def _check_checkpoint(path: Path, resume: bool, force: bool) -> str:
+    """Refuse to replace a checkpoint without ``force``; the note saying it will be replaced ("" if none)."""
     if resume or not path.exists():
-        return  # resuming reads it (and says so if it is not a checkpoint)
+        return ""  # resuming reads it (and says so if it is not a checkpoint)
     if is_damaged_file_of(path, STATE_KEY):  # ours, cut short or corrupted: replaced only on request
         if not force:
             raise FileExistsError(f"{path} is the damaged resumable state of an earlier run (cut short or corrupted); "
                                   "add --force to start a new run and replace it, or restore it from a backup and "
                                   "--resume")
-        print(f"note: starting a new run; the damaged checkpoint at {path} will be replaced", file=sys.stderr)
-        return
+        return f"starting a new run; the damaged checkpoint at {path} will be replaced"
     if not is_training_state(path):
         raise FileExistsError(f"the checkpoint path {path} holds a file that is not a napari-colorize training "
                               "checkpoint; training never replaces other files: give --checkpoint another name, "
@@ -174,7 +176,26 @@ def _check_checkpoint(path: Path, resume: bool, force: bool) -> None:
     if not force:
         raise FileExistsError(f"{path} holds the resumable state of an earlier run; add --resume to continue that "
                               "run, or --force to start a new one and replace it")
-    print(f"note: starting a new run; the checkpoint of an earlier run at {path} will be overwritten", file=sys.stderr)
+    return f"starting a new run; the checkpoint of an earlier run at {path} will be overwritten"
+
+
+def _dropped_calibration(output: Path) -> str:
+    """The note for a model file about to be rewritten that carries a calibration fitted to it
+    (``calibrate -o`` in place); "" if none.  A run writes its own decoding (its ``--init``
+    model's, marked inherited, or none), so that calibration would vanish unsaid."""
+    try:
+        config = read_config(output)
+    except (OSError, ValueError):  # damaged or unreadable: nothing to tell
+        return ""
+    calibration = config.decoding.get("calibration")
+    if not calibration or "inherited_from" in calibration:
+        return ""
+    steps = config.training.get("steps")
+    weights = f"its step-{steps} weights" if isinstance(steps, int) else "its weights"
+    return (f"{output} carries a calibration that calibrate fitted to {weights}; this run rewrites the file without "
+            "it at its first checkpoint (fitted to other weights, it would not fit the new ones): to keep it, stop "
+            f"now (Ctrl-C) and copy the file; calibrate again when the run ends (napari-colorize calibrate {output} "
+            f"HELD_OUT/ -o {output} --force)")
 
 
 def _is_training_log(path: Path) -> bool:
@@ -197,10 +218,7 @@ def _check_log(path: Path | None, resume: bool, force: bool) -> bool:
     if path.is_dir() or not _is_training_log(path):
         raise FileExistsError(f"the log path {path} holds a file that is not a napari-colorize training log; "
                               "training appends only to its own logs: give --log another name ('' for none)")
-    if resume or not force:
-        return False
-    print(f"note: starting a new run; the log of an earlier run at {path} will be replaced", file=sys.stderr)
-    return True
+    return force and not resume
 
 
 def plan_files(output: str | os.PathLike, checkpoint: str | os.PathLike | None, log: str | None, resume: bool,
@@ -236,8 +254,13 @@ def plan_files(output: str | os.PathLike, checkpoint: str | os.PathLike | None, 
     if files.log is not None:
         check_writable(files.log, "training log")
     _check_output_model(files.output, resume, force)
-    _check_checkpoint(files.checkpoint, resume, force)
-    return replace(files, replace_log=_check_log(files.log, resume, force))
+    notes = [_check_checkpoint(files.checkpoint, resume, force)]
+    replace_log = _check_log(files.log, resume, force)
+    if replace_log:
+        notes.append(f"starting a new run; the log of an earlier run at {files.log} will be replaced")
+    if files.output.exists():
+        notes.append(_dropped_calibration(files.output))
+    return replace(files, replace_log=replace_log, notes=tuple(n for n in notes if n))
 
 
 class JsonLog:

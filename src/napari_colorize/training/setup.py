@@ -203,8 +203,8 @@ def setup_run(cfg: TrainConfig) -> Run:
                val_every=cfg.val_every or max(50, math.ceil(len(images) / cfg.batch_size)), settings=settings,
                start=start, batches=batches, log=JsonLog(files.log, files.replace_log), split=split,
                best=BestWeights(cfg.early_stop))
-    # Said only now that every check has passed.
-    notes = [lr_note, _restore(run) if resume_doc is not None else None]
+    # Said only now that every check has passed: what the run replaces, what a resume changes.
+    notes = [*files.notes, lr_note, _restore(run) if resume_doc is not None else None]
     run.summary = (f"training {backbone}/{space} on {images.summary()} from {len(cfg.data)} folder(s); "
                    f"{weight_summary(weights)}" + (f" from {weights_source} ({matched} listed)" if weights_source else "")
                    + f"; device {device} ({precision}); {workers} loader worker(s); steps {start}..{cfg.steps}"
