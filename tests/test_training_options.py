@@ -110,6 +110,15 @@ def test_the_api_refuses_the_same_settings(tmp_path, image_dir, settings, words)
         train(_config(image_dir, tmp_path / "m.safetensors", **settings))
 
 
+@pytest.mark.parametrize("command", ["train", "calibrate"])
+def test_an_empty_output_is_called_empty(tmp_path, image_dir, capsys, command):
+    from napari_colorize.cli import main
+
+    args = [str(image_dir), "-o", ""] if command == "train" else ["default", str(image_dir), "-o", ""]
+    assert main([command, *args]) == 2
+    assert f"napari-colorize {command}: error: -o is empty; give " in capsys.readouterr().err
+
+
 def test_notes_about_what_force_replaces_come_only_once_the_run_may_start(tmp_path, image_dir, capsys):
     out = tmp_path / "m.safetensors"
     train(_config(image_dir, out, log=str(tmp_path / "m.log.jsonl")))

@@ -70,6 +70,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def _check_args(args: argparse.Namespace) -> Path:
     """The output path, after every check that needs no model."""
+    if not args.output:  # the words of colorize and train for an unset variable in a script
+        raise ValueError("-o is empty; give the .safetensors file to write, e.g. -o mine_calibrated.safetensors")
     out = Path(args.output).expanduser()
     if out.suffix != ".safetensors":
         raise ValueError(f"-o {args.output}: the output must be a .safetensors file")

@@ -243,6 +243,8 @@ def plan_files(output: str | os.PathLike, checkpoint: str | os.PathLike | None, 
     ValueError, PermissionError, FileExistsError
         With what to do.
     """
+    if not os.fspath(output):  # Path("") is the current folder: say what was given, as colorize does
+        raise ValueError(f"-o is empty; give the model file to write, e.g. -o mine{MODEL_SUFFIX}")
     out = Path(output).expanduser()
     _check_model_name(out)
     _check_init(init, out)
