@@ -228,7 +228,7 @@ def test_best_weights_keeps_the_lowest_loss_and_stops_after_patience():
     assert BestWeights().model_to_save(model) is model  # patience 0: only records
 
 
-def test_early_stopping_writes_the_best_weights(corpus, tmp_path, monkeypatch):
+def test_early_stopping_writes_the_best_weights(corpus, tmp_path, monkeypatch, capsys):
     import napari_colorize.training.trainer as trainer
 
     losses = iter([5.0, 4.0, 4.5, 4.6, 4.7, 4.8])
@@ -244,6 +244,8 @@ def test_early_stopping_writes_the_best_weights(corpus, tmp_path, monkeypatch):
                         checkpoint_every=2, log=str(log)))
     # Validations at 2 (5.0), 4 (4.0 best), 6, 8 -> two without improvement: stop at step 8.
     assert result["steps"] == 8
+    assert f"wrote {out} after 8 steps, holding the weights of step 4 (the lowest held-out loss), in" in \
+        capsys.readouterr().err
     meta = read_config(out).training
     assert meta["complete"] is True and meta["stopped_early"] is True
     assert meta["best_val"]["step"] == 4 and meta["weights_step"] == 4

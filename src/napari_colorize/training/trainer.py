@@ -201,8 +201,11 @@ def _finish(run: Run, step: int) -> dict[str, Any]:
               "skipped": skipped_counts(run.images), "weights": run.weights_source}
     run.log.write(event="end", **result)
     skipped = ", ".join(f"{n} {k}" for k, n in result["skipped"].items() if n)
-    print(f"wrote {run.files.output} after {step + 1} steps in {wall / 60:.1f} min (final loss {run.loss_mean:.4f}); "
-          f"used {len(run.images)} images" + (f", skipped {skipped}" if skipped else "")
+    # With early stopping the file holds the best validation's weights, not the last ones.
+    kept = run.best.weights_step(step + 1)
+    holds = f", holding the weights of step {kept} (the lowest held-out loss)," if kept != step + 1 else ""
+    print(f"wrote {run.files.output} after {step + 1} steps{holds} in {wall / 60:.1f} min (final loss "
+          f"{run.loss_mean:.4f}); used {len(run.images)} images" + (f", skipped {skipped}" if skipped else "")
           + f"; resumable state in {run.files.checkpoint}", file=sys.stderr)
     if (run.model.config.decoding.get("calibration") or {}).get("inherited_from"):
         print(f"note: its decoding calibration was fitted to {run.model.config.decoding['calibration']['inherited_from']}'s weights; fit it to these on held-out colour "
