@@ -129,3 +129,20 @@ def test_notes_about_what_force_replaces_come_only_once_the_run_may_start(tmp_pa
     train(_config(image_dir, out, log=str(tmp_path / "m.log.jsonl"), force=True))
     err = capsys.readouterr().err
     assert "the checkpoint of an earlier run at" in err and "the log of an earlier run at" in err
+
+
+def test_skipped_files_are_named_below_the_folder_given_in_train_and_evaluate(tmp_path, image_dir, monkeypatch, capsys):
+    from napari_colorize.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (image_dir / "empty.png").write_bytes(b"")
+    iio.imwrite(image_dir / "gray.png", _u8(synthetic_image(1).mean(-1)))
+    assert main(["train", "train", "-o", "m.safetensors", "--steps", "1", "--batch-size", "2", "--crop", "64",
+                 "--max-side", "96", "--workers", "0", "--no-progress", "--log", ""]) == 0
+    err = capsys.readouterr().err
+    empty = ("skipping train/empty.png: empty.png is empty (0 bytes): it was not written or copied completely; "
+             "copy or export it again")
+    assert empty in err and "skipping train/gray.png: no colour (gray image)" in err
+    assert main(["evaluate", "train", "--model", "m.safetensors", "--device", "cpu", "--max-side", "64"]) == 0
+    err = capsys.readouterr().err
+    assert empty in err and "skipping train/gray.png: no colour (gray image), nothing to compare with" in err

@@ -54,36 +54,44 @@ def load_images(data: ImageInput | Iterable[ImageInput], max_side: int | None = 
     ValueError
         If no usable colour image remains.
     """
-    from ..io import is_gray, read_rgb, rgb_to_unit, scan_images
+    from ..io import ImageReadError, is_gray, read_rgb, refuse_empty, rgb_to_unit, scan_images, shown_path
 
     items = [data] if isinstance(data, (str, os.PathLike, np.ndarray, tuple)) else list(data)
     entries: list[tuple[str, Any, str | None]] = []
+    shown: dict[str, str] = {}  # a file as warnings name it: below the folder given, as train's do
     for item in items:
         if isinstance(item, tuple):
             entries.append((str(item[0]), np.asarray(item[1]), item[2] if len(item) > 2 else None))
         elif isinstance(item, np.ndarray):
             entries.append((f"image{len(entries)}", item, None))
         else:
-            entries += [(str(p), p, str(p)) for p in scan_images([item], keep_links=True)]
+            found = scan_images([item], keep_links=True)
+            entries += [(str(p), p, str(p)) for p in found]
+            shown.update((str(p), shown_path(p, [item])) for p in found)
     if limit is not None and len(entries) > limit:
         picks = np.unique(np.linspace(0, len(entries) - 1, limit).round().astype(int))
         entries = [entries[i] for i in picks]
     out = []
     for name, src, path in entries:
+        label = shown.get(name, name)
         if isinstance(src, np.ndarray):
             rgb = rgb_to_unit(src, name)
         else:
             try:
+                refuse_empty(src)  # read_rgb would only say that no decoder knows it
                 rgb = read_rgb(src, max_side).astype(np.float32) / 255.0
+            except ImageReadError as err:  # our own words, naming the file and what to do
+                warnings.warn(f"skipping {label}: {err}", stacklevel=2)
+                continue
             except Exception as err:  # noqa: BLE001 -- decoding errors of any library: skip the file
-                warnings.warn(f"skipping {src}: {type(err).__name__}: {err}", stacklevel=2)
+                warnings.warn(f"skipping {label}: {type(err).__name__}: {err}", stacklevel=2)
                 continue
             name = Path(src).name if len({Path(e[0]).name for e in entries}) == len(entries) else str(src)
         if is_gray(rgb):
-            warnings.warn(f"skipping {name}: no colour (gray image), nothing to compare with", stacklevel=2)
+            warnings.warn(f"skipping {label}: no colour (gray image), nothing to compare with", stacklevel=2)
             continue
         if min(rgb.shape[:2]) < 32:
-            warnings.warn(f"skipping {name}: smaller than 32 x 32 pixels", stacklevel=2)
+            warnings.warn(f"skipping {label}: smaller than 32 x 32 pixels", stacklevel=2)
             continue
         out.append((name, rgb, path) if paths else (name, rgb))
     if not out:

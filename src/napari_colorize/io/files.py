@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 __all__ = ["IMAGE_SUFFIXES", "is_broken_link", "is_zarr", "is_glob", "split_glob", "image_stem", "find_inputs", "walk_images", "scan_images",
-           "source_fingerprint", "broken_link_reason", "is_our_output", "own_outputs_note"]
+           "source_fingerprint", "broken_link_reason", "is_our_output", "own_outputs_note", "shown_path"]
 
 #: The file extensions of colorize's PNG and TIFF outputs (its zarr stores are never walked as images).
 _OUTPUT_EXTENSIONS = (".png", ".tif")
@@ -227,6 +227,21 @@ def _glob(pattern: str) -> list[str]:
     """The paths a glob matches, its fixed folder taken literally (see :func:`split_glob`)."""
     root, rest = split_glob(pattern)
     return glob.glob(os.path.join(glob.escape(str(root)), rest), recursive=True)
+
+
+def shown_path(path: Path, folders: Sequence[str | os.PathLike]) -> str:
+    """``path`` as the user would name it: below the folder argument it was found in, as that
+    was written (``photos/a/x.png`` for ``photos``), else in full.  Messages about the files of
+    a walk name them so, whether the walk kept links or resolved them."""
+    for folder in folders:
+        written = Path(folder).expanduser()
+        for inner, outer in ((path, as_written(written)), (path.resolve(), written.resolve())):
+            try:
+                below = inner.relative_to(outer)
+            except ValueError:
+                continue
+            return str(written / below)
+    return str(path)
 
 
 def is_our_output(path: Path) -> bool:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..inputs import data_range_limits, dtype_range
 from .files import is_zarr
-from .image import ColourInputWarning, Image, ImageReadError
+from .image import ColourInputWarning, Image, ImageReadError, refuse_empty
 
 __all__ = ["read_image"]
 
@@ -64,9 +64,7 @@ def _decode(path: Path) -> Image:
         raise ImageReadError(f"{path.name}/ is a folder, not an image file or zarr store; give the image files in it")
     if not path.is_dir() and not path.is_file():  # a pipe or device: reading could wait forever
         raise ImageReadError(f"{path.name} is not a regular file; copy the image into a file first")
-    if path.is_file() and path.stat().st_size == 0:
-        raise ImageReadError(f"{path.name} is empty (0 bytes): it was not written or copied completely; "
-                             "copy or export it again")
+    refuse_empty(path)
     try:
         if path.is_dir():
             return read_zarr(path)

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 __all__ = ["Image", "ImageReadError", "ReadWarning", "ColourInputWarning", "OwnOutputsNote", "LEAD_AXES",
-           "lead_axis_names"]
+           "lead_axis_names", "refuse_empty"]
 
 
 class ImageReadError(ValueError):
     """A file cannot be read as an image; the message names it and says what to do."""
+
+
+def refuse_empty(path: Path) -> None:
+    """An empty file is one error, said the same by every reader (a decoder would only say it
+    cannot identify the file)."""
+    if path.is_file() and path.stat().st_size == 0:
+        raise ImageReadError(f"{path.name} is empty (0 bytes): it was not written or copied completely; "
+                             "copy or export it again")
 
 
 class ReadWarning(UserWarning):

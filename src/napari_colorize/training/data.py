@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..io import IMAGE_SUFFIXES, is_gray, read_rgb, read_rgb_noted, scan_images
+from ..io import IMAGE_SUFFIXES, ImageReadError, is_gray, read_rgb, read_rgb_noted, refuse_empty, scan_images
 from ..model.hypercolumn import context_overview
 from ..spaces import SpaceSpec, target_indices
 from .degrade import degrade_gray
@@ -102,7 +102,7 @@ class ImageSet:
 
 def load_image_set(paths: Sequence[Path], max_side: int | None = 512, min_side: int = 0,
                    threads: int | None = None, progress: bool = False,
-                   report: Callable[[str], None] | None = None) -> ImageSet:
+                   report: Callable[[str], None] | None = None, shown: Callable[[Path], str] = str) -> ImageSet:
     """Decode ``paths`` in parallel threads; skip broken, gray and too-small images.
 
     Parameters
@@ -119,6 +119,9 @@ def load_image_set(paths: Sequence[Path], max_side: int | None = 512, min_side: 
         Show a progress bar.
     report : callable, optional
         Called with a message for each skipped file (default: :func:`warnings.warn`).
+    shown : callable
+        How a message names a file (default: its path as given; the CLI's: below the
+        folder the user gave, :func:`~napari_colorize.io.shown_path`).
 
     Returns
     -------
@@ -127,7 +130,10 @@ def load_image_set(paths: Sequence[Path], max_side: int | None = 512, min_side: 
     """
     def load(path: Path):
         try:
+            refuse_empty(path)  # read_rgb would only say that no decoder knows it
             rgb, note = read_rgb_noted(path, max_side)
+        except ImageReadError as err:  # our own words, naming the file and what to do
+            return path, None, "broken", str(err)
         except Exception as err:  # noqa: BLE001 -- any decoding failure means "broken file" here
             return path, None, "broken", f"{type(err).__name__}: {err}"
         if is_gray(rgb):
@@ -148,7 +154,7 @@ def load_image_set(paths: Sequence[Path], max_side: int | None = 512, min_side: 
         for path, rgb, reason, message in results:
             if rgb is None:
                 out.skipped[reason].append((path, message))
-                (report or _warn)(f"skipping {path}: {message}")
+                (report or _warn)(f"skipping {shown(path)}: {message}")
             else:
                 if message:
                     (report or _warn)(message)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import IMAGE_SUFFIXES
+from ..io import IMAGE_SUFFIXES, shown_path
 from .config import TrainConfig
 from .data import ImageSet, load_image_set, scan_images, skipped_counts
 from .heldout import HeldOut, keep_training_paths, resolve_split
@@ -98,7 +98,8 @@ def _check_overlap(cfg: TrainConfig, val_paths: list[Path], train_paths: list[Pa
 
 def _load_training_images(cfg: TrainConfig, paths: list[Path]) -> ImageSet:
     images = load_image_set(paths, max_side=cfg.max_side, min_side=cfg.crop, progress=cfg.progress,
-                            report=lambda message: print(f"warning: {message}", file=sys.stderr))
+                            report=lambda message: print(f"warning: {message}", file=sys.stderr),
+                            shown=lambda path: shown_path(path, cfg.data))
     counts = skipped_counts(images)
     if len(images) == 0 and counts.get("too small") and counts["too small"] + counts.get("gray", 0) + counts.get("broken", 0) == len(paths):
         sizes = [int(m.split()[2]) for _, m in images.skipped["too small"]]
