@@ -56,22 +56,34 @@ def test_resume_says_when_lr_changes_and_otherwise_keeps_the_runs_own(tmp_path, 
     assert read_config(out).training["lr"] == 1e-2
 
 
-def test_a_calibration_fitted_in_place_is_not_dropped_unsaid(tmp_path, image_dir, capsys):
+def _calibrate_in_place(path: Path) -> None:
+    """What ``calibrate PATH ... -o PATH --force`` leaves: a calibration fitted to the file's weights."""
     from napari_colorize.model import load_model
 
+    model = load_model(path)
+    model.config.decoding = {"temperature": 1.5, "confidence_fading": [0.1, 0.3], "calibration": {"images": 4}}
+    save_model(model, path)
+
+
+def test_a_resumed_run_keeps_a_calibration_fitted_in_place_and_says_to_refit_it(tmp_path, image_dir, capsys):
+    # It was replaced by the run's own decoding (here none), unsaid.
     out = tmp_path / "m.safetensors"
-    train(_config(image_dir, out, steps=3, stop_after=2))
-    calibrated = load_model(out)  # what `calibrate m -o m --force` leaves
-    calibrated.config.decoding = {"temperature": 1.5, "confidence_fading": [0.1, 0.3], "calibration": {"images": 4}}
-    save_model(calibrated, out)
+    train(_config(image_dir, out, steps=4, stop_after=2))
+    _calibrate_in_place(out)
     capsys.readouterr()
-    train(_config(image_dir, out, steps=3, resume=True))
-    err = capsys.readouterr().err
-    assert (f"note: {out} carries a calibration that calibrate fitted to its step-2 weights; this run rewrites the "
-            "file without it") in err
+    train(_config(image_dir, out, steps=4, stop_after=1, resume=True))
+    kept = {"temperature": 1.5, "confidence_fading": [0.1, 0.3],
+            "calibration": {"images": 4, "inherited_from": f"{out} at step 2"}}
+    assert {k: read_config(out).decoding.get(k) for k in kept} == kept
+    train(_config(image_dir, out, steps=4, resume=True))  # resumed again: still that calibration, still marked
+    assert {k: read_config(out).decoding.get(k) for k in kept} == kept
+    assert (f"note: its decoding calibration was fitted to the weights of {out} at step 2; fit it to these on "
+            "held-out colour images") in capsys.readouterr().err
+    _calibrate_in_place(out)
+    train(_config(image_dir, out, steps=2, force=True))  # a new run replaces the model, calibration and all
+    assert (f"note: {out} carries a calibration that calibrate fitted to its step-4 weights; the new run replaces "
+            "the model and that calibration with it") in capsys.readouterr().err
     assert "calibration" not in read_config(out).decoding
-    train(_config(image_dir, out, steps=3, force=True))  # nothing fitted to it any more: nothing to say
-    assert "carries a calibration" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option, words", [

@@ -25,7 +25,7 @@ from ..model.metadata import METADATA_KEY
 from .checkpoint import STATE_KEY, is_damaged_file_of, is_training_state
 
 __all__ = ["RunFiles", "MODEL_SUFFIX", "check_writable", "default_checkpoint_path", "default_log_path", "plan_files",
-           "JsonLog"]
+           "fitted_calibration", "JsonLog"]
 
 #: The suffix a model file must have.
 MODEL_SUFFIX = ".safetensors"
@@ -179,23 +179,29 @@ def _check_checkpoint(path: Path, resume: bool, force: bool) -> str:
     return f"starting a new run; the checkpoint of an earlier run at {path} will be overwritten"
 
 
-def _dropped_calibration(output: Path) -> str:
-    """The note for a model file about to be rewritten that carries a calibration fitted to it
-    (``calibrate -o`` in place); "" if none.  A run writes its own decoding (its ``--init``
-    model's, marked inherited, or none), so that calibration would vanish unsaid."""
+def fitted_calibration(output: Path) -> tuple[dict[str, Any], int | None] | None:
+    """The decoding of a model file that carries a calibration fitted to its own weights
+    (``calibrate -o`` in place: not one inherited from an ``--init`` model), and the step of
+    those weights; None if it has none or cannot be read."""
     try:
         config = read_config(output)
-    except (OSError, ValueError):  # damaged or unreadable: nothing to tell
-        return ""
+    except (OSError, ValueError):  # damaged or unreadable: nothing to keep or tell
+        return None
     calibration = config.decoding.get("calibration")
     if not calibration or "inherited_from" in calibration:
-        return ""
+        return None
     steps = config.training.get("steps")
-    weights = f"its step-{steps} weights" if isinstance(steps, int) else "its weights"
-    return (f"{output} carries a calibration that calibrate fitted to {weights}; this run rewrites the file without "
-            "it at its first checkpoint (fitted to other weights, it would not fit the new ones): to keep it, stop "
-            f"now (Ctrl-C) and copy the file; calibrate again when the run ends (napari-colorize calibrate {output} "
-            f"HELD_OUT/ -o {output} --force)")
+    return dict(config.decoding), steps if isinstance(steps, int) else None
+
+
+def _replaced_calibration(output: Path) -> str:
+    """The note for a model file that a new run (``force``) replaces, calibration and all ("" if none to lose)."""
+    fitted = fitted_calibration(output)
+    if fitted is None:
+        return ""
+    weights = f"its step-{fitted[1]} weights" if fitted[1] is not None else "its weights"
+    return (f"{output} carries a calibration that calibrate fitted to {weights}; the new run replaces the model "
+            "and that calibration with it")
 
 
 def _is_training_log(path: Path) -> bool:
@@ -260,8 +266,8 @@ def plan_files(output: str | os.PathLike, checkpoint: str | os.PathLike | None, 
     replace_log = _check_log(files.log, resume, force)
     if replace_log:
         notes.append(f"starting a new run; the log of an earlier run at {files.log} will be replaced")
-    if files.output.exists():
-        notes.append(_dropped_calibration(files.output))
+    if force and not resume and files.output.exists():  # a resumed run keeps it (setup.resumed_decoding)
+        notes.append(_replaced_calibration(files.output))
     return replace(files, replace_log=replace_log, notes=tuple(n for n in notes if n))
 
 

@@ -13,6 +13,7 @@ import platform
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,6 +63,27 @@ def _make_model(cfg: TrainConfig) -> tuple[HypercolumnColorizer, str, str]:
     backbone, space = cfg.backbone or ModelConfig.backbone, cfg.space or ModelConfig.space
     return build_model(backbone, space, pretrained=cfg.pretrained, hidden=cfg.hidden, dropout=cfg.dropout,
                        context=cfg.context, context_dropout=cfg.context_dropout), backbone, space
+
+
+def _keep_calibration(model: HypercolumnColorizer, output: Path) -> None:
+    """A resumed run keeps the calibration of the model file it continues.
+
+    ``calibrate -o`` in place on a half-trained model leaves a calibration fitted to the
+    weights of that step; the resumed run used to replace it with its ``--init`` model's (or
+    none), unsaid.  It is kept as a fine-tuned model keeps its ``--init`` model's: marked
+    ``inherited_from`` (the file and step), and the end of the run says to fit it again.
+    """
+    try:
+        config = read_config(output)
+    except (OSError, ValueError):  # gone or damaged: the run's own decoding stands
+        return
+    calibration = config.decoding.get("calibration")
+    if not calibration:
+        return
+    if "inherited_from" not in calibration:  # fitted to the file's weights, which training now changes
+        steps = config.training.get("steps")
+        calibration = {**calibration, "inherited_from": f"{output} at step {steps}" if steps is not None else str(output)}
+    model.config.decoding = {**config.decoding, "calibration": calibration}
 
 
 # --------------------------------------------------------------------------- set-up
@@ -182,6 +204,8 @@ def setup_run(cfg: TrainConfig) -> Run:
     device, precision = _device_and_precision(cfg)
     _seed_everything(cfg.seed)
     model, backbone, space = _make_model(cfg)
+    if resume_doc is not None and files.output.exists():
+        _keep_calibration(model, files.output)
     inputs = load_inputs(cfg)
     images, split = inputs.images, inputs.split
     weights, weights_source, matched = resolve_weights(cfg.weights, cfg.data, images.paths)

@@ -207,9 +207,11 @@ def _finish(run: Run, step: int) -> dict[str, Any]:
     print(f"wrote {run.files.output} after {step + 1} steps{holds} in {wall / 60:.1f} min (final loss "
           f"{run.loss_mean:.4f}); used {len(run.images)} images" + (f", skipped {skipped}" if skipped else "")
           + f"; resumable state in {run.files.checkpoint}", file=sys.stderr)
-    if (run.model.config.decoding.get("calibration") or {}).get("inherited_from"):
-        print(f"note: its decoding calibration was fitted to {run.model.config.decoding['calibration']['inherited_from']}'s weights; fit it to these on held-out colour "
-              f"images: napari-colorize calibrate {run.files.output} HELD_OUT/ -o {run.files.output} --force", file=sys.stderr)
+    inherited = (run.model.config.decoding.get("calibration") or {}).get("inherited_from")
+    if inherited:
+        print(f"note: its decoding calibration was fitted to the weights of {inherited}; fit it to these on held-out "
+              f"colour images: napari-colorize calibrate {run.files.output} HELD_OUT/ -o {run.files.output} --force",
+              file=sys.stderr)
     return result
 
 
