@@ -159,7 +159,9 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", default=None, metavar="STATE.safetensors",
                    help="resumable state file (default: OUTPUT with .ckpt.safetensors)")
     g.add_argument("--checkpoint-every", type=_positive_int, default=250, help="steps between checkpoints (default 250)")
-    g.add_argument("--resume", action="store_true", help="continue exactly from the checkpoint (same command otherwise)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue exactly from the checkpoint (same command otherwise; --steps, --lr and --early-stop "
+                        "may change, other settings that shape the run are refused)")
     g.add_argument("--log", default=None, help="JSON-lines log file (default: OUTPUT with .log.jsonl; '' disables)")
     g.add_argument("--log-every", type=_positive_int, default=25, help="steps between log records (default 25)")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
