@@ -226,20 +226,15 @@ def plan_jobs(patterns: Sequence[str], out_dir: Path, fmt: str | None, outputs: 
     return list(jobs.values()), missing
 
 
-def _output_names() -> tuple[str, ...]:
-    """The endings of the names napari-colorize gives its outputs (``_colorized.png``, ``_entropy.tif`` ...)."""
+def _is_ours(job: Job) -> bool:
+    """Whether napari-colorize wrote ``job``'s input, named as its outputs are: a PNG/TIFF with its
+    mark (:func:`.io.is_our_output`, headers only), or a store with its job record."""
     from .outputs import output_name_endings
-    return output_name_endings(FORMATS.values())
-
-
-def _is_ours(path: Path) -> bool:
-    """Whether napari-colorize wrote ``path``: a PNG/TIFF with its mark (headers only, no
-    pixels decoded), or a store with its job record."""
-    if path.is_dir():
+    if job.written.name.endswith(output_name_endings((FORMATS["zarr"],))):  # names first: no stat of every input
         from .engine.zarr_io import read_job
-        return read_job(path) is not None
-    from .io import has_our_mark
-    return has_our_mark(path)
+        return job.source.is_dir() and read_job(job.source) is not None
+    from .io import is_our_output
+    return is_our_output(job.source, job.written.name)
 
 
 def pass_over_our_outputs(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
@@ -249,11 +244,9 @@ def pass_over_our_outputs(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
     input folder again.  Only files named as outputs are opened (a folder of scans costs
     nothing; a TIFF's header takes about a millisecond), and only their headers are read.
     """
-    endings = _output_names()
     kept, passed = [], []
     for job in jobs:
-        ours = job.from_folder and job.written.name.endswith(endings) and _is_ours(job.source)
-        (passed if ours else kept).append(job)
+        (passed if job.from_folder and _is_ours(job) else kept).append(job)
     return kept, passed
 
 

@@ -244,13 +244,15 @@ def shown_path(path: Path, folders: Sequence[str | os.PathLike]) -> str:
     return str(path)
 
 
-def is_our_output(path: Path) -> bool:
-    """Whether ``path`` is a result of ``napari-colorize colorize``: named as one (``x_colorized.png``)
-    and carrying its mark.  Only such names are opened, and only their headers read."""
+def is_our_output(path: Path, name: str | None = None) -> bool:
+    """Whether the file ``path`` is a PNG or TIFF result of ``napari-colorize colorize``: named as
+    one (``x_colorized.png``; ``name``, e.g. a link's, default ``path``'s) and carrying its mark.
+    Only such names are opened, and only their headers read."""
     from ..outputs import output_name_endings
     from .write import has_our_mark
 
-    return path.name.endswith(output_name_endings(_OUTPUT_EXTENSIONS)) and has_our_mark(path)
+    return (path.name if name is None else name).endswith(output_name_endings(_OUTPUT_EXTENSIONS)) \
+        and has_our_mark(path)
 
 
 def own_outputs_note(passed: Sequence[Path]) -> str:
