@@ -56,18 +56,15 @@ def _rate(value: float) -> str:
     return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
-def make_optimizer(cfg: TrainConfig, model: torch.nn.Module,
-                   lr: float | None = None) -> tuple[torch.optim.Optimizer, float]:
-    """The run's optimizer over the trainable parameters, and its peak learning rate
-    (``lr``, else the configured or default one)."""
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module, lr: float) -> tuple[torch.optim.Optimizer, float]:
+    """The run's optimizer over the trainable parameters, and its peak learning rate ``lr``
+    (:func:`peak_lr`'s, the one place that picks the configured, default or resumed rate)."""
     # The paper trained VGG-16 (from ImageNet weights) with SGD, momentum 0.9, weight
     # decay 5e-4, lr 1e-3.  A compact model trained from scratch on a CPU budget of a
     # few thousand steps converges several times faster with AdamW (per-parameter step
     # sizes cope with the very different scales of the 15 hypercolumn projections),
     # so AdamW is the default; "sgd" reproduces the paper's recipe.
     params = [p for p in model.parameters() if p.requires_grad]
-    if lr is None:
-        lr = cfg.lr if cfg.lr is not None else default_lr(cfg)
     if cfg.optimizer == "sgd":
         wd = cfg.weight_decay if cfg.weight_decay is not None else 5e-4
         return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd), lr
