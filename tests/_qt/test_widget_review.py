@@ -171,3 +171,39 @@ def test_current_slice_geometry_follows_either_shear(shear):
     out = Image(np.zeros((1, 48, 64), np.uint8), **plan.geometry.as_kwargs())
     for y, x in ((0, 0), (47, 0), (0, 63), (47, 63)):
         np.testing.assert_allclose(out.data_to_world((0, y, x)), source.data_to_world((2, y, x)), atol=1e-6)
+
+
+def test_an_edited_hint_does_not_swap_a_stack_result_for_one_plane(make_napari_viewer, qtbot, strong_model):
+    # Live re-colour used the widget's current choices: after the scope was switched to
+    # "current slice" (no Run), moving a hint replaced a whole-stack result by one plane.
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(2).integers(0, 255, (3, 48, 64), dtype=np.uint8), name="z")
+    points = viewer.add_points([[1.0, 20.0, 20.0]], name="hints", face_color="blue", ndim=3)
+    widget = open_widget(viewer, strong_model)
+    widget.hints.value = points
+    widget.scope.value = "whole stack"
+    run_and_wait(qtbot, widget)
+    assert viewer.layers["z colorized"].data.shape == (3, 48, 64, 3)
+    widget.scope.value = "current slice"
+    points.data = np.array([[1.0, 30.0, 30.0]])
+    qtbot.waitUntil(lambda: _guidance.PRESS_RUN in widget.status.value, timeout=5000)
+    assert widget.status.value == f"z was coloured with other choices: {_guidance.PRESS_RUN}"
+    assert not widget.is_running and viewer.layers["z colorized"].data.shape == (3, 48, 64, 3)
+
+    widget.scope.value = "whole stack"  # the choices of the result shown: the edit re-colours it
+    points.data = np.array([[1.0, 35.0, 35.0]])
+    qtbot.waitUntil(lambda: widget.status.value.startswith("Re-coloured z"), timeout=WAIT_MS)
+    assert viewer.layers["z colorized"].data.shape == (3, 48, 64, 3)
+
+
+def test_a_deleted_map_made_again_goes_below_the_colour(make_napari_viewer, qtbot, strong_model):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(3).integers(0, 255, (48, 64), dtype=np.uint8), name="cam")
+    widget = open_widget(viewer, strong_model)
+    run_and_wait(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["cam", "cam hue entropy", "cam chroma confidence",
+                                                       "cam colorized"]  # the colour over its maps
+    viewer.layers.remove("cam hue entropy")
+    viewer.layers["cam chroma confidence"].name = "my conf"
+    run_and_wait(qtbot, widget)
+    assert [layer.name for layer in viewer.layers] == ["cam", "cam hue entropy", "my conf", "cam colorized"]

@@ -28,7 +28,7 @@ from ._planes import nearest_plane, plane_on_screen
 from ._runner import Guide
 
 __all__ = ["LIVE_DELAY_MS", "LIVE_MAX_PIXELS", "PRESS_RUN", "REFERENCE_READ_PIXELS", "GuidanceFields", "guide_key",
-           "active_hints", "hint_points", "live_possible", "plan_hints", "points_layers", "reference_array", "reference_layers"]
+           "active_hints", "hint_points", "live_possible", "made_like", "plan_hints", "points_layers", "reference_array", "reference_layers"]
 
 #: Live re-colour only when what would be coloured has at most this many pixels: a
 #: 1024 x 1024 plane is re-coloured in ~0.4 s on two CPU cores once the network's histograms
@@ -207,6 +207,19 @@ def live_possible(output: str, plan: Any) -> bool:
     """Whether a change of the hints can re-colour at once: small enough, and not a file
     (a zarr store of another job is never replaced)."""
     return output != "zarr file" and int(np.prod(plan.array.shape)) <= LIVE_MAX_PIXELS
+
+
+def made_like(outputs: Sequence[Any], settings_info: dict[str, Any], plan: Any) -> bool:
+    """Whether the shown outputs were made with these settings, scope and multiscale level.
+
+    A live re-colour replaces them without a word, so it must give the same kind of result:
+    after the scope was switched to "current slice", an edited hint must not swap a
+    whole-stack result (minutes of work) for one plane.  Another plane of "current slice"
+    is the same kind: Run would replace it too.
+    """
+    made = outputs[0].metadata[METADATA_KEY]
+    return (made.get("settings") == settings_info and made.get("level") == plan.level
+            and bool(made.get("index")) == bool(plan.index))
 
 
 class GuidanceFields:

@@ -338,6 +338,18 @@ def outputs_of(layers: Any, source: Any) -> list[Any]:
     return [layer for layer in layers if _ours(layer) and _same_source(layer.metadata[METADATA_KEY], key, live)]
 
 
+def _slot_below_siblings(layers: Any, meta: dict[str, Any]) -> int | None:
+    """Where a new output of a source goes when some of its outputs are already shown: just
+    below those a run draws above it (the colour over the maps), so that a map the user
+    deleted, made again by the next run, does not cover the colour.  None: on top."""
+    names = [o.name for o in OUTPUTS]
+    above = set(names[:names.index(meta["output"])]) if meta.get("output") in names else set()
+    live = _live_ids(layers)
+    slots = [i for i, layer in enumerate(layers) if _ours(layer) and layer.metadata[METADATA_KEY].get("output") in above
+             and _same_source(layer.metadata[METADATA_KEY], meta, live)]
+    return min(slots) if slots else None
+
+
 def _replaceable(layer: Any, data: Any, kwargs: dict[str, Any]) -> bool:
     """Whether an existing output layer can take new data in place (same kind, dtype and ndim).
 
@@ -359,7 +371,8 @@ def place_layer(layers: Any, data: Any, kwargs: dict[str, Any], hidden: bool = F
     metadata; a user's layer of the same name is left alone) gets the new data,
     transform, contrast limits and metadata in place; if it cannot (another ndim,
     dtype, or a pyramid), a new layer takes its position, visibility, opacity and
-    blending.  Otherwise a new layer is added on top.
+    blending.  Otherwise a new layer is added on top, or below the outputs of the same
+    source that a run draws above it.
 
     Parameters
     ----------
@@ -397,6 +410,8 @@ def place_layer(layers: Any, data: Any, kwargs: dict[str, Any], hidden: bool = F
         position = layers.index(existing)
         layers.remove(existing)
         layers.insert(position, layer)
+    elif (slot := _slot_below_siblings(layers, kwargs["metadata"][METADATA_KEY])) is not None:
+        layers.insert(slot, layer)
     else:
         layers.append(layer)
     return layer, bool(kept["visible"])

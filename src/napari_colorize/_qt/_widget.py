@@ -271,7 +271,8 @@ class ColorizeWidget(Container):
     def _recolour_live(self) -> None:
         """After the hints changed: re-colour the shown result of this image as Run would, if it is quick."""
         image = self.image.value
-        if not self.live_hints.value or image is None or not _layers.outputs_of(self._viewer.layers, image):
+        outputs = _layers.outputs_of(self._viewer.layers, image) if image is not None else []
+        if not self.live_hints.value or not outputs:
             return
         if self.is_running:  # try again once this job is done: the last edit must not be lost
             self.guidance.timer.start()
@@ -282,6 +283,9 @@ class ColorizeWidget(Container):
             return  # the reason under Run says what to fix
         if (image.name, _guidance.guide_key(guide)) == self._shown_key:
             return  # e.g. the colour for the next point was picked: the hints are those shown
+        if not _guidance.made_like(outputs, settings.as_info(), plan):
+            self._set_status(f"{image.name} was coloured with other choices: {_guidance.PRESS_RUN}")
+            return
         if not _guidance.live_possible(settings.output, plan):
             self._set_status(f"{plan.describe()}: {_guidance.PRESS_RUN}")
             return
@@ -301,7 +305,8 @@ class ColorizeWidget(Container):
         self.worker = create_worker(_runner.work, plan, settings, name, self._cancel, self._report_progress, guide)
         self.guidance.note_white_hints(guide)  # a job's hints, not each check of the choices
         if live:
-            self._set_status(f"Re-colouring {name} with the hints…")
+            hinted = guide is not None and guide.hints is not None
+            self._set_status(f"Re-colouring {name} {'with the hints' if hinted else 'without hints'}…")
         else:
             self._progress = _controls.job_progress(f"Colorizing {name}", self.cancel)
             self.worker.warned.connect(_controls.show_library_warning)  # live: not again at every edit
