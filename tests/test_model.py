@@ -298,6 +298,18 @@ def test_loading_foreign_or_broken_files_is_a_clear_error(tmp_path):
         load_model(tmp_path / "missing.safetensors")
 
 
+def test_a_model_cut_short_is_called_damaged_not_foreign(trained_like_model, tmp_path):
+    # A copy that stopped half-way used to be "not a safetensors file": a hint that the user
+    # picked the wrong kind of file, when the file is ours and needs copying again.
+    whole = save_model(trained_like_model, tmp_path / "whole.safetensors").read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(whole[:len(whole) // 2])
+    for attempt in (load_model, read_config):
+        with pytest.raises(ValueError, match="cut.safetensors is a damaged napari-colorize model .cut short or "
+                                             "corrupted.; copy it again"):
+            attempt(cut)
+
+
 def test_newer_format_version_is_refused(trained_like_model, tmp_path):
     from safetensors.torch import load_file, save_file
 

@@ -1,4 +1,4 @@
-"""Atomic file writes, disk-space errors and safetensors header reading, shared by every writer.
+"""Atomic file writes and disk-space errors, shared by every writer.
 
 A file is written under a temporary name in its destination folder and then
 ``os.replace``-d into place, so a run killed while writing leaves either the old file
@@ -25,7 +25,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 __all__ = ["atomic_path", "temp_folder", "no_new_empty_folders", "remove_empty_folders", "preallocate", "remove_stale_temps", "DiskFullError", "FileTooLargeError", "space_error",
-           "TEMP_NAME_EXTRA", "read_safetensors_metadata", "write_safetensors"]
+           "TEMP_NAME_EXTRA"]
 
 #: errno values meaning "no room left" (a full disk, or the user's quota).
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -335,63 +335,6 @@ def preallocate(tmp: Path, size: int, final: Path) -> None:
     allocated = getattr(tmp.stat(), "st_blocks", 0) * 512
     if free is not None and size - allocated > free:
         raise DiskFullError(final, size)
-
-
-def write_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str]) -> None:
-    """Write torch ``tensors`` and ``metadata`` to a safetensors file atomically (:func:`atomic_path`).
-
-    The bytes go into the temporary file, whose permissions follow the umask (0644 usually):
-    models and checkpoints are shared (a cluster's workers may run as another user), and
-    safetensors' ``save_file`` would re-create the file as 0600.
-    """
-    from safetensors.torch import save
-
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(save(tensors, metadata=metadata))
-
-
-def has_safetensors_key(path: str | os.PathLike, key: str) -> bool:
-    """Whether ``path`` is a safetensors file whose header carries metadata under ``key`` (header only)."""
-    path = Path(path)
-    if not path.is_file():
-        return False
-    try:
-        read_safetensors_metadata(path, key, not_safetensors=str, no_key="")
-    except ValueError:
-        return False
-    return True
-
-
-def read_safetensors_metadata(path: Path, key: str, not_safetensors: Callable[[Exception], str], no_key: str) -> str:
-    """The text (a JSON document) stored under ``key`` in a safetensors file's header, without its tensors.
-
-    Parameters
-    ----------
-    path : Path
-        An existing file.
-    key : str
-        The metadata key.
-    not_safetensors : callable
-        Makes the ``ValueError`` message from the reader's error when the file cannot be
-        read as safetensors.
-    no_key : str
-        The ``ValueError`` message when the header has no ``key``.
-
-    Returns
-    -------
-    str
-        The stored text, not yet decoded (callers validate it their own way).
-    """
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as err:
-        raise ValueError(not_safetensors(err)) from err
-    if key not in meta:
-        raise ValueError(no_key)
-    return meta[key]
 
 
 def remove_empty_folders(folders: Iterable[Path]) -> None:

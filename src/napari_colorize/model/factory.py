@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .._atomic import has_safetensors_key, read_safetensors_metadata, write_safetensors
+from .._safetensors import has_safetensors_key, is_damaged_file_of, read_safetensors_metadata, write_safetensors
 from ..spaces import SPACES, get_space
 from .backbones import BACKBONES, get_backbone
 from .hypercolumn import HypercolumnColorizer
@@ -203,6 +203,9 @@ def _read_metadata_text(path: Path) -> str:
     except ValueError:
         if has_safetensors_key(path, TRAINING_STATE_KEY):  # the run's other file, easily taken for its model
             raise ValueError(_checkpoint_message(path)) from None
+        if is_damaged_file_of(path, METADATA_KEY):  # ours, cut short: not "not a safetensors file"
+            raise ValueError(f"{path} is a damaged napari-colorize model (cut short or corrupted); copy it again "
+                             "from where it came, or train it again") from None
         raise
 
 

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._atomic import has_safetensors_key, read_safetensors_metadata, write_safetensors
+from .._safetensors import has_safetensors_key, is_damaged_file_of, read_safetensors_metadata, write_safetensors
 from ..model.metadata import TRAINING_STATE_KEY
 
-__all__ = ["save_training_state", "load_training_state", "read_state_info", "is_training_state", "is_damaged_file_of",
+__all__ = ["save_training_state", "load_training_state", "read_state_info", "is_training_state",
            "capture_rng", "restore_rng", "STATE_KEY"]
 
 STATE_KEY = TRAINING_STATE_KEY
@@ -192,24 +192,6 @@ def _state_problem(doc: Any) -> str:
 def is_training_state(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a safetensors file with a training state's metadata key (header only)."""
     return has_safetensors_key(path, STATE_KEY)
-
-
-def is_damaged_file_of(path: str | os.PathLike, key: str) -> bool:
-    """Whether ``path`` is a file of ours that cannot be read: a safetensors file cut short or
-    corrupted whose header still begins with our metadata ``key`` (as :func:`save_training_state`
-    and ``save_model`` write it).  Such a file may be replaced with ``--force``; one that does
-    not show our key is never taken for ours."""
-    path = Path(path)
-    if not path.is_file() or has_safetensors_key(path, key):
-        return False
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096)
-    except OSError:
-        return False
-    # Unescaped, these quotes are the header's own structure, never text inside a value; a
-    # readable header with it would carry the key (has_safetensors_key above).
-    return head[8:9] == b"{" and f'"__metadata__":{{"{key}":'.encode() in head[8:]
 
 
 def load_training_state(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_path
+from .._safetensors import is_damaged_file_of
 from ..model import is_default_model, is_model_file, read_config, resolve_model_path
 from ..model.metadata import METADATA_KEY
-from .checkpoint import STATE_KEY, is_damaged_file_of, is_training_state
+from .checkpoint import STATE_KEY, is_training_state
 
 __all__ = ["RunFiles", "MODEL_SUFFIX", "check_writable", "default_checkpoint_path", "default_log_path", "plan_files",
            "fitted_calibration", "JsonLog"]
