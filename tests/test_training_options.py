@@ -65,6 +65,16 @@ def _calibrate_in_place(path: Path) -> None:
     save_model(model, path)
 
 
+def test_resuming_without_the_runs_init_says_so_first(tmp_path, image_dir):
+    # --init sets the space: without it the message named only "space", an option the user never typed.
+    base = save_model(build_model("compact", "lab"), tmp_path / "base.safetensors")
+    out = tmp_path / "m.safetensors"
+    train(_config(image_dir, out, steps=4, stop_after=2, init=str(base)))
+    with pytest.raises(ValueError, match=f"settings differ from the checkpoint: the run was started with --init "
+                                         f"{base}, now without; space: checkpoint 'lab', now 'hue_chroma'"):
+        train(_config(image_dir, out, steps=4, resume=True))
+
+
 def test_a_resumed_run_keeps_a_calibration_fitted_in_place_and_says_to_refit_it(tmp_path, image_dir, capsys):
     # It was replaced by the run's own decoding (here none), unsaid.
     out = tmp_path / "m.safetensors"

@@ -360,6 +360,11 @@ def check_resume(saved: dict[str, Any], now: dict[str, Any], fingerprint: str, l
     diffs = [f"{k}: checkpoint {before[k]!r}, now {now.get(k)!r}" for k in RESUME_KEYS if before[k] != now.get(k)]
     if saved.get("data_fingerprint") not in (fingerprint, legacy or fingerprint):
         diffs.append("the training images differ from the checkpoint's (files added, removed or changed)")
+    if diffs and saved.get("init") != now.get("init"):
+        # --init sets the backbone, space and head width: without it they fall to the defaults,
+        # and the differences listed would name options the user never typed.
+        was = f"--init {saved['init']}" if saved.get("init") else "no --init"
+        diffs.insert(0, f"the run was started with {was}, now {'--init ' + str(now['init']) if now.get('init') else 'without'}")
     if diffs:
         raise ValueError("cannot resume exactly, settings differ from the checkpoint: " + "; ".join(diffs)
                          + ". Use the same command (with --resume) or start a new run without --resume")
