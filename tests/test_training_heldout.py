@@ -154,6 +154,20 @@ def test_split_needs_a_manifest(tmp_path):
         resolve_split(_cfg(tmp_path, tmp_path / "m.safetensors", data=[str(tmp_path / "d")], val_sources=["x"]))
 
 
+def test_manifest_rows_that_are_not_files_do_not_count_as_validation_images(corpus, tmp_path, capsys):
+    # A folder row and a moved file were counted as validation images; a source of only such
+    # rows failed as "no usable colour image" instead of naming the missing files.
+    (corpus / "train/s1_0.png").unlink()
+    split = resolve_split(_cfg(corpus, tmp_path / "m.safetensors", val_sources=["src1"]))
+    assert [p.name for p in split.val] == ["s1_1.png", "s1_2.png"] and split.record()["val_images"] == 2
+    assert ("warning: 1 of the 3 files" in capsys.readouterr().err)
+    for i in (1, 2):
+        (corpus / f"train/s1_{i}.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"3 of the 3 files .*manifest.csv lists for the validation sources "
+                                                r"are not files \(e\.g\. .*s1_0\.png\); correct the manifest"):
+        resolve_split(_cfg(corpus, tmp_path / "m.safetensors", val_sources=["src1"]))
+
+
 def _rewrite_manifest(manifest: Path, path_column: str, bom: bool) -> None:
     """The manifest as a user may save it: Excel's "CSV UTF-8" (with a byte-order mark), or
     its path column named ``path``."""

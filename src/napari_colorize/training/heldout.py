@@ -111,12 +111,21 @@ def resolve_split(cfg: TrainConfig) -> HeldOut | None:
     val_set, test_set = set(val_sources), set(test_sources)
     # A composite validates only if its backdrop is not a test source: choices made on it
     # would otherwise be made on held-out test pixels.
-    val = tuple(root / files[i] for i in fold.val
-                if sources[i] in val_set and not (links and links[i] in test_set))
+    listed_val = [root / files[i] for i in fold.val if sources[i] in val_set and not (links and links[i] in test_set)]
+    # A row may name a folder, or a file since moved: counted as validation images, they made
+    # "validation 5 images" of 3, and a source of missing files failed as "no usable colour image".
+    val = tuple(p for p in listed_val if p.is_file())
+    absent = [p for p in listed_val if not p.is_file()]
     source_of = {(root / files[i]).resolve(): sources[i] for i in fold.train}
     train_sources = tuple(sorted(set(source_of.values())))
-    if not val:
+    if not listed_val:
         raise ValueError(f"the validation sources {', '.join(val_sources)} have no images in {manifest}")
+    if absent:
+        where = f"{len(absent)} of the {len(listed_val)} files {manifest} lists for the validation sources"
+        if not val:
+            raise FileNotFoundError(f"{where} are not files (e.g. {absent[0]}); correct the manifest's file column "
+                                    "(paths relative to its folder)")
+        print(f"warning: {where} are not files and do not validate (e.g. {absent[0]})", file=sys.stderr)
     listed = frozenset((root / f).resolve() for f in files)
     return HeldOut(frozenset(source_of), val, val_sources, test_sources, train_sources, str(manifest),
                    len(fold.dropped), listed, source_of)
