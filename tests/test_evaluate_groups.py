@@ -201,6 +201,9 @@ def test_cli_group_by(tmp_path, corpus, model, capsys):
     out = capsys.readouterr().out
     for variant in ("auto calibrated", "auto uncalibrated", "mode calibrated", "mode uncalibrated"):
         assert f"a | {variant}" in out and f"b | {variant}" in out
+    names = [line.split("  ")[0] for line in out.splitlines()]
+    assert names.index("b | mode uncalibrated") < names.index("auto calibrated")  # the pooled rows follow the groups
+    assert names[-1] == "gray (no colour)"
 
     (corpus / "manifest.csv").write_text("file,source\nval/a/x0.png,alpha\n", encoding="utf-8")
     assert main([*base, "--group-by", "source"]) == 2

@@ -90,9 +90,11 @@ class EvaluationTable:
         return cols
 
     def _shown(self, per_image: bool) -> list[list[dict[str, Any]]]:
-        """Blocks of rows to show: per-image rows, group rows, the mean row."""
-        per_image = per_image or not self.mean
-        blocks = [self.rows if per_image else [], self.groups or [], [self.mean] if self.mean else []]
+        """Blocks of rows to show: per-image rows, group rows, the mean row.  A comparison's
+        rows are each variant's pooled means (it has no mean row): they follow its groups."""
+        if not self.mean:
+            return [b for b in (self.groups or [], self.rows) if b]
+        blocks = [self.rows if per_image else [], self.groups or [], [self.mean]]
         return [b for b in blocks if b]
 
     def format(self, per_image: bool = True, floatfmt: str = ".4g") -> str:
