@@ -192,6 +192,17 @@ def test_output_folder_equal_to_input_folder_is_refused(inputs, model_path, caps
     assert sorted(p.name for p in inputs.rglob("*")) == before
 
 
+def test_an_output_named_like_a_file_is_said_to_be_a_folder(inputs, tmp_path, model_path, capsys):
+    # -o single.png made a folder of that name without a word: the user looked for a file.
+    out = tmp_path / "single.png"
+    assert _run(inputs / "cam.png", "-o", out, "--model", model_path, *TILES) == 0
+    assert (f"note: -o names the folder the results go into; {out} does not exist and is created as a folder"
+            in capsys.readouterr().err)
+    assert (out / "cam_colorized.png").is_file()
+    assert _run(inputs / "cam.png", "-o", out, "--model", model_path, *TILES, "--overwrite") == 0
+    assert "-o names the folder" not in capsys.readouterr().err  # a folder now: nothing to say
+
+
 def test_missing_input_and_png_stack(inputs, tmp_path, model_path, capsys):
     out = tmp_path / "out"
     assert _run(inputs / "nope.png", inputs / "sub" / "stack.tif", "-o", out, "--model", model_path,

@@ -168,6 +168,10 @@ def _check_engine(args, config, client) -> None:
             raise ValueError(f"--model {args.model}: {err}") from None
 
 
+#: Suffixes of an ``-o`` that looks like a file name (the results then go into a folder of that name).
+FILE_LIKE = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
 def run(args) -> int:
     outputs = _outputs(args.outputs)
     _check_args(args)
@@ -175,6 +179,9 @@ def run(args) -> int:
     policy = _policy(args)
     config = _check_model(args.model)
     out_dir = output_folder(args.output)
+    if not out_dir.exists() and out_dir.suffix.lower() in FILE_LIKE:  # -o result.png: a folder of that name
+        print(f"note: -o names the folder the results go into; {out_dir} does not exist and is created as a "
+              "folder", file=sys.stderr)
     jobs, missing = _plan(args, out_dir, outputs)
     if args.rgb_dtype != "uint8" and any(job.fmt == "png" for job in jobs):
         print(f"note: --rgb-dtype {args.rgb_dtype} applies to tiff and zarr outputs; PNG files hold 8-bit RGB "
