@@ -187,7 +187,8 @@ def test_an_edited_hint_does_not_swap_a_stack_result_for_one_plane(make_napari_v
     widget.scope.value = "current slice"
     points.data = np.array([[1.0, 30.0, 30.0]])
     qtbot.waitUntil(lambda: _guidance.PRESS_RUN in widget.status.value, timeout=5000)
-    assert widget.status.value == f"z was coloured with other choices: {_guidance.PRESS_RUN}"
+    assert widget.status.value == f"the result of z on screen was made with other choices than the panel's now: " \
+                                  f"{_guidance.PRESS_RUN}"
     assert not widget.is_running and viewer.layers["z colorized"].data.shape == (3, 48, 64, 3)
 
     widget.scope.value = "whole stack"  # the choices of the result shown: the edit re-colours it

@@ -23,12 +23,13 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox
 
 from ..guidance import DEFAULT_HINT_RANGE, DEFAULT_REFERENCE_STRENGTH
+from ..outputs import OUTPUTS
 from ._layers import METADATA_KEY, level_factors
 from ._planes import nearest_plane, plane_on_screen
 from ._runner import Guide
 
 __all__ = ["LIVE_DELAY_MS", "LIVE_MAX_PIXELS", "PRESS_RUN", "REFERENCE_READ_PIXELS", "GuidanceFields", "guide_key",
-           "active_hints", "hint_points", "live_possible", "made_like", "plan_hints", "points_layers", "reference_array", "reference_layers"]
+           "active_hints", "hint_points", "live_blocker", "plan_hints", "points_layers", "reference_array", "reference_layers"]
 
 #: Live re-colour only when what would be coloured has at most this many pixels: a
 #: 1024 x 1024 plane is re-coloured in ~0.4 s on two CPU cores once the network's histograms
@@ -40,6 +41,8 @@ LIVE_DELAY_MS = 300
 #: (the engine samples at most a few times guidance.reference.REFERENCE_PIXELS of them anyway).
 REFERENCE_READ_PIXELS = 2048 * 2048
 PRESS_RUN = "press Run to apply the hints"
+#: The output whose layer records how the shown result was made (the colour; maps may be deleted).
+_COLOUR = next(o.name for o in OUTPUTS if o.is_rgb)
 #: The hint range field's lowest value, shown as "auto": the engine's default range for the image.
 AUTO_RANGE = 0.0
 #: The Points layer events that change the hints (where, which colour, the layer's transform).
@@ -203,23 +206,24 @@ def guide_key(guide: Guide | None) -> bytes:
     return digest.digest()
 
 
-def live_possible(output: str, plan: Any) -> bool:
-    """Whether a change of the hints can re-colour at once: small enough, and not a file
-    (a zarr store of another job is never replaced)."""
-    return output != "zarr file" and int(np.prod(plan.array.shape)) <= LIVE_MAX_PIXELS
+def live_blocker(outputs: Sequence[Any], settings_info: dict[str, Any], plan: Any, name: str) -> str | None:
+    """Why a change of the hints cannot re-colour the shown result of ``name`` at once, or None.
 
-
-def made_like(outputs: Sequence[Any], settings_info: dict[str, Any], plan: Any) -> bool:
-    """Whether the shown outputs were made with these settings, scope and multiscale level.
-
-    A live re-colour replaces them without a word, so it must give the same kind of result:
-    after the scope was switched to "current slice", an edited hint must not swap a
-    whole-stack result (minutes of work) for one plane.  Another plane of "current slice"
-    is the same kind: Run would replace it too.
+    A live re-colour replaces the shown outputs without a word, so they must have been made
+    with the panel's choices now (settings, scope and multiscale level, as their colour
+    layer records them): after the scope was switched to "current slice", an edited hint
+    must not swap a whole-stack result (minutes of work) for one plane.  Another plane of
+    "current slice" is the same kind, Run would replace it too.  And it must be quick:
+    small enough, and not a file (a zarr store of another job is never replaced).
     """
-    made = outputs[0].metadata[METADATA_KEY]
-    return (made.get("settings") == settings_info and made.get("level") == plan.level
-            and bool(made.get("index")) == bool(plan.index))
+    colour = next((o for o in outputs if o.metadata[METADATA_KEY].get("output") == _COLOUR), outputs[0])
+    made = colour.metadata[METADATA_KEY]
+    if (made.get("settings") != settings_info or made.get("level") != plan.level
+            or bool(made.get("index")) != bool(plan.index)):
+        return f"the result of {name} on screen was made with other choices than the panel's now: {PRESS_RUN}"
+    if settings_info["output"] == "zarr file" or int(np.prod(plan.array.shape)) > LIVE_MAX_PIXELS:
+        return f"{plan.describe()}: {PRESS_RUN}"
+    return None
 
 
 class GuidanceFields:

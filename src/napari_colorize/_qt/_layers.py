@@ -339,9 +339,8 @@ def outputs_of(layers: Any, source: Any) -> list[Any]:
 
 
 def _slot_below_siblings(layers: Any, meta: dict[str, Any]) -> int | None:
-    """Where a new output of a source goes when some of its outputs are already shown: just
-    below those a run draws above it (the colour over the maps), so that a map the user
-    deleted, made again by the next run, does not cover the colour.  None: on top."""
+    """Where a new output goes among its source's shown outputs: below those a run draws above
+    it (a map the user deleted, made again, must not cover the colour).  None: on top."""
     names = [o.name for o in OUTPUTS]
     above = set(names[:names.index(meta["output"])]) if meta.get("output") in names else set()
     live = _live_ids(layers)
@@ -371,8 +370,7 @@ def place_layer(layers: Any, data: Any, kwargs: dict[str, Any], hidden: bool = F
     metadata; a user's layer of the same name is left alone) gets the new data,
     transform, contrast limits and metadata in place; if it cannot (another ndim,
     dtype, or a pyramid), a new layer takes its position, visibility, opacity and
-    blending.  Otherwise a new layer is added on top, or below the outputs of the same
-    source that a run draws above it.
+    blending.  Otherwise a new layer is added (:func:`_slot_below_siblings` says where).
 
     Parameters
     ----------

@@ -283,11 +283,9 @@ class ColorizeWidget(Container):
             return  # the reason under Run says what to fix
         if (image.name, _guidance.guide_key(guide)) == self._shown_key:
             return  # e.g. the colour for the next point was picked: the hints are those shown
-        if not _guidance.made_like(outputs, settings.as_info(), plan):
-            self._set_status(f"{image.name} was coloured with other choices: {_guidance.PRESS_RUN}")
-            return
-        if not _guidance.live_possible(settings.output, plan):
-            self._set_status(f"{plan.describe()}: {_guidance.PRESS_RUN}")
+        blocker = _guidance.live_blocker(outputs, settings.as_info(), plan, image.name)
+        if blocker:
+            self._set_status(blocker)
             return
         self._start(settings, plan, guide, live=True)
 
