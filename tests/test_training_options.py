@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -73,6 +74,9 @@ def test_resuming_without_the_runs_init_says_so_first(tmp_path, image_dir):
     with pytest.raises(ValueError, match=f"settings differ from the checkpoint: the run was started with --init "
                                          f"{base}, now without; space: checkpoint 'lab', now 'hue_chroma'"):
         train(_config(image_dir, out, steps=4, resume=True))
+    with pytest.raises(ValueError) as refused:  # the same file by another name is not a difference
+        train(_config(image_dir, out, steps=4, resume=True, batch_size=4, init=os.path.relpath(base)))
+    assert "batch_size: checkpoint 2, now 4" in str(refused.value) and "--init" not in str(refused.value)
 
 
 def test_a_resumed_run_keeps_a_calibration_fitted_in_place_and_says_to_refit_it(tmp_path, image_dir, capsys):

@@ -8,7 +8,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from ..devices import PRECISIONS
-from ..model import BACKBONES
+from ..model import BACKBONES, resolve_model_path
 from ..model.backbones import HIDDEN_RANGE
 from ..spaces import SPACES
 
@@ -350,6 +350,17 @@ def settings_record(cfg: TrainConfig, backbone: str, space: str) -> dict[str, An
     return doc
 
 
+def _same_init(saved: str | None, now: str | None) -> bool:
+    """Whether two ``--init`` values name one model file (the text may differ: a relative or an
+    absolute path, "default" or the shipped file's path)."""
+    if saved is None or now is None or saved == now:
+        return saved == now
+    try:
+        return os.path.samefile(resolve_model_path(saved), resolve_model_path(now))
+    except (OSError, ValueError):  # either one gone: they cannot be shown to be the same
+        return False
+
+
 def check_resume(saved: dict[str, Any], now: dict[str, Any], fingerprint: str, legacy: str | None = None) -> None:
     """Refuse to resume with settings or images other than the checkpoint's (``legacy``: the
     images' digest as checkpoints of earlier versions recorded it, sizes only)."""
@@ -360,7 +371,7 @@ def check_resume(saved: dict[str, Any], now: dict[str, Any], fingerprint: str, l
     diffs = [f"{k}: checkpoint {before[k]!r}, now {now.get(k)!r}" for k in RESUME_KEYS if before[k] != now.get(k)]
     if saved.get("data_fingerprint") not in (fingerprint, legacy or fingerprint):
         diffs.append("the training images differ from the checkpoint's (files added, removed or changed)")
-    if diffs and saved.get("init") != now.get("init"):
+    if diffs and not _same_init(saved.get("init"), now.get("init")):
         # --init sets the backbone, space and head width: without it they fall to the defaults,
         # and the differences listed would name options the user never typed.
         was = f"--init {saved['init']}" if saved.get("init") else "no --init"
