@@ -158,13 +158,16 @@ def test_manifest_rows_that_are_not_files_do_not_count_as_validation_images(corp
     # A folder row and a moved file were counted as validation images; a source of only such
     # rows failed as "no usable colour image" instead of naming the missing files.
     (corpus / "train/s1_0.png").unlink()
+    (corpus / "train/notes.txt").write_text("stained with H&E")
+    with open(corpus / "manifest.csv", "a", newline="") as f:
+        csv.writer(f).writerow(["train/notes.txt", "src1", ""])
     split = resolve_split(_cfg(corpus, tmp_path / "m.safetensors", val_sources=["src1"]))
     assert [p.name for p in split.val] == ["s1_1.png", "s1_2.png"] and split.record()["val_images"] == 2
-    assert ("warning: 1 of the 3 files" in capsys.readouterr().err)
+    assert "warning: 2 of the 4 files" in capsys.readouterr().err
     for i in (1, 2):
         (corpus / f"train/s1_{i}.png").unlink()
-    with pytest.raises(FileNotFoundError, match=r"3 of the 3 files .*manifest.csv lists for the validation sources "
-                                                r"are not files \(e\.g\. .*s1_0\.png\); correct the manifest"):
+    with pytest.raises(FileNotFoundError, match=r"4 of the 4 files .*manifest.csv lists for the validation sources "
+                                                r"are not image files \(e\.g\. .*s1_0\.png\); correct the manifest"):
         resolve_split(_cfg(corpus, tmp_path / "m.safetensors", val_sources=["src1"]))
 
 

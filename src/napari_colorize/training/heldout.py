@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..io import IMAGE_SUFFIXES
 from .config import TrainConfig, parse_fold
 from .data import find_manifest
 from .splits import read_manifest_sources, source_folds, split_by_sources
@@ -112,10 +113,10 @@ def resolve_split(cfg: TrainConfig) -> HeldOut | None:
     # A composite validates only if its backdrop is not a test source: choices made on it
     # would otherwise be made on held-out test pixels.
     listed_val = [root / files[i] for i in fold.val if sources[i] in val_set and not (links and links[i] in test_set)]
-    # A row may name a folder, or a file since moved: counted as validation images, they made
-    # "validation 5 images" of 3, and a source of missing files failed as "no usable colour image".
-    val = tuple(p for p in listed_val if p.is_file())
-    absent = [p for p in listed_val if not p.is_file()]
+    # A row may name a folder, a file since moved, or notes.txt: counted as validation images, they
+    # made "validation 5 images" of 3, and a source of missing files failed as "no usable colour image".
+    val = tuple(p for p in listed_val if _is_image_file(p))
+    absent = [p for p in listed_val if not _is_image_file(p)]
     source_of = {(root / files[i]).resolve(): sources[i] for i in fold.train}
     train_sources = tuple(sorted(set(source_of.values())))
     if not listed_val:
@@ -123,12 +124,16 @@ def resolve_split(cfg: TrainConfig) -> HeldOut | None:
     if absent:
         where = f"{len(absent)} of the {len(listed_val)} files {manifest} lists for the validation sources"
         if not val:
-            raise FileNotFoundError(f"{where} are not files (e.g. {absent[0]}); correct the manifest's file column "
+            raise FileNotFoundError(f"{where} are not image files (e.g. {absent[0]}); correct the manifest's file column "
                                     "(paths relative to its folder)")
-        print(f"warning: {where} are not files and do not validate (e.g. {absent[0]})", file=sys.stderr)
+        print(f"warning: {where} are not image files and do not validate (e.g. {absent[0]})", file=sys.stderr)
     listed = frozenset((root / f).resolve() for f in files)
     return HeldOut(frozenset(source_of), val, val_sources, test_sources, train_sources, str(manifest),
                    len(fold.dropped), listed, source_of)
+
+
+def _is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".") and path.is_file()
 
 
 def keep_training_paths(paths: list[Path], split: HeldOut | None) -> list[Path]:
