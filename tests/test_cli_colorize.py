@@ -201,6 +201,10 @@ def test_an_output_named_like_a_file_is_said_to_be_a_folder(inputs, tmp_path, mo
     assert (out / "cam_colorized.png").is_file()
     assert _run(inputs / "cam.png", "-o", out, "--model", model_path, *TILES, "--overwrite") == 0
     assert "-o names the folder" not in capsys.readouterr().err  # a folder now: nothing to say
+    assert _run(inputs / "cam.png", "-o", f"{tmp_path / 'other.png'}/", "--model", model_path, *TILES) == 0
+    assert _run(inputs / "gone.png", "-o", tmp_path / "never.png", "--model", model_path, *TILES) == 2
+    assert not (tmp_path / "never.png").exists()
+    assert "-o names the folder" not in capsys.readouterr().err  # plainly a folder; nothing written
 
 
 def test_missing_input_and_png_stack(inputs, tmp_path, model_path, capsys):

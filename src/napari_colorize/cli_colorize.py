@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -172,6 +173,11 @@ def _check_engine(args, config, client) -> None:
 FILE_LIKE = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
 
 
+def _looks_like_a_file(text: str, out_dir: Path) -> bool:
+    """``-o result.png``: a folder of that name is made, which a user may not expect (``-o result.png/`` is clear)."""
+    return not out_dir.exists() and out_dir.suffix.lower() in FILE_LIKE and not text.endswith(("/", os.sep))
+
+
 def run(args) -> int:
     outputs = _outputs(args.outputs)
     _check_args(args)
@@ -179,14 +185,14 @@ def run(args) -> int:
     policy = _policy(args)
     config = _check_model(args.model)
     out_dir = output_folder(args.output)
-    if not out_dir.exists() and out_dir.suffix.lower() in FILE_LIKE:  # -o result.png: a folder of that name
-        print(f"note: -o names the folder the results go into; {out_dir} does not exist and is created as a "
-              "folder", file=sys.stderr)
     jobs, missing = _plan(args, out_dir, outputs)
     if args.rgb_dtype != "uint8" and any(job.fmt == "png" for job in jobs):
         print(f"note: --rgb-dtype {args.rgb_dtype} applies to tiff and zarr outputs; PNG files hold 8-bit RGB "
               "(add --format tiff to keep float32)", file=sys.stderr)
     to_run, skipped = preflight(jobs, policy, _clash_fix(args))
+    if to_run and _looks_like_a_file(args.output, out_dir):
+        print(f"note: -o names the folder the results go into; {out_dir} does not exist and is created as a "
+              "folder", file=sys.stderr)
     summary = Summary(failed=list(missing), skipped=[j.written for j in skipped])
     kwargs = dict(model=args.model, method=args.method, device=args.device, saturation=args.saturation,
                   calibrated=args.calibrated,

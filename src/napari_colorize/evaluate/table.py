@@ -101,7 +101,7 @@ class EvaluationTable:
         """A plain-text table: per-image rows, group rows (if grouped), then the mean row.
 
         ``per_image=False`` keeps only the group and mean rows; a comparison table (no
-        mean row) always shows its rows.
+        mean row) always shows its rows (each variant's pooled means), after its groups.
         """
         cols = self.columns()
         blocks = [[[_fmt(r.get(c, ""), floatfmt) for c in cols] for r in block] for block in self._shown(per_image)]
