@@ -18,7 +18,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "napari_colorize"
 FRONT_ENDS = ("api", "cli", "cli_colorize", "cli_guidance", "cli_inputs", "cli_plan", "cli_progress", "cli_report",
               "cli_write", "cli_train", "cli_evaluate", "cli_calibrate", "_qt")
 LOWER_LAYERS = ("color", "bins", "spaces", "decode", "losses", "metrics", "outputs", "inputs", "io", "devices",
-                "model", "guidance", "inference", "engine", "_atomic", "_locks")
+                "model", "guidance", "inference", "engine", "_atomic", "_safetensors", "_locks")
+#: The layers that train and score models: above the engine, below the front ends.
+TRAINING_LAYERS = ("training", "evaluate")
 
 
 def _module_name(path: Path) -> str:
@@ -116,6 +118,14 @@ def test_lower_layers_never_import_front_ends(layer):
     bad = {(m, d) for m in inside for d in graph[m]
            if any(d == f or d.startswith(f + ".") for f in FRONT_ENDS)}
     assert not bad, f"lower layer imports a front end: {sorted(bad)}"
+
+
+@pytest.mark.parametrize("layer", LOWER_LAYERS)
+def test_lower_layers_never_import_training_or_evaluation(layer):
+    graph = import_graph()
+    bad = {(m, d) for m in graph if m == layer or m.startswith(layer + ".") for d in graph[m]
+           if any(d == t or d.startswith(t + ".") for t in TRAINING_LAYERS)}
+    assert not bad, f"lower layer imports training or evaluation: {sorted(bad)}"
 
 
 def test_only_the_qt_subpackage_imports_napari_or_qt():
