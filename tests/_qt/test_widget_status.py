@@ -108,3 +108,21 @@ def test_contrast_limits_changed_while_a_job_runs_are_said_and_the_result_kept(m
     layer.contrast_limits = (0, 255)
     qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
     assert "contrast limits" not in widget.status.value
+
+
+def test_an_input_moved_while_a_job_runs_is_said(make_napari_viewer, qtbot, strong_model):
+    # The outputs were placed where the input was at Run, without a word.
+    viewer = make_napari_viewer()
+    layer = viewer.add_image((ramp((96, 96)) * 255).astype(np.uint8), name="img")
+    widget = open_widget(viewer, strong_model)
+    with notifications() as shown:
+        widget.run_button.clicked()
+        layer.translate, layer.scale = (300, 300), (2, 2)  # before the job can end, as above
+        qtbot.waitUntil(lambda: not widget.is_running, timeout=WAIT_MS)
+    said = ("img was moved, scaled or turned while it was coloured: the outputs sit where it was at Run; "
+            "press Run to place them over it")
+    assert widget.status.value.startswith("Colorized img in ") and widget.status.value.endswith(f"; {said}")
+    assert ("info", f"napari-colorize: {said}") in shown
+    assert list(viewer.layers["img colorized"].translate) == [0, 0]
+    run_and_wait(qtbot, widget)  # again: placed over it, nothing to say
+    assert "moved" not in widget.status.value and list(viewer.layers["img colorized"].translate) == [300, 300]

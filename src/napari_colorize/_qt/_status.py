@@ -6,7 +6,8 @@ in the final status, since the note saying why (:func:`._layers.plan_input`) is 
 until the first update.  With intensities "contrast limits", a change of the input's
 contrast limits while the job ran is said in the final status and a notification: the
 layers are still added (the data did not change and the work is not lost), coloured with
-the limits at Run, and pressing Run again uses the new ones.
+the limits at Run, and pressing Run again uses the new ones.  So is a move of the input
+(scale, translate, rotate, shear, affine) while the job ran: the outputs sit where it was.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["finished", "limits_at_run", "notify", "progress_words"]
+__all__ = ["finished", "limits_at_run", "notify", "progress_words", "transform_at_run"]
 
 #: A job's contrast limits and a weak reference to its input layer (which the job must not
 #: keep alive, data and all, once it is deleted).
 LimitsRecord = tuple[tuple[float, float], "weakref.ReferenceType[Any]"]
+#: A job's input transform (its parts as arrays) and a weak reference to the input layer.
+TransformRecord = tuple[list[np.ndarray], "weakref.ReferenceType[Any]"]
 
 
 def progress_words(job: dict[str, Any], done: int, total: int) -> str:
@@ -54,13 +57,34 @@ def _limits_changed(job: dict[str, Any]) -> str | None:
             f"they are now [{now[0]:g}, {now[1]:g}]: press Run to colour it with them")
 
 
+def _transform(layer: Any) -> list[np.ndarray]:
+    return [np.asarray(layer.scale, float), np.asarray(layer.translate, float), np.asarray(layer.rotate, float),
+            np.asarray(layer.shear, float), np.asarray(layer.affine.affine_matrix, float)]
+
+
+def transform_at_run(layer: Any) -> TransformRecord:
+    """What a job keeps to tell at its end whether its input was moved meanwhile."""
+    return _transform(layer), weakref.ref(layer)
+
+
+def _moved(job: dict[str, Any]) -> str | None:
+    """What to say when the input's transform is not the one its outputs were placed with; None when it is."""
+    record: TransformRecord | None = job.get("transform")
+    layer = None if record is None else record[1]()
+    if layer is None or all(np.allclose(a, b) for a, b in zip(record[0], _transform(layer))):
+        return None
+    return (f"{job.get('name', '')} was moved, scaled or turned while it was coloured: the outputs sit where it was "
+            "at Run; press Run to place them over it")
+
+
 def finished(done_message: str, job: dict[str, Any]) -> tuple[str, str | None]:
     """The status once the layers are in, and what to tell in a notification too (None: nothing).
 
     ``done_message``: what the job did and how ("Colorized slide in 13.5 s (cpu, median)"); the
-    multiscale level it coloured and a change of the contrast limits meanwhile are added.
+    multiscale level it coloured, and a change of the contrast limits or a move of the input
+    meanwhile, are added.
     """
-    level, changed = job.get("level"), _limits_changed(job)
+    level, changed = job.get("level"), "; ".join(filter(None, (_limits_changed(job), _moved(job)))) or None
     status = f"{done_message}, at {level}" if level else done_message
     return (f"{status}; {changed}" if changed else status), changed
 

@@ -300,6 +300,7 @@ class ColorizeWidget(Container):
                      "key": (name, _guidance.guide_key(guide)), "source_id": _layers.layer_id(self.image.value),
                      "layer": self.image.value, "data": self.image.value.data, "level": plan.level_words()}
         self._job["limits"] = _status.limits_at_run(self.normalization.value, settings.limits, self.image.value)
+        self._job["transform"] = _status.transform_at_run(self.image.value)
         self.worker = create_worker(_runner.work, plan, settings, name, self._cancel, self._report_progress, guide)
         self.guidance.note_white_hints(guide)  # a job's hints, not each check of the choices
         if live:
