@@ -157,8 +157,11 @@ def test_empty_or_outside_hints_say_why_and_add_nothing(make_napari_viewer, qtbo
     points.add([20.0, 10.0])
     points.add([70.0, 10.0])  # below the image: named as the layer lists it, not as the engine does
     assert "lies outside the image" in api_reason(points.data, points.face_color)
-    assert reason_shown(widget) == ("Hint point 2 of 2 lies outside the image (1 point(s) do): "
-                                    "move or delete them in the Points layer")
+    assert reason_shown(widget) == "Hint point 2 of 2 lies outside the image: move or delete it in the Points layer"
+    points.add([[-5.0, 10.0], [20.0, 99.0]])
+    assert reason_shown(widget) == ("Hint points 2, 3, 4 (3) of 4 lie outside the image: move or delete them in the "
+                                    "Points layer")
+    points.data = points.data[:2]
     errors = []
     notification_manager.notification_ready.connect(errors.append)
     try:

@@ -190,9 +190,11 @@ def _check_inside(points: np.ndarray, used: np.ndarray, shape: tuple[int, ...]) 
     index = np.floor(points + 0.5)  # the engine's pixel of a point (its planes are whole already)
     outside = used & ((index < 0) | (index >= np.asarray(shape))).any(axis=1)
     if outside.any():
-        first = int(np.flatnonzero(outside)[0])
-        raise ValueError(f"hint point {first + 1} of {len(points)} lies outside the image "
-                         f"({int(outside.sum())} point(s) do): move or delete them in the Points layer")
+        numbers = [str(i + 1) for i in np.flatnonzero(outside)]
+        which = (f"point {numbers[0]}" if len(numbers) == 1 else
+                 f"points {', '.join(numbers[:5])}{', …' if len(numbers) > 5 else ''} ({len(numbers)})")
+        raise ValueError(f"hint {which} of {len(points)} {'lies' if len(numbers) == 1 else 'lie'} outside the "
+                         f"image: move or delete {'it' if len(numbers) == 1 else 'them'} in the Points layer")
 
 
 def guide_key(guide: Guide | None) -> bytes:
