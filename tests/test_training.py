@@ -210,8 +210,15 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path, image_dir, val_dir, ex
 def test_resume_refuses_changed_settings(tmp_path, image_dir):
     out = tmp_path / "m.safetensors"
     train(_config(image_dir, out, stop_after=1))
-    with pytest.raises(ValueError, match="batch_size"):
-        train(_config(image_dir, out, batch_size=3, resume=True))
+    import napari_colorize.training.setup as setup
+
+    def never(*_):
+        raise AssertionError("images read before the settings were compared")
+
+    with pytest.MonkeyPatch.context() as mp:  # refused before any image is decoded
+        mp.setattr(setup, "load_inputs", never)
+        with pytest.raises(ValueError, match="batch_size"):
+            train(_config(image_dir, out, batch_size=3, resume=True))
     for changed in ({"schedule": "constant"}, {"weight_decay": 0.5}, {"warmup": 7}, {"clip_grad": 1.0}):
         with pytest.raises(ValueError, match=f"{next(iter(changed))}: checkpoint"):
             train(_config(image_dir, out, resume=True, **changed))

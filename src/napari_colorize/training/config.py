@@ -361,15 +361,16 @@ def _same_init(saved: str | None, now: str | None) -> bool:
         return False
 
 
-def check_resume(saved: dict[str, Any], now: dict[str, Any], fingerprint: str, legacy: str | None = None) -> None:
+def check_resume(saved: dict[str, Any], now: dict[str, Any], fingerprint: str | None, legacy: str | None = None) -> None:
     """Refuse to resume with settings or images other than the checkpoint's (``legacy``: the
-    images' digest as checkpoints of earlier versions recorded it, sizes only)."""
+    images' digest as checkpoints of earlier versions recorded it, sizes only; ``fingerprint``
+    None: the settings alone, checked before any image is read)."""
     # A key an older checkpoint lacks had its default then.
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
     defaults["hold_out"] = []
     before = {k: saved.get(k, defaults.get(k)) for k in RESUME_KEYS}
     diffs = [f"{k}: checkpoint {before[k]!r}, now {now.get(k)!r}" for k in RESUME_KEYS if before[k] != now.get(k)]
-    if saved.get("data_fingerprint") not in (fingerprint, legacy or fingerprint):
+    if fingerprint is not None and saved.get("data_fingerprint") not in (fingerprint, legacy or fingerprint):
         diffs.append("the training images differ from the checkpoint's (files added, removed or changed)")
     if diffs and not _same_init(saved.get("init"), now.get("init")):
         # --init sets the backbone, space and head width: without it they fall to the defaults,

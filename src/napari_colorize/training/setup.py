@@ -204,6 +204,8 @@ def setup_run(cfg: TrainConfig) -> Run:
     device, precision = _device_and_precision(cfg)
     _seed_everything(cfg.seed)
     model, backbone, space = _make_model(cfg)
+    if resume_doc is not None:  # the settings before the images are decoded (minutes on a large corpus)
+        check_resume(resume_doc["info"]["settings"], settings_record(cfg, backbone, space), None)
     if resume_doc is not None and files.output.exists():
         _keep_calibration(model, files.output)
     inputs = load_inputs(cfg)
