@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import dask.array as da
 import zarr
 from skimage import data, transform
 
@@ -268,12 +269,16 @@ def test_api_refuses_a_result_store_coloured_into_itself(tmp_path, model_path, c
     assert is_complete(store) and _tree(store) == before
 
 
-def test_api_refuses_a_destination_inside_the_input_store(tmp_path, model_path, cam8):
-    group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w")
-    group.create_array("0", shape=cam8.shape, dtype="uint8")[:] = cam8
-    with pytest.raises(ValueError, match="inside the input's store"):
-        nc.colorize_to_zarr(group["0"], tmp_path / "in.zarr" / "out.zarr", model_path, tile_size=128, overlap=32,
-                            device="cpu")
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_api_refuses_a_destination_inside_the_input_store(tmp_path, model_path, cam8, zarr_format):
+    group = zarr.open_group(str(tmp_path / "in.zarr"), mode="w", zarr_format=zarr_format)
+    group.create_group("plate").create_array("0", shape=cam8.shape, dtype="uint8")[:] = cam8
+    # The array opened by its own path has a store rooted at itself: the group above is the input's all the same.
+    by_own_path = zarr.open_array(str(tmp_path / "in.zarr" / "plate" / "0"), mode="r")
+    for source in (group["plate/0"], by_own_path, da.from_zarr(str(tmp_path / "in.zarr" / "plate" / "0"))):
+        with pytest.raises(ValueError, match=f"inside the input's store {tmp_path / 'in.zarr'}:"):
+            nc.colorize_to_zarr(source, tmp_path / "in.zarr" / "out.zarr", model_path, tile_size=128, overlap=32,
+                                device="cpu")
     assert not (tmp_path / "in.zarr" / "out.zarr").exists()
 
 

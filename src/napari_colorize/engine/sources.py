@@ -8,6 +8,7 @@ store (:func:`check_source_outside`).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -38,7 +39,26 @@ def _storage_paths(node: Any) -> tuple[str, str] | None:
     if not isinstance(root, (str, os.PathLike)):
         return None
     root = os.path.realpath(os.fspath(root))
-    return root, os.path.join(root, *str(getattr(node, "path", "") or "").split("/"))
+    return _hierarchy_root(root), os.path.join(root, *str(getattr(node, "path", "") or "").split("/"))
+
+
+def _hierarchy_root(folder: str) -> str:
+    """The outermost zarr group holding ``folder``: an array opened by its own path
+    (``zarr.open_array("in.zarr/img")``) has a store rooted at the array, but a store written
+    beside it (``in.zarr/out.zarr``) would still become a member of the input's group."""
+    while (parent := os.path.dirname(folder)) != folder and _is_zarr_group(parent):
+        folder = parent
+    return folder
+
+
+def _is_zarr_group(folder: str) -> bool:
+    if os.path.isfile(os.path.join(folder, ".zgroup")):  # zarr 2
+        return True
+    try:  # zarr 3
+        with open(os.path.join(folder, "zarr.json"), encoding="utf-8") as fh:
+            return json.load(fh).get("node_type") == "group"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _graph_nodes(value: Any, depth: int = 0) -> Iterator[Any]:
