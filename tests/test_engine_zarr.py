@@ -744,3 +744,34 @@ def test_two_threads_never_prepare_one_model_object_at_once(monkeypatch):
     for thread in threads:
         thread.join()
     assert most[0] == 1
+
+
+def test_a_store_left_by_a_lazy_input_that_failed_its_check_is_replaced_by_the_corrected_run(make_model, tmp_path):
+    # NaN in a dask input is found in the first tile, after the store was made: the corrected
+    # run was refused as "a different colorization job" and needed overwrite=True.
+    pixels = np.linspace(0, 1, 96 * 112, dtype=np.float32).reshape(96, 112)
+    holes = pixels.copy()
+    holes[10:20, 10:20] = np.nan
+    out, model = tmp_path / "o.zarr", make_model()
+    with pytest.raises(ValueError, match="NaN"):
+        nc.colorize_to_zarr(da.from_array(holes, chunks=48), out, model, device="cpu", tile_size=64, overlap=16)
+    assert not zarr_io.is_complete(out) and not any((out / zarr_io.MARKERS).iterdir())
+    nc.colorize_to_zarr(da.from_array(pixels, chunks=48), out, model, device="cpu", tile_size=64, overlap=16)
+    assert zarr_io.is_complete(out)
+    with pytest.raises(FileExistsError, match="different colorization job"):  # a finished one is still kept
+        nc.colorize_to_zarr(da.from_array(holes, chunks=48), out, model, device="cpu", tile_size=64, overlap=16)
+
+
+def test_a_rechunked_dask_input_is_told_about_source_id(make_model, tmp_path):
+    # The same pixels in other chunks have another dask name: refused as "another input", with
+    # no word of source_id=, which lets a script resume them.
+    pixels = np.linspace(0, 1, 96 * 112, dtype=np.float32).reshape(96, 112)
+    model, kw = make_model(), dict(device="cpu", tile_size=64, overlap=16)
+    nc.colorize_to_zarr(da.from_array(pixels, chunks=48), tmp_path / "a.zarr", model, **kw)
+    with pytest.raises(FileExistsError, match="give the same source_id= in both runs"):
+        nc.colorize_to_zarr(da.from_array(pixels, chunks=40), tmp_path / "a.zarr", model, **kw)
+    nc.colorize_to_zarr(da.from_array(pixels, chunks=48), tmp_path / "b.zarr", model, source_id="scan 1", **kw)
+    nc.colorize_to_zarr(da.from_array(pixels, chunks=40), tmp_path / "b.zarr", model, source_id="scan 1", **kw)
+    with pytest.raises(FileExistsError) as refused:  # named by the user: nothing to add
+        nc.colorize_to_zarr(da.from_array(pixels, chunks=40), tmp_path / "b.zarr", model, source_id="scan 2", **kw)
+    assert "source_id" not in str(refused.value)

@@ -53,11 +53,12 @@ def done_as_asked(path: str, fingerprints: tuple[str, ...], outputs: Sequence[st
 
 
 def claim_path(path: str, fingerprints: tuple[str, ...], overwrite: bool,
-                same_layout: Callable[[], bool]) -> bool | None:
+                same_layout: Callable[[], bool], advice: str = "") -> bool | None:
     """Decide what to do with whatever is at ``path`` before a store is written there.
 
     Returns None when a new store is to be created (nothing there, an empty folder, or
-    a store of another job that ``overwrite`` replaces), and otherwise whether the
+    a store of another job that ``overwrite`` replaces, or in which no chunk was finished),
+    and otherwise whether the
     store of this same job (and, ``same_layout()``, under the same axis names) is complete (an unfinished one is resumed: that is not an
     overwrite, and recomputing it would give the identical result).
 
@@ -85,15 +86,29 @@ def claim_path(path: str, fingerprints: tuple[str, ...], overwrite: bool,
         if not overwrite:  # its job is unknown: maybe this one, after a passing file-system error
             raise FileExistsError(f"{path} is a napari-colorize store whose job record cannot be read (torn, or a "
                                   "file-system error); run again, or pass overwrite=True (--overwrite) to replace it")
+    if not job.get("complete") and _no_chunk_done(path) and not os.path.islink(path):
+        # Another job's store in which no chunk was finished (its lazy input failed a check
+        # in its first tiles, say): nothing to lose, and the corrected run should not need overwrite.
+        shutil.rmtree(path)
+        return None
     if not overwrite:
         state = "a finished" if job.get("complete") else "an unfinished"
         raise FileExistsError(f"{path} already holds {state} result of a different colorization job (another "
                               "input, model, options or axis names); pass overwrite=True (--overwrite) to replace it, or "
-                              "choose another output path")
+                              f"choose another output path{advice}")
     if os.path.islink(path):
         raise FileExistsError(f"{path} is a link to a store; replace the store it points to, or choose another path")
     shutil.rmtree(path)
     return None
+
+
+def _no_chunk_done(path: str) -> bool:
+    """Whether the store's markers folder exists and is empty (a missing one proves nothing)."""
+    try:
+        with os.scandir(os.path.join(path, MARKERS)) as entries:
+            return next(entries, None) is None
+    except OSError:
+        return False
 
 
 def _created_only(path: str) -> bool:

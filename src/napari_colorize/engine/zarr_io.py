@@ -147,15 +147,17 @@ def _create_outputs(group, outputs: tuple[str, ...], shape: tuple[int, ...], chu
 
 
 def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: tuple[int, ...],
-                   chunks: tuple[int, int], outputs: tuple[str, ...], placement: Placement, overwrite: bool) -> bool:
+                   chunks: tuple[int, int], outputs: tuple[str, ...], placement: Placement, overwrite: bool,
+                   advice: str = "") -> bool:
     """Create the store, or check that an existing one holds this same job (and bring its
     placement up to date: :mod:`.placement`).  ``job`` may hold ``placement``, which is
     not part of the fingerprint; ``fingerprints``: the job's, then those it had in earlier
-    versions (accepted for a store found there, never written).
+    versions (accepted for a store found there, never written); ``advice``: added to the
+    refusal of another job's store.
 
     Returns True when the store is already complete.
     """
-    existing = claim_path(path, fingerprints, overwrite, lambda: store_has_layout(path, outputs, placement))
+    existing = claim_path(path, fingerprints, overwrite, lambda: store_has_layout(path, outputs, placement), advice)
     if existing is not None:
         if not existing:  # resumed: its (maybe empty) markers folder may have been tidied away
             os.makedirs(os.path.join(path, MARKERS), exist_ok=True)
@@ -169,6 +171,16 @@ def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: t
     # Written last: a store without it is not ours, one with complete=False is unfinished.
     group.attrs[_ATTR] = dict(job, fingerprint=fingerprints[0], complete=False)
     return False
+
+
+def _token_advice(image: Any, source_id: str | None) -> str:
+    """What to add when another job's store is refused and the input is known by its dask
+    name alone (not traced to files): that name changes with the chunks, and for an array
+    built from functions, in every process, so the same pixels look like another input."""
+    if source_id is not None or not hasattr(image, "__dask_graph__") or source_paths(image):
+        return ""
+    return (". A dask input is known by its dask name, which changes with its chunks and, for an array built from "
+            "functions, in every new process: to resume the same pixels, give the same source_id= in both runs")
 
 
 def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
@@ -272,7 +284,7 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         if not locked:
             return Path(path)
         if _prepare_store(path, job, (fingerprint, *legacy), store_shape, chunks, outputs,
-                          placement, overwrite):
+                          placement, overwrite, _token_advice(image, source_id)):
             return Path(path)
         channel = rgb_channel_index(len(stored), placement.names)
         _write_chunks(stacked, plan, path, fingerprint, outputs, rgb_dtype, channel, tuple(stored),
