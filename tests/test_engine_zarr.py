@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import dask.array as da
 import numpy as np
@@ -755,7 +756,15 @@ def test_a_store_left_by_a_lazy_input_that_failed_its_check_is_replaced_by_the_c
     out, model = tmp_path / "o.zarr", make_model()
     with pytest.raises(ValueError, match="NaN"):
         nc.colorize_to_zarr(da.from_array(holes, chunks=48), out, model, device="cpu", tile_size=64, overlap=16)
-    assert not zarr_io.is_complete(out) and not any((out / zarr_io.MARKERS).iterdir())
+    assert not out.exists()  # made by that call, for nothing: removed
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(ValueError, match="NaN"):
+        nc.colorize_to_zarr(da.from_array(holes, chunks=48), tmp_path / "empty.zarr", model, device="cpu", tile_size=64,
+                            overlap=16)
+    assert list((tmp_path / "empty.zarr").iterdir()) == []  # the empty folder given stays, empty
+    # As an earlier version left it (or a kill before the first chunk): another job's, no chunk done.
+    zarr_io.open_group(str(out), "w").attrs["napari_colorize"] = {"fingerprint": "another job", "complete": False}
+    (out / zarr_io.MARKERS).mkdir()
     nc.colorize_to_zarr(da.from_array(pixels, chunks=48), out, model, device="cpu", tile_size=64, overlap=16)
     assert zarr_io.is_complete(out)
     with pytest.raises(FileExistsError, match="different colorization job"):  # a finished one is still kept
@@ -775,3 +784,17 @@ def test_a_rechunked_dask_input_is_told_about_source_id(make_model, tmp_path):
     with pytest.raises(FileExistsError) as refused:  # named by the user: nothing to add
         nc.colorize_to_zarr(da.from_array(pixels, chunks=40), tmp_path / "b.zarr", model, source_id="scan 2", **kw)
     assert "source_id" not in str(refused.value)
+
+
+def test_api_slips_are_named_in_the_callers_words(make_model, tmp_path):
+    image = np.linspace(0, 1, 64 * 80, dtype=np.float32).reshape(64, 80)
+    with pytest.raises(TypeError, match=r"^colorize_to_zarr\(\) got an unexpected keyword argument 'methd'$"):
+        nc.colorize_to_zarr(image, tmp_path / "a.zarr", make_model(), methd="mode", device="cpu")
+    assert not (tmp_path / "a.zarr").exists()
+    store = nc.colorize_to_zarr(image, tmp_path / "b.zarr", make_model(), outputs="rgb", device="cpu")  # not 'r', 'g', 'b'
+    assert zarr_io.read_job(store)["outputs"] == ["rgb"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # ome-zarr's own deprecated default is not ours to show
+        for name in [m for m in sys.modules if m.startswith("ome_zarr.writer")]:
+            del sys.modules[name]
+        nc.colorize_to_zarr(image, tmp_path / "c.zarr", make_model(), device="cpu")

@@ -102,7 +102,9 @@ def output_name_endings(extensions) -> tuple[str, ...]:
 
 
 def check_output_keys(keys) -> tuple[str, ...]:
-    """Validated, de-duplicated output keys (names accepted too), in the caller's order."""
+    """Validated, de-duplicated output keys (names accepted too), in the caller's order; one
+    key alone may be given as a string (not read letter by letter)."""
+    keys = (keys,) if isinstance(keys, str) else keys
     keys = tuple(dict.fromkeys(get_output(k).key for k in keys))
     if not keys:
         raise ValueError(f"choose at least one output of {', '.join(output_keys())}")

@@ -253,7 +253,10 @@ def write_multiscales(group, name: str, axes: list[dict], scale: Sequence[float]
     with a warning, so that any stack can still be written; the store is then plain zarr.
     """
     from ome_zarr.format import FormatV04
-    from ome_zarr.writer import write_multiscales_metadata
+
+    with warnings.catch_warnings():  # its module's default Scaler() is deprecated; we never use it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from ome_zarr.writer import write_multiscales_metadata
 
     datasets = [{"path": p, "coordinateTransformations": level_transforms(scale, n, origin)} for n, p in enumerate(paths)]
     metadata = dict(DOWNSAMPLING, **({"omero": omero} if omero else {}))

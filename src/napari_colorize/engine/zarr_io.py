@@ -29,6 +29,7 @@ arrays back in the input's order and shape.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -148,14 +149,15 @@ def _create_outputs(group, outputs: tuple[str, ...], shape: tuple[int, ...], chu
 
 def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: tuple[int, ...],
                    chunks: tuple[int, int], outputs: tuple[str, ...], placement: Placement, overwrite: bool,
-                   advice: str = "") -> bool:
+                   advice: str = "") -> bool | None:
     """Create the store, or check that an existing one holds this same job (and bring its
     placement up to date: :mod:`.placement`).  ``job`` may hold ``placement``, which is
     not part of the fingerprint; ``fingerprints``: the job's, then those it had in earlier
     versions (accepted for a store found there, never written); ``advice``: added to the
     refusal of another job's store.
 
-    Returns True when the store is already complete.
+    Returns True when the store is already complete, False when an unfinished one is
+    resumed, None when it was created now.
     """
     existing = claim_path(path, fingerprints, overwrite, lambda: store_has_layout(path, outputs, placement), advice)
     if existing is not None:
@@ -170,7 +172,12 @@ def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: t
     _create_outputs(group, outputs, shape, chunks, placement)
     # Written last: a store without it is not ours, one with complete=False is unfinished.
     group.attrs[_ATTR] = dict(job, fingerprint=fingerprints[0], complete=False)
-    return False
+    return None
+
+
+#: The keyword arguments colorize_to_zarr passes on to colorize_stacked (it sets the others itself).
+_PASSED_ON = frozenset(inspect.signature(colorize_stacked).parameters) - {
+    "image", "model", "client", "cache", "source_id", "progress", "cancel"}
 
 
 def _token_advice(image: Any, source_id: str | None) -> str:
@@ -217,8 +224,10 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     overwrite : bool
         Replace a store of napari-colorize that holds a different job.  Without it
         such a store is refused (``FileExistsError``); an unfinished store of this
-        same job is resumed either way; an empty folder is used; a file, or a folder
-        written by something else, is never deleted.  A destination holding the
+        same job is resumed either way, and another job's in which no chunk was finished
+        is replaced; an empty folder is used; a file, or a folder written by something
+        else, is never deleted.  A store this call made is removed if the input fails its
+        checks (NaN, values outside [0, 1]) as its tiles are read.  A destination holding the
         input (or inside the input's store) is refused (``ValueError``).  A store being
         written by another thread, process or ``napari-colorize colorize`` run (its lock
         file ``.NAME.lock`` beside it) is refused with
@@ -243,6 +252,9 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     pathlib.Path
         The store.  A finished store carries ``attrs["napari_colorize"]["complete"] == True``.
     """
+    unknown = sorted(set(colorize_kwargs) - _PASSED_ON)
+    if unknown:  # else colorize_stacked, a name the caller never used, would be said to refuse it
+        raise TypeError(f"colorize_to_zarr() got an unexpected keyword argument {unknown[0]!r}")
     outputs = check_output_keys(output_keys() if outputs is None else outputs)
     if rgb_dtype not in ("uint8", "float32"):
         raise ValueError(f"rgb_dtype must be 'uint8' or 'float32', got {rgb_dtype!r}")
@@ -283,12 +295,24 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     with store_lock(Path(path), BUSY_ADVICE, finished) as locked:
         if not locked:
             return Path(path)
-        if _prepare_store(path, job, (fingerprint, *legacy), store_shape, chunks, outputs,
-                          placement, overwrite, _token_advice(image, source_id)):
+        existed = os.path.isdir(path)
+        state = _prepare_store(path, job, (fingerprint, *legacy), store_shape, chunks, outputs,
+                               placement, overwrite, _token_advice(image, source_id))
+        if state:
             return Path(path)
         channel = rgb_channel_index(len(stored), placement.names)
-        _write_chunks(stacked, plan, path, fingerprint, outputs, rgb_dtype, channel, tuple(stored),
-                      str(info["device"]), client, progress, cancel)
+        try:
+            _write_chunks(stacked, plan, path, fingerprint, outputs, rgb_dtype, channel, tuple(stored),
+                          str(info["device"]), client, progress, cancel)
+        except ValueError:
+            # A lazy input fails its checks (NaN, values outside [0, 1]) only as its tiles are
+            # read: a store made by this call for it holds nothing worth resuming, and left
+            # behind it would refuse the corrected input as "a different colorization job".
+            if state is None:
+                shutil.rmtree(path, ignore_errors=True)
+                if existed:  # the empty folder it was given stays
+                    os.makedirs(path, exist_ok=True)
+            raise
         write_pyramid(_pyramids(path, outputs, job["levels"], channel), chunks, os.path.join(path, MARKERS),
                       check=Monitor(0, cancel=cancel).check)
         group = open_group(path, "r+")
