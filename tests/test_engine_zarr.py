@@ -747,6 +747,12 @@ def test_two_threads_never_prepare_one_model_object_at_once(monkeypatch):
     assert most[0] == 1
 
 
+def _flaky(block: np.ndarray) -> np.ndarray:
+    if block.max() > 0.99:
+        raise ValueError("the file server dropped the chunk")
+    return block
+
+
 def test_a_store_left_by_a_lazy_input_that_failed_its_check_is_replaced_by_the_corrected_run(make_model, tmp_path):
     # NaN in a dask input is found in the first tile, after the store was made: the corrected
     # run was refused as "a different colorization job" and needed overwrite=True.
@@ -762,6 +768,10 @@ def test_a_store_left_by_a_lazy_input_that_failed_its_check_is_replaced_by_the_c
         nc.colorize_to_zarr(da.from_array(holes, chunks=48), tmp_path / "empty.zarr", model, device="cpu", tile_size=64,
                             overlap=16)
     assert list((tmp_path / "empty.zarr").iterdir()) == []  # the empty folder given stays, empty
+    with pytest.raises(ValueError, match="dropped the chunk"):  # not about the input's values
+        nc.colorize_to_zarr(da.from_array(pixels, chunks=48).map_blocks(_flaky), tmp_path / "broken.zarr", model,
+                            device="cpu", tile_size=64, overlap=16)
+    assert (tmp_path / "broken.zarr").is_dir()  # kept: such a failure may pass, and its finished chunks resume
     # As an earlier version left it (or a kill before the first chunk): another job's, no chunk done.
     zarr_io.open_group(str(out), "w").attrs["napari_colorize"] = {"fingerprint": "another job", "complete": False}
     (out / zarr_io.MARKERS).mkdir()
@@ -798,3 +808,20 @@ def test_api_slips_are_named_in_the_callers_words(make_model, tmp_path):
         for name in [m for m in sys.modules if m.startswith("ome_zarr.writer")]:
             del sys.modules[name]
         nc.colorize_to_zarr(image, tmp_path / "c.zarr", make_model(), device="cpu")
+
+
+def test_on_a_cluster_a_store_of_an_input_that_failed_its_check_is_kept(model_path, tmp_path):
+    # A cancelled task may still run on a worker and write into a removed store, rebuilding a
+    # folder that is no store: on a cluster the store stays (and is replaced once no chunk is done).
+    from distributed import Client, LocalCluster
+
+    from napari_colorize.inputs import InputValuesError
+
+    holes = np.linspace(0, 1, 96 * 112, dtype=np.float32).reshape(96, 112)
+    holes[10:20, 10:20] = np.nan
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        with pytest.raises(InputValuesError, match="NaN"):
+            nc.colorize_to_zarr(da.from_array(holes, chunks=48), tmp_path / "o.zarr", model_path, client=client,
+                                device="cpu", tile_size=64, overlap=16)
+    assert zarr_io.read_job(tmp_path / "o.zarr")["complete"] is False

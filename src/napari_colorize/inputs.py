@@ -25,9 +25,18 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["NORMALIZATIONS", "InputScalingWarning", "check_gray_shape", "check_gray_values", "to_unit_float",
+__all__ = ["InputValuesError", "NORMALIZATIONS", "InputScalingWarning", "check_gray_shape", "check_gray_values", "to_unit_float",
            "percentile_limits", "scale_to_unit", "dtype_range", "needs_data_limits", "data_range_limits", "warn_if_dim",
            "usable_limits", "normalisation_limits", "zero_anchored", "check_limits", "tensor_as_array"]
+
+
+class InputValuesError(ValueError):
+    """The input's values cannot be coloured (NaN or infinite, floats outside [0, 1]).
+
+    A lazy input shows them only as its tiles are read: a writer that made a store for it
+    can tell this from its own failures and remove what it made for nothing.
+    """
+
 
 NORMALIZATIONS = (None, "dtype", "percentile", "minmax")
 PERCENTILES = (0.1, 99.9)
@@ -208,10 +217,10 @@ def check_gray_values(image, normalize: str | None = None, limits: tuple[float, 
         return
     lo, hi = float(np.min(image)), float(np.max(image))
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise ValueError("the image contains NaN or infinite values; replace them (e.g. np.nan_to_num) "
+        raise InputValuesError("the image contains NaN or infinite values; replace them (e.g. np.nan_to_num) "
                          "before colorizing")
     if normalize in (None, "dtype") and (lo < 0.0 or hi > 1.0):
-        raise ValueError(f"float images must lie in [0, 1], this one spans [{lo:g}, {hi:g}]; "
+        raise InputValuesError(f"float images must lie in [0, 1], this one spans [{lo:g}, {hi:g}]; "
                          "pass normalize='percentile' (microscopy) or 'minmax' (--normalize percentile|minmax), "
                          "or rescale it first")
 

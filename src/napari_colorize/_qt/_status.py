@@ -71,7 +71,7 @@ def _moved(job: dict[str, Any]) -> str | None:
     """What to say when the input's transform is not the one its outputs were placed with; None when it is."""
     record: TransformRecord | None = job.get("transform")
     layer = None if record is None else record[1]()
-    if layer is None or all(np.allclose(a, b) for a, b in zip(record[0], _transform(layer))):
+    if layer is None or all(np.array_equal(a, b) for a, b in zip(record[0], _transform(layer))):
         return None
     return (f"{job.get('name', '')} was moved, scaled or turned while it was coloured: the outputs sit where it was "
             "at Run; press Run to place them over it")

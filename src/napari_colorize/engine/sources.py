@@ -39,7 +39,7 @@ def _storage_paths(node: Any) -> tuple[str, str] | None:
     if not isinstance(root, (str, os.PathLike)):
         return None
     root = os.path.realpath(os.fspath(root))
-    return _hierarchy_root(root), os.path.join(root, *str(getattr(node, "path", "") or "").split("/"))
+    return root, os.path.join(root, *str(getattr(node, "path", "") or "").split("/"))
 
 
 def _hierarchy_root(folder: str) -> str:
@@ -80,7 +80,9 @@ def _graph_nodes(value: Any, depth: int = 0) -> Iterator[Any]:
 def source_paths(image: Any) -> list[tuple[str, str]]:
     """Where on disk ``image`` is read from: (store root, array location) per zarr array or memmap.
 
-    Looks at ``image`` itself and, for a dask array, at the arrays its graph reads.
+    Looks at ``image`` itself and, for a dask array, at the arrays its graph reads.  The
+    root is the outermost zarr group holding the array (:func:`_hierarchy_root`), looked up
+    once per store, not once per chunk.
     """
     found = {paths for paths in [_storage_paths(image)] if paths is not None}
     if hasattr(image, "__dask_graph__"):
@@ -88,7 +90,8 @@ def source_paths(image: Any) -> list[tuple[str, str]]:
         layers = getattr(graph, "layers", None)
         for name, layer in (layers.items() if isinstance(layers, Mapping) else [(None, graph)]):
             found.update(_layer_paths(name, layer))
-    return sorted(found)
+    roots = {root: _hierarchy_root(root) for root in {root for root, _ in found}}
+    return sorted({(roots[root], location) for root, location in found})
 
 
 def _layer_paths(name: str | None, layer: Any) -> tuple[tuple[str, str], ...]:

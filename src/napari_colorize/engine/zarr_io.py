@@ -43,6 +43,7 @@ import numpy as np
 from dask.highlevelgraph import HighLevelGraph
 
 from .._locks import store_lock
+from ..inputs import InputValuesError
 from ..io.write import to_uint8
 from ..outputs import channel_slices, check_output_keys, get_output, output_keys
 from . import stripes
@@ -227,7 +228,7 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         same job is resumed either way, and another job's in which no chunk was finished
         is replaced; an empty folder is used; a file, or a folder written by something
         else, is never deleted.  A store this call made is removed if the input fails its
-        checks (NaN, values outside [0, 1]) as its tiles are read.  A destination holding the
+        checks (NaN, values outside [0, 1]) as its tiles are read (without ``client``).  A destination holding the
         input (or inside the input's store) is refused (``ValueError``).  A store being
         written by another thread, process or ``napari-colorize colorize`` run (its lock
         file ``.NAME.lock`` beside it) is refused with
@@ -304,11 +305,13 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         try:
             _write_chunks(stacked, plan, path, fingerprint, outputs, rgb_dtype, channel, tuple(stored),
                           str(info["device"]), client, progress, cancel)
-        except ValueError:
+        except InputValuesError:
             # A lazy input fails its checks (NaN, values outside [0, 1]) only as its tiles are
             # read: a store made by this call for it holds nothing worth resuming, and left
             # behind it would refuse the corrected input as "a different colorization job".
-            if state is None:
+            # Not on a cluster: a cancelled task still running there would write into the
+            # removed store and rebuild a folder that is no store (then refused for good).
+            if state is None and client is None:
                 shutil.rmtree(path, ignore_errors=True)
                 if existed:  # the empty folder it was given stays
                     os.makedirs(path, exist_ok=True)
