@@ -136,7 +136,9 @@ def test_resume_after_a_kill_gives_identical_output(model_path, stack, tmp_path,
     for a, b in zip(_read_levels(full), _read_levels(out)):
         np.testing.assert_array_equal(a, b)
     # A finished store is skipped; a different job is refused without losing it.
-    nc.colorize_to_zarr(stack, out, model_path, progress=lambda d, t: pytest.fail("recomputed"), **TILING)
+    ticks = []  # nothing recomputed, and a progress bar is told it is full
+    nc.colorize_to_zarr(stack, out, model_path, progress=lambda d, t: ticks.append((d, t)), **TILING)
+    assert ticks == [(18, 18)]
     with pytest.raises(FileExistsError, match="different"):
         nc.colorize_to_zarr(stack, out, model_path, saturation=2.0, **TILING)
     assert is_complete(out)

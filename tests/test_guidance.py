@@ -529,6 +529,7 @@ def _bad_guidance(reference):
         ({"hints": _hints([[-1, 10]], [ORANGE])}, "lies outside the image"),
         ({"hints": _hints([[10, 10]], [[1.2, 0.4, 0.3]])}, r"RGB\(A\) in \[0, 1\]"),
         ({"hints": _hints([[10, 10]], [[200, 100, 50]])}, "divide 8-bit colours by 255"),
+        ({"hints": ([[10, 10], [20, 20]], ["red", "blue"])}, r"not names or text; got \['red', 'blue'\]"),
         ({"hints": _hints([[10, 10]], [[np.nan, 0.4, 0.3]])}, r"in \[0, 1\]"),
         ({"hints": _hints(np.zeros((0, 2)), np.zeros((0, 3)))}, "no points"),
         ({"hints": ([], [])}, "no points"),

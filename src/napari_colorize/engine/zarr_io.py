@@ -295,12 +295,12 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     finished = lambda: done_as_asked(path, (fingerprint, *legacy), outputs, placement, extra)  # noqa: E731
     with store_lock(Path(path), BUSY_ADVICE, finished) as locked:
         if not locked:
-            return Path(path)
+            return _already_done(path, plan, progress)
         existed = os.path.isdir(path)
         state = _prepare_store(path, job, (fingerprint, *legacy), store_shape, chunks, outputs,
                                placement, overwrite, _token_advice(image, source_id))
         if state:
-            return Path(path)
+            return _already_done(path, plan, progress)
         channel = rgb_channel_index(len(stored), placement.names)
         try:
             _write_chunks(stacked, plan, path, fingerprint, outputs, rgb_dtype, channel, tuple(stored),
@@ -321,6 +321,14 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         group = open_group(path, "r+")
         group.attrs[_ATTR] = dict(job, fingerprint=fingerprint, complete=True)
         shutil.rmtree(os.path.join(path, MARKERS), ignore_errors=True)
+    return Path(path)
+
+
+def _already_done(path: str, plan: Any, progress: Callable[[int, int], None] | None) -> Path:
+    """A finished store, returned as it is; a progress bar is told it is full (it was never called)."""
+    if progress is not None:
+        total = len(plan.planes) * plan.ty.n_chunks * plan.tx.n_chunks
+        progress(total, total)
     return Path(path)
 
 

@@ -85,7 +85,11 @@ def check_hints(hints, shape: tuple[int, ...], hint_planes: str = "own") -> Hint
         raise ValueError("hints must be a pair (points, colours): points (N, ndim) in pixel coordinates as in a "
                          "napari Points layer's .data, colours (N, 3) or (N, 4) RGB(A) in [0, 1]")
     points = np.asarray(hints[0], dtype=np.float64) if np.size(hints[0]) else np.zeros((0, len(shape)))
-    colours = np.asarray(hints[1], dtype=np.float64) if np.size(hints[1]) else np.zeros((0, 3))
+    try:
+        colours = np.asarray(hints[1], dtype=np.float64) if np.size(hints[1]) else np.zeros((0, 3))
+    except (TypeError, ValueError):  # colour names ("red"): numpy's own words name no hint
+        raise ValueError("hint colours must be numbers, RGB(A) in [0, 1] one row per point (e.g. (1, 0, 0) for "
+                         f"red), not names or text; got {list(hints[1])[:3]!r}") from None
     if points.ndim == 1 and len(points) in (2, len(shape)):
         raise ValueError(f"hint points must be an (N, {len(shape)}) array, one row per point; one point is "
                          f"[{points.tolist()}], not {points.tolist()}")
