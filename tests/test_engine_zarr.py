@@ -827,3 +827,7 @@ def test_on_a_cluster_a_store_of_an_input_that_failed_its_check_is_kept(model_pa
             nc.colorize_to_zarr(da.from_array(holes, chunks=48), tmp_path / "o.zarr", model_path, client=client,
                                 device="cpu", tile_size=64, overlap=16)
     assert zarr_io.read_job(tmp_path / "o.zarr")["complete"] is False
+    assert zarr_io.read_job(tmp_path / "o.zarr")["cluster"] is True  # so never replaced unasked, even with no chunk done
+    with pytest.raises(FileExistsError, match="different colorization job"):
+        nc.colorize_to_zarr(np.nan_to_num(holes), tmp_path / "o.zarr", model_path, device="cpu", tile_size=64,
+                            overlap=16)
