@@ -294,9 +294,10 @@ def scan_images(folders: Sequence[str | os.PathLike], keep_links: bool = False,
         if root.is_file():
             files = [root] if root.suffix.lower() in IMAGE_SUFFIXES else []
         else:
-            walked = [p for p in walk_images(root, stores=False) if p.is_file()]
-            ours = [p for p in walked if is_our_output(p)]
-            files = [p for p in walked if p not in ours]
+            files = []
+            for p in walk_images(root, stores=False):  # one pass: a list test per file was quadratic
+                if p.is_file():
+                    (ours if is_our_output(p) else files).append(p)
             passed += ours
         if not files:
             besides = f" besides {len(ours)} that napari-colorize wrote (results, not true colours)" if ours else ""
