@@ -26,7 +26,7 @@ from ..model.metadata import METADATA_KEY
 from .checkpoint import STATE_KEY, is_training_state
 
 __all__ = ["RunFiles", "MODEL_SUFFIX", "check_writable", "default_checkpoint_path", "default_log_path", "plan_files",
-           "fitted_calibration", "JsonLog"]
+           "file_calibration", "JsonLog"]
 
 #: The suffix a model file must have.
 MODEL_SUFFIX = ".safetensors"
@@ -180,27 +180,27 @@ def _check_checkpoint(path: Path, resume: bool, force: bool) -> str:
     return f"starting a new run; the checkpoint of an earlier run at {path} will be overwritten"
 
 
-def fitted_calibration(output: Path) -> tuple[dict[str, Any], int | None] | None:
-    """The decoding of a model file that carries a calibration fitted to its own weights
-    (``calibrate -o`` in place: not one inherited from an ``--init`` model), and the step of
-    those weights; None if it has none or cannot be read."""
+def file_calibration(output: Path) -> tuple[dict[str, Any], int | None] | None:
+    """The decoding of a model file that carries a calibration (fitted in place by ``calibrate
+    -o``, or inherited and marked ``inherited_from``), and the step of the file's weights; None
+    if it has none or cannot be read."""
     try:
         config = read_config(output)
     except (OSError, ValueError):  # damaged or unreadable: nothing to keep or tell
         return None
-    calibration = config.decoding.get("calibration")
-    if not calibration or "inherited_from" in calibration:
+    if not config.decoding.get("calibration"):
         return None
     steps = config.training.get("steps")
     return dict(config.decoding), steps if isinstance(steps, int) else None
 
 
 def _replaced_calibration(output: Path) -> str:
-    """The note for a model file that a new run (``force``) replaces, calibration and all ("" if none to lose)."""
-    fitted = fitted_calibration(output)
-    if fitted is None:
+    """The note for a model file that a new run (``force``) replaces, calibration and all ("" if none to lose:
+    an inherited calibration is the --init model's, which the new run inherits again)."""
+    found = file_calibration(output)
+    if found is None or "inherited_from" in found[0]["calibration"]:
         return ""
-    weights = f"its step-{fitted[1]} weights" if fitted[1] is not None else "its weights"
+    weights = f"its step-{found[1]} weights" if found[1] is not None else "its weights"
     return (f"{output} carries a calibration that calibrate fitted to {weights}; the new run replaces the model "
             "and that calibration with it")
 

@@ -31,7 +31,7 @@ from .heldout import HeldOut
 from .inputs import load_inputs
 from .manifest import resolve_weights
 from .optim import make_optimizer, peak_lr
-from .paths import JsonLog, RunFiles, plan_files
+from .paths import JsonLog, RunFiles, file_calibration, plan_files
 from .trained_files import trained_files_record
 
 __all__ = ["Run", "setup_run", "hardware"]
@@ -73,17 +73,14 @@ def _keep_calibration(model: HypercolumnColorizer, output: Path) -> None:
     none), unsaid.  It is kept as a fine-tuned model keeps its ``--init`` model's: marked
     ``inherited_from`` (the file and step), and the end of the run says to fit it again.
     """
-    try:
-        config = read_config(output)
-    except (OSError, ValueError):  # gone or damaged: the run's own decoding stands
+    found = file_calibration(output)
+    if found is None:  # none, or the file gone or damaged: the run's own decoding stands
         return
-    calibration = config.decoding.get("calibration")
-    if not calibration:
-        return
+    decoding, steps = found
+    calibration = decoding["calibration"]
     if "inherited_from" not in calibration:  # fitted to the file's weights, which training now changes
-        steps = config.training.get("steps")
         calibration = {**calibration, "inherited_from": f"{output} at step {steps}" if steps is not None else str(output)}
-    model.config.decoding = {**config.decoding, "calibration": calibration}
+    model.config.decoding = {**decoding, "calibration": calibration}
 
 
 # --------------------------------------------------------------------------- set-up
@@ -206,8 +203,7 @@ def setup_run(cfg: TrainConfig) -> Run:
     model, backbone, space = _make_model(cfg)
     if resume_doc is not None:  # the settings before the images are decoded (minutes on a large corpus)
         check_resume(resume_doc["info"]["settings"], settings_record(cfg, backbone, space), None)
-    if resume_doc is not None and files.output.exists():
-        _keep_calibration(model, files.output)
+        _keep_calibration(model, files.output)  # nothing to keep if the file is gone
     inputs = load_inputs(cfg)
     images, split = inputs.images, inputs.split
     weights, weights_source, matched = resolve_weights(cfg.weights, cfg.data, images.paths)
