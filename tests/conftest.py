@@ -6,10 +6,14 @@
   ``copy.deepcopy`` it first).  Its head biases are drawn from N(0, 2) so that the
   predicted histograms are peaked and the decoded colours clearly chromatic: a test
   of lightness pass-through on a gray-looking output could not fail.
+* ``photo_dir``: a folder ``train`` in ``tmp_path`` of four small synthetic colour photographs
+  (PNG), for training runs.
 * Tests marked ``@pytest.mark.cuda`` are skipped when no CUDA device is available.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,3 +54,15 @@ def _make_model(backbone: str = "compact", space: str = "hue_chroma", seed: int 
 @pytest.fixture(scope="session")
 def make_model():
     return _make_model
+
+
+@pytest.fixture
+def photo_dir(tmp_path: Path) -> Path:
+    import imageio.v3 as iio
+    from _scenes import synthetic_image, to_u8
+
+    root = tmp_path / "train"
+    root.mkdir()
+    for i in range(4):
+        iio.imwrite(root / f"img{i}.png", to_u8(synthetic_image(i)))
+    return root

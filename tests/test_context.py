@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -107,15 +105,6 @@ def test_context_is_saved_loaded_and_checked(tmp_path):
         build_model("compact", "lab", context=100)
 
 
-@pytest.fixture
-def photo_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "train"
-    root.mkdir()
-    for i in range(4):
-        iio.imwrite(root / f"img{i}.png", _u8(synthetic_image(i)))
-    return root
-
-
 def test_crops_come_with_their_whole_image_overview():
     images = [_u8(synthetic_image(i)) for i in range(2)]
     from napari_colorize.spaces import get_space
@@ -148,8 +137,6 @@ def test_training_a_context_model(tmp_path, photo_dir):
 
 
 def test_api_zarr_and_cli_give_one_colour_with_a_context_model(tmp_path):
-    import imageio.v3 as iio
-
     from napari_colorize import colorize_to_zarr
     from napari_colorize.engine.zarr_io import open_zarr_result
     from napari_colorize.cli import main

@@ -7,26 +7,14 @@ import json
 import signal
 from pathlib import Path
 
-import imageio.v3 as iio
 import pytest
 import torch
-from _scenes import synthetic_image
-from _scenes import to_u8 as _u8
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from napari_colorize.training import TrainConfig, train
 
 _OPTIONS = dict(steps=6, batch_size=2, crop=64, max_side=96, points=32, workers=0, lr=3e-3, checkpoint_every=2)
-
-
-@pytest.fixture
-def image_dir(tmp_path: Path) -> Path:
-    root = tmp_path / "train"
-    root.mkdir()
-    for i in range(4):
-        iio.imwrite(root / f"img{i}.png", _u8(synthetic_image(i)))
-    return root
 
 
 def _checkpoint_step(path: Path) -> int:
@@ -59,22 +47,22 @@ def _cli_args(data: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.mark.parametrize("signum, code, words", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
                                                  (signal.SIGTERM, 143, "terminated (SIGTERM)")])
-def test_a_signal_between_checkpoints_saves_the_step_and_resume_is_exact(tmp_path, image_dir, monkeypatch, capsys,
+def test_a_signal_between_checkpoints_saves_the_step_and_resume_is_exact(tmp_path, photo_dir, monkeypatch, capsys,
                                                                           signum, code, words):
     from napari_colorize.cli import main
 
     full = tmp_path / "full.safetensors"
-    train(TrainConfig(data=[str(image_dir)], output=str(full), progress=False, **_OPTIONS))
+    train(TrainConfig(data=[str(photo_dir)], output=str(full), progress=False, **_OPTIONS))
     part = tmp_path / "part.safetensors"
     _signal_during_step(monkeypatch, 2, signum)  # the third step, between the checkpoints of steps 2 and 4
-    assert main(_cli_args(image_dir, part)) == code
+    assert main(_cli_args(photo_dir, part)) == code
     err = capsys.readouterr().err
     assert (f"napari-colorize train: {words}; stopped at step 3; the checkpoint holds step 3: continue with the "
             "same command and --resume") in err
     assert _checkpoint_step(tmp_path / "part.ckpt.safetensors") == 3
     assert '"event": "stopped", "step": 3' in (tmp_path / "part.log.jsonl").read_text()
     monkeypatch.undo()
-    assert main(_cli_args(image_dir, part, "--resume")) == 0
+    assert main(_cli_args(photo_dir, part, "--resume")) == 0
     for pair in ((full, part), (tmp_path / "full.ckpt.safetensors", tmp_path / "part.ckpt.safetensors")):
         a, b = (load_file(str(p)) for p in pair)
         assert a.keys() == b.keys()
@@ -83,7 +71,7 @@ def test_a_signal_between_checkpoints_saves_the_step_and_resume_is_exact(tmp_pat
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are given back
 
 
-def test_a_second_signal_while_saving_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, image_dir, monkeypatch):
+def test_a_second_signal_while_saving_stops_at_once_and_keeps_the_last_checkpoint(tmp_path, photo_dir, monkeypatch):
     from napari_colorize.training import trainer
 
     out = tmp_path / "m.safetensors"
@@ -97,7 +85,7 @@ def test_a_second_signal_while_saving_stops_at_once_and_keeps_the_last_checkpoin
 
     monkeypatch.setattr(trainer, "save_training_state", save_with_second_ctrl_c)
     with pytest.raises(KeyboardInterrupt) as stopped:
-        train(TrainConfig(data=[str(image_dir)], output=str(out), progress=False, **_OPTIONS))
+        train(TrainConfig(data=[str(photo_dir)], output=str(out), progress=False, **_OPTIONS))
     assert not hasattr(stopped.value, "step")  # not saved: a plain Ctrl-C
     assert _checkpoint_step(tmp_path / "m.ckpt.safetensors") == 2  # the periodic one, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.ckpt.safetensors", "m.log.jsonl", "m.safetensors", "train"]
