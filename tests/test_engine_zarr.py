@@ -831,3 +831,26 @@ def test_on_a_cluster_a_store_of_an_input_that_failed_its_check_is_kept(model_pa
     with pytest.raises(FileExistsError, match="different colorization job"):
         nc.colorize_to_zarr(np.nan_to_num(holes), tmp_path / "o.zarr", model_path, device="cpu", tile_size=64,
                             overlap=16)
+
+
+def test_a_task_of_a_cancelled_run_writes_nothing_into_the_store_that_replaced_it(model_path, tmp_path, monkeypatch):
+    # On a cluster a cancelled run's task keeps running on its worker.  If the next call has
+    # replaced the store (another job, overwrite=True), that task's chunk and marker must not
+    # land there: the new job would take the chunk for its own and never rewrite it.
+    first = np.linspace(0, 1, 96 * 112, dtype=np.float32).reshape(96, 112)
+    second = first[::-1].copy()
+    kw = dict(device="cpu", tile_size=64, overlap=16)
+    calls = []
+    write_block = zarr_io._write_block
+    monkeypatch.setattr(zarr_io, "_write_block", lambda *args: calls.append(args) or write_block(*args))
+    nc.colorize_to_zarr(first, tmp_path / "first.zarr", model_path, **kw)
+    stale = calls[-1]  # the first job's last chunk, as its task would write it
+    stop = threading.Event()
+    with pytest.raises(Cancelled):
+        nc.colorize_to_zarr(second, tmp_path / "o.zarr", model_path, cancel=stop, progress=lambda *_: stop.set(), **kw)
+    assert not os.path.exists(store.marker(str(tmp_path / "o.zarr"), stale[3]))
+    write_block(stale[0], str(tmp_path / "o.zarr"), *stale[2:])  # the first job's task, late
+    assert not os.path.exists(store.marker(str(tmp_path / "o.zarr"), stale[3]))
+    resumed = open_zarr_result(nc.colorize_to_zarr(second, tmp_path / "o.zarr", model_path, **kw)).rgb
+    fresh = open_zarr_result(nc.colorize_to_zarr(second, tmp_path / "fresh.zarr", model_path, **kw)).rgb
+    np.testing.assert_array_equal(np.asarray(resumed), np.asarray(fresh))

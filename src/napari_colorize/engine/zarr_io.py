@@ -98,6 +98,8 @@ def _write_block(block: np.ndarray, path: str, job: str, index: tuple[int, ...],
     """
     if monitor is not None:
         monitor.check()
+    if not _still_writing(path, job):
+        return index  # a task of a cancelled run still running on a cluster worker: see _still_writing
     lead = len(region) - 2
     values = block.reshape(block.shape[lead:])  # (h, w, C)
     plane = tuple(region[i] for i in stored)
@@ -114,11 +116,26 @@ def _write_block(block: np.ndarray, path: str, job: str, index: tuple[int, ...],
                                                              len(plane), channel)
         else:
             _array(path, key, job)[plane + region[lead:]] = data.reshape((1,) * len(plane) + data.shape)
+    if not _still_writing(path, job):
+        return index  # replaced while this chunk was written: without a marker, the new job rewrites it
     with open(_marker(path, index), "w"):
         pass
     if monitor is not None:
         monitor.advance((index,))
     return index
+
+
+def _still_writing(path: str, job: str) -> bool:
+    """Whether the store at ``path`` is still the unfinished store of job ``job``.
+
+    On a dask.distributed cluster a task keeps running after its call was cancelled or
+    raised, and the next call may meanwhile have replaced the store (``overwrite``) with
+    another job's: a chunk and marker written there would be taken for that job's own.
+    Checked before a chunk is written and again before its marker (one small attribute
+    read per chunk), so at most a chunk without a marker, which the new job rewrites.
+    """
+    record = read_job(path) or {}
+    return record.get("fingerprint") == job and not record.get("complete")
 
 
 def _create_output(group, output, shape: tuple[int, ...], chunks: tuple[int, int], placement: Placement) -> None:
@@ -306,8 +323,9 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         if state:
             return _already_done(path, plan, progress)
         channel = rgb_channel_index(len(stored), placement.names)
+        recorded = read_job(path)["fingerprint"]  # this job's, or one it had in earlier versions
         try:
-            _write_chunks(stacked, plan, path, fingerprint, outputs, rgb_dtype, channel, tuple(stored),
+            _write_chunks(stacked, plan, path, recorded, outputs, rgb_dtype, channel, tuple(stored),
                           str(info["device"]), client, progress, cancel)
         except InputValuesError:
             # A lazy input fails its checks (NaN, values outside [0, 1]) only as its tiles are
