@@ -676,6 +676,32 @@ def test_the_api_and_the_command_line_exclude_each_other_by_one_lock(model_path,
     assert is_complete(path) and not lock_path(path).exists()
 
 
+def test_two_spellings_of_one_folder_share_one_lock(model_path, stack, tmp_path):
+    # The lock was named from the path as typed: a run through a link to the folder took a
+    # lock of its own and wrote into the same store as the run that held the other.
+    from napari_colorize._locks import OutputBusyError, OutputLocks
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    held, done = threading.Event(), threading.Event()
+
+    def command_line():
+        with OutputLocks([tmp_path / "real" / "out.zarr"]):
+            held.set()
+            done.wait(60)
+
+    thread = threading.Thread(target=command_line)
+    thread.start()
+    try:
+        assert held.wait(10)
+        for spelling in (tmp_path / "link" / "out.zarr", tmp_path / "link" / ".." / "real" / "out.zarr"):
+            with pytest.raises(OutputBusyError, match="is being written by another run"):
+                nc.colorize_to_zarr(stack, spelling, model_path, **TILING)
+    finally:
+        done.set()
+        thread.join()
+
+
 def test_a_thread_reading_a_lock_another_thread_is_making_finds_it_held(tmp_path, monkeypatch):
     # The lock used to be recorded as held only after its file named our pid: a thread reading
     # it in between took it for a lock left by an earlier process of this pid and took it over.

@@ -95,8 +95,11 @@ class _Owner:
 
 
 def lock_path(target: Path) -> Path:
-    """The lock file of an output: hidden, beside it, so folder walks never take it for an input."""
-    return target.with_name(f".{target.name}.lock")
+    """The lock file of an output: hidden, beside it, so folder walks never take it for an input.
+
+    In its folder's real path, so that two spellings of one folder (a link to it, a relative
+    path, ``..``) share one lock."""
+    return Path(os.path.realpath(target.parent)) / f".{target.name}.lock"
 
 
 def _read_owner(lock: Path) -> _Owner | str | None:
