@@ -446,6 +446,17 @@ def test_a_bad_origin_is_refused_before_anything_is_written(model_path, stack, t
     assert not (tmp_path / "out.zarr").exists()
 
 
+@pytest.mark.parametrize("options, message", [
+    (dict(scale=(0.0, 0.0)), r"scale must be positive pixel sizes, got \[0.0, 0.0\]"),  # napari refused the store
+    (dict(scale=(1.0, -0.5, 0.5)), r"scale must be positive"),
+    (dict(axes=["t", "z"]), r"the 1 leading axes of the image; give one name per axis before \(y, x\), e.g. \['z'\]$"),
+])
+def test_bad_placement_options_are_refused_before_anything_is_written(model_path, stack, tmp_path, options, message):
+    with pytest.raises(ValueError, match=message):
+        nc.colorize_to_zarr(stack, tmp_path / "out.zarr", model_path, **options, **TILING)
+    assert not (tmp_path / "out.zarr").exists()
+
+
 def test_open_zarr_levels(model_path, stack, tmp_path):
     out = nc.colorize_to_zarr(stack, tmp_path / "out.zarr", model_path, **TILING)
     levels = open_zarr_levels(out)

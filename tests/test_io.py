@@ -478,6 +478,15 @@ def test_a_scans_resolution_becomes_its_pixel_size(tmp_path):
     assert read_image(tmp_path / "camera.jpg").pixel_size is None
 
 
+def test_a_tiff_pixel_size_of_zero_is_no_pixel_size(tmp_path):
+    # An unset OME field written as 0 became the output's scale, and napari refused the store.
+    gray = (data.camera()[:64, :80]).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "ome.tif", gray, ome=True, metadata={"PhysicalSizeX": 0, "PhysicalSizeY": 0})
+    tifffile.imwrite(tmp_path / "ok.tif", gray, ome=True, metadata={"PhysicalSizeX": 0.25, "PhysicalSizeY": 0.5})
+    assert read_image(tmp_path / "ome.tif").pixel_size is None
+    assert read_image(tmp_path / "ok.tif").pixel_size == pytest.approx((0.5, 0.25))
+
+
 # ----------------------------------------------------------------------------- broken links and other formats
 
 def test_a_broken_link_fails_alone_and_says_where_it_points(tmp_path, cam, monkeypatch):

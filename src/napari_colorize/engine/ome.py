@@ -96,6 +96,8 @@ def full_axes(values: Sequence[float] | None, ndim: int, fill: float, what: str 
     values = [float(s) for s in values]
     if not all(math.isfinite(v) for v in values):  # NaN and inf are not JSON: the store's metadata would break
         raise ValueError(f"{what} must be finite numbers, got {values}")
+    if what == "scale" and not all(v > 0 for v in values):  # napari and NGFF readers refuse a store with them
+        raise ValueError(f"scale must be positive pixel sizes, got {values}; give each axis's pixel size (1 for none)")
     if len(values) == 2:
         return [fill] * (ndim - 2) + values
     if len(values) != ndim:
@@ -111,11 +113,13 @@ def leading_names(lead: int, names: Sequence[str] | None) -> list[str]:
     Raises ValueError for names that are not distinct, are empty, or name the image plane
     ("y", "x": always the last two axes): the store's axes would not be valid OME-NGFF.
     """
+    default = {0: [], 1: ["z"], 2: ["t", "z"]}.get(lead, [f"dim{i}" for i in range(lead)])
     if names is None:
-        names = {0: [], 1: ["z"], 2: ["t", "z"]}.get(lead, [f"dim{i}" for i in range(lead)])
+        names = default
     if isinstance(names, str) or len(names) != lead:
+        example = f"e.g. {default}" if lead else "or none: pass axes=None"
         raise ValueError(f"axes names {names!r} do not match the {lead} leading axes of the image; give one "
-                         "name per axis before (y, x), e.g. ['t', 'z']")
+                         f"name per axis before (y, x), {example}")
     lowered = [str(n).strip().lower() for n in names]
     if len(set(lowered)) != lead or not all(lowered) or {"y", "x"} & set(lowered):
         raise ValueError(f"axes names {list(names)} must be distinct, not empty and neither 'y' nor 'x' (the "

@@ -11,6 +11,7 @@ min-is-white is inverted, palette indices are looked up, CMYK becomes RGB.
 from __future__ import annotations
 
 import collections
+import math
 import threading
 
 from pathlib import Path
@@ -313,7 +314,7 @@ def tiff_pixel_size(tif, pixels: list[dict[str, str]] | None = None) -> tuple[tu
             x = float(attrib["PhysicalSizeX"])
             y = float(attrib.get("PhysicalSizeY", x))
             factor = _UNITS_UM.get(attrib.get("PhysicalSizeXUnit", "µm"))
-            if factor is not None:
+            if factor is not None and _usable(y, x):
                 return (y * factor, x * factor), "micrometer"
     page = tif.pages[0]
     tags = page.tags
@@ -323,6 +324,8 @@ def tiff_pixel_size(tif, pixels: list[dict[str, str]] | None = None) -> tuple[tu
     if not (xn and yn):
         return None, None
     x, y = xd / xn, yd / yn  # units per pixel
+    if not _usable(y, x):
+        return None, None
     if tif.is_imagej:
         unit = (tif.imagej_metadata or {}).get("unit")
         factor = _UNITS_UM.get(str(unit).lower()) if unit else None
@@ -330,3 +333,9 @@ def tiff_pixel_size(tif, pixels: list[dict[str, str]] | None = None) -> tuple[tu
     res_unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
     factor = {2: 25400.0, 3: 1e4}.get(res_unit)  # inch, centimeter -> micrometer
     return ((y * factor, x * factor), "micrometer") if factor else (None, None)
+
+
+def _usable(*sizes: float) -> bool:
+    """Pixel sizes an output can record: a size of 0 (an unset field) or below made stores
+    that napari refuses to open."""
+    return all(math.isfinite(v) and v > 0 for v in sizes)
