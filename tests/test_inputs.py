@@ -93,6 +93,9 @@ def test_nan_and_inf_are_refused(bad):
     ((31, 64), "at least 32 x 32"),
     ((64, 31), "at least 32 x 32"),
     ((3, 8, 8), "at least 32 x 32"),
+    ((64, 64, 1), r"a trailing axis of 1 looks like a single channel, not the image's width; pass image\[\.\.\., 0\]"),
+    ((5, 64, 64, 1), "single channel"),
+    ((64, 64, 2), "gray and alpha channels"),  # said: 64 x 2 pixels, upsample it
 ])
 def test_bad_shapes_get_actionable_messages(shape, words):
     with pytest.raises(ValueError, match=words):
@@ -238,6 +241,7 @@ def test_which_types_need_data_limits(dtype, expected):
 
 @pytest.mark.parametrize("image, normalize, limits, words", [
     (np.full((4, 4), 2.0), None, None, r"float images must lie in \[0, 1\], this one spans \[2, 2\]"),
+    (np.array([[0.5, 1.0001]], np.float32), None, None, r"spans \[0.5, 1.00010002\]"),  # not rounded to "1"
     (np.full((4, 4), -0.5), "dtype", None, "normalize='percentile'"),
     (np.array([[0.5, np.nan]]), "percentile", None, "NaN or infinite"),
     (np.array([[0.5, np.inf]]), None, None, "NaN or infinite"),
@@ -252,6 +256,17 @@ def test_which_types_need_data_limits(dtype, expected):
 def test_check_gray_values_refuses_with_one_message(image, normalize, limits, words):
     with pytest.raises(ValueError, match=words):
         check_gray_values(image, normalize, limits)
+
+
+def test_rounding_noise_around_0_and_1_is_clipped_not_refused():
+    noisy = np.array([[-1e-9, 0.25], [0.75, 1.0 + 1e-7]])
+    before = noisy.copy()
+    gray = to_unit_float(noisy)
+    np.testing.assert_array_equal(gray, np.array([[0.0, 0.25], [0.75, 1.0]], np.float32))
+    np.testing.assert_array_equal(noisy, before)  # the input is untouched
+    np.testing.assert_array_equal(to_unit_float(np.nextafter(np.float32(1), np.float32(2)).reshape(1, 1)), [[1.0]])
+    with pytest.raises(ValueError, match="must lie in"):
+        to_unit_float(np.array([[0.5, 1.001]]))  # beyond noise: still refused
 
 
 def test_check_gray_values_accepts_what_to_unit_float_accepts():

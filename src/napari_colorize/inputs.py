@@ -78,6 +78,11 @@ def check_gray_shape(shape: tuple[int, ...], min_size: int) -> None:
             f"the image has shape {shape}: a trailing axis of {shape[-1]} looks like RGB(A) colour channels. "
             "napari-colorize colours gray images; convert it first with napari_colorize.rgb_to_gray(image[..., :3]) "
             "or pass a single channel")
+    if len(shape) >= 3 and shape[-1] in (1, 2) and shape[-2] >= min_size:
+        # (Y, X, 1) from a TIFF reader, (Y, X, 2) gray and alpha: no image is 1 or 2 pixels wide.
+        what = "a single channel" if shape[-1] == 1 else "gray and alpha channels"
+        raise ValueError(f"the image has shape {shape}: a trailing axis of {shape[-1]} looks like {what}, not "
+                         "the image's width; pass image[..., 0]")
     if shape[-1] < min_size or shape[-2] < min_size:
         raise ValueError(f"the image is {shape[-2]} x {shape[-1]} pixels but the model needs at least "
                          f"{min_size} x {min_size}; upsample or pad it first")
@@ -219,10 +224,18 @@ def check_gray_values(image, normalize: str | None = None, limits: tuple[float, 
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise InputValuesError("the image contains NaN or infinite values; replace them (e.g. np.nan_to_num) "
                          "before colorizing")
-    if normalize in (None, "dtype") and (lo < 0.0 or hi > 1.0):
-        raise InputValuesError(f"float images must lie in [0, 1], this one spans [{lo:g}, {hi:g}]; "
+    slack = float_slack(dtype)
+    if normalize in (None, "dtype") and (lo < -slack or hi > 1.0 + slack):
+        raise InputValuesError(f"float images must lie in [0, 1], this one spans [{lo:.9g}, {hi:.9g}]; "
                          "pass normalize='percentile' (microscopy) or 'minmax' (--normalize percentile|minmax), "
                          "or rescale it first")
+
+
+def float_slack(dtype) -> float:
+    """How far outside [0, 1] a float image may stray and still count as in it (then clipped):
+    rounding noise, such as 1 + 1 ulp after a division or -1e-9 after a background
+    subtraction, is no reason to refuse an image."""
+    return max(1e-6, 4 * float(np.finfo(dtype).eps))
 
 
 def check_limits(limits) -> None:
@@ -317,7 +330,8 @@ def to_unit_float(image, normalize: str | None = None, limits: tuple[float, floa
     if normalize in ("percentile", "minmax"):
         return scale_to_unit(arr, *(_own_limits(arr, normalize) if limits is None else limits))
     if np.issubdtype(arr.dtype, np.floating):
-        return arr.astype(np.float32, copy=True)
+        gray = arr.astype(np.float32, copy=True)
+        return np.clip(gray, 0.0, 1.0, out=gray)  # rounding noise within float_slack
     if needs_data_limits(arr.dtype):
         return scale_to_unit(arr, *(limits if limits is not None else data_range_limits(arr)))
     return scale_to_unit(arr, *dtype_range(arr.dtype))
