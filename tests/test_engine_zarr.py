@@ -131,7 +131,8 @@ def test_resume_after_a_kill_gives_identical_output(model_path, stack, tmp_path,
     root["0"][:, plane, cy * 96:(cy + 1) * 96, cx * 96:(cx + 1) * 96] = 0  # torn write
     written = []
     nc.colorize_to_zarr(stack, out, model_path, progress=lambda d, t: written.append(d), **TILING)
-    assert len(written) == 18 - len(finished) + 1  # only the unfinished chunks were computed again
+    # The bar starts at the chunks kept, then only the unfinished chunks are computed again.
+    assert written[0] == len(finished) - 1 and len(written) == 1 + 18 - len(finished) + 1
     assert is_complete(out)
     for a, b in zip(_read_levels(full), _read_levels(out)):
         np.testing.assert_array_equal(a, b)
@@ -519,6 +520,10 @@ def test_cancel_during_the_pyramid(model_path, stack, tmp_path, monkeypatch):
         nc.colorize_to_zarr(stack, tmp_path / "out.zarr", model_path, cancel=cancel, **TILING)
     assert not is_complete(tmp_path / "out.zarr")
     assert os.listdir(tmp_path / "out.zarr" / MARKERS / "level1") == []
+    monkeypatch.setattr(zarr_io, "write_pyramid", real)
+    ticks = []  # only the pyramid is left: the bar is told level 0 is full (it was never called)
+    nc.colorize_to_zarr(stack, tmp_path / "out.zarr", model_path, progress=lambda d, t: ticks.append((d, t)), **TILING)
+    assert ticks == [(18, 18)] and is_complete(tmp_path / "out.zarr")
 
 
 def test_time_series_keeps_channels_between_time_and_space(model_path, stack, tmp_path):
@@ -840,6 +845,16 @@ def test_api_slips_are_named_in_the_callers_words(make_model, tmp_path):
     with pytest.raises(TypeError, match=r"^colorize_to_zarr\(\) got an unexpected keyword argument 'methd'$"):
         nc.colorize_to_zarr(image, tmp_path / "a.zarr", make_model(), methd="mode", device="cpu")
     assert not (tmp_path / "a.zarr").exists()
+    with pytest.raises(TypeError, match=r"cancel must be a threading.Event \(set it to stop the run\), got True"):
+        nc.colorize_to_zarr(image, tmp_path / "a.zarr", make_model(), cancel=True, device="cpu")  # was ignored
+    with pytest.raises(TypeError, match="progress must be a function progress"):
+        nc.colorize(image, make_model(), progress=5, device="cpu")
+    zarr.open_array(str(tmp_path / "plain.zarr"), mode="w", shape=(4, 4), dtype="u1")
+    with pytest.raises(ValueError, match="plain.zarr was not written by napari-colorize .it is no zarr group"):
+        open_zarr_result(tmp_path / "plain.zarr")  # was zarr's GroupNotFoundError
+    with pytest.raises(FileNotFoundError, match="gone.zarr is missing, not a store written by napari-colorize"):
+        open_zarr_result(tmp_path / "gone.zarr")
+    assert not (tmp_path / "a.zarr").exists()
     store = nc.colorize_to_zarr(image, tmp_path / "b.zarr", make_model(), outputs="rgb", device="cpu")  # not 'r', 'g', 'b'
     assert zarr_io.read_job(store)["outputs"] == ["rgb"]
     with warnings.catch_warnings():
@@ -849,25 +864,27 @@ def test_api_slips_are_named_in_the_callers_words(make_model, tmp_path):
         nc.colorize_to_zarr(image, tmp_path / "c.zarr", make_model(), device="cpu")
 
 
-def test_on_a_cluster_a_store_of_an_input_that_failed_its_check_is_kept(model_path, tmp_path):
-    # A cancelled task may still run on a worker and write into a removed store, rebuilding a
-    # folder that is no store: on a cluster the store stays (and is replaced once no chunk is done).
+def test_on_a_cluster_a_store_of_an_input_that_failed_its_check_is_kept_and_replaced_by_the_next_input(
+        model_path, tmp_path):
+    # A cancelled task may still run on a worker and rebuild a removed store's folders as
+    # something that is no store: on a cluster the store stays, marked, and the corrected input
+    # replaces it unasked (it used to be refused as "a different colorization job").
     from distributed import Client, LocalCluster
 
     from napari_colorize.inputs import InputValuesError
 
     holes = np.linspace(0, 1, 96 * 112, dtype=np.float32).reshape(96, 112)
     holes[10:20, 10:20] = np.nan
+    kw = dict(device="cpu", tile_size=64, overlap=16)
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         with pytest.raises(InputValuesError, match="NaN"):
-            nc.colorize_to_zarr(da.from_array(holes, chunks=48), tmp_path / "o.zarr", model_path, client=client,
-                                device="cpu", tile_size=64, overlap=16)
-    assert zarr_io.read_job(tmp_path / "o.zarr")["complete"] is False
-    assert zarr_io.read_job(tmp_path / "o.zarr")["cluster"] is True  # so never replaced unasked, even with no chunk done
-    with pytest.raises(FileExistsError, match="different colorization job"):
-        nc.colorize_to_zarr(np.nan_to_num(holes), tmp_path / "o.zarr", model_path, device="cpu", tile_size=64,
-                            overlap=16)
+            nc.colorize_to_zarr(da.from_array(holes, chunks=48), tmp_path / "o.zarr", model_path, client=client, **kw)
+    assert zarr_io.read_job(tmp_path / "o.zarr")["failed"] == "input values"
+    fixed = np.nan_to_num(holes)
+    stored = open_zarr_result(nc.colorize_to_zarr(fixed, tmp_path / "o.zarr", model_path, **kw)).rgb
+    fresh = open_zarr_result(nc.colorize_to_zarr(fixed, tmp_path / "fresh.zarr", model_path, **kw)).rgb
+    np.testing.assert_array_equal(np.asarray(stored), np.asarray(fresh))
 
 
 def test_a_task_of_a_cancelled_run_writes_nothing_into_the_store_that_replaced_it(model_path, tmp_path, monkeypatch):

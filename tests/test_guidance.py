@@ -543,6 +543,7 @@ def _bad_guidance(reference):
         ({"reference": gray_reference}, "is gray"),
         ({"reference": np.asarray(reference)[..., :2]}, r"\(H, W, 3\)"),
         ({"reference": []}, "empty list"),
+        ({"reference": "photo.png"}, r"reference is a file name \('photo.png'\); pass its pixels: napari_colorize.io.read_rgb"),
         ({"reference": np.full((8, 8, 3), 2.0)}, r"must lie in \[0, 1\]"),
         ({"reference": np.full((8, 8, 3), 200.0)}, r"spans \[200, 200\]; values up to 255 look like 8-bit colour: divide by 255"),
         ({"reference": np.full((8, 8, 3), 300.0)}, r"spans \[300, 300\]$"),
@@ -584,7 +585,8 @@ def test_stack_hints_need_every_coordinate_unless_all_planes(make_model, stack):
         nc.colorize(stack, model=model, **CPU, hints=_hints([[48, 48]], [ORANGE]))
     with pytest.raises(ValueError, match="lies outside the image"):
         nc.colorize(stack, model=model, **CPU, hints=_hints([[3, 48, 48]], [ORANGE]))
-    with pytest.raises(ValueError, match="3 coordinates each"):
+    with pytest.raises(ValueError, match=r"3 coordinates each \(one per image axis, image shape \(\d+, \d+, \d+\)\) "
+                                         r"or 2 for \(row, column\) on every plane, got shape \(1, 4\)"):
         nc.colorize(stack, model=model, **CPU, hints=_hints([[0, 0, 48, 48]], [ORANGE]), hint_planes="all")
 
 

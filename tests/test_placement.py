@@ -88,6 +88,20 @@ def test_a_finished_store_in_a_read_only_folder_is_accepted_without_a_lock(model
         nc.colorize_to_zarr(STACK, out, model_path, scale=[2.0, 0.5, 0.5], **TILING)
 
 
+def test_paths_that_cannot_hold_a_local_store_are_refused_in_words(model_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="s3://bucket/x.zarr is a URL; colorize_to_zarr writes local"):
+        nc.colorize_to_zarr(STACK, "s3://bucket/x.zarr", model_path, **TILING)  # was written to ./s3:/bucket/x.zarr
+    with pytest.raises(ValueError, match="the store path is empty"):  # was: the working folder "holds something"
+        nc.colorize_to_zarr(STACK, "", model_path, **TILING)
+    (tmp_path / "file.zarr").write_text("not a folder")
+    with pytest.raises(FileExistsError, match=r"file.zarr is a file, so no store can be made inside it"):
+        nc.colorize_to_zarr(STACK, tmp_path / "file.zarr" / "deeper" / "x.zarr", model_path, **TILING)
+    assert sorted(os.listdir(tmp_path)) == ["file.zarr"]
+    with pytest.raises(OSError, match=r"cannot write in /proc \(.*\); choose a folder you can write to$"):
+        nc.colorize_to_zarr(STACK, "/proc/x.zarr", model_path, **TILING)  # named the hidden lock file
+
+
 def test_a_finished_store_is_returned_while_another_run_holds_its_lock(model_path, tmp_path):
     # Callers that only want the finished store (as the busy message advises) refused each
     # other: the lock was taken before the store was found finished.

@@ -239,8 +239,8 @@ def store_lock(target: Path, advice: str, finished: Callable[[], bool] | None = 
     if holder == threading.get_ident():
         yield True
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
         taken = _acquire(target, advice)
     except OutputBusyError:
         if finished is None or not finished():
@@ -248,9 +248,10 @@ def store_lock(target: Path, advice: str, finished: Callable[[], bool] | None = 
         taken = None
     except OSError as err:
         # The folder is not ours to write (read-only media, another user's): a finished store
-        # can still be read; anything else would fail to write, so the lock's error says why.
+        # can still be read; anything else would fail to write, so say where (not the lock file).
         if err.errno not in _READ_ONLY or finished is None or not finished():
-            raise
+            raise type(err)(err.errno, f"cannot write in {target.parent} ({err.strerror}); choose a folder you can "
+                                       "write to") from err
         taken = None
     if taken is None:
         yield False

@@ -57,8 +57,8 @@ def claim_path(path: str, fingerprints: tuple[str, ...], overwrite: bool,
     """Decide what to do with whatever is at ``path`` before a store is written there.
 
     Returns None when a new store is to be created (nothing there, an empty folder, or
-    a store of another job that ``overwrite`` replaces, or in which no chunk was finished
-    and that no cluster wrote),
+    a store of another job that ``overwrite`` replaces, in which no chunk was finished, or
+    whose input failed its checks),
     and otherwise whether the
     store of this same job (and, ``same_layout()``, under the same axis names) is complete (an unfinished one is resumed: that is not an
     overwrite, and recomputing it would give the identical result).
@@ -87,10 +87,11 @@ def claim_path(path: str, fingerprints: tuple[str, ...], overwrite: bool,
         if not overwrite:  # its job is unknown: maybe this one, after a passing file-system error
             raise FileExistsError(f"{path} is a napari-colorize store whose job record cannot be read (torn, or a "
                                   "file-system error); run again, or pass overwrite=True (--overwrite) to replace it")
-    if not job.get("complete") and not job.get("cluster") and _no_chunk_done(path) and not os.path.islink(path):
-        # Another job's store in which no chunk was finished (killed early, say): nothing to
-        # lose, and the next run should not need overwrite.  Not one written on a cluster: a
-        # cancelled task may still be running there and would write into the new store.
+    if not job.get("complete") and (job.get("failed") or _no_chunk_done(path)) and not os.path.islink(path):
+        # Another job's store in which no chunk was finished (killed early, say), or whose
+        # input failed its checks: nothing to lose, and the next run should not need
+        # overwrite.  A task of that job still running on a cluster writes nothing into
+        # the new store (it checks the job record first: zarr_io._still_writing).
         shutil.rmtree(path)
         return None
     if not overwrite:

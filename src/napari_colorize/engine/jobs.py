@@ -15,7 +15,7 @@ import torch
 
 from ..inference import DecodeOptions
 
-__all__ = ["Cancelled", "ModelRef", "TileOptions", "Monitor"]
+__all__ = ["Cancelled", "ModelRef", "TileOptions", "Monitor", "check_callbacks"]
 
 
 class Cancelled(Exception):
@@ -74,6 +74,15 @@ class TileOptions:
     guidance: Any = None
     #: A context model's image-level context, shared by every tile (:func:`.context.image_context`).
     context: tuple[float, ...] | None = None
+
+
+def check_callbacks(progress, cancel) -> None:
+    """Refuse a ``progress`` that cannot be called and a ``cancel`` that is no event before
+    any work starts (``cancel=True`` was ignored; a bad progress failed after the store was made)."""
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise TypeError(f"cancel must be a threading.Event (set it to stop the run), got {cancel!r}")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a function progress(done, total), got {progress!r}")
 
 
 @dataclass(eq=False)

@@ -27,7 +27,7 @@ from .distributed import worker_device_kind, worker_model_path
 from .context import image_context
 from .graph import as_dask, colorize_array, global_limits
 from .guided import build_guidance
-from .jobs import ModelRef, TileOptions
+from .jobs import ModelRef, TileOptions, check_callbacks
 from .models import get_model
 from .sources import source_stamp
 
@@ -92,6 +92,7 @@ def colorize_stacked(image, model: str | os.PathLike | HypercolumnColorizer = DE
     token that versions before the files' stamp gave (to resume their unfinished stores).
     """
     _check_not_a_path_or_group(image)
+    check_callbacks(progress, cancel)
     image = tensor_as_array(image)
     if not hasattr(image, "shape") or not hasattr(image, "dtype"):
         image = np.asarray(image)

@@ -32,6 +32,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable, Sequence
@@ -48,7 +49,7 @@ from ..io.write import to_uint8
 from ..outputs import channel_slices, check_output_keys, get_output, output_keys
 from . import stripes
 from .claim import claim_path, done_as_asked, is_complete, read_job
-from .jobs import ModelRef, Monitor
+from .jobs import ModelRef, Monitor, check_callbacks
 from .ome import full_axes, leading_names, ome_axes, rgb_channel_index, stored_axes
 from .pipeline import colorize_stacked
 from .placement import (Placement, insert_at, left_out, ngff_once, refresh_placement, store_has_layout,
@@ -167,13 +168,12 @@ def _create_outputs(group, outputs: tuple[str, ...], shape: tuple[int, ...], chu
 
 def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: tuple[int, ...],
                    chunks: tuple[int, int], outputs: tuple[str, ...], placement: Placement, overwrite: bool,
-                   advice: str = "", cluster: bool = False) -> bool | None:
+                   advice: str = "") -> bool | None:
     """Create the store, or check that an existing one holds this same job (and bring its
     placement up to date: :mod:`.placement`).  ``job`` may hold ``placement``, which is
     not part of the fingerprint; ``fingerprints``: the job's, then those it had in earlier
     versions (accepted for a store found there, never written); ``advice``: added to the
-    refusal of another job's store; ``cluster``: written by tasks on a dask.distributed
-    cluster (recorded: :func:`.claim.claim_path` replaces no such store unasked).
+    refusal of another job's store.
 
     Returns True when the store is already complete, False when an unfinished one is
     resumed, None when it was created now.
@@ -182,9 +182,6 @@ def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: t
     if existing is not None:
         if not existing:  # resumed: its (maybe empty) markers folder may have been tidied away
             os.makedirs(os.path.join(path, MARKERS), exist_ok=True)
-            if cluster:
-                group = open_group(path, "r+")
-                group.attrs[_ATTR] = dict(group.attrs[_ATTR], cluster=True)
         refresh_placement(path, outputs, placement, job.get("placement"))
         return existing
     group = open_group(path, "w")
@@ -193,7 +190,7 @@ def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: t
     os.makedirs(os.path.join(path, MARKERS), exist_ok=True)
     _create_outputs(group, outputs, shape, chunks, placement)
     # Written last: a store without it is not ours, one with complete=False is unfinished.
-    group.attrs[_ATTR] = dict(job, fingerprint=fingerprints[0], complete=False, **({"cluster": True} if cluster else {}))
+    group.attrs[_ATTR] = dict(job, fingerprint=fingerprints[0], complete=False)
     return None
 
 
@@ -249,7 +246,8 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         same job is resumed either way, and another job's in which no chunk was finished
         is replaced; an empty folder is used; a file, or a folder written by something
         else, is never deleted.  A store this call made is removed if the input fails its
-        checks (NaN, values outside [0, 1]) as its tiles are read (without ``client``).  A destination holding the
+        checks (NaN, values outside [0, 1]) as its tiles are read (with ``client`` it is marked
+        instead, and the next call replaces it).  A destination holding the
         input (or inside the input's store) is refused (``ValueError``).  A store being
         written by another thread, process or ``napari-colorize colorize`` run (its lock
         file ``.NAME.lock`` beside it) is refused with
@@ -277,10 +275,11 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     unknown = sorted(set(colorize_kwargs) - _PASSED_ON)
     if unknown:  # else colorize_stacked, a name the caller never used, would be said to refuse it
         raise TypeError(f"colorize_to_zarr() got an unexpected keyword argument {unknown[0]!r}")
+    check_callbacks(progress, cancel)
     outputs = check_output_keys(output_keys() if outputs is None else outputs)
     if rgb_dtype not in ("uint8", "float32"):
         raise ValueError(f"rgb_dtype must be 'uint8' or 'float32', got {rgb_dtype!r}")
-    path = os.path.abspath(os.fspath(path))
+    path = _local_store_path(path)
     check_source_outside(image, path)
     stacked, plan, info = colorize_stacked(image, model, client=client, cache=False, source_id=source_id,
                                            **colorize_kwargs)
@@ -319,7 +318,7 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
             return _already_done(path, plan, progress)
         existed = os.path.isdir(path)
         state = _prepare_store(path, job, (fingerprint, *legacy), store_shape, chunks, outputs,
-                               placement, overwrite, _token_advice(image, source_id), client is not None)
+                               placement, overwrite, _token_advice(image, source_id))
         if state:
             return _already_done(path, plan, progress)
         channel = rgb_channel_index(len(stored), placement.names)
@@ -331,12 +330,8 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
             # A lazy input fails its checks (NaN, values outside [0, 1]) only as its tiles are
             # read: a store made by this call for it holds nothing worth resuming, and left
             # behind it would refuse the corrected input as "a different colorization job".
-            # Not on a cluster: a cancelled task still running there would write into the
-            # removed store and rebuild a folder that is no store (then refused for good).
-            if state is None and client is None:
-                shutil.rmtree(path, ignore_errors=True)
-                if existed:  # the empty folder it was given stays
-                    os.makedirs(path, exist_ok=True)
+            if state is None:
+                _discard_failed(path, existed, client is not None)
             raise
         write_pyramid(_pyramids(path, outputs, job["levels"], channel), chunks, os.path.join(path, MARKERS),
                       check=Monitor(0, cancel=cancel).check)
@@ -344,6 +339,34 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         group.attrs[_ATTR] = dict(job, fingerprint=fingerprint, complete=True)
         shutil.rmtree(os.path.join(path, MARKERS), ignore_errors=True)
     return Path(path)
+
+
+def _discard_failed(path: str, existed: bool, cluster: bool) -> None:
+    """Remove the store this call made for an input that failed its checks; on a cluster, mark
+    it so (:func:`.claim.claim_path` replaces it unasked), since a task still running on a
+    worker could rebuild a removed store's folders as something that is no store."""
+    if cluster:
+        group = open_group(path, "r+")
+        group.attrs[_ATTR] = dict(group.attrs[_ATTR], failed="input values")
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    if existed:  # the empty folder it was given stays
+        os.makedirs(path, exist_ok=True)
+
+
+def _local_store_path(path: str | os.PathLike) -> str:
+    """``path`` made absolute, or a clear refusal of what would not be a local store there."""
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise ValueError("the store path is empty; give a folder path such as out.zarr")
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", str(text)):  # it became a local folder 's3:/bucket/...'
+        raise ValueError(f"{text} is a URL; colorize_to_zarr writes local (or mounted) folders only: write to a "
+                         "local path, then copy the store")
+    path = os.path.abspath(text)
+    nearest = next((p for p in Path(path).parents if os.path.exists(p)), None)  # the folder it would be made in
+    if nearest is not None and not nearest.is_dir():
+        raise FileExistsError(f"{nearest} is a file, so no store can be made inside it at {path}; choose another path")
+    return path
 
 
 def _already_done(path: str, plan: Any, progress: Callable[[int, int], None] | None) -> Path:
@@ -365,6 +388,8 @@ def _write_chunks(stacked, plan, path: str, fingerprint: str, outputs: tuple[str
               for cx in range(plan.tx.n_chunks)]
     done = {b for b in blocks if os.path.exists(_marker(path, b))}
     todo = [b for b in blocks if b not in done]
+    if progress is not None and done:  # a resumed bar starts where the last run stopped (full: only the pyramid left)
+        progress(len(done), len(blocks))
     monitor = None
     if client is None and (progress is not None or cancel is not None):
         monitor = Monitor(len(blocks), progress, cancel)

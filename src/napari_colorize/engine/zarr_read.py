@@ -60,7 +60,13 @@ def open_zarr_levels(path: str | os.PathLike, require_complete: bool = True) -> 
     import dask.array as da
 
     path = os.fspath(path)
-    group = open_group(path, "r")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path} is {'a file' if os.path.exists(path) else 'missing'}, not a store "
+                                "written by napari-colorize (a folder such as out.zarr)")
+    try:
+        group = open_group(path, "r")
+    except Exception:  # noqa: BLE001 -- zarr's errors differ by version: a lone array, a folder of anything
+        raise ValueError(f"{path} was not written by napari-colorize (it is no zarr group); open it with zarr") from None
     attrs = _job_attrs(group, path, require_complete)
     out: dict[str, Any] = {}
     for key in attrs["outputs"]:

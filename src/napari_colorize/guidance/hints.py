@@ -97,8 +97,12 @@ def check_hints(hints, shape: tuple[int, ...], hint_planes: str = "own") -> Hint
         raise ValueError("the hints have no points; add points (e.g. to a napari Points layer) or pass hints=None")
     ndims = {len(shape), 2} if hint_planes == "all" else {len(shape)}
     if points.shape[1] not in ndims:
-        planes = (" (or, with hint_planes='all' (--hint-planes all), 2 for (row, column) on every plane)"
-                  if len(shape) > 2 and points.shape[1] == 2 else "")
+        if hint_planes == "all":  # asked for already: both lengths it takes
+            planes = " or 2 for (row, column) on every plane"
+        elif len(shape) > 2 and points.shape[1] == 2:
+            planes = " (or, with hint_planes='all' (--hint-planes all), 2 for (row, column) on every plane)"
+        else:
+            planes = ""
         raise ValueError(f"hint points must have {len(shape)} coordinates each (one per image axis, "
                          f"image shape {shape}){planes}, got shape {points.shape}")
     if colours.ndim != 2 or colours.shape[1] not in (3, 4) or len(colours) != len(points):

@@ -17,6 +17,7 @@ no flicker from it.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import torch
@@ -72,6 +73,9 @@ def check_references(reference) -> list[np.ndarray]:
     out = []
     for i, item in enumerate(items):
         name = "reference" if len(items) == 1 else f"reference {i + 1}"
+        if isinstance(item, (str, os.PathLike)):
+            raise ValueError(f"{name} is a file name ({os.fspath(item)!r}); pass its pixels: "
+                             "napari_colorize.io.read_rgb(path)")
         arr = np.asarray(item)
         if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
             hint = " (a gray image: use a colour photograph of similar content)" if arr.ndim == 2 else ""
