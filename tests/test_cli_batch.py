@@ -261,6 +261,22 @@ def test_files_from_with_the_output_folder_inside_the_listed_tree(two_folders, m
     assert "note: 6 file(s) inside the output folder flat were not taken as inputs" in capsys.readouterr().err
 
 
+def test_an_input_folder_inside_the_output_folder_is_walked_for_inputs(two_folders, model_path, monkeypatch, capsys):
+    # `colorize scans -o .` dropped every scan as "a result of an earlier run" (exit 2), and
+    # `colorize scans elsewhere -o .` left the scans out and exited 0.
+    assert _run("b", "-o", ".", "--model", model_path, *FAST) == 0
+    assert sorted(p.name for p in two_folders.glob("*.png")) == [f"{n}_{k}.png" for n in "xy" for k in _OUTS]
+    err = capsys.readouterr().err
+    assert "not taken as inputs" not in err and "colorized 2 file(s)" in err
+    (two_folders / "deep").mkdir()
+    assert _run("a", str(two_folders / "b" / "y.png"), "-o", "deep/..", "--model", model_path, "--overwrite",
+                *FAST) == 0
+    assert "colorized 2 file(s)" in capsys.readouterr().err
+    _stdin(monkeypatch, "a/x.png\n")  # `find a -name '*.png'`: a list under the output folder
+    assert _run("--files-from", "-", "-o", ".", "--model", model_path, "--overwrite", *FAST) == 0
+    assert "colorized 1 file(s)" in capsys.readouterr().err
+
+
 def test_files_from_a_link_and_dotdot_under_base(two_folders, model_path, monkeypatch):
     # `linkscans/a/../b/x.png` (resolved) was "outside --base linkscans" (kept as a link).
     (two_folders / "linkscans").symlink_to(two_folders, target_is_directory=True)

@@ -61,6 +61,9 @@ class Job:
     written : Path
         The input as the user named it (absolute, links kept): what it is read through
         and what every message names.
+    root : Path or None
+        The folder ``relative`` is relative to: the walked folder or glob's folder, a
+        list's ``--base`` (or the listed file's own folder), a named file's folder.
     """
 
     source: Path
@@ -70,6 +73,7 @@ class Job:
     from_folder: bool
     outputs: tuple[str, ...]
     written: Path
+    root: Path | None = None
 
 
 def _format_for(src: Path, chosen: str | None) -> str:
@@ -222,7 +226,7 @@ def plan_jobs(patterns: Sequence[str], out_dir: Path, fmt: str | None, outputs: 
             relative = series_output_path(written, _relative(written, root))  # s.ome.zarr/0: s.ome_0
             chosen = _format_for(written, fmt)
             targets = _targets(relative, chosen, outputs, out_dir)
-            jobs[source] = Job(source, relative, chosen, targets, walked, tuple(outputs), written)
+            jobs[source] = Job(source, relative, chosen, targets, walked, tuple(outputs), written, root)
     return list(jobs.values()), missing
 
 
