@@ -190,14 +190,20 @@ def test_temp_files_of_a_killed_run_are_removed_by_the_next_run(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["next.png"]
 
 
-def test_temporary_names_add_at_most_temp_name_extra_bytes(tmp_path):
-    from napari_colorize._atomic import TEMP_NAME_EXTRA
+@pytest.mark.parametrize("stem", ["n" * 251, "é" * 125 + "n"])  # 255 bytes with .tif; the second cut mid-character
+def test_the_longest_legal_name_gets_a_temporary_name_and_a_lock_that_fit(tmp_path, stem):
+    # Temporary names added up to 58 bytes, so a legal 250-byte output name could not be written.
+    from napari_colorize._locks import OutputLocks, lock_path
 
-    target = tmp_path / ("n" * (255 - TEMP_NAME_EXTRA - 4) + ".tif")  # the longest name that must still work
-    with atomic_path(target) as tmp:
-        assert len(os.fsencode(tmp.name)) - len(os.fsencode(target.name)) <= TEMP_NAME_EXTRA
+    target = tmp_path / f"{stem}.tif"
+    assert len(os.fsencode(target.name)) == 255
+    with OutputLocks([target]), atomic_path(target) as tmp:
+        assert len(os.fsencode(tmp.name)) <= 255 and len(os.fsencode(lock_path(target).name)) <= 255
         tmp.write_bytes(b"ok")
     assert target.read_bytes() == b"ok"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]  # no temporary file or lock left
+    # Two long names that share their first 240 bytes never share a lock.
+    assert lock_path(tmp_path / ("n" * 250 + "a.tif")) != lock_path(tmp_path / ("n" * 250 + "b.tif"))
 
 
 @pytest.mark.skipif(os.name != "posix", reason="stale temporary files are recognised by process id on POSIX")

@@ -25,7 +25,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 __all__ = ["atomic_path", "temp_folder", "no_new_empty_folders", "remove_empty_folders", "preallocate", "remove_stale_temps", "DiskFullError", "FileTooLargeError", "space_error",
-           "TEMP_NAME_EXTRA"]
+           "name_max", "fitted"]
 
 #: errno values meaning "no room left" (a full disk, or the user's quota).
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -58,10 +58,8 @@ def is_this_host(recorded: str) -> bool:
     return recorded in (HOST, _BARE_HOST)
 
 
-#: The most bytes a temporary name adds to its file's name: ``.`` + ``.<8 hex>.tmp-<host>-<pid>``
-#: (host at most 24 + 11 characters, pid at most 7 digits); check output names against it.
-TEMP_NAME_EXTRA = 1 + 9 + 5 + 35 + 1 + 7
-#: ``.<stem>.<8 hex>.tmp-<host>-<pid><suffix>``: recognisable, and says whose it is.
+#: ``.<stem>.<8 hex>.tmp-<host>-<pid><suffix>``: recognisable, and says whose it is (the stem
+#: shortened where the whole would be too long a name: :func:`fitted`).
 _TEMP_RE = re.compile(r"^\..*\.[0-9a-f]{8}\.tmp-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)(\.[^.]*)?$")
 _swept: set[Path] = set()
 _swept_lock = threading.Lock()
@@ -215,6 +213,26 @@ def _sweep_once(folder: Path) -> None:
     remove_stale_temps(key)
 
 
+def name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system of ``folder`` (or its nearest existing parent) takes."""
+    existing = next((p for p in [folder, *folder.parents] if p.is_dir()), None)
+    try:
+        return os.pathconf(existing, "PC_NAME_MAX") if existing is not None else 255
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no answer
+        return 255
+
+
+def fitted(stem: str, extra: int, limit: int) -> str:
+    """``stem``, cut so that with ``extra`` bytes around it a name stays within ``limit`` bytes.
+
+    Temporary and lock names add bytes to an output's name: a legal output name of 250
+    bytes refused a whole batch.  Their stem only needs to be recognisable, not whole."""
+    raw = os.fsencode(stem)
+    if len(raw) + extra <= limit:
+        return stem
+    return os.fsdecode(raw[:max(1, limit - extra)])  # a cut character stays its bytes (surrogateescape)
+
+
 def _new_file(tmp: Path) -> None:
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
 
@@ -229,8 +247,10 @@ def _create_temp(path: Path, make: Callable[[Path], None] = _new_file) -> Path:
     not thread-safe.
     """
     _sweep_once(path.parent)
+    tail = f".{'0' * 8}.tmp-{HOST}-{os.getpid()}{path.suffix}"
+    stem = fitted(path.stem, 1 + len(os.fsencode(tail)), name_max(path.parent))
     for _ in range(100):
-        tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp-{HOST}-{os.getpid()}{path.suffix}")
+        tmp = path.with_name(f".{stem}.{secrets.token_hex(4)}.tmp-{HOST}-{os.getpid()}{path.suffix}")
         with _swept_lock:  # named ours before it exists, so that no sweep takes it for an earlier process's
             _own_temps.add(tmp.name)
         try:

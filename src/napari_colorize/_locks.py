@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import threading
 import time
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._atomic import HOST, is_this_host, owner_gone, pid_alive, process_start_time
+from ._atomic import HOST, fitted, is_this_host, name_max, owner_gone, pid_alive, process_start_time
 
 __all__ = ["OutputBusyError", "OutputLocks", "lock_path", "store_lock", "CLI_ADVICE"]
 
@@ -98,8 +99,14 @@ def lock_path(target: Path) -> Path:
     """The lock file of an output: hidden, beside it, so folder walks never take it for an input.
 
     In its folder's real path, so that two spellings of one folder (a link to it, a relative
-    path, ``..``) share one lock."""
-    return Path(os.path.realpath(target.parent)) / f".{target.name}.lock"
+    path, ``..``) share one lock.  An output name too long to take ``.`` and ``.lock`` is cut,
+    with a hash of the whole name, so that two long names never share a lock."""
+    folder = Path(os.path.realpath(target.parent))
+    name = f".{target.name}.lock"
+    if len(os.fsencode(name)) > name_max(folder):
+        digest = hashlib.sha256(os.fsencode(target.name)).hexdigest()[:12]
+        name = f".{fitted(target.name, 1 + 1 + 12 + 5, name_max(folder))}.{digest}.lock"
+    return folder / name
 
 
 def _read_owner(lock: Path) -> _Owner | str | None:

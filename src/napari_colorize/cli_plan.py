@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ._atomic import TEMP_NAME_EXTRA
+from ._atomic import name_max
 from .cli_inputs import FORMATS, STORE, Job, argument_root, plan_jobs
 
 __all__ = ["CLASH_FIX", "POLICIES", "FORMATS", "STORE", "Job", "plan_jobs", "check_output_folder", "preflight", "outputs_to_write",
@@ -30,8 +30,6 @@ __all__ = ["CLASH_FIX", "POLICIES", "FORMATS", "STORE", "Job", "plan_jobs", "che
 POLICIES = ("refuse", "skip", "overwrite")
 #: Problems listed per kind in the refusal before the rest are counted.
 _MAX_LISTED = 20
-#: Bytes that temporary and lock names add to an output's name (``.NAME.<8 hex>.tmp-<host>-<pid>``).
-_NAME_MARGIN = TEMP_NAME_EXTRA
 
 #: What to do about an existing output, in the refusal.
 _EXISTING_FIX = "pass --skip-existing to keep it and colour only what is missing, or --overwrite to replace it"
@@ -137,28 +135,18 @@ def _folder_blocked(target: Path) -> bool:
     return False
 
 
-def _name_max(folder: Path) -> int:
-    """The longest file name (bytes) the file system of ``folder`` (or its nearest existing parent) takes."""
-    existing = next((p for p in [folder, *folder.parents] if p.is_dir()), None)
-    try:
-        return os.pathconf(existing, "PC_NAME_MAX") if existing is not None else 255
-    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or no answer
-        return 255
-
-
 def _long_names(jobs: list[Job]) -> list[str]:
-    """Output names too long for their file system once a temporary or lock name is made from them."""
+    """Output names too long for their file system (temporary and lock names are cut to fit: :func:`._atomic.fitted`)."""
     lines = []
     limits: dict[Path, int] = {}
     for job in jobs:
         for target in job.targets.values():
             if target.parent not in limits:
-                limits[target.parent] = _name_max(target.parent)
+                limits[target.parent] = name_max(target.parent)
             size, limit = len(os.fsencode(target.name)), limits[target.parent]
-            if size + _NAME_MARGIN > limit:
+            if size > limit:
                 lines.append(f"{target.name} ({size} bytes, the output of {job.written.name}) is too long a file "
-                             f"name: this file system takes {limit} bytes, with {_NAME_MARGIN} needed for temporary "
-                             "names; shorten the input's name")
+                             f"name: this file system takes {limit} bytes; shorten the input's name")
     return lines
 
 

@@ -2,20 +2,26 @@
 a store of this job (finished or not), another job's, or something that is not ours.
 
 Read without a lock: :func:`done_as_asked` lets a finished store of the same job be
-returned while another run holds its lock, or where no lock file can be made.
+returned while another run holds its lock, or where no lock file can be made.  Also what a
+path may be (:func:`local_store_path`), whether a chunk task's store is still its job's
+(:func:`still_writing`), and what becomes of a store whose input failed its checks
+(:func:`discard_failed`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from .placement import Placement, placement_current, store_has_layout
 from .store import ATTR as _ATTR
 from .store import MARKERS, open_group
 
-__all__ = ["read_job", "is_complete", "claim_path", "done_as_asked"]
+__all__ = ["read_job", "is_complete", "claim_path", "done_as_asked", "still_writing", "discard_failed",
+           "local_store_path"]
 
 
 def read_job(path: str | os.PathLike) -> dict | None:
@@ -91,7 +97,7 @@ def claim_path(path: str, fingerprints: tuple[str, ...], overwrite: bool,
         # Another job's store in which no chunk was finished (killed early, say), or whose
         # input failed its checks: nothing to lose, and the next run should not need
         # overwrite.  A task of that job still running on a cluster writes nothing into
-        # the new store (it checks the job record first: zarr_io._still_writing).
+        # the new store (it checks the job record first: still_writing).
         shutil.rmtree(path)
         return None
     if not overwrite:
@@ -103,6 +109,45 @@ def claim_path(path: str, fingerprints: tuple[str, ...], overwrite: bool,
         raise FileExistsError(f"{path} is a link to a store; replace the store it points to, or choose another path")
     shutil.rmtree(path)
     return None
+
+
+def still_writing(path: str, job: str) -> bool:
+    """Whether the store at ``path`` is still the unfinished store of job ``job``.
+
+    On a dask.distributed cluster a task keeps running after its call was cancelled or
+    raised, and the next call may meanwhile have replaced the store (``overwrite``) with
+    another job's: a chunk and marker written there would be taken for that job's own.
+    Checked before a chunk is written and again before its marker (one small attribute
+    read per chunk), so at most a chunk without a marker, which the new job rewrites.
+    """
+    record = read_job(path) or {}
+    return record.get("fingerprint") == job and not record.get("complete")
+
+def discard_failed(path: str, existed: bool, cluster: bool) -> None:
+    """Remove the store this call made for an input that failed its checks; on a cluster, mark
+    it so (:func:`.claim.claim_path` replaces it unasked), since a task still running on a
+    worker could rebuild a removed store's folders as something that is no store."""
+    if cluster:
+        group = open_group(path, "r+")
+        group.attrs[_ATTR] = dict(group.attrs[_ATTR], failed="input values")
+        return
+    shutil.rmtree(path, ignore_errors=True)
+    if existed:  # the empty folder it was given stays
+        os.makedirs(path, exist_ok=True)
+
+def local_store_path(path: str | os.PathLike) -> str:
+    """``path`` made absolute, or a clear refusal of what would not be a local store there."""
+    text = os.fspath(path)
+    if not str(text).strip():
+        raise ValueError("the store path is empty; give a folder path such as out.zarr")
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", str(text)):  # it became a local folder 's3:/bucket/...'
+        raise ValueError(f"{text} is a URL; colorize_to_zarr writes local (or mounted) folders only: write to a "
+                         "local path, then copy the store")
+    path = os.path.abspath(text)
+    nearest = next((p for p in Path(path).parents if os.path.exists(p)), None)  # the folder it would be made in
+    if nearest is not None and not nearest.is_dir():
+        raise FileExistsError(f"{nearest} is a file, so no store can be made inside it at {path}; choose another path")
+    return path
 
 
 def _no_chunk_done(path: str) -> bool:

@@ -32,7 +32,6 @@ import hashlib
 import inspect
 import json
 import os
-import re
 import shutil
 import threading
 from collections.abc import Callable, Sequence
@@ -48,7 +47,7 @@ from ..inputs import InputValuesError
 from ..io.write import to_uint8
 from ..outputs import channel_slices, check_output_keys, get_output, output_keys
 from . import stripes
-from .claim import claim_path, done_as_asked, is_complete, read_job
+from .claim import claim_path, discard_failed, done_as_asked, is_complete, local_store_path, read_job, still_writing
 from .jobs import ModelRef, Monitor, check_callbacks
 from .ome import full_axes, leading_names, ome_axes, rgb_channel_index, stored_axes
 from .pipeline import colorize_stacked
@@ -99,8 +98,8 @@ def _write_block(block: np.ndarray, path: str, job: str, index: tuple[int, ...],
     """
     if monitor is not None:
         monitor.check()
-    if not _still_writing(path, job):
-        return index  # a task of a cancelled run still running on a cluster worker: see _still_writing
+    if not still_writing(path, job):
+        return index  # a task of a cancelled run still running on a cluster worker: see claim.still_writing
     lead = len(region) - 2
     values = block.reshape(block.shape[lead:])  # (h, w, C)
     plane = tuple(region[i] for i in stored)
@@ -117,26 +116,13 @@ def _write_block(block: np.ndarray, path: str, job: str, index: tuple[int, ...],
                                                              len(plane), channel)
         else:
             _array(path, key, job)[plane + region[lead:]] = data.reshape((1,) * len(plane) + data.shape)
-    if not _still_writing(path, job):
+    if not still_writing(path, job):
         return index  # replaced while this chunk was written: without a marker, the new job rewrites it
     with open(_marker(path, index), "w"):
         pass
     if monitor is not None:
         monitor.advance((index,))
     return index
-
-
-def _still_writing(path: str, job: str) -> bool:
-    """Whether the store at ``path`` is still the unfinished store of job ``job``.
-
-    On a dask.distributed cluster a task keeps running after its call was cancelled or
-    raised, and the next call may meanwhile have replaced the store (``overwrite``) with
-    another job's: a chunk and marker written there would be taken for that job's own.
-    Checked before a chunk is written and again before its marker (one small attribute
-    read per chunk), so at most a chunk without a marker, which the new job rewrites.
-    """
-    record = read_job(path) or {}
-    return record.get("fingerprint") == job and not record.get("complete")
 
 
 def _create_output(group, output, shape: tuple[int, ...], chunks: tuple[int, int], placement: Placement) -> None:
@@ -279,7 +265,7 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     outputs = check_output_keys(output_keys() if outputs is None else outputs)
     if rgb_dtype not in ("uint8", "float32"):
         raise ValueError(f"rgb_dtype must be 'uint8' or 'float32', got {rgb_dtype!r}")
-    path = _local_store_path(path)
+    path = local_store_path(path)
     check_source_outside(image, path)
     stacked, plan, info = colorize_stacked(image, model, client=client, cache=False, source_id=source_id,
                                            **colorize_kwargs)
@@ -331,7 +317,7 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
             # read: a store made by this call for it holds nothing worth resuming, and left
             # behind it would refuse the corrected input as "a different colorization job".
             if state is None:
-                _discard_failed(path, existed, client is not None)
+                discard_failed(path, existed, client is not None)
             raise
         write_pyramid(_pyramids(path, outputs, job["levels"], channel), chunks, os.path.join(path, MARKERS),
                       check=Monitor(0, cancel=cancel).check)
@@ -339,34 +325,6 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         group.attrs[_ATTR] = dict(job, fingerprint=fingerprint, complete=True)
         shutil.rmtree(os.path.join(path, MARKERS), ignore_errors=True)
     return Path(path)
-
-
-def _discard_failed(path: str, existed: bool, cluster: bool) -> None:
-    """Remove the store this call made for an input that failed its checks; on a cluster, mark
-    it so (:func:`.claim.claim_path` replaces it unasked), since a task still running on a
-    worker could rebuild a removed store's folders as something that is no store."""
-    if cluster:
-        group = open_group(path, "r+")
-        group.attrs[_ATTR] = dict(group.attrs[_ATTR], failed="input values")
-        return
-    shutil.rmtree(path, ignore_errors=True)
-    if existed:  # the empty folder it was given stays
-        os.makedirs(path, exist_ok=True)
-
-
-def _local_store_path(path: str | os.PathLike) -> str:
-    """``path`` made absolute, or a clear refusal of what would not be a local store there."""
-    text = os.fspath(path)
-    if not str(text).strip():
-        raise ValueError("the store path is empty; give a folder path such as out.zarr")
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", str(text)):  # it became a local folder 's3:/bucket/...'
-        raise ValueError(f"{text} is a URL; colorize_to_zarr writes local (or mounted) folders only: write to a "
-                         "local path, then copy the store")
-    path = os.path.abspath(text)
-    nearest = next((p for p in Path(path).parents if os.path.exists(p)), None)  # the folder it would be made in
-    if nearest is not None and not nearest.is_dir():
-        raise FileExistsError(f"{nearest} is a file, so no store can be made inside it at {path}; choose another path")
-    return path
 
 
 def _already_done(path: str, plan: Any, progress: Callable[[int, int], None] | None) -> Path:
