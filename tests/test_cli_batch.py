@@ -285,6 +285,28 @@ def test_files_from_a_link_and_dotdot_under_base(two_folders, model_path, monkey
     assert _written(two_folders / "o16") == [f"{d}/x_{k}.png" for d in "ab" for k in _OUTS]
 
 
+def test_an_input_named_twice_through_a_link_is_coloured_once_with_a_note(two_folders, model_path, capsys):
+    (two_folders / "b" / "link.png").symlink_to(two_folders / "b" / "y.png")
+    assert _run("b/y.png", "b/link.png", "-o", "out", "--model", model_path, *FAST) == 0
+    err = capsys.readouterr().err
+    assert "note: 1 input(s) are the same file as another input and are coloured once, under its first name " \
+           f"(link.png is {two_folders / 'b' / 'y.png'})" in err
+    assert _written(two_folders / "out") == [f"y_{k}.png" for k in _OUTS]
+    assert _run("b", "-o", "out2", "--model", model_path, *FAST) == 0  # walked: the link is noted too
+    assert "note: 1 input(s) are the same file" in capsys.readouterr().err
+
+
+def test_files_from_a_nul_separated_list_and_a_padded_line(two_folders, model_path, monkeypatch, capsys):
+    # `find -print0` gave one long name ("a/x.png b/y.png ...: no such file"); a padded line's
+    # space was easy to miss before the colon.
+    _stdin(monkeypatch, "a/x.png\0b/y.png\0")
+    assert _run("--files-from", "-", "-o", "out", "--model", model_path, *FAST) == 0
+    assert _written(two_folders / "out") == [f"{n}_{k}.png" for n in "xy" for k in _OUTS]
+    _stdin(monkeypatch, "b/x.png \n")
+    assert _run("--files-from", "-", "-o", "out2", "--model", model_path, *FAST) == 2
+    assert "(the name 'b/x.png ' begins or ends with white space: is the line padded?)" in capsys.readouterr().err
+
+
 def test_files_from_a_list_with_a_byte_order_mark(two_folders, model_path, monkeypatch, capsys):
     # Windows Notepad's list failed: "FAILED \ufeffa/x.png: no such file or folder".
     _stdin(monkeypatch, "\ufeffa/x.png\r\nb/y.png\r\n")

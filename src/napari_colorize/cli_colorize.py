@@ -29,7 +29,7 @@ import numpy as np
 from ._atomic import remove_empty_folders
 from .cli_guidance import add_guidance_arguments, check_hints_fit, guidance_kwargs
 from ._locks import OutputBusyError, OutputLocks
-from .cli_inputs import (check_listed_under_base, other_files_note, pass_over_our_outputs, passed_over_note,
+from .cli_inputs import (aliases_note, check_listed_under_base, other_files_note, pass_over_our_outputs, passed_over_note,
                          read_file_list)
 from .cli_plan import (CLASH_FIX, FORMATS, STORE, Job, check_output_folder, check_output_writable, make_folder,
                        no_inputs_error, output_folder, outputs_to_write, plan_jobs, preflight)
@@ -241,8 +241,11 @@ def _plan(args, out_dir: Path, outputs: tuple[str, ...]) -> tuple[list[Job], lis
     if args.files_from is not None and not listed and not args.inputs:  # an empty find: say so, not "no images in "
         raise FileNotFoundError(f"--files-from {args.files_from} lists no files; nothing to colour")
     base = check_listed_under_base(listed, args.base) if args.base is not None else None
-    jobs, missing = plan_jobs(args.inputs, out_dir, args.format, outputs, others, listed, base)
-    missing = [(name, _stdin_hint(name, reason)) for name, reason in missing]
+    aliases: list[tuple[Path, Path]] = []
+    jobs, missing = plan_jobs(args.inputs, out_dir, args.format, outputs, others, listed, base, aliases)
+    if aliases:
+        print(aliases_note(aliases), file=sys.stderr)
+    missing = [(name, _missing_hint(name, reason)) for name, reason in missing]
     jobs, dropped = check_output_folder(out_dir, args.inputs, jobs, base)  # a list's root is its --base
     if dropped:
         print(f"note: {len(dropped)} file(s) inside the output folder {out_dir} were not taken as inputs "
@@ -257,9 +260,14 @@ def _plan(args, out_dir: Path, outputs: tuple[str, ...]) -> tuple[list[Job], lis
     return jobs, missing
 
 
-def _stdin_hint(name: str, reason: str) -> str:
-    """``-`` as an INPUT is a missing file, not standard input: say how to read a list from there."""
-    return f"{reason} (to read the inputs' paths from standard input, use --files-from -)" if name == "-" else reason
+def _missing_hint(name: str, reason: str) -> str:
+    """What a missing input's name suggests: ``-`` as an INPUT is a file, not standard input;
+    a name that begins or ends with white space is likely a padded line of a list."""
+    if name == "-":
+        return f"{reason} (to read the inputs' paths from standard input, use --files-from -)"
+    if name != name.strip():
+        return f"{reason} (the name {name!r} begins or ends with white space: is the line padded?)"
+    return reason
 
 
 def _clash_fix(args) -> str:

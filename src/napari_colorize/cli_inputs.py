@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .outputs import get_output
 
-__all__ = ["FORMATS", "STORE", "Job", "plan_jobs", "argument_root", "pass_over_our_outputs", "passed_over_note",
+__all__ = ["FORMATS", "STORE", "Job", "plan_jobs", "argument_root", "pass_over_our_outputs", "passed_over_note", "aliases_note",
            "other_files_note", "read_file_list", "check_listed_under_base"]
 
 #: Output format -> file-name suffix ("zarr": one store per input).
@@ -132,6 +132,7 @@ def read_file_list(source: str) -> list[str]:
     Read as bytes and decoded as the file system does, so any name ``find`` prints is
     kept; only the line ending is stripped (a name may begin or end with a space), and a
     leading UTF-8 byte-order mark (Windows Notepad writes one), which no path begins with.
+    A list holding NUL bytes is split at them instead (``find -print0``): no path holds one.
     """
     try:
         if source == "-":
@@ -143,6 +144,8 @@ def read_file_list(source: str) -> list[str]:
         raise ValueError(f"--files-from {source}: {err.strerror}; give a file listing one input per line, "
                          "or - to read the list from standard input") from None
     data = data.removeprefix(codecs.BOM_UTF8)
+    if b"\0" in data:
+        return [os.fsdecode(name) for name in data.split(b"\0") if name.strip()]
     lines = (os.fsdecode(line.rstrip(b"\r")) for line in data.split(b"\n"))
     return [line for line in lines if line.strip()]
 
@@ -198,13 +201,16 @@ def _sources(patterns: Sequence[str], listed: Sequence[str],
 
 def plan_jobs(patterns: Sequence[str], out_dir: Path, fmt: str | None, outputs: Sequence[str],
               others: list[Path] | None = None, listed: Sequence[str] = (),
-              base: Path | None = None) -> tuple[list[Job], list[tuple[str, str]]]:
+              base: Path | None = None, aliases: list[tuple[Path, Path]] | None = None
+              ) -> tuple[list[Job], list[tuple[str, str]]]:
     """The jobs for the command-line inputs, and the arguments (or broken links) that matched nothing.
 
     An input reached from two arguments is coloured once, named after the first; it counts
     as named on the command line if either argument names it.  ``others`` gets the files in
     walked folders and globs that are not images by their name.  ``listed`` are the paths
     of ``--files-from``, named relative to ``base`` if given (see :func:`check_listed_under_base`).
+    ``aliases`` gets (name, the input's first name) for each input reached again by another
+    name (a link to it, a ``..`` path), which is coloured once.
     """
     from .io import find_inputs, series_output_path
 
@@ -215,11 +221,13 @@ def plan_jobs(patterns: Sequence[str], out_dir: Path, fmt: str | None, outputs: 
         if root is None:
             missing.append((pattern, "no such file or folder"))
             continue
-        found, not_found = find_inputs([pattern], others)
+        found, not_found = find_inputs([pattern], others, aliases)
         missing += not_found
         for written in found:
             source = written.resolve()  # what every safety check compares
             if source in jobs:
+                if aliases is not None and written != jobs[source].written:
+                    aliases.append((written, jobs[source].written))
                 if not walked:  # also named on its own: asked for, whatever a folder walk would pass over
                     jobs[source] = replace(jobs[source], from_folder=False)
                 continue
@@ -266,3 +274,11 @@ def other_files_note(others: list[Path]) -> str:
     more = ", ..." if len(kinds) > _MAX_KINDS else ""
     return (f"note: passed over {len(others)} other file(s) in the input folders, not images by their name "
             f"({listed}{more}); name a file on the command line to try it anyway")
+
+
+def aliases_note(aliases: list[tuple[Path, Path]]) -> str:
+    """One line for the inputs reached by two names (``link.png`` is ``scan.png``), coloured once."""
+    name, first = aliases[0]
+    more = f" and {len(aliases) - 1} more" if len(aliases) > 1 else ""
+    return (f"note: {len(aliases)} input(s) are the same file as another input and are coloured once, under its "
+            f"first name ({name.name} is {first}{more})")

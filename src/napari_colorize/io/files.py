@@ -158,8 +158,8 @@ def _unseen_folders(root: Path, names: list[str], walked: set[str], real: set[st
     return keep
 
 
-def find_inputs(patterns: Iterable[str],
-                others: list[Path] | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
+def find_inputs(patterns: Iterable[str], others: list[Path] | None = None,
+                aliases: list[tuple[Path, Path]] | None = None) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files, folders (recursively) and globs into input paths.
 
     Parameters
@@ -169,6 +169,8 @@ def find_inputs(patterns: Iterable[str],
     others : list of Path, optional
         Gets the files that walked folders and globs hold besides images (not hidden
         ones), for the caller to say that they were passed over.
+    aliases : list of (Path, Path), optional
+        Gets (name, the name kept) for each file found again under another name (a link).
 
     Returns
     -------
@@ -203,7 +205,9 @@ def find_inputs(patterns: Iterable[str],
         if is_broken_link(p):  # a git-annex file never fetched: it fails alone, named as such
             missing.append((str(p), broken_link_reason(p)))
         else:
-            unique.setdefault(p.resolve(), as_written(p))
+            kept = unique.setdefault(p.resolve(), as_written(p))
+            if aliases is not None and kept != as_written(p):
+                aliases.append((as_written(p), kept))
     return list(unique.values()), missing
 
 
