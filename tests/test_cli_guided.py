@@ -196,6 +196,14 @@ def test_bad_guidance_options_are_refused_before_starting(tmp_path, cam, model_p
     assert not out.exists()
 
 
+def test_an_empty_reference_file_is_named_empty(tmp_path, cam, model_path, capsys):
+    src, empty = tmp_path / "cam.png", tmp_path / "empty.png"
+    iio.imwrite(src, (cam * 255).astype(np.uint8))
+    empty.write_bytes(b"")
+    assert _run(src, "-o", tmp_path / "out", "--model", model_path, "--reference", empty, *TILES) == 2
+    assert f"--reference {empty} is empty (0 bytes)" in capsys.readouterr().err  # was "cannot identify image file"
+
+
 @pytest.mark.parametrize("fmt", ["png", "tiff", "zarr"])
 def test_a_hint_outside_one_input_fails_that_input_only(tmp_path, model_path, capsys, fmt):
     inputs = tmp_path / "in"

@@ -34,6 +34,8 @@ def test_missing_gpu_index_and_unknown_names():
         resolve_device(f"cuda:{torch.cuda.device_count() + 3}")
     with pytest.raises(ValueError, match="unknown device"):
         resolve_device("tpu")
+    with pytest.raises(ValueError, match="the device is empty; use 'auto'"):  # --device '' ran as auto
+        resolve_device(" ")
 
 
 def test_fp32_autocast_is_a_no_op():

@@ -399,6 +399,8 @@ def test_bad_model_is_one_error_before_starting(tmp_path, model_path, folder_of_
     (["--saturation", "-1"], "saturation must be"),
     (["--precision", "bf16"], "needs a GPU"),
     (["--batch-size", "0"], "--batch-size: must be a whole number >= 1"),
+    (["--device", ""], "the device is empty"),  # ran on 'auto'
+    (["--scheduler", " "], "--scheduler is empty"),  # ran without a cluster
 ])
 def test_bad_option_is_one_error_before_starting(tmp_path, model_path, folder_of_inputs, capsys, argv, message):
     out = tmp_path / "out"

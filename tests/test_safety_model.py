@@ -186,6 +186,8 @@ def test_tensors_are_checked_before_they_are_read(model_file, monkeypatch):
 def test_a_folder_as_model_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="is a folder; pass 'default' or the path of a .safetensors model file"):
         load_model(tmp_path)
+    with pytest.raises(ValueError, match="the model is empty; pass 'default'"):  # --model '' was ". is a folder"
+        load_model("")
 
 
 def test_a_training_checkpoint_as_model_names_the_runs_model(tmp_path, capsys, images):

@@ -115,6 +115,8 @@ def _policy(args) -> str:
 
 
 def _check_args(args) -> None:
+    if args.scheduler is not None and not args.scheduler.strip():  # was taken as no cluster
+        raise ValueError("--scheduler is empty; give the scheduler's address (tcp://HOST:8786), or leave it out")
     if args.workers is not None and args.scheduler:
         raise ValueError("give either --scheduler (an existing cluster) or --workers (a local one), not both")
     if not args.inputs and args.files_from is None:

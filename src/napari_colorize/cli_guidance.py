@@ -126,6 +126,9 @@ def _read_reference(path: str) -> np.ndarray:
 
     if not Path(path).is_file():
         raise ValueError(f"--reference {path}: no such file; give a colour image file (PNG, JPEG or TIFF)")
+    if Path(path).stat().st_size == 0:
+        raise ValueError(f"--reference {path} is empty (0 bytes): it was not written or copied completely; copy it "
+                         "again or give another colour image")
     try:
         rgb = read_rgb(path, max_side=REFERENCE_MAX_SIDE)
     except (OSError, ValueError, Image.DecompressionBombError) as err:

@@ -33,6 +33,8 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """
     if isinstance(device, torch.device):
         return device
+    if isinstance(device, str) and not device.strip():  # was taken as "auto"
+        raise ValueError(f"the device is empty; use 'auto' or one of {available_devices()}")
     name = (device or "auto").lower()
     if name == "auto":
         return torch.device(available_devices()[0])

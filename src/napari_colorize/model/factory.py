@@ -161,6 +161,9 @@ def resolve_model_path(name_or_path: str | os.PathLike) -> Path:
     ValueError
         If the path is a folder.
     """
+    if not str(name_or_path).strip():  # Path("") is ".", "a folder"
+        raise ValueError("the model is empty; pass 'default' or the path of a .safetensors file written by "
+                         "napari-colorize train")
     if str(name_or_path) == DEFAULT_MODEL:
         path = _default_model_file()
         if not path.exists():
