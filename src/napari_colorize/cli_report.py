@@ -20,6 +20,10 @@ from ._locks import OutputBusyError
 __all__ = ["Summary", "failure_message", "in_cli_words", "warning_in_cli_words"]
 
 
+#: Inputs left to other runs named after the first (two runs on a folder of thousands leave many).
+_LEFT_NAMED = 10
+
+
 @dataclass
 class Summary:
     done: list[tuple[Path, float]] = field(default_factory=list)  # (input as written, megapixels)
@@ -42,8 +46,13 @@ class Summary:
               f"skipped {len(self.skipped)}; failed {len(self.failed)}{others}{unfinished}", file=stream)
         for name, reason in self.failed:
             print(f"  FAILED {name}: {reason}", file=stream)
-        for name, reason in self.left:
+        if self.left:  # one line, not one per file: two runs sharing a folder hand each other many
+            name, reason = self.left[0]
             print(f"  LEFT {name}: {reason}", file=stream)
+        if len(self.left) > 1:
+            names = [name for name, _ in self.left[1:]]
+            more = f", and {len(names) - _LEFT_NAMED} more" if len(names) > _LEFT_NAMED else ""
+            print(f"  LEFT the same way: {', '.join(names[:_LEFT_NAMED])}{more}", file=stream)
 
     def exit_code(self) -> int:
         """1 if any input failed, else 0: inputs left to another run are that run's to colour."""
