@@ -313,6 +313,22 @@ def test_a_dim_16_bit_input_gets_one_warning_line_naming_it(tmp_path, model_path
     assert "warning:" not in capsys.readouterr().err
 
 
+def test_16_bit_inputs_written_as_8_bit_colour_are_noted_once(tmp_path, model_path, cam, capsys):
+    # 16-bit masters came out as 8-bit RGB without a word.
+    (tmp_path / "in").mkdir()
+    for name in ("a.tif", "b.png"):
+        iio.imwrite(tmp_path / "in" / name, np.round(cam * 65535).astype(np.uint16))
+    iio.imwrite(tmp_path / "in" / "c.png", np.round(cam * 255).astype(np.uint8))
+    assert _run(tmp_path / "in", "-o", tmp_path / "out", "--model", model_path, *TILES) == 0
+    err = capsys.readouterr().err
+    assert err.count("note: 2 input(s) have more than 8 bits per pixel (such as a.tif); their colour outputs hold "
+                     "8-bit RGB: --rgb-dtype float32 with --format tiff or zarr keeps their depth") == 1
+    assert _run(tmp_path / "in" / "a.tif", "-o", tmp_path / "deep", "--model", model_path, "--rgb-dtype", "float32",
+                *TILES) == 0
+    assert "more than 8 bits" not in capsys.readouterr().err
+    assert tifffile.imread(tmp_path / "deep" / "a_colorized.tif").dtype == np.float32
+
+
 def test_a_float32_rgb_asked_for_png_output_is_noted(inputs, tmp_path, model_path, capsys):
     assert _run(inputs / "cam.png", "-o", tmp_path / "out", "--model", model_path, "--rgb-dtype", "float32",
                 *TILES) == 0

@@ -38,7 +38,7 @@ from .cli_report import Summary, failure_message
 from .cli_write import write_pngs, write_tiffs
 from .decode import METHODS
 from .devices import PRECISIONS
-from .outputs import check_output_keys, output_keys
+from .outputs import check_output_keys, get_output, output_keys
 
 __all__ = ["add_parser", "run"]
 
@@ -297,7 +297,7 @@ def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summ
             if narrowed is None:
                 summary.skipped.append(job.written)
                 return
-            mp = _colorize_one(narrowed, outputs, args, kwargs, client, tiles)
+            mp, deep = _colorize_one(narrowed, outputs, args, kwargs, client, tiles)
     except KeyboardInterrupt:
         raise
     except OutputBusyError as err:
@@ -316,6 +316,8 @@ def _run_job(job: Job, policy: str, outputs, args, kwargs, client, summary: Summ
         from .engine.cache import clear_caches
         clear_caches()
     summary.done.append((job.written, mp))
+    if deep:
+        summary.deep.append(job.written)
 
 
 @contextlib.contextmanager
@@ -332,13 +334,14 @@ def _client(args):
         yield None
 
 
-def _colorize_one(job: Job, outputs, args, kwargs, client, tiles: TileCallback | None = None) -> float:
-    """Colorize one input into its targets, reporting tiles to ``tiles``; returns its megapixels."""
+def _colorize_one(job: Job, outputs, args, kwargs, client, tiles: TileCallback | None = None) -> tuple[float, bool]:
+    """Colorize one input into its targets, reporting tiles to ``tiles``; returns its megapixels
+    and whether it has more than 8 bits per pixel while its colour was written in 8."""
     with warnings_as_lines(job.written.name):
         return _colorize_source(job, outputs, args, kwargs, client, tiles)
 
 
-def _colorize_source(job: Job, outputs, args, kwargs, client, bar: TileCallback | None) -> float:
+def _colorize_source(job: Job, outputs, args, kwargs, client, bar: TileCallback | None) -> tuple[float, bool]:
     from .io import read_image, source_fingerprint
 
     # Read through the path as written (the same file): read errors and warnings name what the user sees,
@@ -348,6 +351,8 @@ def _colorize_source(job: Job, outputs, args, kwargs, client, bar: TileCallback 
     shape = tuple(image.data.shape)
     check_hints_fit(kwargs, shape, args.hints)  # before this input's outputs are opened
     mp = float(np.prod(shape, dtype=np.int64)) / 1e6
+    deep = (np.dtype(image.data.dtype).itemsize > 1 and (job.fmt == "png" or args.rgb_dtype == "uint8")
+            and any(get_output(key).is_rgb for key in job.outputs))
     if job.fmt == "zarr":
         from .engine.zarr_io import colorize_to_zarr
         source_id = source_fingerprint(job.source)
@@ -355,7 +360,7 @@ def _colorize_source(job: Job, outputs, args, kwargs, client, bar: TileCallback 
         colorize_to_zarr(image.data, job.targets[STORE], outputs=outputs, rgb_dtype=args.rgb_dtype,
                          scale=image.scale(), origin=image.translation(), unit=image.unit, axes=image.axes,
                          source_id=source_id, progress=bar, client=client, overwrite=args.overwrite, **kwargs)
-        return mp
+        return mp, deep
     from .engine.pipeline import colorize_stacked
     # No tile cache: the writers compute each tile once (stripes here, one job on a cluster).
     stacked, plan, info = colorize_stacked(image.data, client=client, progress=bar, cache=False, **kwargs)
@@ -367,4 +372,4 @@ def _colorize_source(job: Job, outputs, args, kwargs, client, bar: TileCallback 
         write_tiffs(stacked, plan, job.targets, args.rgb_dtype, axes=image.axes,
                     pixel_size=image.pixel_size if um else None, z_step=image.z_step if um else None,
                     device=info["device"], client=client, progress=bar)
-    return mp
+    return mp, deep

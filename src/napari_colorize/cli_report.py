@@ -32,6 +32,8 @@ class Summary:
     # Inputs whose outputs another live run holds locked: that run colours them, so they are
     # not failures (two runs on one folder with --skip-existing are meant to share the work).
     left: list[tuple[str, str]] = field(default_factory=list)
+    # Inputs of more than 8 bits per pixel whose colour was written as 8-bit RGB.
+    deep: list[Path] = field(default_factory=list)
     start: float = field(default_factory=time.perf_counter)
 
     def report(self, stream=None, not_started: int = 0) -> None:
@@ -53,6 +55,10 @@ class Summary:
             names = [name for name, _ in self.left[1:]]
             more = f", and {len(names) - _LEFT_NAMED} more" if len(names) > _LEFT_NAMED else ""
             print(f"  LEFT the same way: {', '.join(names[:_LEFT_NAMED])}{more}", file=stream)
+        if self.deep:
+            print(f"note: {len(self.deep)} input(s) have more than 8 bits per pixel (such as {self.deep[0].name}); "
+                  "their colour outputs hold 8-bit RGB: --rgb-dtype float32 with --format tiff or zarr keeps "
+                  "their depth", file=stream)
 
     def exit_code(self) -> int:
         """1 if any input failed, else 0: inputs left to another run are that run's to colour."""
