@@ -329,6 +329,48 @@ def test_16_bit_inputs_written_as_8_bit_colour_are_noted_once(tmp_path, model_pa
     assert tifffile.imread(tmp_path / "deep" / "a_colorized.tif").dtype == np.float32
 
 
+def test_an_archives_catalogue_text_reaches_png_and_tiff_outputs(tmp_path, model_path, cam):
+    # Title, author, copyright, date and description were dropped from every output.
+    from PIL import Image as PILImage
+    from PIL.PngImagePlugin import PngInfo
+
+    gray = np.round(cam * 255).astype(np.uint8)
+    (tmp_path / "in").mkdir()
+    exif = PILImage.Exif()
+    exif[0x010E], exif[0x013B], exif[0x8298], exif[0x0132] = "Harbour, 1931", "A. Smith", "(c) City Archive", \
+        "1931:06:01 12:00:00"
+    exif[0x0112] = 6  # an orientation: the pixels are turned upright, so the outputs must not carry it
+    PILImage.fromarray(gray).save(tmp_path / "in" / "exif.jpg", exif=exif)
+    chunks = PngInfo()
+    chunks.add_text("Title", "Mill")
+    chunks.add_itxt("Author", "Zoë")
+    PILImage.fromarray(gray).save(tmp_path / "in" / "text.png", pnginfo=chunks)
+    tifffile.imwrite(tmp_path / "in" / "tags.tif", gray, description="Glass plate 12", metadata=None,
+                     extratags=[(315, "s", 0, "B. Jones", True), (33432, "s", 0, "CC BY 4.0", True)])
+    for fmt in ("png", "tiff"):
+        assert _run(tmp_path / "in", "-o", tmp_path / fmt, "--model", model_path, "--format", fmt, "--outputs", "rgb",
+                    *TILES) == 0
+    with PILImage.open(tmp_path / "png" / "exif_colorized.png") as out:
+        assert {k: out.info[k] for k in ("Description", "Author", "Copyright", "Creation Time")} == {
+            "Description": "Harbour, 1931", "Author": "A. Smith", "Copyright": "(c) City Archive",
+            "Creation Time": "1931:06:01 12:00:00"}
+        assert out.getexif().get(0x0112) is None and out.size == gray.shape  # turned upright once, not again
+    with PILImage.open(tmp_path / "png" / "text_colorized.png") as out:
+        assert out.info["Title"] == "Mill" and out.info["Author"] == "Zoë"
+    with PILImage.open(tmp_path / "png" / "tags_colorized.png") as out:
+        assert (out.info["Description"], out.info["Author"], out.info["Copyright"]) == \
+            ("Glass plate 12", "B. Jones", "CC BY 4.0")
+    with tifffile.TiffFile(tmp_path / "tiff" / "exif_colorized.tif") as tif:
+        tags = tif.pages.first.tags
+        assert (tags[315].value, tags[306].value, tags[33432].value) == ("A. Smith", "1931:06:01 12:00:00",
+                                                                           "(c) City Archive")
+    with tifffile.TiffFile(tmp_path / "tiff" / "text_colorized.tif") as tif:
+        title, author = (tif.pages.first.tags[code].value for code in (269, 315))
+        assert (title, author) == ("Mill", "Zoë")  # UTF-8 in an ASCII tag, as most writers do
+    with tifffile.TiffFile(tmp_path / "tiff" / "tags_colorized.tif") as tif:
+        assert tif.pages.first.tags[315].value == "B. Jones" and "Glass plate" not in tif.pages.first.description
+
+
 def test_a_float32_rgb_asked_for_png_output_is_noted(inputs, tmp_path, model_path, capsys):
     assert _run(inputs / "cam.png", "-o", tmp_path / "out", "--model", model_path, "--rgb-dtype", "float32",
                 *TILES) == 0

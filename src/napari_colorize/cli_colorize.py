@@ -343,6 +343,7 @@ def _colorize_one(job: Job, outputs, args, kwargs, client, tiles: TileCallback |
 
 def _colorize_source(job: Job, outputs, args, kwargs, client, bar: TileCallback | None) -> tuple[float, bool]:
     from .io import read_image, source_fingerprint
+    from .io.provenance import read_provenance
 
     # Read through the path as written (the same file): read errors and warnings name what the user sees,
     # not a link's target (.git/annex/objects/SHA256E-...).
@@ -365,11 +366,12 @@ def _colorize_source(job: Job, outputs, args, kwargs, client, bar: TileCallback 
     # No tile cache: the writers compute each tile once (stripes here, one job on a cluster).
     stacked, plan, info = colorize_stacked(image.data, client=client, progress=bar, cache=False, **kwargs)
     um = image.unit == "micrometer"  # the outputs record sizes in micrometers only
+    text = read_provenance(src)  # title, author, copyright, date: an archive's catalogue fields
     if job.fmt == "png":
         write_pngs(stacked, plan, job.targets, src, image.pixel_size if um else None, device=info["device"],
-                   client=client, progress=bar)
+                   client=client, progress=bar, text=text)
     else:
         write_tiffs(stacked, plan, job.targets, args.rgb_dtype, axes=image.axes,
                     pixel_size=image.pixel_size if um else None, z_step=image.z_step if um else None,
-                    device=info["device"], client=client, progress=bar)
+                    device=info["device"], client=client, progress=bar, text=text)
     return mp, deep

@@ -75,8 +75,9 @@ def _put_block(put: Callable[[tuple, np.ndarray], None], region: tuple, block: n
 
 
 def write_pngs(stacked, plan, targets: dict[str, Path], src: Path, pixel_size: tuple[float, float] | None, *,
-               device: str = "cpu", client=None, progress=None) -> None:
-    """One 8-bit PNG per output of a single plane, filled chunk by chunk (see the module)."""
+               device: str = "cpu", client=None, progress=None, text: dict[str, str] | None = None) -> None:
+    """One 8-bit PNG per output of a single plane, filled chunk by chunk (see the module);
+    ``text``: the input's descriptive fields (:func:`.io.provenance.read_provenance`)."""
     if stacked.ndim != 3:
         raise ValueError(f"{src.name} is a stack of shape {stacked.shape[:-1]}; PNG holds one plane: use --format tiff or zarr")
     from .io import write_png
@@ -90,12 +91,12 @@ def write_pngs(stacked, plan, targets: dict[str, Path], src: Path, pixel_size: t
 
     _fill(stacked, plan, put, _folder(targets), device, client, progress)
     for key, path in targets.items():
-        write_png(path, images.pop(key), pixel_size)  # each freed once written
+        write_png(path, images.pop(key), pixel_size, text)  # each freed once written
 
 
 def write_tiffs(stacked, plan, targets: dict[str, Path], rgb_dtype: str, *, axes: list[str] | None,
                 pixel_size: tuple[float, float] | None, z_step: float | None, device: str = "cpu", client=None,
-                progress=None) -> None:
+                progress=None, text: dict[str, str] | None = None) -> None:
     """Fill memory-mapped TIFFs chunk by chunk (bounded memory, see the module).
 
     The input's axis names, pixel size and z step (micrometers) go into every file
@@ -109,7 +110,7 @@ def write_tiffs(stacked, plan, targets: dict[str, Path], rgb_dtype: str, *, axes
         else:
             specs[key] = (path, shape, "float32", "minisblack")
     channels = channel_slices()
-    with tiff_memmaps(specs, pixel_size, axes=axes, z_step=z_step) as maps:
+    with tiff_memmaps(specs, pixel_size, axes=axes, z_step=z_step, text=text) as maps:
         def put(region: tuple, values: np.ndarray) -> None:
             for key, target in maps.items():
                 output = get_output(key)

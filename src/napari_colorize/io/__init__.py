@@ -7,7 +7,8 @@
   (Pillow), :mod:`.tiff` (tifffile) and :mod:`.stores` (zarr).
 * :mod:`.colour` -- :func:`read_rgb`: colour images as uint8 RGB for training and
   evaluation.
-* :mod:`.write` -- :func:`write_png`, :func:`tiff_memmaps`: results written atomically;
+* :mod:`.write` -- :func:`write_png`, :func:`tiff_memmaps`: results written atomically, with the
+  input's catalogue text (:mod:`.provenance`);
   a full disk is one :class:`DiskFullError` per file and no temporary file remains.
 
 Every read failure is an :class:`ImageReadError` (a ``ValueError``) naming the file

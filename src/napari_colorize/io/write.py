@@ -18,6 +18,7 @@ import numpy as np
 
 from .._atomic import atomic_path, preallocate, space_error
 from .image import lead_axis_names
+from .provenance import tiff_text_tags
 
 __all__ = ["write_png", "tiff_memmaps", "has_our_mark", "to_uint8", "SOFTWARE"]
 
@@ -67,20 +68,26 @@ def _tiff_marked(path: Path) -> bool:
     return str(software).startswith(SOFTWARE)
 
 
-def encode_png(array: np.ndarray, pixel_size: tuple[float, float] | None = None) -> bytes:
-    """A uint8/uint16 gray or RGB(A) image encoded as PNG, in memory, carrying our mark
-    and, given the (y, x) ``pixel_size`` in micrometers, the resolution (a scan's dpi)."""
+def encode_png(array: np.ndarray, pixel_size: tuple[float, float] | None = None,
+               text: dict[str, str] | None = None) -> bytes:
+    """A uint8/uint16 gray or RGB(A) image encoded as PNG, in memory, carrying our mark,
+    given the (y, x) ``pixel_size`` in micrometers the resolution (a scan's dpi), and the
+    input's descriptive ``text`` (:func:`.provenance.read_provenance`) as text chunks."""
     import imageio.v3 as iio
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
     info.add_text("Software", SOFTWARE)
+    for keyword, value in (text or {}).items():
+        info.add_text(keyword, value)  # iTXt (UTF-8) where Latin-1 cannot hold it
     dpi = {"dpi": (25400.0 / pixel_size[1], 25400.0 / pixel_size[0])} if pixel_size else {}
     return iio.imwrite("<bytes>", np.asarray(array), extension=".png", pnginfo=info, **dpi)
 
 
-def write_png(path: str | os.PathLike, array: np.ndarray, pixel_size: tuple[float, float] | None = None) -> Path:
-    """Write a uint8/uint16 image to PNG atomically (``pixel_size``: (y, x) in micrometers, kept as dpi).
+def write_png(path: str | os.PathLike, array: np.ndarray, pixel_size: tuple[float, float] | None = None,
+              text: dict[str, str] | None = None) -> Path:
+    """Write a uint8/uint16 image to PNG atomically (``pixel_size``: (y, x) in micrometers, kept as dpi;
+    ``text``: the input's descriptive fields, see :func:`encode_png`).
 
     The PNG is encoded in memory first and written with one plain write, so a full
     disk is one clear error (no half-closed encoder left to complain at exit).
@@ -91,7 +98,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray, pixel_size: tuple[floa
         If the disk cannot hold the file; nothing is left behind.
     """
     path = Path(path)
-    encoded = encode_png(array, pixel_size)
+    encoded = encode_png(array, pixel_size, text)
     with atomic_path(path) as tmp:
         preallocate(tmp, len(encoded), path)
         with open(tmp, "r+b") as fh:
@@ -129,12 +136,16 @@ class tiff_memmaps:
         y, x (and the RGB samples); otherwise the leading axes are left unnamed.
     z_step : float, optional
         Distance between the planes of the ``z`` axis in micrometers (OME ``PhysicalSizeZ``).
+    text : dict of str, optional
+        The input's descriptive fields (:func:`.provenance.read_provenance`), written as the
+        matching TIFF tags (Artist, Copyright, DateTime, DocumentName).
     """
 
     def __init__(self, specs: dict[str, tuple[Path, tuple[int, ...], str, str]],
                  pixel_size: tuple[float, float] | None = None, axes: list[str] | None = None,
-                 z_step: float | None = None) -> None:
+                 z_step: float | None = None, text: dict[str, str] | None = None) -> None:
         self.specs = specs
+        self.text = text or {}
         self.pixel_size = pixel_size
         self.axes = axes
         self.z_step = z_step
@@ -143,7 +154,7 @@ class tiff_memmaps:
 
     def _kwargs(self, shape: tuple[int, ...], dtype: str, photometric: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"photometric": photometric, "bigtiff": _nbytes(shape, dtype) > 2**31 - 2**25,
-                                  "software": SOFTWARE}
+                                  "software": SOFTWARE, "extratags": tiff_text_tags(self.text)}
         if self.pixel_size:
             # Kept beside the OME metadata: readers that know only TIFF tags still get the pixel size.
             kwargs.update(resolution=(1e4 / self.pixel_size[1], 1e4 / self.pixel_size[0]), resolutionunit="CENTIMETER")
