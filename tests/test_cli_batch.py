@@ -93,9 +93,10 @@ def test_a_redirected_log_gets_clean_lines_only(tmp_path, model_path, capsys):
     err = capsys.readouterr().err
     assert "\r" not in err and "\x1b" not in err
     lines = err.splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3
     assert lines[0].startswith(f"warning: dim.png: uint16 image with values up to {int(dim.max())} only")
     assert lines[1].startswith("colorized 2 file(s), 0.0 MP in ") and lines[1].endswith("skipped 0; failed 0")
+    assert lines[2].startswith("note: 1 input(s) have more than 8 bits per pixel (such as dim.png)")
 
 
 def test_the_dim_16_bit_warning_names_only_the_cli_option(tmp_path, model_path, capsys):
