@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import tifffile
 import torch
 
 import napari_colorize as nc
@@ -97,6 +98,15 @@ def test_a_redirected_log_gets_clean_lines_only(tmp_path, model_path, capsys):
     assert lines[0].startswith(f"warning: dim.png: uint16 image with values up to {int(dim.max())} only")
     assert lines[1].startswith("colorized 2 file(s), 0.0 MP in ") and lines[1].endswith("skipped 0; failed 0")
     assert lines[2].startswith("note: 1 input(s) have more than 8 bits per pixel (such as dim.png)")
+
+
+def test_a_float_tiff_outside_0_1_fails_in_the_commands_words(tmp_path, model_path, capsys):
+    # It said "pass normalize='percentile' (microscopy) or 'minmax' (--normalize percentile|minmax)".
+    tifffile.imwrite(tmp_path / "f.tif", _gray(64).astype(np.float32) * 4.0)
+    assert _run(tmp_path / "f.tif", "-o", tmp_path / "out", "--model", model_path, *FAST) == 1
+    err = capsys.readouterr().err
+    assert "; pass --normalize percentile (microscopy) or --normalize minmax, or rescale it first" in err
+    assert "normalize='" not in err
 
 
 def test_the_dim_16_bit_warning_names_only_the_cli_option(tmp_path, model_path, capsys):

@@ -106,7 +106,7 @@ def failure_message(err: Exception, job: Job, policy: str) -> str:
                 "if other outputs are finished, to finish the store)")
     if isinstance(err, (ValueError, FileExistsError, FileNotFoundError, OutputBusyError, DiskFullError,
                         FileTooLargeError)):
-        return in_cli_words(str(err), policy)
+        return in_cli_words(warning_in_cli_words(str(err)), policy)  # the value checks speak the API's words
     return f"{type(err).__name__}: {err}"
 
 

@@ -227,7 +227,7 @@ def check_gray_values(image, normalize: str | None = None, limits: tuple[float, 
     slack = float_slack(dtype)
     if normalize in (None, "dtype") and (lo < -slack or hi > 1.0 + slack):
         raise InputValuesError(f"float images must lie in [0, 1], this one spans [{lo:.9g}, {hi:.9g}]; "
-                         "pass normalize='percentile' (microscopy) or 'minmax' (--normalize percentile|minmax), "
+                         "pass normalize='percentile' (--normalize percentile, microscopy) or 'minmax' (--normalize minmax), "
                          "or rescale it first")
 
 
