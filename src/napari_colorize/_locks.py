@@ -43,6 +43,8 @@ _ATTEMPTS = 20
 _HELD: dict[str, tuple[int, int]] = {}
 #: What a run of the command line that finds an output locked is told to do.
 CLI_ADVICE = "let it finish, then run again with --skip-existing to colour what is left"
+#: What a train or calibrate run whose model another run is writing is told.
+MODEL_ADVICE = "let it finish (or stop it), or write to another -o"
 _HELD_LOCK = threading.Lock()
 
 
@@ -202,14 +204,15 @@ class OutputLocks:
     released and :class:`OutputBusyError` is raised.  The outputs' folders must exist.
     """
 
-    def __init__(self, targets: Iterable[Path]) -> None:
+    def __init__(self, targets: Iterable[Path], advice: str = CLI_ADVICE) -> None:
         self.targets = list(targets)
+        self.advice = advice
         self.locks: list[Path] = []
 
     def __enter__(self) -> OutputLocks:
         try:
             for target in self.targets:
-                self.locks.append(_acquire(target))
+                self.locks.append(_acquire(target, self.advice))
         except BaseException:
             self.__exit__(None, None, None)
             raise

@@ -150,7 +150,10 @@ def _run(args: argparse.Namespace) -> int:
           f"PSNR {_num(s.get('psnr'), 2)} vs {_num(s.get('psnr_gray'), 2)} dB, "
           f"RMSE ab {_num(s.get('rmse_ab'), 2)} vs {_num(s.get('rmse_ab_gray'), 2)}, "
           f"colourfulness {_num(s.get('colourfulness'), 1)} (truth {_num(s.get('colourfulness_truth'), 1)})")
-    save_model(model, out)
+    from ._locks import MODEL_ADVICE, OutputLocks
+
+    with OutputLocks([out], MODEL_ADVICE):  # not while a train or calibrate run writes it
+        save_model(model, out)
     print(f"wrote {out}", file=sys.stderr)
     return 0
 

@@ -6,6 +6,7 @@ import argparse
 import math
 import shlex
 import sys
+from pathlib import Path
 
 from .devices import PRECISIONS
 from .model import BACKBONES, ModelConfig
@@ -197,9 +198,15 @@ def run(args: argparse.Namespace) -> int:
         command=" ".join(["napari-colorize", *map(shlex.quote, getattr(args, "argv", None) or sys.argv[1:])]),
     )
     from ._atomic import no_new_empty_folders
+    from ._locks import MODEL_ADVICE, OutputLocks
 
     with no_new_empty_folders(args.output, args.checkpoint, args.log):  # a refused run leaves no folder
-        train(cfg)
+        output = Path(args.output).expanduser()
+        output.parent.mkdir(parents=True, exist_ok=True)
+        # One run per model: two (a second one with --resume or --force) interleaved their
+        # steps in one log and checkpoint, and the last to finish won.
+        with OutputLocks([output], MODEL_ADVICE):
+            train(cfg)
     return 0
 
 
