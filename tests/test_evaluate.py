@@ -14,7 +14,7 @@ import torch
 from _scenes import colour_scene as _scene
 from skimage.color import rgb2lab
 
-from napari_colorize import colorize, save_model
+from napari_colorize import build_model, colorize, save_model
 from napari_colorize.evaluate import (
     EvaluationTable,
     calibrate,
@@ -232,6 +232,16 @@ def test_cli_evaluate(tmp_path, val_dir, model, capsys):
     assert "cannot create the folder" in capsys.readouterr().err
     assert main(["evaluate", str(val_dir), "--model", str(path), "--limit", "0"]) == 2
     assert "--limit must be at least 1" in capsys.readouterr().err
+    # Two --model: compared in one table (the second used to replace the first without a word).
+    torch.manual_seed(3)
+    other = tmp_path / "other.safetensors"
+    save_model(build_model("compact"), other)
+    assert main(["evaluate", str(val_dir), "--model", str(path), "--model", str(other), "--device", "cpu",
+                 "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert "m: auto calibrated" in out and "other: auto calibrated" in out and "gray (no colour)" in out
+    assert main(["evaluate", str(val_dir), "--model", str(path), "--device", "cpu", "--summary"]) == 0
+    assert f"model: {path}" in capsys.readouterr().err  # the table alone does not say which
 
 
 def test_the_calibration_record_says_whether_the_rule_was_met():

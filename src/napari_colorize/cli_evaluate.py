@@ -42,7 +42,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("evaluate", help="score a colorizer on colour images (vs the gray baseline)",
                               description=__doc__, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", nargs="+", metavar="DATA_DIR", help="folders or files of colour images")
-    p.add_argument("--model", default="default", help="'default' (shipped) or a .safetensors model file")
+    p.add_argument("--model", action="append", default=None,
+                   help="'default' (shipped) or a .safetensors model file; repeat to compare models in one table")
     p.add_argument("--method", action="append", default=None,
                    choices=("default", *METHODS),
                    help="histogram decoding; repeat to compare several in one table (default: the model's best)")
@@ -99,6 +100,13 @@ def _check_json_target(path: Path) -> None:
     check_writable(path, "evaluation table (--json)")
 
 
+def _variant_name(model: str | None, method: str | None, calibrated: bool) -> str:
+    """A compared variant's row name: its decoding ("auto": the model's own, as the widget
+    says), after the model's name when several are compared."""
+    decoding = f"{method or 'auto'} {'calibrated' if calibrated else 'uncalibrated'}"
+    return decoding if model is None else f"{Path(model).stem if model != 'default' else 'default'}: {decoding}"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``evaluate`` from parsed arguments; returns the exit code."""
     from ._atomic import no_new_empty_folders
@@ -127,14 +135,17 @@ def _evaluate(args: argparse.Namespace, methods: list, calibrations: list, json_
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = print_warning
-        if len(methods) == 1 and len(calibrations) == 1:
-            table = evaluate(args.data, model=args.model, method=methods[0], calibrated=calibrations[0],
+        models = args.model or ["default"]
+        if len(models) == 1 and len(methods) == 1 and len(calibrations) == 1:
+            print(f"model: {models[0]}", file=sys.stderr)  # the table does not say which it scored
+            table = evaluate(args.data, model=models[0], method=methods[0], calibrated=calibrations[0],
                              device=args.device, saturation=args.saturation, max_side=args.max_side,
                              limit=args.limit, progress=sys.stderr.isatty(), **grouping)
         else:
-            variants = [{"model": args.model, "method": m, "calibrated": c, "saturation": args.saturation,
-                         "name": f"{m or 'auto'} {'calibrated' if c else 'uncalibrated'}"}  # auto: as the widget says
-                        for m in methods for c in calibrations]
+            # A second --model used to replace the first silently; now each is a row of its own.
+            variants = [{"model": model, "method": m, "calibrated": c, "saturation": args.saturation,
+                         "name": _variant_name(model if len(models) > 1 else None, m, c)}
+                        for model in models for m in methods for c in calibrations]
             table = compare(args.data, variants, device=args.device, max_side=args.max_side, limit=args.limit,
                             **grouping)
     print(table.format(per_image=not args.summary))
