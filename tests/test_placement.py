@@ -4,6 +4,7 @@ job, so the same job run again brings them up to date; axis names are part of th
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -85,6 +86,24 @@ def test_a_finished_store_in_a_read_only_folder_is_accepted_without_a_lock(model
     with pytest.raises(OSError, match="Read-only"):
         nc.colorize_to_zarr(STACK, tmp_path / "empty.zarr", model_path, **TILING)
     with pytest.raises(OSError, match="Read-only"):
+        nc.colorize_to_zarr(STACK, out, model_path, scale=[2.0, 0.5, 0.5], **TILING)
+
+
+def test_a_store_that_cannot_be_written_is_named_not_its_inner_file(model_path, tmp_path, monkeypatch):
+    # A read-only store (chattr +i; root ignores chmod) said "[Errno 1] Operation not permitted:
+    # '.../o.zarr/.zgroup.ffac8dea...partial'", or "File exists: '.../.napari_colorize_spill'".
+    import errno
+
+    from napari_colorize.engine import zarr_io
+
+    out = tmp_path / "o.zarr"
+    nc.colorize_to_zarr(STACK, out, model_path, **TILING)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted", str(out / ".zgroup.ffac8dea.partial"))
+    monkeypatch.setattr(zarr_io, "refresh_placement", read_only)
+    with pytest.raises(OSError, match=rf"^\[Errno 1\] cannot write in {re.escape(str(out))} \(Operation not permitted\): "
+                                      "the store or its folder is read-only or not yours"):
         nc.colorize_to_zarr(STACK, out, model_path, scale=[2.0, 0.5, 0.5], **TILING)
 
 

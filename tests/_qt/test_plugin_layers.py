@@ -12,8 +12,9 @@ import napari_colorize as nc
 from napari_colorize import ColorizeResult
 from napari_colorize._qt import _display, _validation
 from napari_colorize._qt._display import display_levels, downsample, pyramid, rgb_to_uint8
-from napari_colorize._qt._layers import (Geometry, apply_layer_data, choose_level, layer_data_tuples,
-                                         normalization_for, output_names, place_layer, plan_input)
+from napari_colorize._qt._layers import (Geometry, choose_level, layer_data_tuples, normalization_for, output_names,
+                                         plan_input)
+from napari_colorize._qt._placing import apply_layer_data, place_layer
 from napari_colorize._qt._runner import METHODS, Settings
 from napari_colorize.decode import METHODS as DECODE_METHODS
 
@@ -133,6 +134,32 @@ def test_display_levels_pyramid_only_large_in_memory_planes(monkeypatch):
     assert len(display_levels(lazy, rgb=False, pyramid_from=64)) == 1  # a pyramid would compute every plane
     stored = [np.zeros((8, 8, 3), np.uint8), np.zeros((4, 4, 3), np.uint8)]  # a store's levels: kept
     assert [lv.shape for lv in display_levels(stored, rgb=True)] == [(8, 8, 3), (4, 4, 3)]
+
+
+def _cells_result(value: float = 0.0) -> list:
+    result = ColorizeResult(rgb=np.full((32, 48, 3), value, np.float32), chroma_confidence=np.zeros((32, 48), np.float32),
+                            hue_entropy=np.zeros((32, 48), np.float32))
+    return layer_data_tuples(result, "cells", Geometry((1.0, 1.0), (0.0, 0.0)))
+
+
+def test_outputs_go_below_the_hints_and_a_renamed_result_is_kept():
+    from napari.components import ViewerModel
+
+    viewer = ViewerModel()
+    viewer.add_image(np.zeros((32, 48)), name="cells")
+    viewer.add_points([[5, 5]], name="hints")
+    # The colour layer used to go on top, covering the hint points it was made from.
+    apply_layer_data(viewer.layers, _cells_result())
+    assert [layer.name for layer in viewer.layers] == [
+        "cells", "cells hue entropy", "cells chroma confidence", "cells colorized", "hints"]
+    viewer.layers["cells chroma confidence"].contrast_limits = (0.5, 1.0)  # a user's display choice
+    kept = viewer.layers["cells colorized"]
+    kept.name = "my favourite version"  # renamed to keep it: it was overwritten by the next run
+    apply_layer_data(viewer.layers, _cells_result(0.5))
+    assert [layer.name for layer in viewer.layers] == [
+        "cells", "cells hue entropy", "cells chroma confidence", "my favourite version", "cells colorized", "hints"]
+    assert kept.data.max() == 0 and viewer.layers["cells colorized"].data.max() == 128
+    assert tuple(viewer.layers["cells chroma confidence"].contrast_limits) == (0.5, 1.0)  # was reset to (0, 1)
 
 
 def test_place_layer_hidden_then_keeps_user_choices(monkeypatch):

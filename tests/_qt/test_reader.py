@@ -219,6 +219,7 @@ def test_a_widget_store_keeps_time_units_and_one_space_unit(make_napari_viewer, 
     widget.output.value = "zarr file"
     widget.zarr_path.value = str(tmp_path / "series.zarr")
     run_and_wait(qtbot, widget)
+    assert widget.status.value.endswith(f"; written to {tmp_path / 'series.zarr'}")  # a typed name: where it went
     axes, scale, _ = read_placement(tmp_path / "series.zarr")
     assert [a.get("unit") for a in axes] == ["second", "nanometer", "nanometer", "nanometer"]
     np.testing.assert_allclose(scale, [30.0, 2000.0, 100.0, 100.0])

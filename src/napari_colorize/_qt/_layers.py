@@ -3,8 +3,8 @@
 Pure logic, no Qt: what part of a layer to colour (the displayed slice, the whole
 stack, which multiscale level), where the outputs sit in the world (scale, translate,
 rotation, shear, affine, axis labels, units copied from the source, :mod:`._geometry`, so
-the layers overlay exactly), and how
-three output layers are created or updated in place.  The widget in ``_widget.py``
+the layers overlay exactly), and the output layers' data and settings; :mod:`._placing`
+creates or updates them in the viewer's layer list.  The widget in ``_widget.py``
 only gathers choices, runs this in a worker thread and reports progress.
 
 Nothing here reads pixel data: arrays are sliced lazily (numpy views, dask or zarr
@@ -31,16 +31,12 @@ __all__ = [
     "SCOPES",
     "Geometry",
     "InputPlan",
-    "apply_layer_data",
     "choose_level",
     "layer_data_tuples",
-    "layer_id",
     "level_factors",
     "normalization_for",
     "offered_layers",
     "output_names",
-    "outputs_of",
-    "place_layer",
     "plan_for_layer",
     "plan_input",
 ]
@@ -290,131 +286,3 @@ def layer_data_tuples(result: Any, source_name: str, geometry: Geometry, info: d
             kwargs["colormap"] = output.colormap
         tuples.append((levels if len(levels) > 1 else levels[0], kwargs, "image"))
     return tuples
-
-
-def _ours(layer: Any) -> bool:
-    """Whether a layer is an output of this plugin (never touch the user's own layers)."""
-    return layer.__class__.__name__ == "Image" and METADATA_KEY in layer.metadata
-
-
-def _same_source(old: dict[str, Any], new: dict[str, Any], live: set[str]) -> bool:
-    """Whether an output's metadata ``old`` names the source ``new`` names: by the source
-    layer's unique id while that layer is in the viewer (``live``; the id survives renaming
-    it), else by name (outputs made before ids were kept, or of a layer since removed).
-    Layers the reader opened from a store (``store`` in their metadata) are that store's,
-    never a run's: a run of their source layer adds its own beside them."""
-    if old.get("store") != new.get("store"):
-        return False
-    if old.get("source_id") in live and new.get("source_id"):
-        return old["source_id"] == new["source_id"]
-    return old.get("source") == new.get("source")
-
-
-def layer_id(layer: Any) -> str | None:
-    """A layer's unique id as text (napari's is a UUID), so output metadata stays JSON-friendly."""
-    unique_id = getattr(layer, "unique_id", None)
-    return str(unique_id) if unique_id else None
-
-
-def _live_ids(layers: Any) -> set[str]:
-    return {unique for unique in map(layer_id, layers) if unique}
-
-
-def _find_output(layers: Any, meta: dict[str, Any]) -> Any:
-    """Our earlier output of the same source and kind, found by metadata (not by name,
-    which the user may have given to a layer of their own)."""
-    live = _live_ids(layers)
-    for layer in layers:
-        if _ours(layer):
-            old = layer.metadata[METADATA_KEY]
-            if _same_source(old, meta, live) and old.get("output") == meta.get("output"):
-                return layer
-    return None
-
-
-def outputs_of(layers: Any, source: Any) -> list[Any]:
-    """This plugin's output layers of the layer ``source`` that are in ``layers``."""
-    key, live = {"source": source.name, "source_id": layer_id(source)}, _live_ids(layers)
-    return [layer for layer in layers if _ours(layer) and _same_source(layer.metadata[METADATA_KEY], key, live)]
-
-
-def _slot_below_siblings(layers: Any, meta: dict[str, Any]) -> int | None:
-    """Where a new output goes among its source's shown outputs: below those a run draws above
-    it (a map the user deleted, made again, must not cover the colour).  None: on top."""
-    names = [o.name for o in OUTPUTS]
-    above = set(names[:names.index(meta["output"])]) if meta.get("output") in names else set()
-    live = _live_ids(layers)
-    slots = [i for i, layer in enumerate(layers) if _ours(layer) and layer.metadata[METADATA_KEY].get("output") in above
-             and _same_source(layer.metadata[METADATA_KEY], meta, live)]
-    return min(slots) if slots else None
-
-
-def _replaceable(layer: Any, data: Any, kwargs: dict[str, Any]) -> bool:
-    """Whether an existing output layer can take new data in place (same kind, dtype and ndim).
-
-    Multiscale layers are replaced instead: their levels cannot be swapped in place.
-    """
-    return (_ours(layer) and bool(layer.rgb) == bool(kwargs.get("rgb", False)) and not layer.multiscale
-            and not kwargs.get("multiscale", False) and np.dtype(layer.dtype) == np.dtype(data.dtype)
-            and layer.ndim == np.ndim(data) - (1 if kwargs.get("rgb") else 0))
-
-
-#: What a user may have changed on an output layer and a re-run keeps.
-KEPT = ("visible", "opacity", "blending")
-
-
-def place_layer(layers: Any, data: Any, kwargs: dict[str, Any], hidden: bool = False) -> tuple[Any, bool]:
-    """Add one output layer to a viewer's layer list, or update our earlier one.
-
-    The layer this plugin made earlier for the same source and output (marked in its
-    metadata; a user's layer of the same name is left alone) gets the new data,
-    transform, contrast limits and metadata in place; if it cannot (another ndim,
-    dtype, or a pyramid), a new layer takes its position, visibility, opacity and
-    blending.  Otherwise a new layer is added (:func:`_slot_below_siblings` says where).
-
-    Parameters
-    ----------
-    layers : napari.components.LayerList
-        ``viewer.layers``.
-    data, kwargs
-        One tuple of :func:`layer_data_tuples` (without the layer type).
-    hidden : bool
-        Insert a new layer invisible, for the caller to show it one event-loop turn
-        later (with the returned visibility): creating the layer's controls and
-        uploading its texture then freeze the viewer in two short turns, not one long.
-
-    Returns
-    -------
-    layer : napari.layers.Image
-    visible : bool
-        The visibility the layer should have (the user's, for a replaced layer).
-    """
-    from napari.layers import Image
-
-    existing = _find_output(layers, kwargs["metadata"][METADATA_KEY])
-    if existing is not None and _replaceable(existing, data, kwargs):
-        old = existing.metadata[METADATA_KEY]
-        if existing.name == output_names(old.get("source", "")).get(old.get("output")):
-            existing.name = kwargs["name"]  # its source was renamed; a name the user gave stays
-        existing.data = data
-        for attr in ("scale", "translate", "rotate", "shear", "affine", "contrast_limits", "metadata", "axis_labels",
-                     "units"):
-            if attr in kwargs:
-                setattr(existing, attr, kwargs[attr])
-        return existing, bool(existing.visible)
-    kept = {attr: getattr(existing, attr) for attr in KEPT} if existing is not None else {"visible": True}
-    layer = Image(data, **{**kwargs, **kept, **({"visible": False} if hidden else {})})
-    if existing is not None:  # our earlier output, but of another kind: take its place
-        position = layers.index(existing)
-        layers.remove(existing)
-        layers.insert(position, layer)
-    elif (slot := _slot_below_siblings(layers, kwargs["metadata"][METADATA_KEY])) is not None:
-        layers.insert(slot, layer)
-    else:
-        layers.append(layer)
-    return layer, bool(kept["visible"])
-
-
-def apply_layer_data(layers: Any, tuples: Sequence[LayerDataTuple]) -> list[Any]:
-    """:func:`place_layer` for every tuple, visible at once; returns the layers in the order of ``tuples``."""
-    return [place_layer(layers, data, kwargs)[0] for data, kwargs, _ in tuples]

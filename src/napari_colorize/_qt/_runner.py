@@ -211,6 +211,7 @@ def _run_zarr(array: Any, settings: Settings, progress: ProgressCallback | None,
     from ..devices import resolve_device
     result.info.setdefault("method", (result.info.get("options") or {}).get("decode", {}).get("method"))
     result.info.setdefault("device", str(resolve_device(settings.device)))
+    result.info["written_to"] = str(path)  # said in the status line (_status.done_words)
     return result
 
 
@@ -301,7 +302,8 @@ def _run_info(plan: Any, settings: Settings, result: ColorizeResult, guide: Guid
             "model": str(result.info.get("model", settings.model)),
             "method": str(result.info.get("method") or settings.method),
             "device": str(result.info.get("device", settings.device)),
-            "guidance": None if guide is None else guide.as_info()}
+            "guidance": None if guide is None else guide.as_info(),
+            **({"written_to": result.info["written_to"]} if "written_to" in result.info else {})}
 
 
 def work(plan: Any, settings: Settings, name: str, cancel: threading.Event, progress: ProgressCallback,

@@ -77,6 +77,14 @@ def _moved(job: dict[str, Any]) -> str | None:
             "at Run; press Run to place them over it")
 
 
+def done_words(job: dict[str, Any], seconds: float, info: dict[str, Any]) -> str:
+    """What a job did and how: "Colorized slide in 13.5 s (cpu, median)", and where it wrote a
+    zarr store (a path typed without a folder lands in napari's working folder)."""
+    done = "Re-coloured" if job.get("live") else "Colorized"
+    where = f"; written to {info['written_to']}" if info.get("written_to") else ""
+    return f"{done} {job.get('name', '')} in {seconds:.1f} s ({info['device']}, {info['method']}){where}"
+
+
 def finished(done_message: str, job: dict[str, Any]) -> tuple[str, str | None]:
     """The status once the layers are in, and what to tell in a notification too (None: nothing).
 

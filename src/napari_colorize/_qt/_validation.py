@@ -187,8 +187,8 @@ def check_run(settings: Any, plan: Any, guide: Any = None) -> tuple[int, int]:
 _WIDGET_WORDS = (
     (re.compile(r"; pass overwrite=True \(--overwrite\) to replace it, or choose another output path"),
      "; delete that store yourself, or choose another zarr path"),
-    (re.compile(r"pass normalize='percentile' \(microscopy\) or 'minmax' \(--normalize percentile\|minmax\), "
-                r"or rescale it first"),
+    (re.compile(r"pass normalize='percentile' \(--normalize percentile, microscopy\) or 'minmax' "
+                r"\(--normalize minmax\), or rescale it first"),
      "choose intensities 'contrast limits' (the layer's displayed range), 'percentile' (microscopy) or 'min-max'"),
     (re.compile(r"precision='(\w+)' \(--precision \w+\) needs a GPU; on the CPU use precision='fp32', the default"),
      r"precision \1 needs a GPU; choose fp32 on the CPU"),

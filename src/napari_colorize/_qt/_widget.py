@@ -21,7 +21,7 @@ from qtpy.QtCore import QTimer
 from superqt.utils import ensure_main_thread
 
 from ..devices import PRECISIONS
-from . import _controls, _guidance, _layers, _persist, _runner, _status, _validation
+from . import _controls, _guidance, _layers, _persist, _placing, _runner, _status, _validation
 
 if TYPE_CHECKING:
     import napari
@@ -271,7 +271,7 @@ class ColorizeWidget(Container):
     def _recolour_live(self) -> None:
         """After the hints changed: re-colour the shown result of this image as Run would, if it is quick."""
         image = self.image.value
-        outputs = _layers.outputs_of(self._viewer.layers, image) if image is not None else []
+        outputs = _placing.outputs_of(self._viewer.layers, image) if image is not None else []
         if not self.live_hints.value or not outputs:
             return
         if self.is_running:  # try again once this job is done: the last edit must not be lost
@@ -297,7 +297,7 @@ class ColorizeWidget(Container):
         name = self.image.value.name
         self._cancel = threading.Event()
         self._job = {"name": name, "clicked": time.perf_counter(), "live": live,
-                     "key": (name, _guidance.guide_key(guide)), "source_id": _layers.layer_id(self.image.value),
+                     "key": (name, _guidance.guide_key(guide)), "source_id": _placing.layer_id(self.image.value),
                      "layer": self.image.value, "data": self.image.value.data, "level": plan.level_words()}
         self._job["limits"] = _status.limits_at_run(self.normalization.value, settings.limits, self.image.value)
         self._job["transform"] = _status.transform_at_run(self.image.value)
@@ -362,9 +362,7 @@ class ColorizeWidget(Container):
         for _, kwargs, _ in outcome.tuples:  # the input layer itself, whatever it is called later
             kwargs["metadata"][_layers.METADATA_KEY]["source_id"] = self._job["source_id"]
         self._adding = True
-        done = "Re-coloured" if self._job.get("live") else "Colorized"
-        info = outcome.info
-        self._add_next(outcome.tuples, f"{done} {name} in {outcome.seconds:.1f} s ({info['device']}, {info['method']})")
+        self._add_next(outcome.tuples, _status.done_words(self._job, outcome.seconds, outcome.info))
 
     def _add_next(self, tuples: list, done_message: str, reveal: tuple[Any, bool] | None = None) -> None:
         """Show the layer placed in the last event-loop turn, or place the next one (hidden).
@@ -382,7 +380,7 @@ class ColorizeWidget(Container):
             layer.visible = visible
         elif tuples:
             (data, kwargs, _), tuples = tuples[0], tuples[1:]
-            layer, visible = _layers.place_layer(self._viewer.layers, data, kwargs, hidden=True)
+            layer, visible = _placing.place_layer(self._viewer.layers, data, kwargs, hidden=True)
             self._job.setdefault("first_layer_at", time.perf_counter())
             next_reveal = (layer, visible) if visible and not layer.visible else None
         else:

@@ -10,10 +10,12 @@ path may be (:func:`local_store_path`), whether a chunk task's store is still it
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from .placement import Placement, placement_current, store_has_layout
@@ -21,7 +23,7 @@ from .store import ATTR as _ATTR
 from .store import MARKERS, open_group
 
 __all__ = ["read_job", "is_complete", "claim_path", "done_as_asked", "still_writing", "discard_failed",
-           "local_store_path"]
+           "local_store_path", "said_unwritable"]
 
 
 def read_job(path: str | os.PathLike) -> dict | None:
@@ -148,6 +150,23 @@ def local_store_path(path: str | os.PathLike) -> str:
     if nearest is not None and not nearest.is_dir():
         raise FileExistsError(f"{nearest} is a file, so no store can be made inside it at {path}; choose another path")
     return path
+
+
+#: Why a store cannot be written: read-only media or folder, another user's files.
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+@contextlib.contextmanager
+def said_unwritable(path: str) -> Iterator[None]:
+    """Name the store when it cannot be written, not one of its inner files ("[Errno 1]
+    Operation not permitted: '.../f.zarr/.zgroup.ffac8dea...partial'")."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in _UNWRITABLE:
+            raise
+        raise type(err)(err.errno, f"cannot write in {path} ({err.strerror}): the store or its folder is read-only "
+                                   "or not yours; choose another path, or make it writable") from err
 
 
 def _no_chunk_done(path: str) -> bool:

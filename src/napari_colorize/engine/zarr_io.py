@@ -47,7 +47,8 @@ from ..inputs import InputValuesError
 from ..io.write import to_uint8
 from ..outputs import channel_slices, check_output_keys, get_output, output_keys
 from . import stripes
-from .claim import claim_path, discard_failed, done_as_asked, is_complete, local_store_path, read_job, still_writing
+from .claim import (claim_path, discard_failed, done_as_asked, is_complete, local_store_path, read_job,
+                    said_unwritable, still_writing)
 from .jobs import ModelRef, Monitor, check_callbacks
 from .ome import full_axes, leading_names, ome_axes, rgb_channel_index, stored_axes
 from .pipeline import colorize_stacked
@@ -299,7 +300,7 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
     # A finished store of this job that already says this placement needs no writer, so it is
     # returned as it is while another run holds the lock, or where no lock file can be made.
     finished = lambda: done_as_asked(path, (fingerprint, *legacy), outputs, placement, extra)  # noqa: E731
-    with store_lock(Path(path), BUSY_ADVICE, finished) as locked:
+    with store_lock(Path(path), BUSY_ADVICE, finished) as locked, said_unwritable(path):
         if not locked:
             return _already_done(path, plan, progress)
         existed = os.path.isdir(path)
@@ -367,7 +368,7 @@ def _write_chunks(stacked, plan, path: str, fingerprint: str, outputs: tuple[str
         workers = 1 if device.startswith("cpu") else None
         spill = os.path.join(path, SPILL)
         shutil.rmtree(spill, ignore_errors=True)  # left by a killed run: its stripe is redone
-        os.makedirs(spill)
+        os.makedirs(spill, exist_ok=True)  # (not removed from a read-only store: writing there fails in words)
         stripes.write_in_order(stripes.culled(graph, keys), keys, workers, spill)
         shutil.rmtree(spill, ignore_errors=True)
     else:
