@@ -123,3 +123,24 @@ def test_a_second_run_on_a_model_another_run_is_writing_is_refused(tmp_path, pho
         thread.join()
     assert main(_cli_args(photo_dir, out)) == 0
     assert not (out.parent / ".m.safetensors.lock").exists()
+
+
+def test_a_closed_output_pipe_leaves_no_loader_worker_behind(tmp_path, photo_dir, monkeypatch):
+    # `napari-colorize train ... | head -2` hung at exit: the loader's workers ignore SIGTERM, and
+    # the interpreter joined them forever when the broken pipe stopped the run before its loop.
+    import multiprocessing
+    import sys
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stderr", ClosedPipe())
+    with pytest.raises(BrokenPipeError) as caught:
+        train(TrainConfig(data=[str(photo_dir)], output=str(tmp_path / "m.safetensors"), progress=False,
+                          **{**_OPTIONS, "workers": 1}))
+    # Asked while the error (and with it every frame of the run) is still alive, as at the CLI's exit.
+    assert caught.tb is not None and multiprocessing.active_children() == []

@@ -182,8 +182,21 @@ def _loop(run: Run) -> int:
                 _save(run, cfg.steps, complete=True)
     finally:
         bar.close()
-        run.batches = None  # shuts the loader's worker processes down
+        _close_batches(run)
     return step
+
+
+def _close_batches(run: Run) -> None:
+    """Shut the loader's worker processes down now, whatever still refers to the loader.
+
+    They ignore SIGTERM (:func:`.._signals.ignore_stop_signals`), so a worker left to the
+    interpreter's exit would be joined forever: a run whose output pipe closed (``| head``)
+    before its first step hung.  ``_shutdown_workers`` is what the loader's own ``__del__`` calls.
+    """
+    batches, run.batches = run.batches, None
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
 
 
 def _stop(run: Run, done: int, signum: int, saved: bool) -> None:
@@ -228,7 +241,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         With a message that says what to change (see :func:`.config.check_config`).
     """
     run = setup_run(cfg)
-    print(run.summary, file=sys.stderr)
-    print(f"writing: {run.files.describe()}", file=sys.stderr)
-    run.log.write(event="start", step=run.start, message=run.summary, settings=run.settings, time=time.time())
-    return _finish(run, _loop(run))
+    try:
+        print(run.summary, file=sys.stderr)
+        print(f"writing: {run.files.describe()}", file=sys.stderr)
+        run.log.write(event="start", step=run.start, message=run.summary, settings=run.settings, time=time.time())
+        return _finish(run, _loop(run))
+    finally:
+        _close_batches(run)  # also when the run never reached its loop
