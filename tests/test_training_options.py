@@ -99,6 +99,8 @@ def test_a_resumed_run_keeps_a_calibration_fitted_in_place_and_says_to_refit_it(
     (["--lr", "nan"], "argument --lr: must be a finite number, got nan"),
     (["--weight-decay", "-0.1"], "argument --weight-decay: must be 0 or a positive number, got -0.1"),
     (["--workers", "-1"], "argument --workers: must be 0 or a positive integer, got -1"),
+    (["--steps", "nan"], "argument --steps: must be a positive integer (digits only), got 'nan'"),  # named _positive_int
+    (["--steps", "1e12"], "argument --steps: must be a positive integer (digits only), got '1e12'"),
     (["--context-dropout", "0.5"], "--context-dropout 0.5 drops the image-level context, but the new model has none: "
                                    "give --context SIDE too"),
 ])

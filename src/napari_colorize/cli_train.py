@@ -27,15 +27,23 @@ file that is not a napari-colorize model, checkpoint or log is never replaced.
 """
 
 
+def _whole(text: str, what: str) -> int:
+    """``text`` as a whole number; argparse would name this function ("invalid _positive_int value")."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {what} (digits only), got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole(text, "a positive integer")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _whole(text, "0 or a positive integer")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
     return value
