@@ -478,6 +478,18 @@ def test_read_manifest_sources(tmp_path):
     assert read_manifest_sources(padded) == (["train/a.png"], ["pkg/a"], [""])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_manifest_sources(tmp_path / "missing.csv")
+    # A spreadsheet saved in a European locale separates with ';', or as text with tabs: it
+    # said "has no path column ... it has ['file;source']".
+    for name, sep in (("semi.csv", ";"), ("tabs.csv", "\t")):
+        (tmp_path / name).write_text(f"\ufefffile{sep}source\ntrain/a.png{sep}pkg/a\n", encoding="utf-8")
+        assert read_manifest_sources(tmp_path / name) == (["train/a.png"], ["pkg/a"], [""])
+    # A header alone (or a binary file) said "validation sources not in the data".
+    (tmp_path / "empty.csv").write_text("file,source\n")
+    with pytest.raises(ValueError, match=r"empty.csv lists no images \(it has only a header\)"):
+        read_manifest_sources(tmp_path / "empty.csv")
+    (tmp_path / "binary.csv").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")
+    with pytest.raises(ValueError, match="is not a text CSV file"):
+        read_manifest_sources(tmp_path / "binary.csv")
 
 
 def test_manifest_split_gives_paths_per_side(tmp_path):

@@ -11,6 +11,7 @@ files, including those saved by spreadsheet programs (UTF-8 with a byte-order ma
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -44,20 +45,35 @@ def read_manifest_rows(manifest: str | os.PathLike) -> tuple[list[str], list[dic
     """``(columns, rows)`` of a manifest, in file order: every name and value stripped of
     surrounding spaces, a missing value read as ``""``.
 
+    Columns are separated by commas, or by semicolons or tabs where the header has no comma
+    (a spreadsheet saved in a European locale, or as tab-separated text).
+
     Raises
     ------
     FileNotFoundError
         If the manifest does not exist.
+    ValueError
+        If it is not text, or lists no rows.
     """
     manifest = Path(manifest)
     if not manifest.is_file():
         raise FileNotFoundError(f"manifest {manifest} does not exist")
     # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which would otherwise
     # become part of the first column's name ("\ufefffile").
-    with open(manifest, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        columns = [c.strip() for c in (reader.fieldnames or [])]
-        rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as fh:
+            text = fh.read()
+    except UnicodeDecodeError:
+        raise ValueError(f"manifest {manifest} is not a text CSV file (UTF-8); give the CSV that lists the images "
+                         "with their source") from None
+    header = text.split("\n", 1)[0]
+    delimiter = next((d for d in (",", ";", "\t") if d in header), ",")
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    if not rows:
+        raise ValueError(f"manifest {manifest} lists no images (it has {'only a header' if columns else 'no rows'}); "
+                         "give one row per image: its path and its source")
     return columns, rows
 
 
