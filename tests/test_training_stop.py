@@ -8,6 +8,7 @@ import os
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -144,3 +145,26 @@ def test_a_closed_output_pipe_leaves_no_loader_worker_behind(tmp_path, photo_dir
                           **{**_OPTIONS, "workers": 1}))
     # Asked while the error (and with it every frame of the run) is still alive, as at the CLI's exit.
     assert caught.tb is not None and multiprocessing.active_children() == []
+
+
+def test_an_unfinished_run_used_as_a_model_is_noted(tmp_path, photo_dir, capsys):
+    # A half-trained model (the file is rewritten at every checkpoint) was used without a word.
+    import imageio.v3 as iio
+
+    from napari_colorize.cli import main
+
+    part = tmp_path / "part.safetensors"
+    train(TrainConfig(data=[str(photo_dir)], output=str(part), progress=False, stop_after=2, **_OPTIONS))
+    capsys.readouterr()
+    gray = tmp_path / "gray.png"
+    iio.imwrite(gray, (np.linspace(0, 255, 64 * 64).reshape(64, 64)).astype(np.uint8))
+    note = (f"note: {part} is an unfinished training run (saved at step 2): its colours may be poorer than the "
+            "finished model's; finish it with the same train command and --resume")
+    assert main(["colorize", str(gray), "-o", str(tmp_path / "out"), "--model", str(part)]) == 0
+    assert note in capsys.readouterr().err
+    assert main(["evaluate", str(photo_dir), "--model", str(part), "--device", "cpu", "--summary"]) == 0
+    assert note in capsys.readouterr().err
+    train(TrainConfig(data=[str(photo_dir)], output=str(part), progress=False, resume=True, **_OPTIONS))
+    capsys.readouterr()
+    assert main(["colorize", str(gray), "-o", str(tmp_path / "out2"), "--model", str(part)]) == 0
+    assert "is an unfinished training run" not in capsys.readouterr().err  # finished: nothing to say

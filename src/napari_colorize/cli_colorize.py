@@ -129,11 +129,14 @@ def _check_args(args) -> None:
 
 def _check_model(model: str):
     """The model's checked configuration, read once before starting (not once per input)."""
-    from .model import read_config
+    from .model import incomplete_note, read_config
     try:
-        return read_config(model)
+        config = read_config(model)
     except (ValueError, FileNotFoundError) as err:
         raise ValueError(f"--model {model}: {err}") from None
+    if (note := incomplete_note(config, model)) is not None:
+        print(note, file=sys.stderr)
+    return config
 
 
 def _check_engine(args, config, client) -> None:

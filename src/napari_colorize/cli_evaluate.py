@@ -100,6 +100,19 @@ def _check_json_target(path: Path) -> None:
     check_writable(path, "evaluation table (--json)")
 
 
+def _note_unfinished(models: list[str]) -> None:
+    """Say which models are unfinished training runs (a missing or bad file fails later, in words)."""
+    from .model import incomplete_note, read_config
+
+    for model in models:
+        try:
+            note = incomplete_note(read_config(model), model)
+        except (ValueError, FileNotFoundError):
+            continue
+        if note is not None:
+            print(note, file=sys.stderr)
+
+
 def _variant_name(model: str | None, method: str | None, calibrated: bool) -> str:
     """A compared variant's row name: its decoding ("auto": the model's own, as the widget
     says), after the model's name when several are compared."""
@@ -132,6 +145,7 @@ def _evaluate(args: argparse.Namespace, methods: list, calibrations: list, json_
     if args.manifest is not None and args.group_by is None:
         raise ValueError("--manifest is used with --group-by COLUMN; add --group-by (e.g. --group-by source)")
     grouping = {"group_by": args.group_by, "manifest": args.manifest}
+    _note_unfinished(args.model or ["default"])
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = print_warning

@@ -234,6 +234,16 @@ def read_config(name_or_path: str | os.PathLike) -> ModelConfig:
     return ModelConfig.from_json(_read_metadata_text(path), str(path))
 
 
+def incomplete_note(config: ModelConfig, name: str | os.PathLike) -> str | None:
+    """A line for a model whose training run was stopped before its end (the file is
+    rewritten at every checkpoint), or None: results from it may be much poorer."""
+    training = config.training
+    if not training or training.get("complete", True):
+        return None
+    return (f"note: {name} is an unfinished training run (saved at step {training.get('steps', '?')}): its colours may "
+            "be poorer than the finished model's; finish it with the same train command and --resume")
+
+
 def is_model_file(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a safetensors file carrying this package's model metadata key.
 
