@@ -4,7 +4,7 @@
 # sources, then compare the result with the shipped weights (docs/model-card.md).
 #
 #   bash scripts/reproduce_default.sh                                         # CPU recipe (2 cores)
-#   DEVICE=cuda BATCH=32 CROP=224 WORKERS=6 THREADS= bash scripts/reproduce_default.sh   # GPU recipe
+#   DEVICE=cuda WORKERS=6 THREADS= bash scripts/reproduce_default.sh   # GPU recipe
 #
 # Env: PY (python with napari-colorize installed, default .venv/bin/python), CORPUS (corpus),
 # CACHE (where the Debian packages are downloaded; the builder's default, ~/.cache/napari-colorize/corpus),

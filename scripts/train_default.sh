@@ -3,7 +3,7 @@
 # (see docs/model-card.md and docs/training.md).
 #
 #   bash scripts/train_default.sh                       # CPU recipe (2 cores)
-#   DEVICE=cuda BATCH=32 CROP=224 WORKERS=6 THREADS= bash scripts/train_default.sh   # GPU recipe
+#   DEVICE=cuda WORKERS=6 THREADS= bash scripts/train_default.sh   # GPU recipe
 #
 # Split: 5 source-grouped folds of corpus/manifest.csv (seed 0); fold 0 validates (early
 # stopping, temperature and fading calibration), fold 1 is held out for the reported test
