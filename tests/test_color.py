@@ -166,3 +166,30 @@ def test_rgb_to_gray_is_the_channel_mean(rng):
     np.testing.assert_allclose(rgb_to_gray(as_uint8), [[1 / 3, 1.0]], atol=1e-7)
     with pytest.raises(ValueError, match="3 channels"):
         rgb_to_gray(rng.random((5, 4)))
+
+
+def test_oklab_matches_its_published_values():
+    # Ottosson's reference values (bottosson.github.io/posts/oklab): white, red, green, blue.
+    from napari_colorize.color import rgb_to_oklab
+
+    rgb = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    expected = [[1.0, 0.0, 0.0], [0.62796, 0.22486, 0.12585], [0.86644, -0.23389, 0.17950],
+                [0.45201, -0.03246, -0.31153]]
+    np.testing.assert_allclose(rgb_to_oklab(rgb).numpy(), expected, atol=2e-4)
+
+
+def test_relit_keeps_the_oklab_hue_at_the_asked_gray():
+    # A hint's colour at another pixel's lightness: blue asked of a light sky was CIELab's pink.
+    from napari_colorize.color import relit, rgb_to_oklab
+
+    colours = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [0.8, 0.4, 0.3], [0.3, 0.75, 0.25], [0.5, 0.5, 0.5]])
+    grays = torch.tensor([0.9, 0.5, 0.5, 0.2, 0.8])
+    out = relit(colours, grays)
+    np.testing.assert_allclose(out.mean(-1).numpy(), grays.numpy(), atol=1e-5)  # this package's lightness
+    np.testing.assert_allclose(out[2].numpy(), colours[2].numpy(), atol=1e-5)  # at its own lightness: itself
+    np.testing.assert_allclose(out[4].numpy(), [0.8] * 3, atol=1e-5)  # gray stays gray
+    r, g, b = out[0].tolist()
+    assert b > g > r and b - r > 0.1  # light blue (was about (1.0, 0.70, 1.0))
+    hue = lambda lab: torch.atan2(lab[..., 2], lab[..., 1])  # noqa: E731
+    for i in (0, 1, 3):  # the hue is kept, the chroma cut only as far as the gamut needs
+        assert abs(float(hue(rgb_to_oklab(out[i])) - hue(rgb_to_oklab(colours[i])))) < 0.02

@@ -153,6 +153,16 @@ def test_a_hint_at_the_far_corner_reproduces_its_colour(make_model, which):
     assert max(errors) < 6.0, errors
 
 
+@pytest.mark.parametrize("level", [0.5, 0.7, 0.9])
+def test_a_saturated_blue_hint_on_a_lighter_gray_stays_blue(level):
+    # It came out violet, then pink ((254, 179, 255) at 0.9): CIELab's blue hue, lightened.
+    gray = np.full((64, 64), level, np.float32)
+    rgb = np.asarray(nc.colorize(gray, **CPU, hints=_hints([[32, 32]], [(0.0, 0.0, 1.0)])).rgb)[32, 32]
+    r, g, b = rgb.tolist()
+    assert b > g > r and b - r > 0.1, rgb
+    np.testing.assert_allclose(rgb.mean(), level, atol=1e-5)
+
+
 def test_two_hints_each_win_at_their_own_point(make_model):
     gray = np.full((96, 96), 0.5, np.float32)
     blue = (0.3, 0.45, 0.75)

@@ -31,6 +31,8 @@ __all__ = [
     "planes_to_hue_chroma",
     "max_chroma_in_gamut",
     "gray_to_lab_lightness",
+    "rgb_to_oklab",
+    "relit",
 ]
 
 # sRGB (D65) -> XYZ, as in scikit-image (skimage.color.colorconv.xyz_from_rgb).
@@ -231,3 +233,64 @@ def hue_chroma_to_rgb(hue: torch.Tensor, chroma: torch.Tensor, lightness: torch.
     m = sum(unit) / 3.0
     c = torch.minimum(_as_float(chroma).clamp_min(0.0), _chroma_limit(m, lightness))
     return torch.stack([(lightness + c * (u - m)).clamp_(0.0, 1.0) for u in unit], dim=-1)
+
+
+# OKLab (Ottosson 2020): linear sRGB -> LMS, and the cube roots of LMS -> (L, a, b).  Its hue
+# stays put as lightness changes, where CIELab's blue turns violet when lightened.
+_LMS_FROM_RGB = ((0.4122214708, 0.5363325363, 0.0514459929), (0.2119034982, 0.6806995451, 0.1073969566),
+                 (0.0883024619, 0.2817188376, 0.6299787005))
+_OKLAB_FROM_LMS = ((0.2104542553, 0.7936177850, -0.0040720468), (1.9779984951, -2.4285922050, 0.4505937099),
+                   (0.0259040371, 0.7827717662, -0.8086757660))
+_RGB_FROM_LMS = torch.linalg.inv(torch.tensor(_LMS_FROM_RGB, dtype=torch.float64)).tolist()
+_LMS_FROM_OKLAB = torch.linalg.inv(torch.tensor(_OKLAB_FROM_LMS, dtype=torch.float64)).tolist()
+#: Bisection steps of :func:`relit` (each halves an interval of at most 1).
+_STEPS = 30
+
+
+def rgb_to_oklab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB ``(..., 3)`` in [0, 1] -> OKLab ``(..., 3)``: L in [0, 1], a and b about +-0.3."""
+    rgb = _as_float(rgb).double()
+    lms = _srgb_to_linear(rgb) @ _matrix(_LMS_FROM_RGB, rgb).T
+    return lms.clamp_min(0) ** (1 / 3) @ _matrix(_OKLAB_FROM_LMS, rgb).T
+
+
+def _oklab_to_linear(lab: torch.Tensor) -> torch.Tensor:
+    """OKLab -> linear sRGB, unclipped (outside [0, 1]: out of gamut)."""
+    return (lab @ _matrix(_LMS_FROM_OKLAB, lab).T) ** 3 @ _matrix(_RGB_FROM_LMS, lab).T
+
+
+def _lightness_for(ab: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+    """The OKLab L at which the colours ``ab`` ``(N, 2)`` have the mean sRGB ``gray`` ``(N,)``."""
+    lo, hi = torch.zeros_like(gray), torch.ones_like(gray)
+    for _ in range(_STEPS):
+        mid = (lo + hi) / 2
+        mean = _linear_to_srgb(_oklab_to_linear(torch.cat([mid[:, None], ab], -1))).mean(-1)
+        lo, hi = torch.where(mean < gray, mid, lo), torch.where(mean < gray, hi, mid)
+    return (lo + hi) / 2
+
+
+def relit(rgb: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+    """The colours ``rgb`` ``(N, 3)`` at the lightness ``gray`` ``(N,)``: the same OKLab hue and
+    chroma, with the mean of R, G, B equal to ``gray`` (this package's lightness), the chroma
+    reduced only as far as the sRGB gamut needs.
+
+    A colour hint is given at its own lightness and acts on pixels of another: pure blue
+    (mean 0.33) asked of a sky of gray 0.9 must become light blue, not CIELab's pink.  A
+    colour at its own lightness comes back unchanged.
+    """
+    rgb, gray = _as_float(rgb).double(), _as_float(gray).double()
+    ab = rgb_to_oklab(rgb)[:, 1:]
+    lo, hi = torch.zeros_like(gray), torch.ones_like(gray)  # the kept fraction of the chroma
+    fits = _in_gamut(ab, gray)
+    for _ in range(0 if bool(fits.all()) else _STEPS):  # most hints fit at their full chroma
+        mid = (lo + hi) / 2
+        ok = _in_gamut(ab * mid[:, None], gray)
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    scale = torch.where(fits, torch.ones_like(gray), lo)[:, None]
+    lab = torch.cat([_lightness_for(ab * scale, gray)[:, None], ab * scale], -1)
+    return _linear_to_srgb(_oklab_to_linear(lab)).clamp(0, 1).float()
+
+
+def _in_gamut(ab: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+    linear = _oklab_to_linear(torch.cat([_lightness_for(ab, gray)[:, None], ab], -1))
+    return ((linear >= -1e-7) & (linear <= 1 + 1e-7)).all(-1)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..color import relit
 from ..decode import DecodeOptions, temper
 from ..guidance import (
     Guidance,
@@ -101,19 +102,24 @@ def _hint_fields(image, hints: Hints, space, normalize: str | None, limits: tupl
                  hint_range: float, hint_planes: str) -> tuple[HintField, ...]:
     shape = tuple(image.shape)
     lead = len(shape) - 2
-    colours = torch.from_numpy(hints.colours)
-    soft = space.soft_targets(colours)
-    u, v = space.channels(colours)
     pixels = [hints.pixel(i) for i in range(len(hints))]
     planes = [p[:-2] if len(p) == len(shape) else (0,) * lead for p in pixels]
     windows = [hint_cells(p[-2], p[-1], hint_range, shape[-2:]) for p in pixels]
     readers = {plane: _plane_cells(image, plane, [w for w, q in zip(windows, planes) if q == plane], normalize,
                                    limits) for plane in set(planes)}
-    fields = []
-    for i, (pixel, source_plane, (sy, sx)) in enumerate(zip(pixels, planes, windows)):
-        y, x = pixel[-2:]
+    weights, grays = [], []
+    for pixel, source_plane, (sy, sx) in zip(pixels, planes, windows):
         cells = readers[source_plane](sy, sx)
-        weight = influence_field(cells, (y // GRID_STRIDE - sy.start, x // GRID_STRIDE - sx.start), hint_range)
+        centre = (pixel[-2] // GRID_STRIDE - sy.start, pixel[-1] // GRID_STRIDE - sx.start)
+        weights.append(influence_field(cells, centre, hint_range))
+        grays.append(float(cells[centre]))
+    # Each colour at the gray where it was given: the pixels it colours keep their lightness,
+    # and CIELab would turn a blue hint on a light sky violet (:func:`napari_colorize.color.relit`).
+    colours = relit(torch.from_numpy(hints.colours), torch.tensor(grays))
+    soft = space.soft_targets(colours)
+    u, v = space.channels(colours)
+    fields = []
+    for i, (weight, source_plane, (sy, sx)) in enumerate(zip(weights, planes, windows)):
         fields.append(HintField(plane=None if hint_planes == "all" else tuple(source_plane),
                                 cell_y=sy.start, cell_x=sx.start, weight=weight,
                                 log_likelihood={h: torch.log(q[i].clamp_min(LIKELIHOOD_FLOOR)).numpy()
