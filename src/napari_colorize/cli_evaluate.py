@@ -151,7 +151,6 @@ def _evaluate(args: argparse.Namespace, methods: list, calibrations: list, json_
         warnings.showwarning = print_warning
         models = args.model or ["default"]
         if len(models) == 1 and len(methods) == 1 and len(calibrations) == 1:
-            print(f"model: {models[0]}", file=sys.stderr)  # the table does not say which it scored
             table = evaluate(args.data, model=models[0], method=methods[0], calibrated=calibrations[0],
                              device=args.device, saturation=args.saturation, max_side=args.max_side,
                              limit=args.limit, progress=sys.stderr.isatty(), **grouping)
@@ -162,6 +161,8 @@ def _evaluate(args: argparse.Namespace, methods: list, calibrations: list, json_
                         for model in models for m in methods for c in calibrations]
             table = compare(args.data, variants, device=args.device, max_side=args.max_side, limit=args.limit,
                             **grouping)
+    if len(models) == 1:
+        print(f"model: {models[0]}", file=sys.stderr)  # the table does not say which it scored
     print(table.format(per_image=not args.summary))
     if json_path is not None:
         table.to_json(json_path)
