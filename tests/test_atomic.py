@@ -204,6 +204,17 @@ def test_the_longest_legal_name_gets_a_temporary_name_and_a_lock_that_fit(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]  # no temporary file or lock left
     # Two long names that share their first 240 bytes never share a lock.
     assert lock_path(tmp_path / ("n" * 250 + "a.tif")) != lock_path(tmp_path / ("n" * 250 + "b.tif"))
+    # A killed run's lock on it is taken over (its ".break" companion was too long a name).
+    from napari_colorize._atomic import HOST
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock_path(target).write_text(f"{dead.pid} {HOST}\n")
+    with OutputLocks([target]):
+        assert lock_path(target).read_text().startswith(str(os.getpid()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+    # Names are cut between characters, never inside one (no valid name on macOS or Windows).
+    assert all(not ("\udc80" <= c <= "\udcff") for c in lock_path(target).name)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="stale temporary files are recognised by process id on POSIX")

@@ -296,6 +296,19 @@ def test_files_from_a_link_and_dotdot_under_base(two_folders, model_path, monkey
     assert _written(two_folders / "o16") == [f"{d}/x_{k}.png" for d in "ab" for k in _OUTS]
 
 
+def test_a_rerun_into_a_linked_results_folder_inside_the_input_folder(two_folders, model_path, capsys):
+    # `colorize . -o out`, out a link to results kept elsewhere: its earlier results were no longer
+    # dropped, and the run was refused ("the output folder out is also an input folder").
+    elsewhere = two_folders.parent / f"{two_folders.name}_scratch"
+    elsewhere.mkdir()
+    (two_folders / "out").symlink_to(elsewhere, target_is_directory=True)
+    for _ in range(2):
+        assert _run("b", "-o", "b/../out", "--model", model_path, "--skip-existing", *FAST) == 0
+    (two_folders / "b" / "res").symlink_to(elsewhere, target_is_directory=True)
+    assert _run("b", "-o", "b/res", "--model", model_path, "--skip-existing", *FAST) == 0
+    assert "not taken as inputs" in capsys.readouterr().err
+
+
 def test_an_input_named_twice_through_a_link_is_coloured_once_with_a_note(two_folders, model_path, capsys):
     (two_folders / "b" / "link.png").symlink_to(two_folders / "b" / "y.png")
     assert _run("b/y.png", "b/link.png", "-o", "out", "--model", model_path, *FAST) == 0

@@ -227,10 +227,11 @@ def fitted(stem: str, extra: int, limit: int) -> str:
 
     Temporary and lock names add bytes to an output's name: a legal output name of 250
     bytes refused a whole batch.  Their stem only needs to be recognisable, not whole."""
-    raw = os.fsencode(stem)
-    if len(raw) + extra <= limit:
-        return stem
-    return os.fsdecode(raw[:max(1, limit - extra)])  # a cut character stays its bytes (surrogateescape)
+    cut = stem
+    # By whole characters: a character cut in half is no valid name on macOS, Windows or utf8only ZFS.
+    while len(cut) > 1 and len(os.fsencode(cut)) + extra > limit:
+        cut = cut[:-1]
+    return cut
 
 
 def _new_file(tmp: Path) -> None:
@@ -266,7 +267,7 @@ def _create_temp(path: Path, make: Callable[[Path], None] = _new_file) -> Path:
             raise
         return tmp
     raise FileExistsError(f"could not create a temporary file beside {path}; "
-                          f"remove stale '.{path.stem}.*.tmp*' files there")
+                          f"remove stale '.{stem}*.tmp*' files there")
 
 
 def _forget_temp(tmp: Path) -> None:

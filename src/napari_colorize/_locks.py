@@ -104,11 +104,16 @@ def lock_path(target: Path) -> Path:
     path, ``..``) share one lock.  An output name too long to take ``.`` and ``.lock`` is cut,
     with a hash of the whole name, so that two long names never share a lock."""
     folder = Path(os.path.realpath(target.parent))
-    name = f".{target.name}.lock"
-    if len(os.fsencode(name)) > name_max(folder):
-        digest = hashlib.sha256(os.fsencode(target.name)).hexdigest()[:12]
-        name = f".{fitted(target.name, 1 + 1 + 12 + 5, name_max(folder))}.{digest}.lock"
-    return folder / name
+    return folder / _sibling_name(f".{target.name}", ".lock", name_max(folder))
+
+
+def _sibling_name(name: str, suffix: str, limit: int) -> str:
+    """``name + suffix``, or where that is too long a name, ``name`` cut, with a hash of the
+    whole of it (two long names never share a lock), then ``suffix``."""
+    if len(os.fsencode(name + suffix)) <= limit:
+        return name + suffix
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
+    return f"{fitted(name, 1 + 12 + len(os.fsencode(suffix)), limit)}.{digest}{suffix}"
 
 
 def _read_owner(lock: Path) -> _Owner | str | None:
@@ -154,7 +159,7 @@ def _take_over(lock: Path, stale: _Owner) -> None:
     while holding ``lock.break`` (itself O_EXCL), and only if the file is still the
     very one judged stale (same inode).
     """
-    breaker = lock.with_name(lock.name + ".break")
+    breaker = lock.with_name(_sibling_name(lock.name, ".break", name_max(lock.parent)))
     try:
         os.close(os.open(breaker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
     except FileExistsError:

@@ -47,7 +47,8 @@ def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job],
     ``--files-from`` under a root (``--base``, or their own folder) that holds it, are
     dropped when they lie in the output folder: they are results of an earlier run, not
     inputs.  An input folder inside the output folder (``colorize scans -o .``) is walked
-    for inputs like any other: outputs are never written into it.  ``patterns`` are the input arguments; a list's own root is
+    for inputs like any other (results of ours met there are passed over by their mark:
+    :func:`.cli_inputs.pass_over_our_outputs`).  ``patterns`` are the input arguments; a list's own root is
     its ``base`` (``-o`` equal to it is refused like an input folder), and without one its
     files go straight into ``-o`` wherever they lie, so no folder of it is refused.
 
@@ -65,8 +66,13 @@ def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job],
     if any(walked and root == out for root, walked in roots):
         raise ValueError(f"the output folder {out_dir} is also an input folder; choose a separate -o folder so that "
                          "outputs never mix with (or get picked up as) inputs")
-    earlier = [j.from_folder and _inside(j.source, out) and (j.root is None or _inside(out, j.root.resolve()))
-               for j in jobs]
+    # -o as written too: a link to results kept on scratch storage lies in the walked folder
+    # as written, though not once resolved.
+    from .io import as_written
+
+    written = as_written(out_dir)
+    earlier = [j.from_folder and _inside(j.source, out)
+               and (j.root is None or _inside(written, j.root) or _inside(out, j.root.resolve())) for j in jobs]
     dropped = [j for j, drop in zip(jobs, earlier) if drop]
     jobs = [j for j, drop in zip(jobs, earlier) if not drop]
     if any(j.source.parent == out for j in jobs):
