@@ -180,3 +180,15 @@ def test_a_broken_ome_zarr_position_is_ignored_not_fatal(tmp_path, broken):
     g.attrs["multiscales"] = ms
     image = read_image(tmp_path / "tile.ome.zarr")
     assert image.translation() is None and image.scale() == pytest.approx([2.0, 0.5, 0.5])
+
+
+@pytest.mark.parametrize("scale", [[2.0, 0.0, 0.0], [-1.0, 0.5, 0.5]])
+def test_an_ome_zarr_pixel_size_of_zero_or_below_is_no_pixel_size(tmp_path, scale):
+    """A size of 0 (an unset field) or a negative z step became the output's scale, and the
+    input was then refused ("scale must be positive"), naming an option the CLI has not."""
+    _ome_zarr(tmp_path / "tile.ome.zarr", np.stack([CAM, CAM[::-1]]), "zyx")
+    g = zarr.open_group(str(tmp_path / "tile.ome.zarr"), mode="r+")
+    ms = g.attrs["multiscales"]
+    ms[0]["datasets"][0]["coordinateTransformations"] = [{"type": "scale", "scale": scale}]
+    g.attrs["multiscales"] = ms
+    assert read_image(tmp_path / "tile.ome.zarr").scale() is None

@@ -105,6 +105,14 @@ def test_a_store_that_cannot_be_written_is_named_not_its_inner_file(model_path, 
     with pytest.raises(OSError, match=rf"^\[Errno 1\] cannot write in {re.escape(str(out))} \(Operation not permitted\): "
                                       "the store or its folder is read-only or not yours"):
         nc.colorize_to_zarr(STACK, out, model_path, scale=[2.0, 0.5, 0.5], **TILING)
+    # An input that cannot be read is not the store's fault: its own error, as it was.
+    import dask.array as da
+
+    def unreadable(block):
+        raise PermissionError(errno.EACCES, "Permission denied", "/data/input.zarr/1.1")
+    lazy = da.from_array(STACK, chunks=(1, 64, 64)).map_blocks(unreadable, dtype=STACK.dtype)
+    with pytest.raises(PermissionError, match=r"^\[Errno 13\] Permission denied: '/data/input.zarr/1.1'$"):
+        nc.colorize_to_zarr(lazy, tmp_path / "other.zarr", model_path, **TILING)
 
 
 def test_paths_that_cannot_hold_a_local_store_are_refused_in_words(model_path, tmp_path, monkeypatch):

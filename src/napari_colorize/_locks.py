@@ -265,6 +265,8 @@ def store_lock(target: Path, advice: str, finished: Callable[[], bool] | None = 
         # The folder is not ours to write (read-only media, another user's): a finished store
         # can still be read; anything else would fail to write, so say where (not the lock file).
         if err.errno not in _READ_ONLY or finished is None or not finished():
+            if err.errno not in (*_READ_ONLY, errno.ENOENT):  # a full disk, too long a name: as they are
+                raise
             raise type(err)(err.errno, f"cannot write in {target.parent} ({err.strerror}); choose a folder you can "
                                        "write to") from err
         taken = None

@@ -163,7 +163,9 @@ def said_unwritable(path: str) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        if err.errno not in _UNWRITABLE:
+        inside = err.filename is not None and os.path.abspath(os.fsdecode(err.filename)).startswith(
+            os.path.join(path, ""))  # only the store's own files: an input that cannot be read says so itself
+        if err.errno not in _UNWRITABLE or not inside:
             raise
         raise type(err)(err.errno, f"cannot write in {path} ({err.strerror}): the store or its folder is read-only "
                                    "or not yours; choose another path, or make it writable") from err

@@ -105,6 +105,8 @@ def read_zarr(path: Path) -> Image:
         yx = (float(values[-2]), float(values[-1]))
         along_z = None if z is None else float(values[z])
         if tr["type"] == "scale":
+            if min(read) <= 0:
+                continue  # a size of 0 or below is no size: napari refuses a store that records it
             pixel_size, z_step = yx, along_z
         else:  # where pixel 0 lies: carried to the outputs like the pixel size
             origin, z_origin = yx, along_z
