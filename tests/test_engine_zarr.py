@@ -864,11 +864,10 @@ def test_api_slips_are_named_in_the_callers_words(make_model, tmp_path):
         nc.colorize_to_zarr(image, tmp_path / "c.zarr", make_model(), device="cpu")
 
 
-def test_on_a_cluster_a_store_of_an_input_that_failed_its_check_is_kept_and_replaced_by_the_next_input(
-        model_path, tmp_path):
-    # A cancelled task may still run on a worker and rebuild a removed store's folders as
-    # something that is no store: on a cluster the store stays, marked, and the corrected input
-    # replaces it unasked (it used to be refused as "a different colorization job").
+def test_on_a_cluster_a_store_of_an_input_that_failed_its_check_is_kept_and_says_why(model_path, tmp_path):
+    # A cancelled task may still run on a worker, and removing the folder under it races its
+    # writes: on a cluster the store stays, is never replaced unasked, and the refusal says that
+    # nothing in it is worth keeping (it said "a different colorization job").
     from distributed import Client, LocalCluster
 
     from napari_colorize.inputs import InputValuesError
@@ -880,9 +879,12 @@ def test_on_a_cluster_a_store_of_an_input_that_failed_its_check_is_kept_and_repl
             Client(cluster) as client:
         with pytest.raises(InputValuesError, match="NaN"):
             nc.colorize_to_zarr(da.from_array(holes, chunks=48), tmp_path / "o.zarr", model_path, client=client, **kw)
-    assert zarr_io.read_job(tmp_path / "o.zarr")["failed"] == "input values"
+    job = zarr_io.read_job(tmp_path / "o.zarr")
+    assert job["failed"] == "input values" and job["cluster"] is True
     fixed = np.nan_to_num(holes)
-    stored = open_zarr_result(nc.colorize_to_zarr(fixed, tmp_path / "o.zarr", model_path, **kw)).rgb
+    with pytest.raises(FileExistsError, match="whose input failed its checks .* nothing in it is worth keeping"):
+        nc.colorize_to_zarr(fixed, tmp_path / "o.zarr", model_path, **kw)
+    stored = open_zarr_result(nc.colorize_to_zarr(fixed, tmp_path / "o.zarr", model_path, overwrite=True, **kw)).rgb
     fresh = open_zarr_result(nc.colorize_to_zarr(fixed, tmp_path / "fresh.zarr", model_path, **kw)).rgb
     np.testing.assert_array_equal(np.asarray(stored), np.asarray(fresh))
 

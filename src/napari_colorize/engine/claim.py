@@ -65,8 +65,8 @@ def claim_path(path: str, fingerprints: tuple[str, ...], overwrite: bool,
     """Decide what to do with whatever is at ``path`` before a store is written there.
 
     Returns None when a new store is to be created (nothing there, an empty folder, or
-    a store of another job that ``overwrite`` replaces, in which no chunk was finished, or
-    whose input failed its checks),
+    a store of another job that ``overwrite`` replaces, or in which no chunk was finished
+    and that no cluster wrote),
     and otherwise whether the
     store of this same job (and, ``same_layout()``, under the same axis names) is complete (an unfinished one is resumed: that is not an
     overwrite, and recomputing it would give the identical result).
@@ -95,14 +95,19 @@ def claim_path(path: str, fingerprints: tuple[str, ...], overwrite: bool,
         if not overwrite:  # its job is unknown: maybe this one, after a passing file-system error
             raise FileExistsError(f"{path} is a napari-colorize store whose job record cannot be read (torn, or a "
                                   "file-system error); run again, or pass overwrite=True (--overwrite) to replace it")
-    if not job.get("complete") and (job.get("failed") or _no_chunk_done(path)) and not os.path.islink(path):
-        # Another job's store in which no chunk was finished (killed early, say), or whose
-        # input failed its checks: nothing to lose, and the next run should not need
-        # overwrite.  A task of that job still running on a cluster writes nothing into
-        # the new store (it checks the job record first: still_writing).
+    if not job.get("complete") and not job.get("cluster") and _no_chunk_done(path) and not os.path.islink(path):
+        # Another job's store in which no chunk was finished (killed early, say): nothing to
+        # lose, and the next run should not need overwrite.  Not one written on a cluster: a
+        # cancelled task may still be running there, and removing the folder under it races
+        # its writes (still_writing narrows that window; it cannot close it).
         shutil.rmtree(path)
         return None
     if not overwrite:
+        if job.get("failed"):
+            raise FileExistsError(f"{path} holds the store of an earlier run on a dask.distributed cluster whose input "
+                                  "failed its checks (NaN, values outside [0, 1]): nothing in it is worth keeping. Once "
+                                  "that run's tasks have stopped, pass overwrite=True (--overwrite) to replace it, or "
+                                  "choose another output path")
         state = "a finished" if job.get("complete") else "an unfinished"
         raise FileExistsError(f"{path} already holds {state} result of a different colorization job (another "
                               "input, model, options or axis names); pass overwrite=True (--overwrite) to replace it, or "
@@ -120,15 +125,20 @@ def still_writing(path: str, job: str) -> bool:
     raised, and the next call may meanwhile have replaced the store (``overwrite``) with
     another job's: a chunk and marker written there would be taken for that job's own.
     Checked before a chunk is written and again before its marker (one small attribute
-    read per chunk), so at most a chunk without a marker, which the new job rewrites.
+    read per chunk): a task that finds the store finished or replaced writes nothing, and
+    one that was already writing when it was replaced leaves a chunk without its marker,
+    which the new job rewrites.  Only a replacement within the few milliseconds of one
+    chunk's write can still meet it, which is why a cluster's stores are never replaced
+    unasked (:func:`claim_path`).
     """
     record = read_job(path) or {}
     return record.get("fingerprint") == job and not record.get("complete")
 
+
 def discard_failed(path: str, existed: bool, cluster: bool) -> None:
     """Remove the store this call made for an input that failed its checks; on a cluster, mark
-    it so (:func:`.claim.claim_path` replaces it unasked), since a task still running on a
-    worker could rebuild a removed store's folders as something that is no store."""
+    it so (:func:`claim_path` then says so when it refuses it), since a task still running on
+    a worker could rebuild a removed store's folders as something that is no store."""
     if cluster:
         group = open_group(path, "r+")
         group.attrs[_ATTR] = dict(group.attrs[_ATTR], failed="input values")
@@ -136,6 +146,7 @@ def discard_failed(path: str, existed: bool, cluster: bool) -> None:
     shutil.rmtree(path, ignore_errors=True)
     if existed:  # the empty folder it was given stays
         os.makedirs(path, exist_ok=True)
+
 
 def local_store_path(path: str | os.PathLike) -> str:
     """``path`` made absolute, or a clear refusal of what would not be a local store there."""

@@ -155,12 +155,13 @@ def _create_outputs(group, outputs: tuple[str, ...], shape: tuple[int, ...], chu
 
 def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: tuple[int, ...],
                    chunks: tuple[int, int], outputs: tuple[str, ...], placement: Placement, overwrite: bool,
-                   advice: str = "") -> bool | None:
+                   advice: str = "", cluster: bool = False) -> bool | None:
     """Create the store, or check that an existing one holds this same job (and bring its
     placement up to date: :mod:`.placement`).  ``job`` may hold ``placement``, which is
     not part of the fingerprint; ``fingerprints``: the job's, then those it had in earlier
     versions (accepted for a store found there, never written); ``advice``: added to the
-    refusal of another job's store.
+    refusal of another job's store; ``cluster``: written by tasks on a dask.distributed
+    cluster (recorded: :func:`.claim.claim_path` replaces no such store unasked).
 
     Returns True when the store is already complete, False when an unfinished one is
     resumed, None when it was created now.
@@ -169,6 +170,9 @@ def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: t
     if existing is not None:
         if not existing:  # resumed: its (maybe empty) markers folder may have been tidied away
             os.makedirs(os.path.join(path, MARKERS), exist_ok=True)
+            if cluster:
+                group = open_group(path, "r+")
+                group.attrs[_ATTR] = dict(group.attrs[_ATTR], cluster=True)
         refresh_placement(path, outputs, placement, job.get("placement"))
         return existing
     group = open_group(path, "w")
@@ -177,7 +181,7 @@ def _prepare_store(path: str, job: dict, fingerprints: tuple[str, ...], shape: t
     os.makedirs(os.path.join(path, MARKERS), exist_ok=True)
     _create_outputs(group, outputs, shape, chunks, placement)
     # Written last: a store without it is not ours, one with complete=False is unfinished.
-    group.attrs[_ATTR] = dict(job, fingerprint=fingerprints[0], complete=False)
+    group.attrs[_ATTR] = dict(job, fingerprint=fingerprints[0], complete=False, **({"cluster": True} if cluster else {}))
     return None
 
 
@@ -234,7 +238,7 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
         is replaced; an empty folder is used; a file, or a folder written by something
         else, is never deleted.  A store this call made is removed if the input fails its
         checks (NaN, values outside [0, 1]) as its tiles are read (with ``client`` it is marked
-        instead, and the next call replaces it).  A destination holding the
+        instead, and the next call's refusal says so).  A destination holding the
         input (or inside the input's store) is refused (``ValueError``).  A store being
         written by another thread, process or ``napari-colorize colorize`` run (its lock
         file ``.NAME.lock`` beside it) is refused with
@@ -305,7 +309,7 @@ def colorize_to_zarr(image, path: str | os.PathLike, model: Any = "default", *,
             return _already_done(path, plan, progress)
         existed = os.path.isdir(path)
         state = _prepare_store(path, job, (fingerprint, *legacy), store_shape, chunks, outputs,
-                               placement, overwrite, _token_advice(image, source_id))
+                               placement, overwrite, _token_advice(image, source_id), client is not None)
         if state:
             return _already_done(path, plan, progress)
         channel = rgb_channel_index(len(stored), placement.names)
