@@ -313,11 +313,11 @@ def test_an_input_named_twice_through_a_link_is_coloured_once_with_a_note(two_fo
     (two_folders / "b" / "link.png").symlink_to(two_folders / "b" / "y.png")
     assert _run("b/y.png", "b/link.png", "-o", "out", "--model", model_path, *FAST) == 0
     err = capsys.readouterr().err
-    assert "note: 1 input(s) are the same file as another input and are coloured once, under its first name " \
-           f"(link.png is {two_folders / 'b' / 'y.png'})" in err
+    assert "note: 1 input(s) resolve to the same file as another input (a link, or identical content in a git-annex " \
+           f"tree) and are coloured once, under its first name (link.png is {two_folders / 'b' / 'y.png'})" in err
     assert _written(two_folders / "out") == [f"y_{k}.png" for k in _OUTS]
     assert _run("b", "-o", "out2", "--model", model_path, *FAST) == 0  # walked: the link is noted too
-    assert "note: 1 input(s) are the same file" in capsys.readouterr().err
+    assert "note: 1 input(s) resolve to the same file" in capsys.readouterr().err
 
 
 def test_files_from_a_nul_separated_list_and_a_padded_line(two_folders, model_path, monkeypatch, capsys):

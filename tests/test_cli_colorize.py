@@ -357,6 +357,8 @@ def test_an_archives_catalogue_text_reaches_png_and_tiff_outputs(tmp_path, model
         assert out.getexif().get(0x0112) is None and out.size == gray.shape  # turned upright once, not again
     with PILImage.open(tmp_path / "png" / "text_colorized.png") as out:
         assert out.info["Title"] == "Mill" and out.info["Author"] == "Zoë"
+    from napari_colorize.io.provenance import tiff_text_tags
+    assert [t[0] for t in tiff_text_tags({"Creation Time": "June 1931", "Author": "x"})] == [315]  # DateTime: its form only
     with PILImage.open(tmp_path / "png" / "tags_colorized.png") as out:
         assert (out.info["Description"], out.info["Author"], out.info["Copyright"]) == \
             ("Glass plate 12", "B. Jones", "CC BY 4.0")

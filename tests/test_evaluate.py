@@ -240,6 +240,12 @@ def test_cli_evaluate(tmp_path, val_dir, model, capsys):
                  "--summary"]) == 0
     out = capsys.readouterr().out
     assert "m: auto calibrated" in out and "other: auto calibrated" in out and "gray (no colour)" in out
+    (tmp_path / "b").mkdir()
+    save_model(build_model("compact"), tmp_path / "b" / "m.safetensors")  # the same stem: named by path
+    assert main(["evaluate", str(val_dir), "--model", str(path), "--model", str(tmp_path / "b" / "m.safetensors"),
+                 "--device", "cpu", "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: auto calibrated" in out and f"{tmp_path / 'b' / 'm.safetensors'}: auto calibrated" in out
     assert main(["evaluate", str(val_dir), "--model", str(path), "--device", "cpu", "--summary"]) == 0
     assert f"model: {path}" in capsys.readouterr().err  # the table alone does not say which
 

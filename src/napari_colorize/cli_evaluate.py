@@ -113,11 +113,18 @@ def _note_unfinished(models: list[str]) -> None:
             print(note, file=sys.stderr)
 
 
-def _variant_name(model: str | None, method: str | None, calibrated: bool) -> str:
+def _model_labels(models: list[str]) -> dict[str, str]:
+    """Each model's name in the table: its file's stem, or the path as given where two share a stem."""
+    stems = {model: Path(model).stem if model != "default" else "default" for model in models}
+    shared = {stem for stem in stems.values() if list(stems.values()).count(stem) > 1}
+    return {model: model if stem in shared else stem for model, stem in stems.items()}
+
+
+def _variant_name(label: str | None, method: str | None, calibrated: bool) -> str:
     """A compared variant's row name: its decoding ("auto": the model's own, as the widget
-    says), after the model's name when several are compared."""
+    says), after the model's label when several are compared."""
     decoding = f"{method or 'auto'} {'calibrated' if calibrated else 'uncalibrated'}"
-    return decoding if model is None else f"{Path(model).stem if model != 'default' else 'default'}: {decoding}"
+    return decoding if label is None else f"{label}: {decoding}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -156,8 +163,9 @@ def _evaluate(args: argparse.Namespace, methods: list, calibrations: list, json_
                              limit=args.limit, progress=sys.stderr.isatty(), **grouping)
         else:
             # A second --model used to replace the first silently; now each is a row of its own.
+            labels = _model_labels(models)
             variants = [{"model": model, "method": m, "calibrated": c, "saturation": args.saturation,
-                         "name": _variant_name(model if len(models) > 1 else None, m, c)}
+                         "name": _variant_name(labels[model] if len(models) > 1 else None, m, c)}
                         for model in models for m in methods for c in calibrations]
             table = compare(args.data, variants, device=args.device, max_side=args.max_side, limit=args.limit,
                             **grouping)

@@ -280,5 +280,5 @@ def aliases_note(aliases: list[tuple[Path, Path]]) -> str:
     """One line for the inputs reached by two names (``link.png`` is ``scan.png``), coloured once."""
     name, first = aliases[0]
     more = f" and {len(aliases) - 1} more" if len(aliases) > 1 else ""
-    return (f"note: {len(aliases)} input(s) are the same file as another input and are coloured once, under its "
-            f"first name ({name.name} is {first}{more})")
+    return (f"note: {len(aliases)} input(s) resolve to the same file as another input (a link, or identical "
+            f"content in a git-annex tree) and are coloured once, under its first name ({name.name} is {first}{more})")

@@ -12,6 +12,8 @@ for the output.
 from __future__ import annotations
 
 import os
+import re
+import warnings
 from pathlib import Path
 
 __all__ = ["PNG_KEYWORDS", "read_provenance", "tiff_text_tags"]
@@ -24,6 +26,8 @@ PNG_KEYWORDS = ("Title", "Author", "Description", "Copyright", "Creation Time", 
 _TAGS = {269: "Title", 315: "Author", 270: "Description", 33432: "Copyright", 306: "Creation Time"}
 #: The TIFF tags an output gets, by keyword (no ImageDescription, above).
 _TIFF_TAGS = {"Title": 269, "Author": 315, "Copyright": 33432, "Creation Time": 306}
+#: The TIFF DateTime tag's one form.
+_TIFF_DATE = re.compile(r"\d{4}:\d\d:\d\d \d\d:\d\d:\d\d")
 #: Longer values are cut: a catalogue field, not a document.
 _MAX_CHARS = 4000
 
@@ -41,9 +45,11 @@ def read_provenance(path: str | os.PathLike) -> dict[str, str]:
 
 
 def tiff_text_tags(text: dict[str, str]) -> list[tuple[int, str, int, bytes, bool]]:
-    """``text`` as tifffile ``extratags`` (ASCII tags holding UTF-8, as most writers do)."""
-    return [(_TIFF_TAGS[key], "s", 0, value.encode("utf-8"), True)
-            for key, value in text.items() if key in _TIFF_TAGS]
+    """``text`` as tifffile ``extratags`` (ASCII tags holding UTF-8, as most writers do).  A
+    date goes into DateTime only in its TIFF form ("YYYY:MM:DD HH:MM:SS"); a PNG's free text
+    date has no place there."""
+    return [(_TIFF_TAGS[key], "s", 0, value.encode("utf-8"), True) for key, value in text.items()
+            if key in _TIFF_TAGS and (key != "Creation Time" or _TIFF_DATE.fullmatch(value))]
 
 
 def _clean(fields: dict[str, object]) -> dict[str, str]:
@@ -79,7 +85,10 @@ def _generated(description: str, tif) -> bool:
 def _pillow_text(path: Path) -> dict[str, str]:
     from PIL import Image
 
-    with Image.open(path) as im:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the pixels' reader warns once already
+        im = Image.open(path)
+    with im:
         fields: dict[str, object] = {k: v for k, v in im.info.items() if k in PNG_KEYWORDS}  # PNG text chunks
         exif = im.getexif()
         for code, keyword in _TAGS.items():
