@@ -165,3 +165,22 @@ def test_skipped_files_are_named_below_the_folder_given_in_train_and_evaluate(tm
     assert main(["evaluate", "train", "--model", "m.safetensors", "--device", "cpu", "--max-side", "64"]) == 0
     err = capsys.readouterr().err
     assert empty in err and "skipping train/gray.png: no colour (gray image), nothing to compare with" in err
+
+
+def test_another_models_checkpoint_and_log_are_never_taken(tmp_path, photo_dir):
+    # --log or --checkpoint naming another model's files: the run appended to that log, and with
+    # --force replaced its history and its resumable state.
+    first = tmp_path / "ft.safetensors"
+    train(_config(photo_dir, first, log=None))
+    ckpt, log = tmp_path / "ft.ckpt.safetensors", tmp_path / "ft.log.jsonl"
+    before = (ckpt.read_bytes(), log.read_bytes())
+    other = tmp_path / "w.safetensors"
+    with pytest.raises(FileExistsError, match=r"ft.log.jsonl is the log of the run of .*ft.safetensors, not of "
+                                              r".*w.safetensors; training appends only to its own model's log"):
+        train(_config(photo_dir, other, log=str(log)))
+    for force in (False, True):
+        with pytest.raises(FileExistsError, match=r"holds the resumable state of the run of .*ft.safetensors, not "
+                                                  r"of .*w.safetensors; it is never replaced by another model's run"):
+            train(_config(photo_dir, other, checkpoint=str(ckpt), force=force))
+    assert (ckpt.read_bytes(), log.read_bytes()) == before and not other.exists()
+    train(_config(photo_dir, first, log=None, force=True))  # its own run may replace them

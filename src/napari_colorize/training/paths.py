@@ -160,8 +160,41 @@ def _check_output_model(output: Path, resume: bool, force: bool) -> None:
                               "to continue its interrupted run, or choose another -o name")
 
 
-def _check_checkpoint(path: Path, resume: bool, force: bool) -> str:
-    """Refuse to replace a checkpoint without ``force``; the note saying it will be replaced ("" if none)."""
+def _recorded_output(settings: Any) -> str | None:
+    """The model file a run's recorded settings name (its ``-o``), or None."""
+    output = settings.get("output") if isinstance(settings, dict) else None
+    return output if isinstance(output, str) else None
+
+
+def _checkpoint_output(path: Path) -> str | None:
+    """The model whose run wrote the checkpoint ``path`` (None: unknown)."""
+    from .._safetensors import read_safetensors_metadata
+
+    try:
+        doc = json.loads(read_safetensors_metadata(path, STATE_KEY, str, ""))
+        return _recorded_output(doc["info"]["settings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _log_output(path: Path) -> str | None:
+    """The model whose run began the log ``path`` (its first record, ``start``; None: unknown)."""
+    try:
+        with open(path, "rb") as fh:
+            return _recorded_output(json.loads(fh.readline(1 << 20)).get("settings"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _of_another_model(recorded: str | None, output: Path) -> bool:
+    """Whether a checkpoint or log names another model file than ``output``.  By file name: the
+    recorded path may be relative to a working folder since left."""
+    return recorded is not None and Path(recorded).name != output.name
+
+
+def _check_checkpoint(path: Path, resume: bool, force: bool, output: Path | None = None) -> str:
+    """Refuse to replace a checkpoint without ``force``, or one of another model's run at all;
+    the note saying it will be replaced ("" if none)."""
     if resume or not path.exists():
         return ""  # resuming reads it (and says so if it is not a checkpoint)
     if is_damaged_file_of(path, STATE_KEY):  # ours, cut short or corrupted: replaced only on request
@@ -174,6 +207,11 @@ def _check_checkpoint(path: Path, resume: bool, force: bool) -> str:
         raise FileExistsError(f"the checkpoint path {path} holds a file that is not a napari-colorize training "
                               "checkpoint; training never replaces other files: give --checkpoint another name, "
                               "or move that file away")
+    owner = _checkpoint_output(path)
+    if output is not None and _of_another_model(owner, output):  # --force meant this model's own run
+        raise FileExistsError(f"{path} holds the resumable state of the run of {owner}, not of {output}; it is never "
+                              "replaced by another model's run, even with --force: give --checkpoint another name, or "
+                              "leave it out")
     if not force:
         raise FileExistsError(f"{path} holds the resumable state of an earlier run; add --resume to continue that "
                               "run, or --force to start a new one and replace it")
@@ -218,13 +256,18 @@ def _is_training_log(path: Path) -> bool:
     return isinstance(record, dict) and "event" in record
 
 
-def _check_log(path: Path | None, resume: bool, force: bool) -> bool:
-    """Whether the new run replaces the log at ``path`` (ours, and ``force`` without ``resume``)."""
+def _check_log(path: Path | None, resume: bool, force: bool, output: Path | None = None) -> bool:
+    """Whether the new run replaces the log at ``path`` (ours, and ``force`` without ``resume``).
+    Another model's run's log is neither appended to nor replaced."""
     if path is None or not path.exists():
         return False
     if path.is_dir() or not _is_training_log(path):
         raise FileExistsError(f"the log path {path} holds a file that is not a napari-colorize training log; "
                               "training appends only to its own logs: give --log another name ('' for none)")
+    owner = _log_output(path)
+    if output is not None and _of_another_model(owner, output):
+        raise FileExistsError(f"the log {path} is the log of the run of {owner}, not of {output}; training appends "
+                              "only to its own model's log: give --log another name ('' for none), or leave it out")
     return force and not resume
 
 
@@ -263,8 +306,8 @@ def plan_files(output: str | os.PathLike, checkpoint: str | os.PathLike | None, 
     if files.log is not None:
         check_writable(files.log, "training log")
     _check_output_model(files.output, resume, force)
-    notes = [_check_checkpoint(files.checkpoint, resume, force)]
-    replace_log = _check_log(files.log, resume, force)
+    notes = [_check_checkpoint(files.checkpoint, resume, force, files.output)]
+    replace_log = _check_log(files.log, resume, force, files.output)
     if replace_log:
         notes.append(f"starting a new run; the log of an earlier run at {files.log} will be replaced")
     if force and not resume and files.output.exists():  # a resumed run keeps it (setup.resumed_decoding)
