@@ -141,6 +141,9 @@ def test_manifest_weights(tmp_path, image_dir):
     by_name = dict(zip([p.name for p in paths], weights))
     assert matched == 2 and by_name["img0.png"] == 2.5 and by_name["deep16.tif"] == 0.5
     assert by_name["img1.png"] == pytest.approx(1.5)  # unlisted: the mean weight
+    manifest.write_text("file,weight\ntrain/img0.png,1e308\ntrain/nested/deep16.tif,1e308\n")  # overflowed into NaN
+    weights, _ = read_manifest_weights(manifest, paths)
+    assert np.isfinite(weights).all() and np.isfinite(StepBatchSampler(len(paths), 2, 3, weights=weights).p).all()
     (tmp_path / "bad.csv").write_text("file,score\nx.png,1\n")
     with pytest.raises(ValueError, match="weight"):
         read_manifest_weights(tmp_path / "bad.csv", paths)

@@ -196,7 +196,7 @@ class StepBatchSampler(torch.utils.data.Sampler):
     def __init__(self, n: int, batch_size: int, steps: int, seed: int = 0,
                  weights: np.ndarray | None = None, start: int = 0) -> None:
         self.n, self.batch_size, self.steps, self.seed, self.start = n, batch_size, steps, seed, start
-        self.p = None if weights is None else np.asarray(weights, np.float64) / float(np.sum(weights))
+        self.p = None if weights is None else _probabilities(np.asarray(weights, np.float64))
 
     def __len__(self) -> int:
         return max(0, self.steps - self.start)
@@ -374,3 +374,10 @@ def weight_summary(weights: np.ndarray | None) -> str:
 def skipped_counts(image_set: ImageSet) -> dict[str, int]:
     """How many files were skipped for each reason."""
     return dict(Counter({k: len(v) for k, v in image_set.skipped.items()}))
+
+
+def _probabilities(weights: np.ndarray) -> np.ndarray:
+    """Sampling weights as probabilities; scaled by the largest first, so that huge weights
+    (1e308) do not overflow the sum into NaN ("Probabilities contain NaN")."""
+    scaled = weights / weights.max()
+    return scaled / scaled.sum()

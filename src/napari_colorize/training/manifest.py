@@ -51,8 +51,9 @@ def read_manifest_weights(manifest: str | os.PathLike, paths: Sequence[Path]) ->
     matched = int(np.isfinite(weights).sum())
     if matched == 0:
         raise ValueError(f"{manifest} lists none of the {len(paths)} training images; check its path column")
-    weights[~np.isfinite(weights)] = np.nanmean(weights)
-    if not weights.sum() > 0:
+    top = np.nanmax(weights) or 1.0  # the mean of huge weights (1e308) overflowed into NaN
+    weights[~np.isfinite(weights)] = top * np.nanmean(weights / top)
+    if not weights.max() > 0:
         raise ValueError(f"{manifest}: all weights are 0")
     return weights, matched
 

@@ -72,8 +72,9 @@ def _train_step(run: Run, step: int) -> tuple[float, float]:
     with autocast(run.device, run.precision):
         loss = compute_loss(run.model, batch, cfg.lambda_hue, cfg.lightness_weight)
     if not torch.isfinite(loss):
-        raise RuntimeError(f"the loss became {float(loss)} at step {step}; lower --lr (now {lr:.3g}) "
-                           "or resume from the last checkpoint with a smaller one")
+        again = ("or resume from the last checkpoint with a smaller one" if run.files.checkpoint.exists()
+                 else "and start again (no checkpoint was written yet)")
+        raise RuntimeError(f"the loss became {float(loss)} at step {step}; lower --lr (now {lr:.3g}) {again}")
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if cfg.clip_grad:
