@@ -225,7 +225,7 @@ def test_resume_refuses_changed_settings(tmp_path, image_dir):
     for changed in ({"schedule": "constant"}, {"weight_decay": 0.5}, {"warmup": 7}, {"clip_grad": 1.0}):
         with pytest.raises(ValueError, match=f"{next(iter(changed))}: checkpoint"):
             train(_config(image_dir, out, resume=True, **changed))
-    with pytest.raises(FileNotFoundError, match="without --resume"):
+    with pytest.raises(FileNotFoundError, match="start a new run with --force instead of --resume"):
         train(_config(image_dir, tmp_path / "other.safetensors", resume=True))
     # An image replaced by another of the same size is other data (its channels swapped here).
     first = image_dir / "img0.png"

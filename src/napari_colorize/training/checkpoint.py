@@ -148,7 +148,8 @@ def read_state_info(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no training checkpoint at {path}; run without --resume to start a new run")
+        raise FileNotFoundError(f"no training checkpoint at {path}; start a new run with --force instead of --resume (it "
+                                "replaces the model at -o)")
     if is_damaged_file_of(path, STATE_KEY):
         raise _damaged(path, "it is cut short or corrupted")
     advice = ("give --checkpoint the resumable state of the run to continue, or start a new run without --resume "

@@ -379,4 +379,4 @@ def check_resume(saved: dict[str, Any], now: dict[str, Any], fingerprint: str | 
         diffs.insert(0, f"the run was started with {was}, now {'--init ' + str(now['init']) if now.get('init') else 'without'}")
     if diffs:
         raise ValueError("cannot resume exactly, settings differ from the checkpoint: " + "; ".join(diffs)
-                         + ". Use the same command (with --resume) or start a new run without --resume")
+                         + ". Use the same command (with --resume), or start a new run with --force instead of --resume")
