@@ -147,6 +147,10 @@ def test_manifest_weights(tmp_path, image_dir):
     (tmp_path / "bad.csv").write_text("file,score\nx.png,1\n")
     with pytest.raises(ValueError, match="weight"):
         read_manifest_weights(tmp_path / "bad.csv", paths)
+    # One found next to the data with a header alone sets no weights either (it stopped training for a while).
+    from napari_colorize.training.manifest import resolve_weights
+    manifest.write_text("file,source\n")
+    assert resolve_weights(None, [image_dir], paths) == (None, None, 0)
     # A corpus manifest found next to the data that only names sources sets no weights (it used to stop training).
     manifest.write_text("file,source\ntrain/img0.png,a\n")
     result = train(_config(image_dir, tmp_path / "m.safetensors", steps=1))

@@ -207,10 +207,14 @@ def run(args: argparse.Namespace) -> int:
     )
     from ._atomic import no_new_empty_folders
     from ._locks import MODEL_ADVICE, OutputLocks
+    from .training.paths import MODEL_SUFFIX, check_writable
 
     with no_new_empty_folders(args.output, args.checkpoint, args.log):  # a refused run leaves no folder
+        if not args.output.endswith(MODEL_SUFFIX):
+            train(cfg)  # refused there, in its words (an empty -o, a folder, another suffix)
+            return 0
         output = Path(args.output).expanduser()
-        output.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(output, "output model")  # said of the model, not of a hidden lock file
         # One run per model: two (a second one with --resume or --force) interleaved their
         # steps in one log and checkpoint, and the last to finish won.
         with OutputLocks([output], MODEL_ADVICE):

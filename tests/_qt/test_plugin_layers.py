@@ -162,6 +162,35 @@ def test_outputs_go_below_the_hints_and_a_renamed_result_is_kept():
     assert tuple(viewer.layers["cells chroma confidence"].contrast_limits) == (0.5, 1.0)  # was reset to (0, 1)
 
 
+def test_an_output_named_with_a_suffix_follows_its_renamed_source_and_a_kept_one_is_not_its_output():
+    from napari.components import ViewerModel
+
+    from napari_colorize._qt._layers import METADATA_KEY
+    from napari_colorize._qt._placing import layer_id, outputs_of
+
+    viewer = ViewerModel()
+    source = viewer.add_image(np.zeros((32, 48)), name="cells")
+    viewer.add_image(np.zeros((32, 48)), name="cells colorized")  # e.g. a store of the CLI's, opened
+
+    def run(name: str) -> list:
+        result = ColorizeResult(rgb=np.zeros((32, 48, 3), np.float32), chroma_confidence=np.zeros((32, 48), np.float32),
+                                hue_entropy=np.zeros((32, 48), np.float32))
+        tuples = layer_data_tuples(result, name, Geometry((1.0, 1.0), (0.0, 0.0)))
+        for _, kwargs, _ in tuples:  # as the widget marks them: the source layer itself
+            kwargs["metadata"][METADATA_KEY]["source_id"] = layer_id(source)
+        return apply_layer_data(viewer.layers, tuples)
+
+    first = run("cells")
+    assert first[2].name == "cells colorized [1]"
+    source.name = "nuclei"
+    second = run("nuclei")
+    third = run("nuclei")  # a name with napari's suffix was once taken for one the user gave
+    assert all(a is b is c for a, b, c in zip(first, second, third)) and len(viewer.layers) == 5
+    assert third[2].name == "nuclei colorized"
+    third[2].name = "kept"  # the user keeps it: no longer an output that live re-colouring would replace
+    assert third[2] not in outputs_of(viewer.layers, source) and third[1] in outputs_of(viewer.layers, source)
+
+
 def test_place_layer_hidden_then_keeps_user_choices(monkeypatch):
     from napari.components import ViewerModel
 

@@ -71,7 +71,9 @@ def _named_as_made(name: str, meta: dict[str, Any]) -> bool:
 def outputs_of(layers: Any, source: Any) -> list[Any]:
     """This plugin's output layers of the layer ``source`` that are in ``layers``."""
     key, live = {"source": source.name, "source_id": layer_id(source)}, _live_ids(layers)
-    return [layer for layer in layers if _ours(layer) and _same_source(layer.metadata[METADATA_KEY], key, live)]
+    # Not one the user renamed to keep: the next run makes its own (what live re-colouring checks).
+    return [layer for layer in layers if _ours(layer) and _same_source(layer.metadata[METADATA_KEY], key, live)
+            and _named_as_made(layer.name, layer.metadata[METADATA_KEY])]
 
 
 def _slot_below_siblings(layers: Any, meta: dict[str, Any]) -> int | None:
@@ -130,9 +132,8 @@ def place_layer(layers: Any, data: Any, kwargs: dict[str, Any], hidden: bool = F
 
     existing = _find_output(layers, kwargs["metadata"][METADATA_KEY])
     if existing is not None and _replaceable(existing, data, kwargs):
-        old = existing.metadata[METADATA_KEY]
-        if existing.name == output_names(old.get("source", "")).get(old.get("output")):
-            existing.name = kwargs["name"]  # its source may have been renamed (one the user renamed is not found)
+        if existing.name != kwargs["name"]:  # its source was renamed (one the user renamed is not found);
+            existing.name = kwargs["name"]  # napari adds " [1]" again where the name is taken
         existing.data = data
         # Not the contrast limits: an output's range is fixed by its kind (0-255, 0-1), and a
         # user's own limits on a map survive a re-run, as its visibility and colormap do.

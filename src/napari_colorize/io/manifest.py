@@ -53,7 +53,7 @@ def read_manifest_rows(manifest: str | os.PathLike) -> tuple[list[str], list[dic
     FileNotFoundError
         If the manifest does not exist.
     ValueError
-        If it is not text, or lists no rows.
+        If it is not text.
     """
     manifest = Path(manifest)
     if not manifest.is_file():
@@ -71,9 +71,6 @@ def read_manifest_rows(manifest: str | os.PathLike) -> tuple[list[str], list[dic
     reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
     columns = [c.strip() for c in (reader.fieldnames or [])]
     rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
-    if not rows:
-        raise ValueError(f"manifest {manifest} lists no images (it has {'only a header' if columns else 'no rows'}); "
-                         "give one row per image: its path and its source")
     return columns, rows
 
 

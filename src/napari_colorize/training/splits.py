@@ -186,11 +186,12 @@ def read_manifest_sources(manifest: str | os.PathLike) -> tuple[list[str], list[
     Raises
     ------
     ValueError
-        When the manifest has no path column or no ``source`` column.
+        When the manifest lists no images, or has no path column or no ``source`` column.
     """
     columns, rows = read_manifest_rows(manifest)
-    if not rows:
-        return [], [], []
+    if not rows:  # it said "validation sources not in the data"
+        raise ValueError(f"manifest {manifest} lists no images (it has {'only a header' if columns else 'no rows'}); "
+                         "give one row per image: its path and its source")
     col = manifest_path_column(manifest, columns)
     if "source" not in columns:
         raise ValueError(f"{manifest} has no 'source' column (it has {columns}); add one naming each image's "
