@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from _runs import held_by_another_run
 from skimage import data, transform
 
 import napari_colorize as nc
@@ -27,6 +28,7 @@ from napari_colorize.engine.zarr_io import (
     open_zarr_levels,
     open_zarr_result,
 )
+
 
 TILING = {"tile_size": 128, "overlap": 32, "device": "cpu"}
 
@@ -669,23 +671,10 @@ def test_the_api_and_the_command_line_exclude_each_other_by_one_lock(model_path,
     from napari_colorize._locks import OutputBusyError, OutputLocks, lock_path
 
     path = tmp_path / "out.zarr"
-    held, done = threading.Event(), threading.Event()
-
-    def command_line():  # another thread of this process stands for another run
-        with OutputLocks([path]):
-            held.set()
-            done.wait(60)
-
-    thread = threading.Thread(target=command_line)
-    thread.start()
-    try:
-        assert held.wait(10)
+    with held_by_another_run(path):
         with pytest.raises(OutputBusyError, match="is being written by another run"):
             nc.colorize_to_zarr(stack, path, model_path, **TILING)
         assert not path.exists()  # refused before the store is made
-    finally:
-        done.set()
-        thread.join()
     # The command line's own thread goes on under the lock it holds.
     with OutputLocks([path]):
         nc.colorize_to_zarr(stack, path, model_path, **TILING)
@@ -695,27 +684,14 @@ def test_the_api_and_the_command_line_exclude_each_other_by_one_lock(model_path,
 def test_two_spellings_of_one_folder_share_one_lock(model_path, stack, tmp_path):
     # The lock was named from the path as typed: a run through a link to the folder took a
     # lock of its own and wrote into the same store as the run that held the other.
-    from napari_colorize._locks import OutputBusyError, OutputLocks
+    from napari_colorize._locks import OutputBusyError
 
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    held, done = threading.Event(), threading.Event()
-
-    def command_line():
-        with OutputLocks([tmp_path / "real" / "out.zarr"]):
-            held.set()
-            done.wait(60)
-
-    thread = threading.Thread(target=command_line)
-    thread.start()
-    try:
-        assert held.wait(10)
+    with held_by_another_run(tmp_path / "real" / "out.zarr"):
         for spelling in (tmp_path / "link" / "out.zarr", tmp_path / "link" / ".." / "real" / "out.zarr"):
             with pytest.raises(OutputBusyError, match="is being written by another run"):
                 nc.colorize_to_zarr(stack, spelling, model_path, **TILING)
-    finally:
-        done.set()
-        thread.join()
 
 
 def test_a_thread_reading_a_lock_another_thread_is_making_finds_it_held(tmp_path, monkeypatch):

@@ -96,32 +96,18 @@ def test_a_second_signal_while_saving_stops_at_once_and_keeps_the_last_checkpoin
 def test_a_second_run_on_a_model_another_run_is_writing_is_refused(tmp_path, photo_dir, capsys):
     # Two runs on one -o (the second with --resume or --force, as the first's message invited)
     # interleaved their steps in one log and checkpoint; the last to finish won.
-    import threading
+    from _runs import held_by_another_run
 
-    from napari_colorize._locks import OutputLocks
     from napari_colorize.cli import main
 
     out = tmp_path / "sub" / "m.safetensors"
     out.parent.mkdir()
-    held, done = threading.Event(), threading.Event()
-
-    def other_run():
-        with OutputLocks([out]):
-            held.set()
-            done.wait(60)
-
-    thread = threading.Thread(target=other_run)
-    thread.start()
-    try:
-        assert held.wait(10)
+    with held_by_another_run(out):
         for extra in ((), ("--force",), ("--resume",)):
             assert main(_cli_args(photo_dir, out, *extra)) == 2
             assert (f"m.safetensors is being written by another run (pid {os.getpid()}); let it finish (or stop it), "
                     "or write to another -o") in capsys.readouterr().err
         assert sorted(p.name for p in out.parent.iterdir()) == [".m.safetensors.lock"]  # the other run's, alone
-    finally:
-        done.set()
-        thread.join()
     assert main(_cli_args(photo_dir, out)) == 0
     assert not (out.parent / ".m.safetensors.lock").exists()
 
