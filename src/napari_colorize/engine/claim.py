@@ -174,7 +174,8 @@ def said_unwritable(path: str) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        inside = err.filename is not None and os.path.abspath(os.fsdecode(err.filename)).startswith(
+        named = err.filename if isinstance(err.filename, (str, bytes, os.PathLike)) else None
+        inside = named is not None and os.path.abspath(os.fsdecode(named)).startswith(
             os.path.join(path, ""))  # only the store's own files: an input that cannot be read says so itself
         if err.errno not in _UNWRITABLE or not inside:
             raise
