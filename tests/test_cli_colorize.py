@@ -319,6 +319,8 @@ def test_16_bit_inputs_written_as_8_bit_colour_are_noted_once(tmp_path, model_pa
     for name in ("a.tif", "b.png"):
         iio.imwrite(tmp_path / "in" / name, np.round(cam * 65535).astype(np.uint16))
     iio.imwrite(tmp_path / "in" / "c.png", np.round(cam * 255).astype(np.uint8))
+    eight = np.round(cam * 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "in" / "d.png", np.dstack([eight, eight // 2, 255 - eight]))  # 8-bit colour: gray is float
     assert _run(tmp_path / "in", "-o", tmp_path / "out", "--model", model_path, *TILES) == 0
     err = capsys.readouterr().err
     assert err.count("note: 2 input(s) have more than 8 bits per pixel (such as a.tif); their colour outputs hold "

@@ -355,7 +355,8 @@ def _colorize_source(job: Job, outputs, args, kwargs, client, bar: TileCallback 
     shape = tuple(image.data.shape)
     check_hints_fit(kwargs, shape, args.hints)  # before this input's outputs are opened
     mp = float(np.prod(shape, dtype=np.int64)) / 1e6
-    deep = (np.dtype(image.data.dtype).itemsize > 1 and (job.fmt == "png" or args.rgb_dtype == "uint8")
+    bits = image.bits or 8 * np.dtype(image.data.dtype).itemsize  # as stored: an 8-bit RGB file's gray is float
+    deep = (bits > 8 and (job.fmt == "png" or args.rgb_dtype == "uint8")
             and any(get_output(key).is_rgb for key in job.outputs))
     if job.fmt == "zarr":
         from .engine.zarr_io import colorize_to_zarr

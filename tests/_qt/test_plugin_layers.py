@@ -189,6 +189,17 @@ def test_an_output_named_with_a_suffix_follows_its_renamed_source_and_a_kept_one
     assert third[2].name == "nuclei colorized"
     third[2].name = "kept"  # the user keeps it: no longer an output that live re-colouring would replace
     assert third[2] not in outputs_of(viewer.layers, source) and third[1] in outputs_of(viewer.layers, source)
+    third[1].name = "nuclei chroma confidence [2]"  # kept too, though it looks like napari's own suffix
+    fourth = run("nuclei")
+    assert fourth[1] is not third[1] and third[1].name == "nuclei chroma confidence [2]"
+    # An image opened after the hints (a reference) does not lift the outputs over them.
+    viewer.add_points([[5, 5]], name="hints")
+    viewer.add_image(np.zeros((32, 48, 3), np.uint8), name="reference", rgb=True)
+    for layer in fourth:
+        viewer.layers.remove(layer)
+    fifth = run("nuclei")
+    names = [layer.name for layer in viewer.layers]
+    assert names.index(fifth[2].name) < names.index("hints") < names.index("reference")
 
 
 def test_place_layer_hidden_then_keeps_user_choices(monkeypatch):

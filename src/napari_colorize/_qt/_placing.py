@@ -63,7 +63,11 @@ def _find_output(layers: Any, meta: dict[str, Any]) -> Any:
 
 
 def _named_as_made(name: str, meta: dict[str, Any]) -> bool:
-    """Whether an output still has the name it was given (napari adds " [1]" to a name taken)."""
+    """Whether an output still has the name it was given: the one recorded when it was placed
+    (napari may have added " [1]"), or for outputs of earlier versions the one made from its
+    source's name, with any such suffix."""
+    if "layer_name" in meta:
+        return name == meta["layer_name"]
     given = output_names(meta.get("source", "")).get(meta.get("output"))
     return given is not None and re.fullmatch(re.escape(given) + r"( \[\d+\])?", name) is not None
 
@@ -83,7 +87,8 @@ def _slot_below_siblings(layers: Any, meta: dict[str, Any]) -> int | None:
     above = set(names[:names.index(meta["output"])]) if meta.get("output") in names else set()
     live = _live_ids(layers)
     slots = [i for i, layer in enumerate(layers) if _ours(layer) and layer.metadata[METADATA_KEY].get("output") in above
-             and _same_source(layer.metadata[METADATA_KEY], meta, live)]
+             and _same_source(layer.metadata[METADATA_KEY], meta, live)
+             and _named_as_made(layer.name, layer.metadata[METADATA_KEY])]  # not among the ones kept
     return min(slots) if slots else None
 
 
@@ -140,6 +145,7 @@ def place_layer(layers: Any, data: Any, kwargs: dict[str, Any], hidden: bool = F
         for attr in ("scale", "translate", "rotate", "shear", "affine", "metadata", "axis_labels", "units"):
             if attr in kwargs:
                 setattr(existing, attr, kwargs[attr])
+        _record_name(existing)
         return existing, bool(existing.visible)
     kept = {attr: getattr(existing, attr) for attr in KEPT} if existing is not None else {"visible": True}
     layer = Image(data, **{**kwargs, **kept, **({"visible": False} if hidden else {})})
@@ -150,15 +156,27 @@ def place_layer(layers: Any, data: Any, kwargs: dict[str, Any], hidden: bool = F
     elif (slot := _slot_below_siblings(layers, kwargs["metadata"][METADATA_KEY])) is not None:
         layers.insert(slot, layer)
     else:
-        layers.insert(_above_the_images(layers), layer)
+        layers.insert(_above_the_images(layers, kwargs["metadata"][METADATA_KEY].get("source_id")), layer)
+    _record_name(layer)
     return layer, bool(kept["visible"])
 
 
-def _above_the_images(layers: Any) -> int:
-    """The slot just above the topmost image layer: points, shapes and labels drawn above the
-    images (the colour hints above all) stay above the result, visible and editable."""
-    images = [i for i, layer in enumerate(layers) if layer.__class__.__name__ == "Image"]
-    return images[-1] + 1 if images else len(layers)
+def _record_name(layer: Any) -> None:
+    """Note the name the layer got (napari adds " [1]" to one taken): any other is the user's."""
+    layer.metadata[METADATA_KEY]["layer_name"] = layer.name
+
+
+def _above_the_images(layers: Any, source_id: str | None = None) -> int:
+    """The slot just above the topmost image layer, but below the first points, shapes or labels
+    layer above the source: such layers (the colour hints above all) stay above the result,
+    visible and editable, even under an image opened after them (a reference)."""
+    kinds = [layer.__class__.__name__ for layer in layers]
+    slot = max((i + 1 for i, kind in enumerate(kinds) if kind == "Image"), default=len(layers))
+    source = next((i for i, layer in enumerate(layers) if source_id and layer_id(layer) == source_id), None)
+    if source is not None:
+        above = [i for i in range(source + 1, len(layers)) if kinds[i] != "Image"]
+        slot = min([slot, *above[:1]])
+    return slot
 
 
 def apply_layer_data(layers: Any, tuples: Sequence[LayerDataTuple]) -> list[Any]:

@@ -39,6 +39,7 @@ def read_image(path: str | os.PathLike, strict: bool = False) -> Image:
     data = image.data
     if any(s == 0 for s in data.shape) or data.ndim < 2:
         raise ImageReadError(f"{path.name} holds no pixels (shape {tuple(data.shape)}); export it again")
+    image.bits = 8 * np.dtype(data.dtype).itemsize  # before a colour file's gray is made (float)
     colour = image.samples if image.samples is not None else data.shape[-1] in (3, 4) and data.shape[-2] > 4
     if data.ndim >= 3 and colour:
         if _channels_equal(data):

@@ -62,6 +62,9 @@ class Image:
         (y, x) position of pixel 0 in ``unit`` when the file gives one (an OME-Zarr translation).
     z_origin : float or None
         Position of the first plane of the ``z`` axis, in ``unit``, when the file gives it.
+    bits : int or None
+        Bits per sample as the file stores them (8 for an 8-bit RGB file, though its gray is
+        float once converted); None when not read from a file.
     """
 
     data: Any
@@ -74,6 +77,7 @@ class Image:
     z_step: float | None = None
     origin: tuple[float, float] | None = None
     z_origin: float | None = None
+    bits: int | None = None
 
     def scale(self) -> list[float] | None:
         """The pixel size along every axis of :attr:`data` (leading axes 1 but a known z
