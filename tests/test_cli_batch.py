@@ -107,6 +107,12 @@ def test_a_float_tiff_outside_0_1_fails_in_the_commands_words(tmp_path, model_pa
     err = capsys.readouterr().err
     assert "; pass --normalize percentile (microscopy) or --normalize minmax, or rescale it first" in err
     assert "normalize='" not in err
+    holes = _gray(64).astype(np.float32) / 255
+    holes[3, 3] = np.nan
+    tifffile.imwrite(tmp_path / "nan.tif", holes)
+    assert _run(tmp_path / "nan.tif", "-o", tmp_path / "out", "--model", model_path, *FAST) == 1
+    err = capsys.readouterr().err
+    assert "the image contains NaN or infinite values; replace them before colorizing" in err  # no np.nan_to_num
 
 
 def test_the_dim_16_bit_warning_names_only_the_cli_option(tmp_path, model_path, capsys):

@@ -375,6 +375,18 @@ def test_an_archives_catalogue_text_reaches_png_and_tiff_outputs(tmp_path, model
         assert tif.pages.first.tags[315].value == "B. Jones" and "Glass plate" not in tif.pages.first.description
 
 
+@pytest.mark.filterwarnings("always::UserWarning")
+def test_a_jpeg_with_corrupt_exif_gets_one_line_naming_it(tmp_path, model_path, cam, capsys):
+    # Pillow's warning came twice, as Python source lines without the file's name.
+    from PIL import Image as PILImage
+
+    gray = np.round(cam * 255).astype(np.uint8)
+    PILImage.fromarray(gray).save(tmp_path / "bad.jpg", exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff\x01\x02garbage")
+    assert _run(tmp_path / "bad.jpg", "-o", tmp_path / "out", "--model", model_path, *TILES) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: bad.jpg: Corrupt EXIF data") == 1 and "warnings.warn" not in err
+
+
 def test_a_float32_rgb_asked_for_png_output_is_noted(inputs, tmp_path, model_path, capsys):
     assert _run(inputs / "cam.png", "-o", tmp_path / "out", "--model", model_path, "--rgb-dtype", "float32",
                 *TILES) == 0

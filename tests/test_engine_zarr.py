@@ -453,6 +453,7 @@ def test_a_bad_origin_is_refused_before_anything_is_written(model_path, stack, t
     (dict(scale=(0.0, 0.0)), r"scale must be positive pixel sizes, got \[0.0, 0.0\]"),  # napari refused the store
     (dict(scale=(1.0, -0.5, 0.5)), r"scale must be positive"),
     (dict(axes=["t", "z"]), r"the 1 leading axes of the image; give one name per axis before \(y, x\), e.g. \['z'\]$"),
+    (dict(scale=2), r"got the single number 2; e.g. scale=\(2, 2\)"),  # was "'int' object is not iterable"
 ])
 def test_bad_placement_options_are_refused_before_anything_is_written(model_path, stack, tmp_path, options, message):
     with pytest.raises(ValueError, match=message):

@@ -136,6 +136,7 @@ def test_a_closed_output_pipe_leaves_no_loader_worker_behind(tmp_path, photo_dir
 def test_an_unfinished_run_used_as_a_model_is_noted(tmp_path, photo_dir, capsys):
     # A half-trained model (the file is rewritten at every checkpoint) was used without a word.
     import imageio.v3 as iio
+    from _runs import held_by_another_run
 
     from napari_colorize.cli import main
 
@@ -150,6 +151,10 @@ def test_an_unfinished_run_used_as_a_model_is_noted(tmp_path, photo_dir, capsys)
     assert note in capsys.readouterr().err
     assert main(["evaluate", str(photo_dir), "--model", str(part), "--device", "cpu", "--summary"]) == 0
     assert note in capsys.readouterr().err
+    with held_by_another_run(part):  # its run goes on: --resume would be refused, so not advised
+        assert main(["colorize", str(gray), "-o", str(tmp_path / "out1"), "--model", str(part)]) == 0
+        assert (f"note: {part} is being trained now (pid {os.getpid()}; these are the weights of step 2)"
+                in capsys.readouterr().err)
     train(TrainConfig(data=[str(photo_dir)], output=str(part), progress=False, resume=True, **_OPTIONS))
     capsys.readouterr()
     assert main(["colorize", str(gray), "-o", str(tmp_path / "out2"), "--model", str(part)]) == 0

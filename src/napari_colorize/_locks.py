@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ._atomic import HOST, fitted, is_this_host, name_max, owner_gone, pid_alive, process_start_time
 
-__all__ = ["OutputBusyError", "OutputLocks", "lock_path", "store_lock", "CLI_ADVICE"]
+__all__ = ["OutputBusyError", "OutputLocks", "lock_path", "store_lock", "live_writer", "CLI_ADVICE", "MODEL_ADVICE"]
 
 #: A lock file without a readable owner (its writer was killed between creating and
 #: filling it, a window of microseconds) is stale after this many seconds; so is a
@@ -114,6 +114,13 @@ def _sibling_name(name: str, suffix: str, limit: int) -> str:
         return name + suffix
     digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:12]
     return f"{fitted(name, 1 + 12 + len(os.fsencode(suffix)), limit)}.{digest}{suffix}"
+
+
+def live_writer(target: Path) -> int | None:
+    """The pid of a run that holds ``target``'s lock and is not known to be gone, or None."""
+    lock = lock_path(target)
+    owner = _read_owner(lock)
+    return owner.pid if isinstance(owner, _Owner) and not owner.stale(lock) else None
 
 
 def _read_owner(lock: Path) -> _Owner | str | None:

@@ -164,7 +164,7 @@ class RunProgress:
 
 @contextlib.contextmanager
 def warnings_as_lines(name: str) -> Iterator[None]:
-    """Reading, scaling and OME-NGFF warnings as ``warning: ...`` lines (naming the input), others as usual."""
+    """Every warning while an input is read and coloured as one ``warning: ...`` line naming the input."""
     from .engine.ome import NgffWarning
     from .inputs import InputScalingWarning
     from .io import ReadWarning
@@ -185,5 +185,5 @@ def warnings_as_lines(name: str) -> Iterator[None]:
                 say(f"warning: {w.message}")
             elif issubclass(w.category, (InputScalingWarning, NgffWarning)):
                 say(f"warning: {name}: {warning_in_cli_words(str(w.message))}")
-            else:
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            else:  # a library's (Pillow's "Corrupt EXIF data"): one line naming the input, not its source line
+                say(f"warning: {name}: {str(w.message).strip()}")

@@ -90,6 +90,7 @@ def warning_in_cli_words(text: str) -> str:
     percentile, microscopy)``), said with this command's option only (``--normalize percentile``).
     The API's ``normalize='dtype'`` is this command's default, and its ``limits=`` has no option here."""
     text = text.replace("as normalize='dtype' does", "as without --normalize").replace("; pass limits=(lo, hi) to choose", "")
+    text = text.replace(" (e.g. np.nan_to_num)", "")  # a numpy function is no advice on the command line
     text = re.sub(r" \(--normalize(?: \w+)?(?:, ([^)]*))?\)", lambda m: f" ({m.group(1)})" if m.group(1) else "", text)
     text = re.sub(r"normalize='(\w+)'", r"--normalize \1", text)
     return re.sub(r"(--normalize \w+[^']*?) or '(\w+)'", r"\1 or --normalize \2", text)

@@ -93,6 +93,9 @@ def full_axes(values: Sequence[float] | None, ndim: int, fill: float, what: str 
     (``fill`` for the leading axes when only y, x are given or ``values`` is None)."""
     if values is None:
         return [fill] * ndim
+    if not isinstance(values, (list, tuple)) and not hasattr(values, "__len__"):  # scale=2: one for (y, x)?
+        raise ValueError(f"{what} must give the {'pixel size' if what == 'scale' else 'position'} of (y, x) or of "
+                         f"all {ndim} axes, got the single number {values!r}; e.g. {what}=({values!r}, {values!r})")
     values = [float(s) for s in values]
     if not all(math.isfinite(v) for v in values):  # NaN and inf are not JSON: the store's metadata would break
         raise ValueError(f"{what} must be finite numbers, got {values}")

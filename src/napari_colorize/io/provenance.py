@@ -39,7 +39,9 @@ def read_provenance(path: str | os.PathLike) -> dict[str, str]:
     if path.is_dir():
         return {}
     try:
-        return _tiff_text(path) if path.suffix.lower() in (".tif", ".tiff") else _pillow_text(path)
+        with warnings.catch_warnings():  # the pixels' reader has said what is odd about the file
+            warnings.simplefilter("ignore")
+            return _tiff_text(path) if path.suffix.lower() in (".tif", ".tiff") else _pillow_text(path)
     except Exception:  # noqa: BLE001 -- an odd header must not fail an input that reads fine
         return {}
 
@@ -85,10 +87,7 @@ def _generated(description: str, tif) -> bool:
 def _pillow_text(path: Path) -> dict[str, str]:
     from PIL import Image
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the pixels' reader warns once already
-        im = Image.open(path)
-    with im:
+    with Image.open(path) as im:
         fields: dict[str, object] = {k: v for k, v in im.info.items() if k in PNG_KEYWORDS}  # PNG text chunks
         exif = im.getexif()
         for code, keyword in _TAGS.items():

@@ -240,7 +240,14 @@ def incomplete_note(config: ModelConfig, name: str | os.PathLike) -> str | None:
     training = config.training
     if not training or training.get("complete", True):
         return None
-    return (f"note: {name} is an unfinished training run (saved at step {training.get('steps', '?')}): its colours may "
+    from .._locks import live_writer
+
+    step = training.get("steps", "?")
+    pid = live_writer(resolve_model_path(name)) if str(name) != DEFAULT_MODEL else None
+    if pid is not None:  # its run goes on: --resume would be refused
+        return (f"note: {name} is being trained now (pid {pid}; these are the weights of step {step}): its colours "
+                "may be poorer than the finished model's")
+    return (f"note: {name} is an unfinished training run (saved at step {step}): its colours may "
             "be poorer than the finished model's; finish it with the same train command and --resume")
 
 
