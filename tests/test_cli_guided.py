@@ -96,7 +96,6 @@ def test_rgb_columns_as_fractions_or_8_bit_levels(tmp_path):
     ("", "has no points"),
     ("index,axis-0,axis-1,colour\n", "has no points"),
     ("index,x,y,colour\n0,1,2,#ffffff\n", "no coordinate columns"),
-    ("index;axis-0;axis-1;colour\n0;1;2;#ffffff\n", "separated by commas"),
     ("axis-0,axis-2,colour\n1,2,#ffffff\n", "axis-1 is missing"),
     ("axis-0,axis-1,label\n1,2,sky\n", "no colour column"),
     ("axis-0,axis-1,r,g\n1,2,0,0\n", "b is missing"),
@@ -194,6 +193,18 @@ def test_bad_guidance_options_are_refused_before_starting(tmp_path, cam, model_p
     assert _run(src, "-o", out, "--model", model_path, *argv, *TILES) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_hints_file_separated_by_semicolons_is_read(tmp_path):
+    # A spreadsheet saved in a European locale: it was "no coordinate columns".
+    from napari_colorize.io import read_hints_csv
+
+    (tmp_path / "h.csv").write_text("axis-0;axis-1;colour\n10;20;#ff0000\n")
+    (tmp_path / "t.csv").write_text("axis-0\taxis-1\tcolour\n10\t20\t#ff0000\n")
+    for name in ("h.csv", "t.csv"):
+        points, colours = read_hints_csv(tmp_path / name)
+        np.testing.assert_array_equal(points, [[10, 20]])
+        np.testing.assert_allclose(colours, [[1, 0, 0]])
 
 
 def test_an_empty_reference_file_is_named_empty(tmp_path, cam, model_path, capsys):

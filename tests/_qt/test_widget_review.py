@@ -207,6 +207,6 @@ def test_a_deleted_map_made_again_goes_below_the_colour(make_napari_viewer, qtbo
     viewer.layers.remove("cam hue entropy")
     viewer.layers["cam chroma confidence"].name = "my conf"
     run_and_wait(qtbot, widget)
-    # The renamed map is the user's to keep: the run makes its own, below the colour too.
-    assert [layer.name for layer in viewer.layers] == ["cam", "cam hue entropy", "my conf", "cam chroma confidence",
+    # The renamed map is the user's to keep: the run makes its own maps, together below the colour.
+    assert [layer.name for layer in viewer.layers] == ["cam", "my conf", "cam hue entropy", "cam chroma confidence",
                                                        "cam colorized"]

@@ -22,6 +22,7 @@ the line (the header is line 1) and what to fix.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import re
@@ -93,8 +94,11 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         raise ValueError(f"hints file {path} {what}; give a CSV file (e.g. a napari Points layer saved as .csv)")
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            lines = [(reader.line_num, row) for row in reader]
+            text = handle.read()
+        # Commas, or semicolons or tabs where the header has no comma (a European spreadsheet, as manifests).
+        header = text.split("\n", 1)[0]
+        reader = csv.reader(io.StringIO(text), delimiter=next((d for d in (",", ";", "\t") if d in header), ","))
+        lines = [(reader.line_num, row) for row in reader]
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text CSV file (not UTF-8); save the hints as CSV") from None
     except (OSError, csv.Error) as err:
