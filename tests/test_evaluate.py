@@ -246,6 +246,12 @@ def test_cli_evaluate(tmp_path, val_dir, model, capsys):
                  "--device", "cpu", "--summary"]) == 0
     out = capsys.readouterr().out
     assert f"{path}: auto calibrated" in out and f"{tmp_path / 'b' / 'm.safetensors'}: auto calibrated" in out
+    (tmp_path / "link").symlink_to(tmp_path, target_is_directory=True)  # one file by two names: scored once
+    assert main(["evaluate", str(val_dir), "--model", str(path), "--model", str(tmp_path / "link" / "m.safetensors"),
+                 "--device", "cpu", "--summary"]) == 0
+    captured = capsys.readouterr()
+    assert f"note: --model {tmp_path / 'link' / 'm.safetensors'} is the same file as --model {path}" in captured.err
+    assert f"model: {path}" in captured.err  # one model's table, said so
     assert main(["evaluate", str(val_dir), "--model", str(path), "--device", "cpu", "--summary"]) == 0
     assert f"model: {path}" in capsys.readouterr().err  # the table alone does not say which
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -100,6 +101,23 @@ def _check_json_target(path: Path) -> None:
     check_writable(path, "evaluation table (--json)")
 
 
+def _distinct_models(models: list[str]) -> list[str]:
+    """``models`` without a second name of one file (a link, another spelling): scored once, said so."""
+    from .model import resolve_model_path
+
+    seen: dict[str, str] = {}
+    for model in models:
+        try:
+            key = os.path.realpath(resolve_model_path(model))
+        except (OSError, ValueError):  # missing or not a model: refused later, in words
+            key = model
+        if key in seen:
+            print(f"note: --model {model} is the same file as --model {seen[key]}; it is scored once", file=sys.stderr)
+            continue
+        seen[key] = model
+    return list(seen.values())
+
+
 def _note_unfinished(models: list[str]) -> None:
     """Say which models are unfinished training runs (a missing or bad file fails later, in words)."""
     from .model import incomplete_note, read_config
@@ -156,7 +174,7 @@ def _evaluate(args: argparse.Namespace, methods: list, calibrations: list, json_
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = print_warning
-        models = args.model or ["default"]
+        models = _distinct_models(args.model or ["default"])
         if len(models) == 1 and len(methods) == 1 and len(calibrations) == 1:
             table = evaluate(args.data, model=models[0], method=methods[0], calibrated=calibrations[0],
                              device=args.device, saturation=args.saturation, max_side=args.max_side,
