@@ -23,7 +23,7 @@ from .._atomic import atomic_path
 from .._safetensors import is_damaged_file_of
 from ..model import is_default_model, is_model_file, read_config, resolve_model_path
 from ..model.metadata import METADATA_KEY
-from .checkpoint import STATE_KEY, is_training_state
+from .checkpoint import STATE_KEY, is_training_state, read_state_info
 
 __all__ = ["RunFiles", "MODEL_SUFFIX", "check_writable", "default_checkpoint_path", "default_log_path", "plan_files",
            "file_calibration", "JsonLog"]
@@ -168,22 +168,20 @@ def _recorded_output(settings: Any) -> str | None:
 
 def _checkpoint_output(path: Path) -> str | None:
     """The model whose run wrote the checkpoint ``path`` (None: unknown)."""
-    from .._safetensors import read_safetensors_metadata
-
     try:
-        doc = json.loads(read_safetensors_metadata(path, STATE_KEY, str, ""))
-        return _recorded_output(doc["info"]["settings"])
+        return _recorded_output(read_state_info(path)["info"]["settings"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def _log_output(path: Path) -> str | None:
-    """The model whose run began the log ``path`` (its first record, ``start``; None: unknown)."""
+def _first_log_record(path: Path) -> Any:
+    """The first record of a JSON-lines log: None for an empty file, the line's bytes if it is not JSON."""
+    with open(path, "rb") as fh:
+        first = fh.readline(1 << 20)  # a start record carries the run's settings: more than a few bytes
     try:
-        with open(path, "rb") as fh:
-            return _recorded_output(json.loads(fh.readline(1 << 20)).get("settings"))
-    except (OSError, ValueError, AttributeError):
-        return None
+        return json.loads(first) if first.strip() else None
+    except ValueError:
+        return first
 
 
 def _of_another_model(recorded: str | None, output: Path) -> bool:
@@ -243,17 +241,9 @@ def _replaced_calibration(output: Path) -> str:
             "and that calibration with it")
 
 
-def _is_training_log(path: Path) -> bool:
-    """Empty, or a JSON-lines file whose first record is one of :class:`JsonLog`'s."""
-    with open(path, "rb") as fh:
-        first = fh.readline(1 << 16)
-    if not first.strip():
-        return True
-    try:
-        record = json.loads(first)
-    except ValueError:
-        return False
-    return isinstance(record, dict) and "event" in record
+def _is_training_log(first: Any) -> bool:
+    """Whether a log's first record (:func:`_first_log_record`) is one of :class:`JsonLog`'s, or the log is empty."""
+    return first is None or (isinstance(first, dict) and "event" in first)
 
 
 def _check_log(path: Path | None, resume: bool, force: bool, output: Path | None = None) -> bool:
@@ -261,10 +251,11 @@ def _check_log(path: Path | None, resume: bool, force: bool, output: Path | None
     Another model's run's log is neither appended to nor replaced."""
     if path is None or not path.exists():
         return False
-    if path.is_dir() or not _is_training_log(path):
+    first = _first_log_record(path) if not path.is_dir() else b"a folder"
+    if not _is_training_log(first):
         raise FileExistsError(f"the log path {path} holds a file that is not a napari-colorize training log; "
                               "training appends only to its own logs: give --log another name ('' for none)")
-    owner = _log_output(path)
+    owner = _recorded_output(first.get("settings")) if first is not None else None
     if output is not None and _of_another_model(owner, output):
         raise FileExistsError(f"the log {path} is the log of the run of {owner}, not of {output}; training appends "
                               "only to its own model's log: give --log another name ('' for none), or leave it out")
