@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .manifest import delimiter_of
+
 __all__ = ["COLOUR_COLUMNS", "RGB_COLUMNS", "read_hints_csv"]
 
 #: Names of the hex colour column, any one of them.
@@ -95,9 +97,7 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             text = handle.read()
-        # Commas, or semicolons or tabs where the header has no comma (a European spreadsheet, as manifests).
-        header = text.split("\n", 1)[0]
-        reader = csv.reader(io.StringIO(text), delimiter=next((d for d in (",", ";", "\t") if d in header), ","))
+        reader = csv.reader(io.StringIO(text), delimiter=delimiter_of(text))  # as manifests: ',', ';' or tab
         lines = [(reader.line_num, row) for row in reader]
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text CSV file (not UTF-8); save the hints as CSV") from None

@@ -41,6 +41,13 @@ def find_manifest_above(path: str | os.PathLike, levels: int | None = None) -> P
     return None
 
 
+def delimiter_of(text: str) -> str:
+    """The column separator of a CSV text: a comma, or a semicolon or tab where its header has no
+    comma (a spreadsheet saved in a European locale, or as tab-separated text)."""
+    header = text.split("\n", 1)[0]
+    return next((d for d in (",", ";", "\t") if d in header), ",")
+
+
 def read_manifest_rows(manifest: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
     """``(columns, rows)`` of a manifest, in file order: every name and value stripped of
     surrounding spaces, a missing value read as ``""``.
@@ -66,9 +73,7 @@ def read_manifest_rows(manifest: str | os.PathLike) -> tuple[list[str], list[dic
     except UnicodeDecodeError:
         raise ValueError(f"manifest {manifest} is not a text CSV file (UTF-8); give the CSV that lists the images "
                          "with their source") from None
-    header = text.split("\n", 1)[0]
-    delimiter = next((d for d in (",", ";", "\t") if d in header), ",")
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter_of(text))
     columns = [c.strip() for c in (reader.fieldnames or [])]
     rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
     return columns, rows
