@@ -112,6 +112,28 @@ def test_a_second_run_on_a_model_another_run_is_writing_is_refused(tmp_path, pho
     assert not (out.parent / ".m.safetensors.lock").exists()
 
 
+def test_a_checkpoint_or_log_another_run_is_writing_is_refused_for_another_model(tmp_path, photo_dir, capsys):
+    # Two runs of different models given one --checkpoint both passed its owner check before
+    # either had written it, then took turns overwriting it.
+    from _runs import held_by_another_run
+
+    from napari_colorize.cli import main
+
+    shared = {"--checkpoint": tmp_path / "shared.ckpt.safetensors", "--log": tmp_path / "shared.log.jsonl"}
+    for option, path in shared.items():
+        with held_by_another_run(tmp_path / "first.safetensors", path):
+            assert main(_cli_args(photo_dir, tmp_path / "second.safetensors", option, str(path))) == 2
+            assert (f"{path.name} is being written by another run (pid {os.getpid()}); let it finish (or stop it), "
+                    "or give --checkpoint and --log names of this run's own") in capsys.readouterr().err
+            assert not path.exists() and not (tmp_path / "second.safetensors").exists()
+    # The same file named twice is still refused in words, not as busy with this run's own lock.
+    out = tmp_path / "m.safetensors"
+    assert main(_cli_args(photo_dir, out, "--checkpoint", str(out))) == 2
+    assert "would both be written to" in capsys.readouterr().err
+    assert main(_cli_args(photo_dir, out, "--checkpoint", str(shared["--checkpoint"]))) == 0
+    assert shared["--checkpoint"].exists() and not list(tmp_path.glob(".*.lock"))
+
+
 def test_a_closed_output_pipe_leaves_no_loader_worker_behind(tmp_path, photo_dir, monkeypatch):
     # `napari-colorize train ... | head -2` hung at exit: the loader's workers ignore SIGTERM, and
     # the interpreter joined them forever when the broken pipe stopped the run before its loop.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -207,19 +208,43 @@ def run(args: argparse.Namespace) -> int:
     )
     from ._atomic import no_new_empty_folders
     from ._locks import MODEL_ADVICE, OutputLocks
-    from .training.paths import MODEL_SUFFIX, check_writable
+    from .training.paths import MODEL_SUFFIX
 
     with no_new_empty_folders(args.output, args.checkpoint, args.log):  # a refused run leaves no folder
         if not args.output.endswith(MODEL_SUFFIX):
             train(cfg)  # refused there, in its words (an empty -o, a folder, another suffix)
             return 0
         output = Path(args.output).expanduser()
-        check_writable(output, "output model")  # said of the model, not of a hidden lock file
+        named_apart = _files_named_apart(output, args.checkpoint, args.log)
         # One run per model: two (a second one with --resume or --force) interleaved their
         # steps in one log and checkpoint, and the last to finish won.
-        with OutputLocks([output], MODEL_ADVICE):
+        with OutputLocks([output], MODEL_ADVICE), OutputLocks(named_apart, _NAMED_APART_ADVICE):
             train(cfg)
     return 0
+
+
+#: What a run is told when its --checkpoint or --log is another run's.
+_NAMED_APART_ADVICE = "let it finish (or stop it), or give --checkpoint and --log names of this run's own"
+
+
+def _files_named_apart(output: Path, checkpoint: str | None, log: str | None) -> list[Path]:
+    """``--checkpoint`` and ``--log`` when named apart from the model, checked writable, to be
+    locked with it: two runs of different models given one checkpoint both passed its owner
+    check before either had written it.  The model's own lock covers the default names."""
+    from .training.paths import check_writable
+
+    check_writable(output, "output model")  # said of the model, not of a hidden lock file
+    seen = {os.path.realpath(output)}
+    apart: list[Path] = []
+    for given, what in ((checkpoint, "training checkpoint"), (log, "training log")):
+        if not given:
+            continue
+        path = Path(given).expanduser()
+        check_writable(path, what)
+        if os.path.realpath(path) not in seen:  # one file named twice is refused later, in words
+            seen.add(os.path.realpath(path))
+            apart.append(path)
+    return apart
 
 
 def main(argv: list[str] | None = None) -> int:
