@@ -6,6 +6,7 @@ Progress in megapixels, a clean log when stderr is redirected, lists of files
 
 from __future__ import annotations
 
+import codecs
 import io
 import logging
 import sys
@@ -342,6 +343,16 @@ def test_files_from_a_list_with_a_byte_order_mark(two_folders, model_path, monke
     _stdin(monkeypatch, "\ufeffa/x.png\r\nb/y.png\r\n")
     assert _run("--files-from", "-", "-o", "out", "--model", model_path, *FAST) == 0
     assert _written(two_folders / "out") == [f"{n}_{k}.png" for n in "xy" for k in _OUTS]
+
+
+def test_files_from_a_utf16_list_from_powershell(two_folders, model_path, monkeypatch):
+    # PowerShell's `dir -Name ... > list.txt` writes UTF-16 with a mark: its NUL bytes were read
+    # as `find -print0`'s separators, one name per letter.
+    for codec in ("utf-16-le", "utf-16-be"):
+        bom = codecs.BOM_UTF16_LE if codec.endswith("le") else codecs.BOM_UTF16_BE
+        monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=io.BytesIO(bom + "a/x.png\r\nb/y.png\r\n".encode(codec))))
+        assert _run("--files-from", "-", "-o", f"out-{codec}", "--model", model_path, *FAST) == 0
+        assert _written(two_folders / f"out-{codec}") == [f"{n}_{k}.png" for n in "xy" for k in _OUTS]
 
 
 def test_files_from_a_missing_file_listed_twice_fails_once(two_folders, model_path, monkeypatch, capsys):

@@ -131,7 +131,8 @@ def read_file_list(source: str) -> list[str]:
 
     Read as bytes and decoded as the file system does, so any name ``find`` prints is
     kept; only the line ending is stripped (a name may begin or end with a space), and a
-    leading UTF-8 byte-order mark (Windows Notepad writes one), which no path begins with.
+    leading UTF-8 byte-order mark (Windows Notepad writes one), which no path begins with; a list
+    in UTF-16 with its mark (PowerShell's ``>``) is read as text.
     A list holding NUL bytes is split at them instead (``find -print0``): no path holds one.
     """
     try:
@@ -143,11 +144,23 @@ def read_file_list(source: str) -> list[str]:
     except OSError as err:
         raise ValueError(f"--files-from {source}: {err.strerror}; give a file listing one input per line, "
                          "or - to read the list from standard input") from None
-    data = data.removeprefix(codecs.BOM_UTF8)
+    data = _as_file_system_bytes(data)
     if b"\0" in data:
         return [os.fsdecode(name) for name in data.split(b"\0") if name.strip()]
     lines = (os.fsdecode(line.rstrip(b"\r")) for line in data.split(b"\n"))
     return [line for line in lines if line.strip()]
+
+
+def _as_file_system_bytes(data: bytes) -> bytes:
+    """The list without its byte-order mark, and a UTF-16 one (PowerShell's ``>`` writes
+    UTF-16 with a mark) re-encoded as the file system's names: its NUL bytes split every name."""
+    for bom, codec in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+        if data.startswith(bom):
+            try:
+                return os.fsencode(data[len(bom):].decode(codec))
+            except UnicodeError:  # odd-length or broken: read it as bytes, as before
+                break
+    return data.removeprefix(codecs.BOM_UTF8)
 
 
 def check_listed_under_base(listed: Sequence[str], base: str) -> Path:
