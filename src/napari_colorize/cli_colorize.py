@@ -58,8 +58,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="files, folders (searched recursively) or globs")
     p.add_argument("--files-from", metavar="LIST", default=None,
-                   help="also colour the files listed in LIST, one path per line (- reads standard input; blank "
-                        "lines ignored; paths relative to the current folder)")
+                   help="also colour the files listed in LIST, one path per line or NUL-separated (find -print0); - "
+                        "reads standard input; blank lines ignored; paths relative to the current folder")
     p.add_argument("--base", metavar="DIR", default=None,
                    help="keep the listed files' sub-folders below DIR under -o (a/x.png -> OUT/a/x_colorized.png); "
                         "without it their outputs go straight into -o, as for a file argument")
