@@ -207,6 +207,29 @@ def test_a_hints_file_separated_by_semicolons_is_read(tmp_path):
         np.testing.assert_allclose(colours, [[1, 0, 0]])
 
 
+def test_a_reference_with_transparency_gives_only_its_opaque_colours(tmp_path, cam, model_path, capsys):
+    # The command line dropped the alpha channel: a transparent green half turned 59 % of the output green.
+    src = tmp_path / "cam.png"
+    iio.imwrite(src, (cam * 255).astype(np.uint8))
+    left = data.astronaut()[::4, ::4][:, :64]
+    rgba = np.zeros((128, 128, 4), np.uint8)
+    rgba[:, :64, :3], rgba[:, :64, 3] = left, 255
+    rgba[:, 64:] = (0, 255, 0, 0)  # pure green, fully transparent
+    iio.imwrite(tmp_path / "half.png", rgba)
+    iio.imwrite(tmp_path / "left.png", left)
+    for ref in ("half.png", "left.png"):
+        assert _run(src, "-o", tmp_path / ref[:-4], "--model", model_path, "--reference", tmp_path / ref, *TILES) == 0
+    np.testing.assert_array_equal(iio.imread(tmp_path / "half" / "cam_colorized.png"),
+                                  iio.imread(tmp_path / "left" / "cam_colorized.png"))
+    rgba[..., 3] = 0
+    iio.imwrite(tmp_path / "clear.png", rgba)
+    assert _run(src, "-o", tmp_path / "out", "--model", model_path, "--reference", tmp_path / "clear.png", *TILES) == 2
+    assert "clear.png: reference is fully transparent: it has no colour to give" in capsys.readouterr().err
+    assert _run(src, "-o", tmp_path / "out", "--model", model_path, "--reference", tmp_path / "half", *TILES) == 2
+    assert f"--reference {tmp_path / 'half'} is a folder; give a colour image file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_empty_reference_file_is_named_empty(tmp_path, cam, model_path, capsys):
     src, empty = tmp_path / "cam.png", tmp_path / "empty.png"
     iio.imwrite(src, (cam * 255).astype(np.uint8))
