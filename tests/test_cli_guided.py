@@ -230,6 +230,22 @@ def test_a_reference_with_transparency_gives_only_its_opaque_colours(tmp_path, c
     assert not (tmp_path / "out").exists()
 
 
+def test_decimal_commas_of_a_european_spreadsheet_are_read(tmp_path):
+    # napari's coordinates are fractional: "axis-0 holds '200,5', not a number".
+    from napari_colorize.training.manifest import read_manifest_weights
+
+    (tmp_path / "h.csv").write_text("index;axis-0;axis-1;r;g;b\n0;200,5;128,25;0,2;0,4;0,8\n")
+    points, colours = read_hints_csv(tmp_path / "h.csv")
+    np.testing.assert_array_equal(points, [[200.5, 128.25]])
+    np.testing.assert_allclose(colours, [[0.2, 0.4, 0.8]])
+    (tmp_path / "w.csv").write_text("file;weight\na.png;1,5\nb.png;0,25\n")
+    weights, matched = read_manifest_weights(tmp_path / "w.csv", [tmp_path / "a.png", tmp_path / "b.png"])
+    np.testing.assert_allclose(weights, [1.5, 0.25])
+    (tmp_path / "bad.csv").write_text("axis-0;axis-1;colour\n1,000.5;3;#ff0000\n")
+    with pytest.raises(ValueError, match="axis-0 holds '1,000.5', not a number"):
+        read_hints_csv(tmp_path / "bad.csv")
+
+
 def test_an_empty_reference_file_is_named_empty(tmp_path, cam, model_path, capsys):
     src, empty = tmp_path / "cam.png", tmp_path / "empty.png"
     iio.imwrite(src, (cam * 255).astype(np.uint8))

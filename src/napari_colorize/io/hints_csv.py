@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .manifest import delimiter_of
+from .manifest import delimiter_of, number_of
 
 __all__ = ["COLOUR_COLUMNS", "RGB_COLUMNS", "read_hints_csv"]
 
@@ -153,7 +153,7 @@ def _colour_columns(path: Path, names: list[str]) -> tuple[int | None, list[int]
 def _number(path: Path, line: int, column: str, text: str) -> float:
     """A finite number from a cell, or an error naming where it is."""
     try:
-        value = float(text)
+        value = number_of(text)  # a decimal comma too (a European locale's spreadsheet)
     except ValueError:
         value = math.nan
     if not math.isfinite(value):

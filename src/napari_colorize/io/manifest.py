@@ -13,11 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from pathlib import Path
 
 from .files import as_written
 
-__all__ = ["PATH_COLUMNS", "find_manifest_above", "manifest_path_column", "read_manifest_column", "read_manifest_rows"]
+__all__ = ["PATH_COLUMNS", "find_manifest_above", "manifest_path_column", "number_of", "read_manifest_column",
+           "read_manifest_rows"]
 
 #: Columns that may hold an image's path in a manifest, in order of preference.
 PATH_COLUMNS = ("path", "file", "filename", "relpath", "image")
@@ -46,6 +48,22 @@ def delimiter_of(text: str) -> str:
     comma (a spreadsheet saved in a European locale, or as tab-separated text)."""
     header = text.split("\n", 1)[0]
     return next((d for d in (",", ";", "\t") if d in header), ",")
+
+
+#: A number written with a decimal comma, as a European locale's spreadsheet saves it ("200,5").
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
+
+
+def number_of(text: str) -> float:
+    """``float(text)``, also taking a decimal comma (``"200,5"`` -> 200.5): a spreadsheet saved
+    in a European locale writes one, with semicolons between the columns.
+
+    Raises
+    ------
+    ValueError
+        If ``text`` is not a number either way.
+    """
+    return float(text.replace(",", ".") if _DECIMAL_COMMA.fullmatch(text.strip()) else text)
 
 
 def read_manifest_rows(manifest: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
