@@ -177,6 +177,15 @@ def test_an_unfinished_run_used_as_a_model_is_noted(tmp_path, photo_dir, capsys)
         assert main(["colorize", str(gray), "-o", str(tmp_path / "out1"), "--model", str(part)]) == 0
         assert (f"note: {part} is being trained now (pid {os.getpid()}; these are the weights of step 2)"
                 in capsys.readouterr().err)
+    # Calibrating it says so too; its calibrated copy cannot be resumed, so it points to the run.
+    copy = tmp_path / "copy.safetensors"
+    assert main(["calibrate", str(part), str(photo_dir), "-o", str(copy), "--device", "cpu", "--max-side", "64"]) == 0
+    err = capsys.readouterr().err
+    assert note in err and "note: calibrating on 4 image(s): a temperature and fading fitted on so few" in err
+    assert main(["colorize", str(gray), "-o", str(tmp_path / "out3"), "--model", str(copy)]) == 0
+    assert (f"note: {copy} is a copy of an unfinished training run ({part}, saved at step 2): its colours may be "
+            "poorer than the finished model's; finish that run with its train command and --resume, then make the "
+            "copy again") in capsys.readouterr().err
     train(TrainConfig(data=[str(photo_dir)], output=str(part), progress=False, resume=True, **_OPTIONS))
     capsys.readouterr()
     assert main(["colorize", str(gray), "-o", str(tmp_path / "out2"), "--model", str(part)]) == 0

@@ -108,6 +108,10 @@ def _check_args(args: argparse.Namespace) -> Path:
     return out
 
 
+#: Fewer images than this get a note: one photograph's colours set the temperature and fading.
+FEW_IMAGES = 20
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``calibrate`` from parsed arguments; returns the exit code."""
     from ._atomic import no_new_empty_folders
@@ -122,16 +126,22 @@ def _run(args: argparse.Namespace) -> int:
     from .cli_evaluate import print_warning
     from .devices import resolve_device
     from .evaluate import calibrate
-    from .model import load_model, save_model
+    from .model import incomplete_note, load_model, save_model
 
     out = _check_args(args)
     gains = check_gains(args.gains)
     # A fresh copy, not the process cache's: the input model stays as it is on disk and in memory.
     model = load_model(args.model, device=resolve_device(args.device))
+    if (note := incomplete_note(model.config, args.model)) is not None:
+        print(note, file=sys.stderr)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = print_warning
         images = _images(args)
+        if len(images) < FEW_IMAGES:
+            print(f"note: calibrating on {len(images)} image(s): a temperature and fading fitted on so few may not "
+                  f"hold for other images; {FEW_IMAGES} or more, from sources the model was not trained on, give a "
+                  "fit to rely on", file=sys.stderr)
         lo, hi = calibrate(model, images, temperature=not args.no_temperature, method=args.method,
                            objective=args.objective, min_colourfulness=args.min_colourfulness,
                            max_side=None, limit=None, device=args.device, group_by=args.group_by,

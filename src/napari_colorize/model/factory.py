@@ -243,12 +243,31 @@ def incomplete_note(config: ModelConfig, name: str | os.PathLike) -> str | None:
     from .._locks import live_writer
 
     step = training.get("steps", "?")
+    run_output = training.get("output") or _run_output(training.get("command"))
+    if run_output is not None and Path(run_output).name != Path(name).name:  # a copy (calibrate -o)
+        return (f"note: {name} is a copy of an unfinished training run ({run_output}, saved at step {step}): its "
+                "colours may be poorer than the finished model's; finish that run with its train command and "
+                "--resume, then make the copy again")
     pid = live_writer(resolve_model_path(name)) if str(name) != DEFAULT_MODEL else None
     if pid is not None:  # its run goes on: --resume would be refused
         return (f"note: {name} is being trained now (pid {pid}; these are the weights of step {step}): its colours "
                 "may be poorer than the finished model's")
     return (f"note: {name} is an unfinished training run (saved at step {step}): its colours may "
             "be poorer than the finished model's; finish it with the same train command and --resume")
+
+
+def _run_output(command: Any) -> str | None:
+    """The ``-o`` of a recorded ``napari-colorize train`` command line, or None."""
+    import shlex
+
+    try:
+        words = shlex.split(command) if isinstance(command, str) else []
+    except ValueError:
+        return None
+    for i, word in enumerate(words[:-1]):
+        if word in ("-o", "--output"):
+            return words[i + 1]
+    return next((w.split("=", 1)[1] for w in words if w.startswith("--output=")), None)
 
 
 def is_model_file(path: str | os.PathLike) -> bool:
