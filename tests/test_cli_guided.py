@@ -241,6 +241,7 @@ def test_decimal_commas_of_a_european_spreadsheet_are_read(tmp_path):
     (tmp_path / "w.csv").write_text("file;weight\na.png;1,5\nb.png;0,25\n")
     weights, matched = read_manifest_weights(tmp_path / "w.csv", [tmp_path / "a.png", tmp_path / "b.png"])
     np.testing.assert_allclose(weights, [1.5, 0.25])
+    assert matched == 2
     (tmp_path / "bad.csv").write_text("axis-0;axis-1;colour\n1,000.5;3;#ff0000\n")
     with pytest.raises(ValueError, match="axis-0 holds '1,000.5', not a number"):
         read_hints_csv(tmp_path / "bad.csv")
