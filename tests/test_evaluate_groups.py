@@ -91,6 +91,13 @@ def test_rows_keep_paths_and_group_by_level(corpus, model):
     assert [(g["name"], g["images"]) for g in top.groups] == [("val", 4)]
     with pytest.raises(ValueError, match="deeper than"):
         table.grouped(group_key("level:999"))
+    # Up to the folder given; above it every image fell in one group named after a folder never given.
+    assert [g["name"] for g in evaluate(corpus / "val", model=model, device="cpu", group_by="2").groups] == ["val"]
+    with pytest.raises(ValueError, match=r"level:3 climbs above the folder .*val that was given \(its image a.x0.png "
+                                         r"has 2 folder level\(s\) up to it\); use a level of 1 to 2"):
+        evaluate(corpus / "val", model=model, device="cpu", group_by="level:3")
+    assert [g["name"] for g in evaluate(sorted((corpus / "val").glob("*/*.png")), model=model, device="cpu",
+                                        group_by="level:3").groups] == ["corpus"]  # files given: any level
     text = table.format(per_image=False)
     assert "x0.png" not in text and "\na " in text and "\nb " in text and "\nmean" in text and "d_auc" in text
 

@@ -3,7 +3,8 @@
 ``--group-by`` specs (:func:`group_key`):
 
 * ``level:N`` or ``N`` -- the name of the N-th folder above the file (1: the file's own
-  folder, 2: the folder above it, ...), counted on the absolute path.
+  folder, 2: the folder above it, ...), counted on the absolute path, up to a folder given
+  as data (:func:`check_level_inside`).
 * ``manifest:COLUMN=MANIFEST.csv``, ``manifest:COLUMN`` or ``COLUMN`` -- a column of a
   corpus ``manifest.csv`` (``scripts/build_corpus.py``), whose ``file`` column holds
   paths relative to the manifest's folder.  Without a manifest named, the nearest
@@ -24,7 +25,7 @@ from typing import Any
 
 from ..io import as_written, find_manifest_above, read_manifest_column
 
-__all__ = ["GroupSpec", "group_key", "parse_group_by"]
+__all__ = ["GroupSpec", "check_level_inside", "group_key", "parse_group_by"]
 
 @dataclass(frozen=True)
 class GroupSpec:
@@ -121,3 +122,29 @@ def _folder(path: Path, level: int) -> str:
         raise ValueError(f"--group-by level:{level} is deeper than {path} ({len(parents)} named folders above "
                          f"the file); use a level of 1 to {len(parents)}")
     return parents[level - 1].name
+
+
+def check_level_inside(spec: GroupSpec, paths: list[str | None], data: Any) -> None:
+    """Refuse a ``level:N`` that climbs above a folder given as data: every image would fall in
+    one group named after a folder the user never gave (``level:5`` on ``photos/a/b/x.png``
+    gave one group, "tmp").  The given folder itself is the highest level allowed.
+
+    Raises
+    ------
+    ValueError
+        Naming the folder and the levels that stay inside it.
+    """
+    if spec.level is None:
+        return
+    items = data if isinstance(data, (list, tuple)) else [data]
+    folders = [as_written(x) for x in items if isinstance(x, (str, os.PathLike)) and Path(x).expanduser().is_dir()]
+    for path in filter(None, paths):
+        written = as_written(path)
+        for folder in folders:
+            if folder in written.parents:
+                depth = len(written.parent.relative_to(folder).parts) + 1  # the folder itself counts
+                if spec.level > depth:
+                    raise ValueError(f"--group-by level:{spec.level} climbs above the folder {folder} that was given "
+                                     f"(its image {written.relative_to(folder)} has {depth} folder level(s) up to it); "
+                                     f"use a level of 1 to {depth}, or give the folder above")
+                break

@@ -13,7 +13,7 @@ import torch
 from ..engine import decode_options_for, get_model
 from ..inference import DecodeOptions, decode_histograms, histograms
 from ..model.hypercolumn import HypercolumnColorizer
-from .groups import group_key, parse_group_by
+from .groups import check_level_inside, group_key, parse_group_by
 from .provenance import warn_if_trained_on
 from .scoring import ImageInput, _order, load_images, score
 from .table import EvaluationTable
@@ -93,6 +93,8 @@ def evaluate(data: ImageInput | Iterable[ImageInput], model: Any = "default", me
     images = [(item[0], item[1], item[2] if len(item) > 2 else None) for item in images]
     if key is not None:
         _place(images, key)
+        if isinstance(group_by, str):
+            check_level_inside(parse_group_by(group_by, manifest), [item[2] for item in images], data)
     options = decode_options_for(net, method, saturation, calibrated, **decode)
     rows = []
     iterator: Iterable = images
