@@ -136,7 +136,14 @@ def test_cli_evaluate_prints_the_warning(tmp_path, make_model, capsys):
     path = _model(make_model, tmp_path / "m.safetensors", data=[str(tmp_path / "train")])
     assert main(["evaluate", str(tmp_path / "train"), "--model", str(path), "--device", "cpu", "--summary"]) == 0
     err = capsys.readouterr().err
-    assert "warning: 2 of the 2 images evaluated were used to train this model" in err and str(trained[0].name) in err
+    assert f"warning: 2 of the 2 images evaluated were used to train this model, {path} (e.g." in err
+    assert str(trained[0].name) in err
+    # With several models compared, each warning names its model (the same line came twice).
+    other = _model(make_model, tmp_path / "other.safetensors", data=[str(tmp_path / "train")])
+    assert main(["evaluate", str(tmp_path / "train"), "--model", str(path), "--model", str(other), "--device", "cpu",
+                 "--summary"]) == 0
+    err = capsys.readouterr().err
+    assert f"used to train this model, {path} (e.g." in err and f"used to train this model, {other} (e.g." in err
 
 
 def test_a_manifest_in_the_data_folder_and_repeated_rows(tmp_path, corpus, monkeypatch):

@@ -127,6 +127,9 @@ def warn_if_trained_on(model: Any, paths: Iterable[str | os.PathLike | None], ta
     except Exception:  # noqa: BLE001 - see the docstring
         return
     if used:
-        warnings.warn(f"{len(used)} of the {len(paths)} images {task} were used to train this model (e.g. {used[0]}); "
+        source = getattr(model, "source", None)  # named: with several models compared, which one
+        named = f", {source}" if isinstance(source, (str, os.PathLike)) else ""
+        warnings.warn(f"{len(used)} of the {len(paths)} images {task} were used to train this model{named} "
+                      f"(e.g. {used[0]}); "
                       "a model looks better and more certain on its training images than on new ones: use images "
                       "from other sources", TrainedOnWarning, stacklevel=3)
