@@ -112,8 +112,9 @@ def check_hints(hints, shape: tuple[int, ...], hint_planes: str = "own") -> Hint
         raise ValueError("hint points contain NaN or infinite coordinates")
     if not (np.isfinite(colours).all() and colours.min() >= 0 and colours.max() <= 1):
         bad = int(np.flatnonzero(~(np.isfinite(colours) & (colours >= 0) & (colours <= 1)).all(axis=1))[0])
-        raise ValueError(f"hint colours must be RGB(A) in [0, 1]; hint {bad} has {colours[bad].tolist()} "
-                         "(divide 8-bit colours by 255)")
+        advice = ("give finite values" if not np.isfinite(colours[bad]).all()
+                  else "divide 8-bit colours by 255" if colours[bad].max() > 1 else "values below 0 are not colours")
+        raise ValueError(f"hint colours must be RGB(A) in [0, 1]; hint {bad} has {colours[bad].tolist()} ({advice})")
     dims = np.asarray(shape[-points.shape[1]:])
     index = np.floor(points + 0.5)
     outside = ((index < 0) | (index >= dims)).any(axis=1)
