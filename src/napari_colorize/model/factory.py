@@ -243,7 +243,8 @@ def incomplete_note(config: ModelConfig, name: str | os.PathLike) -> str | None:
     from .._locks import live_writer
 
     step = training.get("steps", "?")
-    run_output = training.get("output") or _run_output(training.get("command"))
+    recorded = training.get("output")
+    run_output = recorded if isinstance(recorded, str) and recorded else _run_output(training.get("command"))
     if run_output is not None and Path(run_output).name != Path(name).name:  # a copy (calibrate -o)
         return (f"note: {name} is a copy of an unfinished training run ({run_output}, saved at step {step}): its "
                 "colours may be poorer than the finished model's; finish that run with its train command and "
