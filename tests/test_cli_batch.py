@@ -348,8 +348,8 @@ def test_files_from_a_list_with_a_byte_order_mark(two_folders, model_path, monke
 def test_files_from_a_utf16_list_from_powershell(two_folders, model_path, monkeypatch):
     # PowerShell's `dir -Name ... > list.txt` writes UTF-16 with a mark: its NUL bytes were read
     # as `find -print0`'s separators, one name per letter.
-    for codec in ("utf-16-le", "utf-16-be"):
-        bom = codecs.BOM_UTF16_LE if codec.endswith("le") else codecs.BOM_UTF16_BE
+    boms = {"utf-16-le": codecs.BOM_UTF16_LE, "utf-16-be": codecs.BOM_UTF16_BE, "utf-32-le": codecs.BOM_UTF32_LE}
+    for codec, bom in boms.items():
         monkeypatch.setattr(sys, "stdin", SimpleNamespace(buffer=io.BytesIO(bom + "a/x.png\r\nb/y.png\r\n".encode(codec))))
         assert _run("--files-from", "-", "-o", f"out-{codec}", "--model", model_path, *FAST) == 0
         assert _written(two_folders / f"out-{codec}") == [f"{n}_{k}.png" for n in "xy" for k in _OUTS]

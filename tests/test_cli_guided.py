@@ -245,6 +245,13 @@ def test_decimal_commas_of_a_european_spreadsheet_are_read(tmp_path):
     (tmp_path / "bad.csv").write_text("axis-0;axis-1;colour\n1,000.5;3;#ff0000\n")
     with pytest.raises(ValueError, match="axis-0 holds '1,000.5', not a number"):
         read_hints_csv(tmp_path / "bad.csv")
+    # In a comma-separated file a quoted "1,024" is a thousands separator: refused, never 1.024.
+    (tmp_path / "us.csv").write_text('axis-0,axis-1,colour\n"1,024",3,#ff0000\n')
+    with pytest.raises(ValueError, match="axis-0 holds '1,024', not a number"):
+        read_hints_csv(tmp_path / "us.csv")
+    (tmp_path / "us_w.csv").write_text('file,weight\na.png,"1,000"\n')
+    with pytest.raises(ValueError, match="weight '1,000' of .*a.png is not a number"):
+        read_manifest_weights(tmp_path / "us_w.csv", [tmp_path / "a.png"])
 
 
 def test_an_empty_reference_file_is_named_empty(tmp_path, cam, model_path, capsys):

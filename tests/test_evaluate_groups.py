@@ -98,6 +98,11 @@ def test_rows_keep_paths_and_group_by_level(corpus, model):
         evaluate(corpus / "val", model=model, device="cpu", group_by="level:3")
     assert [g["name"] for g in evaluate(sorted((corpus / "val").glob("*/*.png")), model=model, device="cpu",
                                         group_by="level:3").groups] == ["corpus"]  # files given: any level
+    with pytest.raises(ValueError, match="level:3 climbs above the folder"):  # comparing variants too
+        compare(corpus / "val", [{"model": model}, {"model": model, "method": "mode"}], device="cpu",
+                group_by="level:3")
+    nested = evaluate([corpus, corpus / "val"], model=model, device="cpu", group_by="level:3")  # corpus bounds it
+    assert {g["name"] for g in nested.groups} == {"corpus"}
     text = table.format(per_image=False)
     assert "x0.png" not in text and "\na " in text and "\nb " in text and "\nmean" in text and "d_auc" in text
 

@@ -120,12 +120,23 @@ def test_a_checkpoint_or_log_another_run_is_writing_is_refused_for_another_model
     from napari_colorize.cli import main
 
     shared = {"--checkpoint": tmp_path / "shared.ckpt.safetensors", "--log": tmp_path / "shared.log.jsonl"}
+    advice = "let it finish (or stop it), or give --checkpoint and --log names of this run's own"
     for option, path in shared.items():
         with held_by_another_run(tmp_path / "first.safetensors", path):
             assert main(_cli_args(photo_dir, tmp_path / "second.safetensors", option, str(path))) == 2
-            assert (f"{path.name} is being written by another run (pid {os.getpid()}); let it finish (or stop it), "
-                    "or give --checkpoint and --log names of this run's own") in capsys.readouterr().err
+            assert (f"{path.name} is being written by another run (pid {os.getpid()}); {advice}"
+                    in capsys.readouterr().err)
             assert not path.exists() and not (tmp_path / "second.safetensors").exists()
+    # A run's default checkpoint named by another run, and the reverse: the same race.
+    first_ckpt = tmp_path / "first.ckpt.safetensors"
+    with held_by_another_run(tmp_path / "first.safetensors", first_ckpt, tmp_path / "first.log.jsonl"):
+        assert main(_cli_args(photo_dir, tmp_path / "second.safetensors", "--checkpoint", str(first_ckpt))) == 2
+        assert f"first.ckpt.safetensors is being written by another run (pid {os.getpid()}); {advice}" in (
+            capsys.readouterr().err)
+    with held_by_another_run(tmp_path / "first.safetensors", tmp_path / "third.ckpt.safetensors"):
+        assert main(_cli_args(photo_dir, tmp_path / "third.safetensors")) == 2  # its default checkpoint
+        assert f"third.ckpt.safetensors is being written by another run (pid {os.getpid()}); {advice}" in (
+            capsys.readouterr().err)
     # The same file named twice is still refused in words, not as busy with this run's own lock.
     out = tmp_path / "m.safetensors"
     assert main(_cli_args(photo_dir, out, "--checkpoint", str(out))) == 2
@@ -186,6 +197,15 @@ def test_an_unfinished_run_used_as_a_model_is_noted(tmp_path, photo_dir, capsys)
     assert (f"note: {copy} is a copy of an unfinished training run ({part}, saved at step 2): its colours may be "
             "poorer than the finished model's; finish that run with its train command and --resume, then make the "
             "copy again") in capsys.readouterr().err
+    same_name = tmp_path / "calibrated" / "part.safetensors"  # a copy of the same name, elsewhere
+    same_name.parent.mkdir()
+    same_name.write_bytes(copy.read_bytes())
+    link = tmp_path / "latest.safetensors"  # a link to the run is the run
+    link.symlink_to(part)
+    assert main(["colorize", str(gray), "-o", str(tmp_path / "out4"), "--model", str(same_name)]) == 0
+    assert f"note: {same_name} is a copy of an unfinished training run ({part}," in capsys.readouterr().err
+    assert main(["colorize", str(gray), "-o", str(tmp_path / "out5"), "--model", str(link)]) == 0
+    assert f"note: {link} is an unfinished training run (saved at step 2)" in capsys.readouterr().err
     train(TrainConfig(data=[str(photo_dir)], output=str(part), progress=False, resume=True, **_OPTIONS))
     capsys.readouterr()
     assert main(["colorize", str(gray), "-o", str(tmp_path / "out2"), "--model", str(part)]) == 0

@@ -118,11 +118,12 @@ def _note(text: str) -> None:
 
 
 def _read_with_alpha(path: str) -> np.ndarray | None:
-    """An 8-bit reference with transparency as uint8 RGBA (None: it has none, or is not a
-    Pillow image): its transparent pixels are ignored, as the API ignores them.  Reduced by
+    """An 8-bit reference with transparency as uint8 RGBA (None: it has none, is 16-bit, or is
+    not a Pillow image): its transparent pixels are ignored, as the API ignores them.  Reduced by
     nearest neighbour, so no transparent pixel's colour bleeds into an opaque one."""
     from PIL import Image
 
+    from .io.raster import wide_png
     from .io.tiff import is_tiff
 
     if is_tiff(Path(path)):
@@ -130,6 +131,8 @@ def _read_with_alpha(path: str) -> np.ndarray | None:
     with Image.open(path) as im:
         if im.mode in ("I;16", "I;16B", "I;16L", "I", "F") or not (
                 "A" in im.getbands() or "transparency" in im.info):
+            return None
+        if wide_png(im, Path(path)) is not None:  # 16-bit: Pillow keeps the high byte; read_rgb scales it
             return None
         im = im.convert("RGBA")
         if max(im.size) > REFERENCE_MAX_SIDE:

@@ -154,7 +154,9 @@ def read_file_list(source: str) -> list[str]:
 def _as_file_system_bytes(data: bytes) -> bytes:
     """The list without its byte-order mark, and a UTF-16 one (PowerShell's ``>`` writes
     UTF-16 with a mark) re-encoded as the file system's names: its NUL bytes split every name."""
-    for bom, codec in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
+    marks = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),  # UTF-32's first: FF FE 00 00
+             (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+    for bom, codec in marks:
         if data.startswith(bom):
             try:
                 return os.fsencode(data[len(bom):].decode(codec))

@@ -215,36 +215,36 @@ def run(args: argparse.Namespace) -> int:
             train(cfg)  # refused there, in its words (an empty -o, a folder, another suffix)
             return 0
         output = Path(args.output).expanduser()
-        named_apart = _files_named_apart(output, args.checkpoint, args.log)
+        run_files = _run_files(output, args.checkpoint, args.log)
         # One run per model: two (a second one with --resume or --force) interleaved their
         # steps in one log and checkpoint, and the last to finish won.
-        with OutputLocks([output], MODEL_ADVICE), OutputLocks(named_apart, _NAMED_APART_ADVICE):
+        with OutputLocks([output], MODEL_ADVICE), OutputLocks(run_files, _RUN_FILES_ADVICE):
             train(cfg)
     return 0
 
 
-#: What a run is told when its --checkpoint or --log is another run's.
-_NAMED_APART_ADVICE = "let it finish (or stop it), or give --checkpoint and --log names of this run's own"
+#: What a run is told when its checkpoint or log is another run's.
+_RUN_FILES_ADVICE = "let it finish (or stop it), or give --checkpoint and --log names of this run's own"
 
 
-def _files_named_apart(output: Path, checkpoint: str | None, log: str | None) -> list[Path]:
-    """``--checkpoint`` and ``--log`` when named apart from the model, checked writable, to be
-    locked with it: two runs of different models given one checkpoint both passed its owner
-    check before either had written it.  The model's own lock covers the default names."""
-    from .training.paths import check_writable
+def _run_files(output: Path, checkpoint: str | None, log: str | None) -> list[Path]:
+    """The checkpoint and log the run will write (named or by default), checked writable, to
+    be locked with the model: two runs of different models given one checkpoint (or one
+    naming another's default) both passed its owner check before either had written it."""
+    from .training.paths import check_writable, default_checkpoint_path, default_log_path
 
     check_writable(output, "output model")  # said of the model, not of a hidden lock file
+    files = [(Path(checkpoint).expanduser() if checkpoint else default_checkpoint_path(output), "training checkpoint")]
+    if log != "":  # "": no log
+        files.append((Path(log).expanduser() if log else default_log_path(output), "training log"))
     seen = {os.path.realpath(output)}
-    apart: list[Path] = []
-    for given, what in ((checkpoint, "training checkpoint"), (log, "training log")):
-        if not given:
-            continue
-        path = Path(given).expanduser()
+    locked: list[Path] = []
+    for path, what in files:
         check_writable(path, what)
         if os.path.realpath(path) not in seen:  # one file named twice is refused later, in words
             seen.add(os.path.realpath(path))
-            apart.append(path)
-    return apart
+            locked.append(path)
+    return locked
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -137,14 +137,15 @@ def check_level_inside(spec: GroupSpec, paths: list[str | None], data: Any) -> N
     if spec.level is None:
         return
     items = data if isinstance(data, (list, tuple)) else [data]
-    folders = [as_written(x) for x in items if isinstance(x, (str, os.PathLike)) and Path(x).expanduser().is_dir()]
+    folders = [as_written(Path(x).expanduser()) for x in items
+               if isinstance(x, (str, os.PathLike)) and Path(x).expanduser().is_dir()]
     for path in filter(None, paths):
         written = as_written(path)
-        for folder in folders:
-            if folder in written.parents:
-                depth = len(written.parent.relative_to(folder).parts) + 1  # the folder itself counts
-                if spec.level > depth:
-                    raise ValueError(f"--group-by level:{spec.level} climbs above the folder {folder} that was given "
-                                     f"(its image {written.relative_to(folder)} has {depth} folder level(s) up to it); "
-                                     f"use a level of 1 to {depth}, or give the folder above")
-                break
+        # The highest given folder holding the image bounds it (folders may be nested).
+        depths = [(len(written.parent.relative_to(f).parts) + 1, f) for f in folders if f in written.parents]
+        if depths:
+            depth, folder = max(depths, key=lambda d: d[0])  # the folder itself counts
+            if spec.level > depth:
+                raise ValueError(f"--group-by level:{spec.level} climbs above the folder {folder} that was given "
+                                 f"(its image {written.relative_to(folder)} has {depth} folder level(s) up to it); "
+                                 f"use a level of 1 to {depth}, or give the folder above")

@@ -92,9 +92,7 @@ def evaluate(data: ImageInput | Iterable[ImageInput], model: Any = "default", me
         warn_if_trained_on(net, [item[2] for item in images], "evaluated")
     images = [(item[0], item[1], item[2] if len(item) > 2 else None) for item in images]
     if key is not None:
-        _place(images, key)
-        if isinstance(group_by, str):
-            check_level_inside(parse_group_by(group_by, manifest), [item[2] for item in images], data)
+        _place(images, key, group_by, manifest, data)
     options = decode_options_for(net, method, saturation, calibrated, **decode)
     rows = []
     iterator: Iterable = images
@@ -142,7 +140,7 @@ def compare(data: ImageInput | Iterable[ImageInput], variants: Sequence[dict[str
     key, label = _grouping(group_by, manifest)
     images = load_images(data, max_side=max_side, limit=limit, paths=True)
     if key is not None:
-        _place(images, key)
+        _place(images, key, group_by, manifest, data)
     models = {id(m) if isinstance(m, torch.nn.Module) else m: m for m in (v.get("model", "default") for v in variants)}
     for model in models.values():  # once per model, not per variant
         warn_if_trained_on(get_model(model, device), [item[2] for item in images], "evaluated")
@@ -183,10 +181,14 @@ def _grouping(group_by: str | Callable[[dict], str] | None,
     return group_key(spec), spec.label
 
 
-def _place(images: Sequence[tuple], key: Callable[[dict], str]) -> None:
-    """Find every image's group before any is colorized (raises what ``key`` raises)."""
+def _place(images: Sequence[tuple], key: Callable[[dict], str], group_by: Any, manifest: Any, data: Any) -> None:
+    """Find every image's group before any is colorized (raises what ``key`` raises), and
+    refuse a folder level above the data folders given (:func:`check_level_inside`)."""
     for item in images:
         key({"name": item[0], "path": item[2] if len(item) > 2 else None})
+    if isinstance(group_by, str):
+        check_level_inside(parse_group_by(group_by, manifest), [item[2] if len(item) > 2 else None for item in images],
+                           data)
 
 
 def _variant_name(kwargs: dict[str, Any], index: int) -> str:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .manifest import delimiter_of, number_of
+from .manifest import decimal_point, delimiter_of
 
 __all__ = ["COLOUR_COLUMNS", "RGB_COLUMNS", "read_hints_csv"]
 
@@ -97,8 +97,9 @@ def _read_table(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
             text = handle.read()
-        reader = csv.reader(io.StringIO(text), delimiter=delimiter_of(text))  # as manifests: ',', ';' or tab
-        lines = [(reader.line_num, row) for row in reader]
+        delimiter = delimiter_of(text)  # as manifests: ',', ';' or tab (then decimal commas too)
+        reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+        lines = [(reader.line_num, [decimal_point(cell, delimiter) for cell in row]) for row in reader]
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a text CSV file (not UTF-8); save the hints as CSV") from None
     except (OSError, csv.Error) as err:
@@ -153,7 +154,7 @@ def _colour_columns(path: Path, names: list[str]) -> tuple[int | None, list[int]
 def _number(path: Path, line: int, column: str, text: str) -> float:
     """A finite number from a cell, or an error naming where it is."""
     try:
-        value = number_of(text)  # a decimal comma too (a European locale's spreadsheet)
+        value = float(text)
     except ValueError:
         value = math.nan
     if not math.isfinite(value):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .files import as_written
 
-__all__ = ["PATH_COLUMNS", "find_manifest_above", "manifest_path_column", "number_of", "read_manifest_column",
+__all__ = ["PATH_COLUMNS", "find_manifest_above", "decimal_point", "manifest_path_column", "read_manifest_column",
            "read_manifest_rows"]
 
 #: Columns that may hold an image's path in a manifest, in order of preference.
@@ -54,16 +54,14 @@ def delimiter_of(text: str) -> str:
 _DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?")
 
 
-def number_of(text: str) -> float:
-    """``float(text)``, also taking a decimal comma (``"200,5"`` -> 200.5): a spreadsheet saved
-    in a European locale writes one, with semicolons between the columns.
-
-    Raises
-    ------
-    ValueError
-        If ``text`` is not a number either way.
-    """
-    return float(text.replace(",", ".") if _DECIMAL_COMMA.fullmatch(text.strip()) else text)
+def decimal_point(cell: str, delimiter: str) -> str:
+    """A cell of a file whose columns are separated by ``;`` or a tab, with a decimal comma
+    made a point (``"200,5"`` -> ``"200.5"``), as a spreadsheet saved in a European locale
+    writes numbers; other cells, and every cell of a comma-separated file (where a quoted
+    ``"1,024"`` is a thousands separator), as they are."""
+    if delimiter != "," and _DECIMAL_COMMA.fullmatch(cell.strip()):
+        return cell.replace(",", ".")
+    return cell
 
 
 def read_manifest_rows(manifest: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
@@ -71,7 +69,8 @@ def read_manifest_rows(manifest: str | os.PathLike) -> tuple[list[str], list[dic
     surrounding spaces, a missing value read as ``""``.
 
     Columns are separated by commas, or by semicolons or tabs where the header has no comma
-    (a spreadsheet saved in a European locale, or as tab-separated text).
+    (a spreadsheet saved in a European locale, or as tab-separated text; its decimal commas
+    are read as points, :func:`decimal_point`).
 
     Raises
     ------
@@ -91,9 +90,10 @@ def read_manifest_rows(manifest: str | os.PathLike) -> tuple[list[str], list[dic
     except UnicodeDecodeError:
         raise ValueError(f"manifest {manifest} is not a text CSV file (UTF-8); give the CSV that lists the images "
                          "with their source") from None
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter_of(text))
+    delimiter = delimiter_of(text)
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
     columns = [c.strip() for c in (reader.fieldnames or [])]
-    rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in reader]
+    rows = [{(k or "").strip(): decimal_point((v or "").strip(), delimiter) for k, v in row.items()} for row in reader]
     return columns, rows
 
 

@@ -245,7 +245,7 @@ def incomplete_note(config: ModelConfig, name: str | os.PathLike) -> str | None:
     step = training.get("steps", "?")
     recorded = training.get("output")
     run_output = recorded if isinstance(recorded, str) and recorded else _run_output(training.get("command"))
-    if run_output is not None and Path(run_output).name != Path(name).name:  # a copy (calibrate -o)
+    if run_output is not None and _is_a_copy(Path(run_output), name):
         return (f"note: {name} is a copy of an unfinished training run ({run_output}, saved at step {step}): its "
                 "colours may be poorer than the finished model's; finish that run with its train command and "
                 "--resume, then make the copy again")
@@ -255,6 +255,21 @@ def incomplete_note(config: ModelConfig, name: str | os.PathLike) -> str | None:
                 "may be poorer than the finished model's")
     return (f"note: {name} is an unfinished training run (saved at step {step}): its colours may "
             "be poorer than the finished model's; finish it with the same train command and --resume")
+
+
+def _is_a_copy(run_output: Path, name: str | os.PathLike) -> bool:
+    """Whether the model file ``name`` is another file than its run's ``-o`` (a calibrated copy):
+    by the files themselves where the run's still exists (a link to it is the run), else by
+    file name (the run's folder was moved)."""
+    if str(name) == DEFAULT_MODEL:
+        return False
+    try:
+        path = resolve_model_path(name)
+    except (OSError, ValueError):
+        path = Path(name)
+    if run_output.exists():
+        return os.path.realpath(run_output) != os.path.realpath(path)
+    return run_output.name != Path(path).name
 
 
 def _run_output(command: Any) -> str | None:

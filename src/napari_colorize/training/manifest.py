@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 
 from ..io import find_manifest_above, read_manifest_column, read_manifest_rows
-from ..io.manifest import number_of
 
 __all__ = ["find_manifest", "read_manifest_weights", "resolve_weights"]
 
@@ -62,7 +61,7 @@ def read_manifest_weights(manifest: str | os.PathLike, paths: Sequence[Path]) ->
 def _weight(manifest: Path, path: Path, text: str) -> float:
     """A sampling weight from the manifest's text: a finite number >= 0, else a ValueError."""
     try:
-        w = number_of(text)  # a decimal comma too (a European locale's spreadsheet)
+        w = float(text)
     except ValueError:
         raise ValueError(f"{manifest}: weight {text!r} of {path} is not a number") from None
     if not (w >= 0 and math.isfinite(w)):

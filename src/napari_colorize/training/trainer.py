@@ -136,7 +136,7 @@ def _save_model(run: Run, step: int, complete: bool) -> None:
              "context": config.context, "context_dropout": config.context_dropout, "trained_files": run.trained_files,
              "best_val": run.best.history(), "early_stop": cfg.early_stop,
              "stopped_early": run.stopped_early, "weights_step": run.best.weights_step(step),
-             "output": str(run.files.output)}  # a copy of an unfinished run (calibrate -o) names the run's file
+             "output": str(Path(run.files.output).absolute())}  # a copy of an unfinished run (calibrate -o) names the run's file
     save_model(run.best.model_to_save(run.model), run.files.output, data=[str(Path(d).resolve()) for d in cfg.data], steps=step,
                complete=complete, command=cfg.command, wall_time_s=round(run.wall_time(), 1),
                final_loss=run.loss_mean, val=run.last_val, images=len(run.images),
