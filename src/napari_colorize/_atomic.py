@@ -25,10 +25,12 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 __all__ = ["atomic_path", "temp_folder", "no_new_empty_folders", "remove_empty_folders", "preallocate", "remove_stale_temps", "DiskFullError", "FileTooLargeError", "space_error",
-           "name_max", "fitted"]
+           "name_max", "fitted", "READ_ONLY_ERRNOS"]
 
 #: errno values meaning "no room left" (a full disk, or the user's quota).
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: errno values meaning "not ours to write": read-only media or folder, another user's files.
+READ_ONLY_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 #: errno values of file systems that cannot preallocate (then free space is checked instead).
 _NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, errno.ENODEV})
 def _host_name() -> str:

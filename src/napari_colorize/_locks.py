@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._atomic import HOST, fitted, is_this_host, name_max, owner_gone, pid_alive, process_start_time
+from ._atomic import HOST, READ_ONLY_ERRNOS, fitted, is_this_host, name_max, owner_gone, pid_alive, process_start_time
 
 __all__ = ["OutputBusyError", "OutputLocks", "lock_path", "store_lock", "live_writer", "CLI_ADVICE", "MODEL_ADVICE"]
 
@@ -236,10 +236,6 @@ class OutputLocks:
             _release(lock)
 
 
-#: Why a lock file cannot be made where the store is: the folder is not ours to write.
-_READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
-
-
 @contextlib.contextmanager
 def store_lock(target: Path, advice: str, finished: Callable[[], bool] | None = None) -> Iterator[bool]:
     """Hold ``target``'s lock for a ``with`` block, unless this thread holds it already; the
@@ -271,8 +267,8 @@ def store_lock(target: Path, advice: str, finished: Callable[[], bool] | None = 
     except OSError as err:
         # The folder is not ours to write (read-only media, another user's): a finished store
         # can still be read; anything else would fail to write, so say where (not the lock file).
-        if err.errno not in _READ_ONLY or finished is None or not finished():
-            if err.errno not in (*_READ_ONLY, errno.ENOENT):  # a full disk, too long a name: as they are
+        if err.errno not in READ_ONLY_ERRNOS or finished is None or not finished():
+            if err.errno not in READ_ONLY_ERRNOS | {errno.ENOENT}:  # a full disk, too long a name: as they are
                 raise
             raise type(err)(err.errno, f"cannot write in {target.parent} ({err.strerror}); choose a folder you can "
                                        "write to") from err

@@ -170,11 +170,11 @@ def _evaluate(args: argparse.Namespace, methods: list, calibrations: list, json_
     if args.manifest is not None and args.group_by is None:
         raise ValueError("--manifest is used with --group-by COLUMN; add --group-by (e.g. --group-by source)")
     grouping = {"group_by": args.group_by, "manifest": args.manifest}
-    _note_unfinished(args.model or ["default"])
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = print_warning
         models = _distinct_models(args.model or ["default"])
+        _note_unfinished(models)  # once per file, not per name given
         if len(models) == 1 and len(methods) == 1 and len(calibrations) == 1:
             table = evaluate(args.data, model=models[0], method=methods[0], calibrated=calibrations[0],
                              device=args.device, saturation=args.saturation, max_side=args.max_side,

@@ -132,7 +132,7 @@ def read_file_list(source: str) -> list[str]:
     Read as bytes and decoded as the file system does, so any name ``find`` prints is
     kept; only the line ending is stripped (a name may begin or end with a space), and a
     leading UTF-8 byte-order mark (Windows Notepad writes one), which no path begins with; a list
-    in UTF-16 with its mark (PowerShell's ``>``) is read as text.
+    in UTF-16 or UTF-32 with its mark (PowerShell's ``>``) is read as text.
     A list holding NUL bytes is split at them instead (``find -print0``): no path holds one.
     """
     try:
@@ -152,8 +152,9 @@ def read_file_list(source: str) -> list[str]:
 
 
 def _as_file_system_bytes(data: bytes) -> bytes:
-    """The list without its byte-order mark, and a UTF-16 one (PowerShell's ``>`` writes
-    UTF-16 with a mark) re-encoded as the file system's names: its NUL bytes split every name."""
+    """The list without its byte-order mark, and a UTF-16 or UTF-32 one (PowerShell's ``>``
+    writes UTF-16 with a mark) re-encoded as the file system's names: its NUL bytes would
+    split every name."""
     marks = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),  # UTF-32's first: FF FE 00 00
              (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
     for bom, codec in marks:

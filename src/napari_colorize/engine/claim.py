@@ -11,13 +11,13 @@ path may be (:func:`local_store_path`), whether a chunk task's store is still it
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from .._atomic import READ_ONLY_ERRNOS
 from .placement import Placement, placement_current, store_has_layout
 from .store import ATTR as _ATTR
 from .store import MARKERS, open_group
@@ -163,10 +163,6 @@ def local_store_path(path: str | os.PathLike) -> str:
     return path
 
 
-#: Why a store cannot be written: read-only media or folder, another user's files.
-_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
-
-
 @contextlib.contextmanager
 def said_unwritable(path: str) -> Iterator[None]:
     """Name the store when it cannot be written, not one of its inner files ("[Errno 1]
@@ -177,7 +173,7 @@ def said_unwritable(path: str) -> Iterator[None]:
         named = err.filename if isinstance(err.filename, (str, bytes, os.PathLike)) else None
         inside = named is not None and os.path.abspath(os.fsdecode(named)).startswith(
             os.path.join(path, ""))  # only the store's own files: an input that cannot be read says so itself
-        if err.errno not in _UNWRITABLE or not inside:
+        if err.errno not in READ_ONLY_ERRNOS or not inside:
             raise
         raise type(err)(err.errno, f"cannot write in {path} ({err.strerror}): the store or its folder is read-only "
                                    "or not yours; choose another path, or make it writable") from err

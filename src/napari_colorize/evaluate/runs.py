@@ -13,7 +13,7 @@ import torch
 from ..engine import decode_options_for, get_model
 from ..inference import DecodeOptions, decode_histograms, histograms
 from ..model.hypercolumn import HypercolumnColorizer
-from .groups import check_level_inside, group_key, parse_group_by
+from .groups import GroupSpec, check_level_inside, group_key, parse_group_by
 from .provenance import warn_if_trained_on
 from .scoring import ImageInput, _order, load_images, score
 from .table import EvaluationTable
@@ -85,14 +85,14 @@ def evaluate(data: ImageInput | Iterable[ImageInput], model: Any = "default", me
     ValueError
         If ``group_by`` cannot place an image (see :func:`napari_colorize.evaluate.groups.group_key`).
     """
-    key, label = _grouping(group_by, manifest)
+    key, label, spec = _grouping(group_by, manifest)
     net = get_model(model, device)
     if images is None:  # given images are compare()'s, which says it once for all variants
         images = load_images(data, max_side=max_side, limit=limit, paths=True)
         warn_if_trained_on(net, [item[2] for item in images], "evaluated")
     images = [(item[0], item[1], item[2] if len(item) > 2 else None) for item in images]
     if key is not None:
-        _place(images, key, group_by, manifest, data)
+        _place(images, key, spec, data)
     options = decode_options_for(net, method, saturation, calibrated, **decode)
     rows = []
     iterator: Iterable = images
@@ -137,10 +137,10 @@ def compare(data: ImageInput | Iterable[ImageInput], variants: Sequence[dict[str
         With ``group_by``, ``groups`` holds one row per group and variant (sorted by
         group, then in the order of ``variants``), named "GROUP | VARIANT".
     """
-    key, label = _grouping(group_by, manifest)
+    key, label, spec = _grouping(group_by, manifest)
     images = load_images(data, max_side=max_side, limit=limit, paths=True)
     if key is not None:
-        _place(images, key, group_by, manifest, data)
+        _place(images, key, spec, data)
     models = {id(m) if isinstance(m, torch.nn.Module) else m: m for m in (v.get("model", "default") for v in variants)}
     for model in models.values():  # once per model, not per variant
         warn_if_trained_on(get_model(model, device), [item[2] for item in images], "evaluated")
@@ -166,29 +166,29 @@ def compare(data: ImageInput | Iterable[ImageInput], variants: Sequence[dict[str
                            groups=[g for _, _, g in sorted(groups, key=lambda t: t[:2])] if key is not None else None)
 
 
-def _grouping(group_by: str | Callable[[dict], str] | None,
-              manifest: str | os.PathLike | None) -> tuple[Callable[[dict], str] | None, str | None]:
-    """``(row -> group, label)`` for ``group_by`` (a spec or a function), or ``(None, None)``."""
+def _grouping(group_by: str | Callable[[dict], str] | None, manifest: str | os.PathLike | None
+              ) -> tuple[Callable[[dict], str] | None, str | None, GroupSpec | None]:
+    """``(row -> group, label, parsed spec)`` for ``group_by`` (a spec, or a function: no parsed
+    spec), or ``(None, None, None)``."""
     if group_by is None:
         if manifest is not None:
             raise ValueError("a manifest is only used to group by one of its columns; give group_by too")
-        return None, None
+        return None, None, None
     if callable(group_by):
         if manifest is not None:
             raise ValueError("a manifest is only used with a group_by spec, not with a function")
-        return group_by, getattr(group_by, "label", "custom")
+        return group_by, getattr(group_by, "label", "custom"), None
     spec = parse_group_by(group_by, manifest)
-    return group_key(spec), spec.label
+    return group_key(spec), spec.label, spec
 
 
-def _place(images: Sequence[tuple], key: Callable[[dict], str], group_by: Any, manifest: Any, data: Any) -> None:
+def _place(images: Sequence[tuple], key: Callable[[dict], str], spec: GroupSpec | None, data: Any) -> None:
     """Find every image's group before any is colorized (raises what ``key`` raises), and
     refuse a folder level above the data folders given (:func:`check_level_inside`)."""
     for item in images:
         key({"name": item[0], "path": item[2] if len(item) > 2 else None})
-    if isinstance(group_by, str):
-        check_level_inside(parse_group_by(group_by, manifest), [item[2] if len(item) > 2 else None for item in images],
-                           data)
+    if spec is not None:
+        check_level_inside(spec, [item[2] if len(item) > 2 else None for item in images], data)
 
 
 def _variant_name(kwargs: dict[str, Any], index: int) -> str:

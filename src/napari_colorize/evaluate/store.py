@@ -95,7 +95,7 @@ def calibrate(model: Any, val_images: ImageInput | Iterable[ImageInput], output:
 
     _check_output(output)
     check_fading_choices(method, objective, grid, gains)  # before any image is read or network run
-    key, label = _grouping(group_by, manifest)  # a bad spec fails before any image is read
+    key, label, _ = _grouping(group_by, manifest)  # a bad spec fails before any image is read
     if key is not None and groups is not None:
         raise ValueError("give either groups (one per image) or group_by (found from each file), not both")
     fixed = None if temperature is True else 1.0 if temperature is False else check_temperature(temperature)

@@ -16,6 +16,8 @@ import re
 import warnings
 from pathlib import Path
 
+from .tiff import is_tiff
+
 __all__ = ["PNG_KEYWORDS", "read_provenance", "tiff_text_tags"]
 
 #: The PNG keywords carried, in the order they are written.
@@ -41,7 +43,7 @@ def read_provenance(path: str | os.PathLike) -> dict[str, str]:
     try:
         with warnings.catch_warnings():  # the pixels' reader has said what is odd about the file
             warnings.simplefilter("ignore")
-            return _tiff_text(path) if path.suffix.lower() in (".tif", ".tiff") else _pillow_text(path)
+            return _tiff_text(path) if is_tiff(path) else _pillow_text(path)  # by content, as the reader chooses
     except Exception:  # noqa: BLE001 -- an odd header must not fail an input that reads fine
         return {}
 
