@@ -117,30 +117,6 @@ def _note(text: str) -> None:
     print(f"note: {text}", file=sys.stderr)
 
 
-def _read_with_alpha(path: str) -> np.ndarray | None:
-    """An 8-bit reference with transparency as uint8 RGBA (None: it has none, is 16-bit, or is
-    not a Pillow image): its transparent pixels are ignored, as the API ignores them.  Reduced by
-    nearest neighbour, so no transparent pixel's colour bleeds into an opaque one."""
-    from PIL import Image
-
-    from .io.raster import wide_png
-    from .io.tiff import is_tiff
-
-    if is_tiff(Path(path)):
-        return None
-    with Image.open(path) as im:
-        if im.mode in ("I;16", "I;16B", "I;16L", "I", "F") or not (
-                "A" in im.getbands() or "transparency" in im.info):
-            return None
-        if wide_png(im, Path(path)) is not None:  # 16-bit: Pillow keeps the high byte; read_rgb scales it
-            return None
-        im = im.convert("RGBA")
-        if max(im.size) > REFERENCE_MAX_SIDE:
-            scale = REFERENCE_MAX_SIDE / max(im.size)
-            im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), Image.NEAREST)
-        return np.asarray(im, dtype=np.uint8).copy()
-
-
 def _read_reference(path: str) -> np.ndarray:
     """One reference file as uint8 RGB (RGBA if it has transparency), refused here (not per
     input) if unreadable or gray."""
@@ -148,6 +124,7 @@ def _read_reference(path: str) -> np.ndarray:
 
     from .guidance import check_references
     from .io import read_rgb
+    from .io.colour import read_rgba
 
     if Path(path).is_dir():
         raise ValueError(f"--reference {path} is a folder; give a colour image file (PNG, JPEG or TIFF) in it")
@@ -157,7 +134,7 @@ def _read_reference(path: str) -> np.ndarray:
         raise ValueError(f"--reference {path} is empty (0 bytes): it was not written or copied completely; copy it "
                          "again or give another colour image")
     try:
-        rgb = _read_with_alpha(path)
+        rgb = read_rgba(path, max_side=REFERENCE_MAX_SIDE)  # transparent pixels give no colour, as in the API
         rgb = read_rgb(path, max_side=REFERENCE_MAX_SIDE) if rgb is None else rgb
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise ValueError(f"--reference {path}: cannot read it as an image ({err}); give a colour PNG, JPEG or "

@@ -26,7 +26,8 @@ from ..inputs import InputScalingWarning, data_range_limits
 from .image import ImageReadError
 from .write import to_uint8
 
-__all__ = ["CAMERA_BITS", "GRAY_CHROMA", "camera_bits", "is_gray", "read_rgb", "read_rgb_noted", "rgb_to_unit"]
+__all__ = ["CAMERA_BITS", "GRAY_CHROMA", "camera_bits", "is_gray", "read_rgb", "read_rgb_noted", "read_rgba",
+           "rgb_to_unit"]
 
 #: Bit depths a uint16 colour image may have been recorded at, smallest first: 8-bit
 #: data widened to uint16 (ImageJ's "16-bit" conversion keeps the values) and the usual
@@ -180,11 +181,37 @@ def read_rgb_noted(path: str | os.PathLike, max_side: int | None = None) -> tupl
             rgb = rgb if rgb.dtype != np.int32 else rgb.astype(np.uint16)
             unit, note = _scale_rgb(rgb, str(path))
             return _resize_uint8(unit, max_side), note
-        im = im.convert("RGB")
-        if max_side and max(im.size) > max_side:
-            scale = max_side / max(im.size)
-            im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), Image.BOX)
+        im = _within(im.convert("RGB"), max_side, Image.BOX)
         return np.asarray(im, dtype=np.uint8).copy(), None
+
+
+def read_rgba(path: str | os.PathLike, max_side: int | None = None) -> np.ndarray | None:
+    """An 8-bit image file with transparency as uint8 RGBA ``(H, W, 4)``, long side <=
+    ``max_side``; None when it has no transparency, is 16-bit or a TIFF (read those with
+    :func:`read_rgb`, without alpha).  Reduced by nearest neighbour, so that no transparent
+    pixel's colour bleeds into an opaque one (a reference's transparent pixels give no colour)."""
+    from PIL import Image
+
+    from .raster import wide_png
+    from .tiff import is_tiff
+
+    path = Path(path)
+    if is_tiff(path):
+        return None
+    with Image.open(path) as im:
+        if im.mode in ("I;16", "I;16B", "I;16L", "I", "F") or not ("A" in im.getbands() or "transparency" in im.info):
+            return None
+        if wide_png(im, path) is not None:  # 16-bit: Pillow keeps the high byte; read_rgb scales it
+            return None
+        return np.asarray(_within(im.convert("RGBA"), max_side, Image.NEAREST), dtype=np.uint8).copy()
+
+
+def _within(im, max_side: int | None, resample):
+    """The Pillow image ``im`` reduced so that its long side is at most ``max_side``."""
+    if max_side and max(im.size) > max_side:
+        scale = max_side / max(im.size)
+        im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))), resample)
+    return im
 
 
 def rgb_to_unit(arr: np.ndarray, name: str, camera_depth: bool = True) -> np.ndarray:
