@@ -258,6 +258,7 @@ def test_zarr_destination_inside_the_input_is_refused(tmp_path):
 
 def test_engine_advice_is_said_in_the_widgets_words(tmp_path):
     # The real messages, so a reworded engine message cannot silently escape the translation.
+    import dask.array as da
     import torch
 
     from napari_colorize import colorize_to_zarr
@@ -279,7 +280,11 @@ def test_engine_advice_is_said_in_the_widgets_words(tmp_path):
         "float range": lambda: check_gray_values(np.full((4, 4), 1000.0)),
         "rgb": lambda: check_gray_shape((1, 300, 3), 32),
         "other job": lambda: colorize_to_zarr(np.ones((64, 64), np.float32), tmp_path / "a.zarr", model, device="cpu"),
+        # A dask layer not read from files: its advice named the API's source_id= (a user test).
+        "other lazy job": lambda: colorize_to_zarr(da.ones((64, 64), dtype=np.float32), tmp_path / "a.zarr", model,
+                                                   device="cpu"),
     }
     for name, call in cases.items():
         text = in_widget_words(message(call))
         assert "--" not in text and "=" not in text.split(";")[-1], (name, text)  # no CLI flags or arguments
+        assert "source_id" not in text, (name, text)

@@ -205,7 +205,8 @@ def test_a_run_of_the_source_leaves_a_reopened_store_alone(make_napari_viewer, q
 
 def test_a_widget_store_keeps_time_units_and_one_space_unit(make_napari_viewer, qtbot, cli_store, tmp_path):
     """Only x's unit was stored: a time axis lost "second" (the reopened layers then clashed with
-    their source's units), and z in micrometres over y, x in nanometres was stored 1000x too small."""
+    their source's units), and z in micrometres over y, x in nanometres was stored 1000x too small,
+    its pixel size first, then (a user test) its position."""
     from widget_driver import open_widget, run_and_wait
 
     from napari_colorize.engine.zarr_read import read_placement
@@ -213,13 +214,14 @@ def test_a_widget_store_keeps_time_units_and_one_space_unit(make_napari_viewer, 
     viewer = make_napari_viewer()
     stack = np.linspace(0, 1, 2 * 2 * 64 * 64, dtype=np.float32).reshape(2, 2, 64, 64)
     viewer.add_image(stack, name="series", scale=(30.0, 2.0, 100.0, 100.0), axis_labels=("t", "z", "y", "x"),
-                     units=("second", "micrometer", "nanometer", "nanometer"))
+                     translate=(60.0, 1.5, 300.0, 0.0), units=("second", "micrometer", "nanometer", "nanometer"))
     widget = open_widget(viewer, str(cli_store.parent.parent / "m.safetensors"))
     widget.scope.value = "whole stack"
     widget.output.value = "zarr file"
     widget.zarr_path.value = str(tmp_path / "series.zarr")
     run_and_wait(qtbot, widget)
     assert widget.status.value.endswith(f"; written to {tmp_path / 'series.zarr'}")  # a typed name: where it went
-    axes, scale, _ = read_placement(tmp_path / "series.zarr")
+    axes, scale, translate = read_placement(tmp_path / "series.zarr")
     assert [a.get("unit") for a in axes] == ["second", "nanometer", "nanometer", "nanometer"]
     np.testing.assert_allclose(scale, [30.0, 2000.0, 100.0, 100.0])
+    np.testing.assert_allclose(translate, [60.0, 1500.0, 300.0, 0.0])  # z 1.5 um is 1500 nm

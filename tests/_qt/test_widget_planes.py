@@ -115,3 +115,38 @@ def test_current_slice_with_hints_on_all_planes_matches_the_whole_stack(make_nap
     run_and_wait(qtbot, widget)
     whole = np.asarray(viewer.layers["s colorized"].data, np.int16)
     assert np.abs(alone[0] - whole[1]).max() <= 1
+
+
+def mixed_units_viewer(make_napari_viewer):
+    """A 5-plane stack with z in micrometres over y, x in nanometres, plane z of gray z / 10:
+    napari's world is then in nanometres on every axis (z 6 um is world 6000)."""
+    viewer = make_napari_viewer()
+    planes = np.stack([np.full((64, 80), z / 10, np.float32) for z in range(5)])
+    units = ("micrometer", "nanometer", "nanometer")
+    stack = viewer.add_image(planes, name="s", scale=(3, 200, 200), translate=(1, 0, 0), units=units,
+                             contrast_limits=(0.0, 1.0))
+    viewer.dims.set_current_step(0, 2)
+    return viewer, stack, units
+
+
+def test_with_mixed_length_units_the_plane_is_the_one_napari_shows(make_napari_viewer, strong_model):
+    # A user test: the viewer's position (world z 7000 nm) was read as the layer's z 7000 um,
+    # so the last plane was coloured, and hints and the reference were read there too.
+    viewer, stack, units = mixed_units_viewer(make_napari_viewer)
+    assert napari_plane(stack) == 2
+    widget = open_widget(viewer, strong_model)
+    widget.image.value = stack
+    widget.scope.value = "current slice"
+    plan = widget.plan()
+    assert plan.index == (2,)
+    assert plan.geometry.translate[0] == pytest.approx(1 + 3 * 2)  # the plane's own z, in micrometres
+    points = viewer.add_points([[7.0, 2000.0, 4000.0]], ndim=3, name="hints", face_color=[(*BLUE, 1.0)],
+                               units=units)  # on plane 2 at pixel (10, 20)
+    np.testing.assert_allclose(_guidance.hint_points(points, stack, viewer.dims.point, viewer.dims.units),
+                               [[2.0, 10.0, 20.0]], atol=1e-9)
+    widget.hints.value = points
+    assert reason_shown(widget) is None
+    reference = viewer.add_image(np.stack([np.full((8, 8, 3), 60 * z, np.uint8) for z in range(5)]), rgb=True,
+                                 scale=(3, 200, 200), translate=(1, 0, 0), units=units, name="ref")
+    np.testing.assert_array_equal(_guidance.reference_array(reference, viewer.dims.point, viewer.dims.units),
+                                  np.full((8, 8, 3), 120, np.uint8))

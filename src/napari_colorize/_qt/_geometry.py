@@ -8,13 +8,14 @@ sheared (a deskewed light sheet) or registered with an affine matrix.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Geometry", "store_origin", "store_units"]
+__all__ = ["Geometry", "store_placement", "in_layer_units", "in_world_units"]
 
 Matrix = tuple[tuple[float, ...], ...]
 
@@ -95,37 +96,34 @@ class Geometry:
         return replace(self, scale=tuple(map(float, scale)), translate=tuple(translate.tolist()))
 
 
-def store_origin(geometry: Any) -> list[float] | None:
-    """What a zarr store records as its position (its NGFF translation): ``geometry.translate``,
-    the world position of the data's pixel 0 (of the one plane of a "current slice" job).
+def store_placement(geometry: Any, names: Sequence[str]
+                    ) -> tuple[list[float] | None, list[float] | None, str | None, str | None]:
+    """What a zarr store records of ``geometry``: ``(scale, translation, unit of the space axes,
+    unit of the time axis)``; ``names`` are the store's leading axis names.
+
+    The translation is ``geometry.translate``, the world position of the data's pixel 0 (of the
+    one plane of a "current slice" job).  NGFF gives the space axes one unit, that of x here, so
+    a leading space axis ("z") in another length unit has its pixel size *and* position
+    converted (z in micrometres over y, x in nanometres was stored 1000 times too small).  A
+    time axis ("t") keeps its own unit; napari's "pixel" is no unit.
 
     OME-NGFF 0.4 has scale and translation only, so a source's rotation, shear and affine
     transform are not stored: a store reopened from disk lies unrotated at that position.
-    None (no geometry) records none.
-    """
-    translate = getattr(geometry, "translate", None)
-    return None if translate is None else [float(t) for t in translate]
-
-
-def store_units(geometry: Any, names: Sequence[str]) -> tuple[list[float] | None, str | None, str | None]:
-    """What a zarr store records of ``geometry``'s pixel size and units: ``(scale, unit of the
-    space axes, unit of the time axis)``; ``names`` are the store's leading axis names.
-
-    NGFF gives the space axes one unit, that of x here, so a leading space axis ("z") in
-    another length unit has its pixel size converted (z in micrometres over y, x in
-    nanometres was stored 1000 times too small).  A time axis ("t") keeps its own unit;
-    napari's "pixel" is no unit.
+    No geometry records none of these.
     """
     if geometry is None:
-        return None, None, None
+        return None, None, None, None
     scale = [float(s) for s in geometry.scale]
+    origin = [float(t) for t in geometry.translate]
     units = [None if u is None or str(u) in ("pixel", "px") else str(u) for u in (geometry.units or [None] * len(scale))]
     space, lead = units[-1], len(scale) - 2
     time = next((units[i] for i, n in enumerate(names) if n == "t" and i < len(units)), None)
     for i, name in enumerate(names[:lead]):
         if name == "z" and units[i] and space and units[i] != space:
-            scale[i] *= _length_factor(units[i], space)
-    return scale, space, time
+            factor = _length_factor(units[i], space)
+            scale[i] *= factor
+            origin[i] *= factor
+    return scale, origin, space, time
 
 
 def _length_factor(unit: str, target: str) -> float:
@@ -136,3 +134,43 @@ def _length_factor(unit: str, target: str) -> float:
         return float(pint.get_application_registry().Quantity(1.0, unit).to(target).magnitude)
     except (pint.errors.PintError, ValueError, AttributeError, TypeError):
         return 1.0
+
+
+def _unit_factors(world_units: Sequence[Any] | None, layer_units: Sequence[Any]) -> np.ndarray:
+    """Per axis of a layer, how many of its units one of the viewer's world units is, as napari
+    scales a layer whose units differ from the viewer's (``dims.units``, the finest of each axis)."""
+    factors = np.ones(len(layer_units))
+    if world_units is None or len(world_units) < len(layer_units):
+        return factors
+    import pint
+
+    registry = pint.get_application_registry()
+    for i, (world, own) in enumerate(zip(list(world_units)[-len(layer_units):], layer_units)):
+        with contextlib.suppress(pint.errors.PintError, ValueError, AttributeError, TypeError, ZeroDivisionError):
+            factors[i] = float(registry.get_base_units(world)[0] / registry.get_base_units(own)[0])
+    return factors
+
+
+def in_layer_units(layer: Any, point: Sequence[float], world_units: Sequence[Any] | None) -> np.ndarray:
+    """A viewer position (napari's world, in ``world_units``: ``viewer.dims.units``) in
+    ``layer``'s own world units, which ``layer.world_to_data`` expects.
+
+    They differ where the layer's axes have different length units (z in micrometres, y and x
+    in nanometres): napari's world is then in nanometres on every axis, and the position
+    6000 nm is the layer's z = 6 um.  The axes the layer lacks are left as they are.
+    """
+    point = np.asarray(point, float).copy()
+    n = min(len(point), layer.ndim)
+    if n:
+        point[-n:] *= _unit_factors(world_units, list(layer.units)[-n:])
+    return point
+
+
+def in_world_units(layer: Any, point: Sequence[float], world_units: Sequence[Any] | None) -> np.ndarray:
+    """The inverse of :func:`in_layer_units`: a position in ``layer``'s world units (what
+    ``layer.data_to_world`` gives) in the viewer's."""
+    point = np.asarray(point, float).copy()
+    n = min(len(point), layer.ndim)
+    if n:
+        point[-n:] /= _unit_factors(world_units, list(layer.units)[-n:])
+    return point

@@ -24,6 +24,7 @@ from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox
 
 from ..guidance import DEFAULT_HINT_RANGE, DEFAULT_REFERENCE_STRENGTH
 from ..outputs import OUTPUTS
+from ._geometry import in_layer_units, in_world_units
 from ._layers import METADATA_KEY, level_factors
 from ._planes import nearest_plane, plane_on_screen
 from ._runner import Guide
@@ -65,16 +66,19 @@ def points_layers(layers: Any) -> list[Any]:
     return [layer for layer in reversed(layers) if isinstance(layer, Points)]
 
 
-def _plane_index(layer: Any, level: int, world_point: Sequence[float]) -> tuple[int, ...]:
-    """Leading-axis index (at ``level``) of the plane of ``layer`` at the viewer's position."""
+def _plane_index(layer: Any, level: int, world_point: Sequence[float],
+                 world_units: Sequence[Any] | None = None) -> tuple[int, ...]:
+    """Leading-axis index (at ``level``) of the plane of ``layer`` at the viewer's position
+    (``viewer.dims.point`` in ``viewer.dims.units``; None: in the layer's own units)."""
     lead = layer.ndim - 2
     if lead <= 0:
         return ()
-    pos = np.asarray(layer.world_to_data(world_point), float)[:lead] / level_factors(layer, level)[:lead]
+    data = layer.world_to_data(in_layer_units(layer, world_point, world_units))
+    pos = np.asarray(data, float)[:lead] / level_factors(layer, level)[:lead]
     return plane_on_screen(pos, (layer.data[level] if layer.multiscale else layer.data).shape[:lead])
 
 
-def reference_array(layer: Any, world_point: Sequence[float]) -> Any:
+def reference_array(layer: Any, world_point: Sequence[float], world_units: Sequence[Any] | None = None) -> Any:
     """The reference image ``(H, W, 3|4)`` of an RGB layer, not read yet when it is in memory.
 
     A multiscale layer gives its coarsest level, a stack the plane on screen, and a plane
@@ -82,7 +86,7 @@ def reference_array(layer: Any, world_point: Sequence[float]) -> Any:
     """
     level = len(layer.data) - 1 if layer.multiscale else 0
     data = layer.data[level] if layer.multiscale else layer.data
-    plane = data[_plane_index(layer, level, world_point)]
+    plane = data[_plane_index(layer, level, world_point, world_units)]
     h, w = plane.shape[:2]
     step = max(1, int(np.ceil(np.sqrt(h * w / REFERENCE_READ_PIXELS))))
     return plane[::step, ::step] if step > 1 else plane
@@ -96,20 +100,23 @@ def _affine(fn: Callable[[np.ndarray], Any], ndim: int) -> tuple[np.ndarray, np.
     return a, b
 
 
-def hint_points(points_layer: Any, image_layer: Any, world_point: Sequence[float]) -> np.ndarray:
+def hint_points(points_layer: Any, image_layer: Any, world_point: Sequence[float],
+                world_units: Sequence[Any] | None = None) -> np.ndarray:
     """The points of ``points_layer`` in ``image_layer``'s (level-0) data coordinates, ``(N, image.ndim)``.
 
     Each point goes data -> world through the Points layer's transform, and world -> data
-    through the image's.  World axes the Points layer lacks (2D points over a stack) are
-    those of the viewer's position: such a point lies on the plane on screen.
+    through the image's, each layer's world in its own units converted through the viewer's
+    (``world_units``: ``viewer.dims.units``; None: all the same).  World axes the Points layer
+    lacks (2D points over a stack) are those of the viewer's position ``world_point``: such a
+    point lies on the plane on screen.
     """
     world = np.asarray(world_point, float)
 
     def to_image(p: np.ndarray) -> np.ndarray:
         full = world.copy()
-        placed = np.asarray(points_layer.data_to_world(p), float)
+        placed = in_world_units(points_layer, points_layer.data_to_world(p), world_units)
         full[len(full) - len(placed):] = placed
-        return np.asarray(image_layer.world_to_data(full), float)
+        return np.asarray(image_layer.world_to_data(in_layer_units(image_layer, full, world_units)), float)
 
     data = np.asarray(points_layer.data, float).reshape(-1, points_layer.ndim)
     a, b = _affine(to_image, points_layer.ndim)
@@ -345,18 +352,18 @@ class GuidanceFields:
         reference, points_layer = self.reference.value, self.hints.value
         if reference is None and points_layer is None:
             return None
-        point = self._viewer.dims.point
+        point, units = self._viewer.dims.point, self._viewer.dims.units
         all_planes = bool(self.all_planes.value) and image.ndim > 2
         hints = None
         if points_layer is not None:
-            hints = plan_hints(hint_points(points_layer, image, point), np.asarray(points_layer.face_color, float),
+            hints = plan_hints(hint_points(points_layer, image, point, units), np.asarray(points_layer.face_color, float),
                                plan, level_factors(image, plan.level), all_planes, active_hints(points_layer))
         # One plane of a stack, hints on all planes: each field on its own plane of the stack.
         hint_stack = plan.stack if all_planes and hints is not None and plan.index else None
         strength = float(self.reference_strength.value)
         hint_range = float(self.hint_range.value)
         # Only what acts: the engine says so when a tuning option comes without its guidance.
-        return Guide(reference=None if reference is None else reference_array(reference, point),
+        return Guide(reference=None if reference is None else reference_array(reference, point, units),
                      reference_strength=None if reference is None or strength == DEFAULT_REFERENCE_STRENGTH
                      else strength,
                      hints=hints, hint_range=None if hints is None or hint_range == AUTO_RANGE else hint_range,

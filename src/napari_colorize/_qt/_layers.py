@@ -21,7 +21,7 @@ import numpy as np
 
 from ..outputs import OUTPUTS
 from ._display import display_maps, display_range
-from ._geometry import Geometry
+from ._geometry import Geometry, in_layer_units
 from ._planes import plane_on_screen, plane_words
 
 __all__ = [
@@ -186,10 +186,13 @@ def plan_input(levels: Sequence[Any], geometry: Geometry, data_position: Sequenc
                      notes=tuple(notes), stack=levels[level])
 
 
-def plan_for_layer(layer: Any, world_point: Sequence[float], scope: str, output: str = "in memory") -> InputPlan:
-    """:func:`plan_input` for a napari Image layer at the viewer's position ``world_point``."""
+def plan_for_layer(layer: Any, world_point: Sequence[float], scope: str, output: str = "in memory",
+                   world_units: Sequence[Any] | None = None) -> InputPlan:
+    """:func:`plan_input` for a napari Image layer at the viewer's position ``world_point``
+    (``viewer.dims.point``, in ``world_units``: ``viewer.dims.units``; None: the layer's own)."""
     levels = list(layer.data) if layer.multiscale else [layer.data]
-    return plan_input(levels, Geometry.of_layer(layer), layer.world_to_data(world_point), scope, output)
+    position = layer.world_to_data(in_layer_units(layer, world_point, world_units))
+    return plan_input(levels, Geometry.of_layer(layer), position, scope, output)
 
 
 def level_factors(layer: Any, level: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from ..api import ColorizeResult, colorize, colorize_to_zarr
 from ..decode import METHODS as DECODE_METHODS
 from ..engine import Cancelled
 from ..engine.defaults import local_threads
-from ._geometry import store_origin, store_units
+from ._geometry import store_placement
 
 __all__ = ["METHODS", "OUTPUT_MODES", "USER_ERRORS", "Cancelled", "Guide", "Outcome", "Settings", "run", "work"]
 
@@ -202,9 +202,9 @@ def _run_zarr(array: Any, settings: Settings, progress: ProgressCallback | None,
 
     lead = array.ndim - 2
     names = _ome_axes(getattr(geometry, "axis_labels", None), lead)
-    scale, unit, time_unit = store_units(geometry, leading_names(lead, names))
+    scale, origin, unit, time_unit = store_placement(geometry, leading_names(lead, names))
     path = colorize_to_zarr(array, settings.zarr_path, rgb_dtype="uint8", overwrite=False,
-                            scale=scale, unit=unit, time_unit=time_unit, origin=store_origin(geometry), axes=names,
+                            scale=scale, unit=unit, time_unit=time_unit, origin=origin, axes=names,
                             **_engine_kwargs(settings, progress, cancel, guide))
     result = open_zarr_levels(path)
     # What the in-memory result's info says: the decoding method and the device, resolved.

@@ -201,6 +201,12 @@ _WIDGET_WORDS = (
      "; it is never deleted: move it or choose another zarr path"),
     (re.compile(r"run again, or pass overwrite=True \(--overwrite\) to replace it"),
      "run again, or delete that store yourself"),
+    # A dask layer that napari-colorize cannot trace to files (built by a script's functions):
+    # the widget has no field to name it across sessions.
+    (re.compile(r"A dask input is known by its dask name, .*? give the same source_id= in both runs"),
+     "This layer's data is computed by functions, not read from files napari-colorize can follow, so "
+     "another napari session cannot tell it for the same pixels: a store is resumed only in the session "
+     "that began it"),
     (re.compile(r"pass 'default' or the path of a \.safetensors (model )?file"),
      "choose model: default, or a .safetensors file"),
     (re.compile(r"Pass a colour image \((.*?)\), or no reference"), r"Choose a colour layer (\1), or reference: none"),

@@ -220,7 +220,8 @@ class ColorizeWidget(Container):
 
     def plan(self) -> _layers.InputPlan:
         """What the current choices would colour (reads no pixels)."""
-        return _layers.plan_for_layer(self.image.value, self._viewer.dims.point, self.scope.value, self.output.value)
+        return _layers.plan_for_layer(self.image.value, self._viewer.dims.point, self.scope.value, self.output.value,
+                                      self._viewer.dims.units)
 
     def checked(self) -> tuple[_runner.Settings, _layers.InputPlan, _runner.Guide | None]:
         """The settings, plan and guidance of a run that can start; raises with the reason otherwise."""
