@@ -104,7 +104,7 @@ def argument_root(pattern: str) -> tuple[Path, bool]:
     path = Path(pattern)
     if is_glob(pattern):
         return as_written(split_glob(pattern)[0]), True
-    if path.is_dir() and not is_zarr(path):
+    if os.path.isdir(path) and not is_zarr(path):  # not Path.is_dir: no error in an unreadable folder
         return as_written(path), True
     return as_written(path).parent, False
 
@@ -145,10 +145,24 @@ def read_file_list(source: str) -> list[str]:
         raise ValueError(f"--files-from {source}: {err.strerror}; give a file listing one input per line, "
                          "or - to read the list from standard input") from None
     data = _as_file_system_bytes(data)
+    if _is_binary(data):
+        raise ValueError(f"--files-from {source} is not a list of paths but binary data (an image? name images as "
+                         "INPUT arguments); give a text file listing one input per line")
     if b"\0" in data:
         return [os.fsdecode(name) for name in data.split(b"\0") if name.strip()]
     lines = (os.fsdecode(line.rstrip(b"\r")) for line in data.split(b"\n"))
     return [line for line in lines if line.strip()]
+
+
+#: Control bytes no list of names holds (tab, line ends and NUL separators excepted).
+_CONTROL = bytes(set(range(32)) - {9, 10, 13, 0} | {127})
+
+
+def _is_binary(data: bytes) -> bool:
+    """Whether ``data`` is binary rather than names: control bytes beyond a stray one or two
+    (a name may hold one), which an image or an archive has in every few hundred bytes."""
+    controls = len(data) - len(data.translate(None, _CONTROL))
+    return controls > max(2, len(data) // 1000)
 
 
 def _as_file_system_bytes(data: bytes) -> bytes:
@@ -193,13 +207,16 @@ def check_listed_under_base(listed: Sequence[str], base: str) -> Path:
 
 
 def _sources(patterns: Sequence[str], listed: Sequence[str],
-             base: Path | None) -> list[tuple[str, Path | None, bool]]:
-    """(argument, the folder its inputs are named relative to or None if missing, walked) for every argument.
+             base: Path | None) -> list[tuple[str, Path | str, bool]]:
+    """(argument, the folder its inputs are named relative to or why it cannot be reached,
+    walked) for every argument.
 
     Listed paths count as walked: a list is ``find``'s folder walk.  A missing one listed
     twice is reported once, as a file listed twice is coloured once.
     """
-    out = []
+    from .io.files import unreadable_reason
+
+    out: list[tuple[str, Path | str, bool]] = []
     for pattern in patterns:
         root, walked = argument_root(pattern)
         out.append((pattern, root, walked))
@@ -208,7 +225,7 @@ def _sources(patterns: Sequence[str], listed: Sequence[str],
         if not os.path.lexists(path):  # a listed line is a path, never a glob: missing is missing
             if os.path.abspath(path) not in missing:
                 missing.add(os.path.abspath(path))
-                out.append((path, None, False))
+                out.append((path, unreadable_reason(path), False))
             continue
         root = argument_root(path)[0]
         out.append((path, base or root, True))
@@ -234,8 +251,8 @@ def plan_jobs(patterns: Sequence[str], out_dir: Path, fmt: str | None, outputs: 
     missing: list[tuple[str, str]] = []
     out_dir = out_dir.resolve()
     for pattern, root, walked in _sources(patterns, listed, base):
-        if root is None:
-            missing.append((pattern, "no such file or folder"))
+        if isinstance(root, str):
+            missing.append((pattern, root))
             continue
         found, not_found = find_inputs([pattern], others, aliases)
         missing += not_found
@@ -254,7 +271,7 @@ def plan_jobs(patterns: Sequence[str], out_dir: Path, fmt: str | None, outputs: 
     return list(jobs.values()), missing
 
 
-def _is_ours(job: Job) -> bool:
+def is_ours(job: Job) -> bool:
     """Whether napari-colorize wrote ``job``'s input, named as its outputs are: a PNG/TIFF with its
     mark (:func:`.io.is_our_output`, headers only), or a store with its job record."""
     from .outputs import output_name_endings
@@ -274,7 +291,7 @@ def pass_over_our_outputs(jobs: list[Job]) -> tuple[list[Job], list[Job]]:
     """
     kept, passed = [], []
     for job in jobs:
-        (passed if job.from_folder and _is_ours(job) else kept).append(job)
+        (passed if job.from_folder and is_ours(job) else kept).append(job)
     return kept, passed
 
 

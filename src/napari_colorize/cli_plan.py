@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ._atomic import name_max
-from .cli_inputs import FORMATS, STORE, Job, argument_root, plan_jobs
+from .cli_inputs import FORMATS, STORE, Job, argument_root, is_ours, plan_jobs
 
 __all__ = ["CLASH_FIX", "POLICIES", "FORMATS", "STORE", "Job", "plan_jobs", "check_output_folder", "preflight", "outputs_to_write",
            "output_folder", "check_output_writable", "no_inputs_error", "make_folder"]
@@ -46,7 +46,8 @@ def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job],
     Inputs found by walking a folder that holds the output folder, or listed by
     ``--files-from`` under a root (``--base``, or their own folder) that holds it, are
     dropped when they lie in the output folder: they are results of an earlier run, not
-    inputs.  An input folder inside the output folder (``colorize scans -o .``) is walked
+    inputs.  Images there that napari-colorize did not write (scans, with ``-o`` set to a
+    sub-folder of the input) are refused, not dropped in silence.  An input folder inside the output folder (``colorize scans -o .``) is walked
     for inputs like any other (results of ours met there are passed over by their mark:
     :func:`.cli_inputs.pass_over_our_outputs`).  ``patterns`` are the input arguments; a list's own root is
     its ``base`` (``-o`` equal to it is refused like an input folder), and without one its
@@ -55,7 +56,8 @@ def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job],
     Raises
     ------
     ValueError
-        If ``-o`` is a file, an input folder, or inside an input store.
+        If ``-o`` is a file, an input folder, inside an input store, or inside an input folder
+        and holding images not written by napari-colorize.
     """
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"-o {out_dir} is a file; -o takes a folder (created if needed) to write the results into")
@@ -71,9 +73,18 @@ def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job],
     from .io import as_written
 
     written = as_written(out_dir)
+    # Also where the walk reached -o through a link in the input tree (input/results -> the
+    # -o folder elsewhere): its root lies outside -o, yet it found files inside.
     earlier = [j.from_folder and _inside(j.source, out)
-               and (j.root is None or _inside(written, j.root) or _inside(out, j.root.resolve())) for j in jobs]
+               and (j.root is None or _inside(written, j.root) or _inside(out, j.root.resolve())
+                    or not _inside(j.root.resolve(), out)) for j in jobs]
     dropped = [j for j, drop in zip(jobs, earlier) if drop]
+    foreign = [j for j in dropped if not is_ours(j)]
+    if foreign:  # not results: scans that would be neither coloured nor kept apart from the results
+        raise ValueError(f"the output folder {out_dir} lies in an input folder and holds {len(foreign)} image(s) that "
+                         f"napari-colorize did not write, such as {foreign[0].written}: they would not be coloured; "
+                         "choose an -o folder outside the input folders (or an empty one), or name that folder "
+                         "as an input of its own run")
     jobs = [j for j, drop in zip(jobs, earlier) if not drop]
     if any(j.source.parent == out for j in jobs):
         raise ValueError(f"the output folder {out_dir} is also an input folder; choose a separate -o folder so that "

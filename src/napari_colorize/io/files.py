@@ -6,6 +6,7 @@ The one place that decides this for every front end: ``napari-colorize colorize`
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import warnings
@@ -26,9 +27,32 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".g
 
 
 def is_zarr(path: Path) -> bool:
-    """A zarr store (v2 or v3), judged by its metadata files or its ``.zarr`` suffix."""
-    return path.is_dir() and (path.suffix.lower() == ".zarr" or any(
-        (path / name).exists() for name in (".zarray", ".zgroup", "zarr.json")))
+    """A zarr store (v2 or v3), judged by its metadata files or its ``.zarr`` suffix.
+
+    False, not an error, for a folder that cannot be read: the walk then reports it."""
+    return os.path.isdir(path) and (Path(path).suffix.lower() == ".zarr" or any(
+        os.path.exists(os.path.join(path, name)) for name in (".zarray", ".zgroup", "zarr.json")))
+
+
+def unreadable_reason(path: str | os.PathLike, err: OSError | None = None) -> str:
+    """Why ``path`` (a named input, or a folder met in a walk) cannot be reached, and what to do.
+
+    ``err`` is the error met, if any; else ``path`` is examined.  A permission error says so
+    (the path is there), where ``os.path.exists`` would say "no such file"."""
+    if err is None:
+        try:
+            os.lstat(path)
+        except OSError as met:
+            err = met
+        else:
+            return "cannot be read"
+    if isinstance(err, FileNotFoundError):
+        return "no such file or folder"
+    if isinstance(err, PermissionError):
+        what = ("folder cannot be read, so none of its images were used" if os.path.isdir(path)
+                else "file, or a folder on its path, cannot be read")
+        return f"permission denied: this {what}; make it readable (chmod, or ask its owner) and run again, or leave it out"
+    return f"cannot be read ({err.strerror or err})"
 
 
 def source_fingerprint(path: str | os.PathLike) -> str:
@@ -102,8 +126,12 @@ def _is_image_name(name: str) -> bool:
     return Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")
 
 
-def walk_images(folder: Path, stores: bool = True, others: list[Path] | None = None) -> list[Path]:
+def walk_images(folder: Path, stores: bool = True, others: list[Path] | None = None,
+                unreadable: list[tuple[str, str]] | None = None) -> list[Path]:
     """Image files (and zarr stores, if ``stores``) under ``folder``, recursively.
+
+    A sub-folder that cannot be listed (no read permission) is never passed over in silence:
+    it is added to ``unreadable`` as (folder, why), or without that list, raised as an error.
 
     Hidden files and folders (names starting with ".": editor backups, macOS
     ``._`` resource forks, our own temporary files) are skipped; a zarr store is one
@@ -118,7 +146,14 @@ def walk_images(folder: Path, stores: bool = True, others: list[Path] | None = N
     out: list[Path] = []
     walked = {os.path.realpath(folder)}
     real: set[str] | None = None  # listed once a link is met: most trees have none
-    for root, dirs, files in os.walk(folder, followlinks=True):
+
+    def cannot_list(err: OSError) -> None:  # os.walk passes over such a folder without a word
+        reason = unreadable_reason(err.filename, err)
+        if unreadable is None:
+            raise type(err)(err.errno, f"{err.filename}: {reason}") from err
+        unreadable.append((str(err.filename), reason))
+
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=cannot_list):
         rootp = Path(root)
         found = [d for d in dirs if is_zarr(rootp / d)]
         if stores:
@@ -186,11 +221,11 @@ def find_inputs(patterns: Iterable[str], others: list[Path] | None = None,
         magic = is_glob(pattern)
         matches = [Path(p) for p in sorted(_glob(pattern))] if magic else [Path(pattern)]
         if not matches or not os.path.lexists(matches[0]):  # a glob's matches exist, at least as links
-            missing.append((pattern, "the pattern matched nothing" if magic else "no such file or folder"))
+            missing.append((pattern, "the pattern matched nothing" if magic else unreadable_reason(pattern)))
             continue
         for path in matches:
-            if path.is_dir() and not is_zarr(path):
-                found += walk_images(path, others=others)
+            if os.path.isdir(path) and not is_zarr(path):
+                found += walk_images(path, others=others, unreadable=missing)
             elif is_zarr(path) or path.suffix.lower() in IMAGE_SUFFIXES or (not magic and os.path.islink(path)):
                 found.append(path)
             elif path.is_file() and not magic:
@@ -222,6 +257,13 @@ def broken_link_reason(path: str | os.PathLike) -> str:
         target = os.readlink(path)
     except OSError:  # removed meanwhile, or not a link after all
         target = "?"
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:  # its target exists, as a link leading back round
+            return f"a link loop (it points to {target}, which leads back to it); fix or remove the link"
+        if isinstance(err, PermissionError):
+            return unreadable_reason(path, err)
     fix = ("get its content first (git annex get, datalad get)" if "annex/objects" in target
            else "fix or remove the link")
     return f"a broken link (it points to {target}, which does not exist); {fix}"
