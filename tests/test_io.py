@@ -208,6 +208,19 @@ def test_min_is_white_tiff_is_inverted(tmp_path, cam):
     np.testing.assert_array_equal(_quiet_read(tmp_path / "bilevel.tif").data, page)
 
 
+@pytest.mark.parametrize("bits", [2, 4])
+def test_low_bit_tiffs_fill_the_byte_range_as_pillow_reads_them(tmp_path, cam, bits):
+    # A user test: a 4-bit scan was read as 0..15 of 255 and coloured nearly black, exit 0.
+    stored = cam >> (8 - bits)
+    tifffile.imwrite(tmp_path / "scan.tif", stored, photometric="minisblack", bitspersample=bits)
+    tifffile.imwrite(tmp_path / "fax.tif", stored, photometric="miniswhite", bitspersample=bits)
+    expected = np.round(stored.astype(float) * 255 / (2**bits - 1)).astype(np.uint8)  # 0..3 -> 0, 85, 170, 255
+    read = _quiet_read(tmp_path / "scan.tif").data
+    np.testing.assert_array_equal(read, expected)
+    np.testing.assert_array_equal(read, np.asarray(PILImage.open(tmp_path / "scan.tif")))
+    np.testing.assert_array_equal(_quiet_read(tmp_path / "fax.tif").data, 255 - expected)
+
+
 def test_gray_saved_as_rgb_is_gray_without_conversion(tmp_path, cam):
     iio.imwrite(tmp_path / "gray_rgb.png", np.dstack([cam] * 3))
     image = _quiet_read(tmp_path / "gray_rgb.png", strict=True)

@@ -177,6 +177,8 @@ def read_tiff(path: Path) -> Image:
         data = np.moveaxis(data, axes.index("S"), -1)  # dask arrays too (NEP 18)
         axes = axes.replace("S", "") + "S"
     data, model = _interpret(data, "S" in axes, photometric, colormap, bits, inkset, path)
+    if model in ("gray", "RGB"):
+        data = _full_byte_range(data, bits)
     if model == "gray" and "S" in axes:
         axes = axes.replace("S", "")
     lead = [a.lower() for a in axes if a not in "YXS"]
@@ -238,6 +240,15 @@ def _invert(data, bits: int, path: Path):
         raise ImageReadError(f"{path.name} is a min-is-white TIFF of type {np.dtype(data.dtype)}; invert it and "
                              "save it as min-is-black first") from None
     return (data.dtype.type(white) - data).astype(data.dtype)
+
+
+def _full_byte_range(data, bits: int):
+    """2- and 4-bit samples (stored in uint8 as 0..3, 0..15) stretched to 0..255, as Pillow reads
+    such PNGs: read as 8-bit values, a 4-bit scan came out nearly black, with no warning."""
+    if not 1 < bits < 8 or np.dtype(data.dtype) != np.uint8:
+        return data
+    top = 2**bits - 1
+    return ((data.astype(np.uint16) * 255 + top // 2) // top).astype(np.uint8)  # exact for 2 and 4 bits
 
 
 def _apply_palette(data, colormap):
