@@ -16,11 +16,14 @@ stays ignored.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["STOP_SIGNALS", "StopRequest", "StoppedAfterStep", "stop_requests", "ignore_stop_signals"]
+__all__ = ["STOP_SIGNALS", "StopRequest", "StoppedAfterStep", "stop_requests", "ignore_stop_signals",
+           "exit_at_next_signal"]
 
 #: The signals that ask a run to stop.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -89,3 +92,27 @@ def ignore_stop_signals(*_) -> None:
     """
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
+
+
+def exit_at_next_signal(code: int) -> None:
+    """After a stopped command has cleaned up: a further SIGINT or SIGTERM ends the process at
+    once with ``code``.
+
+    The command returns at the first signal, but Python's exit still waits for the worker
+    threads to finish the tile each is computing (seconds for a large one).  A second Ctrl-C
+    pressed meanwhile interrupted that wait, and the interpreter was torn down under running
+    torch threads: "terminate called without an active exception", exit 134 instead of 130.
+    For the command line only (a library must not end its caller's process); main thread only.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def leave(signum, frame) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
+
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, leave)

@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-from ._signals import StoppedAfterStep
+from ._signals import StoppedAfterStep, exit_at_next_signal
 
 __all__ = ["main", "build_parser"]
 
@@ -54,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         terminated = isinstance(stop, Terminated) or getattr(stop, "signum", None) == signal.SIGTERM
         how = "terminated (SIGTERM)" if terminated else "interrupted (Ctrl-C)"
         print(f"napari-colorize {args.command}: {how}{_to_continue(args, stop)}", file=sys.stderr)
-        return 128 + signal.SIGTERM if terminated else 130
+        code = 128 + signal.SIGTERM if terminated else 130
+        if argv is None:  # the napari-colorize command itself, not a caller of main() in its own process
+            exit_at_next_signal(code)
+        return code
 
 
 def _to_continue(args: argparse.Namespace, stop: KeyboardInterrupt) -> str:
@@ -76,26 +79,33 @@ class Terminated(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
-    """Handle SIGTERM as Ctrl-C while a command runs.
+    """Handle SIGTERM as Ctrl-C while a command runs, and only the first of either.
 
     Batch systems (SLURM at the time limit), ``timeout``, ``kill`` and ``docker stop``
     send SIGTERM, whose default is to die at once: output locks and temporary files were
     left behind, and a rerun on another node of a shared file system was then refused.
-    Only the main thread may set handlers; elsewhere SIGTERM keeps its default.
+    The first SIGINT or SIGTERM stops the command where it is; those that follow while it
+    cleans up (a double Ctrl-C) are let pass: one raised inside the clean-up cut short the
+    wait for the tiles in progress, and torch's threads then met the interpreter's exit
+    ("terminate called without an active exception", exit 134).  A training run records the
+    first signal itself (:func:`._signals.stop_requests`) and hands the next one to this.
+    Only the main thread may set handlers; elsewhere the signals keep their handling.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    stopped = []
 
-    def interrupt(signum, frame) -> None:
-        raise Terminated()
+    def stop(signum, frame) -> None:
+        if stopped:  # cleaning up after the first: let it finish
+            return
+        stopped.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)

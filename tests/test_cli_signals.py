@@ -1,0 +1,67 @@
+"""A double Ctrl-C: the command stops at the first and cleans up through the second.
+
+A user test: two Ctrl-C 0.2 s apart ended ``napari-colorize colorize`` with
+"terminate called without an active exception" and exit 134 (6 of 8 tries), not 130: the
+second signal cut short the wait for the tiles in progress, and torch's threads met the
+interpreter's exit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import napari_colorize as nc
+from napari_colorize import cli
+from napari_colorize._locks import lock_path
+
+
+def test_signals_after_the_first_pass_while_the_command_cleans_up():
+    for first, raised in ((signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, cli.Terminated)):
+        with cli._terminate_as_interrupt():
+            with pytest.raises(raised):
+                signal.raise_signal(first)
+            try:  # cleaning up: the second and third signals pass
+                signal.raise_signal(signal.SIGINT)
+                signal.raise_signal(signal.SIGTERM)
+            except KeyboardInterrupt:  # caught: a KeyboardInterrupt reaching pytest would end the whole run
+                pytest.fail("a signal during the clean-up interrupted it")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_double_ctrl_c_exits_130_and_leaves_no_lock(tmp_path):
+    torch.manual_seed(0)
+    model = nc.save_model(nc.build_model("compact"), tmp_path / "m.safetensors")
+    gray = np.random.default_rng(0).integers(0, 255, (2000, 2400), dtype=np.uint8)  # seconds of tiles
+    Image.fromarray(gray).save(tmp_path / "big.png")
+    out = tmp_path / "out"
+    command = [str(Path(sys.executable).with_name("napari-colorize")), "colorize", str(tmp_path / "big.png"), "-o",
+               str(out), "--model", str(model), "--device", "cpu", "--format", "tiff", "--no-progress"]
+    if not Path(command[0]).exists():
+        pytest.skip("the napari-colorize command is not installed beside this Python")
+    run = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lock = lock_path(out / "big_colorized.tif")
+    deadline = time.monotonic() + 120
+    while not lock.exists() and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # the lock is taken when colouring begins
+    assert run.poll() is None, run.communicate()[1]
+    time.sleep(0.5)
+    run.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 130, err
+    assert "terminate called" not in err
+    assert "napari-colorize colorize: interrupted (Ctrl-C); run the same command again to continue" in err
+    assert not lock.exists()
