@@ -208,6 +208,16 @@ def test_min_is_white_tiff_is_inverted(tmp_path, cam):
     np.testing.assert_array_equal(_quiet_read(tmp_path / "bilevel.tif").data, page)
 
 
+def test_a_pillow_palette_tiff_is_read_as_the_8_bit_colours_it_holds(tmp_path):
+    # Its 16-bit colour map (each 8-bit value x 256) made colorize note "more than 8 bits per pixel".
+    PILImage.fromarray(data.astronaut()[:96, :128]).quantize(32).save(tmp_path / "pal.tif")
+    with pytest.warns(ColourInputWarning):
+        image = read_image(tmp_path / "pal.tif")
+    assert image.bits == 8 and image.colour_model == "palette"
+    shown = np.asarray(PILImage.open(tmp_path / "pal.tif").convert("RGB"), float)
+    np.testing.assert_allclose(image.data, shown.mean(-1) / 255, atol=1e-6)
+
+
 @pytest.mark.parametrize("bits", [2, 4])
 def test_low_bit_tiffs_fill_the_byte_range_as_pillow_reads_them(tmp_path, cam, bits):
     # A user test: a 4-bit scan was read as 0..15 of 255 and coloured nearly black, exit 0.

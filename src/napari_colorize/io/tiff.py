@@ -252,8 +252,16 @@ def _full_byte_range(data, bits: int):
 
 
 def _apply_palette(data, colormap):
-    """Palette indices -> RGB of the colour map (uint16), or gray when the map is gray."""
+    """Palette indices -> RGB of the colour map, or gray when the map is gray.
+
+    TIFF stores a colour map at 16 bits; one that holds 8-bit colours (each value v x 257, or
+    v x 256 as Pillow writes them) is looked up as those 8-bit colours, as Pillow shows them:
+    the file has 8 bits a colour, not "more than 8 bits per pixel" as the 16-bit table said."""
     colormap = np.asarray(colormap)
+    for factor in (257, 256):
+        if (colormap % factor == 0).all():
+            colormap = (colormap // factor).astype(np.uint8)
+            break
     gray = bool((colormap[0] == colormap[1]).all() and (colormap[1] == colormap[2]).all())
     table = colormap[0] if gray else colormap.T  # (N,) or (N, 3)
     if isinstance(data, np.ndarray):
