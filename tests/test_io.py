@@ -189,6 +189,20 @@ def test_images_beyond_pillows_safety_limit_point_to_tiff(tmp_path, cam, monkeyp
         read_image(tmp_path / "huge.png")
 
 
+def test_a_large_png_is_noted_as_read_whole_not_as_an_attack(tmp_path, cam, monkeypatch):
+    # Pillow's own words for an image above its limit: "could be decompression bomb DOS attack".
+    iio.imwrite(tmp_path / "scan.png", cam)
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", cam.size * 2 // 3)  # above the limit, below twice it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        image = read_image(tmp_path / "scan.png")
+    np.testing.assert_array_equal(image.data, cam)
+    messages = [str(w.message) for w in caught]
+    assert not any("decompression bomb" in m for m in messages), messages
+    assert any(m.startswith("scan.png has 0 megapixels: as a PNG file it is read whole into memory") and
+               "saved as TIFF, it would be read in tiles at any size" in m for m in messages), messages
+
+
 def test_palette_files_are_looked_up(tmp_path, cam):
     PILImage.fromarray(cam).convert("P").save(tmp_path / "gray_palette.png")  # a gray palette is gray
     np.testing.assert_array_equal(_quiet_read(tmp_path / "gray_palette.png").data, cam)

@@ -18,11 +18,12 @@ Pillow holds colour at 8 bits a sample, so a 16-bit colour PNG (48-bit RGB, 64-b
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .image import Image, ImageReadError, warn_if_transparent
+from .image import Image, ImageReadError, ReadWarning, warn_if_transparent
 
 __all__ = ["read_raster", "frame_count", "wide_png"]
 
@@ -67,11 +68,9 @@ def wide_png(im, path: Path) -> np.ndarray | None:
 
 def read_raster(path: Path) -> Image:
     """Read every frame of a Pillow-readable file: gray ``(Y, X)`` or RGB ``(Y, X, 3)`` (stacked if animated)."""
-    from PIL import Image as PILImage
-
     from PIL import ImageOps
 
-    with PILImage.open(path) as im:
+    with _opened(path) as im:
         pixel_size = _pixel_size_um(_stated_dpi(im))
         wide = wide_png(im, path)
         if wide is not None:
@@ -93,6 +92,26 @@ def read_raster(path: Path) -> Image:
                              "of its own")
     return Image(planes[0] if len(planes) == 1 else np.stack(planes), colour_model=model, pixel_size=pixel_size,
                  unit="micrometer" if pixel_size else None)
+
+
+def _opened(path: Path):
+    """``PIL.Image.open(path)``, Pillow's warning for images above its limit for untrusted files
+    ("could be decompression bomb DOS attack") said as what it means here: a large scan, read
+    whole into memory, where a TIFF would be read in tiles."""
+    from PIL import Image as PILImage
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PILImage.DecompressionBombWarning)
+        im = PILImage.open(path)
+    for w in caught:
+        if issubclass(w.category, PILImage.DecompressionBombWarning):
+            pixels = im.width * im.height
+            warnings.warn(f"{path.name} has {pixels / 1e6:.0f} megapixels: as a {im.format} file it is read whole "
+                          f"into memory (about {pixels * len(im.getbands()) / 1e9:.1f} GB before colouring); saved as "
+                          "TIFF, it would be read in tiles at any size", ReadWarning, stacklevel=3)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return im
 
 
 def _stated_dpi(im):
