@@ -191,6 +191,10 @@ def test_load_images_skips_gray_and_broken(tmp_path, val_dir):
         images = load_images(val_dir)
     assert [n for n, _ in images] == ["s0.png", "s1.png", "s2.png"]
     assert len(record) == 2
+    # The reader's own words, as colorize says them (it was "UnidentifiedImageError: cannot identify ...").
+    assert any(str(w.message).endswith("bad.png: cannot read bad.png: not a PNG, JPEG, TIFF, BMP, WebP, GIF, PGM/PPM "
+                                       "or JPEG 2000 image (or damaged beyond recognition); check the file, or "
+                                       "convert it to PNG or TIFF") for w in record), [str(w.message) for w in record]
     (tmp_path / "grays").mkdir()
     iio.imwrite(tmp_path / "grays" / "g.png", np.full((40, 40, 3), 9, np.uint8))
     with pytest.raises(ValueError, match="no usable colour image"), pytest.warns(UserWarning):

@@ -54,7 +54,8 @@ def load_images(data: ImageInput | Iterable[ImageInput], max_side: int | None = 
     ValueError
         If no usable colour image remains.
     """
-    from ..io import ImageReadError, is_gray, read_rgb, refuse_empty, rgb_to_unit, scan_images, shown_path
+    from ..io import (ImageReadError, is_gray, read_rgb, refuse_empty, rgb_to_unit, scan_images, shown_path,
+                      unreadable_message)
 
     items = [data] if isinstance(data, (str, os.PathLike, np.ndarray, tuple)) else list(data)
     entries: list[tuple[str, Any, str | None]] = []
@@ -84,7 +85,7 @@ def load_images(data: ImageInput | Iterable[ImageInput], max_side: int | None = 
                 warnings.warn(f"skipping {label}: {err}", stacklevel=2)
                 continue
             except Exception as err:  # noqa: BLE001 -- decoding errors of any library: skip the file
-                warnings.warn(f"skipping {label}: {type(err).__name__}: {err}", stacklevel=2)
+                warnings.warn(f"skipping {label}: {unreadable_message(Path(src), err)}", stacklevel=2)
                 continue
             name = Path(src).name if len({Path(e[0]).name for e in entries}) == len(entries) else str(src)
         if is_gray(rgb):

@@ -22,7 +22,7 @@ from .._atomic import DiskFullError, FileTooLargeError, atomic_path, remove_stal
 from .colour import GRAY_CHROMA, is_gray, read_rgb, read_rgb_noted, rgb_to_unit
 from .files import (IMAGE_SUFFIXES, as_written, find_inputs, image_stem, is_glob, is_our_output, is_zarr,
                     own_outputs_note, scan_images, shown_path, source_fingerprint, split_glob, walk_images)
-from .gray import read_image
+from .gray import read_image, unreadable_message
 from .hints_csv import read_hints_csv
 from .manifest import PATH_COLUMNS, find_manifest_above, manifest_path_column, read_manifest_column, read_manifest_rows
 from .image import ColourInputWarning, Image, ImageReadError, OwnOutputsNote, ReadWarning, refuse_empty
@@ -33,5 +33,5 @@ from .write import has_our_mark, tiff_memmaps, write_png
 __all__ = ["Image", "ImageReadError", "ReadWarning", "ColourInputWarning", "OwnOutputsNote", "is_our_output",
            "own_outputs_note", "shown_path", "refuse_empty", "DiskFullError", "FileTooLargeError",
            "read_image", "read_rgb", "read_rgb_noted", "rgb_to_unit", "find_inputs", "scan_images", "walk_images", "atomic_path",
-           "remove_stale_temps", "write_png", "is_gray", "GRAY_CHROMA", "PATH_COLUMNS", "find_manifest_above", "manifest_path_column", "read_manifest_column", "read_manifest_rows", "tiff_memmaps", "IMAGE_SUFFIXES", "LAZY_TIFF_BYTES", "is_zarr", "read_hints_csv", "source_fingerprint", "as_written", "is_glob", "split_glob", "image_stem", "has_our_mark",
+           "remove_stale_temps", "unreadable_message", "write_png", "is_gray", "GRAY_CHROMA", "PATH_COLUMNS", "find_manifest_above", "manifest_path_column", "read_manifest_column", "read_manifest_rows", "tiff_memmaps", "IMAGE_SUFFIXES", "LAZY_TIFF_BYTES", "is_zarr", "read_hints_csv", "source_fingerprint", "as_written", "is_glob", "split_glob", "image_stem", "has_our_mark",
            "series_output_path"]

@@ -19,7 +19,7 @@ from ..inputs import data_range_limits, dtype_range
 from .files import is_zarr
 from .image import ColourInputWarning, Image, ImageReadError, refuse_empty
 
-__all__ = ["read_image"]
+__all__ = ["read_image", "unreadable_message"]
 
 
 def read_image(path: str | os.PathLike, strict: bool = False) -> Image:
@@ -73,10 +73,10 @@ def _decode(path: Path) -> Image:
     except (ImageReadError, MemoryError):
         raise
     except Exception as err:  # decoders raise many types for a damaged or foreign file
-        raise ImageReadError(_unreadable(path, err)) from err
+        raise ImageReadError(unreadable_message(path, err)) from err
 
 
-def _unreadable(path: Path, err: Exception) -> str:
+def unreadable_message(path: Path, err: Exception) -> str:
     """One line saying why ``path`` cannot be read and what to do."""
     from PIL import Image as PILImage, UnidentifiedImageError
 
