@@ -65,3 +65,18 @@ def test_a_double_ctrl_c_exits_130_and_leaves_no_lock(tmp_path):
     assert "terminate called" not in err
     assert "napari-colorize colorize: interrupted (Ctrl-C); run the same command again to continue" in err
     assert not lock.exists()
+
+
+def test_worker_processes_started_for_a_local_cluster_leave_ctrl_c_to_the_command():
+    # Ctrl-C reaches the terminal's whole process group: each dask worker died of it mid-task and
+    # printed a KeyboardInterrupt traceback over the summary (about 70 lines for --workers 2).
+    from napari_colorize.engine.distributed import _children_leave_ctrl_c
+
+    probe = [sys.executable, "-c", "import signal; h = signal.getsignal(signal.SIGINT); "
+             "print('ignored' if h == signal.SIG_IGN else h)"]
+    with _children_leave_ctrl_c():
+        started_inside = subprocess.run(probe, capture_output=True, text=True, check=True).stdout
+    started_after = subprocess.run(probe, capture_output=True, text=True, check=True).stdout
+    assert started_inside.strip() == "ignored"
+    assert "default_int_handler" in started_after
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the command's own, given back

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 
@@ -39,8 +40,9 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1, memory_limit: str
 
     if n_workers < 1:
         raise ValueError(f"--workers must be >= 1, got {n_workers}")
-    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                           host="127.0.0.1", dashboard_address=None, memory_limit=memory_limit)
+    with _children_leave_ctrl_c():
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
+                               host="127.0.0.1", dashboard_address=None, memory_limit=memory_limit)
     try:
         client = Client(cluster)
     except BaseException:
@@ -49,9 +51,31 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1, memory_limit: str
     try:
         yield client
     finally:
-        with _quiet_logger("distributed.nanny"):
+        # Stopped by Ctrl-C: the tasks in flight are cancelled, which the scheduler and the
+        # workers' state machines report as errors; they are the stop the user asked for.
+        with _quiet_logger("distributed.nanny"), _quiet_logger("distributed.scheduler", logging.CRITICAL), \
+                _quiet_logger("distributed.worker.state_machine", logging.CRITICAL):
             client.close()
             cluster.close()
+
+
+@contextlib.contextmanager
+def _children_leave_ctrl_c() -> Iterator[None]:
+    """Start worker processes that ignore SIGINT, then take it back.
+
+    Ctrl-C reaches every process of the terminal's group: each worker died of it mid-task,
+    printing a KeyboardInterrupt traceback (about 70 lines for two workers) over the summary.
+    An ignored signal stays ignored in a process started meanwhile (Python then installs no
+    handler of its own), so the command alone stops, and closes its cluster.  Main thread only.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
 
 
 @contextlib.contextmanager
