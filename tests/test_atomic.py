@@ -248,3 +248,29 @@ def test_a_spill_folder_of_a_killed_run_is_removed_by_the_next_run(tmp_path):
         assert sorted(p.name for p in tmp_path.iterdir()) == [spill.name]  # the dead run's folder is swept
         (spill / "piece.npy").write_bytes(b"x")
     assert list(tmp_path.iterdir()) == []  # removed with its contents
+
+
+def test_a_lock_caught_while_its_run_fills_it_names_that_run(tmp_path):
+    # Between O_EXCL's create and "pid host" written, a second run read an empty lock: it
+    # named no run, and colorize counted the input as failed instead of left to that run
+    # (tests/test_safety_cli.py::test_two_processes_on_one_output_folder, now and then).
+    import threading
+
+    from napari_colorize._atomic import HOST
+    from napari_colorize._locks import OutputBusyError, _acquire, lock_path
+
+    target = tmp_path / "x_colorized.png"
+    lock = lock_path(target)
+    lock.touch()  # made, not yet filled
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        filler = threading.Timer(0.03, lambda: lock.write_text(f"{sleeper.pid} {HOST}\n"))
+        filler.start()
+        with pytest.raises(OutputBusyError) as busy:
+            _acquire(target)
+        filler.join()
+        assert busy.value.owner is not None and busy.value.owner.pid == sleeper.pid
+        assert f"(pid {sleeper.pid})" in str(busy.value)
+    finally:
+        sleeper.kill()
+        sleeper.wait()

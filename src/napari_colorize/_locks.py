@@ -192,6 +192,11 @@ def _acquire(target: Path, advice: str = CLI_ADVICE) -> Path:
         owner = _read_owner(lock)
         if owner is None:  # released meanwhile
             continue
+        if owner == "unreadable" and attempt < _ATTEMPTS - 1:
+            # Just made: its run writes "pid host" into it within microseconds. Read it again,
+            # so that a live run is named as one (a busy output is then left to it, not failed).
+            time.sleep(0.005 * (attempt + 1))
+            continue
         if owner == "unreadable" or not owner.stale(lock):
             raise OutputBusyError(target, owner if isinstance(owner, _Owner) else None, advice)
         _take_over(lock, owner)
