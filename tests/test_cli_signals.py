@@ -30,13 +30,28 @@ def test_signals_after_the_first_pass_while_the_command_cleans_up():
         with cli._terminate_as_interrupt():
             with pytest.raises(raised):
                 signal.raise_signal(first)
-            try:  # cleaning up: the second and third signals pass
-                signal.raise_signal(signal.SIGINT)
-                signal.raise_signal(signal.SIGTERM)
+            try:  # cleaning up: the second signal passes
+                signal.raise_signal(signal.SIGTERM if first == signal.SIGINT else signal.SIGINT)
             except KeyboardInterrupt:  # caught: a KeyboardInterrupt reaching pytest would end the whole run
                 pytest.fail("a signal during the clean-up interrupted it")
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_third_signal_ends_a_clean_up_that_hangs():
+    script = ("import signal, time\n"
+              "from napari_colorize import cli\n"
+              "with cli._terminate_as_interrupt():\n"
+              "    try:\n"
+              "        signal.raise_signal(signal.SIGTERM)\n"
+              "    except KeyboardInterrupt:\n"
+              "        signal.raise_signal(signal.SIGINT)  # passes\n"
+              "        signal.raise_signal(signal.SIGINT)  # a third: out\n"
+              "        print('still cleaning up')\n")
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 128 + signal.SIGTERM  # the first signal's code
+    assert "still cleaning up" not in done.stdout
+    assert "napari-colorize: stopping at once; the next run clears what this one left" in done.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -80,3 +95,10 @@ def test_worker_processes_started_for_a_local_cluster_leave_ctrl_c_to_the_comman
     assert started_inside.strip() == "ignored"
     assert "default_int_handler" in started_after
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the command's own, given back
+
+
+def test_the_module_runs_as_the_command():
+    # The benchmarks time `python -m napari_colorize.cli ...`: without its __main__ block it did nothing, exit 0.
+    done = subprocess.run([sys.executable, "-m", "napari_colorize.cli", "colorize", "/nonexistent/x.png", "-o",
+                           "/nonexistent/out"], check=False, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "/nonexistent/x.png: no such file or folder" in done.stderr

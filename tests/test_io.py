@@ -243,6 +243,13 @@ def test_low_bit_tiffs_fill_the_byte_range_as_pillow_reads_them(tmp_path, cam, b
     np.testing.assert_array_equal(read, expected)
     np.testing.assert_array_equal(read, np.asarray(PILImage.open(tmp_path / "scan.tif")))
     np.testing.assert_array_equal(_quiet_read(tmp_path / "fax.tif").data, 255 - expected)
+    # A palette's indices are looked up, never stretched (a gray 4-bit palette was stretched twice, wrapped).
+    levels = np.minimum(np.arange(256) * (255 // (2**bits - 1)), 255)  # tifffile takes a map of 256
+    tifffile.imwrite(tmp_path / "pal.tif", stored, photometric="palette", bitspersample=bits,
+                     colormap=np.stack([levels * 257] * 3).astype(np.uint16))
+    np.testing.assert_array_equal(_quiet_read(tmp_path / "pal.tif").data, levels[stored])
+    np.testing.assert_array_equal(_quiet_read(tmp_path / "pal.tif").data,
+                                  np.asarray(PILImage.open(tmp_path / "pal.tif").convert("L")))
 
 
 def test_gray_saved_as_rgb_is_gray_without_conversion(tmp_path, cam):

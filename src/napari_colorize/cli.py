@@ -84,10 +84,11 @@ def _terminate_as_interrupt() -> Iterator[None]:
     Batch systems (SLURM at the time limit), ``timeout``, ``kill`` and ``docker stop``
     send SIGTERM, whose default is to die at once: output locks and temporary files were
     left behind, and a rerun on another node of a shared file system was then refused.
-    The first SIGINT or SIGTERM stops the command where it is; those that follow while it
-    cleans up (a double Ctrl-C) are let pass: one raised inside the clean-up cut short the
-    wait for the tiles in progress, and torch's threads then met the interpreter's exit
-    ("terminate called without an active exception", exit 134).  A training run records the
+    The first SIGINT or SIGTERM stops the command where it is; the second, while it cleans
+    up (a double Ctrl-C), is let pass: one raised inside the clean-up cut short the wait for
+    the tiles in progress, and torch's threads then met the interpreter's exit ("terminate
+    called without an active exception", exit 134).  A third ends the process at once (a
+    clean-up that hangs); what it leaves, the next run clears.  A training run records the
     first signal itself (:func:`._signals.stop_requests`) and hands the next one to this.
     Only the main thread may set handlers; elsewhere the signals keep their handling.
     """
@@ -97,10 +98,14 @@ def _terminate_as_interrupt() -> Iterator[None]:
     stopped = []
 
     def stop(signum, frame) -> None:
-        if stopped:  # cleaning up after the first: let it finish
-            return
         stopped.append(signum)
-        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        if len(stopped) == 1:
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        if len(stopped) > 2:  # a clean-up that hangs (an unreachable share): a way out
+            print("napari-colorize: stopping at once; the next run clears what this one left", file=sys.stderr)
+            exit_at_next_signal(130 if stopped[0] == signal.SIGINT else 128 + signal.SIGTERM)
+            signal.raise_signal(signum)
+        # The second (a double Ctrl-C): let the clean-up finish.
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)
                 if signal.getsignal(signum) is not signal.SIG_IGN}
@@ -109,3 +114,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

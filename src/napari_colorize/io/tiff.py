@@ -177,7 +177,7 @@ def read_tiff(path: Path) -> Image:
         data = np.moveaxis(data, axes.index("S"), -1)  # dask arrays too (NEP 18)
         axes = axes.replace("S", "") + "S"
     data, model = _interpret(data, "S" in axes, photometric, colormap, bits, inkset, path)
-    if model in ("gray", "RGB"):
+    if model in ("gray", "RGB") and photometric != "PALETTE":  # a palette's colours are looked up, not stored
         data = _full_byte_range(data, bits)
     if model == "gray" and "S" in axes:
         axes = axes.replace("S", "")
