@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import os
+import warnings
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -22,6 +23,7 @@ import torch
 
 import napari_colorize as nc
 from napari_colorize import cli
+from napari_colorize.io import ReadWarning
 from napari_colorize.io.files import scan_images
 
 TILES = ["--tile-size", "128", "--overlap", "32", "--device", "cpu", "--no-progress"]
@@ -89,12 +91,26 @@ def test_a_named_file_in_an_unreadable_folder_fails_alone(tmp_path, model_path, 
     assert (tmp_path / "out" / "a_colorized.png").exists()
 
 
-def test_training_data_in_an_unreadable_folder_is_an_error_not_a_smaller_data_set(tmp_path, monkeypatch):
-    _scan(tmp_path / "photos" / "a.png")
+def test_training_data_in_an_unreadable_folder_is_named_in_a_warning(tmp_path, monkeypatch):
+    a = _scan(tmp_path / "photos" / "a.png")
     _scan(tmp_path / "photos" / "locked" / "b.png")
     _refuse(monkeypatch, "scandir", tmp_path / "photos" / "locked")
-    with pytest.raises(PermissionError, match="locked: permission denied: this folder cannot be read"):
-        scan_images([tmp_path / "photos"])
+    with pytest.warns(ReadWarning, match=r"passed over 1 folder\(s\) that cannot be read, such as .*locked "
+                      r"\(permission denied\): their images are not used"):
+        assert scan_images([tmp_path / "photos"]) == [a]
+
+
+def test_a_volumes_lost_and_found_is_passed_over_in_silence(tmp_path, model_path, monkeypatch, capsys):
+    # Every ext4 volume's top holds root's lost+found (mode 700): a user's run of the whole
+    # volume failed on it, exit 1, every time.
+    _scan(tmp_path / "vol" / "a.png")
+    (tmp_path / "vol" / "lost+found").mkdir()
+    _refuse(monkeypatch, "scandir", tmp_path / "vol" / "lost+found")
+    assert _run(tmp_path / "vol", "-o", tmp_path / "out", "--model", model_path, *TILES) == 0
+    assert _lines(capsys.readouterr().err) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(scan_images([tmp_path / "vol"])) == 1
 
 
 def test_scans_in_an_output_folder_inside_the_input_are_refused_not_passed_over(tmp_path, model_path, capsys):

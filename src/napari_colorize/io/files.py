@@ -26,6 +26,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".g
                   ".jp2", ".j2k")
 
 
+#: Folders a file system keeps for itself at a volume's top (ext4's, and NTFS's when mounted):
+#: unreadable to users by design, passed over in silence by a walk, not failed.
+SYSTEM_FOLDERS = frozenset({"lost+found", "System Volume Information", "$RECYCLE.BIN"})
+
+
 def is_zarr(path: Path) -> bool:
     """A zarr store (v2 or v3), judged by its metadata files or its ``.zarr`` suffix.
 
@@ -131,7 +136,8 @@ def walk_images(folder: Path, stores: bool = True, others: list[Path] | None = N
     """Image files (and zarr stores, if ``stores``) under ``folder``, recursively.
 
     A sub-folder that cannot be listed (no read permission) is never passed over in silence:
-    it is added to ``unreadable`` as (folder, why), or without that list, raised as an error.
+    it is added to ``unreadable`` as (folder, why), or without that list, raised as an error;
+    only a file system's own folders (:data:`SYSTEM_FOLDERS`, such as ``lost+found``) are.
 
     Hidden files and folders (names starting with ".": editor backups, macOS
     ``._`` resource forks, our own temporary files) are skipped; a zarr store is one
@@ -148,6 +154,8 @@ def walk_images(folder: Path, stores: bool = True, others: list[Path] | None = N
     real: set[str] | None = None  # listed once a link is met: most trees have none
 
     def cannot_list(err: OSError) -> None:  # os.walk passes over such a folder without a word
+        if os.path.basename(err.filename) in SYSTEM_FOLDERS:  # root's own, at every volume's top
+            return
         reason = unreadable_reason(err.filename, err)
         if unreadable is None:
             raise type(err)(err.errno, f"{err.filename}: {reason}") from err
@@ -317,7 +325,8 @@ def scan_images(folders: Sequence[str | os.PathLike], keep_links: bool = False,
     ``keep_links`` absolute with links kept as written (evaluation groups images by the
     folders the user sees); duplicates are found by the resolved path either way.
 
-    Results of ``colorize`` found in a folder (:func:`is_our_output`) are passed over, as
+    A sub-folder that cannot be read is passed over with a :class:`~.image.ReadWarning` naming
+    it.  Results of ``colorize`` found in a folder (:func:`is_our_output`) are passed over, as
     ``colorize`` passes over them: kept inside a collection, a model's own output would
     be taken for a true colour photograph, trained on, or scored against its own guess.
     ``report`` gets one note counting them (default: a :class:`~.image.OwnOutputsNote`
@@ -332,6 +341,7 @@ def scan_images(folders: Sequence[str | os.PathLike], keep_links: bool = False,
     """
     found: dict[Path, Path] = {}
     passed: list[Path] = []
+    unreadable: list[tuple[str, str]] = []
     for folder in folders:
         root = Path(folder).expanduser()
         if not root.exists():
@@ -341,7 +351,7 @@ def scan_images(folders: Sequence[str | os.PathLike], keep_links: bool = False,
             files = [root] if root.suffix.lower() in IMAGE_SUFFIXES else []
         else:
             files = []
-            for p in walk_images(root, stores=False):  # one pass: a list test per file was quadratic
+            for p in walk_images(root, stores=False, unreadable=unreadable):  # one pass, not a test per file
                 if p.is_file():
                     (ours if is_our_output(p) else files).append(p)
             passed += ours
@@ -353,6 +363,12 @@ def scan_images(folders: Sequence[str | os.PathLike], keep_links: bool = False,
             found.setdefault(p.resolve(), as_written(p) if keep_links else p.resolve())
     if passed:
         (report or _note)(own_outputs_note(passed))
+    if unreadable:  # said, not raised: one locked folder of a colleague's should not stop a run
+        from .image import ReadWarning
+
+        warnings.warn(f"passed over {len(unreadable)} folder(s) that cannot be read, such as {unreadable[0][0]} "
+                      "(permission denied): their images are not used; make them readable (chmod, or ask their "
+                      "owner) to use them", ReadWarning, stacklevel=2)
     return sorted(found.values())
 
 
