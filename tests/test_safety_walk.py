@@ -141,6 +141,17 @@ def test_an_output_folder_linked_into_the_input_tree_resumes(tmp_path, model_pat
     assert "skipped 1; failed 0" in err and "error" not in err
 
 
+def test_linked_files_whose_targets_lie_in_the_output_folder_are_inputs(tmp_path, model_path, capsys):
+    # A review: a curated folder of links into data/raw, coloured into data, was refused as
+    # "holds 1 image(s) that napari-colorize did not write" (it coloured them before).
+    raw = _scan(tmp_path / "data" / "raw" / "a.png")
+    (tmp_path / "picks").mkdir()
+    (tmp_path / "picks" / "a.png").symlink_to(raw)
+    assert _run(tmp_path / "picks", "-o", tmp_path / "data", "--model", model_path, *TILES) == 0
+    assert "colorized 1 file(s)" in capsys.readouterr().err
+    assert (tmp_path / "data" / "a_colorized.png").exists()
+
+
 def test_a_link_loop_is_called_a_loop(tmp_path, model_path, capsys):
     loops = tmp_path / "loops"
     loops.mkdir()

@@ -73,11 +73,11 @@ def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job],
     from .io import as_written
 
     written = as_written(out_dir)
-    # Also where the walk reached -o through a link in the input tree (input/results -> the
-    # -o folder elsewhere): its root lies outside -o, yet it found files inside.
+    # Also where the walk reached -o through a linked folder of the input tree (input/results ->
+    # the -o folder elsewhere); a linked *file* whose target lies in -o is an input like another.
     earlier = [j.from_folder and _inside(j.source, out)
                and (j.root is None or _inside(written, j.root) or _inside(out, j.root.resolve())
-                    or not _inside(j.root.resolve(), out)) for j in jobs]
+                    or _through_linked_folder(j, out)) for j in jobs]
     dropped = [j for j, drop in zip(jobs, earlier) if drop]
     foreign = [j for j in dropped if not is_ours(j)]
     if foreign:  # not results: scans that would be neither coloured nor kept apart from the results
@@ -93,6 +93,18 @@ def check_output_folder(out_dir: Path, patterns: Sequence[str], jobs: list[Job],
         if job.source.is_dir() and _inside(out, job.source):
             raise ValueError(f"the output folder {out_dir} is inside the input {job.written}; choose another -o folder")
     return jobs, dropped
+
+
+def _through_linked_folder(job: Job, out: Path) -> bool:
+    """Whether the walk found ``job`` through a linked folder below its root that leads into ``out``."""
+    if job.root is None:
+        return False
+    folder = job.written.parent
+    while folder != job.root and job.root in folder.parents:
+        if folder.is_symlink() and _inside(folder.resolve(), out):
+            return True
+        folder = folder.parent
+    return False
 
 
 def _clashes(jobs: list[Job], fix: str) -> list[str]:
