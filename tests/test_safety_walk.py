@@ -131,6 +131,18 @@ def test_results_in_an_output_folder_inside_the_input_are_still_passed_over(tmp_
     assert "were not taken as inputs (results of an earlier run)" in capsys.readouterr().err
 
 
+def test_results_beyond_pillows_limit_are_still_known_as_ours(tmp_path, model_path, monkeypatch, capsys):
+    # A review: Pillow refuses to open a PNG of over twice its limit (179 MP), so a large
+    # result read as "not ours" and the rerun was refused as holding scans.
+    from PIL import Image as PILImage
+
+    _scan(tmp_path / "ins" / "docs" / "d.png")
+    assert _run(tmp_path / "ins", "-o", tmp_path / "ins" / "out", "--model", model_path, *TILES) == 0
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # as if each result had billions of pixels
+    assert _run(tmp_path / "ins", "-o", tmp_path / "ins" / "out", "--model", model_path, *TILES, "--skip-existing") == 0
+    assert "skipped 1; failed 0" in capsys.readouterr().err
+
+
 def test_an_output_folder_linked_into_the_input_tree_resumes(tmp_path, model_path, capsys):
     # The first run worked; the resume it advised was refused: "the output folder is also an input folder".
     _scan(tmp_path / "lk" / "a.png")

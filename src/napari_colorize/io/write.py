@@ -53,11 +53,33 @@ def has_our_mark(path: str | os.PathLike) -> bool:
 
 
 def _png_marked(path: Path) -> bool:
-    from PIL import Image
+    """The PNG's text chunks before its pixels, read directly: Pillow refuses to open a result
+    of over 179 MP (its limit for untrusted files), which then never counted as ours."""
+    import struct
+    import zlib
 
-    with Image.open(path) as im:
-        software = im.info.get("Software") or ""
-    return str(software).startswith(SOFTWARE)
+    with open(path, "rb") as fh:
+        fh.seek(len(_PNG_SIGNATURE))
+        while header := fh.read(8):
+            if len(header) < 8:
+                return False
+            length, kind = struct.unpack(">I4s", header)
+            if kind in (b"IDAT", b"IEND"):
+                return False
+            body = fh.read(length)
+            fh.seek(4, os.SEEK_CUR)  # the CRC
+            keyword, _, text = body.partition(b"\0")
+            if keyword != b"Software":
+                continue
+            if kind == b"zTXt":
+                text = zlib.decompress(text[1:])
+            elif kind == b"iTXt":  # compression flag and method, language tag, translated keyword
+                flag, text = text[:1], text[2:].split(b"\0", 2)[-1]
+                text = zlib.decompress(text) if flag == b"\1" else text
+            elif kind != b"tEXt":
+                continue
+            return text.decode("latin-1" if kind != b"iTXt" else "utf-8", "replace").startswith(SOFTWARE)
+    return False
 
 
 def _tiff_marked(path: Path) -> bool:
