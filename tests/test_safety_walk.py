@@ -187,6 +187,15 @@ def test_an_image_given_as_the_list_is_one_clear_error(tmp_path, model_path, cap
     assert len(err) < 400
 
 
+def test_a_black_uncompressed_tiff_given_as_the_list_is_one_clear_error(tmp_path, model_path, capsys):
+    # Its bytes are zeros after the header: NUL-separated "names" without other control bytes.
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "black.tif", np.zeros((256, 256), np.uint8))
+    assert _run("--files-from", tmp_path / "black.tif", "-o", tmp_path / "out", "--model", model_path, *TILES) == 2
+    assert "is not a list of paths but binary data" in capsys.readouterr().err
+
+
 def test_a_list_of_names_with_a_stray_control_character_is_still_a_list(tmp_path, model_path, capsys):
     odd = _scan(tmp_path / "odd\x1bname.png")
     listing = tmp_path / "list.txt"

@@ -158,9 +158,15 @@ def read_file_list(source: str) -> list[str]:
 _CONTROL = bytes(set(range(32)) - {9, 10, 13, 0} | {127})
 
 
+#: How image files begin (an uncompressed TIFF of a black page may hold no other control byte).
+_IMAGE_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"II*\0", b"MM\0*", b"II+\0", b"MM\0+", b"GIF8", b"BM")
+
+
 def _is_binary(data: bytes) -> bool:
-    """Whether ``data`` is binary rather than names: control bytes beyond a stray one or two
-    (a name may hold one), which an image or an archive has in every few hundred bytes."""
+    """Whether ``data`` is binary rather than names: an image file, or control bytes beyond a
+    stray one or two (a name may hold one), which an archive has in every few hundred bytes."""
+    if data.startswith(_IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        return True
     controls = len(data) - len(data.translate(None, _CONTROL))
     return controls > max(2, len(data) // 1000)
 

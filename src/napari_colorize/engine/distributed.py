@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -51,10 +52,13 @@ def local_cluster(n_workers: int, threads_per_worker: int = 1, memory_limit: str
     try:
         yield client
     finally:
-        # Stopped by Ctrl-C: the tasks in flight are cancelled, which the scheduler and the
-        # workers' state machines report as errors; they are the stop the user asked for.
-        with _quiet_logger("distributed.nanny"), _quiet_logger("distributed.scheduler", logging.CRITICAL), \
-                _quiet_logger("distributed.worker.state_machine", logging.CRITICAL):
+        # Stopped (Ctrl-C, or an error): the tasks in flight are cancelled, which the scheduler
+        # and the workers' state machines report as errors; they are the stop itself.  After
+        # a run that ended normally, their errors still show.
+        stopping = sys.exc_info()[0] is not None
+        quiet = logging.CRITICAL if stopping else logging.NOTSET
+        with _quiet_logger("distributed.nanny"), _quiet_logger("distributed.scheduler", quiet), \
+                _quiet_logger("distributed.worker.state_machine", quiet):
             client.close()
             cluster.close()
 
@@ -67,6 +71,8 @@ def _children_leave_ctrl_c() -> Iterator[None]:
     printing a KeyboardInterrupt traceback (about 70 lines for two workers) over the summary.
     An ignored signal stays ignored in a process started meanwhile (Python then installs no
     handler of its own), so the command alone stops, and closes its cluster.  Main thread only.
+    The price: a Ctrl-C in the seconds the cluster starts is lost (press it again once it
+    runs); a worker the nanny starts again later (one killed for memory) does not ignore it.
     """
     if threading.current_thread() is not threading.main_thread():
         yield

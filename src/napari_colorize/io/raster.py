@@ -97,20 +97,26 @@ def read_raster(path: Path) -> Image:
 def _opened(path: Path):
     """``PIL.Image.open(path)``, Pillow's warning for images above its limit for untrusted files
     ("could be decompression bomb DOS attack") said as what it means here: a large scan, read
-    whole into memory, where a TIFF would be read in tiles."""
+    whole into memory, where a TIFF would be read in tiles.  Other warnings pass unchanged."""
     from PIL import Image as PILImage
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PILImage.DecompressionBombWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+        try:
+            return PILImage.open(path)
+        except PILImage.DecompressionBombWarning:
+            pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
         im = PILImage.open(path)
-    for w in caught:
-        if issubclass(w.category, PILImage.DecompressionBombWarning):
-            pixels = im.width * im.height
-            warnings.warn(f"{path.name} has {pixels / 1e6:.0f} megapixels: as a {im.format} file it is read whole "
-                          f"into memory (about {pixels * len(im.getbands()) / 1e9:.1f} GB before colouring); saved as "
-                          "TIFF, it would be read in tiles at any size", ReadWarning, stacklevel=3)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    megapixels = im.width * im.height / 1e6
+    try:
+        warnings.warn(f"{path.name} has {megapixels:.0f} megapixels: as a {im.format} file it is read whole into "
+                      f"memory (at least {megapixels / 1e3:.1f} GB before colouring); saved as TIFF, it would be read "
+                      "in tiles at any size", ReadWarning, stacklevel=3)
+    except BaseException:  # warnings turned into errors: the file is not left open
+        im.close()
+        raise
     return im
 
 
