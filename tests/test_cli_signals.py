@@ -102,3 +102,26 @@ def test_the_module_runs_as_the_command():
     done = subprocess.run([sys.executable, "-m", "napari_colorize.cli", "colorize", "/nonexistent/x.png", "-o",
                            "/nonexistent/out"], check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "/nonexistent/x.png: no such file or folder" in done.stderr
+
+
+def test_a_signal_while_the_cluster_closes_after_every_input_keeps_the_summary(tmp_path, monkeypatch, capsys):
+    # A user test (--workers 2, the signal in the cluster's close): every output was written,
+    # yet the run printed only "interrupted" and exited 130, without its summary.
+    import contextlib
+
+    from napari_colorize import cli_colorize
+
+    @contextlib.contextmanager
+    def closing_interrupted(args):
+        yield None
+        raise KeyboardInterrupt  # as Ctrl-C arriving while the workers shut down
+
+    monkeypatch.setattr(cli_colorize, "_client", closing_interrupted)
+    torch.manual_seed(0)
+    model = nc.save_model(nc.build_model("compact"), tmp_path / "m.safetensors")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 80), dtype=np.uint8)).save(tmp_path / "a.png")
+    assert cli.main(["colorize", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(model),
+                     "--device", "cpu", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "colorized 1 file(s)" in err and "interrupted" not in err
+    assert (tmp_path / "out" / "a_colorized.png").exists()

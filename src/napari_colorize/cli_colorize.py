@@ -205,9 +205,17 @@ def run(args) -> int:
                   tile_size=args.tile_size, overlap=args.overlap, batch_size=args.batch_size, **guidance)
     if to_run:
         check_output_writable(out_dir, to_run)
-        with _client(args) as client:
-            _check_engine(args, config, client)
-            _run_jobs(to_run, policy, outputs, args, kwargs, client, summary, out_dir)
+        finished = False
+        try:
+            with _client(args) as client:
+                _check_engine(args, config, client)
+                _run_jobs(to_run, policy, outputs, args, kwargs, client, summary, out_dir)
+                finished = True
+        except KeyboardInterrupt:
+            if not finished:
+                raise
+            # Every input was done: the signal only cut short the close of --workers' cluster,
+            # whose summary (and exit code) is the run's.
     summary.report()
     return summary.exit_code()
 
