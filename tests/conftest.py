@@ -6,6 +6,8 @@
   ``copy.deepcopy`` it first).  Its head biases are drawn from N(0, 2) so that the
   predicted histograms are peaked and the decoded colours clearly chromatic: a test
   of lightness pass-through on a gray-looking output could not fail.
+* ``model_path``: a ``compact`` model file with its initial weights (seed 3), for runs of the
+  command line; a test file that needs other weights defines its own.
 * ``photo_dir``: a folder ``train`` in ``tmp_path`` of four small synthetic colour photographs
   (PNG), for training runs.
 * Tests marked ``@pytest.mark.cuda`` are skipped when no CUDA device is available.
@@ -54,6 +56,14 @@ def _make_model(backbone: str = "compact", space: str = "hue_chroma", seed: int 
 @pytest.fixture(scope="session")
 def make_model():
     return _make_model
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory) -> str:
+    from napari_colorize import build_model, save_model
+
+    torch.manual_seed(3)
+    return str(save_model(build_model("compact"), tmp_path_factory.mktemp("m") / "m.safetensors"))
 
 
 @pytest.fixture

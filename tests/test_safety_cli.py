@@ -49,12 +49,6 @@ def _only_colorize(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    torch.manual_seed(3)
-    return str(nc.save_model(nc.build_model("compact"), tmp_path_factory.mktemp("m") / "m.safetensors"))
-
-
-@pytest.fixture(scope="module")
 def cam8():
     return (transform.resize(data.camera(), (96, 112), anti_aliasing=True) * 255).astype(np.uint8)
 

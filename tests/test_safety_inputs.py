@@ -75,12 +75,6 @@ def only_colorize(monkeypatch):
     monkeypatch.setattr(cli, "_SUBCOMMANDS", ("cli_colorize",))
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    torch.manual_seed(3)
-    return str(nc.save_model(nc.build_model("compact"), tmp_path_factory.mktemp("m") / "m.safetensors"))
-
-
 def test_cli_colours_awkward_files_right_and_refuses_the_rest_one_line_each(tmp_path, cam, model_path,
                                                                             only_colorize, capsys):
     src = tmp_path / "in"

@@ -19,9 +19,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 
-import napari_colorize as nc
 from napari_colorize import cli
 from napari_colorize.io import ReadWarning
 from napari_colorize.io.files import scan_images
@@ -32,12 +30,6 @@ TILES = ["--tile-size", "128", "--overlap", "32", "--device", "cpu", "--no-progr
 @pytest.fixture(autouse=True)
 def _only_colorize(monkeypatch):
     monkeypatch.setattr(cli, "_SUBCOMMANDS", ("cli_colorize",))
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    torch.manual_seed(3)
-    return str(nc.save_model(nc.build_model("compact"), tmp_path_factory.mktemp("m") / "m.safetensors"))
 
 
 def _scan(path: Path) -> Path:
