@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator
 
 __all__ = ["STOP_SIGNALS", "StopRequest", "StoppedAfterStep", "stop_requests", "ignore_stop_signals",
-           "exit_at_next_signal"]
+           "exit_at_next_signal", "exit_now"]
 
 #: The signals that ask a run to stop.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -106,13 +106,15 @@ def exit_at_next_signal(code: int) -> None:
     """
     if threading.current_thread() is not threading.main_thread():
         return
-
-    def leave(signum, frame) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(code)
-
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
-            signal.signal(signum, leave)
+            signal.signal(signum, lambda signum, frame: exit_now(code))
+
+
+def exit_now(code: int) -> None:
+    """End the process at once with ``code``, its output flushed: no clean-up, no waiting for
+    threads (what is left behind, the next run clears)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-from ._signals import StoppedAfterStep, exit_at_next_signal
+from ._signals import StoppedAfterStep, exit_at_next_signal, exit_now
 
 __all__ = ["main", "build_parser"]
 
@@ -103,8 +103,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
             raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         if len(stopped) > 2:  # a clean-up that hangs (an unreachable share): a way out
             print("napari-colorize: stopping at once; the next run clears what this one left", file=sys.stderr)
-            exit_at_next_signal(130 if stopped[0] == signal.SIGINT else 128 + signal.SIGTERM)
-            signal.raise_signal(signum)
+            exit_now(130 if stopped[0] == signal.SIGINT else 128 + signal.SIGTERM)
         # The second (a double Ctrl-C): let the clean-up finish.
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)

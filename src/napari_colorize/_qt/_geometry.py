@@ -137,8 +137,9 @@ def _length_factor(unit: str, target: str) -> float:
 
 
 def _unit_factors(world_units: Sequence[Any] | None, layer_units: Sequence[Any]) -> np.ndarray:
-    """Per axis of a layer, how many of its units one of the viewer's world units is, as napari
-    scales a layer whose units differ from the viewer's (``dims.units``, the finest of each axis)."""
+    """Per axis of a layer, how many of its units one of the viewer's world units is, by napari's
+    own rule (the ratio of base units, whatever their kind: not :func:`_length_factor`), as
+    napari scales a layer whose units differ from the viewer's (``dims.units``)."""
     factors = np.ones(len(layer_units))
     if world_units is None or len(world_units) < len(layer_units):
         return factors
@@ -151,6 +152,16 @@ def _unit_factors(world_units: Sequence[Any] | None, layer_units: Sequence[Any])
     return factors
 
 
+def _rescaled(layer: Any, point: Sequence[float], world_units: Sequence[Any] | None, power: int) -> np.ndarray:
+    """``point`` with its last ``layer.ndim`` axes times the unit factors to the ``power`` (1: into
+    the layer's units, -1: back into the viewer's)."""
+    point = np.asarray(point, float).copy()
+    n = min(len(point), layer.ndim)
+    if n:
+        point[-n:] *= _unit_factors(world_units, list(layer.units)[-n:]) ** power
+    return point
+
+
 def in_layer_units(layer: Any, point: Sequence[float], world_units: Sequence[Any] | None) -> np.ndarray:
     """A viewer position (napari's world, in ``world_units``: ``viewer.dims.units``) in
     ``layer``'s own world units, which ``layer.world_to_data`` expects.
@@ -159,18 +170,10 @@ def in_layer_units(layer: Any, point: Sequence[float], world_units: Sequence[Any
     in nanometres): napari's world is then in nanometres on every axis, and the position
     6000 nm is the layer's z = 6 um.  The axes the layer lacks are left as they are.
     """
-    point = np.asarray(point, float).copy()
-    n = min(len(point), layer.ndim)
-    if n:
-        point[-n:] *= _unit_factors(world_units, list(layer.units)[-n:])
-    return point
+    return _rescaled(layer, point, world_units, 1)
 
 
 def in_world_units(layer: Any, point: Sequence[float], world_units: Sequence[Any] | None) -> np.ndarray:
     """The inverse of :func:`in_layer_units`: a position in ``layer``'s world units (what
     ``layer.data_to_world`` gives) in the viewer's."""
-    point = np.asarray(point, float).copy()
-    n = min(len(point), layer.ndim)
-    if n:
-        point[-n:] /= _unit_factors(world_units, list(layer.units)[-n:])
-    return point
+    return _rescaled(layer, point, world_units, -1)
